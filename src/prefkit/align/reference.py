@@ -1,0 +1,268 @@
+"""Reference log-probabilities, computed once for a whole data set and cached on disk.
+
+    ref = cached_reference_logps(model, data, "runs/dpo/reference_logps.pt")
+    ref.logps[i, k]          # log pi_ref(response k | prompt i), float32 (N, K_max)
+
+The reference of DPO-style losses never changes during training, so its log-probabilities
+are computed before the first step (no gradients, eval mode, one batched pass over the
+data) and the training loop runs the reference zero times per step.
+
+**Cache.** One ``torch.save`` file holding the log-probabilities and the *key* they were
+computed under: a fingerprint of the model (:func:`model_fingerprint`: its config and a
+SHA-256 of its weights), of the tokenized data (:func:`data_fingerprint`), the
+precision (bf16 autocast changes the numbers) and, for KTO, the mismatched pairs. A later
+run -- or a resumed one -- with the same key loads the file; any change recomputes it.
+
+**LoRA.** With a peft model the reference is the *same* model with its adapter disabled
+(``reference=model.disable_adapter``): no second copy is held, and the fingerprint skips
+the adapter's weights (it is the base model's), so a run that starts from a fresh adapter
+shares the cache of a run on the base model.
+
+**KTO's mismatched pairs** (:func:`mismatched_examples`): prompt ``i`` with the completion
+of example ``(i + 1) % N`` in data order -- fixed, so their reference log-probabilities can
+be cached too (TRL's KTO likewise fixes them when it prepares the data set).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from prefkit.align.logprobs import _unwrap, sequence_logps
+
+__all__ = ["ReferenceLogps", "model_fingerprint", "data_fingerprint", "mismatched_examples",
+           "compute_reference_logps", "cached_reference_logps"]
+
+_FORMAT = 1
+_FULL_HASH_NUMEL = 1 << 24  # larger weights get a sampled digest (see _tensor_digest)
+_CONFIG_SKIP = {"_name_or_path", "transformers_version", "torch_dtype", "dtype",
+                "_commit_hash", "use_cache"}
+
+
+@dataclass
+class ReferenceLogps:
+    """Reference log-probs of a data set, aligned with its examples.
+
+    logps: (N, K_max) float32; 0 where an example has fewer responses.
+    kl:    (N,) float32 log-probs of the mismatched pairs (KTO), or None.
+    key:   what they were computed from (see the module docstring).
+    loaded: True when they came from the cache file rather than a model pass.
+    """
+
+    logps: Tensor
+    kl: Tensor | None
+    key: dict[str, Any]
+    loaded: bool = False
+
+    def __len__(self) -> int:
+        return int(self.logps.shape[0])
+
+    def take(self, indices: Sequence[int], num_responses: int, device: Any = None
+             ) -> tuple[Tensor, Tensor | None]:
+        """``(reference (b, K), kl_reference (b,) or None)`` for examples ``indices``."""
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        ref = self.logps[idx, :num_responses].to(device)
+        return ref, (None if self.kl is None else self.kl[idx].to(device))
+
+
+# -- fingerprints ----------------------------------------------------------------------------------
+def model_fingerprint(model: nn.Module) -> str:
+    """SHA-256 (hex) of a causal LM's config and every weight (name, dtype, shape, and its
+    bytes -- for tensors over 16M elements, their float64 sum and sum of squares and 64
+    evenly spaced slices, so a large model is fingerprinted in seconds).
+
+    A peft model fingerprints as its base model: adapter weights are skipped and peft's
+    ``base_layer`` / ``original_module`` wrappers are read through.
+    """
+    lm = _unwrap(model)
+    adapters = set(getattr(model, "peft_config", None) or {})
+    h = hashlib.sha256(f"prefkit-model-v{_FORMAT}".encode())
+    cfg = getattr(lm, "config", None)
+    if cfg is not None and hasattr(cfg, "to_dict"):
+        d = {k: v for k, v in cfg.to_dict().items() if k not in _CONFIG_SKIP}
+        h.update(json.dumps(d, sort_keys=True, default=str).encode())
+    for name, t in sorted(lm.state_dict(keep_vars=False).items()):
+        parts = name.split(".")
+        if adapters.intersection(parts):
+            continue
+        name = ".".join(p for p in parts if p not in ("base_layer", "original_module"))
+        h.update(f"\x1e{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(_tensor_digest(t.detach().reshape(-1)))
+    return h.hexdigest()
+
+
+def _tensor_digest(flat: Tensor) -> bytes:
+    """Every byte of a tensor up to :data:`_FULL_HASH_NUMEL` elements; beyond, its float64
+    sum and sum of squares (on its device) and 64 evenly spaced slices of 4,096 elements --
+    any training step changes those, and a 70B model is not copied to the CPU."""
+    if flat.numel() <= _FULL_HASH_NUMEL:
+        return hashlib.sha256(flat.contiguous().cpu().view(torch.uint8).numpy()).digest()
+    x = flat.double()
+    parts = [torch.stack([x.sum(), (x * x).sum()]).cpu().numpy().tobytes()]
+    for start in torch.linspace(0, flat.numel() - 4096, 64).long().tolist():
+        parts.append(flat[start:start + 4096].contiguous().cpu().view(torch.uint8).numpy()
+                     .tobytes())
+    return hashlib.sha256(b"".join(parts)).digest()
+
+
+def data_fingerprint(examples: Any) -> str:
+    """The tokenized data's own ``fingerprint()`` when it has one, else a SHA-256 of every
+    example's prompt ids, responses, label and validity, in order."""
+    if callable(getattr(examples, "fingerprint", None)):
+        return str(examples.fingerprint())
+    h = hashlib.sha256(b"prefkit-align-examples-v1")
+    for e in examples:
+        h.update(json.dumps([list(e.prompt_ids), [list(r) for r in e.responses],
+                             getattr(e, "label", None), getattr(e, "valid", None)]).encode())
+    return h.hexdigest()
+
+
+def mismatched_examples(examples: Sequence[Any], *, max_length: int | None = None) -> list[Any]:
+    """KTO's mismatched pairs: prompt ``i`` with the first response of example
+    ``(i + 1) % N``, as unlabelled one-response examples; the completion is cut at its end
+    so that prompt + completion fit ``max_length``."""
+    n = len(examples)
+    out = []
+    for i, e in enumerate(examples):
+        resp = list(examples[(i + 1) % n].responses[0])
+        if max_length is not None:
+            resp = resp[:max(max_length - len(e.prompt_ids), 0)]
+        out.append(replace(e, responses=[resp], label=None, valid=None))
+    return out
+
+
+# -- computing them --------------------------------------------------------------------------------
+def _default_collate() -> Callable[..., Any]:
+    from prefkit.align.data import collate
+
+    return collate
+
+
+@torch.no_grad()
+def _logps_over(model: nn.Module, examples: Sequence[Any], *, collate: Callable[..., Any],
+                pad_token_id: int, batch_size: int, chunk_size: int | None,
+                context: Callable[[], Any], precision: str, device: torch.device,
+                bar: Any, done: list[int]) -> Tensor:
+    """(N, K_max) summed log-probs of ``examples`` under ``model`` (inside ``context()``),
+    batched longest first (least padding)."""
+    n = len(examples)
+    k_max = max((len(e.responses) for e in examples), default=1)
+    out = torch.zeros((n, k_max), dtype=torch.float32)
+    order = sorted(range(n), key=lambda i: -(len(examples[i].prompt_ids)
+                                             + max(map(len, examples[i].responses))))
+    for s in range(0, n, batch_size):
+        idx = order[s:s + batch_size]
+        batch = collate([examples[i] for i in idx], pad_token_id)
+        k = int(batch.num_responses)
+        with context(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                       enabled=precision == "bf16"):
+            got = sequence_logps(model, batch.input_ids.to(device),
+                                 batch.attention_mask.to(device), batch.loss_mask.to(device),
+                                 chunk_size=chunk_size)["policy"]  # (k * b,)
+        out[torch.as_tensor(idx)[:, None], torch.arange(k)] = got.cpu().view(k, -1).t()
+        done[0] += len(idx)
+        bar.update(done[0], "reference log-probs")
+    return out
+
+
+def _key(model: nn.Module, examples: Sequence[Any], precision: str, kl_pairs: bool,
+         max_length: int | None) -> dict[str, Any]:
+    return {"format": _FORMAT, "model": model_fingerprint(model),
+            "data": data_fingerprint(examples), "precision": precision,
+            "kl_pairs": bool(kl_pairs), "kl_max_length": max_length if kl_pairs else None}
+
+
+def compute_reference_logps(
+    model: nn.Module,
+    examples: Sequence[Any],
+    *,
+    pad_token_id: int,
+    reference: Any = None,
+    kl_pairs: bool = False,
+    max_length: int | None = None,
+    batch_size: int = 8,
+    chunk_size: int | None = None,
+    precision: str = "fp32",
+    collate: Callable[..., Any] | None = None,
+    progress: bool = False,
+) -> ReferenceLogps:
+    """Reference log-probs of every response of ``examples`` (and of KTO's mismatched pairs
+    with ``kl_pairs``), in eval mode without gradients.
+
+    ``model`` is the reference itself, or -- with ``reference`` a context-manager factory
+    such as ``peft_model.disable_adapter`` -- the policy that becomes the reference under
+    it. ``collate`` defaults to :func:`prefkit.align.data.collate`.
+    """
+    return _compute(model, examples, _key(model, examples, precision, kl_pairs, max_length),
+                    pad_token_id=pad_token_id, reference=reference, kl_pairs=kl_pairs,
+                    max_length=max_length, batch_size=batch_size, chunk_size=chunk_size,
+                    precision=precision, collate=collate, progress=progress)
+
+
+def _compute(model: nn.Module, examples: Sequence[Any], key: dict[str, Any], *,
+             pad_token_id: int, reference: Any, kl_pairs: bool, max_length: int | None,
+             batch_size: int, chunk_size: int | None, precision: str,
+             collate: Callable[..., Any] | None, progress: bool) -> ReferenceLogps:
+    from prefkit.reward.backbones import _Bar
+    from prefkit.reward.train import _NoBar
+
+    if reference is not None and (isinstance(reference, nn.Module) or not callable(reference)):
+        raise TypeError("reference must be a context-manager factory here (e.g. "
+                        "peft_model.disable_adapter); pass a separate reference model as model")
+    device = next(model.parameters()).device
+    kl_rows = mismatched_examples(examples, max_length=max_length) if kl_pairs else []
+    bar = _Bar(len(examples) + len(kl_rows), "reference log-probs") if progress else _NoBar()
+    run = dict(collate=collate or _default_collate(), pad_token_id=pad_token_id,
+               batch_size=batch_size, chunk_size=chunk_size, precision=precision,
+               device=device, context=reference or contextlib.nullcontext, bar=bar, done=[0])
+    was_training = model.training
+    model.eval()
+    try:
+        logps = _logps_over(model, examples, **run)
+        kl = _logps_over(model, kl_rows, **run)[:, 0] if kl_pairs else None
+    finally:
+        model.train(was_training)
+        bar.close()
+    return ReferenceLogps(logps, kl, key)
+
+
+def cached_reference_logps(
+    model: nn.Module,
+    examples: Sequence[Any],
+    path: str | Path,
+    *,
+    pad_token_id: int,
+    reference: Any = None,
+    kl_pairs: bool = False,
+    max_length: int | None = None,
+    precision: str = "fp32",
+    **kwargs: Any,
+) -> ReferenceLogps:
+    """:func:`compute_reference_logps`, through the cache file ``path``: loaded when its key
+    matches this model, data, precision and pairs; otherwise computed and (re)written."""
+    path = Path(path)
+    want = _key(model, examples, precision, kl_pairs, max_length)
+    if path.is_file():
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 -- an unreadable cache is recomputed
+            saved = {}
+        if saved.get("key") == want:
+            return ReferenceLogps(saved["logps"], saved["kl"], saved["key"], loaded=True)
+    opts = {"batch_size": 8, "chunk_size": None, "collate": None, "progress": False, **kwargs}
+    ref = _compute(model, examples, want, pad_token_id=pad_token_id, reference=reference,
+                   kl_pairs=kl_pairs, max_length=max_length, precision=precision, **opts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    torch.save({"key": ref.key, "logps": ref.logps, "kl": ref.kl}, tmp)
+    os.replace(tmp, path)
+    return ref

@@ -1,0 +1,313 @@
+"""The alignment trainer (prefkit.align.trainer) and the reference cache
+(prefkit.align.reference) on the tiny offline Llama of conftest.py.
+
+DPO's step-0 loss is ln 2 (policy == reference), the parameters change and the loss goes
+down; 4 micro-batches of 1 make the same update as 1 of 4; a resumed run equals an
+uninterrupted one bit for bit; with LoRA only the adapter moves and the reference is the
+base model (one model object); KTO, listwise and token-level DPO runs go through with
+their step-0 values; the folder loads back with AutoModelForCausalLM; the reference cache
+is reused and recomputed when the model or the data change; bad input fails clearly.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download
+
+import copy  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+
+import pytest  # noqa: E402
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from prefkit.align.data import AlignmentData, collate, tokenize_alignment  # noqa: E402
+from prefkit.align import reference  # noqa: E402
+from prefkit.align.logprobs import response_logps  # noqa: E402
+from prefkit.align.reference import cached_reference_logps, model_fingerprint  # noqa: E402
+from prefkit.align.tiny import tiny_llama  # noqa: E402
+from prefkit.align.trainer import AlignConfig, align  # noqa: E402
+
+LN2 = math.log(2.0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared, busy machine two
+    spinning OpenMP threads make a step 20-40x slower; restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+FAST = dict(learning_rate=5e-3, batch_size=2, log_every=1, max_length=48, eval_batch_size=8)
+
+
+def pairs(n: int = 8) -> AlignmentData:
+    """Learnable pairs: the chosen answer agrees ("yes ..."), the rejected one refuses."""
+    topics = ["tea", "rain", "maths", "a cat", "python", "bread", "the sea", "chess"]
+    return AlignmentData("pairwise", [f"Q: help with {topics[i % 8]}?" for i in range(n)],
+                         [[" yes, gladly", " no"] for _ in range(n)])
+
+
+@pytest.fixture
+def data(tokenizer):
+    return tokenize_alignment(pairs(), tokenizer, max_length=48)
+
+
+def weights(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def train_rows(result) -> list[dict]:
+    return [r for r in result.history if r["kind"] == "train"]
+
+
+# -- DPO: ln 2, learning, metrics, the folder ------------------------------------------------------
+def test_dpo_starts_at_ln2_learns_and_writes_a_model_folder(tmp_path, tokenizer, tiny_model,
+                                                            data):
+    before = weights(tiny_model)
+    cfg = AlignConfig(loss="dpo", loss_kwargs={"beta": 0.5}, total_steps=4, **FAST)
+    res = align(tiny_model, data, config=cfg, output_dir=tmp_path / "run", tokenizer=tokenizer,
+                progress=False, validation=data)
+    rows = train_rows(res)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4] and res.finished
+    assert rows[0]["loss"] == pytest.approx(LN2, abs=1e-6)  # policy == reference
+    assert abs(rows[0]["rewards/chosen"]) < 1e-6 and abs(rows[0]["kl"]) < 1e-6
+    assert rows[-1]["loss"] < rows[0]["loss"] - 0.05  # it learns
+    assert rows[-1]["margins"] > 0 and rows[-1]["accuracy"] == 1.0
+    assert rows[-1]["margins"] == pytest.approx(
+        rows[-1]["rewards/chosen"] - rows[-1]["rewards/rejected"], abs=1e-6)
+    assert rows[0]["lr"] == pytest.approx(5e-3 * 3 / 4) and rows[-1]["lr"] == 0.0
+    assert all(r["grad_norm"] > 0 and r["elapsed_s"] >= 0 for r in rows)
+    after = weights(tiny_model)
+    assert all(not torch.equal(before[k], after[k]) for k in before)  # every weight moved
+    val = res.validation
+    assert val["step"] == 4 and val["val_accuracy"] == 1.0 and val["val_loss"] < LN2
+
+    out = tmp_path / "run"
+    on_disk = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert on_disk == res.history
+    info = json.loads((out / "prefkit_align.json").read_text())
+    assert info["config"]["loss"] == "dpo" and info["summary"]["step"] == 4
+    assert info["reference"]["model"] == model_fingerprint(tiny_llama(len(tokenizer)))
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(out)
+    batch = collate(data.examples[:3], data.pad_token_id)
+    assert torch.equal(response_logps(loaded, batch).policy.detach(),
+                       response_logps(tiny_model.eval(), batch).policy.detach())
+    assert transformers.AutoTokenizer.from_pretrained(out)("ab")["input_ids"] == \
+        tokenizer("ab")["input_ids"]
+
+
+def test_gradient_accumulation_4x1_equals_1x4(tmp_path, tokenizer, data):
+    """Same prompts, same step: equal gradients (their norm) and equal weights after AdamW.
+    (AdamW's first step is about lr * sign(g), so float noise in a near-zero gradient
+    moves a weight by up to ~lr; lr = 1e-3 keeps that under the 1e-6 checked.)"""
+    models, rows = [], []
+    for b, a in ((4, 1), (1, 4)):
+        model = tiny_llama(len(tokenizer))
+        cfg = AlignConfig(**{**FAST, "batch_size": b, "learning_rate": 1e-3}, grad_accum=a,
+                          total_steps=1, shuffle=False)
+        res = align(model, data, config=cfg, output_dir=tmp_path / f"{b}x{a}", progress=False)
+        models.append(weights(model))
+        rows.append(train_rows(res)[0])
+    assert rows[0]["grad_norm"] == pytest.approx(rows[1]["grad_norm"], rel=1e-6)
+    assert rows[0]["loss"] == pytest.approx(rows[1]["loss"], abs=1e-6)
+    init = weights(tiny_llama(len(tokenizer)))
+    for k in init:
+        assert not torch.equal(models[0][k], init[k])
+        assert torch.allclose(models[0][k], models[1][k], atol=1e-6, rtol=0), k
+
+
+def test_resume_equals_uninterrupted_bit_for_bit(tmp_path, tokenizer, data):
+    """Shuffled, 4 steps per epoch, 6 steps: the interruption at 3 and the epoch edge."""
+    cfg = AlignConfig(**FAST, total_steps=6, checkpoint_every=2)
+    whole = tiny_llama(len(tokenizer))
+    res = align(whole, data, config=cfg, output_dir=tmp_path / "whole", progress=False)
+    part = tiny_llama(len(tokenizer))
+    first = align(part, data, config=cfg, output_dir=tmp_path / "part", progress=False,
+                  max_steps=3)
+    assert not first.finished and first.step == 3
+    again = tiny_llama(len(tokenizer))  # a fresh process: initial weights, then the checkpoint
+    second = align(again, data, config=cfg, output_dir=tmp_path / "part", progress=False,
+                   resume=True)
+    assert second.finished and second.step == 6 and second.reference_cached
+    assert [r["loss"] for r in train_rows(second)] == [r["loss"] for r in train_rows(res)]
+    w1, w2 = weights(whole), weights(again)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    with pytest.raises(ValueError, match="different config"):
+        align(tiny_llama(len(tokenizer)), data, config=AlignConfig(**FAST, total_steps=7),
+              output_dir=tmp_path / "part", progress=False, resume=True)
+
+
+# -- LoRA ------------------------------------------------------------------------------------------
+def test_lora_trains_only_the_adapter_against_the_base_model(tmp_path, tokenizer, data):
+    peft = pytest.importorskip("peft")
+    base = tiny_llama(len(tokenizer))
+    base_batch = collate(data.examples, data.pad_token_id)
+    want_ref = response_logps(base, base_batch).policy.detach()  # the base model's log-probs
+    base_weights, base_fp = weights(base), model_fingerprint(base)
+    del base
+    gc.collect()
+    model = tiny_llama(len(tokenizer))
+    cfg = AlignConfig(**{**FAST, "learning_rate": 5e-2}, total_steps=2, lora_r=4,
+                      lora_alpha=8)
+    res = align(model, data, config=cfg, output_dir=tmp_path / "lora", tokenizer=tokenizer,
+                progress=False)
+    assert train_rows(res)[0]["loss"] == pytest.approx(LN2, abs=1e-6)  # fresh adapter: base
+    assert train_rows(res)[-1]["loss"] < LN2
+    gc.collect()
+    n_llamas = sum(type(o) is transformers.LlamaForCausalLM for o in gc.get_objects())
+    assert n_llamas == 1  # the reference was the same model, adapter disabled
+    ref = torch.load(tmp_path / "lora" / "reference_logps.pt", weights_only=True)
+    assert ref["key"]["model"] == base_fp  # fingerprinted as the base model
+    assert torch.allclose(ref["logps"], want_ref, atol=1e-5, rtol=0)
+    after = {k.replace(".base_layer", ""): v for k, v in weights(model).items()
+             if "lora_" not in k}  # the base weights inside the peft model did not move
+    assert after.keys() == base_weights.keys()
+    assert all(torch.equal(after[k], v) for k, v in base_weights.items())
+    out = tmp_path / "lora"
+    assert (out / "adapter_config.json").is_file()
+    assert (out / "adapter_model.safetensors").is_file()
+    loaded = peft.PeftModel.from_pretrained(tiny_llama(len(tokenizer)), out)
+    trained = response_logps(model.eval(), base_batch).policy.detach()  # LoRA is injected
+    assert torch.allclose(response_logps(loaded, base_batch).policy.detach(), trained,
+                          atol=1e-6, rtol=0)
+    assert float((trained - want_ref).abs().max()) > 1e-3
+
+
+# -- other kinds of data and losses ----------------------------------------------------------------
+def test_kto_and_listwise_runs_start_where_they_must(tmp_path, tokenizer):
+    unpaired = AlignmentData("unpaired", [f"Q{i}: ok?" for i in range(6)],
+                             [[" yes"] if i % 2 else [" no"] for i in range(6)],
+                             labels=[bool(i % 2) for i in range(6)])
+    res = align(tiny_llama(len(tokenizer)), tokenize_alignment(unpaired, tokenizer),
+                config=AlignConfig(loss="kto", **FAST, total_steps=2, shuffle=False),
+                output_dir=tmp_path / "kto", progress=False)
+    first = train_rows(res)[0]
+    assert first["loss"] == pytest.approx(0.5, abs=1e-6)  # 1 - sigmoid(0)
+    assert first["accuracy"] is None and first["rewards/rejected"] == pytest.approx(0, abs=1e-6)
+    ranked = AlignmentData("listwise", [f"Rank {i}:" for i in range(4)],
+                           [[" best", " fine", " bad"], [" a", " b"], [" x", " y", " z"],
+                            [" 1", " 2"]])
+    res = align(tiny_llama(len(tokenizer)), tokenize_alignment(ranked, tokenizer),
+                config=AlignConfig(loss="listwise", **FAST, total_steps=2, shuffle=False),
+                output_dir=tmp_path / "list", progress=False)
+    # step 1 = examples 0 and 1: -log PL with equal scores = log 3! and log 2!
+    assert train_rows(res)[0]["loss"] == pytest.approx((math.log(6) + math.log(2)) / 2,
+                                                       abs=1e-6)
+    assert math.isfinite(train_rows(res)[-1]["loss"])
+
+
+def test_tdpo_runs_the_reference_live_from_the_model_folder(tmp_path, tiny_model_dir, data):
+    cfg = AlignConfig(loss="tdpo2", **FAST, total_steps=2, sft_weight=0.5, shuffle=False)
+    res = align(str(tiny_model_dir), data, config=cfg, output_dir=tmp_path / "tdpo",
+                progress=False)
+    first = train_rows(res)[0]
+    assert abs(first["kl"]) < 1e-6  # the token KL of the policy with itself at step 0
+    start = transformers.AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    logps = response_logps(start, collate(data.examples[:2], data.pad_token_id))
+    nll = float((-logps.policy[:, 0] / logps.lengths[:, 0]).mean().detach())  # the SFT term
+    assert first["loss"] == pytest.approx(LN2 + 0.5 * nll, abs=1e-5)
+    assert train_rows(res)[-1]["kl"] > 0
+    assert not (tmp_path / "tdpo" / "reference_logps.pt").exists()  # live: nothing cached
+
+
+def test_bf16_autocast_keeps_float32_weights(tmp_path, tokenizer, tiny_model, data):
+    res = align(tiny_model, data, config=AlignConfig(**FAST, total_steps=2, precision="bf16"),
+                output_dir=tmp_path / "bf16", progress=False)
+    assert train_rows(res)[0]["loss"] == pytest.approx(LN2, abs=1e-3)  # bf16 logits
+    assert all(p.dtype == torch.float32 for p in tiny_model.parameters())
+    ref = torch.load(tmp_path / "bf16" / "reference_logps.pt", weights_only=True)
+    assert ref["key"]["precision"] == "bf16"
+
+
+# -- the reference cache ---------------------------------------------------------------------------
+def test_reference_cache_is_reused_and_recomputed_on_change(tmp_path, monkeypatch, tiny_model,
+                                                            data):
+    path = tmp_path / "ref.pt"
+    first = cached_reference_logps(tiny_model, data.examples, path, pad_token_id=0)
+    assert not first.loaded and first.logps.shape == (8, 2)
+    batch = collate(data.examples, 0)
+    assert torch.allclose(first.logps, response_logps(tiny_model, batch).policy.detach(),
+                          atol=1e-5, rtol=0)
+    again = cached_reference_logps(tiny_model, data.examples, path, pad_token_id=0)
+    assert again.loaded and torch.equal(again.logps, first.logps)
+    fewer = cached_reference_logps(tiny_model, data.examples[:5], path, pad_token_id=0)
+    assert not fewer.loaded and fewer.logps.shape == (5, 2)  # other data: recomputed
+    other = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        other.lm_head.weight[3, 5] += 1e-3  # one weight of the model changed
+    changed = cached_reference_logps(other, data.examples[:5], path, pad_token_id=0)
+    assert not changed.loaded
+    monkeypatch.setattr(reference, "_FULL_HASH_NUMEL", 64)  # the sampled digest of big weights
+    sampled = model_fingerprint(tiny_model)
+    assert sampled != model_fingerprint(other) and sampled == model_fingerprint(
+        copy.deepcopy(tiny_model))
+    bf16 = cached_reference_logps(other, data.examples[:5], path, pad_token_id=0,
+                                  precision="bf16")
+    assert not bf16.loaded and bf16.key["precision"] == "bf16"
+
+
+# -- bad input -------------------------------------------------------------------------------------
+def test_bad_input_fails_clearly(tmp_path, tokenizer, tiny_model, data):
+    with pytest.raises(FileNotFoundError, match="cannot load a causal LM"):
+        align(str(tmp_path / "no-such-model"), data, output_dir=tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match="needs the reference model at every step"):
+        align(tiny_model, data, config=AlignConfig(precompute_reference=False),
+              output_dir=tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match="takes listwise data but data is pairwise"):
+        align(tiny_model, data, config=AlignConfig(loss="listwise"),
+              output_dir=tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match="unknown hyper-parameter"):
+        AlignConfig(loss="dpo", loss_kwargs={"betta": 0.1})
+    with pytest.raises(ValueError, match="unknown alignment loss"):
+        AlignConfig(loss="dpoo")
+    align(tiny_model, data, config=AlignConfig(**FAST, total_steps=1),
+          output_dir=tmp_path / "y", progress=False)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        align(tiny_model, data, config=AlignConfig(**FAST, total_steps=1),
+              output_dir=tmp_path / "y", progress=False)
+
+
+# -- several processes -----------------------------------------------------------------------------
+_TWO_PROCESSES = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from test_trainer import FAST, pairs
+from prefkit.align.data import tokenize_alignment
+from prefkit.align.tiny import char_tokenizer, tiny_llama
+from prefkit.align.trainer import AlignConfig, align
+tok = char_tokenizer()
+model = tiny_llama(len(tok))
+cfg = AlignConfig(**{{**FAST, "learning_rate": 1e-3}}, total_steps=2, shuffle=False)
+align(model, tokenize_alignment(pairs(), tok, max_length=48), config=cfg,
+      output_dir=sys.argv[1], progress=False)
+if torch.distributed.get_rank() == 0:
+    torch.save(model.state_dict(), sys.argv[1] + "/weights.pt")
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one_with_twice_the_accumulation(request, tmp_path, tokenizer, data):
+    """torchrun, 2 CPU processes (gloo) x 2 prompts == 1 process x 2 micro-batches of 2."""
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("slow: run with -m slow")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "two.py"
+    script.write_text(_TWO_PROCESSES.format(tests=str(Path(__file__).parent)))
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                    str(script), str(tmp_path / "two")], check=True, timeout=600)
+    one = tiny_llama(len(tokenizer))
+    cfg = AlignConfig(**{**FAST, "learning_rate": 1e-3}, grad_accum=2, total_steps=2,
+                      shuffle=False)
+    align(one, data, config=cfg, output_dir=tmp_path / "one", progress=False)
+    two = torch.load(tmp_path / "two" / "weights.pt", weights_only=True)
+    for k, v in one.state_dict().items():
+        assert torch.allclose(v, two[k], atol=1e-6, rtol=0), k
