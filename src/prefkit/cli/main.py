@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from prefkit import __version__
+from prefkit.cli.align import _EXAMPLES as _ALIGN_EXAMPLES
+from prefkit.cli.align import align_command
 from prefkit.cli.diagnose import diagnose
 from prefkit.cli.matchmaking import propose, simulate
 from prefkit.cli.rank import rank
@@ -13,7 +15,8 @@ from prefkit.cli import reward_finetune as _reward_finetune  # noqa: F401  (regi
 
 app = typer.Typer(
     name="prefkit",
-    help="Learn from preferences: rank items from votes with honest uncertainty.",
+    help="Learn from preferences: rank items from votes with honest uncertainty, train and "
+         "evaluate reward models, align language models from preference pairs.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="markdown",
@@ -25,6 +28,7 @@ app.command()(diagnose)
 app.command()(propose)
 app.command()(simulate)
 app.add_typer(reward_app, name="reward")
+app.command(name="align", epilog=_ALIGN_EXAMPLES)(align_command)
 
 
 @app.command()

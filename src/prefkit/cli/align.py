@@ -1,0 +1,215 @@
+"""`prefkit align`: fine-tune a causal language model directly from preferences.
+
+A thin command over :func:`prefkit.align.trainer.align` (the loop),
+:func:`prefkit.align.data.read_alignment_data` / :func:`~prefkit.align.data.tokenize_alignment`
+(the data, read here so that skipped rows and cut or dropped examples are reported before
+training starts) and :data:`prefkit.align.losses.ALIGN_LOSSES`; no math here.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from prefkit.cli._common import console, fail, parse_mapping, print_json
+
+_EXAMPLES = """Examples:
+
+  prefkit align --loss dpo --model ./my-llama --data prefs.jsonl --output runs/dpo
+
+  prefkit align --loss simpo --beta 2 -p gamma=1.0 --model ./my-llama --data prefs.jsonl --output runs/simpo
+
+  prefkit align --loss kto --model ./my-llama --data unpaired.jsonl --output runs/kto --lora-r 16
+
+  prefkit align --loss listwise --model ./my-llama --data ranked.jsonl --output runs/pl --max-steps 200
+
+  prefkit align --loss dpo --model ./my-llama --data prefs.jsonl --output runs/dpo --stop-after 50
+
+  prefkit align --loss dpo --model ./my-llama --data prefs.jsonl --output runs/dpo --resume
+
+  prefkit align --list-losses
+"""
+
+
+def _losses_table() -> str:
+    from prefkit.align.losses import ALIGN_LOSSES
+
+    rows: list[tuple[str, str, str, str]] = []
+    seen: set[int] = set()
+    for spec in ALIGN_LOSSES.values():
+        if id(spec) in seen:
+            continue
+        seen.add(id(spec))
+        aliases = [k for k, v in ALIGN_LOSSES.items() if v is spec and k != spec.name]
+        hyper = ", ".join(f"{k}={v}" for k, v in spec.defaults.items()) or "-"
+        ref = "live" if spec.needs_token_kl else ("cached" if spec.needs_reference else "none")
+        rows.append((spec.name + (f" ({', '.join(aliases)})" if aliases else ""), spec.kind,
+                     ref, hyper))
+    w = max(len(r[0]) for r in rows)
+    head = f"{'loss':<{w}}  {'data':<9} {'reference':<10} hyper-parameters (defaults)"
+    return "\n".join([head] + [f"{n:<{w}}  {k:<9} {r:<10} {h}" for n, k, r, h in rows])
+
+
+def _number(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def align_command(
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="A causal LM: a local folder (config, weights, tokenizer) or a cached Hub id.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Preference data: pairs (TRL prompt/chosen/rejected, text or chat), unpaired (prompt/completion/label), listwise (prompt/completions/ranks) or Step-DPO; JSONL, CSV, Parquet or a datasets folder.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder to write the aligned model, metrics.jsonl and checkpoints to.")] = None,
+    loss: Annotated[str, typer.Option(help="Loss name (see --list-losses); TRL's loss_type names work too.")] = "dpo",
+    beta: Annotated[Optional[float], typer.Option(help="The loss's beta (default: the loss's own, e.g. 0.1 for DPO).")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Another loss hyper-parameter KEY=VALUE (e.g. -p label_smoothing=0.1, -p gamma=1.0).")] = None,
+    sft_weight: Annotated[float, typer.Option(help="Weight of the SFT term (mean NLL of the chosen response) added to the loss.")] = 0.0,
+    learning_rate: Annotated[float, typer.Option("--learning-rate", "--lr", help="AdamW learning rate.")] = 1e-6,
+    batch_size: Annotated[int, typer.Option(help="Prompts per forward pass (each with all its responses).")] = 8,
+    grad_accum: Annotated[int, typer.Option(help="Forward passes per optimizer step.")] = 1,
+    epochs: Annotated[int, typer.Option(help="Epochs over --data.")] = 1,
+    max_steps: Annotated[Optional[int], typer.Option(help="Length of the run, and of its LR schedule, in optimizer steps (overrides --epochs), as TRL's max_steps.")] = None,
+    stop_after: Annotated[Optional[int], typer.Option(help="Stop after this many optimizer steps of the run (a checkpoint is written; --resume continues it).")] = None,
+    warmup: Annotated[float, typer.Option(help="Linear warmup, as a fraction of the steps.")] = 0.0,
+    max_length: Annotated[Optional[int], typer.Option(help="Tokens per prompt+response; longer examples are cut (each cut is reported).")] = 1024,
+    max_prompt_length: Annotated[Optional[int], typer.Option(help="Tokens kept from the end of each prompt.")] = None,
+    kind: Annotated[str, typer.Option(help="Read --data as auto, pairwise, unpaired or listwise (default: what the loss takes; pairs convert to unpaired/listwise).")] = "auto",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Input format; auto-detected by default.")] = "auto",
+    column: Annotated[Optional[list[str]], typer.Option("--column", "-c", help="Column mapping ROLE=NAME (e.g. -c chosen=better).")] = None,
+    validation: Annotated[Optional[Path], typer.Option(help="Held-out data of the same kind, evaluated every --eval-every steps and at the end.")] = None,
+    eval_every: Annotated[int, typer.Option(help="Evaluate --validation every N optimizer steps (0: at the end only).")] = 0,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank (0: full fine-tuning). With LoRA the reference is the model with its adapter off.")] = 0,
+    lora_alpha: Annotated[float, typer.Option(help="LoRA alpha.")] = 16.0,
+    precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast on the forward pass; fp32 weights).")] = "fp32",
+    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Trade compute for activation memory.")] = False,
+    checkpoint_every: Annotated[int, typer.Option(help="Write checkpoint.pt every N optimizer steps (0: at the end / at --max-steps).")] = 0,
+    log_every: Annotated[int, typer.Option(help="Write a metrics.jsonl row every N optimizer steps.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the data order, dropout and any new weights.", envvar="PREFKIT_SEED")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start again in an --output that already holds a run.")] = False,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip bad rows (each is reported) instead of stopping.")] = False,
+    list_losses: Annotated[bool, typer.Option("--list-losses", help="List the losses, the data each takes and their hyper-parameters, and exit.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+) -> None:
+    """Fine-tune a causal language model from preferences (DPO and its family, SimPO/ORPO,
+    KTO, token-level DPO, listwise Plackett-Luce).
+
+    The reference log-probabilities are computed once and cached in --output; training shows
+    a progress bar and writes metrics.jsonl (loss, rewards, margins, accuracy, KL). The output
+    folder loads with transformers' AutoModelForCausalLM (with --lora-r, with peft).
+    """
+    if list_losses:
+        typer.echo(_losses_table())
+        return
+    missing = [f"--{n}" for n, v in (("model", model), ("data", data), ("output", output)) if v is None]
+    if missing:
+        fail(f"missing {', '.join(missing)} (e.g. prefkit align --loss dpo --model ./my-llama "
+             "--data prefs.jsonl --output runs/dpo)")
+    assert model is not None and data is not None and output is not None
+    t0 = time.perf_counter()
+
+    from prefkit.align.data import read_alignment_data, tokenize_alignment
+    from prefkit.align.losses import get_align_loss
+    from prefkit.align.trainer import AlignConfig, align
+    from prefkit.data.errors import InvalidInputError
+
+    try:
+        spec = get_align_loss(loss)
+    except ValueError as e:
+        fail(str(e))
+    hyper = {k: _number(v) for k, v in parse_mapping(param, "--param").items()}
+    if beta is not None:
+        hyper["beta"] = beta
+    try:
+        config = AlignConfig(
+            loss=spec.name, loss_kwargs=hyper, sft_weight=sft_weight, learning_rate=learning_rate,
+            batch_size=batch_size, grad_accum=grad_accum, epochs=epochs, total_steps=max_steps,
+            warmup=warmup, max_length=max_length, max_prompt_length=max_prompt_length,
+            seed=seed, precision=precision, lora_r=lora_r, lora_alpha=lora_alpha,
+            gradient_checkpointing=gradient_checkpointing, eval_every=eval_every,
+            checkpoint_every=checkpoint_every, log_every=log_every)
+    except (ValueError, TypeError) as e:
+        fail(str(e))
+
+    model_path = Path(model)
+    if not model_path.exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
+        fail(f"--model {model}: no such folder (give a folder with config.json, the weights and "
+             "the tokenizer, or a Hub id that is in the local cache)")
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model)
+    except (OSError, ValueError) as e:
+        fail(f"--model {model}: cannot load its tokenizer ({e})")
+
+    def read(path: Path, what: str) -> Any:
+        if not path.exists():
+            fail(f"{what} {path}: no such file")
+        want = spec.kind if kind == "auto" else kind
+        try:
+            records = read_alignment_data(path, kind=want, format=fmt,
+                                          columns=parse_mapping(column, "--column") or None,
+                                          skip_invalid=skip_invalid)
+        except InvalidInputError as e:
+            fail(str(e))
+        except (ValueError, KeyError) as e:
+            fail(f"{path}: {e}")
+        if records.skipped:
+            console.print(f"[yellow]skipped {records.n_skipped} invalid row(s) of {path}:[/]")
+            for p in records.skipped[:20]:
+                console.print(f"  {p}", highlight=False, markup=False)
+            if len(records.skipped) > 20:
+                console.print(f"  ... and {len(records.skipped) - 20} more", highlight=False)
+        tokens = tokenize_alignment(records, tokenizer, max_length=max_length,
+                                    max_prompt_length=max_prompt_length)
+        if tokens.report:
+            console.print(f"[yellow]{path}: {tokens.summary()}[/]", highlight=False, markup=False)
+            for note in tokens.report[:20]:
+                console.print(f"  {note}", highlight=False, markup=False)
+            if len(tokens.report) > 20:
+                console.print(f"  ... and {len(tokens.report) - 20} more", highlight=False)
+        if not len(tokens):
+            fail(f"{path}: no example left to train on after tokenization (raise --max-length)")
+        return records, tokens
+
+    records, tokens = read(data, "--data")
+    val_tokens = None if validation is None else read(validation, "--validation")[1]
+    try:
+        result = align(model, tokens, config=config, output_dir=output, tokenizer=tokenizer,
+                       validation=val_tokens, resume=resume, overwrite=overwrite,
+                       progress=not as_json, max_steps=stop_after)
+    except FileExistsError as e:
+        fail(str(e))
+    except (ValueError, TypeError, OSError) as e:
+        fail(str(e))
+    summary = {
+        "output": str(output), "loss": spec.name, "hyper": spec.resolve(**hyper),
+        "kind": tokens.kind, "n_train": len(tokens), "steps": result.step,
+        "finished": result.finished, "metrics": result.metrics,
+        "validation": result.validation, "reference_cached": result.reference_cached,
+        "input": {"file": str(data), "format": records.format,
+                  "skipped_rows": records.n_skipped, "token_notes": len(tokens.report)},
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    if as_json:
+        print_json(summary)
+        return
+    m = result.metrics or {}
+    parts = [f"{k} {m[k]:.4g}" for k in ("loss", "accuracy", "margins", "kl") if isinstance(m.get(k), (int, float))]
+    console.print(f"aligned on {len(tokens):,} {tokens.kind} examples for {result.step} steps"
+                  + (f" ({', '.join(parts)})" if parts else "")
+                  + ("" if result.finished else " [yellow](stopped at --stop-after; --resume continues)[/]")
+                  + f"; model written to {output}")
+    if result.validation:
+        v = result.validation
+        acc = v.get("accuracy")
+        console.print(f"validation: loss {v.get('loss', float('nan')):.4g}"
+                      + (f", implicit-reward accuracy {acc:.3f}" if acc is not None else ""))
