@@ -6,7 +6,8 @@ import importlib
 
 import pytest
 
-MODULES = ["prefkit", "prefkit.data", "prefkit.choice", "prefkit.rank", "prefkit.datasets", "prefkit.reward"]
+MODULES = ["prefkit", "prefkit.data", "prefkit.choice", "prefkit.rank", "prefkit.datasets", "prefkit.reward",
+           "prefkit.align", "prefkit.align.data"]
 
 
 @pytest.mark.parametrize("module", MODULES)
