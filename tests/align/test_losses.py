@@ -12,6 +12,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the TRL reference imports huggingface_hub
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # CPO and ORPO live in trl.experimental
 
+import dataclasses  # noqa: E402
 import math  # noqa: E402
 import types  # noqa: E402
 from collections import defaultdict  # noqa: E402
@@ -147,7 +148,8 @@ def _accelerator(gathered: list[torch.Tensor] | None = None) -> SimpleNamespace:
 
 def trl_dpo(batch: TokenBatch, loss_type: str | list[str], *, beta: float,
             label_smoothing: float = 0.0, discopop_tau: float = 0.05,
-            loss_weights: list[float] | None = None) -> tuple[float, torch.Tensor]:
+            loss_weights: list[float] | None = None, f_divergence_type: str = "reverse_kl",
+            f_alpha_divergence_coef: float = 0.5) -> tuple[float, torch.Tensor]:
     """TRL's ``DPOTrainer._compute_loss`` with precomputed reference log-probs: the batch
     loss and TRL's per-example (chosen, rejected) rewards, ``(B, 2)``."""
     dpo = pytest.importorskip("trl.trainer.dpo_trainer")
@@ -159,7 +161,8 @@ def trl_dpo(batch: TokenBatch, loss_type: str | list[str], *, beta: float,
     trainer = SimpleNamespace(
         model=SimpleNamespace(training=True), accelerator=_accelerator(gathered),
         aux_loss_enabled=False,
-        ld_alpha=None, precompute_ref_logps=True, f_divergence_type="reverse_kl",
+        ld_alpha=None, precompute_ref_logps=True, f_divergence_type=f_divergence_type,
+        f_alpha_divergence_coef=f_alpha_divergence_coef,
         loss_types=loss_types, loss_weights=loss_weights or [1.0] * len(loss_types),
         beta=beta, label_smoothing=label_smoothing, use_weighting=False,
         args=SimpleNamespace(discopop_tau=discopop_tau, gradient_checkpointing_kwargs=None),
@@ -251,6 +254,81 @@ def test_combined_losses_equal_trl_loss_weights(dtype) -> None:
         combine_losses({"dpo": 1.0, "kto": 1.0})
     with pytest.raises(ValueError, match="unknown hyper-parameter"):
         combine_losses({"dpo": 1.0}, {"dpo": {"betta": 1.0}})
+
+
+# -- f-DPO: TRL's f_divergence_type ------------------------------------------------------
+def _rows(batch: TokenBatch, i: int) -> TokenBatch:
+    """Pair ``i`` of ``batch`` alone (TRL's rows ``i`` and ``B + i``)."""
+    rows = [i, batch.b + i]
+    return TokenBatch(batch.tokens[rows], batch.mask[rows], batch.reference[i:i + 1])
+
+
+F_DIVERGENCE_CASES = [("reverse_kl", 0.5), ("forward_kl", 0.5), ("js_divergence", 0.5),
+                      ("alpha_divergence", 0.5), ("alpha_divergence", 0.2),
+                      ("alpha_divergence", 1.5), ("alpha_divergence", 1.0 + 1e-7)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("seed", SEEDS[:2])
+@pytest.mark.parametrize("f_divergence,alpha", F_DIVERGENCE_CASES,
+                         ids=[f"{f}-{a}" for f, a in F_DIVERGENCE_CASES])
+@pytest.mark.parametrize("name,trl_type", [("dpo", "sigmoid"), ("dpo_norm", "sigmoid_norm")])
+def test_f_dpo_equals_trl(name, trl_type, f_divergence, alpha, seed, dtype) -> None:
+    """Reference: trl==1.16.0 ``DPOTrainer._compute_loss`` with ``f_divergence_type`` and
+    ``f_alpha_divergence_coef``, pair by pair (one pair's loss of ~1e34 at the extreme rows
+    would hide the others in a batch mean). TRL's alpha-divergence has no float64 (its
+    exponent cap is looked up by dtype: float16, bfloat16, float32), and its forward KL
+    overflows to inf at the extreme rows (prefkit caps the exponent at 80), so those
+    cases use float32 and the moderate rows respectively."""
+    if f_divergence == "alpha_divergence" and alpha != 1.0 + 1e-7 and dtype == torch.float64:
+        pytest.skip("TRL 1.16's alpha-divergence raises KeyError on float64")
+    batch = token_batch(seed, dtype, extremes=f_divergence != "forward_kl")
+    out = get_align_loss(name)(batch.logps(), beta=0.1, f_divergence=f_divergence, alpha=alpha)
+    assert out.losses.dtype == dtype and torch.isfinite(out.losses).all()
+    for i in range(batch.b):
+        trl_loss, trl_rewards = trl_dpo(_rows(batch, i), trl_type, beta=0.1,
+                                        f_divergence_type=f_divergence,
+                                        f_alpha_divergence_coef=alpha)
+        assert close(float(out.losses[i]), trl_loss), (i, float(out.losses[i]), trl_loss)
+        _assert_elementwise(out.rewards[i:i + 1], trl_rewards)  # beta u, whatever f
+
+
+def test_f_dpo_by_hand_and_its_limits() -> None:
+    """Wang et al. (2023): DPO's ``u`` becomes ``f'(e^u)``. With ``u_c = 1``, ``u_r = -1``:
+    forward KL ``d = (1 - e^-1) - (1 - e) = 2 sinh 1``; JS ``d = log sig(1) - log sig(-1)
+    = 1``; alpha = 1/2 ``d = 2 (1 - e^-1/2) - 2 (1 - e^1/2) = 4 sinh(1/2)``."""
+    logps = pairs([[-4.0, -9.0]], [[-5.0, -8.0]], lengths=[[2.0, 4.0]])
+    b = 0.5
+
+    def run(**hyper: object) -> float:
+        return float(get_align_loss("dpo")(logps, beta=b, **hyper).losses)
+
+    assert run(f_divergence="forward_kl") == pytest.approx(-logsig(b * 2 * math.sinh(1)),
+                                                           abs=TIGHT)
+    assert run(f_divergence="js_divergence") == pytest.approx(-logsig(b * 1.0), abs=TIGHT)
+    assert run(f_divergence="alpha_divergence", alpha=0.5) == pytest.approx(
+        -logsig(b * 4 * math.sinh(0.5)), abs=TIGHT)
+    assert run(f_divergence="alpha_divergence", alpha=0.0) == run(f_divergence="forward_kl")
+    assert run(f_divergence="alpha_divergence", alpha=1.0) == run()  # the limit: DPO
+    norm = get_align_loss("dpo_norm")(logps, beta=b, f_divergence="js_divergence")
+    js = [math.log(2) + logsig(1.0), math.log(2) + logsig(-1.0)]  # averaged, then the margin
+    assert float(norm.losses) == pytest.approx(-logsig(b * (js[0] / 2 - js[1] / 4)), abs=TIGHT)
+    assert get_align_loss("dpo")(logps, beta=b, f_divergence="forward_kl").rewards.tolist() \
+        == [[0.5, -0.5]]  # rewards stay beta u
+    with pytest.raises(ValueError, match="f_divergence must be one of"):
+        get_align_loss("dpo")(logps, f_divergence="kl")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("f_divergence", ["forward_kl", "js_divergence", "alpha_divergence"])
+def test_f_dpo_is_finite_with_finite_gradients_at_extreme_log_ratios(f_divergence, dtype):
+    policy = torch.tensor([[-3000.0, -1.0], [-1.0, -3000.0], [-2.0, -2.0]], dtype=dtype,
+                          requires_grad=True)
+    logps = SequenceLogps(policy=policy, reference=torch.full((3, 2), -5.0, dtype=dtype),
+                          lengths=torch.ones(3, 2, dtype=dtype))
+    out = get_align_loss("dpo")(logps, f_divergence=f_divergence)
+    out.losses.sum().backward()
+    assert torch.isfinite(out.losses).all() and torch.isfinite(policy.grad).all()
 
 
 # -- CPO / SimPO and ORPO: TRL's loss methods ---------------------------------------------
@@ -403,6 +481,37 @@ def test_kto_reference_point_is_clamped_detached_and_weighted() -> None:
         get_align_loss("kto")(pairs([[-3.0]], [[-3.5]], label=torch.tensor([True])))
     with pytest.raises(ValueError, match="label"):
         get_align_loss("apo_zero_unpaired")(pairs([[-3.0]], [[-3.5]]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_kto_kl_estimate_equals_computing_it_from_the_mismatched_pairs(dtype) -> None:
+    """``kl_estimate=z`` (a tensor or a number, as the trainer passes its step's mean) gives
+    bit for bit what ``kl_policy`` / ``kl_reference`` with mean ``z`` give; it is clamped at
+    0, receives no gradient and wins over the pairs when both are there."""
+    positive = 0
+    for seed in SEEDS:
+        logps = unpaired_batch(seed, dtype)
+        z = (logps.kl_policy - logps.kl_reference).mean()
+        positive += int(z > 0)
+        bare = dataclasses.replace(logps, kl_policy=None, kl_reference=None)
+        for beta, wd, wu in [(0.1, 1.0, 1.0), (0.5, 1.33, 0.7)]:
+            hyper = dict(beta=beta, desirable_weight=wd, undesirable_weight=wu)
+            want = get_align_loss("kto")(logps, **hyper)
+            for estimate in (z, float(z), z.reshape(1)):
+                got = get_align_loss("kto")(bare, **hyper, kl_estimate=estimate)
+                assert torch.equal(got.losses, want.losses)
+                assert torch.equal(got.rewards, want.rewards)
+            both = get_align_loss("kto")(logps, **hyper, kl_estimate=0.0)
+            assert torch.equal(both.losses, get_align_loss("kto")(bare, **hyper,
+                                                                  kl_estimate=-2.0).losses)
+    assert positive >= 2  # z0 > 0 in most: the estimate matters there
+    estimate = torch.tensor(0.7, dtype=dtype, requires_grad=True)
+    logps = unpaired_batch(0, dtype)
+    logps.policy.requires_grad_(True)
+    get_align_loss("kto")(logps, kl_estimate=estimate).losses.sum().backward()
+    assert estimate.grad is None and logps.policy.grad is not None
+    with pytest.raises(ValueError, match="one number"):
+        get_align_loss("kto")(logps, kl_estimate=torch.zeros(2))
 
 
 # -- hand-computed cases (only the paper defines these) -------------------------------------
@@ -595,7 +704,8 @@ def test_unknown_names_are_errors_that_list_the_choices() -> None:
 
 def test_spec_fills_defaults_which_are_read_only() -> None:
     spec = get_align_loss("cdpo")
-    assert dict(spec.defaults) == {"beta": 0.1, "label_smoothing": 0.1, "length_normalize": False}
+    assert dict(spec.defaults) == {"beta": 0.1, "label_smoothing": 0.1, "length_normalize": False,
+                                   "f_divergence": "reverse_kl", "alpha": 0.5}
     assert get_align_loss("ipo").defaults["length_normalize"] is True
     with pytest.raises(TypeError):
         spec.defaults["beta"] = 1.0  # type: ignore[index]

@@ -5,8 +5,10 @@ DPO's step-0 loss is ln 2 (policy == reference), the parameters change and the l
 down; 4 micro-batches of 1 make the same update as 1 of 4; a resumed run equals an
 uninterrupted one bit for bit; with LoRA only the adapter moves and the reference is the
 base model (one model object); KTO, listwise and token-level DPO runs go through with
-their step-0 values; the folder loads back with AutoModelForCausalLM; the reference cache
-is reused and recomputed when the model or the data change; bad input fails clearly.
+their step-0 values, KTO with one detached KL estimate per step; rows that reading or
+tokenizing left out are warned about and recorded; the folder loads back with
+AutoModelForCausalLM; the reference cache is reused and recomputed when the model or the
+data change; bad input fails clearly.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download
 
 import copy  # noqa: E402
+import dataclasses  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
@@ -200,6 +203,102 @@ def test_kto_and_listwise_runs_start_where_they_must(tmp_path, tokenizer):
     assert train_rows(res)[0]["loss"] == pytest.approx((math.log(6) + math.log(2)) / 2,
                                                        abs=1e-6)
     assert math.isfinite(train_rows(res)[-1]["loss"])
+
+
+def test_kto_gets_one_detached_kl_estimate_per_step(tmp_path, tokenizer, monkeypatch):
+    """The trainer passes KTO's reference point as ``kl_estimate``: one 0-dim, detached
+    tensor shared by the micro-batches of a step, equal to the mean of log pi_theta -
+    log pi_ref over the mismatched pairs of *all* the step's prompts (checked against the
+    policy after step 1 and the initial model), and no per-row kl_policy/kl_reference."""
+    from prefkit.align import losses as align_losses
+
+    real = align_losses.get_align_loss("kto")
+    calls: list[tuple] = []
+
+    def spy(logps, **hyper):
+        calls.append((hyper["kl_estimate"], logps.kl_policy, logps.kl_reference,
+                      logps.batch_size))
+        return real.fn(logps, **hyper)
+
+    monkeypatch.setitem(align_losses.ALIGN_LOSSES, "kto", dataclasses.replace(real, fn=spy))
+    unpaired = AlignmentData("unpaired", [f"Q{i}: is {i} odd?" for i in range(8)],
+                             [[" yes"] if i % 2 else [" no way"] for i in range(8)],
+                             labels=[bool(i % 2) for i in range(8)])
+    data = tokenize_alignment(unpaired, tokenizer, max_length=48)
+    cfg = AlignConfig(loss="kto", **FAST, grad_accum=2, total_steps=2, shuffle=False)
+    model = tiny_llama(len(tokenizer))
+    align(model, data, config=cfg, output_dir=tmp_path / "kto", progress=False, max_steps=1)
+    # step 2 takes prompts 4..7 (two micro-batches of 2): its reference point, by hand
+    pairs_ = reference.mismatched_examples(data.examples, max_length=48)[4:8]
+    batch = collate(pairs_, data.pad_token_id)
+    with torch.no_grad():
+        want = float((response_logps(model, batch).policy
+                      - response_logps(tiny_llama(len(tokenizer)), batch).policy).mean())
+    align(tiny_llama(len(tokenizer)), data, config=cfg, output_dir=tmp_path / "kto",
+          progress=False, resume=True)
+    assert len(calls) == 4 and [c[3] for c in calls] == [2, 2, 2, 2]
+    for kl, kl_policy, kl_reference, _ in calls:
+        assert isinstance(kl, torch.Tensor) and kl.shape == () and not kl.requires_grad
+        assert kl_policy is None and kl_reference is None
+    assert calls[0][0] is calls[1][0] and calls[2][0] is calls[3][0]  # one per step
+    assert abs(float(calls[0][0])) < 1e-5  # step 1: the policy is the reference
+    assert abs(want) > 1e-4  # step 1 moved the policy: the estimate is not trivially 0
+    assert float(calls[2][0]) == pytest.approx(want, abs=1e-5)
+
+
+def test_kto_with_a_fixed_kl_estimate_scores_no_mismatched_pairs(tmp_path, tokenizer):
+    unpaired = AlignmentData("unpaired", [f"Q{i}: ok?" for i in range(4)],
+                             [[" yes"] if i % 2 else [" no"] for i in range(4)],
+                             labels=[bool(i % 2) for i in range(4)])
+    cfg = AlignConfig(loss="kto", loss_kwargs={"kl_estimate": 0.0}, **FAST, total_steps=1)
+    res = align(tiny_llama(len(tokenizer)), tokenize_alignment(unpaired, tokenizer),
+                config=cfg, output_dir=tmp_path / "kto0", progress=False)
+    assert train_rows(res)[0]["loss"] == pytest.approx(0.5, abs=1e-6)
+    ref = torch.load(tmp_path / "kto0" / "reference_logps.pt", weights_only=True)
+    assert ref["kl"] is None and ref["key"]["kl_pairs"] is False  # no KL pairs scored
+
+
+def test_rows_left_out_or_cut_are_warned_about_and_recorded(tmp_path, tokenizer):
+    """align() reads and tokenizes: rows the reader skipped and rows tokenization dropped
+    or cut give a UserWarning (counts and the first rows) and land in prefkit_align.json;
+    already tokenized data is the caller's to report (counted, no warning)."""
+    from prefkit.data.errors import InvalidRow
+
+    records = pairs(6)
+    long_prompt = "Q: " + "why? " * 12  # ~60 characters: longer than max_length=48
+    records = AlignmentData(
+        "pairwise", [long_prompt] + records.prompts[1:],
+        [records.responses[0], [" yes, " + "gladly " * 10, " no"]] + records.responses[2:],
+        source_lines=list(range(2, 8)), source="prefs.jsonl",
+        skipped=(InvalidRow("prefs.jsonl", 9, "chosen", None, "missing value", "add it"),),
+        n_read=7)
+    cfg = AlignConfig(**FAST, total_steps=1)
+    with pytest.warns(UserWarning) as got:
+        align(tiny_llama(len(tokenizer)), records, config=cfg, output_dir=tmp_path / "a",
+              tokenizer=tokenizer, progress=False)
+    said = [str(w.message) for w in got if str(w.message).startswith("data:")]
+    assert len(said) == 2, said
+    assert "skipped 1 invalid rows" in said[0] and "line 9" in said[0]
+    assert "5 pairwise examples (1 dropped; 1 responses cut)" in said[1]
+    assert "line 2: the prompt alone has" in said[1] and "line 3: response 0 cut" in said[1]
+    info = json.loads((tmp_path / "a" / "prefkit_align.json").read_text())
+    counts = info["inputs"]["data"]
+    assert counts["skipped_rows"] == 1 and counts["dropped"] == 1
+    assert counts["response_cut"] == 1 and counts["prompt_cut"] == 0
+    assert counts["examples"] == 5 and counts["tokenized_by_align"] is True
+    assert info["inputs"]["validation"] is None
+
+    tokens = tokenize_alignment(records, tokenizer, max_length=48)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        align(tiny_llama(len(tokenizer)), tokens, config=cfg, output_dir=tmp_path / "b",
+              progress=False)
+    assert not [w for w in caught if str(w.message).startswith("data:")]
+    counts = json.loads((tmp_path / "b" / "prefkit_align.json").read_text())["inputs"]["data"]
+    assert counts["dropped"] == 1 and counts["skipped_rows"] is None
+    assert counts["tokenized_by_align"] is False
 
 
 def test_tdpo_runs_the_reference_live_from_the_model_folder(tmp_path, tiny_model_dir, data):

@@ -19,7 +19,8 @@ the reference live every step, as does ``precompute_reference=False``. The refer
 ``reference_model`` when one is given; else, with LoRA, the model with its adapter disabled
 (no second copy); else the model's initial weights (cached), or for a live reference a
 second copy loaded from the model's folder. KTO's reference point (the KL estimate) is the
-mean over the whole step's mismatched pairs, not per micro-batch.
+mean over the whole step's mismatched pairs, not per micro-batch, passed to the loss as its
+``kl_estimate`` (a number in ``loss_kwargs`` fixes it instead, and no pairs are scored).
 
 Several processes (``accelerate launch`` or ``torchrun``): each takes every ``world``-th
 prompt of a step, gradients are summed across processes before the optimizer step (every
@@ -31,7 +32,8 @@ The output folder:
 * the model as ``save_pretrained`` writes it (weights and ``config.json``; with LoRA the
   adapter) and the tokenizer, so ``AutoModelForCausalLM`` / peft load it;
 * ``prefkit_align.json`` -- the resolved :class:`AlignConfig`, the model source, the data
-  and reference fingerprints, package versions and the final summary;
+  and reference fingerprints, what reading and tokenizing left out or cut (``inputs``: rows
+  per note), package versions and the final summary;
 * ``metrics.jsonl`` -- one line per logged step (``kind="train"``: loss, rewards/chosen,
   rewards/rejected, margins, accuracy, kl, lr, grad_norm, elapsed_s) and per validation
   (``kind="val"``);
@@ -39,15 +41,17 @@ The output folder:
   order, counters, config and data fingerprints; ``resume=True`` continues from it and, on
   CPU, gives the same weights bit for bit as an uninterrupted run;
 * ``reference_logps.pt`` (and ``.validation.pt``) -- the reference cache.
+
+Set-up and bookkeeping (model loading, LoRA, tokenizing, RNG states, the metric tally, the
+output folder) live in :mod:`prefkit.align._trainer_setup`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,39 +60,39 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from prefkit.align.data import (
-    AlignmentData,
-    TokenizedAlignData,
-    collate,
-    read_alignment_data,
-    tokenize_alignment,
+from prefkit.align._trainer_setup import (
+    Tally,
+    cached_references,
+    check_checkpoint,
+    check_kind,
+    json_line,
+    kl_only,
+    live_reference,
+    make_optimizer,
+    rng_state,
+    set_rng_state,
+    setup_model,
+    tokenized,
+    trainable,
+    versions,
+    write_model_folder,
 )
+from prefkit.align.data import collate
 from prefkit.align.logprobs import response_logps
-from prefkit.align.losses import AlignLoss, get_align_loss, sft_term
+from prefkit.align.losses import get_align_loss, sft_term
 from prefkit.align.reference import (
     ReferenceLogps,
-    cached_reference_logps,
     data_fingerprint,
     mismatched_examples,
     sequence_logps,
 )
 from prefkit.align.types import LossOutput, SequenceLogps
 from prefkit.reward.backbones import _Bar
-from prefkit.reward.finetune import _schedule
-from prefkit.reward.train import (
-    ConfigIO,
-    _atomic_save,
-    _json_num,
-    _NoBar,
-    _read_metrics,
-    _write_json,
-    package_versions,
-)
+from prefkit.reward.train import ConfigIO, _atomic_save, _json_num, _NoBar, _read_metrics
 
 __all__ = ["AlignConfig", "AlignResult", "align"]
 
 _CKPT_FORMAT = 1
-_METRICS = ("loss", "rewards/chosen", "rewards/rejected", "margins", "accuracy", "kl")
 
 
 @dataclass(frozen=True)
@@ -174,146 +178,6 @@ class AlignResult:
     reference_cached: bool = False
 
 
-# -- set-up helpers --------------------------------------------------------------------------------
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = package_versions()
-    for pkg in ("peft", "accelerate"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "absent"
-    return out
-
-
-def _load_model(model: Any, seed: int) -> tuple[nn.Module, str | None]:
-    """(model in float32, the path or Hub id it came from)."""
-    if isinstance(model, nn.Module):
-        return model, None
-    from transformers import AutoModelForCausalLM
-
-    name = str(Path(model).expanduser()) if Path(model).expanduser().exists() else str(model)
-    if Path(name).exists() and not Path(name).is_dir():
-        raise FileNotFoundError(f"model {name!r} is a file; pass the folder of a transformers "
-                                "causal LM (config.json + weights) or a Hub id")
-    try:
-        with torch.random.fork_rng(devices=[]):  # any freshly initialised weight is seeded
-            torch.manual_seed(seed)
-            return AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32), name
-    except (OSError, ValueError) as exc:
-        raise FileNotFoundError(
-            f"cannot load a causal LM from {name!r}: it is not a model folder here, and not a "
-            "Hub id that could be downloaded or found in the local cache") from exc
-
-
-def _is_peft(model: nn.Module) -> bool:
-    return hasattr(model, "peft_config") and callable(getattr(model, "disable_adapter", None))
-
-
-def _add_lora(model: nn.Module, config: AlignConfig) -> nn.Module:
-    from peft import LoraConfig, get_peft_model
-    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
-
-    targets: Any = config.lora_target_modules
-    if targets is None and getattr(model.config, "model_type", None) not in DEFAULTS:
-        targets = "all-linear"
-    lcfg = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
-                      lora_dropout=config.lora_dropout, task_type="CAUSAL_LM",
-                      target_modules=list(targets) if isinstance(targets, tuple) else targets)
-    with torch.random.fork_rng(devices=[]):  # the adapter's initial weights come from the seed
-        torch.manual_seed(config.seed)
-        return get_peft_model(model, lcfg)
-
-
-def _tokenized(data: Any, tokenizer: Any, config: AlignConfig, what: str) -> TokenizedAlignData:
-    """Tokenized examples from a file, records or already tokenized data."""
-    if isinstance(data, TokenizedAlignData):
-        return data
-    if isinstance(data, (str, Path)):
-        data = read_alignment_data(data)
-    if not isinstance(data, AlignmentData):
-        raise TypeError(f"{what} must be a file, AlignmentData (read_alignment_data) or "
-                        f"TokenizedAlignData (tokenize_alignment), got {type(data).__name__}")
-    if tokenizer is None:
-        raise ValueError(f"{what} is text: pass tokenizer= (or the model as a folder that "
-                         "holds its tokenizer), or tokenize it first with tokenize_alignment")
-    return tokenize_alignment(data, tokenizer, max_length=config.max_length,
-                              max_prompt_length=config.max_prompt_length,
-                              truncation_mode=config.truncation_mode)  # type: ignore[arg-type]
-
-
-def _check_kind(loss: AlignLoss, data: TokenizedAlignData, what: str) -> None:
-    if not len(data):
-        raise ValueError(f"{what} holds no examples")
-    want = loss.kind
-    if data.kind != want:
-        raise ValueError(
-            f"the {loss.name!r} loss takes {want} data but {what} is {data.kind}; choose a "
-            f"{data.kind} loss, or read the data as {want} "
-            f"(read_alignment_data(..., kind={want!r}) converts pairs where that makes sense)")
-
-
-def _trainable(model: nn.Module) -> dict[str, Tensor]:
-    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def _rng_state(device: torch.device) -> dict[str, Tensor]:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(device: torch.device, state: Mapping[str, Tensor]) -> None:
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-class _Tally:
-    """Sums and counts of the logged metrics, on the device (one sync when read)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.t = torch.zeros((2, len(_METRICS)), dtype=torch.float64, device=device)
-
-    def add(self, name: str, values: Tensor, mask: Tensor | None = None) -> None:
-        i = _METRICS.index(name)
-        v = values.detach().double()
-        m = torch.ones_like(v, dtype=torch.bool) if mask is None else mask.bool()
-        self.t[0, i] += torch.where(m, v, torch.zeros_like(v)).sum()
-        self.t[1, i] += m.sum()
-
-    def add_output(self, out: LossOutput, losses: Tensor, logps: SequenceLogps) -> None:
-        """Per-example loss, implicit rewards (best other valid response as "rejected";
-        desirable/undesirable rows for unpaired data), accuracy and KL."""
-        self.add("loss", losses)
-        r = out.rewards.float()  # (B, K)
-        valid = logps.valid.bool() if logps.valid is not None else torch.ones_like(r).bool()
-        if r.shape[1] >= 2:
-            other = r[:, 1:].masked_fill(~valid[:, 1:], -math.inf).max(dim=1).values
-            self.add("rewards/chosen", r[:, 0])
-            self.add("rewards/rejected", other)
-            self.add("margins", r[:, 0] - other)
-            self.add("accuracy", (r[:, 0] > other).float())
-        elif logps.label is not None:
-            self.add("rewards/chosen", r[:, 0], logps.label.bool())
-            self.add("rewards/rejected", r[:, 0], ~logps.label.bool())
-        if logps.token_kl is not None:  # TDPO: the sequential KL itself
-            self.add("kl", logps.token_kl, valid)
-        elif logps.reference is not None:  # the mean log-ratio log pi_theta - log pi_ref
-            self.add("kl", logps.policy - logps.reference, valid)
-
-    def means(self, world: int) -> dict[str, float | None]:
-        if world > 1:
-            torch.distributed.all_reduce(self.t)
-        s, c = self.t.tolist()
-        out = {k: (s[i] / c[i] if c[i] else None) for i, k in enumerate(_METRICS)}
-        if out["margins"] is None and None not in (out["rewards/chosen"],
-                                                    out["rewards/rejected"]):
-            out["margins"] = out["rewards/chosen"] - out["rewards/rejected"]  # unpaired
-        return {k: _json_num(v) for k, v in out.items()}
-
 
 # -- the loop --------------------------------------------------------------------------------------
 def align(
@@ -337,12 +201,15 @@ def align(
 
     ``data`` / ``validation``: a file (:func:`~prefkit.align.data.read_alignment_data`),
     ``AlignmentData`` records (tokenized here with ``tokenizer``, by default the model
-    folder's) or ``TokenizedAlignData``. ``reference_model``: a frozen reference for losses
-    that run it live (default: see the module docstring). ``max_steps`` stops after that
-    many optimizer steps (a checkpoint is written; ``resume=True`` continues; the LR
-    schedule is the whole run's). ``device`` defaults to accelerate's (the process's GPU,
-    else the CPU). A folder that already holds a run needs ``resume=True`` or
-    ``overwrite=True``.
+    folder's) or ``TokenizedAlignData``. Rows the reader skipped (``AlignmentData.skipped``)
+    and rows tokenization here dropped or cut (``TokenizedAlignData.report``) are not
+    silent: a ``UserWarning`` gives the counts and the first rows, and
+    ``prefkit_align.json`` records the counts (``inputs``). ``reference_model``: a frozen
+    reference for losses that run it live (default: see the module docstring).
+    ``max_steps`` stops after that many optimizer steps (a checkpoint is written;
+    ``resume=True`` continues; the LR schedule is the whole run's). ``device`` defaults to
+    accelerate's (the process's GPU, else the CPU). A folder that already holds a run needs
+    ``resume=True`` or ``overwrite=True``.
     """
     from accelerate import PartialState
 
@@ -368,74 +235,33 @@ def align(
     barrier()  # every process has looked before the main one writes anything
 
     # -- model (seeded), adapter, tokenizer --------------------------------------------------------
-    model, source = _load_model(model, config.seed)
-    if tokenizer is None and source is not None:
-        from transformers import AutoTokenizer
+    model, source, tokenizer, peft = setup_model(model, tokenizer, config, device)
 
-        with contextlib.suppress(OSError, ValueError):
-            tokenizer = AutoTokenizer.from_pretrained(source)
-    if config.lora_r and _is_peft(model):
-        raise ValueError("the model already has a peft adapter; set lora_r=0 to train it as "
-                         "it is (the reference is then the model with the adapter disabled)")
-    if config.lora_r:
-        model = _add_lora(model, config)
-    peft = _is_peft(model)
-    if config.disable_dropout:
-        for m in model.modules():
-            if isinstance(m, nn.Dropout):
-                m.p = 0.0
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.to(device).train()
-
-    # -- data --------------------------------------------------------------------------------------
-    train = _tokenized(data, tokenizer, config, "data")
-    _check_kind(loss, train, "data")
-    val = None if validation is None else _tokenized(validation, tokenizer, config, "validation")
+    # -- data: tokenized, what was left out said out loud ------------------------------------------
+    train, train_counts, notes = tokenized(data, tokenizer, config, "data")
+    val, val_counts = None, None
+    if validation is not None:
+        val, val_counts, val_notes = tokenized(validation, tokenizer, config, "validation")
+        notes += val_notes
+    for note in notes if main else ():
+        warnings.warn(note, UserWarning, stacklevel=2)
+    check_kind(loss, train, "data")
     if val is not None:
-        _check_kind(loss, val, "validation")
+        check_kind(loss, val, "validation")
     pad_id = train.pad_token_id
     fingerprints = {"train": data_fingerprint(train),
                     "val": None if val is None else data_fingerprint(val)}
 
     # -- the reference: cached log-probs, or a live model ------------------------------------------
-    live = loss.needs_reference and (loss.needs_token_kl or not config.precompute_reference)
-    live_ref: Any = None
-    if live:
-        if reference_model is not None:
-            live_ref = reference_model.to(device).eval()
-        elif peft:
-            live_ref = model.disable_adapter
-        elif source is not None:
-            live_ref = _load_model(source, config.seed)[0].to(device).eval()
-        else:
-            raise ValueError(
-                f"the {loss.name!r} loss needs the reference model at every step "
-                f"({'token-level KL' if loss.needs_token_kl else 'precompute_reference=False'}); "
-                "pass reference_model=, train a LoRA adapter (lora_r > 0), give the model as "
-                "a folder, or use precompute_reference=True")
-        for p in (live_ref.parameters() if isinstance(live_ref, nn.Module) else ()):
-            p.requires_grad_(False)
-    kl_pairs = loss.needs_kl_estimate
+    live_ref = live_reference(loss, config, model, reference_model, peft, source, device)
+    # KTO's reference point: estimated from mismatched pairs unless the config fixes it
+    kl_pairs = loss.needs_kl_estimate and config.loss_kwargs.get("kl_estimate") is None
     ref_train: ReferenceLogps | None = None
     ref_val: ReferenceLogps | None = None
-    if loss.needs_reference and not live:  # before any checkpoint weights are loaded
-        ref_model = reference_model.to(device) if reference_model is not None else model
-        ctx = model.disable_adapter if peft and reference_model is None else None
-        opts = dict(pad_token_id=pad_id, reference=ctx, kl_pairs=kl_pairs,
-                    precision=config.precision, batch_size=config.eval_batch_size,
-                    chunk_size=config.chunk_size, progress=progress and main)
-
-        def cached(data: TokenizedAlignData, name: str) -> ReferenceLogps:
-            return cached_reference_logps(ref_model, data.examples, out / name,
-                                          max_length=data.max_length, **opts)
-
-        if not main:
-            barrier()  # the main process computes and writes the cache first
-        ref_train = cached(train, "reference_logps.pt")
-        ref_val = None if val is None else cached(val, "reference_logps.validation.pt")
-        if main:
-            barrier()
+    if loss.needs_reference and live_ref is None:  # before any checkpoint weights are loaded
+        ref_train, ref_val = cached_references(
+            model, reference_model, peft, train, val, out, config=config, device=device,
+            kl_pairs=kl_pairs, progress=progress and main, main=main, barrier=barrier)
     kl_train = mismatched_examples(train.examples, max_length=train.max_length) \
         if kl_pairs else []
 
@@ -445,33 +271,18 @@ def align(
     steps_per_epoch = math.ceil(n / per_step)
     total = config.total_steps or config.epochs * steps_per_epoch
     n_epochs = math.ceil(total / steps_per_epoch)
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]  # no weight decay on biases and norms
-    rest = [p for p in params if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                             {"params": rest, "weight_decay": 0.0}], lr=config.learning_rate)
-    warmup_steps = round(config.warmup * total)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, warmup_steps))
+    params, opt, sched = make_optimizer(model, config, total)
     data_gen = torch.Generator().manual_seed(config.seed + 1)  # epoch order
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed + 2)
-        dropout_state = _rng_state(device)  # dropout draws from its own saved stream
+        dropout_state = rng_state(device)  # dropout draws from its own saved stream
     step, epoch, step_in_epoch = 0, 0, 0
     perm = torch.arange(n)
 
     # -- resume or start fresh ---------------------------------------------------------------------
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if ck["config"] != config.to_dict():
-            diff = sorted(k for k in ck["config"] if ck["config"][k] != config.to_dict().get(k))
-            raise ValueError(f"{ckpt_path} was written with a different config (fields {diff}); "
-                             "resume with the same config or start a new folder")
-        if ck["data"] != fingerprints:
-            raise ValueError(f"{ckpt_path} was trained on different data; resume with the same "
-                             "data and validation or start a new folder")
-        missing = set(_trainable(model)) - set(ck["model"])
-        if missing:
-            raise ValueError(f"{ckpt_path} lacks trainable weights {sorted(missing)[:3]}...")
+        check_checkpoint(ck, ckpt_path, config, fingerprints, model)
         model.load_state_dict(ck["model"], strict=False)
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -483,17 +294,17 @@ def align(
         out.mkdir(parents=True, exist_ok=True)
         history = []
     if main:
-        metrics_path.write_text("".join(_json_line(r) for r in history))
+        metrics_path.write_text("".join(json_line(r) for r in history))
 
     def checkpoint() -> None:
         if main:
             _atomic_save({
-                "format": _CKPT_FORMAT, "config": config.to_dict(), "model": _trainable(model),
+                "format": _CKPT_FORMAT, "config": config.to_dict(), "model": trainable(model),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "rng": {"data": data_gen.get_state(), "dropout": dropout_state,
                         "epoch_perm": perm},
                 "step": step, "epoch": epoch, "step_in_epoch": step_in_epoch,
-                "data": fingerprints, "versions": _versions(), "metrics_rows": len(history),
+                "data": fingerprints, "versions": versions(), "metrics_rows": len(history),
             }, ckpt_path)
         barrier()
 
@@ -501,28 +312,27 @@ def align(
         history.append(row)
         if main:
             with open(metrics_path, "a") as f:
-                f.write(_json_line(row))
+                f.write(json_line(row))
 
-    def score(examples: Sequence[Any], idx: list[int], ref: ReferenceLogps | None,
-              kl: Tensor | None) -> SequenceLogps:
-        """Log-probs of examples ``idx``: one forward pass, the reference cached or live;
-        ``kl`` is KTO's reference point, given to the loss as the mean of its mismatched
-        pairs (``kl_policy = kl``, ``kl_reference = 0`` on every row)."""
+    def score(examples: Sequence[Any], idx: list[int], ref: ReferenceLogps | None
+              ) -> SequenceLogps:
+        """Log-probs of examples ``idx``: one forward pass, the reference cached or live."""
         batch = collate([examples[i] for i in idx], pad_id)
         batch = dataclasses.replace(batch, kl_input_ids=None, kl_attention_mask=None,
-                                    kl_loss_mask=None).to(device)  # KTO's pairs: see below
+                                    kl_loss_mask=None).to(device)  # KTO's pairs: kl_estimate
         with torch.autocast(device.type, dtype=torch.bfloat16,
                             enabled=config.precision == "bf16"):
             logps = response_logps(model, batch, chunk_size=config.chunk_size,
                                    reference=live_ref, token_kl=loss.needs_token_kl)
         if ref is not None:
             logps.reference = ref.take(idx, batch.num_responses, device)[0]
-        if kl is not None:
-            logps.kl_policy, logps.kl_reference = kl.expand(len(idx)), kl.new_zeros(len(idx))
         return logps
 
-    def example_losses(logps: SequenceLogps) -> tuple[LossOutput, Tensor]:
-        out_ = loss(logps, **config.loss_kwargs)  # per-example losses (b,)
+    def example_losses(logps: SequenceLogps, kl: Tensor | None) -> tuple[LossOutput, Tensor]:
+        """Per-example losses (b,), plus ``sft_weight`` times the SFT term; ``kl`` is KTO's
+        reference point for the whole step, given to the loss as ``kl_estimate``."""
+        hyper = config.loss_kwargs if kl is None else {**config.loss_kwargs, "kl_estimate": kl}
+        out_ = loss(logps, **hyper)
         if config.sft_weight:
             return out_, out_.losses + config.sft_weight * sft_term(logps)
         return out_, out_.losses
@@ -552,15 +362,15 @@ def align(
         """Validation metrics, in eval mode, over this process's share (then summed)."""
         assert val is not None
         model.eval()
-        tally = _Tally(device)
+        tally = Tally(device)
         idx = list(range(rank, len(val), world))
         kl = None
         if kl_pairs:
             kl_val = mismatched_examples(val.examples, max_length=val.max_length)
-            kl = kl_estimate(idx, kl_val, _kl_only(ref_val))
+            kl = kl_estimate(idx, kl_val, kl_only(ref_val))
         for mb in torch.tensor(idx, dtype=torch.long).split(config.eval_batch_size):
-            logps = score(val.examples, mb.tolist(), ref_val, kl)
-            tally.add_output(*example_losses(logps), logps)
+            logps = score(val.examples, mb.tolist(), ref_val)
+            tally.add_output(*example_losses(logps, kl), logps)
         model.train()
         return {f"val_{k}": v for k, v in tally.means(world).items()}
 
@@ -575,17 +385,17 @@ def align(
             idx = perm[s * per_step:(s + 1) * per_step]  # this step's prompts (all processes)
             mine = idx[rank::world]  # this process's share, split into micro-batches
             opt.zero_grad(set_to_none=True)
-            tally = _Tally(device)
+            tally = Tally(device)
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                _set_rng_state(device, dropout_state)
-                kl = kl_estimate(mine.tolist(), kl_train, _kl_only(ref_train)) \
+                set_rng_state(device, dropout_state)
+                kl = kl_estimate(mine.tolist(), kl_train, kl_only(ref_train)) \
                     if kl_pairs else None  # KTO: one reference point for the whole step
                 for mb in mine.split(config.batch_size):
-                    logps = score(train.examples, mb.tolist(), ref_train, kl)
-                    out_, losses = example_losses(logps)  # (b,)
+                    logps = score(train.examples, mb.tolist(), ref_train)
+                    out_, losses = example_losses(logps, kl)  # (b,)
                     (losses.sum() / len(idx)).backward()  # the mean over the step's prompts
                     tally.add_output(out_, losses, logps)
-                dropout_state = _rng_state(device)
+                dropout_state = rng_state(device)
             if world > 1:  # sum the processes' shares of the mean
                 for p in params:
                     if p.grad is None:
@@ -626,28 +436,17 @@ def align(
     checkpoint()
     result = _result(out, step, epoch, True, history, ref_train)
     if main:
-        model.eval()
-        model.save_pretrained(out)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(out)
-        _write_json(out / "prefkit_align.json", {
+        write_model_folder(out, model, tokenizer, {
             "kind": "prefkit-align", "config": config.to_dict(), "model": source,
             "loss": {"name": loss.name, "hyper": loss.resolve(**config.loss_kwargs),
                      "paper": loss.paper},
             "lora": peft, "data": fingerprints,
+            "inputs": {"data": train_counts, "validation": val_counts},
             "reference": None if ref_train is None else ref_train.key,
-            "versions": _versions(),
+            "versions": versions(),
             "summary": {"step": step, "epochs_run": epoch, "metrics": result.metrics,
                         "validation": result.validation}})
     return result
-
-
-def _kl_only(ref: ReferenceLogps | None) -> ReferenceLogps | None:
-    return ref if ref is not None and ref.kl is not None else None
-
-
-def _json_line(row: Mapping[str, Any]) -> str:
-    return json.dumps(row) + "\n"
 
 
 def _result(out: Path, step: int, epoch: int, finished: bool, history: list[dict[str, Any]],

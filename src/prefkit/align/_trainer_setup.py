@@ -1,0 +1,368 @@
+"""Set-up and bookkeeping for :func:`prefkit.align.trainer.align`, so the loop there reads top
+to bottom: the model (seeded loading, LoRA, dropout), the data (read, tokenize, what was left
+out or cut), the live reference, the optimizer and schedule, RNG states, checkpoint checks,
+the metric tally and the output folder.
+
+Private: nothing here is public API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from prefkit.align.data import (
+    AlignmentData,
+    TokenizedAlignData,
+    read_alignment_data,
+    tokenize_alignment,
+)
+from prefkit.align.losses import AlignLoss
+from prefkit.align.reference import ReferenceLogps, cached_reference_logps
+from prefkit.align.types import LossOutput, SequenceLogps
+from prefkit.reward.finetune import _schedule
+from prefkit.reward.train import _json_num, _write_json, package_versions
+
+if TYPE_CHECKING:
+    from prefkit.align.trainer import AlignConfig
+
+__all__ = [
+    "METRICS",
+    "Tally",
+    "cached_references",
+    "check_checkpoint",
+    "check_kind",
+    "json_line",
+    "kl_only",
+    "live_reference",
+    "load_model",
+    "make_optimizer",
+    "rng_state",
+    "set_rng_state",
+    "setup_model",
+    "tokenized",
+    "trainable",
+    "versions",
+    "write_model_folder",
+]
+
+METRICS = ("loss", "rewards/chosen", "rewards/rejected", "margins", "accuracy", "kl")
+#: tokenizer notes that change what is trained on (warned about); "boundary_moved" only
+#: moves a merged token from the prompt to the response, so it is counted, not warned about
+_LOSSY = ("dropped", "prompt_cut", "response_cut", "unscored_first")
+_ACTIONS = ("dropped", "prompt_cut", "response_cut", "boundary_moved", "unscored_first")
+_SHOWN = 3  # notes quoted in a warning
+
+
+# -- the model -------------------------------------------------------------------------------------
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = package_versions()
+    for pkg in ("peft", "accelerate"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+def load_model(model: Any, seed: int) -> tuple[nn.Module, str | None]:
+    """(model in float32, the path or Hub id it came from)."""
+    if isinstance(model, nn.Module):
+        return model, None
+    from transformers import AutoModelForCausalLM
+
+    name = str(Path(model).expanduser()) if Path(model).expanduser().exists() else str(model)
+    if Path(name).exists() and not Path(name).is_dir():
+        raise FileNotFoundError(f"model {name!r} is a file; pass the folder of a transformers "
+                                "causal LM (config.json + weights) or a Hub id")
+    try:
+        with torch.random.fork_rng(devices=[]):  # any freshly initialised weight is seeded
+            torch.manual_seed(seed)
+            return AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32), name
+    except (OSError, ValueError) as exc:
+        raise FileNotFoundError(
+            f"cannot load a causal LM from {name!r}: it is not a model folder here, and not a "
+            "Hub id that could be downloaded or found in the local cache") from exc
+
+
+def _is_peft(model: nn.Module) -> bool:
+    return hasattr(model, "peft_config") and callable(getattr(model, "disable_adapter", None))
+
+
+def _add_lora(model: nn.Module, config: AlignConfig) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+
+    targets: Any = config.lora_target_modules
+    if targets is None and getattr(model.config, "model_type", None) not in DEFAULTS:
+        targets = "all-linear"
+    lcfg = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
+                      lora_dropout=config.lora_dropout, task_type="CAUSAL_LM",
+                      target_modules=list(targets) if isinstance(targets, tuple) else targets)
+    with torch.random.fork_rng(devices=[]):  # the adapter's initial weights come from the seed
+        torch.manual_seed(config.seed)
+        return get_peft_model(model, lcfg)
+
+
+def setup_model(model: Any, tokenizer: Any, config: AlignConfig, device: torch.device
+                ) -> tuple[nn.Module, str | None, Any, bool]:
+    """The model (loaded seeded, with a fresh LoRA adapter when ``lora_r``, dropout off,
+    gradient checkpointing as configured) on ``device`` in train mode; where it came from;
+    the tokenizer (by default the model folder's); whether it is a peft model."""
+    model, source = load_model(model, config.seed)
+    if tokenizer is None and source is not None:
+        from transformers import AutoTokenizer
+
+        with contextlib.suppress(OSError, ValueError):
+            tokenizer = AutoTokenizer.from_pretrained(source)
+    if config.lora_r and _is_peft(model):
+        raise ValueError("the model already has a peft adapter; set lora_r=0 to train it as "
+                         "it is (the reference is then the model with the adapter disabled)")
+    if config.lora_r:
+        model = _add_lora(model, config)
+    peft = _is_peft(model)
+    if config.disable_dropout:
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.to(device).train()
+    return model, source, tokenizer, peft
+
+
+# -- the data --------------------------------------------------------------------------------------
+def tokenized(data: Any, tokenizer: Any, config: AlignConfig, what: str
+              ) -> tuple[TokenizedAlignData, dict[str, Any], list[str]]:
+    """Tokenized examples from a file, records or already tokenized data; the counts of what
+    reading and tokenizing left out, cut or moved (for ``prefkit_align.json``: rows per
+    :class:`~prefkit.align.data.TokenNote` action, rows the reader skipped); and warnings
+    for what was lost here (read or tokenized by this call), for the caller to give."""
+    records: AlignmentData | None = None
+    if isinstance(data, TokenizedAlignData):
+        tokens = data
+    else:
+        if isinstance(data, (str, Path)):
+            data = read_alignment_data(data)
+        if not isinstance(data, AlignmentData):
+            raise TypeError(f"{what} must be a file, AlignmentData (read_alignment_data) or "
+                            f"TokenizedAlignData (tokenize_alignment), got "
+                            f"{type(data).__name__}")
+        if tokenizer is None:
+            raise ValueError(f"{what} is text: pass tokenizer= (or the model as a folder that "
+                             "holds its tokenizer), or tokenize it first with "
+                             "tokenize_alignment")
+        records = data
+        tokens = tokenize_alignment(
+            records, tokenizer, max_length=config.max_length,
+            max_prompt_length=config.max_prompt_length,
+            truncation_mode=config.truncation_mode)  # type: ignore[arg-type]
+    rows: dict[str, set[int]] = {a: set() for a in _ACTIONS}
+    for note in tokens.report:
+        rows[note.action].add(note.index)
+    counts: dict[str, Any] = {
+        "source": tokens.source, "examples": len(tokens), "tokenized_by_align": records is not None,
+        "skipped_rows": None if records is None else records.n_skipped,
+        "reader_warnings": None if records is None else len(records.warnings),
+        **{a: len(r) for a, r in rows.items()}}
+    messages: list[str] = []
+    if records is not None and records.skipped:
+        shown = "; ".join(str(p) for p in records.skipped[:_SHOWN])
+        more = len(records.skipped) - _SHOWN
+        messages.append(f"{what}: {records.summary()}: {shown}"
+                        + (f"; ... and {more} more" if more > 0 else "")
+                        + " (all in AlignmentData.skipped)")
+    lossy = [n for n in tokens.report if n.action in _LOSSY]
+    if records is not None and lossy:
+        shown = "; ".join(str(n) for n in lossy[:_SHOWN])
+        more = len(lossy) - _SHOWN
+        messages.append(f"{what}: tokenization kept {tokens.summary()}: {shown}"
+                        + (f"; ... and {more} more" if more > 0 else "")
+                        + f" (max_length={config.max_length}, max_prompt_length="
+                          f"{config.max_prompt_length}; tokenize_alignment(...).report lists "
+                          "every row)")
+    return tokens, counts, messages
+
+
+def check_kind(loss: AlignLoss, data: TokenizedAlignData, what: str) -> None:
+    if not len(data):
+        raise ValueError(f"{what} holds no examples")
+    want = loss.kind
+    if data.kind != want:
+        raise ValueError(
+            f"the {loss.name!r} loss takes {want} data but {what} is {data.kind}; choose a "
+            f"{data.kind} loss, or read the data as {want} "
+            f"(read_alignment_data(..., kind={want!r}) converts pairs where that makes sense)")
+
+
+# -- the reference ---------------------------------------------------------------------------------
+def live_reference(loss: AlignLoss, config: AlignConfig, model: nn.Module,
+                   reference_model: nn.Module | None, peft: bool, source: str | None,
+                   device: torch.device) -> Any:
+    """The reference run at every step (a frozen model, or peft's ``disable_adapter``
+    context), or None when the loss reads cached reference log-probabilities (or none)."""
+    if not (loss.needs_reference and (loss.needs_token_kl or not config.precompute_reference)):
+        return None
+    live: Any
+    if reference_model is not None:
+        live = reference_model.to(device).eval()
+    elif peft:
+        live = model.disable_adapter
+    elif source is not None:
+        live = load_model(source, config.seed)[0].to(device).eval()
+    else:
+        raise ValueError(
+            f"the {loss.name!r} loss needs the reference model at every step "
+            f"({'token-level KL' if loss.needs_token_kl else 'precompute_reference=False'}); "
+            "pass reference_model=, train a LoRA adapter (lora_r > 0), give the model as "
+            "a folder, or use precompute_reference=True")
+    for p in (live.parameters() if isinstance(live, nn.Module) else ()):
+        p.requires_grad_(False)
+    return live
+
+
+def cached_references(model: nn.Module, reference_model: nn.Module | None, peft: bool,
+                      train: TokenizedAlignData, val: TokenizedAlignData | None, out: Path, *,
+                      config: AlignConfig, device: torch.device, kl_pairs: bool,
+                      progress: bool, main: bool, barrier: Callable[[], None]
+                      ) -> tuple[ReferenceLogps, ReferenceLogps | None]:
+    """The reference's log-probabilities of ``train`` and ``val`` (and of KTO's mismatched
+    pairs when ``kl_pairs``), read from the cache files in ``out`` or computed and written
+    there, the main process first. The reference is ``reference_model``, else the model
+    itself (with its adapter disabled under LoRA): call this before any checkpoint weights
+    are loaded."""
+    ref_model = reference_model.to(device) if reference_model is not None else model
+    ctx = model.disable_adapter if peft and reference_model is None else None
+    opts = dict(pad_token_id=train.pad_token_id, reference=ctx, kl_pairs=kl_pairs,
+                precision=config.precision, batch_size=config.eval_batch_size,
+                chunk_size=config.chunk_size, progress=progress)
+
+    def cached(data: TokenizedAlignData, name: str) -> ReferenceLogps:
+        return cached_reference_logps(ref_model, data.examples, out / name,
+                                      max_length=data.max_length, **opts)
+
+    if not main:
+        barrier()  # the main process computes and writes the cache first
+    ref_train = cached(train, "reference_logps.pt")
+    ref_val = None if val is None else cached(val, "reference_logps.validation.pt")
+    if main:
+        barrier()
+    return ref_train, ref_val
+
+
+def kl_only(ref: ReferenceLogps | None) -> ReferenceLogps | None:
+    return ref if ref is not None and ref.kl is not None else None
+
+
+# -- optimizer, RNG, checkpoints -------------------------------------------------------------------
+def make_optimizer(model: nn.Module, config: AlignConfig, total: int) -> tuple[
+        list[nn.Parameter], torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (no weight decay on biases and norms) with linear warmup and linear decay."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    rest = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                             {"params": rest, "weight_decay": 0.0}], lr=config.learning_rate)
+    warmup_steps = round(config.warmup * total)
+    return params, opt, torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, warmup_steps))
+
+
+def trainable(model: nn.Module) -> dict[str, Tensor]:
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def rng_state(device: torch.device) -> dict[str, Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(device: torch.device, state: Mapping[str, Tensor]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def check_checkpoint(ck: Mapping[str, Any], path: Path, config: AlignConfig,
+                     fingerprints: Mapping[str, Any], model: nn.Module) -> None:
+    """Refuse to resume from a checkpoint of another run."""
+    if ck["config"] != config.to_dict():
+        diff = sorted(k for k in ck["config"] if ck["config"][k] != config.to_dict().get(k))
+        raise ValueError(f"{path} was written with a different config (fields {diff}); "
+                         "resume with the same config or start a new folder")
+    if ck["data"] != fingerprints:
+        raise ValueError(f"{path} was trained on different data; resume with the same "
+                         "data and validation or start a new folder")
+    missing = set(trainable(model)) - set(ck["model"])
+    if missing:
+        raise ValueError(f"{path} lacks trainable weights {sorted(missing)[:3]}...")
+
+
+# -- metrics and the output folder -----------------------------------------------------------------
+class Tally:
+    """Sums and counts of the logged metrics, on the device (one sync when read)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.t = torch.zeros((2, len(METRICS)), dtype=torch.float64, device=device)
+
+    def add(self, name: str, values: Tensor, mask: Tensor | None = None) -> None:
+        i = METRICS.index(name)
+        v = values.detach().double()
+        m = torch.ones_like(v, dtype=torch.bool) if mask is None else mask.bool()
+        self.t[0, i] += torch.where(m, v, torch.zeros_like(v)).sum()
+        self.t[1, i] += m.sum()
+
+    def add_output(self, out: LossOutput, losses: Tensor, logps: SequenceLogps) -> None:
+        """Per-example loss, implicit rewards (best other valid response as "rejected";
+        desirable/undesirable rows for unpaired data), accuracy and KL."""
+        self.add("loss", losses)
+        r = out.rewards.float()  # (B, K)
+        valid = logps.valid.bool() if logps.valid is not None else torch.ones_like(r).bool()
+        if r.shape[1] >= 2:
+            other = r[:, 1:].masked_fill(~valid[:, 1:], -math.inf).max(dim=1).values
+            self.add("rewards/chosen", r[:, 0])
+            self.add("rewards/rejected", other)
+            self.add("margins", r[:, 0] - other)
+            self.add("accuracy", (r[:, 0] > other).float())
+        elif logps.label is not None:
+            self.add("rewards/chosen", r[:, 0], logps.label.bool())
+            self.add("rewards/rejected", r[:, 0], ~logps.label.bool())
+        if logps.token_kl is not None:  # TDPO: the sequential KL itself
+            self.add("kl", logps.token_kl, valid)
+        elif logps.reference is not None:  # the mean log-ratio log pi_theta - log pi_ref
+            self.add("kl", logps.policy - logps.reference, valid)
+
+    def means(self, world: int) -> dict[str, float | None]:
+        if world > 1:
+            torch.distributed.all_reduce(self.t)
+        s, c = self.t.tolist()
+        out = {k: (s[i] / c[i] if c[i] else None) for i, k in enumerate(METRICS)}
+        if out["margins"] is None and None not in (out["rewards/chosen"],
+                                                    out["rewards/rejected"]):
+            out["margins"] = out["rewards/chosen"] - out["rewards/rejected"]  # unpaired
+        return {k: _json_num(v) for k, v in out.items()}
+
+
+def json_line(row: Mapping[str, Any]) -> str:
+    return json.dumps(row) + "\n"
+
+
+def write_model_folder(out: Path, model: nn.Module, tokenizer: Any, info: Mapping[str, Any]
+                       ) -> None:
+    """The model as ``save_pretrained`` writes it (with LoRA: the adapter), the tokenizer,
+    and ``prefkit_align.json`` (``info``)."""
+    model.eval()
+    model.save_pretrained(out)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+    _write_json(out / "prefkit_align.json", dict(info))
