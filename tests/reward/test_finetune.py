@@ -26,6 +26,7 @@ from prefkit.reward.finetune import FinetuneConfig, finetune_reward_model  # noq
 from prefkit.reward.scorer import SequenceScorer, load_scorer  # noqa: E402
 
 ATOL = 1e-5  # float32 reductions over different padded lengths
+GRAD_TOL = 5e-6  # float32 gradients vs float64, relative to the largest entry
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +220,114 @@ def test_bf16_autocast_trains_and_keeps_fp32_weights(tmp_path: Path, tokenizer: 
     losses = [r["loss"] for r in res.history if r["kind"] == "train"]
     assert len(losses) == 4 and all(np.isfinite(losses))
     assert all(p.dtype == torch.float32 for p in scorer.parameters())
+
+
+# -- length bucketing --------------------------------------------------------------------------
+def _padded_cost(groups: list[list[int]], lengths: list[int], overhead: int) -> int:
+    return sum(len(g) * max(lengths[i] for i in g) + overhead for g in groups)
+
+
+def test_length_buckets_hand_case_and_optimal_against_brute_force() -> None:
+    from itertools import combinations
+
+    from prefkit.reward.scorer import length_buckets
+
+    # 2 short + 2 long: two groups cost 2*7 + 2*100 + 2*10 = 234 < one group 4*100 + 10
+    assert length_buckets([5, 100, 7, 98], overhead=10) == [[0, 2], [3, 1]]
+    assert length_buckets([5, 100, 7, 98], overhead=1000) == [[0, 2, 3, 1]]
+    assert length_buckets([], overhead=64) == []
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        lengths = rng.integers(1, 60, size=int(rng.integers(1, 9))).tolist()
+        overhead = int(rng.integers(0, 40))
+        groups = length_buckets(lengths, overhead=overhead)
+        assert sorted(i for g in groups for i in g) == list(range(len(lengths)))  # a partition
+        # brute force over every set of cut points of the length-sorted texts
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        best = min(_padded_cost([order[a:b] for a, b in zip((0, *cuts), (*cuts, len(order)))],
+                                lengths, overhead)
+                   for k in range(len(order)) for cuts in combinations(range(1, len(order)), k))
+        assert _padded_cost(groups, lengths, overhead) == best
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama"])
+def test_bucketed_forward_gives_the_same_scores_and_gradients(tokenizer: object,
+                                                              kind: str) -> None:
+    scorer = tiny(kind, tokenizer).eval()  # eval: no dropout; gradients flow all the same
+    texts = ["short", "a bit longer text here", "x " * 40, "medium length text, some words",
+             "tiny", "y " * 25, "z " * 12, "one more of middling length"]
+    ids = scorer.tokenize(texts)
+    weights = torch.linspace(-1.0, 2.0, len(ids))  # a loss that reads every score differently
+
+    def scores_and_grads(overhead: int | None, dtype: torch.dtype = torch.float32
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        scorer.to(dtype).zero_grad(set_to_none=True)
+        r = scorer.score_batch(ids, bucket_overhead=overhead)  # (N,)
+        (r * weights.to(dtype)).sum().backward()
+        grads = {k: p.grad.double().clone() for k, p in scorer.named_parameters()
+                 if p.grad is not None}
+        return r.detach().double(), grads
+
+    # reference: one padded forward in float64; every float32 way (the plain one included)
+    # must agree with it to a few 1e-6 of each gradient's scale (float32 sums over ~100
+    # terms; the key biases' gradients are 0 in exact arithmetic)
+    ref, ref_grads = scores_and_grads(None, torch.float64)
+    for overhead in (None, 0, 8, 10**6):  # plain; one group per length ... a single group
+        r, grads = scores_and_grads(overhead)
+        torch.testing.assert_close(r, ref, atol=1e-6, rtol=0)
+        assert grads.keys() == ref_grads.keys()
+        for k in grads:
+            scale = max(float(ref_grads[k].abs().max()), 1e-3)
+            torch.testing.assert_close(grads[k], ref_grads[k], atol=GRAD_TOL * scale, rtol=0,
+                                       msg=lambda m, k=k, o=overhead: f"{k}, {o}: {m}")
+    c, r = scorer.score_pairs(ids[:4], ids[4:], bucket_overhead=8)
+    torch.testing.assert_close(torch.cat([c, r]).detach().double(), ref, atol=1e-6, rtol=0)
+
+
+def test_bucketed_training_matches_one_padded_forward(tmp_path: Path, tokenizer: object) -> None:
+    pairs = toy_pairs(16)
+    runs = {}
+    for overhead in (None, 0):
+        cfg = FinetuneConfig(**CFG, total_steps=4, bucket_overhead=overhead)
+        runs[overhead] = finetune_reward_model(pairs, config=cfg,
+                                               output_dir=tmp_path / str(overhead),
+                                               scorer=tiny("bert", tokenizer), progress=False)
+    a = [r["loss"] for r in runs[None].history if r["kind"] == "train"]
+    b = [r["loss"] for r in runs[0].history if r["kind"] == "train"]
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="bucket_overhead"):
+        FinetuneConfig(bucket_overhead=-1)
+
+
+# -- LoRA ----------------------------------------------------------------------------------------
+def test_lora_trains_adapters_and_head_and_saves_merged_weights(tmp_path: Path,
+                                                                tokenizer: object) -> None:
+    pytest.importorskip("peft")
+    with pytest.raises(ValueError, match="lora_r"):
+        FinetuneConfig(lora_r=-1)
+    cfg = FinetuneConfig(**{**CFG, "lr": 1e-2}, epochs=3, lora_r=4, lora_alpha=8.0,
+                         lora_target_modules=["query", "value"])  # a list reads as a tuple
+    assert cfg.lora_target_modules == ("query", "value")
+    assert FinetuneConfig.from_dict(cfg.to_dict()) == cfg
+    scorer = tiny("bert", tokenizer)
+    before = {k: v.clone() for k, v in scorer.state_dict().items()}
+    val = toy_pairs(16, seed=1)
+    res = finetune_reward_model(toy_pairs(32), config=cfg, output_dir=tmp_path, validation=val,
+                                scorer=scorer, progress=False)
+    train = [r["loss"] for r in res.history if r["kind"] == "train"]
+    assert np.mean(train[-4:]) < np.mean(train[:4]) - 0.1
+    # merged back: the same keys as before; only the adapted layers and the head moved
+    after = scorer.state_dict()
+    assert after.keys() == before.keys()
+    moved = {k for k in after if not torch.equal(before[k], after[k])}
+    assert {"head.weight", "head.bias"} <= moved
+    assert any(".query.weight" in k for k in moved) and any(".value.weight" in k for k in moved)
+    assert all(k.startswith("head.") or ".query.weight" in k or ".value.weight" in k
+               for k in moved)
+    # the folder is a plain scorer folder that scores as the in-memory scorer
+    np.testing.assert_allclose(load_scorer(tmp_path).score(val.prompt, val.chosen),
+                               scorer.score(val.prompt, val.chosen), rtol=0, atol=1e-6)
+    # a scorer holding an adapter refuses to save half-way
+    scorer.add_lora(2)
+    with pytest.raises(ValueError, match="merge_lora"):
+        scorer.save_pretrained(tmp_path / "x")

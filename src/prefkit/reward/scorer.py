@@ -17,7 +17,10 @@ type that has a masked-LM head in ``transformers`` and ``"last"`` otherwise.
 batch; the real tokens of a decoder then keep their positions ``0..n-1`` and never see a
 pad, so a padded text scores as it does alone. Texts longer than ``max_length`` tokens lose
 their *start* by default (``truncation_side="left"``): a reward model's text ends with the
-response being judged (see :mod:`prefkit.reward.backbones`).
+response being judged (see :mod:`prefkit.reward.backbones`). Because padding changes no
+score, a training batch can run as a few forwards over texts of similar length, each padded
+only to its own longest (:meth:`SequenceScorer.score_batch`, :func:`length_buckets`): the
+same scores and gradients for less padded compute.
 
 **Folder** (:meth:`SequenceScorer.save_pretrained`): ``config.json`` with
 ``"kind": "sequence-scorer"`` and the ``"scorer"`` entry (backbone name and path, pooling,
@@ -41,7 +44,7 @@ from torch import Tensor, nn
 
 from prefkit.reward.backbones import DEFAULT_ENCODER, Prompt, response_texts
 
-__all__ = ["SCORER_KIND", "SequenceScorer", "load_scorer"]
+__all__ = ["SCORER_KIND", "SequenceScorer", "length_buckets", "load_scorer"]
 
 #: The ``kind`` written to ``config.json``; :func:`load_scorer` checks it.
 SCORER_KIND = "sequence-scorer"
@@ -75,6 +78,32 @@ def default_pooling(config: Any) -> str:
     is_encoder = (config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
                   and not getattr(config, "is_decoder", False))
     return "mean" if is_encoder else "last"
+
+
+def length_buckets(lengths: Sequence[int], *, overhead: int = 64) -> list[list[int]]:
+    """Indices of texts grouped for padded forwards: sorted by length, cut into contiguous
+    runs that minimise the padded cost ``sum over groups of (size x longest + overhead)``.
+
+    ``overhead`` is what one more forward pass costs, in tokens (Python and kernel launch
+    time); 0 gives one group per distinct length, a huge value one group. Exact, by
+    dynamic programming over the cut points (O(N^2); N is a micro-batch's texts).
+
+        >>> length_buckets([5, 100, 7, 98], overhead=10)
+        [[0, 2], [3, 1]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    ls = [lengths[i] for i in order]
+    best, cut = [0.0] + [math.inf] * len(ls), [0] * (len(ls) + 1)
+    for j in range(1, len(ls) + 1):  # best[j]: cheapest split of the j shortest texts
+        for i in range(j):  # the last group is ls[i:j], padded to ls[j - 1]
+            cost = best[i] + (j - i) * ls[j - 1] + overhead
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    groups, j = [], len(ls)
+    while j > 0:
+        groups.append(order[cut[j]: j])
+        j = cut[j]
+    return groups[::-1]
 
 
 class SequenceScorer(nn.Module):
@@ -139,6 +168,9 @@ class SequenceScorer(nn.Module):
         ``backbone/`` to ``folder``; return it."""
         from safetensors.torch import save_model
 
+        if hasattr(self.backbone, "peft_config"):
+            raise ValueError("the backbone holds a LoRA adapter; call merge_lora() first so "
+                             "the folder loads as a plain model")
         out = Path(folder)
         (out / "backbone").mkdir(parents=True, exist_ok=True)
         self.backbone.config.save_pretrained(out / "backbone")
@@ -174,6 +206,30 @@ class SequenceScorer(nn.Module):
         scorer.info = info
         return scorer.eval()
 
+    # -- LoRA ----------------------------------------------------------------------------------
+    def add_lora(self, r: int, *, alpha: float = 16.0, dropout: float = 0.0,
+                 target_modules: Sequence[str] | None = None, seed: int = 0) -> None:
+        """Freeze the backbone and give it a rank-``r`` LoRA adapter (peft; ``target_modules``
+        None: peft's default for the model type, else every linear layer); the head stays
+        trainable. The adapter's initial weights come from ``seed``."""
+        from peft import LoraConfig, get_peft_model
+        from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+
+        targets: Any = list(target_modules) if target_modules is not None else None
+        if targets is None and self.backbone.config.model_type not in DEFAULTS:
+            targets = "all-linear"
+        cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.backbone = get_peft_model(self.backbone, cfg)
+
+    def merge_lora(self) -> None:
+        """Fold a LoRA adapter into the backbone's weights: a plain model again, every
+        weight trainable (nothing happens without an adapter)."""
+        if hasattr(self.backbone, "peft_config"):
+            self.backbone = self.backbone.merge_and_unload()
+            self.backbone.requires_grad_(True)
+
     # -- tokens ------------------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, special tokens added, truncated to ``max_length`` on
@@ -197,9 +253,12 @@ class SequenceScorer(nn.Module):
         return input_ids, mask
 
     # -- scores ------------------------------------------------------------------------------
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """Rewards ``(N,)`` for a padded batch ``(N, T)``."""
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
+    def forward(self, input_ids: Tensor | None, attention_mask: Tensor, *,
+                inputs_embeds: Tensor | None = None) -> Tensor:
+        """Rewards ``(N,)`` for a padded batch ``(N, T)`` of token ids, or of their input
+        embeddings ``inputs_embeds`` ``(N, T, H)`` (then ``input_ids`` is None)."""
+        hidden = self.backbone(input_ids=input_ids, inputs_embeds=inputs_embeds,
+                               attention_mask=attention_mask,
                                use_cache=False).last_hidden_state  # (N, T, H)
         m = attention_mask.to(hidden.dtype)  # (N, T)
         if self.pooling == "mean":
@@ -210,13 +269,40 @@ class SequenceScorer(nn.Module):
             pooled = hidden[torch.arange(hidden.shape[0], device=m.device), last]  # (N, H)
         return self.head(pooled)[:, 0]  # (N,)
 
-    def score_pairs(self, chosen: Sequence[Sequence[int]], rejected: Sequence[Sequence[int]]
-                    ) -> tuple[Tensor, Tensor]:
-        """``(r_chosen (B,), r_rejected (B,))`` from ONE forward pass over both sides."""
-        device = self.head.weight.device
-        input_ids, mask = self.collate([*chosen, *rejected])  # (2B, T)
-        rewards = self(input_ids.to(device), mask.to(device))  # (2B,)
+    def score_pairs(self, chosen: Sequence[Sequence[int]], rejected: Sequence[Sequence[int]],
+                    *, bucket_overhead: int | None = None) -> tuple[Tensor, Tensor]:
+        """``(r_chosen (B,), r_rejected (B,))`` of both sides together, with gradients.
+
+        ``bucket_overhead=None``: ONE forward over the 2B texts padded to the longest.
+        An integer: the texts are sorted by length and run as a few sub-forwards, each
+        padded only to its own longest (:func:`length_buckets`, which charges each extra
+        forward that many tokens); the rewards are the same (padding changes no score),
+        with less padded compute.
+        """
+        ids = [*chosen, *rejected]
+        rewards = self.score_batch(ids, bucket_overhead=bucket_overhead)  # (2B,)
         return rewards[: len(chosen)], rewards[len(chosen):]
+
+    def score_batch(self, ids: Sequence[Sequence[int]], *, bucket_overhead: int | None = None
+                    ) -> Tensor:
+        """Rewards ``(N,)`` of tokenized texts in the order given, with gradients: one
+        padded forward, or (``bucket_overhead`` an integer) one per length bucket."""
+        device = self.head.weight.device
+        if bucket_overhead is None:
+            input_ids, mask = self.collate(ids)  # (N, T)
+            return self(input_ids.to(device), mask.to(device))
+        groups = length_buckets([len(x) for x in ids], overhead=bucket_overhead)
+        batches = [self.collate([ids[i] for i in g]) for g in groups]  # (n_g, T_g) each
+        # ONE embedding lookup for all buckets: its backward, a dense (vocab, H) gradient,
+        # then runs once per call rather than once per bucket
+        flat = torch.cat([x.flatten() for x, _ in batches]).to(device)  # (sum n_g T_g,)
+        vecs = self.backbone.get_input_embeddings()(flat)  # (sum n_g T_g, H)
+        parts = [self(None, m.to(device), inputs_embeds=v.view(*x.shape, -1))  # (n_g,)
+                 for (x, m), v in zip(batches, vecs.split([x.numel() for x, _ in batches]))]
+        where = [i for g in groups for i in g]
+        inverse = torch.empty(len(ids), dtype=torch.long)
+        inverse[torch.as_tensor(where, dtype=torch.long)] = torch.arange(len(ids))
+        return torch.cat(parts)[inverse.to(device)]  # (N,) back in the given order
 
     @torch.no_grad()
     def score_ids(self, ids: Sequence[Sequence[int]], *, batch_size: int = 32
