@@ -331,3 +331,19 @@ def test_lora_trains_adapters_and_head_and_saves_merged_weights(tmp_path: Path,
     scorer.add_lora(2)
     with pytest.raises(ValueError, match="merge_lora"):
         scorer.save_pretrained(tmp_path / "x")
+
+
+def test_fine_tuned_scorer_exports_votes_for_rank(tokenizer: object) -> None:
+    """A fine-tuned scorer's rewards become pairwise votes (as RewardModel.to_votes): the
+    outcome of each (item, item, prompt) cell follows the sign of the reward difference."""
+    scorer = tiny("bert", tokenizer).eval()
+    prompts = ["a b", "c d", "e f"]
+    responses = {"x": ["one", "two two", "three"], "y": ["four", "five", "six six six"],
+                 "z": ["seven", "eight", "nine"]}
+    votes = scorer.to_votes(prompts, responses)
+    assert len(votes) == 3 * 3  # 3 item pairs x 3 prompts
+    s = {k: scorer.score(prompts, v) for k, v in responses.items()}
+    names = list(responses)
+    for a, b, p, o in zip(votes.a, votes.b, votes.prompt, votes.outcome):
+        d = s[names[a]][int(p)] - s[names[b]][int(p)]
+        assert o == (0 if d > 0 else 1 if d < 0 else 2)

@@ -136,18 +136,28 @@ class RewardModel:
         """:class:`~prefkit.data.PairwiseVotes` between the items of ``responses`` (item name
         -> one response per prompt), every pair of items on every prompt; the module
         docstring gives the three modes. Feed the result to ``prefkit rank`` / the rankers."""
-        names = list(responses)
-        if len(names) < 2:
-            raise ValueError("to_votes needs responses from at least two items")
-        n_p = len(prompts)
-        for name in names:
-            if len(responses[name]) != n_p:
-                raise ValueError(f"item {name!r} has {len(responses[name])} responses for "
-                                 f"{n_p} prompts")
-        flat_prompts = [p for _ in names for p in prompts]
-        flat_resp = [r for name in names for r in responses[name]]
-        s = self.score(flat_prompts, flat_resp).reshape(len(names), n_p)  # (items, prompts)
-        return scores_to_votes(s, names, mode=mode, rng=rng, tie_tolerance=tie_tolerance)
+        return votes_from_scorer(self.score, prompts, responses, mode=mode, rng=rng,
+                                 tie_tolerance=tie_tolerance)
+
+
+def votes_from_scorer(score: Any, prompts: Sequence[Prompt],
+                      responses: Mapping[str, Sequence[str]], *, mode: str = "deterministic",
+                      rng: np.random.Generator | None = None,
+                      tie_tolerance: float = 0.0) -> PairwiseVotes:
+    """:meth:`RewardModel.to_votes` for any ``score(prompts, responses) -> rewards``
+    (a :class:`RewardModel` or a fine-tuned :class:`~prefkit.reward.scorer.SequenceScorer`)."""
+    names = list(responses)
+    if len(names) < 2:
+        raise ValueError("to_votes needs responses from at least two items")
+    n_p = len(prompts)
+    for name in names:
+        if len(responses[name]) != n_p:
+            raise ValueError(f"item {name!r} has {len(responses[name])} responses for "
+                             f"{n_p} prompts")
+    flat_prompts = [p for _ in names for p in prompts]
+    flat_resp = [r for name in names for r in responses[name]]
+    s = np.asarray(score(flat_prompts, flat_resp)).reshape(len(names), n_p)  # (items, prompts)
+    return scores_to_votes(s, names, mode=mode, rng=rng, tie_tolerance=tie_tolerance)
 
 
 def scores_to_votes(scores: NDArray[np.float64], names: Sequence[str], *,

@@ -339,6 +339,16 @@ class SequenceScorer(nn.Module):
         scores = self.score([prompt] * len(candidates), candidates)
         return int(np.argmax(scores)), scores
 
+    def to_votes(self, prompts: Sequence[Prompt], responses: Mapping[str, Sequence[str]], *,
+                 mode: str = "deterministic", rng: np.random.Generator | None = None,
+                 tie_tolerance: float = 0.0) -> Any:
+        """Pairwise votes between the items of ``responses`` (item name -> one response per
+        prompt), for ``prefkit rank``; as :meth:`prefkit.reward.RewardModel.to_votes`."""
+        from prefkit.reward.model import votes_from_scorer
+
+        return votes_from_scorer(self.score, prompts, responses, mode=mode, rng=rng,
+                                 tie_tolerance=tie_tolerance)
+
 
 def load_scorer(folder: str | Path) -> SequenceScorer:
     """A fine-tuned scorer from its folder (:meth:`SequenceScorer.from_pretrained`)."""
