@@ -8,6 +8,7 @@ training starts) and :data:`prefkit.align.losses.ALIGN_LOSSES`; no math here.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -190,6 +191,8 @@ def align_command(
         fail(str(e))
     except (ValueError, TypeError, OSError) as e:
         fail(str(e))
+    if int(os.environ.get("RANK", "0")) != 0:  # accelerate launch / torchrun: one report
+        return
     summary = {
         "output": str(output), "loss": spec.name, "hyper": spec.resolve(**hyper),
         "kind": tokens.kind, "n_train": len(tokens), "steps": result.step,
