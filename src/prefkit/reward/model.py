@@ -43,7 +43,33 @@ from prefkit.reward.heads import RewardHead, build_head
 __all__ = ["RewardModel", "scores_to_votes"]
 
 
-class RewardModel:
+class ScoresResponses:
+    """What every reward model can do once it has ``score(prompts, responses) -> rewards``:
+    pick the best of N and export votes (shared by :class:`RewardModel` and the fine-tuned
+    :class:`~prefkit.reward.scorer.SequenceScorer`)."""
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> NDArray[np.float64]:
+        raise NotImplementedError
+
+    def best_of_n(self, prompt: Prompt, candidates: Sequence[str]
+                  ) -> tuple[int, NDArray[np.float64]]:
+        """``(index of the highest-reward candidate, all rewards)``; the first wins ties."""
+        if not candidates:
+            raise ValueError("best_of_n needs at least one candidate")
+        scores = self.score([prompt] * len(candidates), candidates)
+        return int(np.argmax(scores)), scores
+
+    def to_votes(self, prompts: Sequence[Prompt], responses: Mapping[str, Sequence[str]], *,
+                 mode: str = "deterministic", rng: np.random.Generator | None = None,
+                 tie_tolerance: float = 0.0) -> PairwiseVotes:
+        """:class:`~prefkit.data.PairwiseVotes` between the items of ``responses`` (item name
+        -> one response per prompt), every pair of items on every prompt; the module
+        docstring gives the three modes. Feed the result to ``prefkit rank`` / the rankers."""
+        return votes_from_scorer(self.score, prompts, responses, mode=mode, rng=rng,
+                                 tie_tolerance=tie_tolerance)
+
+
+class RewardModel(ScoresResponses):
     """``r(x, y) = head(encoder(render(x, y)))``; see the module docstring."""
 
     def __init__(self, head: RewardHead, encoder: FrozenEncoder,
@@ -121,24 +147,6 @@ class RewardModel:
             msgs = [None if isinstance(p, str) else p for p in prompts]
             pemb = self.encoder.encode(prompt_texts(flat, msgs), batch_size=batch_size)
         return self.score_embeddings(emb, pemb)
-
-    def best_of_n(self, prompt: Prompt, candidates: Sequence[str]
-                  ) -> tuple[int, NDArray[np.float64]]:
-        """``(index of the highest-reward candidate, all rewards)``; the first wins ties."""
-        if not candidates:
-            raise ValueError("best_of_n needs at least one candidate")
-        scores = self.score([prompt] * len(candidates), candidates)
-        return int(np.argmax(scores)), scores
-
-    def to_votes(self, prompts: Sequence[Prompt], responses: Mapping[str, Sequence[str]], *,
-                 mode: str = "deterministic", rng: np.random.Generator | None = None,
-                 tie_tolerance: float = 0.0) -> PairwiseVotes:
-        """:class:`~prefkit.data.PairwiseVotes` between the items of ``responses`` (item name
-        -> one response per prompt), every pair of items on every prompt; the module
-        docstring gives the three modes. Feed the result to ``prefkit rank`` / the rankers."""
-        return votes_from_scorer(self.score, prompts, responses, mode=mode, rng=rng,
-                                 tie_tolerance=tie_tolerance)
-
 
 def votes_from_scorer(score: Any, prompts: Sequence[Prompt],
                       responses: Mapping[str, Sequence[str]], *, mode: str = "deterministic",

@@ -43,6 +43,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from prefkit.reward.backbones import DEFAULT_ENCODER, Prompt, response_texts
+from prefkit.reward.model import ScoresResponses
 
 __all__ = ["SCORER_KIND", "SequenceScorer", "length_buckets", "load_scorer"]
 
@@ -106,7 +107,7 @@ def length_buckets(lengths: Sequence[int], *, overhead: int = 64) -> list[list[i
     return groups[::-1]
 
 
-class SequenceScorer(nn.Module):
+class SequenceScorer(ScoresResponses, nn.Module):
     """A transformers backbone, a pooling and a linear head: ``(N, T)`` tokens -> ``(N,)``.
 
     Args:
@@ -330,24 +331,6 @@ class SequenceScorer(nn.Module):
         """The reward of each ``(prompt, response)`` row, shape ``(N,)``, rendered as
         :meth:`prefkit.reward.RewardModel.score` renders them."""
         return self.score_texts(response_texts(prompts, responses), batch_size=batch_size)
-
-    def best_of_n(self, prompt: Prompt, candidates: Sequence[str]
-                  ) -> tuple[int, NDArray[np.float64]]:
-        """``(index of the highest-reward candidate, all rewards)``; the first wins ties."""
-        if not candidates:
-            raise ValueError("best_of_n needs at least one candidate")
-        scores = self.score([prompt] * len(candidates), candidates)
-        return int(np.argmax(scores)), scores
-
-    def to_votes(self, prompts: Sequence[Prompt], responses: Mapping[str, Sequence[str]], *,
-                 mode: str = "deterministic", rng: np.random.Generator | None = None,
-                 tie_tolerance: float = 0.0) -> Any:
-        """Pairwise votes between the items of ``responses`` (item name -> one response per
-        prompt), for ``prefkit rank``; as :meth:`prefkit.reward.RewardModel.to_votes`."""
-        from prefkit.reward.model import votes_from_scorer
-
-        return votes_from_scorer(self.score, prompts, responses, mode=mode, rng=rng,
-                                 tie_tolerance=tie_tolerance)
 
 
 def load_scorer(folder: str | Path) -> SequenceScorer:
