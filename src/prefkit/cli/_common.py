@@ -65,13 +65,21 @@ def read_input(
         fail(str(e))
     except (ValueError, KeyError) as e:
         fail(f"{path}: {e}")
-    if result.skipped:
-        console.print(f"[yellow]skipped {len(result.skipped)} invalid row(s) of {path}:[/]")
-        for row in result.skipped[:20]:
-            console.print(f"  {row}", highlight=False)
-        if len(result.skipped) > 20:
-            console.print(f"  ... and {len(result.skipped) - 20} more")
+    report_skipped(path, result.skipped, len(result.skipped))
     return result
+
+
+def report_skipped(path: Any, problems: Any, n_rows: int, *, show: int = 20) -> None:
+    """On stderr: how many rows of ``path`` were skipped, then the first ``show`` problems
+    (file, line, field, how to fix) and how many more there are. Nothing when none were."""
+    problems = list(problems)
+    if not problems:
+        return
+    console.print(f"[yellow]skipped {n_rows} invalid row(s) of {path}:[/]")
+    for p in problems[:show]:
+        console.print(f"  {p}", highlight=False, markup=False)
+    if len(problems) > show:
+        console.print(f"  ... and {len(problems) - show} more", highlight=False)
 
 
 def print_json(obj: Any) -> None:

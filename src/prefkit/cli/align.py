@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from prefkit.cli._common import console, fail, parse_mapping, print_json
+from prefkit.cli._common import console, fail, parse_mapping, print_json, report_skipped
 
 _EXAMPLES = """Examples:
 
@@ -163,12 +163,7 @@ def align_command(
             fail(str(e))
         except (ValueError, KeyError) as e:
             fail(f"{path}: {e}")
-        if records.skipped:
-            console.print(f"[yellow]skipped {records.n_skipped} invalid row(s) of {path}:[/]")
-            for p in records.skipped[:20]:
-                console.print(f"  {p}", highlight=False, markup=False)
-            if len(records.skipped) > 20:
-                console.print(f"  ... and {len(records.skipped) - 20} more", highlight=False)
+        report_skipped(path, records.skipped, records.n_skipped)
         tokens = tokenize_alignment(records, tokenizer, max_length=max_length,
                                     max_prompt_length=max_prompt_length)
         if tokens.report:

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from prefkit.cli._common import console, fail, out, parse_mapping, print_json
+from prefkit.cli._common import console, fail, out, parse_mapping, print_json, report_skipped
 
 reward_app = typer.Typer(
     help="Reward models on a frozen text encoder: train on chosen/rejected pairs, "
@@ -111,10 +111,7 @@ def _read_pairs(path: Path, fmt: str, column: list[str] | None, skip_invalid: bo
     if not isinstance(res.data, TextPairs):
         fail(f"{path} holds {type(res.data).__name__} (format {res.format}), not chosen/rejected "
              "pairs; give a pairs file (formats trl, hh_rlhf, llmbar, rewardbench, generic)")
-    if res.skipped:
-        console.print(f"[yellow]skipped {res.n_skipped} invalid row(s) of {path}:[/]")
-        for p in res.skipped[:20]:
-            console.print(f"  {p}", highlight=False, markup=False)
+    report_skipped(path, res.skipped, res.n_skipped)
     if res.warnings and not quiet:
         console.print(f"[dim]{len(res.warnings)} warning(s) reading {path}, e.g. "
                       f"{escape(str(res.warnings[0]))}[/]", highlight=False)
@@ -335,11 +332,7 @@ def _read_texts(path: Path, default_prompt: str, skip_invalid: bool) -> tuple[li
     problems.sort(key=lambda q: q.line or 0)
     if problems and (not skip_invalid or not all(q.skippable for q in problems)):
         fail(str(InvalidInputError(problems)))
-    if problems:
-        console.print(f"[yellow]skipped {len({q.line for q in problems})} invalid row(s) of "
-                      f"{path}:[/]")
-        for q in problems[:20]:
-            console.print(f"  {q}", highlight=False, markup=False)
+    report_skipped(path, problems, len({q.line for q in problems}))
     if not responses:
         fail(f"{path}: no responses; give records with a 'response' or 'text' field")
     return prompts, responses, lines
