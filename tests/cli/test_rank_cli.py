@@ -125,3 +125,37 @@ def test_sandwich_clustered_intervals_are_wider_than_hessian() -> None:
     width = lambda d: sum(r["upper"] - r["lower"] for r in d["leaderboard"])  # noqa: E731
     assert s["interval_method"] == "sandwich(cluster=annotator)"
     assert width(s) > width(h)
+
+
+def test_anchor_pins_the_interval_as_lmarena() -> None:
+    # issue 8.3: the anchor's interval was 3.9 Elo wide; FastChat anchors every bootstrap
+    # round, so the anchor's interval has zero width, and rank ranges do not change
+    args = ("rank", "--json", "--rounds", "100")
+    free = json.loads(run(*args)[1])
+    code, out, err = run(*args, "--anchor", "mixtral-8x7b-instruct-v0.1=1114")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["anchor"] == {"item": "mixtral-8x7b-instruct-v0.1", "rating": 1114.0}
+    rows = {r["item"]: r for r in d["leaderboard"]}
+    m = rows["mixtral-8x7b-instruct-v0.1"]
+    assert m["rating"] == m["lower"] == m["upper"] == 1114.0
+    top = rows["chatgpt-4o-latest"]
+    assert top["lower"] < top["rating"] < top["upper"]
+    assert [(r["item"], r["rank_lower"], r["rank_upper"]) for r in d["leaderboard"]] == \
+        [(r["item"], r["rank_lower"], r["rank_upper"]) for r in free["leaderboard"]]
+
+
+def test_style_transform_option(tmp_path: Path) -> None:
+    f = tmp_path / "v.jsonl"
+    rows = [{"model_a": a, "model_b": b, "winner": w, "length_a": la, "length_b": lb}
+            for a, b, w, la, lb in [("x", "y", "model_a", 3, 1), ("y", "x", "model_a", 2, 0),
+                                    ("x", "z", "model_b", 0, 2), ("z", "y", "model_a", 1, 1),
+                                    ("y", "z", "tie", 0, 3), ("z", "x", "model_b", 1, 0)] * 5]
+    f.write_text("\n".join(json.dumps(r) for r in rows))
+    got = {}
+    for t in ("lmarena", "relative"):
+        code, out, err = run("rank", str(f), "--style", "length", "--style-transform", t,
+                             "--intervals", "none", "--json")
+        assert code == 0, err + out
+        got[t] = json.loads(out)["coefficients"]["length"]
+    assert got["lmarena"] != pytest.approx(got["relative"], abs=1e-3)

@@ -144,7 +144,7 @@ def test_style_control_recovers_a_planted_length_effect() -> None:
     a = rng.integers(0, 3, n)
     b = (a + rng.integers(1, 3, n)) % 3
     la, lb_ = rng.lognormal(6, 0.5, n), rng.lognormal(6, 0.5, n)
-    rel = (la - lb_) / (la + lb_)
+    rel = (la - lb_) / (la + lb_ + 1)  # LMArena's transform (the default)
     z = (rel - rel.mean()) / rel.std()
     p = 1 / (1 + np.exp(-(true[a] - true[b] + 0.8 * z)))
     out = np.where(rng.random(n) < p, 0, 1)
@@ -177,6 +177,50 @@ def test_style_control_matches_scipy_logistic_regression() -> None:
     ref = minimize(nll, np.zeros(4), method="BFGS", options={"gtol": 1e-10}).x
     np.testing.assert_allclose(fit.scores[:3], ref[:3], atol=1e-5)
     assert fit.coefficients["len"] == pytest.approx(ref[3], abs=1e-5)
+
+
+def _fastchat_style_features(xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
+    # FastChat fastchat/serve/monitor/elo_analysis.py construct_style_matrices (add_one=True,
+    # apply_ratio=1), as arena-hard's show_result.py: style_diff / (style_sum + 1), then
+    # standardised with np.mean / np.std (population std) over the (duplicated) battles.
+    d = (xa - xb) / (xa + xb + 1.0)
+    return (d - d.mean()) / d.std()
+
+
+def test_style_control_default_is_lmarenas_transform() -> None:
+    # Header/list counts are small integers, where "+ 1" matters; LMArena's fit is a logistic
+    # regression on FastChat's design with ties as one win each way. The same likelihood
+    # maximised by scipy's BFGS on FastChat's features is the reference.
+    from scipy.optimize import minimize
+    from scipy.special import log_expit
+
+    rng = np.random.default_rng(11)
+    n = 3_000
+    a = rng.integers(0, 4, n)
+    b = (a + rng.integers(1, 4, n)) % 4
+    xa, xb = rng.integers(0, 4, n).astype(float), rng.integers(0, 4, n).astype(float)
+    z = np.array([0.3, 0.1, -0.1, -0.3])[a] - np.array([0.3, 0.1, -0.1, -0.3])[b]
+    z = z + 0.5 * _fastchat_style_features(xa, xb)
+    u = rng.random(n)
+    out = np.where(u < 0.15, 2, np.where(u < 0.15 + 0.85 / (1 + np.exp(-z)), 0, 1))
+    votes = PairwiseVotes(ItemIndex(tuple("wxyz")), a, b, out, features={"headers": (xa, xb)})
+    fit = fit_bradley_terry(votes, style=["headers"])
+    X = _fastchat_style_features(xa, xb)
+    ya = np.where(out == 0, 1.0, np.where(out == 2, 0.5, 0.0))
+
+    def nll(t: np.ndarray) -> float:
+        s = np.append(t[:3], -t[:3].sum())  # sum-to-zero
+        m = s[a] - s[b] + t[3] * X
+        return -float((ya * log_expit(m) + (1 - ya) * log_expit(-m)).sum())
+
+    ref = minimize(nll, np.zeros(4), method="BFGS", options={"gtol": 1e-10}).x
+    np.testing.assert_allclose(fit.scores[:3], ref[:3], atol=1e-5)
+    assert fit.coefficients["headers"] == pytest.approx(ref[3], abs=1e-5)
+    # the former default, (a - b) / (a + b), is a different model: kept by name only
+    rel = fit_bradley_terry(votes, style=["headers"], style_transform="relative")
+    assert abs(rel.coefficients["headers"] - ref[3]) > 1e-3
+    with pytest.raises(ValueError, match="lmarena, relative, difference"):
+        fit_bradley_terry(votes, style=["headers"], style_transform="ratio")  # type: ignore[arg-type]
 
 
 # -- properties (hypothesis) -----------------------------------------------------------

@@ -250,12 +250,44 @@ def test_with_intervals_methods_and_checks() -> None:
         with_intervals(lb, other, method="sandwich")
 
 
-def test_anchor_shifts_bootstrap_intervals() -> None:
+def test_anchor_pins_every_bootstrap_round_as_fastchat() -> None:
+    # FastChat's compute_mle_elo (fastchat/serve/monitor/elo_analysis.py) ends with
+    # ``elo_scores += 1114 - elo_scores[models["mixtral-8x7b-instruct-v0.1"]]`` and
+    # get_bootstrap_result calls it once per round: each round is anchored, so the anchor's
+    # interval has zero width and the others are percentiles of (r_i - r_anchor) + 1114.
     v = simulate_bt(np.random.default_rng(8), 1000)
     x = bootstrap(v, rounds=100, rng=np.random.default_rng(0))
     y = bootstrap(v, rounds=100, rng=np.random.default_rng(0), anchor=("m0", 800.0))
+    a = y.items.id("m0")
     assert y.rating("m0") == pytest.approx(800.0)
-    np.testing.assert_allclose(y.intervals - y.ratings[:, None], x.intervals - x.ratings[:, None])
+    assert tuple(y.intervals[a]) == (800.0, 800.0)
+    per_round = 800.0 + ELO_SCALE * (x.samples - x.samples[:, [a]])  # FastChat's rounds
+    np.testing.assert_allclose(y.intervals, np.quantile(per_round, [0.025, 0.975], axis=0).T,
+                               atol=1e-9)
+    assert (np.diff(y.intervals[np.arange(y.n_items) != a], axis=1) > 0).all()
+    np.testing.assert_array_equal(y.rank_intervals, x.rank_intervals)  # differences only
+    np.testing.assert_array_equal(y.tiers, x.tiers)
+    # anchoring after the bootstrap gives the same leaderboard
+    z = x.anchored("m0", 800.0)
+    np.testing.assert_allclose(z.intervals, y.intervals)
+    assert z.to_dict()["anchor"] == {"item": "m0", "rating": 800.0}
+
+
+def test_anchor_with_covariance_intervals_is_the_difference_to_the_anchor() -> None:
+    # Var(s_i - s_a) = C_ii - 2 C_ia + C_aa; the anchor's own standard error is 0
+    v = simulate_bt(np.random.default_rng(9), 1500)
+    for method in ("hessian", "sandwich"):
+        lb = with_intervals(fit_bradley_terry(v), v, method=method)
+        pinned = lb.anchored("m2", 1114.0)
+        a, C = lb.items.id("m2"), lb.covariance
+        se = ELO_SCALE * np.sqrt(np.diag(C) - 2 * C[:, a] + C[a, a])
+        np.testing.assert_allclose(pinned.standard_errors(), se, atol=1e-9)
+        z = 1.959963984540054
+        np.testing.assert_allclose(pinned.intervals[:, 1] - pinned.ratings, z * se, atol=1e-9)
+        assert tuple(pinned.intervals[a]) == (1114.0, 1114.0)
+        np.testing.assert_array_equal(pinned.rank_intervals, lb.rank_intervals)
+        again = with_intervals(pinned, v, method=method)  # intervals of an anchored board
+        np.testing.assert_allclose(again.intervals, pinned.intervals, atol=1e-9)
 
 
 def test_bootstrap_of_a_given_leaderboard_keeps_it() -> None:
@@ -266,8 +298,7 @@ def test_bootstrap_of_a_given_leaderboard_keeps_it() -> None:
     fresh = bootstrap(v, ties="davidson", rng=np.random.default_rng(0), rounds=100)
     assert b.ties == "davidson" and b.rating("m3") == pytest.approx(1200.0)
     np.testing.assert_allclose(b.samples, fresh.samples)
-    np.testing.assert_allclose(b.intervals - b.ratings[:, None],
-                               fresh.intervals - fresh.ratings[:, None])
+    np.testing.assert_allclose(b.intervals, fresh.anchored("m3", 1200.0).intervals)
     with pytest.raises(ValueError, match="disagrees"):
         bootstrap(v, leaderboard=lb, ties="half", rng=np.random.default_rng(0), rounds=10)
     with pytest.raises(ValueError, match="not the fit of these data"):

@@ -11,14 +11,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console(stderr=True)
+# messages (errors with paths, lines and fixes) print on whole lines at any terminal width:
+# rich must not insert line breaks into them
+console = Console(stderr=True, soft_wrap=True)
 # piped output (a file, a test, CI) gets a wide table instead of truncated item names
 out = Console(width=None if sys.stdout.isatty() else 140)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error (to stderr) and exit with ``code``."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 

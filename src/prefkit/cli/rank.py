@@ -36,6 +36,12 @@ class Ties(str, Enum):
     rao_kupper = "rao-kupper"
 
 
+class StyleTransform(str, Enum):
+    lmarena = "lmarena"
+    relative = "relative"
+    difference = "difference"
+
+
 class Intervals(str, Enum):
     bootstrap = "bootstrap"
     hessian = "hessian"
@@ -72,6 +78,7 @@ def rank(
     model: Annotated[Model, typer.Option(help="Rating model.")] = Model.bradley_terry,
     ties: Annotated[Ties, typer.Option(help="Tie handling: half a win each (LMArena), ignore, or a tie model.")] = Ties.half,
     style: Annotated[Optional[list[str]], typer.Option("--style", help="Control for a per-side feature (repeatable), e.g. length, home.")] = None,
+    style_transform: Annotated[StyleTransform, typer.Option(help="How a style feature enters: lmarena = (a-b)/(a+b+1) standardised, as LMArena; relative = (a-b)/(a+b) standardised; difference = a-b as is.")] = StyleTransform.lmarena,
     intervals: Annotated[Intervals, typer.Option(help="How to compute uncertainty.")] = Intervals.bootstrap,
     rounds: Annotated[int, typer.Option(help="Bootstrap rounds.", envvar="PREFKIT_ROUNDS")] = 1000,
     cluster: Annotated[Optional[Cluster], typer.Option(help="Resample whole annotators or prompts (cluster bootstrap / clustered sandwich).")] = None,
@@ -103,7 +110,7 @@ def rank(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            lb = _fit(data, model, tie_mode, style or [], prior_value)
+            lb = _fit(data, model, tie_mode, style or [], prior_value, style_transform.value)
         for w in caught:
             console.print(f"[yellow]note:[/] {w.message}", highlight=False)
         if intervals is Intervals.bootstrap and lb.model == "plackett_luce":
@@ -114,7 +121,7 @@ def rank(
             lb = _with_intervals(lb, data, intervals, rounds=rounds, cluster=cluster,
                                  confidence=confidence, seed=seed, ties=tie_mode,
                                  style=style or [], prior=prior_value, model=model,
-                                 quiet=as_json)
+                                 quiet=as_json, style_transform=style_transform.value)
         if anchor:
             name, _, value = anchor.rpartition("=")
             if not name:
@@ -152,7 +159,8 @@ def rank(
     for name, v in lb.tie_parameter.items():
         out.print(f"tie parameter {name}: {v:.4f}")
     if lb.intervals is not None:
-        out.print(f"{int(round(confidence * 100))}% intervals by {lb.interval_method}; "
+        against = f" (relative to {lb.anchor[0]}, pinned at {lb.anchor[1]:g})" if lb.anchor else ""
+        out.print(f"{int(round(confidence * 100))}% intervals by {lb.interval_method}{against}; "
                   "rank ranges from simultaneous pairwise separation")
     console.print(f"[dim]read {t_read:.2f}s, total {elapsed:.2f}s"
                   + (f"; plot written to {plot}" if plot else "") + "[/]")
@@ -178,7 +186,8 @@ def _parse_prior(prior: str) -> float | str | None:
         fail(f"--prior must be 'auto', 'none' or a variance such as 1.0, got {prior!r}")
 
 
-def _fit(data: Any, model: Model, ties: str, style: list[str], prior: Any) -> Any:
+def _fit(data: Any, model: Model, ties: str, style: list[str], prior: Any,
+         style_transform: str = "lmarena") -> Any:
     from prefkit.data.records import PairCounts, PairwiseVotes, Rankings
 
     if model is Model.plackett_luce or (isinstance(data, Rankings) and model is Model.bradley_terry):
@@ -192,7 +201,8 @@ def _fit(data: Any, model: Model, ties: str, style: list[str], prior: Any) -> An
     if model is Model.bradley_terry:
         from prefkit.rank import fit_bradley_terry
 
-        return fit_bradley_terry(data, ties=ties, style=style, prior=prior)  # type: ignore[arg-type]
+        return fit_bradley_terry(data, ties=ties, style=style, prior=prior,  # type: ignore[arg-type]
+                                 style_transform=style_transform)  # type: ignore[arg-type]
     if model is Model.thurstone:
         from prefkit.rank import fit_thurstone
 
@@ -226,7 +236,8 @@ def _with_intervals(lb: Any, data: Any, how: Intervals, **kw: Any) -> Any:
     # the fit options travel with the leaderboard; the seed drives the max-t simulation
     return uncertainty.with_intervals(lb, data, method=how.value, cluster=cluster,
                                       confidence=kw["confidence"],
-                                      rng=np.random.default_rng(kw["seed"]))
+                                      rng=np.random.default_rng(kw["seed"]),
+                                      style_transform=kw["style_transform"])
 
 
 def _bs_kw(kw: dict[str, Any], model: Model) -> dict[str, Any]:
@@ -236,6 +247,7 @@ def _bs_kw(kw: dict[str, Any], model: Model) -> dict[str, Any]:
         "confidence": kw["confidence"],
         "ties": kw["ties"],
         "style": kw["style"],
+        "style_transform": kw["style_transform"],
         "prior": kw["prior"],
     }
 

@@ -84,7 +84,7 @@ def design(
     *,
     ties: str = "half",
     style: Sequence[str] = (),
-    style_transform: str = "relative",
+    style_transform: str = "lmarena",
     cluster: str | None = None,
 ) -> Design:
     """Fit rows plus the vote-level (and, with ``cluster``, cluster-level) maps."""

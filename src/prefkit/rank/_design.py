@@ -12,6 +12,12 @@ from numpy.typing import NDArray
 from prefkit.data.records import ItemIndex, PairCounts, PairwiseVotes, aggregate
 
 TIES = ("half", "ignore", "davidson", "rao_kupper")
+#: How a per-side feature ``(x_a, x_b)`` becomes a style column. ``"lmarena"`` (default) is
+#: LMArena's style control as FastChat's ``construct_style_matrices`` (``add_one=True``) and
+#: arena-hard compute it: ``(x_a - x_b) / (x_a + x_b + 1)``, then standardised (mean 0,
+#: population std 1); ``"relative"`` is the same without the ``+ 1``; ``"difference"`` is
+#: ``x_a - x_b`` as is (e.g. a home-advantage indicator).
+STYLE_TRANSFORMS = ("lmarena", "relative", "difference")
 
 
 @dataclass(frozen=True)
@@ -65,17 +71,21 @@ def _style_columns(
                 "readers add per-side features such as 'length' or 'home'"
             )
         xa, xb = votes.features[name]
-        if transform == "relative":  # FastChat's style control: (a - b) / (a + b)
+        if transform == "lmarena":  # FastChat / arena-hard: (a - b) / (a + b + 1)
+            col = (xa - xb) / (xa + xb + 1.0)
+        elif transform == "relative":  # the same without the +1: (a - b) / (a + b)
             den = xa + xb
             col = np.divide(xa - xb, den, out=np.zeros_like(xa), where=den != 0)
         elif transform == "difference":
             col = xa - xb
         else:
-            raise ValueError("style_transform must be 'relative' or 'difference'")
+            raise ValueError(
+                f"style_transform must be one of {', '.join(STYLE_TRANSFORMS)}; got {transform!r}")
         cols.append(col)
     X = np.column_stack(cols) if cols else np.zeros((len(votes), 0))
-    center = X.mean(axis=0) if transform == "relative" else np.zeros(X.shape[1])
-    scale = X.std(axis=0) if transform == "relative" else np.ones(X.shape[1])
+    standardise = transform != "difference"
+    center = X.mean(axis=0) if standardise else np.zeros(X.shape[1])
+    scale = X.std(axis=0) if standardise else np.ones(X.shape[1])
     scale = np.where(scale > 0, scale, 1.0)
     return (X - center) / scale, center, scale
 
@@ -85,7 +95,7 @@ def build_rows(
     *,
     ties: str = "half",
     style: Sequence[str] = (),
-    style_transform: str = "relative",
+    style_transform: str = "lmarena",
     cluster: str | None = None,
 ) -> PairRows:
     """Turn votes or counts into fit rows.

@@ -162,7 +162,7 @@ def fit_bradley_terry(
     *,
     ties: Ties = "half",
     style: Sequence[str] = (),
-    style_transform: Literal["relative", "difference"] = "relative",
+    style_transform: Literal["lmarena", "relative", "difference"] = "lmarena",
     prior: float | Literal["auto"] | None = "auto",
     method: Literal["newton", "mm"] = "newton",
     init: NDArray[np.float64] | None = None,
@@ -176,9 +176,11 @@ def fit_bradley_terry(
         data: :class:`PairwiseVotes` or :class:`PairCounts`.
         ties: ``"half"`` (LMArena), ``"ignore"``, ``"davidson"`` or ``"rao_kupper"``.
         style: names of per-side features to control for (e.g. ``["length"]``, ``["home"]``).
-        style_transform: ``"relative"`` uses ``(x_a - x_b) / (x_a + x_b)`` standardised, as
-            LMArena's style control does; ``"difference"`` uses ``x_a - x_b`` as is (e.g. a
-            home-advantage indicator).
+        style_transform: ``"lmarena"`` (default) uses ``(x_a - x_b) / (x_a + x_b + 1)``
+            standardised, exactly as LMArena's style control (FastChat's
+            ``construct_style_matrices``, arena-hard); ``"relative"`` the same without the
+            ``+ 1``; ``"difference"`` uses ``x_a - x_b`` as is (e.g. a home-advantage
+            indicator).
         prior: ``None`` for the pure MLE (an error if it does not exist), a variance for a
             Gaussian prior on log-strengths, or ``"auto"``: the MLE when it exists, else the
             prior with variance 1 and the affected items flagged ``provisional``.

@@ -32,6 +32,13 @@ class Leaderboard:
     puts the mean score at 1000 or, with an anchor, the anchor item at its given rating.
     ``intervals`` (``(n, 2)``, Elo scale) and ``rank_intervals``/``tiers`` are present
     once an uncertainty method has been applied (see :mod:`prefkit.rank.uncertainty`).
+
+    ``anchor`` (``(item, rating)``) pins one item the way LMArena does (FastChat's
+    ``compute_mle_elo`` shifts every bootstrap round so that the anchor sits at its rating):
+    every rating is then measured *against the anchor*, so the anchor's interval has zero
+    width and the others' intervals are those of ``s_i - s_anchor``. ``scores``,
+    ``covariance`` and ``samples`` stay centred on the mean item; rank intervals and tiers
+    depend only on differences and do not change.
     """
 
     items: ItemIndex
@@ -51,6 +58,7 @@ class Leaderboard:
     tiers: NDArray[np.int64] | None = None
     samples: NDArray[np.float64] | None = None  # bootstrap scores, (B, n)
     info: dict[str, Any] = field(default_factory=dict)
+    anchor: tuple[str, float] | None = None
 
     # -- the numbers ---------------------------------------------------------------------
     @property
@@ -65,11 +73,18 @@ class Leaderboard:
         return float(self.ratings[self.items.id(name)])
 
     def anchored(self, item: str, rating: float) -> Leaderboard:
-        """Shift the Elo offset so that ``item`` is rated ``rating`` (LMArena anchors
-        ``mixtral-8x7b-instruct-v0.1`` at 1114); scores and intervals move together."""
-        shift = rating - self.rating(item)
-        iv = None if self.intervals is None else self.intervals + shift
-        return replace(self, offset=self.offset + shift, intervals=iv)
+        """Pin ``item`` at ``rating`` as LMArena does (``mixtral-8x7b-instruct-v0.1`` at
+        1114): the Elo offset moves so that the anchor has that rating, and intervals are
+        recomputed for ratings relative to the anchor (as if every bootstrap round had been
+        anchored, FastChat's way; with a covariance, ``Var(s_i - s_anchor)``), so the
+        anchor's own interval has zero width."""
+        shift = float(rating) - self.rating(item)
+        lb = replace(self, offset=self.offset + shift, anchor=(item, float(rating)))
+        if self.intervals is None:
+            return lb
+        from prefkit.rank.uncertainty import _reinterval
+
+        return _reinterval(lb)
 
     def win_probability(self) -> NDArray[np.float64]:
         """``P[i, j]`` = predicted probability that i beats j (ties split evenly for
@@ -95,10 +110,32 @@ class Leaderboard:
         return r
 
     def standard_errors(self) -> NDArray[np.float64] | None:
-        """Elo-scale standard errors from the covariance, if known."""
+        """Elo-scale standard errors from the covariance, if known (against the anchor
+        when the leaderboard is anchored: the anchor's is 0)."""
         if self.covariance is None:
             return None
-        return ELO_SCALE * np.sqrt(np.clip(np.diag(self.covariance), 0, None))
+        return ELO_SCALE * np.sqrt(np.clip(np.diag(self.anchored_covariance()), 0, None))
+
+    def anchored_covariance(self) -> NDArray[np.float64]:
+        """The covariance of the scores as the ratings are reported: of ``s_i - s_anchor``
+        if anchored (``C_ij - C_ia - C_aj + C_aa``), else ``covariance`` itself."""
+        if self.covariance is None:
+            raise ValueError("the leaderboard has no covariance")
+        c = self.covariance
+        if self.anchor is None:
+            return c
+        a = self.items.id(self.anchor[0])
+        return c - c[:, [a]] - c[[a], :] + c[a, a]
+
+    def anchored_samples(self) -> NDArray[np.float64]:
+        """Bootstrap scores as the ratings are reported: each round shifted so that the
+        anchor keeps its point estimate (LMArena's anchoring per round), else ``samples``."""
+        if self.samples is None:
+            raise ValueError("the leaderboard has no bootstrap samples")
+        if self.anchor is None:
+            return self.samples
+        a = self.items.id(self.anchor[0])
+        return self.samples - self.samples[:, [a]] + self.scores[a]
 
     # -- views ---------------------------------------------------------------------------
     def to_records(self) -> list[dict[str, Any]]:
@@ -134,6 +171,8 @@ class Leaderboard:
             "ties": self.ties,
             "elo_scale": ELO_SCALE,
             "offset": self.offset,
+            "anchor": None if self.anchor is None else {"item": self.anchor[0],
+                                                        "rating": self.anchor[1]},
             "interval_method": self.interval_method,
             "confidence": self.confidence if self.intervals is not None else None,
             "coefficients": self.coefficients,

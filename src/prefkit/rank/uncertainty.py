@@ -98,7 +98,7 @@ def bootstrap(
     leaderboard: Leaderboard | None = None,
     ties: Literal["half", "ignore", "davidson", "rao_kupper"] | None = None,
     style: Sequence[str] | None = None,
-    style_transform: Literal["relative", "difference"] = "relative",
+    style_transform: Literal["lmarena", "relative", "difference"] = "lmarena",
     model: Literal["bradley_terry", "thurstone"] | None = None,
     prior: float | Literal["auto"] | None = "auto",
     anchor: tuple[str, float] | None = None,
@@ -238,7 +238,7 @@ def sandwich_covariance(
     data: PairwiseVotes | PairCounts,
     *,
     cluster: Cluster | None = None,
-    style_transform: Literal["relative", "difference"] = "relative",
+    style_transform: Literal["lmarena", "relative", "difference"] = "lmarena",
 ) -> Array:
     """Robust covariance ``H^-1 M H^-1`` of the scores of a fitted leaderboard.
 
@@ -317,7 +317,7 @@ def with_intervals(
     rng: np.random.Generator | None = None,
     ties: str | None = None,
     style: Sequence[str] | None = None,
-    style_transform: Literal["relative", "difference"] = "relative",
+    style_transform: Literal["lmarena", "relative", "difference"] = "lmarena",
 ) -> Leaderboard:
     """Add rating intervals, rank intervals and tiers to a fitted leaderboard.
 
@@ -354,11 +354,10 @@ def with_intervals(
     if method == "bootstrap":
         if lb.samples is None:
             raise ValueError("the leaderboard has no bootstrap samples; call bootstrap(...)")
-        iv = _percentiles(lb.offset + ELO_SCALE * lb.samples, alpha,
-                          lb.info.get("bootstrap_unbounded"))
         ri = rank_inference(lb.scores, samples=lb.samples, confidence=confidence)
         label = lb.interval_method if (lb.interval_method or "").startswith("bootstrap") else "bootstrap"
-        return _with_ranks(replace(lb, intervals=iv, interval_method=label, confidence=confidence), ri)
+        out = replace(lb, interval_method=label, confidence=confidence)
+        return _with_ranks(_reinterval(out), ri)
     info = dict(lb.info)
     if method == "hessian":
         cov = info.pop("model_covariance", lb.covariance)
@@ -373,10 +372,30 @@ def with_intervals(
         label = "sandwich" if cluster is None else f"sandwich(cluster={cluster})"
     else:
         raise ValueError(f"method must be 'hessian', 'sandwich' or 'bootstrap', got {method!r}")
-    se = ELO_SCALE * np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    z = float(norm.isf(alpha / 2))
-    iv = np.column_stack([lb.ratings - z * se, lb.ratings + z * se])
     ri = rank_inference(lb.scores, covariance=cov, confidence=confidence, rng=rng)
-    out = replace(lb, covariance=cov, intervals=iv, interval_method=label, confidence=confidence,
-                  info=info)
-    return _with_ranks(out, ri)
+    out = replace(lb, covariance=cov, interval_method=label, confidence=confidence, info=info)
+    return _with_ranks(_reinterval(out), ri)
+
+
+def _reinterval(lb: Leaderboard) -> Leaderboard:
+    """Rating intervals from the leaderboard's samples (bootstrap methods) or covariance,
+    at its ``confidence``, relative to its anchor if it has one (the anchor's interval is
+    then its rating exactly, as in LMArena's per-round anchoring)."""
+    alpha = 1.0 - lb.confidence
+    if (lb.interval_method or "").startswith("bootstrap"):
+        unbounded = lb.info.get("bootstrap_unbounded")
+        if unbounded is not None and lb.anchor is not None:
+            a = lb.items.id(lb.anchor[0])  # the anchor unbounded above pushes the rest below
+            up, down = unbounded[0] | unbounded[1][:, [a]], unbounded[1] | unbounded[0][:, [a]]
+            up[:, a] = down[:, a] = False
+            unbounded = np.stack([up, down])
+        iv = _percentiles(lb.offset + ELO_SCALE * lb.anchored_samples(), alpha, unbounded)
+    else:
+        se = lb.standard_errors()
+        if se is None:
+            raise ValueError("the leaderboard has no covariance (its Hessian was singular)")
+        z = float(norm.isf(alpha / 2))
+        iv = np.column_stack([lb.ratings - z * se, lb.ratings + z * se])
+    if lb.anchor is not None:
+        iv[lb.items.id(lb.anchor[0])] = lb.anchor[1]
+    return replace(lb, intervals=iv)
