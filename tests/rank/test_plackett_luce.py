@@ -271,3 +271,54 @@ def test_duplicating_the_data_changes_nothing(seed: int) -> None:
     c = fit_plackett_luce(weighted, prior=2.5)
     np.testing.assert_allclose(b.scores, a.scores, atol=1e-9)
     np.testing.assert_allclose(c.scores, a.scores, atol=1e-9)
+
+
+# -- items that appear in no comparison --------------------------------------------------
+def test_an_item_never_compared_gets_the_prior_mean_as_choix() -> None:
+    # issue 8.5: an item listed but never in a ranking (or a choice set) was refused with
+    # DisconnectedGraphError even with a prior. With a N(0, v) prior the posterior mode is
+    # identified and the unseen item sits at the prior mean. choix's MAP (opt_rankings /
+    # opt_top1 / opt_pairwise) adds ``alpha * sum(theta**2)`` to the negative
+    # log-likelihood (choix/opt.py PairwiseFcts.objective), i.e. a prior of variance
+    # 1 / (2 alpha): v = 2.0 is alpha = 0.25.
+    items = ItemIndex(("a", "b", "c", "d", "e"))
+    lists = [["a", "b", "c"], ["b", "a", "c"], ["a", "c", "b"], ["c", "b", "a"], ["b", "c", "a"],
+             ["a", "e", "b"], ["e", "c", "a"]]
+    r = Rankings.from_lists(lists, items=items)
+    lb = fit_plackett_luce(r, prior=2.0)
+    ids = [[items.id(x) for x in lst] for lst in lists]
+    ref = choix.opt_rankings(5, ids, alpha=0.25)
+    np.testing.assert_allclose(lb.scores, ref - ref.mean(), atol=1e-7)
+    assert lb.scores[items.id("d")] == pytest.approx(0.0, abs=1e-9)   # the prior mean
+    assert lb.provisional.tolist() == [False, False, False, True, False]
+    # top-1 choices: d never offered
+    winners, sets = ["a", "b", "a", "c", "e", "b"], [["a", "b"], ["b", "c", "a"], ["a", "c"],
+                                                     ["c", "b"], ["e", "a"], ["b", "e", "c"]]
+    t = Rankings.from_choices(winners, sets, items=items)
+    lb1 = fit_plackett_luce(t, prior=2.0)
+    ref1 = choix.opt_top1(5, [(items.id(w), [items.id(x) for x in s if x != w])
+                              for w, s in zip(winners, sets)], alpha=0.25)
+    np.testing.assert_allclose(lb1.scores, ref1 - ref1.mean(), atol=1e-7)
+    assert lb1.provisional[items.id("d")]
+    # prior="auto" fits with N(0, 1) and says so; prior=None still refuses
+    with pytest.warns(ProvisionalWarning, match="appear in no comparison"):
+        auto = fit_plackett_luce(r)
+    ref_auto = choix.opt_rankings(5, ids, alpha=0.5)
+    np.testing.assert_allclose(auto.scores, ref_auto - ref_auto.mean(), atol=1e-7)
+    with pytest.raises(DisconnectedGraphError, match="or give a prior"):
+        fit_plackett_luce(r, prior=None)
+    # two real components stay refused even with a prior: they share no scale
+    two = Rankings.from_lists([["a", "b"], ["b", "a"], ["c", "d"], ["d", "c"]], items=items)
+    with pytest.raises(DisconnectedGraphError):
+        fit_plackett_luce(two, prior=2.0)
+
+
+def test_bradley_terry_item_never_compared_as_choix() -> None:
+    items = ItemIndex(("a", "b", "c", "z"))
+    pairs = [("a", "b"), ("b", "c"), ("c", "a"), ("a", "c"), ("b", "a"), ("a", "b")]
+    v = PairwiseVotes(items, [items.id(w) for w, _ in pairs], [items.id(x) for _, x in pairs],
+                      np.zeros(len(pairs), np.int64))
+    lb = fit_bradley_terry(v, prior=2.0)
+    ref = choix.opt_pairwise(4, [(items.id(w), items.id(x)) for w, x in pairs], alpha=0.25)
+    np.testing.assert_allclose(lb.scores, ref - ref.mean(), atol=1e-7)
+    assert lb.provisional.tolist() == [False, False, False, True]

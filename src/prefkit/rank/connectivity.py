@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from prefkit.data.records import ItemIndex, PairwiseVotes
 
@@ -51,6 +49,9 @@ def connectivity(
 ) -> Connectivity:
     """``counts[:, 0]`` wins of i, ``[:, 1]`` wins of j, ``[:, 2:]`` ties (any number of
     tie columns). Items never compared form their own components."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     n = len(items)
     total = counts.sum(axis=1)
     met = total > 0
@@ -73,6 +74,9 @@ def connectivity(
 def largest_component(votes: PairwiseVotes) -> tuple[PairwiseVotes, tuple[str, ...]]:
     """Keep the votes inside the largest component of the comparison graph, re-indexed to
     its items; returns them and the names of the items left out (to be reported)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     n = votes.n_items
     g = coo_matrix((np.ones(len(votes)), (votes.a, votes.b)), shape=(n, n))
     nc, lab = connected_components(g, directed=False)
@@ -123,11 +127,30 @@ def resolve_prior(
         if not prior_var > 0:
             raise ValueError(f"prior variance must be > 0, got {prior}")
     conn = connectivity(items, i, j, counts)
-    if conn.n_components > 1:
+    n = len(items)
+    total = counts.sum(axis=1)
+    unseen = (np.bincount(i, total, n) + np.bincount(j, total, n)) == 0
+    # items that appear in no comparison at all are identified by a prior alone (their
+    # estimate is the prior mean, as choix's MAP gives); they are never a reason to refuse
+    # when a prior is given, and they are always provisional
+    seen_components = conn.n_components - int(unseen.sum())
+    if conn.n_components > 1 and (seen_components > 1 or prior is None):
+        hint = (" (or give a prior: items never compared then rest on it)"
+                if seen_components <= 1 else "")
         raise DisconnectedGraphError(
             conn.describe() + ". Items in different components share no scale: fit each "
-            f"component on its own (prefkit diagnose lists them) or {more_data}."
+            f"component on its own (prefkit diagnose lists them) or {more_data}{hint}."
         )
+    if unseen.any() and prior_var is None:
+        import warnings
+
+        names = [items.names[k] for k in np.flatnonzero(unseen)]
+        listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        prior_var = AUTO_PRIOR_VARIANCE
+        warnings.warn(
+            f"{len(names)} item(s) appear in no comparison ({listed}): a N(0, {prior_var}) "
+            "prior on log-strengths is used, these items get its mean and are marked "
+            "provisional", ProvisionalWarning, stacklevel=4)
     if not conn.strongly_connected and prior_var is None:
         import warnings
 
@@ -146,5 +169,5 @@ def resolve_prior(
             ProvisionalWarning,
             stacklevel=4,
         )
-    provisional = conn.provisional if prior_var is not None else np.zeros(len(items), bool)
+    provisional = conn.provisional | unseen if prior_var is not None else np.zeros(n, bool)
     return prior_var, provisional, conn
