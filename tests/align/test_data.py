@@ -4,6 +4,7 @@ every truncated or dropped row."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import string
 from pathlib import Path
@@ -18,8 +19,10 @@ transformers = pytest.importorskip("transformers")
 from prefkit.align.data import (  # noqa: E402
     AlignExample,
     AlignmentData,
+    add_kl_completions,
     collate,
     iter_batches,
+    kl_partners,
     read_alignment_data,
     split_implicit_prompt,
     step_dpo_pair,
@@ -252,7 +255,9 @@ def test_step_dpo_errors(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def trl_prepare() -> Any:
     """TRL 1.16's own dataset preparation (``DPOTrainer._prepare_dataset`` and
-    ``KTOTrainer._prepare_dataset``), called on a bare trainer object."""
+    ``KTOTrainer._prepare_dataset``), called on a bare trainer object; ``kl_batch_size``
+    turns on KTO's KL completions (``calculate_KL``, ``per_device_train_batch_size``; TRL
+    builds them the same way for its train and eval sets)."""
     datasets = pytest.importorskip("datasets")
     pytest.importorskip("trl")
     from trl.trainer.dpo_trainer import DPOTrainer
@@ -261,12 +266,14 @@ def trl_prepare() -> Any:
     datasets.disable_progress_bars()
 
     def prepare(rows: list[dict[str, Any]], tok: Any, *, kto: bool = False,
-                max_length: int | None = None) -> list[dict[str, Any]]:
+                max_length: int | None = None, kl_batch_size: int | None = None
+                ) -> list[dict[str, Any]]:
         trainer = object.__new__(KTOTrainer if kto else DPOTrainer)
         trainer._tokenizer = tok
-        trainer.calculate_KL = False
+        trainer.calculate_KL = kl_batch_size is not None
         args = SimpleNamespace(dataset_num_proc=None, max_length=max_length,
-                               truncation_mode="keep_start")
+                               truncation_mode="keep_start",
+                               per_device_train_batch_size=kl_batch_size)
         ds = datasets.Dataset.from_list(rows)
         return list(trainer._prepare_dataset(ds, tok, args, "eval"))
 
@@ -302,6 +309,58 @@ def test_unpaired_ids_equal_trl_kto(tokenizer: Any, trl_prepare: Any, tmp_path: 
         theirs = trl_prepare(r, tokenizer, kto=True)
         assert [(e.prompt_ids, e.responses[0], e.label) for e in ours.examples] == \
             [(t["prompt_ids"], t["completion_ids"], t["label"]) for t in theirs]
+
+
+def test_kl_partners_equal_trl_kto(tokenizer: Any, trl_prepare: Any, tmp_path: Path) -> None:
+    """KTO's KL partner of every row is stored with it (``kl_completion``) and equals TRL
+    1.16's ``KL_completion_ids`` on the same rows (``KTOTrainer._prepare_dataset``: the
+    completions rotated by one within data-order chunks of ``per_device_train_batch_size``,
+    after rows that fill ``max_length`` are dropped). 8 rows, row 3 dropped by both, batch
+    size 3: chunks (0, 1, 2), (4, 5, 6), (7); TRL pairs row 0 with row 2's completion and the
+    one-row last chunk with its OWN completion. The collated KL sequences (prefkit's
+    ``collate`` and the trainer's ``mismatched_examples``) equal TRL's collator's."""
+    from trl.trainer.kto_trainer import DataCollatorForUnpairedPreference
+
+    from prefkit.align.reference import mismatched_examples
+
+    prompts = ["Q0?", "Q1 here?", "Q2?", "Q3 " + "far too long " * 3, "Q4?", "Q5 longer?",
+               "Q6", "Q7?"]
+    completions = [" a", " bb", " ccc", " d", " ee", " " + "f" * 30, " g", " hh"]
+    rows = [{"prompt": p, "completion": c, "label": i % 2 == 0}
+            for i, (p, c) in enumerate(zip(prompts, completions))]
+    records = _records(rows, tmp_path, "kl.jsonl")
+    ours = tokenize_alignment(records, tokenizer, max_length=20, kl_batch_size=3)
+    theirs = trl_prepare(rows, tokenizer, kto=True, max_length=20, kl_batch_size=3)
+    assert ours.indices == [0, 1, 2, 4, 5, 6, 7] and len(theirs) == 7
+    assert [e.kl_completion for e in ours.examples] == [t["KL_completion_ids"] for t in theirs]
+    # TRL's values, by hand: row 0 <- row 2, row 1 <- row 0, ...; row 7 <- itself
+    comp = [t["completion_ids"] for t in theirs]
+    assert [t["KL_completion_ids"] for t in theirs] == [comp[2], comp[0], comp[1], comp[5],
+                                                      comp[3], comp[4], comp[6]]
+    assert ours[5].kl_completion == comp[4] and len(comp[4]) > len(ours[4].responses[0])
+    # the KL sequences themselves, as TRL's collator cuts them to max_length
+    ref = DataCollatorForUnpairedPreference(pad_token_id=0, max_length=20)(theirs)
+    for got in (collate(ours.examples, 0, kl_max_length=20),
+                collate(mismatched_examples(ours.examples, max_length=20), 0)):
+        ids, att, mask = (got.kl_input_ids, got.kl_attention_mask, got.kl_loss_mask) \
+            if got.kl_input_ids is not None else (got.input_ids, got.attention_mask,
+                                                   got.loss_mask)
+        assert torch.equal(ids, ref["KL_input_ids"])
+        assert torch.equal(att, ref["KL_attention_mask"])
+        assert torch.equal(mask, ref["KL_completion_mask"].bool())
+    # already tokenized data: the same partners, a completion that max_length cut as cut
+    plain = tokenize_alignment(records, tokenizer, max_length=20)
+    assert all(e.kl_completion is None for e in plain.examples)
+    added = add_kl_completions(plain, 3)
+    assert [e.kl_completion for e in added.examples] == \
+        kl_partners([e.responses[0] for e in plain.examples], 3)
+    assert [e.kl_completion for i, e in enumerate(added.examples) if i != 5] == \
+        [t["KL_completion_ids"] for i, t in enumerate(theirs) if i != 5]
+    assert added.fingerprint() != plain.fingerprint() != ours.fingerprint()
+    with pytest.raises(ValueError, match="no kl_completion"):
+        mismatched_examples(plain.examples)
+    with pytest.raises(ValueError, match="for unpaired data"):
+        tokenize_alignment(_records(PAIRS, tmp_path, "p.jsonl"), tokenizer, kl_batch_size=2)
 
 
 def test_keep_start_truncation_equals_trl_collator(tokenizer: Any, trl_prepare: Any,
@@ -398,16 +457,22 @@ def test_collate_listwise_pads_missing_responses() -> None:
 
 
 def test_collate_unpaired_builds_mismatched_kl_rows() -> None:
-    ex = [AlignExample([1, 10], [[20, 2]], label=True),
-          AlignExample([1, 11, 11], [[21, 21, 2]], label=False),
-          AlignExample([1, 12], [[22, 2]], label=True)]
+    """The KL rows are each prompt with its own ``kl_completion`` (fixed when the data was
+    prepared), not a rotation inside the batch; without one there are no KL rows."""
+    ex = [AlignExample([1, 10], [[20, 2]], label=True, kl_completion=[22, 2]),
+          AlignExample([1, 11, 11], [[21, 21, 2]], label=False, kl_completion=[20, 2]),
+          AlignExample([1, 12], [[22, 2]], label=True, kl_completion=[21, 21, 2])]
     b = collate(ex, pad_token_id=0)
     assert b.input_ids.shape == (3, 6) and b.label.tolist() == [True, False, True]
     kl = [r[: int(m.sum())] for r, m in zip(b.kl_input_ids.tolist(), b.kl_attention_mask)]
-    assert kl == [[1, 10, 21, 21, 2], [1, 11, 11, 22, 2], [1, 12, 20, 2]]  # completion b+1
-    assert b.kl_loss_mask[0].tolist() == [False, False, True, True, True]
+    assert kl == [[1, 10, 22, 2], [1, 11, 11, 20, 2], [1, 12, 21, 21, 2]]
+    assert b.kl_loss_mask[2].tolist() == [False, False, True, True, True]
+    one = collate(ex[2:], pad_token_id=0)  # the partner need not be in the batch
+    assert one.kl_input_ids.tolist() == [[1, 12, 21, 21, 2]]
     cut = collate(ex, pad_token_id=0, kl_max_length=4)
-    assert cut.kl_input_ids.shape[1] == 4 and cut.kl_input_ids[0].tolist() == [1, 10, 21, 21]
+    assert cut.kl_input_ids.shape[1] == 4 and cut.kl_input_ids[2].tolist() == [1, 12, 21, 21]
+    bare = collate([dataclasses.replace(e, kl_completion=None) for e in ex], pad_token_id=0)
+    assert bare.label is not None and bare.kl_input_ids is None
     with pytest.raises(ValueError, match="at least one example"):
         collate([], 0)
 

@@ -267,8 +267,9 @@ def test_lora_reference_is_the_base_model_with_the_adapter_disabled(tok, example
 
 
 def test_kto_mismatched_rows(tok):
-    exs = [AlignExample(enc(tok, "Q one", True), [enc(tok, " yes</s>")], label=True),
-           AlignExample(enc(tok, "Q two?", True), [enc(tok, " no no</s>")], label=False)]
+    yes, no = enc(tok, " yes</s>"), enc(tok, " no no</s>")
+    exs = [AlignExample(enc(tok, "Q one", True), [yes], label=True, kl_completion=no),
+           AlignExample(enc(tok, "Q two?", True), [no], label=False, kl_completion=yes)]
     policy, reference = tiny_llama(len(tok), seed=9), tiny_llama(len(tok), seed=10)
     batch = collate(exs, 0)
     got = response_logps(policy, batch, reference=reference)

@@ -209,7 +209,10 @@ def test_kto_gets_one_detached_kl_estimate_per_step(tmp_path, tokenizer, monkeyp
     """The trainer passes KTO's reference point as ``kl_estimate``: one 0-dim, detached
     tensor shared by the micro-batches of a step, equal to the mean of log pi_theta -
     log pi_ref over the mismatched pairs of *all* the step's prompts (checked against the
-    policy after step 1 and the initial model), and no per-row kl_policy/kl_reference."""
+    policy after step 1 and the initial model), and no per-row kl_policy/kl_reference. Each
+    prompt's mismatched completion is its KL partner as TRL 1.16 fixes it (completions
+    rotated by one within data-order chunks of ``batch_size``; see test_data's
+    test_kl_partners_equal_trl_kto), not a neighbour in the micro-batch or step."""
     from prefkit.align import losses as align_losses
 
     real = align_losses.get_align_loss("kto")
@@ -222,14 +225,18 @@ def test_kto_gets_one_detached_kl_estimate_per_step(tmp_path, tokenizer, monkeyp
 
     monkeypatch.setitem(align_losses.ALIGN_LOSSES, "kto", dataclasses.replace(real, fn=spy))
     unpaired = AlignmentData("unpaired", [f"Q{i}: is {i} odd?" for i in range(8)],
-                             [[" yes"] if i % 2 else [" no way"] for i in range(8)],
+                             [[f" yes {i}"] if i % 2 else [f" no way {i}"] for i in range(8)],
                              labels=[bool(i % 2) for i in range(8)])
     data = tokenize_alignment(unpaired, tokenizer, max_length=48)
     cfg = AlignConfig(loss="kto", **FAST, grad_accum=2, total_steps=2, shuffle=False)
     model = tiny_llama(len(tokenizer))
     align(model, data, config=cfg, output_dir=tmp_path / "kto", progress=False, max_steps=1)
-    # step 2 takes prompts 4..7 (two micro-batches of 2): its reference point, by hand
-    pairs_ = reference.mismatched_examples(data.examples, max_length=48)[4:8]
+    # step 2 takes prompts 4..7 (two micro-batches of 2): its reference point, by hand, with
+    # TRL's KL partners for batch_size 2 (chunks (4, 5), (6, 7): 4 <- 5, 5 <- 4, 6 <- 7,
+    # 7 <- 6; prefkit paired 5 <- 6 and 7 <- 0 before, in data order over the whole set)
+    ex = data.examples
+    pairs_ = [dataclasses.replace(ex[i], responses=[ex[j].responses[0]], label=None)
+              for i, j in [(4, 5), (5, 4), (6, 7), (7, 6)]]
     batch = collate(pairs_, data.pad_token_id)
     with torch.no_grad():
         want = float((response_logps(model, batch).policy

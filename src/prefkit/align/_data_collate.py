@@ -32,9 +32,10 @@ class AlignBatch:
     num_responses:  K.
     valid:          (B, K) bool, False for padding responses (listwise rows with fewer).
     label:          (B,) bool, unpaired data only (True = desirable).
-    kl_input_ids, kl_attention_mask, kl_loss_mask: (B, T') unpaired only: prompt b with the
-                    completion of example (b + 1) % B, the mismatched pairs of KTO's KL
-                    estimate.
+    kl_input_ids, kl_attention_mask, kl_loss_mask: (B, T') unpaired examples that carry a
+                    ``kl_completion`` only: prompt b with its own ``kl_completion`` (its KL
+                    partner, fixed when the data was prepared), the mismatched pairs of
+                    KTO's KL estimate.
     """
 
     input_ids: Tensor
@@ -87,9 +88,10 @@ def collate(
     """One :class:`AlignBatch` from examples (``K`` = the largest number of responses; rows
     with fewer get empty, invalid responses).
 
-    ``kl_max_length`` cuts the mismatched KL sequences of unpaired data at their end (their
-    prompt and completion come from different rows, so the tokenizer's ``max_length`` did
-    not see them together).
+    Unpaired examples with a ``kl_completion`` (see
+    :func:`~prefkit.align.data.add_kl_completions`) also give KTO's mismatched KL rows;
+    ``kl_max_length`` cuts them at their end (their prompt and completion come from
+    different rows, so the tokenizer's ``max_length`` did not see them together).
 
     >>> b = collate([AlignExample([1, 5], [[6, 2], [7, 8, 2]]),
     ...              AlignExample([1], [[9, 2], [4, 2]])], pad_token_id=0)
@@ -117,9 +119,10 @@ def collate(
             raise ValueError("unpaired examples (with a label) need one response each and "
                              "cannot be mixed with unlabelled ones")
         batch.label = torch.tensor(labels, dtype=torch.bool)
+    if batch.label is not None and all(e.kl_completion is not None for e in examples):
         kl = []
-        for b, e in enumerate(examples):
-            p, r = list(e.prompt_ids), list(examples[(b + 1) % bsz].responses[0])
+        for e in examples:
+            p, r = list(e.prompt_ids), list(e.kl_completion or [])
             if kl_max_length is not None:
                 r = r[:max(kl_max_length - len(p), 0)]
                 p = p[:kl_max_length]

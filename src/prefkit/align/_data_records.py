@@ -166,7 +166,8 @@ def _copy_prompt(p: Any) -> Prompt:
 def unpair(data: AlignmentData) -> AlignmentData:
     """Pairwise rows as unpaired ones, as TRL's KTO does with paired data: every chosen
     response labelled True, then every rejected one labelled False (all chosen first, so that
-    a batch's mismatched KL pairs rarely pair a prompt with its own other response).
+    KTO's KL partners -- neighbours in data order -- rarely pair a prompt with its own other
+    response).
 
     >>> d = AlignmentData("pairwise", ["2+2=", "1+1="], [["4", "5"], ["2", "3"]])
     >>> u = unpair(d)

@@ -31,18 +31,24 @@ Truncation (never silent: every cut or dropped row is in :attr:`TokenizedAlignDa
   tokens or more is dropped (as TRL drops it). ``"keep_end"``: the prompt first loses tokens
   at its start (BOS kept) to make room for the longest response, down to one token (two
   with a BOS); responses still too long are then cut at their end.
+
+KTO's KL partners (unpaired data, ``kl_batch_size=`` or :func:`add_kl_completions`): each
+row stores, as ``kl_completion``, the completion it is paired with in KTO's mismatched
+(prompt, completion) pairs -- fixed here, when the data is prepared, as TRL 1.16's
+``KTOTrainer`` does (see :func:`kl_partners`).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypeVar
 
 from prefkit.align._data_records import AlignmentData, Prompt
 
-__all__ = ["AlignExample", "TokenNote", "TokenizedAlignData", "tokenize_alignment"]
+__all__ = ["AlignExample", "TokenNote", "TokenizedAlignData", "add_kl_completions",
+           "kl_partners", "tokenize_alignment"]
 
 
 @dataclass
@@ -55,12 +61,15 @@ class AlignExample:
             ``[completion]``.
         label: unpaired only: True = desirable.
         valid: listwise padding (``None`` = all valid).
+        kl_completion: unpaired only: the completion ids paired with this prompt in KTO's
+            mismatched pairs (its KL partner; see :func:`kl_partners`), ``None`` = not set.
     """
 
     prompt_ids: list[int]
     responses: list[list[int]]
     label: bool | None = None
     valid: list[bool] | None = None
+    kl_completion: list[int] | None = None
 
 
 Action = Literal["dropped", "prompt_cut", "response_cut", "boundary_moved", "unscored_first"]
@@ -142,6 +151,8 @@ class TokenizedAlignData:
             for r in e.responses:
                 h.update(b"\x1f" + ",".join(map(str, r)).encode())
             h.update(f"|{e.label}|{e.valid}".encode())
+            if e.kl_completion is not None:
+                h.update(b"\x1d" + ",".join(map(str, e.kl_completion)).encode())
         return h.hexdigest()
 
     def summary(self) -> str:
@@ -232,6 +243,42 @@ def _keep_end(ids: list[int], n: int, bos: int | None) -> list[int]:
     return ids[len(ids) - n:]
 
 
+# -- KTO's KL partners ---------------------------------------------------------------------
+T = TypeVar("T")
+
+
+def kl_partners(items: Sequence[T], batch_size: int) -> list[T]:
+    """KTO's KL partner of each item, as TRL 1.16's ``KTOTrainer`` pairs them: the items, in
+    order, are cut into consecutive chunks of ``batch_size`` (the per-device train batch
+    size) and rotated by one within each chunk, so item ``i`` gets item ``i - 1`` of its
+    chunk and the chunk's first gets its last. A last, shorter chunk is rotated within
+    itself; a last chunk of ONE item is paired with itself (as in TRL).
+
+    >>> kl_partners(["a", "b", "c", "d", "e"], 2)
+    ['b', 'a', 'd', 'c', 'e']
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    out: list[T] = []
+    for start in range(0, len(items), batch_size):
+        chunk = list(items[start:start + batch_size])
+        out += chunk[-1:] + chunk[:-1]
+    return out
+
+
+def add_kl_completions(data: TokenizedAlignData, batch_size: int) -> TokenizedAlignData:
+    """A copy of unpaired ``data`` whose every example's ``kl_completion`` is its KL partner's
+    completion (:func:`kl_partners` over the examples in data order, dropped rows already
+    left out). A completion that ``max_length`` cut is paired as cut;
+    ``tokenize_alignment(..., kl_batch_size=)`` pairs the uncut completions, exactly as TRL.
+    """
+    if data.kind != "unpaired":
+        raise ValueError(f"KL completions are for unpaired data (KTO), got {data.kind}")
+    partners = kl_partners([e.responses[0] for e in data.examples], batch_size)
+    return replace(data, examples=[replace(e, kl_completion=list(p))
+                                   for e, p in zip(data.examples, partners)])
+
+
 # -- the public function ------------------------------------------------------------------
 def tokenize_alignment(
     records: AlignmentData,
@@ -241,6 +288,7 @@ def tokenize_alignment(
     max_prompt_length: int | None = None,
     truncation_mode: Literal["keep_start", "keep_end"] = "keep_start",
     chat_template_kwargs: Mapping[str, Any] | None = None,
+    kl_batch_size: int | None = None,
 ) -> TokenizedAlignData:
     """Token ids of every row of ``records`` (see the module docstring for how), truncated
     to ``max_length`` / ``max_prompt_length`` with every cut and drop reported.
@@ -253,6 +301,10 @@ def tokenize_alignment(
         max_prompt_length: most prompt tokens (``None`` = no limit).
         truncation_mode: ``"keep_start"`` or ``"keep_end"`` (see the module docstring).
         chat_template_kwargs: extra arguments of ``apply_chat_template`` (e.g. ``tools``).
+        kl_batch_size: unpaired data only: set every kept row's ``kl_completion`` (KTO's KL
+            partner, :func:`kl_partners` with this per-device train batch size) to its
+            partner's completion before ``max_length`` cut it, as TRL (the KL sequence is
+            cut to ``max_length`` when it is collated).
     """
     if truncation_mode not in ("keep_start", "keep_end"):
         raise ValueError(f"truncation_mode must be 'keep_start' or 'keep_end', "
@@ -261,6 +313,8 @@ def tokenize_alignment(
         raise ValueError(f"max_length must be at least 2, got {max_length}")
     if max_prompt_length is not None and max_prompt_length < 1:
         raise ValueError(f"max_prompt_length must be at least 1, got {max_prompt_length}")
+    if kl_batch_size is not None and records.kind != "unpaired":
+        raise ValueError(f"kl_batch_size is for unpaired data (KTO), got {records.kind}")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else \
         tokenizer.eos_token_id
     if pad is None:
@@ -270,6 +324,7 @@ def tokenize_alignment(
     prefixes = records.response_prefix or [""] * len(records)
     out = TokenizedAlignData([], records.kind, [], [], int(pad), max_length, [],
                              records.source)
+    uncut: list[list[int]] = []  # each kept row's first response before max_length cut it
     for i in range(len(records)):
         line = records.line(i)
 
@@ -280,6 +335,7 @@ def tokenize_alignment(
         head, full = enc.row(records.prompts[i], prefixes[i], records.responses[i])
         n = min(_shared(head, f) for f in full)
         prompt, responses = full[0][:n], [f[n:] for f in full]
+        first = responses[0]  # uncut (cuts below make new lists): a KL partner, as TRL
         if n < len(head):
             note("boundary_moved", len(head) - n, f"the response starts {len(head) - n} "
                  "token(s) before the end of the prompt's own tokenization (tokens merge "
@@ -324,4 +380,8 @@ def tokenize_alignment(
         out.examples.append(AlignExample(prompt, responses, label))
         out.indices.append(i)
         out.source_lines.append(line)
+        uncut.append(first)
+    if kl_batch_size is not None:
+        for e, p in zip(out.examples, kl_partners(uncut, kl_batch_size)):
+            e.kl_completion = list(p)
     return out

@@ -104,7 +104,8 @@ def kto_loss(logps: SequenceLogps, *, beta: float = 0.1, desirable_weight: float
             raise ValueError("the 'kto' loss needs kl_policy and kl_reference (log-probs of "
                              "mismatched prompt/completion pairs) for its KL estimate, or "
                              "kl_estimate=; the trainer computes it when "
-                             "AlignLoss.needs_kl_estimate")
+                             "AlignLoss.needs_kl_estimate, and collate builds the pairs from "
+                             "examples that carry a kl_completion (add_kl_completions)")
         kl_estimate = (logps.kl_policy - logps.kl_reference.detach()).mean()
     z0 = torch.as_tensor(kl_estimate, dtype=u.dtype, device=u.device).detach()
     if z0.numel() != 1:

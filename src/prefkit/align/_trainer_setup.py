@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from prefkit.align.data import (
     AlignmentData,
     TokenizedAlignData,
+    add_kl_completions,
     read_alignment_data,
     tokenize_alignment,
 )
@@ -141,15 +142,22 @@ def setup_model(model: Any, tokenizer: Any, config: AlignConfig, device: torch.d
 
 
 # -- the data --------------------------------------------------------------------------------------
-def tokenized(data: Any, tokenizer: Any, config: AlignConfig, what: str
+def tokenized(data: Any, tokenizer: Any, config: AlignConfig, what: str,
+              kl_batch_size: int | None = None
               ) -> tuple[TokenizedAlignData, dict[str, Any], list[str]]:
     """Tokenized examples from a file, records or already tokenized data; the counts of what
     reading and tokenizing left out, cut or moved (for ``prefkit_align.json``: rows per
     :class:`~prefkit.align.data.TokenNote` action, rows the reader skipped); and warnings
-    for what was lost here (read or tokenized by this call), for the caller to give."""
+    for what was lost here (read or tokenized by this call), for the caller to give.
+
+    ``kl_batch_size``: unpaired rows get their KTO KL partner (``kl_completion``) with that
+    chunk size, unless every row of already tokenized data has one."""
     records: AlignmentData | None = None
     if isinstance(data, TokenizedAlignData):
         tokens = data
+        if kl_batch_size and tokens.kind == "unpaired" and \
+                any(e.kl_completion is None for e in tokens.examples):
+            tokens = add_kl_completions(tokens, kl_batch_size)
     else:
         if isinstance(data, (str, Path)):
             data = read_alignment_data(data)
@@ -165,7 +173,8 @@ def tokenized(data: Any, tokenizer: Any, config: AlignConfig, what: str
         tokens = tokenize_alignment(
             records, tokenizer, max_length=config.max_length,
             max_prompt_length=config.max_prompt_length,
-            truncation_mode=config.truncation_mode)  # type: ignore[arg-type]
+            truncation_mode=config.truncation_mode,  # type: ignore[arg-type]
+            kl_batch_size=kl_batch_size if records.kind == "unpaired" else None)
     rows: dict[str, set[int]] = {a: set() for a in _ACTIONS}
     for note in tokens.report:
         rows[note.action].add(note.index)

@@ -23,7 +23,9 @@ Formats (``format="auto"`` tells them apart by their columns; ``columns=`` maps 
 - **unpaired** (TRL's KTO form): ``{"prompt": ..., "completion": ..., "label": true}``,
   text or messages (the completion one assistant message); ``label`` true = desirable
   (1/0 and "true"/"false" accepted). Pairwise inputs read with ``kind="unpaired"`` are
-  unpaired as TRL does (chosen -> true, rejected -> false).
+  unpaired as TRL does (chosen -> true, rejected -> false). KTO's KL partner of each row
+  is stored with it (``kl_completion``), fixed when the data is prepared as TRL fixes it:
+  ``tokenize_alignment(..., kl_batch_size=)`` or :func:`add_kl_completions`.
 
 - **listwise**: ``{"prompt": ..., "completions": ["a", "b", "c"], "ranks": [2, 1, 3]}`` with
   ``ranks`` (1 = best; any distinct numbers, lower better) or ``scores`` (higher better), or
@@ -67,6 +69,8 @@ from prefkit.align._data_tokenize import (
     AlignExample,
     TokenizedAlignData,
     TokenNote,
+    add_kl_completions,
+    kl_partners,
     tokenize_alignment,
 )
 
@@ -78,9 +82,11 @@ __all__ = [
     "StepPair",
     "TokenNote",
     "TokenizedAlignData",
+    "add_kl_completions",
     "collate",
     "describe_alignment_formats",
     "iter_batches",
+    "kl_partners",
     "read_alignment_data",
     "split_implicit_prompt",
     "step_dpo_pair",

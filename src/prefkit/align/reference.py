@@ -18,9 +18,10 @@ run -- or a resumed one -- with the same key loads the file; any change recomput
 the adapter's weights (it is the base model's), so a run that starts from a fresh adapter
 shares the cache of a run on the base model.
 
-**KTO's mismatched pairs** (:func:`mismatched_examples`): prompt ``i`` with the completion
-of example ``(i + 1) % N`` in data order -- fixed, so their reference log-probabilities can
-be cached too (TRL's KTO likewise fixes them when it prepares the data set).
+**KTO's mismatched pairs** (:func:`mismatched_examples`): prompt ``i`` with its own
+``kl_completion``, the KL partner fixed when the data was prepared
+(:func:`~prefkit.align.data.add_kl_completions`, as TRL's KTO does) -- so their reference
+log-probabilities can be cached too.
 """
 
 from __future__ import annotations
@@ -116,27 +117,34 @@ def _tensor_digest(flat: Tensor) -> bytes:
 
 def data_fingerprint(examples: Any) -> str:
     """The tokenized data's own ``fingerprint()`` when it has one, else a SHA-256 of every
-    example's prompt ids, responses, label and validity, in order."""
+    example's prompt ids, responses, label, validity and KL partner, in order."""
     if callable(getattr(examples, "fingerprint", None)):
         return str(examples.fingerprint())
     h = hashlib.sha256(b"prefkit-align-examples-v1")
     for e in examples:
         h.update(json.dumps([list(e.prompt_ids), [list(r) for r in e.responses],
                              getattr(e, "label", None), getattr(e, "valid", None)]).encode())
+        if getattr(e, "kl_completion", None) is not None:  # KTO's KL partner, when set
+            h.update(json.dumps(list(e.kl_completion)).encode())
     return h.hexdigest()
 
 
 def mismatched_examples(examples: Sequence[Any], *, max_length: int | None = None) -> list[Any]:
-    """KTO's mismatched pairs: prompt ``i`` with the first response of example
-    ``(i + 1) % N``, as unlabelled one-response examples; the completion is cut at its end
-    so that prompt + completion fit ``max_length``."""
-    n = len(examples)
+    """KTO's mismatched pairs: each example's prompt with its ``kl_completion`` (its KL
+    partner, see :func:`~prefkit.align.data.add_kl_completions`), as unlabelled
+    one-response examples; the completion is cut at its end so that prompt + completion fit
+    ``max_length``."""
     out = []
     for i, e in enumerate(examples):
-        resp = list(examples[(i + 1) % n].responses[0])
+        if getattr(e, "kl_completion", None) is None:
+            raise ValueError(f"example {i} has no kl_completion: KTO's mismatched pairs are "
+                             "fixed when the data is prepared; use tokenize_alignment(..., "
+                             "kl_batch_size=) or add_kl_completions(data, batch_size)")
+        resp = list(e.kl_completion)
         if max_length is not None:
             resp = resp[:max(max_length - len(e.prompt_ids), 0)]
-        out.append(replace(e, responses=[resp], label=None, valid=None))
+        out.append(replace(e, responses=[resp], label=None, valid=None,
+                           kl_completion=None))
     return out
 
 

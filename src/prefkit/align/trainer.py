@@ -21,6 +21,9 @@ the reference live every step, as does ``precompute_reference=False``. The refer
 second copy loaded from the model's folder. KTO's reference point (the KL estimate) is the
 mean over the whole step's mismatched pairs, not per micro-batch, passed to the loss as its
 ``kl_estimate`` (a number in ``loss_kwargs`` fixes it instead, and no pairs are scored).
+Each prompt's mismatched completion (its ``kl_completion``) is fixed before training, as
+TRL's KTO fixes it: the completions rotated by one within data-order chunks of
+``batch_size`` (:func:`~prefkit.align.data.kl_partners`), whatever the shuffled order.
 
 Several processes (``accelerate launch`` or ``torchrun``): each takes every ``world``-th
 prompt of a step, gradients are summed across processes before the optimizer step (every
@@ -102,7 +105,8 @@ class AlignConfig(ConfigIO):
     ``loss`` names an entry of :data:`~prefkit.align.losses.ALIGN_LOSSES`, ``loss_kwargs``
     its options (``beta``, ...); ``sft_weight`` adds that times the SFT loss (the chosen
     response's per-token NLL) to every example. ``batch_size`` is prompts per forward pass
-    (per process); a step takes ``grad_accum`` of them. ``total_steps`` caps the run and its
+    (per process), and KTO's chunk for its KL pairs (TRL's ``per_device_train_batch_size``);
+    a step takes ``grad_accum`` of them. ``total_steps`` caps the run and its
     LR schedule (None: ``epochs`` epochs); ``warmup`` is a fraction of the steps.
     ``max_length`` / ``max_prompt_length`` / ``truncation_mode`` tokenize text data.
     ``precision="bf16"``: forward passes under bfloat16 autocast, fp32 weights and optimizer.
@@ -238,10 +242,15 @@ def align(
     model, source, tokenizer, peft = setup_model(model, tokenizer, config, device)
 
     # -- data: tokenized, what was left out said out loud ------------------------------------------
-    train, train_counts, notes = tokenized(data, tokenizer, config, "data")
+    # KTO's reference point: estimated from mismatched pairs unless the config fixes it; each
+    # row's KL partner is fixed here (rotation within data-order chunks of batch_size, as TRL)
+    kl_pairs = loss.needs_kl_estimate and config.loss_kwargs.get("kl_estimate") is None
+    kl_chunk = config.batch_size if kl_pairs else None
+    train, train_counts, notes = tokenized(data, tokenizer, config, "data", kl_chunk)
     val, val_counts = None, None
     if validation is not None:
-        val, val_counts, val_notes = tokenized(validation, tokenizer, config, "validation")
+        val, val_counts, val_notes = tokenized(validation, tokenizer, config, "validation",
+                                               kl_chunk)
         notes += val_notes
     for note in notes if main else ():
         warnings.warn(note, UserWarning, stacklevel=2)
@@ -254,8 +263,6 @@ def align(
 
     # -- the reference: cached log-probs, or a live model ------------------------------------------
     live_ref = live_reference(loss, config, model, reference_model, peft, source, device)
-    # KTO's reference point: estimated from mismatched pairs unless the config fixes it
-    kl_pairs = loss.needs_kl_estimate and config.loss_kwargs.get("kl_estimate") is None
     ref_train: ReferenceLogps | None = None
     ref_val: ReferenceLogps | None = None
     if loss.needs_reference and live_ref is None:  # before any checkpoint weights are loaded
