@@ -254,10 +254,17 @@ def test_kto_gets_one_detached_kl_estimate_per_step(tmp_path, tokenizer, monkeyp
 
 
 def test_kto_with_a_fixed_kl_estimate_scores_no_mismatched_pairs(tmp_path, tokenizer):
+    """A fixed ``kl_estimate`` scores no pairs (and allows batch_size 1, which KTO's KL pairs
+    refuse as TRL does: a one-row chunk pairs a prompt with its own completion)."""
     unpaired = AlignmentData("unpaired", [f"Q{i}: ok?" for i in range(4)],
                              [[" yes"] if i % 2 else [" no"] for i in range(4)],
                              labels=[bool(i % 2) for i in range(4)])
-    cfg = AlignConfig(loss="kto", loss_kwargs={"kl_estimate": 0.0}, **FAST, total_steps=1)
+    one = AlignConfig(loss="kto", **{**FAST, "batch_size": 1}, total_steps=1)
+    with pytest.raises(ValueError, match="batch_size 1 would pair it with its own"):
+        align(tiny_llama(len(tokenizer)), tokenize_alignment(unpaired, tokenizer), config=one,
+              output_dir=tmp_path / "kto1", progress=False)
+    cfg = AlignConfig(loss="kto", loss_kwargs={"kl_estimate": 0.0}, **{**FAST, "batch_size": 1},
+                      total_steps=1)
     res = align(tiny_llama(len(tokenizer)), tokenize_alignment(unpaired, tokenizer),
                 config=cfg, output_dir=tmp_path / "kto0", progress=False)
     assert train_rows(res)[0]["loss"] == pytest.approx(0.5, abs=1e-6)

@@ -245,6 +245,11 @@ def align(
     # KTO's reference point: estimated from mismatched pairs unless the config fixes it; each
     # row's KL partner is fixed here (rotation within data-order chunks of batch_size, as TRL)
     kl_pairs = loss.needs_kl_estimate and config.loss_kwargs.get("kl_estimate") is None
+    if kl_pairs and config.batch_size < 2:  # as TRL refuses it
+        raise ValueError(f"the {loss.name!r} loss pairs each prompt with another completion of "
+                         "its chunk of batch_size rows for its KL estimate: batch_size 1 "
+                         "would pair it with its own; use batch_size >= 2 (and grad_accum "
+                         "for memory), or fix the estimate with loss_kwargs={'kl_estimate': 0}")
     kl_chunk = config.batch_size if kl_pairs else None
     train, train_counts, notes = tokenized(data, tokenizer, config, "data", kl_chunk)
     val, val_counts = None, None
