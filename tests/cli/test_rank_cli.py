@@ -159,3 +159,39 @@ def test_style_transform_option(tmp_path: Path) -> None:
         assert code == 0, err + out
         got[t] = json.loads(out)["coefficients"]["length"]
     assert got["lmarena"] != pytest.approx(got["relative"], abs=1e-3)
+
+
+CAMPAIGN = Path(__file__).resolve().parents[3] / "shared" / "campaigns" / "new_user_bad_input" / "inputs"
+
+
+def test_online_models_run_and_say_what_they_are() -> None:
+    # issue 9.6 / 9.10: --model elo crashed (AttributeError); Weng-Lin was labelled
+    # "bradley_terry" and its intervals option ignored
+    f = str(CAMPAIGN / "good.csv")
+    code, out, err = run("rank", f, "--model", "elo", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["model"] == "elo" and d["interval_method"] is None
+    code, out, err = run("rank", f, "--model", "weng-lin", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["model"] == "weng_lin:bradley_terry_full" and d["link"] == "bradley_terry"
+    assert d["interval_method"].startswith("weng-lin posterior")
+    assert all(r["lower"] < r["rating"] < r["upper"] for r in d["leaderboard"])
+    code, out, _ = run("rank", f, "--model", "weng-lin", "--intervals", "none", "--json")
+    assert code == 0 and "lower" not in json.loads(out)["leaderboard"][0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "elo", "--ties", "davidson"], "--ties davidson applies to bradley-terry"),
+    (["--model", "elo", "--intervals", "bootstrap"], "online Elo gives no intervals"),
+    (["--model", "weng-lin", "--intervals", "sandwich"], "use --intervals hessian"),
+    (["--intervals", "none", "--cluster", "annotator"], "no effect with --intervals none"),
+    (["--model", "thurstone", "--style", "length"], "--style is a Bradley-Terry covariate"),
+    (["--plot", "board.xyz"], "must end in one of .png"),
+    (["--top", "-3"], "--top"),
+])
+def test_options_that_would_be_ignored_are_refused(args: list[str], message: str) -> None:
+    code, out, err = run("rank", str(CAMPAIGN / "good.csv"), *args)
+    assert code == 2, out
+    assert message in err.replace("\n", " ") or message in out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -79,14 +80,14 @@ def rank(
     ties: Annotated[Ties, typer.Option(help="Tie handling: half a win each (LMArena), ignore, or a tie model.")] = Ties.half,
     style: Annotated[Optional[list[str]], typer.Option("--style", help="Control for a per-side feature (repeatable), e.g. length, home.")] = None,
     style_transform: Annotated[StyleTransform, typer.Option(help="How a style feature enters: lmarena = (a-b)/(a+b+1) standardised, as LMArena; relative = (a-b)/(a+b) standardised; difference = a-b as is.")] = StyleTransform.lmarena,
-    intervals: Annotated[Intervals, typer.Option(help="How to compute uncertainty.")] = Intervals.bootstrap,
+    intervals: Annotated[Optional[Intervals], typer.Option(help="How to compute uncertainty (default: bootstrap for bradley-terry and thurstone, hessian for plackett-luce and weng-lin (its posterior), none for elo).", show_default=False)] = None,
     rounds: Annotated[int, typer.Option(help="Bootstrap rounds.", envvar="PREFKIT_ROUNDS")] = 1000,
     cluster: Annotated[Optional[Cluster], typer.Option(help="Resample whole annotators or prompts (cluster bootstrap / clustered sandwich).")] = None,
     confidence: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = 0.95,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap (the point estimate never depends on it).", envvar="PREFKIT_SEED")] = 0,
     prior: Annotated[str, typer.Option(help="'auto', 'none' (pure MLE) or a prior variance, e.g. 1.0.")] = "auto",
     anchor: Annotated[Optional[str], typer.Option(help="Pin one item's rating, ITEM=RATING (LMArena: mixtral-8x7b-instruct-v0.1=1114).")] = None,
-    top: Annotated[Optional[int], typer.Option(help="Show only the best N rows in the table.")] = None,
+    top: Annotated[Optional[int], typer.Option(help="Show only the best N rows in the table.", min=1)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the leaderboard as JSON on stdout.")] = False,
     csv: Annotated[Optional[Path], typer.Option("--csv", help="Also write the leaderboard as CSV.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write ratings with intervals and a win-rate heatmap (PNG/SVG).")] = None,
@@ -95,6 +96,7 @@ def rank(
 ) -> None:
     """Rank items from pairwise or K-wise votes; print the leaderboard with intervals."""
     t0 = time.perf_counter()
+    intervals = _check_options(model, ties, style or [], intervals, cluster, plot)
     # a fit without covariates or clusters needs only pair counts: stream big tables
     counts_suffice = (not style and cluster is None and not largest_component
                       and model in (Model.bradley_terry, Model.thurstone))
@@ -117,7 +119,12 @@ def rank(
             console.print("[yellow]the bootstrap refits pairwise models only; Plackett-Luce "
                           "gets Hessian intervals[/]")
             intervals = Intervals.hessian
-        if intervals is not Intervals.none and model in (Model.bradley_terry, Model.thurstone, Model.plackett_luce):
+        if intervals is not Intervals.none and model is Model.weng_lin:
+            from prefkit.rank.uncertainty import with_intervals
+
+            lb = with_intervals(lb, method="hessian", confidence=confidence)
+            lb = replace(lb, interval_method="weng-lin posterior (mu +- z sigma)")
+        elif intervals is not Intervals.none:
             lb = _with_intervals(lb, data, intervals, rounds=rounds, cluster=cluster,
                                  confidence=confidence, seed=seed, ties=tie_mode,
                                  style=style or [], prior=prior_value, model=model,
@@ -151,7 +158,7 @@ def rank(
     n_votes = float(lb.n_votes.sum() / 2) if lb.n_votes is not None else float("nan")
     what = (f"{len(data):,} rankings" if lb.model == "plackett_luce"
             else f"{n_votes:,.0f} votes")
-    title = f"{lb.model} leaderboard — {lb.n_items} items, {what} (format {res.format})"
+    title = f"{lb.method} leaderboard — {lb.n_items} items, {what} (format {res.format})"
     out.print(leaderboard_table(lb.to_records(), title=title, top=top))
     for name, coef in lb.coefficients.items():
         se = lb.info.get("coefficient_se", {}).get(name)
@@ -213,8 +220,43 @@ def _fit(data: Any, model: Model, ties: str, style: list[str], prior: Any,
     from prefkit.rank import online
 
     if model is Model.elo:
-        return online.elo(data).to_leaderboard()
+        return online.elo(data)
     return online.weng_lin(data).to_leaderboard()
+
+
+def _check_options(model: Model, ties: Ties, style: list[str], intervals: Intervals | None,
+                   cluster: Cluster | None, plot: Path | None) -> Intervals:
+    """Refuse option combinations that would be ignored; resolve the default intervals."""
+    online = model in (Model.elo, Model.weng_lin)
+    if online and ties is not Ties.half:
+        fail(f"--model {model.value} scores a tie as half a win (a shared rank for weng-lin); "
+             f"--ties {ties.value} applies to bradley-terry (and thurstone: half or ignore)")
+    if style and model is not Model.bradley_terry:
+        fail(f"--style is a Bradley-Terry covariate; drop it or use --model bradley-terry "
+             f"(got --model {model.value})")
+    if intervals is None:
+        intervals = {Model.elo: Intervals.none, Model.weng_lin: Intervals.hessian,
+                     Model.plackett_luce: Intervals.hessian}.get(model, Intervals.bootstrap)
+    if model is Model.elo and intervals is not Intervals.none:
+        fail("online Elo gives no intervals here (its ratings depend on the order of the "
+             "votes); use --model bradley-terry for intervals, or --intervals none")
+    if model is Model.weng_lin and intervals not in (Intervals.hessian, Intervals.none):
+        fail(f"--model weng-lin has posterior intervals (mu +- z sigma): use --intervals "
+             f"hessian (its default) or none, not {intervals.value}")
+    if model is Model.plackett_luce and intervals in (Intervals.bootstrap, Intervals.sandwich):
+        fail(f"--model plackett-luce has Hessian intervals only (the bootstrap and the "
+             f"sandwich refit pairwise models): use --intervals hessian or none")
+    if cluster is not None and intervals not in (Intervals.bootstrap, Intervals.sandwich):
+        fail(f"--cluster {cluster.value} resamples (bootstrap) or sums (sandwich) by "
+             f"{cluster.value}; it has no effect with --intervals {intervals.value}")
+    if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
+        fail(f"--plot {plot}: the file name must end in one of {', '.join(PLOT_SUFFIXES)} "
+             "(the extension picks the image format)")
+    return intervals
+
+
+#: Image formats a plot can be written as (matplotlib picks the format by extension).
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 
 
 def _with_intervals(lb: Any, data: Any, how: Intervals, **kw: Any) -> Any:

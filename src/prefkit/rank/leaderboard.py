@@ -66,6 +66,12 @@ class Leaderboard:
         return len(self.items)
 
     @property
+    def method(self) -> str:
+        """What produced the ratings: ``"elo"``, ``"weng_lin:<model>"``, else the link
+        (``"bradley_terry"``, ``"davidson"``, ``"plackett_luce"``, ...)."""
+        return str(self.info.get("method", self.model))
+
+    @property
     def ratings(self) -> NDArray[np.float64]:
         return self.offset + ELO_SCALE * self.scores
 
@@ -167,7 +173,8 @@ class Leaderboard:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary: the leaderboard plus the model's parameters."""
         return {
-            "model": self.model,
+            "model": self.method,
+            "link": self.model,
             "ties": self.ties,
             "elo_scale": ELO_SCALE,
             "offset": self.offset,
