@@ -1,5 +1,6 @@
 """Align language models directly from preferences: the DPO family, listwise and
-token-level losses, in one trainer (needs torch: ``pip install prefkit[align]``).
+token-level losses, in one trainer (needs torch: ``pip install prefkit[align]``). Every
+name is imported from its submodule on first use (PEP 562), torch with it.
 
     from prefkit.align import AlignConfig, align
     result = align("models/my-llama", "prefs.jsonl", output_dir="runs/dpo",
@@ -16,26 +17,43 @@ token-level losses, in one trainer (needs torch: ``pip install prefkit[align]``)
 * :mod:`prefkit.align.tiny` -- tiny offline models for tests and examples.
 """
 
-from prefkit.align.data import (
-    AlignBatch,
-    AlignExample,
-    AlignmentData,
-    TokenizedAlignData,
-    collate,
-    read_alignment_data,
-    step_dpo_pair,
-    tokenize_alignment,
-)
-from prefkit.align.logprobs import response_logps
-from prefkit.align.losses import (
-    ALIGN_LOSSES,
-    AlignLoss,
-    combine_losses,
-    get_align_loss,
-    sft_term,
-)
-from prefkit.align.trainer import AlignConfig, AlignResult, align
-from prefkit.align.types import LossOutput, SequenceLogps
+from __future__ import annotations
+
+from prefkit import _lazy_exports
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from prefkit.align.data import (
+        AlignBatch,
+        AlignExample,
+        AlignmentData,
+        TokenizedAlignData,
+        collate,
+        read_alignment_data,
+        step_dpo_pair,
+        tokenize_alignment,
+    )
+    from prefkit.align.logprobs import response_logps
+    from prefkit.align.losses import (
+        ALIGN_LOSSES,
+        AlignLoss,
+        combine_losses,
+        get_align_loss,
+        sft_term,
+    )
+    from prefkit.align.trainer import AlignConfig, AlignResult, align
+    from prefkit.align.types import LossOutput, SequenceLogps
+
+__getattr__, __dir__ = _lazy_exports(__name__, {
+    "prefkit.align.data": ["AlignBatch", "AlignExample", "AlignmentData", "TokenizedAlignData",
+                           "collate", "read_alignment_data", "step_dpo_pair",
+                           "tokenize_alignment"],
+    "prefkit.align.logprobs": ["response_logps"],
+    "prefkit.align.losses": ["ALIGN_LOSSES", "AlignLoss", "combine_losses", "get_align_loss",
+                             "sft_term"],
+    "prefkit.align.trainer": ["AlignConfig", "AlignResult", "align"],
+    "prefkit.align.types": ["LossOutput", "SequenceLogps"],
+})
 
 __all__ = [
     "ALIGN_LOSSES",

@@ -1,26 +1,41 @@
-"""Pure likelihoods and their derivatives: the links every preference model is built on."""
+"""Pure likelihoods and their derivatives: the links every preference model is built on.
 
-from prefkit.choice.pairwise import LINKS, CellTerms, Link, bradley_terry_probability, get_link
-from prefkit.choice.plackett_luce import (
-    RankingBlock,
-    RankingDesign,
-    RankingTerms,
-    plackett_luce_log_likelihood,
-    plackett_luce_terms,
-    ranking_design,
-    sample_plackett_luce,
-)
+Every name below is imported from its submodule on first use (PEP 562); the torch ones
+(``log_bradley_terry``, ``log_plackett_luce``) need torch.
+"""
 
-_TORCH = {"log_bradley_terry", "log_plackett_luce"}  # need torch: imported on first use
+from __future__ import annotations
 
+from prefkit import _lazy_exports
 
-def __getattr__(name: str):  # type: ignore[no-untyped-def]
-    if name in _TORCH:
-        from prefkit.choice import torch_pairwise
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from prefkit.choice.pairwise import (
+        LINKS,
+        CellTerms,
+        Link,
+        bradley_terry_probability,
+        get_link,
+    )
+    from prefkit.choice.plackett_luce import (
+        RankingBlock,
+        RankingDesign,
+        RankingTerms,
+        plackett_luce_log_likelihood,
+        plackett_luce_terms,
+        ranking_design,
+        sample_plackett_luce,
+    )
+    from prefkit.choice.torch_pairwise import log_bradley_terry, log_plackett_luce
 
-        return getattr(torch_pairwise, name)
-    raise AttributeError(f"module 'prefkit.choice' has no attribute {name!r}")
-
+__getattr__, __dir__ = _lazy_exports(__name__, {
+    "prefkit.choice.pairwise": ["LINKS", "CellTerms", "Link", "bradley_terry_probability",
+                                "get_link"],
+    "prefkit.choice.plackett_luce": ["RankingBlock", "RankingDesign", "RankingTerms",
+                                     "plackett_luce_log_likelihood", "plackett_luce_terms",
+                                     "ranking_design", "sample_plackett_luce"],
+    "prefkit.choice.torch_pairwise": ["log_bradley_terry", "log_plackett_luce"],
+})
 
 __all__ = [
     "log_bradley_terry",

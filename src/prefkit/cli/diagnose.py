@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 
 from prefkit.cli._common import fail, out, parse_mapping, print_json, read_input
@@ -32,6 +31,8 @@ def diagnose(
 
       prefkit diagnose battles.jsonl --json > checks.json
     """
+    import numpy as np
+
     from prefkit.data.records import Rankings
     from prefkit.rank.diagnostics import diagnose as run
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 
 from prefkit.cli._common import console, fail, out, parse_mapping, print_json, read_input
@@ -33,6 +32,8 @@ def propose(
 
       prefkit propose battles.jsonl --k 4 --n 5 --json
     """
+    import numpy as np
+
     from prefkit.data.records import Rankings
     from prefkit.rank.matchmaking import propose_pairs
 
@@ -76,6 +77,8 @@ def simulate(
 
       prefkit simulate votes.csv --target 0.95 --plot sim.png --json
     """
+    import numpy as np
+
     from prefkit.data.records import Rankings
     from prefkit.rank import fit_bradley_terry
     from prefkit.rank.simulate import simulate_matchmaking

@@ -80,9 +80,26 @@ def _codes(batch: Any, name: str) -> tuple[Any, NDArray[np.int64], NDArray[np.bo
     col = batch.column(name)
     if not pa.types.is_dictionary(col.type):
         col = col.dictionary_encode()
-    valid = np.ones(len(col), bool) if col.null_count == 0 else ~np.asarray(col.is_null())
-    idx = col.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    idx, valid = _integers(col.indices)
     return col.dictionary, idx, valid
+
+
+def _integers(arr: Any) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """An Arrow integer array as int64 values (0 where null) and a validity mask, read
+    straight from its buffers: ``Array.to_numpy`` and ``fill_null`` go through Arrow's
+    pandas conversion layer, which imports pandas (~0.5 s) on first use."""
+    import pyarrow as pa
+
+    t, n = arr.type, len(arr)
+    dtype = np.dtype(f"{'i' if pa.types.is_signed_integer(t) else 'u'}{t.bit_width // 8}")
+    bitmap, data = arr.buffers()[:2]
+    values = np.frombuffer(data, dtype, count=n, offset=arr.offset * dtype.itemsize).astype(np.int64)
+    if arr.null_count == 0:
+        return values, np.ones(n, bool)
+    bits = np.unpackbits(np.frombuffer(bitmap, np.uint8), bitorder="little")
+    valid = bits[arr.offset:arr.offset + n].astype(bool)
+    values[~valid] = 0
+    return values, valid
 
 
 def read_pair_counts(

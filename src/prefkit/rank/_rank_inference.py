@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.stats import norm
 
 __all__ = ["RankInference", "rank_inference"]
 
@@ -128,6 +127,8 @@ def rank_inference(
             c = float(np.quantile(_max_abs_t(z, se), confidence))
             method = "gaussian max-t"
         else:
+            from scipy.stats import norm  # ~0.8 s to import: only on this path
+
             pairs = max(n * (n - 1) // 2, 1)
             c = float(norm.isf((1.0 - confidence) / (2.0 * pairs)))
             method = "bonferroni"

@@ -67,7 +67,13 @@ def connectivity(
     d = coo_matrix((np.ones(src.size), (src, dst)), shape=(n, n))
     ns, slab = connected_components(d, directed=True, connection="strong")
     sizes = np.bincount(slab, minlength=ns)
-    provisional = slab != int(np.argmax(sizes))
+    # items outside the largest strongly connected set rest on the prior; if that set is
+    # a single item or not unique (e.g. A beat B three times: {A}, {B}), every item does
+    largest = int(np.argmax(sizes))
+    if sizes[largest] < 2 or (sizes == sizes[largest]).sum() > 1:
+        provisional = np.full(n, ns > 1)
+    else:
+        provisional = slab != largest
     return Connectivity(nc, tuple(comps), ns == 1, provisional)
 
 

@@ -24,7 +24,6 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.stats import binom
 
 from prefkit.choice.pairwise import get_link
 from prefkit.data.records import ItemIndex, PairCounts, PairwiseVotes
@@ -154,6 +153,8 @@ def intransitivity(
             # the decisive votes alone may leave items unconnected (an item that only
             # drew): the prior keeps the prediction defined for them
             theta = fit_rows(rows, ties="ignore", prior=AUTO_PRIOR_VARIANCE, check=False)[0]
+    from scipy.stats import binom  # ~0.8 s to import: only when intransitivity is asked for
+
     p = 1.0 / (1.0 + np.exp(-(theta[i] - theta[j])))
     m = np.rint(wi + wj).astype(np.int64)
     P = np.zeros((n, n))

@@ -1,48 +1,68 @@
 """Reward models: evaluation against human preferences (accuracy with intervals, baselines,
 calibration), RewardBench 1/2 scoring, and the models themselves.
 
-The evaluation needs only numpy/scipy and is imported eagerly; the models need torch
-(``pip install prefkit[reward]``) and are imported on first use of their names.
+Every name is imported from its submodule on first use (PEP 562): the evaluation needs
+only numpy/scipy; the models need torch (``pip install prefkit[reward]``).
 """
 
-import importlib
-from typing import Any
+from __future__ import annotations
 
-from prefkit.reward.calibration import (
-    CalibrationReport,
-    ReliabilityCurve,
-    TemperatureFit,
-    brier_score,
-    calibration_report,
-    expected_calibration_error,
-    fit_temperature,
-    pairwise_calibration,
-    reliability_curve,
-)
-from prefkit.reward.evaluate import (
-    AccuracyReport,
-    EvalReport,
-    baselines,
-    evaluate_scores,
-    pairwise_accuracy,
-    wilson_interval,
-)
-from prefkit.reward.rewardbench import (
-    EXAMPLE_COUNTS,
-    PRIOR_SETS,
-    SUBSET_MAPPING,
-    RewardBench2Score,
-    RewardBenchScore,
-    TiesScore,
-    best_of_n_results,
-    rewardbench2_scores,
-    rewardbench_scores,
-    section_scores,
-    ties_score,
-)
+from prefkit import _lazy_exports
 
-#: torch-based names -> the module that defines them (imported lazily)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from prefkit.reward.calibration import (
+        CalibrationReport,
+        ReliabilityCurve,
+        TemperatureFit,
+        brier_score,
+        calibration_report,
+        expected_calibration_error,
+        fit_temperature,
+        pairwise_calibration,
+        reliability_curve,
+    )
+    from prefkit.reward.evaluate import (
+        AccuracyReport,
+        EvalReport,
+        baselines,
+        evaluate_scores,
+        pairwise_accuracy,
+        wilson_interval,
+    )
+    from prefkit.reward.rewardbench import (
+        EXAMPLE_COUNTS,
+        PRIOR_SETS,
+        SUBSET_MAPPING,
+        RewardBench2Score,
+        RewardBenchScore,
+        TiesScore,
+        best_of_n_results,
+        rewardbench2_scores,
+        rewardbench_scores,
+        section_scores,
+        ties_score,
+    )
+
+#: public name -> the module that defines it (imported on first use)
 _LAZY = {
+    **dict.fromkeys(
+        ["CalibrationReport", "ReliabilityCurve", "TemperatureFit", "brier_score",
+         "calibration_report", "expected_calibration_error", "fit_temperature",
+         "pairwise_calibration", "reliability_curve"],
+        "prefkit.reward.calibration",
+    ),
+    **dict.fromkeys(
+        ["AccuracyReport", "EvalReport", "baselines", "evaluate_scores", "pairwise_accuracy",
+         "wilson_interval"],
+        "prefkit.reward.evaluate",
+    ),
+    **dict.fromkeys(
+        ["EXAMPLE_COUNTS", "PRIOR_SETS", "SUBSET_MAPPING", "RewardBench2Score",
+         "RewardBenchScore", "TiesScore", "best_of_n_results", "rewardbench2_scores",
+         "rewardbench_scores", "section_scores", "ties_score"],
+        "prefkit.reward.rewardbench",
+    ),
     **dict.fromkeys(
         ["GeneralPreferenceModel", "GPMConfig", "EmbeddingFitConfig", "gpm_logit",
          "preference_probability", "general_preference_loss", "fit_general_preference",
@@ -74,40 +94,10 @@ _LAZY = {
     ),
 }
 
+_by_module: dict[str, list[str]] = {}
+for _name, _module in _LAZY.items():
+    _by_module.setdefault(_module, []).append(_name)
+__getattr__, __dir__ = _lazy_exports(__name__, _by_module)
+del _by_module, _name, _module
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'prefkit.reward' has no attribute {name!r}")
-
-
-__all__ = [*_LAZY,
-    "EXAMPLE_COUNTS",
-    "PRIOR_SETS",
-    "SUBSET_MAPPING",
-    "AccuracyReport",
-    "CalibrationReport",
-    "EvalReport",
-    "ReliabilityCurve",
-    "RewardBench2Score",
-    "RewardBenchScore",
-    "TemperatureFit",
-    "TiesScore",
-    "baselines",
-    "best_of_n_results",
-    "brier_score",
-    "calibration_report",
-    "evaluate_scores",
-    "expected_calibration_error",
-    "fit_temperature",
-    "pairwise_accuracy",
-    "pairwise_calibration",
-    "reliability_curve",
-    "rewardbench2_scores",
-    "rewardbench_scores",
-    "section_scores",
-    "ties_score",
-    "wilson_interval",
-]
+__all__ = list(_LAZY)  # every public name, each defined in the module it maps to
