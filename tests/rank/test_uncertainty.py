@@ -318,10 +318,13 @@ def test_other_models_bootstrap(kw: dict) -> None:
 
 
 def test_edge_cases() -> None:
-    # all ties under the half convention: every resample is all ties, so no uncertainty
+    # all ties under the half convention: every resample is all ties, so the rounds cannot
+    # move the ratings; 12 votes are not certainty: the Hessian interval is used instead of
+    # a zero-width one (issue 9.4)
     ties = PairwiseVotes.from_names(["a", "b", "c"] * 4, ["b", "c", "a"] * 4, ["tie"] * 12)
     lb = bootstrap(ties, rounds=50, rng=np.random.default_rng(0))
-    np.testing.assert_allclose(lb.intervals, 1000.0)
+    np.testing.assert_allclose(lb.intervals, with_intervals(lb, method="hessian").intervals)
+    assert (lb.intervals[:, 1] - lb.intervals[:, 0] > 300).all()
     assert lb.rank_intervals.tolist() == [[1, 3]] * 3 and lb.tiers.tolist() == [1, 1, 1]
     # a disconnected comparison graph is refused, as by the fit
     from prefkit.rank import DisconnectedGraphError
@@ -464,3 +467,25 @@ def test_coverage_with_half_ties_long(request: pytest.FixtureRequest) -> None:
     assert c["hessian"] > COVERAGE[1], c
     assert COVERAGE[0] <= c["sandwich"] <= COVERAGE[1], c
     assert COVERAGE[0] <= c["bootstrap"] <= COVERAGE[1], c
+
+
+def test_small_separable_data_never_looks_certain() -> None:
+    # issue 9.4: three A>B votes gave the bootstrap interval 1112.3 - 1112.3, definite ranks
+    # and two tiers, and only A was provisional. Both rest on the prior (neither set of
+    # items is strongly connected to the other); the rounds cannot move them (every round
+    # is the same three votes), so their intervals come from the prior-regularised fit's
+    # Hessian (the Hessian method gives 817.7 - 1406.8 for A), as do ranks and tiers.
+    v = PairwiseVotes.from_names(["A"] * 3, ["B"] * 3, ["a"] * 3)
+    with pytest.warns(UserWarning, match="only won or only lost"):
+        b = bootstrap(v, rounds=100, rng=np.random.default_rng(0))
+    assert b.provisional.tolist() == [True, True]
+    h = with_intervals(b, method="hessian")
+    np.testing.assert_allclose(b.intervals, h.intervals)
+    assert b.intervals[0, 0] == pytest.approx(817.7, abs=0.05)
+    assert b.intervals[0, 1] == pytest.approx(1406.8, abs=0.05)
+    assert b.rank_intervals.tolist() == [[1, 2], [1, 2]] and b.tiers.tolist() == [1, 1]
+    assert "cannot resolve" in b.interval_method
+    # anchoring keeps the fallback (the anchor pinned, the other against it)
+    pinned = b.anchored("B", 1000.0)
+    assert tuple(pinned.intervals[1]) == (1000.0, 1000.0)
+    assert pinned.intervals[0, 1] - pinned.intervals[0, 0] > 300

@@ -353,9 +353,24 @@ def with_intervals(
     if method == "bootstrap":
         if lb.samples is None:
             raise ValueError("the leaderboard has no bootstrap samples; call bootstrap(...)")
-        ri = rank_inference(lb.scores, samples=lb.samples, confidence=confidence)
         label = lb.interval_method if (lb.interval_method or "").startswith("bootstrap") else "bootstrap"
-        out = replace(lb, interval_method=label, confidence=confidence)
+        info = dict(lb.info)
+        # items whose estimate rests on the prior, and items the rounds cannot move (every
+        # round the same: separable or tiny data), get the prior-regularised fit's Hessian
+        # interval; a bootstrap that cannot resolve them must not look certain
+        fallback = np.ptp(lb.samples, axis=0) <= 1e-12
+        if lb.provisional is not None:
+            fallback |= lb.provisional
+        if fallback.any() and lb.covariance is not None:
+            info["bootstrap_fallback"] = fallback
+            ri = rank_inference(lb.scores, covariance=lb.covariance, confidence=confidence,
+                                rng=rng)
+            label = label.split(";")[0] + f"; hessian of the prior-regularised fit for " \
+                f"{int(fallback.sum())} item(s) the bootstrap cannot resolve, and for ranks"
+        else:
+            info.pop("bootstrap_fallback", None)
+            ri = rank_inference(lb.scores, samples=lb.samples, confidence=confidence)
+        out = replace(lb, interval_method=label, confidence=confidence, info=info)
         return _with_ranks(_reinterval(out), ri)
     info = dict(lb.info)
     if method == "hessian":
@@ -389,6 +404,10 @@ def _reinterval(lb: Leaderboard) -> Leaderboard:
             up[:, a] = down[:, a] = False
             unbounded = np.stack([up, down])
         iv = _percentiles(lb.offset + ELO_SCALE * lb.anchored_samples(), alpha, unbounded)
+        fallback = lb.info.get("bootstrap_fallback")
+        if fallback is not None and fallback.any():
+            hess = _reinterval(replace(lb, interval_method="hessian"))
+            iv[fallback] = hess.intervals[fallback]  # type: ignore[index]
     else:
         se = lb.standard_errors()
         if se is None:
