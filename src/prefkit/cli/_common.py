@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -24,6 +26,31 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+def check_output(output: Path, kind: str, resume: bool, overwrite: bool) -> None:
+    """Refuse an --output that a ``kind`` training run may not write (a file, a folder that
+    is not a prefkit run, a used one without --resume/--overwrite), before any slow set-up."""
+    from prefkit.runs import RunError
+    from prefkit.runs import check_output as check
+
+    try:
+        check(output, kind, resume=resume, overwrite=overwrite)
+    except RunError as e:
+        fail(e.for_cli())
+
+
+@contextlib.contextmanager
+def run_errors() -> Iterator[None]:
+    """Run-folder errors and interruptions (Ctrl-C: exit 130) in the command line's words."""
+    from prefkit.runs import RunError, RunInterrupted
+
+    try:
+        yield
+    except RunError as e:
+        fail(e.for_cli())
+    except RunInterrupted as e:
+        fail(e.for_cli(), code=130)
 
 
 def parse_mapping(pairs: list[str] | None, what: str) -> dict[str, str]:

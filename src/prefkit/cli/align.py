@@ -15,7 +15,15 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from prefkit.cli._common import console, fail, parse_mapping, print_json, report_skipped
+from prefkit.cli._common import (
+    check_output,
+    console,
+    fail,
+    parse_mapping,
+    print_json,
+    report_skipped,
+    run_errors,
+)
 
 _EXAMPLES = """Examples:
 
@@ -91,10 +99,10 @@ def align_command(
     lora_alpha: Annotated[float, typer.Option(help="LoRA alpha.")] = 16.0,
     precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast on the forward pass; fp32 weights).")] = "fp32",
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Trade compute for activation memory.")] = False,
-    checkpoint_every: Annotated[int, typer.Option(help="Write checkpoint.pt every N optimizer steps (0: at the end / at --max-steps).")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="Write checkpoint.pt every N optimizer steps (0: by time only); one is also written every few minutes of training, at --stop-after, at Ctrl-C / SIGTERM and at the end.")] = 0,
     log_every: Annotated[int, typer.Option(help="Write a metrics.jsonl row every N optimizer steps.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of the data order, dropout and any new weights.", envvar="PREFKIT_SEED")] = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output from its last checkpoint (a run stopped before its first one restarts).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start again in an --output that already holds a run.")] = False,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip bad rows (each is reported) instead of stopping.")] = False,
     list_losses: Annotated[bool, typer.Option("--list-losses", help="List the losses, the data each takes and their hyper-parameters, and exit.")] = False,
@@ -116,6 +124,7 @@ def align_command(
              "--data prefs.jsonl --output runs/dpo)")
     assert model is not None and data is not None and output is not None
     t0 = time.perf_counter()
+    check_output(output, "align", resume, overwrite)  # before loading the model
 
     from prefkit.align.data import read_alignment_data, tokenize_alignment
     from prefkit.align.losses import get_align_loss
@@ -179,11 +188,10 @@ def align_command(
     records, tokens = read(data, "--data")
     val_tokens = None if validation is None else read(validation, "--validation")[1]
     try:
-        result = align(model, tokens, config=config, output_dir=output, tokenizer=tokenizer,
-                       validation=val_tokens, resume=resume, overwrite=overwrite,
-                       progress=not as_json, max_steps=stop_after)
-    except FileExistsError as e:
-        fail(str(e))
+        with run_errors():
+            result = align(model, tokens, config=config, output_dir=output,
+                           tokenizer=tokenizer, validation=val_tokens, resume=resume,
+                           overwrite=overwrite, progress=not as_json, max_steps=stop_after)
     except (ValueError, TypeError, OSError) as e:
         fail(str(e))
     if int(os.environ.get("RANK", "0")) != 0:  # accelerate launch / torchrun: one report
@@ -204,8 +212,9 @@ def align_command(
     parts = [f"{k} {m[k]:.4g}" for k in ("loss", "accuracy", "margins", "kl") if isinstance(m.get(k), (int, float))]
     console.print(f"aligned on {len(tokens):,} {tokens.kind} examples for {result.step} steps"
                   + (f" ({', '.join(parts)})" if parts else "")
-                  + ("" if result.finished else " [yellow](stopped at --stop-after; --resume continues)[/]")
-                  + f"; model written to {output}")
+                  + (f"; model written to {output}" if result.finished else
+                     f"; stopped at --stop-after: a checkpoint (no model yet) is in {output}, "
+                     "and the same command with --resume continues"))
     if result.validation:
         v = result.validation
         acc = v.get("accuracy")

@@ -17,7 +17,16 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from prefkit.cli._common import console, fail, out, parse_mapping, print_json, report_skipped
+from prefkit.cli._common import (
+    check_output,
+    console,
+    fail,
+    out,
+    parse_mapping,
+    print_json,
+    report_skipped,
+    run_errors,
+)
 
 reward_app = typer.Typer(
     help="Reward models on a frozen text encoder: train on chosen/rejected pairs, "
@@ -135,15 +144,34 @@ def _load_model(folder: Path) -> Any:
         needed = ("config.json", "model.safetensors")
     missing = [n for n in needed if not (folder / n).is_file()]
     if missing:
-        hint = (f"training has not finished: continue it with `prefkit reward train DATA "
-                f"--output {folder} --resume`" if (folder / "checkpoint.pt").exists() else
-                f"train one with `prefkit reward train DATA --output {folder}`")
         fail(f"{folder} is not a reward-model folder: a model folder holds "
-             f"{', '.join(needed)}, this one lacks {', '.join(missing)}; {hint}")
+             f"{', '.join(needed)}, this one lacks {', '.join(missing)}; "
+             f"{_not_a_model_hint(folder)}")
     try:
         return RewardModel.load(folder)
     except (FileNotFoundError, ValueError, KeyError) as e:
         fail(f"{folder}: cannot load the reward model: {e}")
+
+
+def _not_a_model_hint(folder: Path) -> str:
+    """What to do with a folder that holds no reward model: continue its run, or train one
+    -- into this folder only where training may write (never into a foreign folder)."""
+    from prefkit.runs import run_kind
+
+    kind = run_kind(folder)
+    if kind in ("reward-train", "reward-finetune", "") or (
+            kind is None and (folder / "checkpoint.pt").is_file()):
+        command = "prefkit reward finetune" if kind == "reward-finetune" else \
+            "prefkit reward train"
+        return (f"training has not finished: continue it with `{command} DATA --output "
+                f"{folder} --resume`")
+    if kind == "align":
+        return (f"it holds a `prefkit align` run (a language model), not a reward model; train "
+                "one with `prefkit reward train DATA --output runs/rm`")
+    if any(folder.iterdir()):
+        return ("it is not a prefkit run; train a reward model into a new folder with "
+                "`prefkit reward train DATA --output runs/rm`")
+    return f"train one with `prefkit reward train DATA --output {folder}`"
 
 
 def _input(path: Path, res: Any, split: Split) -> dict[str, Any]:
@@ -182,11 +210,7 @@ def train(
     from prefkit.reward.train import RewardTrainConfig, train_reward_model
 
     t0 = time.perf_counter()
-    if resume and overwrite:
-        fail("--resume and --overwrite contradict each other; pass one")
-    if (output / "checkpoint.pt").exists() and not (resume or overwrite):
-        fail(f"{output} already holds a training run; pass --resume to continue it (a finished "
-             "run is left as it is), --overwrite to start again, or choose another --output")
+    check_output(output, "reward-train", resume, overwrite)  # before the slow embedding
     pairs, res = _read_pairs(data, fmt, column, skip_invalid, split, as_json)
     val_pairs = None
     if validation is not None:
@@ -203,8 +227,9 @@ def train(
         console.print(f"[dim]{len(pairs):,} training pairs from {data} (format {res.format}"
                       + (f", {split.value} split" if split is not Split.all else "") + ")[/]")
     try:
-        result = train_reward_model(cfg, output, pairs, val_pairs, resume=resume,
-                                    overwrite=overwrite, progress=not as_json)
+        with run_errors():
+            result = train_reward_model(cfg, output, pairs, val_pairs, resume=resume,
+                                        overwrite=overwrite, progress=not as_json)
     except ValueError as e:
         fail(str(e))
     n_val = len(val_pairs) if val_pairs is not None else int(round(cfg.val_fraction * len(pairs)))

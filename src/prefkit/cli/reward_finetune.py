@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from prefkit.cli._common import console, fail, print_json
+from prefkit.cli._common import check_output, console, fail, print_json, run_errors
 from prefkit.cli.reward import (
     ColumnOpt,
     FmtOpt,
@@ -46,7 +46,7 @@ def finetune(
     learning_rate: Annotated[float, typer.Option(help="AdamW learning rate.")] = 5e-5,
     precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast; fast on CPUs with bf16 instructions and on GPUs).")] = "fp32",
     seed: Annotated[int, typer.Option(help="Seed of the head, data order and dropout.", envvar="PREFKIT_SEED")] = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output (from its last checkpoint: every few minutes, each epoch, and at Ctrl-C; a run stopped before its first one restarts).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start again in an --output that already holds a run.")] = False,
     skip_invalid: SkipOpt = False,
     as_json: JsonOpt = False,
@@ -60,6 +60,7 @@ def finetune(
     from prefkit.reward.finetune import FinetuneConfig, finetune_reward_model
 
     t0 = time.perf_counter()
+    check_output(output, "reward-finetune", resume, overwrite)  # before loading the backbone
     pairs, res = _read_pairs(data, fmt, column, skip_invalid, split, as_json)
     val_pairs = None
     if validation is not None:
@@ -68,8 +69,10 @@ def finetune(
         cfg = FinetuneConfig(backbone=backbone, max_length=max_length, epochs=epochs,
                              total_steps=max_steps, batch_size=batch_size, lr=learning_rate,
                              precision=precision, seed=seed)
-        result = finetune_reward_model(pairs, config=cfg, output_dir=output, validation=val_pairs,
-                                       resume=resume, overwrite=overwrite, progress=not as_json)
+        with run_errors():
+            result = finetune_reward_model(pairs, config=cfg, output_dir=output,
+                                           validation=val_pairs, resume=resume,
+                                           overwrite=overwrite, progress=not as_json)
     except (ValueError, FileNotFoundError, OSError) as e:
         fail(str(e))
     summary = {"output": str(output), "n_train": len(pairs), "steps": result.step,

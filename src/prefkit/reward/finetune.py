@@ -34,7 +34,9 @@ The output folder:
   best epoch's weights while early stopping watches.
 
 ``resume=True`` continues from ``checkpoint.pt``; on CPU a resumed run gives the same
-losses and weights, bit for bit, as an uninterrupted one.
+losses and weights, bit for bit, as an uninterrupted one. The folder, the checkpoint format,
+the metrics file, when to checkpoint (also every few minutes and at SIGINT/SIGTERM), AdamW
+and the LR schedule are :mod:`prefkit.runs`'.
 """
 
 from __future__ import annotations
@@ -50,23 +52,23 @@ from typing import Any
 
 import torch
 
-from prefkit.reward.backbones import _Bar
 from prefkit.reward.losses import get_reward_loss
 from prefkit.reward.scorer import SequenceScorer, load_scorer
-from prefkit.reward.train import (
+from prefkit.reward.train import TrainResult, _better
+from prefkit.runs import (
+    CHECKPOINT_SECONDS,
+    Checkpointing,
     ConfigIO,
-    TrainResult,
-    _atomic_save,
-    _better,
-    _json_num,
-    _NoBar,
-    _read_metrics,
+    Metrics,
+    RunFolder,
+    adamw,
+    json_num,
+    linear_schedule,
     package_versions,
+    progress_bar,
 )
 
 __all__ = ["FinetuneConfig", "finetune_reward_model", "SequenceScorer", "load_scorer"]
-
-_CKPT_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -169,16 +171,6 @@ def _batch(pairs: Any) -> dict[str, torch.Tensor]:
     return {} if margin is None else {"margin": torch.as_tensor(margin, dtype=torch.float32)}
 
 
-def _adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
-    """AdamW with its fused kernel (one pass over all tensors; torch >= 2.4 on CPU): the
-    same update as the per-tensor loop, which on CPU takes ~10x longer (0.2 vs 0.02 s a
-    step for MiniLM). Falls back to the multi-tensor ``foreach`` form where not supported."""
-    try:
-        return torch.optim.AdamW(groups, lr=lr, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.AdamW(groups, lr=lr, foreach=True)
-
-
 def _set_attention(scorer: SequenceScorer, attention: str, device: str) -> None:
     """Switch the backbone's attention kernel (:attr:`FinetuneConfig.attention`); the same
     scores up to float rounding, and nothing of it is saved with the folder."""
@@ -186,15 +178,6 @@ def _set_attention(scorer: SequenceScorer, attention: str, device: str) -> None:
         attention = "eager" if torch.device(device).type == "cpu" else "default"
     if attention != "default" and hasattr(scorer.backbone, "set_attn_implementation"):
         scorer.backbone.set_attn_implementation(attention)
-
-
-def _schedule(total: int, warmup_steps: int) -> Any:
-    """Linear warmup from 0 over ``warmup_steps``, then linear decay to 0 at ``total``."""
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
-        return max(0.0, (total - step) / max(1, total - warmup_steps))
-    return factor
 
 
 @torch.no_grad()
@@ -223,6 +206,7 @@ def finetune_reward_model(
     progress: bool = True,
     max_steps: int | None = None,
     device: str = "cpu",
+    checkpoint_seconds: float | None = CHECKPOINT_SECONDS,
 ) -> TrainResult:
     """Fine-tune ``config.backbone`` (or the given ``scorer``) on ``train_pairs``
     (:class:`~prefkit.data.text.TextPairs`); write ``output_dir``.
@@ -230,11 +214,16 @@ def finetune_reward_model(
     ``validation`` pairs are scored after every epoch (accuracy, loss; early stopping);
     without them every epoch runs and the last weights are kept. ``max_steps`` stops after
     that many optimizer steps (a checkpoint is written; ``resume=True`` continues it; the
-    LR schedule is that of the whole run). A folder that already holds a run needs
-    ``resume=True`` or ``overwrite=True``.
+    LR schedule is that of the whole run). ``output_dir`` must be a new or empty folder, or
+    an earlier run of this function: that needs ``resume=True`` (a run stopped before its
+    first checkpoint restarts) or ``overwrite=True`` (it is cleared first); any other folder
+    is refused (:class:`prefkit.runs.RunError`). Checkpoints: every
+    ``config.checkpoint_every`` steps, every ``checkpoint_seconds`` of training (None: never
+    by time), at epoch ends, and at SIGINT/SIGTERM, which then stop the run
+    (:class:`prefkit.runs.RunInterrupted`).
     """
     out = Path(output_dir)
-    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
+    run = RunFolder(out, "reward-finetune", resume=resume, overwrite=overwrite)
     best_path = out / "best.safetensors"
 
     # -- model (seeded), tokens --------------------------------------------------------------
@@ -268,11 +257,9 @@ def finetune_reward_model(
     total = config.total_steps or config.epochs * steps_per_epoch
     n_epochs = math.ceil(total / steps_per_epoch)
     params = [p for p in scorer.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]  # no weight decay on biases and norms
-    rest = [p for p in params if p.ndim < 2]
-    opt = _adamw([{"params": decay, "weight_decay": config.weight_decay},
-                  {"params": rest, "weight_decay": 0.0}], config.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, round(config.warmup * total)))
+    opt = adamw(params, lr=config.lr, weight_decay=config.weight_decay)  # none on biases/norms
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, linear_schedule(total, round(config.warmup * total)))
     loss_fn = get_reward_loss(config.loss)
     data_gen = torch.Generator().manual_seed(config.seed + 1)  # epoch order
     dropout_state = torch.Generator().manual_seed(config.seed + 2).get_state()
@@ -282,16 +269,9 @@ def finetune_reward_model(
                             "val_accuracy": None}
     bad_epochs, stopped_early, finished = 0, False, False
 
-    # -- resume or start fresh -----------------------------------------------------------------
-    if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
-        if ck["config"] != config.to_dict():
-            diff = sorted(k for k in ck["config"] if ck["config"][k] != config.to_dict().get(k))
-            raise ValueError(f"{ckpt_path} was written with a different config (fields {diff}); "
-                             "resume with the same config or start a new folder")
-        if ck["data"] != data_hash:
-            raise ValueError(f"{ckpt_path} was trained on different pairs; resume with the "
-                             "same train and validation pairs or start a new folder")
+    # -- resume or start fresh (prefkit.runs: the folder, the checkpoint format) -----------------
+    ck = run.load_checkpoint(config, data_hash, map_location=device) if run.resuming else None
+    if ck is not None:
         scorer.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -300,108 +280,99 @@ def finetune_reward_model(
         step, epoch, step_in_epoch = ck["step"], ck["epoch"], ck["step_in_epoch"]
         best, bad_epochs = ck["best"], ck["bad_epochs"]
         stopped_early, finished = ck["stopped_early"], ck["finished"]
-        history = _read_metrics(metrics_path)[: ck["metrics_rows"]]  # drop rows after it
     else:
-        if out.exists() and (ckpt_path.exists() or metrics_path.exists()) and not overwrite:
-            raise FileExistsError(f"{out} already holds a run; pass resume=True to continue it "
-                                  "or overwrite=True to start again")
-        out.mkdir(parents=True, exist_ok=True)
-        best_path.unlink(missing_ok=True)
-        history = []
-    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
+        run.start(config.to_dict())
+    metrics = Metrics(run.metrics_path, 0 if ck is None else ck["metrics_rows"])
+    history, log = metrics.history, metrics.log
 
     def checkpoint() -> None:
-        _atomic_save({
-            "format": _CKPT_FORMAT, "config": config.to_dict(), "scorer": scorer.describe(),
-            "model": scorer.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "rng": {"data": data_gen.get_state(), "dropout": dropout_state, "epoch_perm": perm},
-            "step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "best": best,
-            "bad_epochs": bad_epochs, "stopped_early": stopped_early, "finished": finished,
-            "data": data_hash, "versions": package_versions(), "metrics_rows": len(history),
-        }, ckpt_path)
+        run.save_checkpoint(
+            config=config.to_dict(), model=scorer.state_dict(), optimizer=opt, scheduler=sched,
+            rng={"data": data_gen.get_state(), "dropout": dropout_state, "epoch_perm": perm},
+            step=step, epoch=epoch, step_in_epoch=step_in_epoch, data=data_hash,
+            metrics_rows=len(history), scorer=scorer.describe(), best=best,
+            bad_epochs=bad_epochs, stopped_early=stopped_early, finished=finished)
 
-    def log(row: dict[str, Any]) -> None:
-        history.append(row)
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-
-    bar = _Bar(total, "fine-tuning", step) if progress else _NoBar()
+    bar = progress_bar(total, "fine-tuning", step, enabled=progress)
+    due = Checkpointing(config.checkpoint_every, checkpoint_seconds)
     t0 = time.perf_counter()
 
     # -- epochs --------------------------------------------------------------------------------
-    while not finished and epoch < n_epochs and step < total:
-        if step_in_epoch == 0:
-            perm = torch.randperm(n, generator=data_gen) if config.shuffle else torch.arange(n)
-        t_epoch = time.perf_counter()
-        for s in range(step_in_epoch, steps_per_epoch):
-            # the pairs of this optimizer step, split into micro-batches
-            lo = s * config.grad_accum * config.batch_size
-            idx = perm[lo: lo + config.grad_accum * config.batch_size]  # (<= A*B,)
-            opt.zero_grad(set_to_none=True)
-            sums = torch.zeros(2, device=device)  # loss, accuracy: read once per step
-            with torch.random.fork_rng(devices=[]):  # dropout draws from its own saved stream
-                torch.set_rng_state(dropout_state)
-                for mb in idx.split(config.batch_size):
-                    rows = mb.tolist()
-                    with torch.autocast(device_type=torch.device(device).type,
-                                        dtype=torch.bfloat16,
-                                        enabled=config.precision == "bf16"):
-                        r_c, r_r = scorer.score_pairs(
-                            [tr_c[i] for i in rows], [tr_r[i] for i in rows],
-                            bucket_overhead=config.bucket_overhead)  # (b,) x2
-                    r_c, r_r = r_c.float(), r_r.float()  # the loss in fp32
-                    part = {k: v[mb].to(device) for k, v in tr_batch.items()}
-                    losses, diag = loss_fn(r_c, r_r, part, **config.loss_kwargs)  # (b,)
-                    (losses.sum() / len(idx)).backward()  # mean over the step's pairs
-                    sums += torch.stack([losses.detach().sum(), diag["accuracy"].sum()])
-                dropout_state = torch.get_rng_state()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            opt.step()
-            sched.step()
-            step, step_in_epoch = step + 1, s + 1
-            loss_sum, acc_sum = sums.tolist()
-            loss = loss_sum / len(idx)
-            if step % config.log_every == 0 or s == steps_per_epoch - 1 or step == total:
-                log({"kind": "train", "step": step, "epoch": epoch, "loss": loss,
-                     "accuracy": acc_sum / len(idx), "lr": sched.get_last_lr()[0],
-                     "elapsed_s": round(time.perf_counter() - t0, 3)})
-            bar.update(step, f"epoch {epoch + 1}/{n_epochs} loss {loss:.4f}")
-            if config.checkpoint_every and step % config.checkpoint_every == 0:
-                checkpoint()
-            if max_steps is not None and step >= max_steps and step < total:
-                checkpoint()
-                bar.close()
-                return TrainResult(out, step, epoch, False, stopped_early, best["epoch"],
-                                   _best_metrics(best), list(history))
-            if step >= total:
+    with due:  # SIGINT/SIGTERM: checkpoint, then stop
+        while not finished and epoch < n_epochs and step < total:
+            if step_in_epoch == 0:
+                perm = torch.randperm(n, generator=data_gen) if config.shuffle else torch.arange(n)
+            t_epoch = time.perf_counter()
+            for s in range(step_in_epoch, steps_per_epoch):
+                # the pairs of this optimizer step, split into micro-batches
+                lo = s * config.grad_accum * config.batch_size
+                idx = perm[lo: lo + config.grad_accum * config.batch_size]  # (<= A*B,)
+                opt.zero_grad(set_to_none=True)
+                sums = torch.zeros(2, device=device)  # loss, accuracy: read once per step
+                with torch.random.fork_rng(devices=[]):  # dropout draws from its own saved stream
+                    torch.set_rng_state(dropout_state)
+                    for mb in idx.split(config.batch_size):
+                        rows = mb.tolist()
+                        with torch.autocast(device_type=torch.device(device).type,
+                                            dtype=torch.bfloat16,
+                                            enabled=config.precision == "bf16"):
+                            r_c, r_r = scorer.score_pairs(
+                                [tr_c[i] for i in rows], [tr_r[i] for i in rows],
+                                bucket_overhead=config.bucket_overhead)  # (b,) x2
+                        r_c, r_r = r_c.float(), r_r.float()  # the loss in fp32
+                        part = {k: v[mb].to(device) for k, v in tr_batch.items()}
+                        losses, diag = loss_fn(r_c, r_r, part, **config.loss_kwargs)  # (b,)
+                        (losses.sum() / len(idx)).backward()  # mean over the step's pairs
+                        sums += torch.stack([losses.detach().sum(), diag["accuracy"].sum()])
+                    dropout_state = torch.get_rng_state()
+                if config.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                opt.step()
+                sched.step()
+                step, step_in_epoch = step + 1, s + 1
+                loss_sum, acc_sum = sums.tolist()
+                loss = loss_sum / len(idx)
+                if step % config.log_every == 0 or s == steps_per_epoch - 1 or step == total:
+                    log({"kind": "train", "step": step, "epoch": epoch, "loss": loss,
+                         "accuracy": acc_sum / len(idx), "lr": sched.get_last_lr()[0],
+                         "elapsed_s": round(time.perf_counter() - t0, 3)})
+                bar.update(step, f"epoch {epoch + 1}/{n_epochs} loss {loss:.4f}")
+                if due(step):  # every checkpoint_every steps, checkpoint_seconds, or a signal
+                    checkpoint()
+                    due.raise_if_interrupted(step, out, bar)
+                if max_steps is not None and step >= max_steps and step < total:
+                    checkpoint()
+                    bar.close()
+                    return TrainResult(out, step, epoch, False, stopped_early, best["epoch"],
+                                       _best_metrics(best), list(history))
+                if step >= total:
+                    break
+
+            # -- validation and early stopping --------------------------------------------------
+            val_loss, val_acc = _evaluate(scorer, va_c, va_r, va_batch, loss_fn,
+                                          config.loss_kwargs, config.eval_batch_size)
+            row = {"kind": "val", "step": step, "epoch": epoch, "val_loss": json_num(val_loss),
+                   "val_accuracy": json_num(val_acc),
+                   "epoch_s": round(time.perf_counter() - t_epoch, 3)}
+            log(row)
+            if va_c and _better(row[config.monitor], best["metric"], config.monitor):
+                best = {"metric": row[config.monitor], "epoch": epoch, "val_loss": row["val_loss"],
+                        "val_accuracy": row["val_accuracy"]}
+                bad_epochs = 0
+                if config.restore_best:
+                    from safetensors.torch import save_model
+
+                    save_model(scorer, str(best_path))
+            elif va_c:
+                bad_epochs += 1
+            epoch, step_in_epoch = epoch + 1, 0
+            if val_acc is not None:
+                bar.update(step, f"epoch {epoch}/{n_epochs} val_acc {val_acc:.3f}")
+            if config.patience and bad_epochs >= config.patience:
+                stopped_early = True
                 break
-
-        # -- validation and early stopping ------------------------------------------------------
-        val_loss, val_acc = _evaluate(scorer, va_c, va_r, va_batch, loss_fn,
-                                      config.loss_kwargs, config.eval_batch_size)
-        row = {"kind": "val", "step": step, "epoch": epoch, "val_loss": _json_num(val_loss),
-               "val_accuracy": _json_num(val_acc),
-               "epoch_s": round(time.perf_counter() - t_epoch, 3)}
-        log(row)
-        if va_c and _better(row[config.monitor], best["metric"], config.monitor):
-            best = {"metric": row[config.monitor], "epoch": epoch, "val_loss": row["val_loss"],
-                    "val_accuracy": row["val_accuracy"]}
-            bad_epochs = 0
-            if config.restore_best:
-                from safetensors.torch import save_model
-
-                save_model(scorer, str(best_path))
-        elif va_c:
-            bad_epochs += 1
-        epoch, step_in_epoch = epoch + 1, 0
-        if val_acc is not None:
-            bar.update(step, f"epoch {epoch}/{n_epochs} val_acc {val_acc:.3f}")
-        if config.patience and bad_epochs >= config.patience:
-            stopped_early = True
-            break
-        checkpoint()
+            checkpoint()
+            due.raise_if_interrupted(step, out, bar)
     bar.close()
 
     # -- finish: best weights, self-describing folder ---------------------------------------
@@ -419,6 +390,7 @@ def finetune_reward_model(
         "config": config.to_dict(), "versions": package_versions(),
         "summary": {"step": step, "epochs_run": epoch, "stopped_early": stopped_early,
                     "best_epoch": best["epoch"], **_best_metrics(best)}})
+    run.finish(config.to_dict(), {"step": step, "epochs_run": epoch})
     return result
 
 

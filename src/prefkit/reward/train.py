@@ -21,17 +21,16 @@ stopping on the monitored validation metric. The output folder describes itself:
 
 ``resume=True`` reloads ``checkpoint.pt`` and continues; on CPU a resumed run gives the
 same losses and weights, bit for bit, as an uninterrupted one (dropout draws from its own
-saved RNG state, never from the caller's global one).
+saved RNG state, never from the caller's global one). The folder, the checkpoint format,
+the metrics file and when to checkpoint (also every few minutes and at SIGINT/SIGTERM) are
+:mod:`prefkit.runs`'.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
-import os
-import platform
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from typing import Any
 
 import torch
 
-from prefkit.reward.backbones import FrozenEncoder, _Bar
+from prefkit.reward.backbones import FrozenEncoder
 from prefkit.reward.heads import (
     HEADS,
     PairFeatures,
@@ -50,34 +49,19 @@ from prefkit.reward.heads import (
     score_pairs,
 )
 from prefkit.reward.losses import get_reward_loss
+from prefkit.runs import (
+    CHECKPOINT_SECONDS,
+    Checkpointing,
+    ConfigIO,
+    Metrics,
+    RunFolder,
+    json_num,
+    package_versions,
+    progress_bar,
+    write_json,
+)
 
 __all__ = ["RewardTrainConfig", "TrainResult", "train_reward_model", "package_versions"]
-
-_CKPT_FORMAT = 1
-
-
-class ConfigIO:
-    """Dict/JSON round trip shared by the training configs (frozen dataclasses)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], **overrides: Any) -> Any:
-        """From a dict (e.g. a run's ``config.json`` entry) plus overrides; unknown keys
-        are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        merged = {**d, **overrides}
-        unknown = sorted(set(merged) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known: {sorted(known)}")
-        return cls(**merged)
-
-    @classmethod
-    def from_file(cls, path: str | Path, **overrides: Any) -> Any:
-        """From a JSON file (a run's ``config.json`` works: its ``"config"`` entry is used)."""
-        d = json.loads(Path(path).read_text())
-        return cls.from_dict(d.get("config", d), **overrides)
 
 
 @dataclass(frozen=True)
@@ -141,48 +125,13 @@ class TrainResult:
     history: list[dict[str, Any]]
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of Python and the packages a checkpoint depends on."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("prefkit", "torch", "numpy", "sentence-transformers", "transformers"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "absent"
-    return out
-
-
 # -- small helpers -------------------------------------------------------------------------
-def _json_num(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
 def _better(value: float | None, best: float | None, monitor: str) -> bool:
     if value is None:
         return False
     if best is None:
         return True
     return value < best if monitor == "val_loss" else value > best
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 @torch.no_grad()
@@ -217,6 +166,7 @@ def train_reward_model(
     overwrite: bool = False,
     progress: bool = True,
     max_steps: int | None = None,
+    checkpoint_seconds: float | None = CHECKPOINT_SECONDS,
 ) -> TrainResult:
     """Train ``config.head`` with ``config.loss`` on ``train``; write ``out_dir``.
 
@@ -224,11 +174,16 @@ def train_reward_model(
     ``encoder``, default ``FrozenEncoder(config.encoder, ...)`` with the default cache).
     Without ``val``, a seeded ``config.val_fraction`` of ``train`` is held out.
     ``max_steps`` stops after that many optimizer steps in total (a checkpoint is written;
-    ``resume=True`` continues from it). A folder that already holds a run needs
-    ``resume=True`` or ``overwrite=True``.
+    ``resume=True`` continues from it). ``out_dir`` must be a new or empty folder, or an
+    earlier run of this function: that needs ``resume=True`` (a run stopped before its
+    first checkpoint restarts) or ``overwrite=True`` (it is cleared first); any other
+    folder is refused (:class:`prefkit.runs.RunError`). Besides every
+    ``config.checkpoint_every`` steps, a checkpoint is written every
+    ``checkpoint_seconds`` of training (None: never by time) and at SIGINT/SIGTERM, which
+    then stop the run (:class:`prefkit.runs.RunInterrupted`).
     """
     out = Path(out_dir)
-    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
+    run = RunFolder(out, "reward-train", resume=resume, overwrite=overwrite, keyword="out_dir")
 
     # -- data: embed text if needed, split off validation --------------------------------
     def features(pairs: Any) -> PairFeatures:
@@ -271,106 +226,92 @@ def train_reward_model(
                             "val_loss": None, "val_accuracy": None}
     bad_epochs, stopped_early, finished = 0, False, False
 
-    # -- resume or start fresh --------------------------------------------------------------
-    if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=True)
-        if ck["config"] != config.to_dict():
-            diff = sorted(k for k in ck["config"] if ck["config"][k] != config.to_dict().get(k))
-            raise ValueError(f"{ckpt_path} was written with a different config (fields {diff}); "
-                             "resume with the same config or start a new folder")
-        if ck["data"] != data_hash:
-            raise ValueError(f"{ckpt_path} was trained on different data; resume with the "
-                             "same pairs (and val split) or start a new folder")
-        head.load_state_dict(ck["head"])
+    # -- resume or start fresh (prefkit.runs: the folder, the checkpoint format) ------------------
+    ck = run.load_checkpoint(config, data_hash) if run.resuming else None
+    if ck is not None:
+        head.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         data_gen.set_state(ck["rng"]["data"])
         dropout_state, perm = ck["rng"]["dropout"], ck["rng"]["epoch_perm"]
-        step, epoch, batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
+        step, epoch, batch_in_epoch = ck["step"], ck["epoch"], ck["step_in_epoch"]
         best = ck["best"]
         bad_epochs, stopped_early = ck["bad_epochs"], ck["stopped_early"]
         finished = ck["finished"]
-        history = _read_metrics(metrics_path)[: ck["metrics_rows"]]  # drop rows after it
     else:
-        if out.exists() and (ckpt_path.exists() or metrics_path.exists()) and not overwrite:
-            raise FileExistsError(f"{out} already holds a run; pass resume=True to continue it "
-                                  "or overwrite=True to start again")
-        out.mkdir(parents=True, exist_ok=True)
-        history = []
-    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
+        run.start(config.to_dict())
+    metrics = Metrics(run.metrics_path, 0 if ck is None else ck["metrics_rows"])
+    history, log = metrics.history, metrics.log
     backbone = dict(train.backbone) if train.backbone else {"kind": "unknown"}
 
     def checkpoint() -> None:
-        _atomic_save({
-            "format": _CKPT_FORMAT, "config": config.to_dict(), "head_spec": head.spec(),
-            "head": head.state_dict(), "optimizer": opt.state_dict(),
-            "rng": {"data": data_gen.get_state(), "dropout": dropout_state, "epoch_perm": perm},
-            "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "best": best,
-            "bad_epochs": bad_epochs, "stopped_early": stopped_early, "finished": finished,
-            "data": data_hash, "versions": package_versions(), "backbone": backbone,
-            "metrics_rows": len(history),
-        }, ckpt_path)
+        run.save_checkpoint(
+            config=config.to_dict(), model=head.state_dict(), optimizer=opt,
+            rng={"data": data_gen.get_state(), "dropout": dropout_state, "epoch_perm": perm},
+            step=step, epoch=epoch, step_in_epoch=batch_in_epoch, data=data_hash,
+            metrics_rows=len(history), head_spec=head.spec(), best=best,
+            bad_epochs=bad_epochs, stopped_early=stopped_early, finished=finished,
+            backbone=backbone)
 
-    def log(row: dict[str, Any]) -> None:
-        history.append(row)
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-
-    bar = _Bar(config.epochs * steps_per_epoch, "training", step) if progress else _NoBar()
+    bar = progress_bar(config.epochs * steps_per_epoch, "training", step, enabled=progress)
+    due = Checkpointing(config.checkpoint_every, checkpoint_seconds)
     t0 = time.perf_counter()
     head.train()
 
     # -- epochs ------------------------------------------------------------------------------
-    while not finished and epoch < config.epochs:
-        if batch_in_epoch == 0:
-            perm = torch.randperm(len(train), generator=data_gen)
-        for b in range(batch_in_epoch, steps_per_epoch):
-            part = train.select(perm[b * config.batch_size:(b + 1) * config.batch_size])
-            with torch.random.fork_rng(devices=[]):  # dropout draws from its own saved stream
-                torch.set_rng_state(dropout_state)
-                r_c, r_r = score_pairs(head, part.chosen, part.rejected, part.prompt)  # (B,) x2
-                dropout_state = torch.get_rng_state()
-            losses, diag = loss_fn(r_c, r_r, part.batch(), **config.loss_kwargs)  # (B,)
-            loss = losses.mean()  # ()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            opt.step()
-            step, batch_in_epoch = step + 1, b + 1
-            if step % config.log_every == 0 or b == steps_per_epoch - 1:
-                acc = float(diag["accuracy"].mean()) if "accuracy" in diag else None
-                log({"kind": "train", "step": step, "epoch": epoch, "loss": loss.item(),
-                     "accuracy": _json_num(acc),
-                     "elapsed_s": round(time.perf_counter() - t0, 3)})
-            bar.update(step, f"epoch {epoch + 1}/{config.epochs} loss {loss.item():.4f}")
-            if config.checkpoint_every and step % config.checkpoint_every == 0:
-                checkpoint()
-            if max_steps is not None and step >= max_steps:
-                checkpoint()
-                bar.close()
-                return _result(out, step, epoch, False, stopped_early, best, history)
+    with due:  # SIGINT/SIGTERM: checkpoint, then stop
+        while not finished and epoch < config.epochs:
+            if batch_in_epoch == 0:
+                perm = torch.randperm(len(train), generator=data_gen)
+            for b in range(batch_in_epoch, steps_per_epoch):
+                part = train.select(perm[b * config.batch_size:(b + 1) * config.batch_size])
+                with torch.random.fork_rng(devices=[]):  # dropout draws from its own saved stream
+                    torch.set_rng_state(dropout_state)
+                    r_c, r_r = score_pairs(head, part.chosen, part.rejected, part.prompt)  # (B,) x2
+                    dropout_state = torch.get_rng_state()
+                losses, diag = loss_fn(r_c, r_r, part.batch(), **config.loss_kwargs)  # (B,)
+                loss = losses.mean()  # ()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                opt.step()
+                step, batch_in_epoch = step + 1, b + 1
+                if step % config.log_every == 0 or b == steps_per_epoch - 1:
+                    acc = float(diag["accuracy"].mean()) if "accuracy" in diag else None
+                    log({"kind": "train", "step": step, "epoch": epoch, "loss": loss.item(),
+                         "accuracy": json_num(acc),
+                         "elapsed_s": round(time.perf_counter() - t0, 3)})
+                bar.update(step, f"epoch {epoch + 1}/{config.epochs} loss {loss.item():.4f}")
+                if due(step):  # every checkpoint_every steps, checkpoint_seconds, or a signal
+                    checkpoint()
+                    due.raise_if_interrupted(step, out, bar)
+                if max_steps is not None and step >= max_steps:
+                    checkpoint()
+                    bar.close()
+                    return _result(out, step, epoch, False, stopped_early, best, history)
 
-        # -- validation and early stopping ---------------------------------------------------
-        val_loss, val_acc = _evaluate(head, val, loss_fn, config.loss_kwargs)
-        row = {"kind": "val", "step": step, "epoch": epoch, "val_loss": _json_num(val_loss),
-               "val_accuracy": _json_num(val_acc)}
-        log(row)
-        value = row[config.monitor]
-        if len(val) == 0:  # nothing to monitor: keep the latest weights
-            best.update(epoch=epoch, state=None)
-        elif _better(value, best["metric"], config.monitor):
-            best = {"metric": value, "epoch": epoch, "state": copy.deepcopy(head.state_dict()),
-                    "val_loss": row["val_loss"], "val_accuracy": row["val_accuracy"]}
-            bad_epochs = 0
-        else:
-            bad_epochs += 1
-        epoch, batch_in_epoch = epoch + 1, 0
-        bar.update(step, f"epoch {epoch}/{config.epochs} val_loss {val_loss:.4f}"
-                         + (f" val_acc {val_acc:.3f}" if val_acc is not None else ""))
-        if config.patience and bad_epochs >= config.patience:
-            stopped_early = True
-            break
-        checkpoint()
+            # -- validation and early stopping ---------------------------------------------------
+            val_loss, val_acc = _evaluate(head, val, loss_fn, config.loss_kwargs)
+            row = {"kind": "val", "step": step, "epoch": epoch, "val_loss": json_num(val_loss),
+                   "val_accuracy": json_num(val_acc)}
+            log(row)
+            value = row[config.monitor]
+            if len(val) == 0:  # nothing to monitor: keep the latest weights
+                best.update(epoch=epoch, state=None)
+            elif _better(value, best["metric"], config.monitor):
+                best = {"metric": value, "epoch": epoch, "state": copy.deepcopy(head.state_dict()),
+                        "val_loss": row["val_loss"], "val_accuracy": row["val_accuracy"]}
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+            epoch, batch_in_epoch = epoch + 1, 0
+            bar.update(step, f"epoch {epoch}/{config.epochs} val_loss {val_loss:.4f}"
+                             + (f" val_acc {val_acc:.3f}" if val_acc is not None else ""))
+            if config.patience and bad_epochs >= config.patience:
+                stopped_early = True
+                break
+            checkpoint()
+            due.raise_if_interrupted(step, out, bar)
     bar.close()
 
     # -- finish: best weights, self-describing folder ----------------------------------------
@@ -380,6 +321,7 @@ def train_reward_model(
     checkpoint()
     result = _result(out, step, epoch, True, stopped_early, best, history)
     _save_folder(out, head, config, backbone, result)
+    run.finish(config.to_dict(), {"step": result.step, "epochs_run": result.epoch})
     return result
 
 
@@ -397,16 +339,10 @@ def _save_folder(out: Path, head: RewardHead, config: RewardTrainConfig,
     state = {k: v.detach().contiguous() for k, v in head.state_dict().items()}
     save_file(state, str(out / "model.safetensors"),
               metadata={"head": json.dumps(head.spec()), "format": "prefkit-reward-head/1"})
-    _write_json(out / "backbone.json", dict(backbone))
-    _write_json(out / "config.json", {
+    write_json(out / "backbone.json", dict(backbone))
+    write_json(out / "config.json", {
         "config": config.to_dict(), "head": head.spec(), "versions": package_versions(),
         "summary": {"step": result.step, "epochs_run": result.epoch,
                     "stopped_early": result.stopped_early, "best_epoch": result.best_epoch,
                     **result.best},
     })
-
-
-class _NoBar:
-    def update(self, completed: int, description: str) -> None: ...
-
-    def close(self) -> None: ...
