@@ -75,11 +75,17 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     code, out, err = run("rank", str(bad))
     assert code == 2
     assert "votes.csv" in err and "line 3" in err and "line 4" in err and "model_c" in err
-    assert "--skip-invalid" in err
+    assert "--skip-invalid" in err and "skip_invalid=True" not in err  # the CLI names flags
+    from prefkit.data import read_votes
+    from prefkit.data.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError) as e:  # Python names keywords (issue 9.13)
+        read_votes(bad)
+    assert "skip_invalid=True" in str(e.value) and "--skip-invalid" not in str(e.value)
     code, out, err = run("rank", str(bad), "--skip-invalid", "--json", "--intervals", "none",
                          "--prior", "1.0")
     assert code == 0, err
-    assert "skipped 2" in err
+    assert "skipped 2" in err and "to skip such rows" not in err  # they were skipped
     assert json.loads(out)["input"]["rows_skipped"] == 2
 
 
@@ -195,3 +201,20 @@ def test_options_that_would_be_ignored_are_refused(args: list[str], message: str
     code, out, err = run("rank", str(CAMPAIGN / "good.csv"), *args)
     assert code == 2, out
     assert message in err.replace("\n", " ") or message in out
+
+
+@pytest.mark.parametrize("cmd", ["rank", "diagnose", "propose"])
+def test_folder_zero_weights_and_huge_weights_are_clear_errors(cmd: str) -> None:
+    # issue 9.9/9.10: a folder was "no such file"; all-zero weights passed into diagnose;
+    # a weight of 1e300 gave "lam value too large" / "n < 0" / overflowing proposals
+    code, _, err = run(cmd, str(CAMPAIGN))
+    assert code == 2 and "is a folder" in err
+    code, _, err = run(cmd, str(CAMPAIGN / "w_zero_all.csv"))
+    assert code == 2 and "every vote has weight 0" in err
+    code, _, err = run(cmd, str(CAMPAIGN / "w_huge.csv"))
+    assert code == 2 and "line 22" in err and "too large" in err and "at most 1e+09" in err
+
+
+def test_diagnose_refuses_negative_simulations() -> None:
+    code, _, err = run("diagnose", str(CAMPAIGN / "good.csv"), "--simulations", "-5")
+    assert code == 2 and "--simulations" in err

@@ -22,7 +22,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 FIX = Path(__file__).parent / "fixtures"
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "arena"
 real = pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")
-SKIP = "pass --skip-invalid (skip_invalid=True) to skip such rows"
+SKIP = "pass skip_invalid=True to skip such rows"
 
 
 def write(path: Path, text: str) -> Path:
@@ -356,12 +356,13 @@ def test_missing_side_column_names_the_alternatives(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("weight,reason", [
     ("nan", "missing or NaN weight"), ("-2", "negative weight -2.0"),
-    ("inf", "infinite weight inf"), ("abc", "weight 'abc' is not a number")])
+    ("inf", "infinite weight inf"), ("abc", "weight 'abc' is not a number"),
+    ("1e300", "weight 1e+300 is too large")])
 def test_bad_weights(tmp_path: Path, weight: str, reason: str) -> None:
     path = write(tmp_path / "v.csv", f"item_a,item_b,winner,weight\nx,y,a,1\nx,y,b,{weight}\n")
     (p,) = problems(path)
     assert str(p) == (f"{reason} in field 'weight' at {path} line 3; weights must be finite "
-                      f"numbers >= 0 (1 = one vote); {SKIP}")
+                      f"numbers >= 0 and at most 1e+09 (1 = one vote); {SKIP}")
 
 
 @pytest.mark.parametrize("name,text", [

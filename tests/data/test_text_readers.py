@@ -34,7 +34,7 @@ FIX = Path(__file__).parent / "fixtures" / "reward"
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "reward"
 HH = DATA / "hh_rlhf_harmless_base_test.jsonl.gz"
 real = pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")
-SKIP = "pass --skip-invalid (skip_invalid=True) to skip such rows"
+SKIP = "pass skip_invalid=True to skip such rows"
 
 
 def jsonl(path: Path, rows: list[dict]) -> Path:

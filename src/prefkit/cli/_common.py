@@ -87,17 +87,31 @@ def read_input(
                 "[dim]no FILE given: ranking the embedded Chatbot Arena votes of 2024-08-14 "
                 "(1,670,250 votes, 129 models)[/]"
             )
+    if path.is_dir():
+        fail(f"{path} is a folder; give a votes file (CSV, JSONL, JSON or Parquet) in it")
     if not path.exists():
         fail(f"{path}: no such file")
     try:
         result = read_votes(path, format=fmt, columns=columns or None, skip_invalid=skip_invalid,
                             aggregate=aggregate)
     except InvalidInputError as e:
-        fail(str(e))
+        fail(e.for_cli())
     except (ValueError, KeyError) as e:
         fail(f"{path}: {e}")
     report_skipped(path, result.skipped, len(result.skipped))
+    total = _total_weight(result.votes)
+    if total is not None and total <= 0:
+        fail(f"{path}: every vote has weight 0, so there is nothing to rank; give the votes "
+             "positive weights (1 = one vote) or drop the weight column")
     return result
+
+
+def _total_weight(data: Any) -> float | None:
+    w = getattr(data, "weight", None)
+    if w is not None:
+        return float(w.sum())
+    counts = getattr(data, "counts", None)
+    return None if counts is None else float(counts.sum())
 
 
 def report_skipped(path: Any, problems: Any, n_rows: int, *, show: int = 20) -> None:
@@ -108,7 +122,8 @@ def report_skipped(path: Any, problems: Any, n_rows: int, *, show: int = 20) -> 
         return
     console.print(f"[yellow]skipped {n_rows} invalid row(s) of {path}:[/]")
     for p in problems[:show]:
-        console.print(f"  {p}", highlight=False, markup=False)
+        console.print(f"  {p.describe(None) if hasattr(p, 'describe') else p}",
+                      highlight=False, markup=False)
     if len(problems) > show:
         console.print(f"  ... and {len(problems) - show} more", highlight=False)
 

@@ -169,7 +169,7 @@ def align_command(
                                           columns=parse_mapping(column, "--column") or None,
                                           skip_invalid=skip_invalid)
         except InvalidInputError as e:
-            fail(str(e))
+            fail(e.for_cli())
         except (ValueError, KeyError) as e:
             fail(f"{path}: {e}")
         report_skipped(path, records.skipped, records.n_skipped)

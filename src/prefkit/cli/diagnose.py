@@ -15,7 +15,7 @@ def diagnose(
     fmt: Annotated[str, typer.Option("--format", "-f", help="Input format (see `prefkit formats`).")] = "auto",
     column: Annotated[Optional[list[str]], typer.Option("--column", "-c", help="Column mapping KEY=NAME.")] = None,
     influence_by: Annotated[str, typer.Option(help="Leave-one-out influence by 'annotator', 'prompt' or 'none'.")] = "annotator",
-    simulations: Annotated[int, typer.Option(help="Simulations for the intransitivity p-value (0: none).")] = 200,
+    simulations: Annotated[int, typer.Option(help="Simulations for the intransitivity p-value (0: none).", min=0)] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the simulations.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the diagnostics as JSON.")] = False,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip bad rows (each is reported).")] = False,

@@ -114,7 +114,7 @@ def _read_pairs(path: Path, fmt: str, column: list[str] | None, skip_invalid: bo
         res = read_preferences(path, format=fmt, columns=parse_mapping(column, "--column") or None,
                                skip_invalid=skip_invalid)
     except InvalidInputError as e:
-        fail(str(e))
+        fail(e.for_cli())
     except (ValueError, KeyError) as e:
         fail(f"{path}: {e}")
     if not isinstance(res.data, TextPairs):
@@ -332,7 +332,7 @@ def _read_texts(path: Path, default_prompt: str, skip_invalid: bool) -> tuple[li
     try:
         table = Records.load(path)
     except InvalidInputError as e:
-        fail(str(e))
+        fail(e.for_cli())
     problems = list(table.problems)
     prompts: list[Any] = []
     responses: list[str] = []

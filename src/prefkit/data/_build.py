@@ -185,7 +185,9 @@ def check_weight(frame: Frame, probs: Problems, col: str) -> NDArray[np.float64]
     x = num.x
     unparsed = np.zeros(frame.n, dtype=bool)
     unparsed[list(num.unparsed)] = True
-    fix = "weights must be finite numbers >= 0 (1 = one vote)"
+    from prefkit.data.records import MAX_WEIGHT
+
+    fix = f"weights must be finite numbers >= 0 and at most {MAX_WEIGHT:g} (1 = one vote)"
     probs.flag(unparsed, field=col, kind="bad_weight", value=num.value,
                reason=lambda v: f"weight {v!r} is not a number", fix=fix)
     with np.errstate(invalid="ignore"):
@@ -194,6 +196,8 @@ def check_weight(frame: Frame, probs: Problems, col: str) -> NDArray[np.float64]
         probs.flag(np.isinf(x) | (x < 0), field=col, kind="bad_weight", value=num.value,
                    reason=lambda v: f"{'negative' if v < 0 else 'infinite'} weight {v!r}",
                    fix=fix)
+        probs.flag(np.isfinite(x) & (x > MAX_WEIGHT), field=col, kind="bad_weight",
+                   value=num.value, reason=lambda v: f"weight {v!r} is too large", fix=fix)
     return x
 
 

@@ -15,7 +15,7 @@ from prefkit.data._formats import Columns
 from prefkit.data._registry import register
 from prefkit.data._source import Source
 from prefkit.data.errors import InvalidRow
-from prefkit.data.records import ItemIndex, PairCounts, Rankings
+from prefkit.data.records import MAX_WEIGHT, ItemIndex, PairCounts, Rankings
 
 __all__ = ["read_counts_json", "read_rankings"]
 
@@ -199,9 +199,11 @@ def read_rankings(
                 f"the given item index has {len(items)} items", "unknown_item")
             continue
         w = rec.get("weight", 1.0)
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
-            bad(line, "weight", w, f"weight {w!r} is not a finite number >= 0",
-                "weights must be finite numbers >= 0", "bad_weight")
+        if (isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w)
+                or w < 0 or w > MAX_WEIGHT):
+            bad(line, "weight", w, f"weight {w!r} is not a finite number in [0, {MAX_WEIGHT:g}]",
+                f"weights must be finite numbers >= 0 and at most {MAX_WEIGHT:g} (1 = one vote)",
+                "bad_weight")
             continue
         lists.append([g for g in groups if g])
         tails.append(tail)

@@ -8,7 +8,10 @@ it, so a user can go straight to the line in an editor:
 ...                "expected one of model_a, model_b, tie, tie (bothbad)")
 >>> print(p)  # doctest: +NORMALIZE_WHITESPACE
 unknown outcome label 'model_c' in field 'winner' at votes.jsonl line 12; expected one of
-model_a, model_b, tie, tie (bothbad); pass --skip-invalid (skip_invalid=True) to skip such rows
+model_a, model_b, tie, tie (bothbad); pass skip_invalid=True to skip such rows
+
+The command line names its flag instead (:meth:`InvalidInputError.for_cli`):
+``... pass --skip-invalid to skip such rows``.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["SKIP_HINT", "InvalidInputError", "InvalidRow"]
+__all__ = ["CLI_SKIP_HINT", "SKIP_HINT", "InvalidInputError", "InvalidRow"]
 
-SKIP_HINT = "pass --skip-invalid (skip_invalid=True) to skip such rows"
+#: How to skip bad rows, said in Python's words and in the command line's.
+SKIP_HINT = "pass skip_invalid=True to skip such rows"
+CLI_SKIP_HINT = "pass --skip-invalid to skip such rows"
 MAX_SHOWN = 20
 
 
@@ -62,6 +67,12 @@ class InvalidRow:
         return self.file if self.line is None else f"{self.file} {self.unit} {self.line}"
 
     def __str__(self) -> str:
+        return self.describe(SKIP_HINT)
+
+    def describe(self, skip_hint: str | None = SKIP_HINT) -> str:
+        """The problem on one line; ``skip_hint`` (how to skip such rows) ends a row's
+        problem: Python's words by default, :data:`CLI_SKIP_HINT` on the command line,
+        ``None`` where the row was skipped already."""
         if not self.skippable:  # a problem with the whole file
             return f"{self.where}: {self.reason}" + (f"; {self.fix}" if self.fix else "")
         text = self.reason
@@ -70,7 +81,7 @@ class InvalidRow:
         text += f" at {self.where}"
         if self.fix:
             text += f"; {self.fix}"
-        return f"{text}; {SKIP_HINT}"
+        return f"{text}; {skip_hint}" if skip_hint else text
 
 
 class InvalidInputError(ValueError):
@@ -87,9 +98,14 @@ class InvalidInputError(ValueError):
 
     def __init__(self, problems: Sequence[InvalidRow], *, note: str = "nothing was read") -> None:
         self.problems: list[InvalidRow] = list(problems)
+        self.note = note
         super().__init__(self._format(note))
 
-    def _format(self, note: str) -> str:
+    def for_cli(self) -> str:
+        """The same message naming the command line's flag (``--skip-invalid``)."""
+        return self._format(self.note, CLI_SKIP_HINT)
+
+    def _format(self, note: str, skip_hint: str = SKIP_HINT) -> str:
         probs = self.problems
         files = sorted({p.file for p in probs})
         where = files[0] if len(files) == 1 else f"{len(files)} files"
@@ -99,7 +115,7 @@ class InvalidInputError(ValueError):
         if n > 1 and len(kinds) > 0:
             head += " (" + ", ".join(f"{c} {k}" for k, c in kinds.most_common()) + ")"
         lines = [head + ":"]
-        lines += [f"  {p}" for p in probs[:MAX_SHOWN]]
+        lines += [f"  {p.describe(skip_hint)}" for p in probs[:MAX_SHOWN]]
         if n > MAX_SHOWN:
             lines.append(f"  ... and {n - MAX_SHOWN} more")
         return "\n".join(lines)

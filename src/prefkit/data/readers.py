@@ -18,10 +18,10 @@ prefkit.data.errors.InvalidInputError: 2 problems in ...votes.csv; 2 of 3 record
 invalid, nothing was read (1 self_comparison, 1 unknown_label):
   item 'claude' is compared with itself (same name in 'model_a' and 'model_b') in field
   'model_b' at ...votes.csv line 3; fix one of the two names or drop the row;
-  pass --skip-invalid (skip_invalid=True) to skip such rows
+  pass skip_invalid=True to skip such rows
   unknown outcome label 'model_c' in field 'winner' at ...votes.csv line 4; expected one of
   a, model_a, item_a, b, model_b, item_b, tie, tie (bothbad), both_bad, 0, 1, 2, 3;
-  pass --skip-invalid (skip_invalid=True) to skip such rows
+  pass skip_invalid=True to skip such rows
 >>> res = read_votes(p, skip_invalid=True)
 >>> len(res.votes), res.n_skipped, [s.line for s in res.skipped]
 (1, 2, [3, 4])

@@ -27,6 +27,11 @@ __all__ = [
 ]
 
 
+#: The largest weight one vote may carry. A weight counts votes (1 = one vote); counts
+#: beyond this overflow the resampling and the integer vote tallies downstream.
+MAX_WEIGHT = 1e9
+
+
 class Outcome(IntEnum):
     """What happened in one pairwise comparison between item ``a`` and item ``b``."""
 
@@ -159,9 +164,10 @@ class PairwiseVotes:
             raise ValueError("outcome codes must be 0 (a wins), 1 (b wins), 2 (tie), 3 (both bad)")
         w = self.weight
         assert w is not None
-        if np.any(~np.isfinite(w)) or np.any(w < 0):
-            k = int(np.flatnonzero(~np.isfinite(w) | (w < 0))[0])
-            raise ValueError(f"vote {k} has weight {w[k]}; weights must be finite and >= 0")
+        if np.any(~np.isfinite(w)) or np.any(w < 0) or np.any(w > MAX_WEIGHT):
+            k = int(np.flatnonzero(~np.isfinite(w) | (w < 0) | (w > MAX_WEIGHT))[0])
+            raise ValueError(f"vote {k} has weight {w[k]}; weights must be finite, >= 0 and "
+                             f"at most {MAX_WEIGHT:g} (1 = one vote)")
 
     # -- convenience -------------------------------------------------------------
     def __len__(self) -> int:

@@ -23,7 +23,7 @@ prefkit.data.errors.InvalidInputError: 1 problem in ...prefs.jsonl; 1 of 3 recor
 invalid, nothing was read:
   chosen and rejected responses are identical in field 'rejected' at ...prefs.jsonl line 3;
   a pair needs two different responses; drop the row;
-  pass --skip-invalid (skip_invalid=True) to skip such rows
+  pass skip_invalid=True to skip such rows
 >>> res = read_preferences(p, skip_invalid=True)
 >>> len(res.data), [s.line for s in res.skipped]
 (2, [3])
