@@ -801,3 +801,24 @@ def test_pairwise_losses_are_symmetric_in_swapping_chosen_and_rejected() -> None
         a = get_align_loss(name)(logps)
         b = get_align_loss(name)(swapped)
         assert np.allclose(a.margins.numpy(), -b.margins.numpy(), atol=TIGHT)
+
+
+@pytest.mark.parametrize("name, hyper", [
+    ("dpo", {"beta": -0.1}), ("ipo", {"beta": 0.0}), ("kto", {"beta": float("nan")}),
+    ("simpo", {"beta": -2.0}), ("cdpo", {"label_smoothing": 0.6}),
+    ("discopop", {"tau": 0.0}), ("cal_dpo", {"calibration_weight": -1.0}),
+    ("kto", {"undesirable_weight": -1.0}), ("dpo", {"alpha": float("inf")}),
+])
+def test_every_loss_refuses_hyper_parameters_where_it_is_undefined(name: str, hyper: dict) -> None:
+    # a negative beta flips every implicit reward: the loss then trains toward the rejected
+    # answers while its reported accuracy looks perfect (issue 9.2). Refused at resolve(),
+    # i.e. when AlignConfig is made, before any training.
+    from prefkit.align import AlignConfig
+
+    spec = get_align_loss(name)
+    (key,) = hyper
+    with pytest.raises(ValueError, match=f"needs {key} in"):
+        spec.resolve(**hyper)
+    with pytest.raises(ValueError, match=f"needs {key} in"):
+        AlignConfig(loss=name, loss_kwargs=hyper)
+    spec.resolve()  # the defaults are inside every range

@@ -110,3 +110,20 @@ def test_bad_input_gets_a_clear_error(workdir: Path, tmp_path: Path) -> None:
     assert code == 2 and "line 2" in err and "rejected" in err
     code, _, err = _run("--data", str(bad))
     assert code == 2 and "--model" in err and "--output" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--beta", "-1"], "beta in (0, inf), got -1.0: it scales the log-ratio rewards"),
+    (["--beta", "0"], "beta in (0, inf)"),
+    (["-p", "label_smoothing=0.7"], "label_smoothing in [0, 0.5]"),
+    (["--loss", "simpo", "-p", "gamma=-1"], "gamma in [0, inf)"),
+    (["--loss", "kto", "-p", "desirable_weight=0"], "desirable_weight in (0, inf)"),
+])
+def test_hyper_parameters_out_of_range_are_refused_before_training(
+        workdir: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    # issue 9.2: --beta -1 trained toward the rejected answers and reported accuracy 1
+    out = tmp_path / "run"
+    code, _, err = _run("--model", str(workdir / "model"), "--data", str(workdir / "pairs.jsonl"),
+                        "--output", str(out), "--max-steps", "1", *args)
+    assert code == 2 and message in err
+    assert not out.exists() or not any(out.iterdir())  # nothing was trained or written

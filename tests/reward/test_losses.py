@@ -294,3 +294,15 @@ def test_bt_loss_sees_only_differences_and_swapping_costs_the_margin(
     # log(1 + e^-d) - log(1 + e^d) = -d
     swapped = REWARD_LOSSES["bradley_terry"](rr, rc)[0]
     assert float(base - swapped) == pytest.approx(r - c, abs=1e-9)
+
+
+def test_reward_loss_options_outside_their_range_are_refused() -> None:
+    import torch
+
+    from prefkit.reward.losses import label_smoothing_loss, reward_centering_loss
+
+    c, r = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    with pytest.raises(ValueError, match=r"must lie in \[0, 0.5\], got 0.8"):
+        label_smoothing_loss(c, r, label_smoothing=0.8)
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        reward_centering_loss(c, r, center_rewards_coefficient=-0.01)

@@ -7,6 +7,7 @@ Private: :mod:`prefkit.align.losses` re-exports these.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -37,7 +38,8 @@ from prefkit.align._losses_free import cpo_loss, orpo_loss, sft_loss, simpo_loss
 from prefkit.align._losses_kinds import apo_zero_unpaired_loss, kto_loss, listwise_loss
 from prefkit.align.types import LossOutput, SequenceLogps
 
-__all__ = ["AlignLoss", "ALIGN_LOSSES", "ALIASES", "get_align_loss", "combine_losses"]
+__all__ = ["AlignLoss", "ALIGN_LOSSES", "ALIASES", "HYPER_RANGES", "check_hyper",
+           "get_align_loss", "combine_losses"]
 
 
 def _keyword_defaults(fn: Callable[..., LossOutput]) -> dict[str, Any]:
@@ -80,18 +82,60 @@ class AlignLoss:
         object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
 
     def resolve(self, **hyper: Any) -> dict[str, Any]:
-        """The full hyper-parameters: defaults overridden by ``hyper`` (names checked)."""
+        """The full hyper-parameters: defaults overridden by ``hyper`` (names and ranges
+        checked, so a bad value fails before any training, with the fix)."""
         unknown = sorted(set(hyper) - set(self.defaults))
         if unknown:
             known = ", ".join(self.defaults) or "none"
             raise ValueError(f"unknown hyper-parameter(s) {unknown} for the {self.name!r} "
                              f"loss; it takes: {known}")
-        return {**self.defaults, **hyper}
+        resolved = {**self.defaults, **hyper}
+        for key, value in resolved.items():
+            check_hyper(self.name, key, value)
+        return resolved
 
     def __call__(self, logps: SequenceLogps, **hyper: Any) -> LossOutput:
         resolved = self.resolve(**hyper)
         _check_k(logps, self.kind, self.name)
         return self.fn(logps, **resolved)
+
+
+#: Where each hyper-parameter is defined, whatever the loss (a loss may narrow it further
+#: when called): ``(low, high, low_open, high_open, why)``. A negative ``beta`` flips every
+#: implicit reward, so the loss trains toward the rejected answers while the accuracy it
+#: reports (from the same flipped rewards) looks perfect.
+HYPER_RANGES: dict[str, tuple[float, float, bool, bool, str]] = {
+    "beta": (0.0, math.inf, True, True, "it scales the log-ratio rewards; a value <= 0 "
+             "trains toward the rejected answers (typical: 0.1; SimPO 2)"),
+    "label_smoothing": (0.0, 0.5, False, False, "it is the probability that a label is "
+                        "flipped (0: none)"),
+    "alpha": (-math.inf, math.inf, True, True, "it must be a finite number"),
+    "delta": (-math.inf, math.inf, True, True, "it must be a finite number"),
+    "tau": (0.0, math.inf, True, True, "it is a temperature (DiscoPOP: 0.05)"),
+    "calibration_weight": (0.0, math.inf, False, True, "it weighs the calibration term"),
+    "gamma": (0.0, math.inf, False, True, "it is SimPO's target reward margin (paper: "
+              "gamma/beta about 0.5)"),
+    "desirable_weight": (0.0, math.inf, True, True, "it weighs the desirable examples"),
+    "undesirable_weight": (0.0, math.inf, True, True, "it weighs the undesirable examples"),
+}
+
+
+def check_hyper(loss: str, key: str, value: Any) -> None:
+    """Raise a ``ValueError`` with the fix if ``value`` is outside where ``key`` is
+    defined (:data:`HYPER_RANGES`); names without a range pass."""
+    if key not in HYPER_RANGES or value is None or isinstance(value, (bool, str)):
+        return
+    low, high, low_open, high_open, why = HYPER_RANGES[key]
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"the {loss!r} loss needs a number for {key}, got {value!r}") from None
+    ok = (math.isfinite(x) and (x > low if low_open else x >= low)
+          and (x < high if high_open else x <= high))
+    if not ok:
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        raise ValueError(f"the {loss!r} loss needs {key} in {lo}{low:g}, {high:g}{hi}, got "
+                         f"{value!r}: {why}")
 
 
 def _spec(name: str, fn: Callable[..., LossOutput], kind: str, paper: str, *,

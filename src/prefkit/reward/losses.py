@@ -40,6 +40,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
@@ -160,6 +162,9 @@ def label_smoothing_loss(
     IPO" (cDPO; TRL's DPO ``label_smoothing``); Wang et al. (2024) "Secrets of RLHF part II".
     """
     _check_pair(chosen_rewards, rejected_rewards)
+    if not 0.0 <= float(label_smoothing) <= 0.5:
+        raise ValueError(f"label_smoothing is the probability that a label is flipped: it "
+                         f"must lie in [0, 0.5], got {label_smoothing!r}")
     c = _scalar(chosen_rewards, "label_smoothing")
     r = _scalar(rejected_rewards, "label_smoothing")
     loss = -log_bradley_terry(c - r, label_smoothing=float(label_smoothing))
@@ -184,6 +189,10 @@ def reward_centering_loss(
     ``RewardConfig`` recommends 0.01); TRL ``trainer/reward_trainer.py``.
     """
     _check_pair(chosen_rewards, rejected_rewards)
+    if not (math.isfinite(center_rewards_coefficient) and center_rewards_coefficient >= 0):
+        raise ValueError("center_rewards_coefficient weighs the pull of the rewards to 0: it "
+                         f"must be a finite number >= 0 (TRL suggests 0.01), got "
+                         f"{center_rewards_coefficient!r}")
     c = _scalar(chosen_rewards, "reward_centering")
     r = _scalar(rejected_rewards, "reward_centering")
     d = c - r
