@@ -575,6 +575,20 @@ class RunFolder:
         return ck
 
 
+    @staticmethod
+    def restore(ck: Mapping[str, Any], model: Any, optimizer: Any, scheduler: Any = None,
+                data_gen: Any = None, *, strict: bool = True) -> tuple[int, int, int]:
+        """Load a checkpoint's weights, optimizer, scheduler and data-order generator into
+        the loop's objects; returns its counters (step, epoch, step_in_epoch)."""
+        model.load_state_dict(ck["model"], strict=strict)
+        optimizer.load_state_dict(ck["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(ck["scheduler"])
+        if data_gen is not None:
+            data_gen.set_state(ck["rng"]["data"])
+        return ck["step"], ck["epoch"], ck["step_in_epoch"]
+
+
 def upgrade_checkpoint(ck: Mapping[str, Any], path: Path, kind: str) -> dict[str, Any]:
     """A checkpoint of any known format as the current one (format 1: ``"head"`` ->
     ``"model"``, ``batch_in_epoch`` -> ``step_in_epoch``, no scheduler, no kind)."""

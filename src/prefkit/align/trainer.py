@@ -313,12 +313,8 @@ def align(
 
     if ck is not None:
         check_checkpoint(ck, run.checkpoint_path, model)
-        model.load_state_dict(ck["model"], strict=False)
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        data_gen.set_state(ck["rng"]["data"])
+        step, epoch, step_in_epoch = run.restore(ck, model, opt, sched, data_gen, strict=False)
         dropout_state, perm = ck["rng"]["dropout"], ck["rng"]["epoch_perm"]
-        step, epoch, step_in_epoch = ck["step"], ck["epoch"], ck["step_in_epoch"]
     metrics = Metrics(run.metrics_path, 0 if ck is None else ck["metrics_rows"], write=main)
     history, log = metrics.history, metrics.log
 

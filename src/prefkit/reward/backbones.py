@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from prefkit.runs import ProgressBar
+
 __all__ = [
     "DEFAULT_ENCODER",
     "EmbeddingCache",
@@ -356,7 +358,7 @@ class FrozenEncoder:
         todo = [i for i, k in enumerate(keys) if k not in found]
         if todo:
             chunk = max(batch_size * 8, 256)
-            bar = _Bar(len(todo), f"embedding {len(todo)} texts") if progress else None
+            bar = ProgressBar(len(todo), f"embedding {len(todo)} texts") if progress else None
             for s in range(0, len(todo), chunk):
                 idx = todo[s : s + chunk]
                 vecs = self._run_model([unique[i] for i in idx], batch_size)
@@ -370,31 +372,3 @@ class FrozenEncoder:
         row = {k: found[k] for k in keys}
         by_text = dict(zip(unique, keys))
         return np.stack([row[by_text[t]] for t in texts]).astype(np.float32, copy=False)
-
-
-class _Bar:
-    """A rich progress bar (steps or texts); a no-op where rich is missing."""
-
-    def __init__(self, total: int, description: str, completed: int = 0) -> None:
-        try:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
-        except ImportError:  # pragma: no cover
-            self._p = None
-            return
-        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                           TimeElapsedColumn(), TimeRemainingColumn())
-        self._p.start()
-        self._t = self._p.add_task(description, total=total, completed=completed)
-
-    def advance(self, n: int) -> None:
-        if self._p is not None:
-            self._p.advance(self._t, n)
-
-    def update(self, completed: int, description: str) -> None:
-        if self._p is not None:
-            self._p.update(self._t, completed=completed, description=description)
-
-    def close(self) -> None:
-        if self._p is not None:
-            self._p.stop()

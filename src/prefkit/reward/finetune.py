@@ -272,12 +272,8 @@ def finetune_reward_model(
     # -- resume or start fresh (prefkit.runs: the folder, the checkpoint format) -----------------
     ck = run.load_checkpoint(config, data_hash, map_location=device) if run.resuming else None
     if ck is not None:
-        scorer.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        data_gen.set_state(ck["rng"]["data"])
+        step, epoch, step_in_epoch = run.restore(ck, scorer, opt, sched, data_gen)
         dropout_state, perm = ck["rng"]["dropout"], ck["rng"]["epoch_perm"]
-        step, epoch, step_in_epoch = ck["step"], ck["epoch"], ck["step_in_epoch"]
         best, bad_epochs = ck["best"], ck["bad_epochs"]
         stopped_early, finished = ck["stopped_early"], ck["finished"]
     else:

@@ -229,11 +229,8 @@ def train_reward_model(
     # -- resume or start fresh (prefkit.runs: the folder, the checkpoint format) ------------------
     ck = run.load_checkpoint(config, data_hash) if run.resuming else None
     if ck is not None:
-        head.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        data_gen.set_state(ck["rng"]["data"])
+        step, epoch, batch_in_epoch = run.restore(ck, head, opt, None, data_gen)
         dropout_state, perm = ck["rng"]["dropout"], ck["rng"]["epoch_perm"]
-        step, epoch, batch_in_epoch = ck["step"], ck["epoch"], ck["step_in_epoch"]
         best = ck["best"]
         bad_epochs, stopped_early = ck["bad_epochs"], ck["stopped_early"]
         finished = ck["finished"]
