@@ -218,3 +218,17 @@ def test_folder_zero_weights_and_huge_weights_are_clear_errors(cmd: str) -> None
 def test_diagnose_refuses_negative_simulations() -> None:
     code, _, err = run("diagnose", str(CAMPAIGN / "good.csv"), "--simulations", "-5")
     assert code == 2 and "--simulations" in err
+
+
+def test_messages_print_brackets_as_they_are(tmp_path: Path) -> None:
+    # issue 9.10: rich markup printed raw ("[yellow]...[/]") or ate bracketed values
+    f = tmp_path / "v.csv"
+    f.write_text("model_a,model_b,winner\n[bold]x,y,model_a\n[bold]x,y,model_a\n")
+    code, out, err = run("rank", str(f), "--intervals", "none")
+    assert code == 0, err
+    assert "[bold]x" in err and "[/]" not in err  # the provisional note names the item
+
+
+def test_cluster_without_the_column_names_the_real_option() -> None:
+    code, _, err = run("rank", str(CAMPAIGN / "good.csv"), "--cluster", "annotator")
+    assert code == 2 and "--column annotator=NAME" in err and "--annotator-column" not in err

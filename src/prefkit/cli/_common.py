@@ -20,6 +20,14 @@ console = Console(stderr=True, soft_wrap=True)
 out = Console(width=None if sys.stdout.isatty() else 140)
 
 
+def note(text: str, style: str = "yellow") -> None:
+    """Print ``text`` to stderr in ``style``, as is: brackets in paths, item names or
+    values are never read as rich markup."""
+    from rich.text import Text
+
+    console.print(Text(text, style=style))
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error (to stderr) and exit with ``code``."""
     from rich.markup import escape
@@ -120,7 +128,7 @@ def report_skipped(path: Any, problems: Any, n_rows: int, *, show: int = 20) -> 
     problems = list(problems)
     if not problems:
         return
-    console.print(f"[yellow]skipped {n_rows} invalid row(s) of {path}:[/]")
+    note(f"skipped {n_rows} invalid row(s) of {path}:")
     for p in problems[:show]:
         console.print(f"  {p.describe(None) if hasattr(p, 'describe') else p}",
                       highlight=False, markup=False)

@@ -19,6 +19,7 @@ from prefkit.cli._common import (
     check_output,
     console,
     fail,
+    note,
     parse_mapping,
     print_json,
     report_skipped,
@@ -176,9 +177,9 @@ def align_command(
         tokens = tokenize_alignment(records, tokenizer, max_length=max_length,
                                     max_prompt_length=max_prompt_length)
         if tokens.report:
-            console.print(f"[yellow]{path}: {tokens.summary()}[/]", highlight=False, markup=False)
-            for note in tokens.report[:20]:
-                console.print(f"  {note}", highlight=False, markup=False)
+            note(f"{path}: {tokens.summary()}")
+            for item in tokens.report[:20]:
+                console.print(f"  {item}", highlight=False, markup=False)
             if len(tokens.report) > 20:
                 console.print(f"  ... and {len(tokens.report) - 20} more", highlight=False)
         if not len(tokens):

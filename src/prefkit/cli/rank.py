@@ -15,6 +15,7 @@ from prefkit.cli._common import (
     console,
     fail,
     leaderboard_table,
+    note,
     out,
     parse_mapping,
     print_json,
@@ -114,7 +115,7 @@ def rank(
             warnings.simplefilter("always")
             lb = _fit(data, model, tie_mode, style or [], prior_value, style_transform.value)
         for w in caught:
-            console.print(f"[yellow]note:[/] {w.message}", highlight=False)
+            note(f"note: {w.message}")
         if intervals is Intervals.bootstrap and lb.model == "plackett_luce":
             console.print("[yellow]the bootstrap refits pairwise models only; Plackett-Luce "
                           "gets Hessian intervals[/]")
@@ -153,8 +154,8 @@ def rank(
         print_json(d)
         return
     if dropped:
-        console.print(f"[yellow]left out {len(dropped)} item(s) outside the largest component: "
-                      f"{', '.join(dropped)}[/]")
+        note(f"left out {len(dropped)} item(s) outside the largest component: "
+             f"{', '.join(dropped)}")
     n_votes = float(lb.n_votes.sum() / 2) if lb.n_votes is not None else float("nan")
     what = (f"{len(data):,} rankings" if lb.model == "plackett_luce"
             else f"{n_votes:,.0f} votes")
@@ -244,8 +245,8 @@ def _check_options(model: Model, ties: Ties, style: list[str], intervals: Interv
         fail(f"--model weng-lin has posterior intervals (mu +- z sigma): use --intervals "
              f"hessian (its default) or none, not {intervals.value}")
     if model is Model.plackett_luce and intervals in (Intervals.bootstrap, Intervals.sandwich):
-        fail(f"--model plackett-luce has Hessian intervals only (the bootstrap and the "
-             f"sandwich refit pairwise models): use --intervals hessian or none")
+        fail("--model plackett-luce has Hessian intervals only (the bootstrap and the "
+             "sandwich refit pairwise models): use --intervals hessian or none")
     if cluster is not None and intervals not in (Intervals.bootstrap, Intervals.sandwich):
         fail(f"--cluster {cluster.value} resamples (bootstrap) or sums (sandwich) by "
              f"{cluster.value}; it has no effect with --intervals {intervals.value}")

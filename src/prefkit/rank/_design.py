@@ -122,7 +122,8 @@ def build_rows(
         if labels is None:
             raise ValueError(
                 f"cluster={cluster!r} needs a per-vote {cluster!r} column; the votes have none "
-                "(map one when reading, e.g. --annotator-column)"
+                f"(map one when reading: --column {cluster}=NAME on the command line, "
+                f"columns={{'{cluster}': NAME}} in read_votes)"
             )
         names, group = np.unique(labels.astype(str), return_inverse=True)
         group_names = tuple(names)
