@@ -93,3 +93,16 @@ def test_connectivity_stays_the_function() -> None:
 
     assert callable(prefkit.rank.connectivity)
     assert prefkit.rank.connectivity.__module__ == "prefkit.rank.connectivity"
+
+
+def test_help_lines_of_lazy_verbs_match_their_commands() -> None:
+    # `prefkit --help` shows each verb's line from prefkit.cli.main._VERBS without importing
+    # the verb; the line must be what the verb's own help says
+    import inspect
+
+    from prefkit.cli.main import _VERBS, _build
+
+    for name, (_, _, line, _) in _VERBS.items():
+        command = _build(name)
+        first = inspect.cleandoc(command.help or "").split("\n\n")[0].replace("\n", " ")
+        assert line == first, name

@@ -1,34 +1,115 @@
-"""The `prefkit` command: one thin module per verb (no math, no SQL here)."""
+"""The `prefkit` command: one thin module per verb (no math, no SQL here).
+
+A verb's module is imported, and its command built, only when that verb runs (or prints
+its own help): `prefkit --help` lists every verb from the table below without importing
+any of them, so it costs typer's own start-up and little more.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+from difflib import get_close_matches
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from prefkit import __version__
-from prefkit.cli.align import _EXAMPLES as _ALIGN_EXAMPLES
-from prefkit.cli.align import align_command
-from prefkit.cli.diagnose import diagnose
-from prefkit.cli.matchmaking import propose, simulate
-from prefkit.cli.rank import rank
-from prefkit.cli.reward import reward_app
-from prefkit.cli import reward_finetune as _reward_finetune  # noqa: F401  (registers the command)
+
+#: verb -> (module, attribute, the first paragraph of its help as `prefkit --help` shows it,
+#: settings of its command given the imported module). An attribute that is a ``typer.Typer``
+#: is a group of sub-verbs. tests/test_imports.py checks each line against the real help.
+_VERBS: dict[str, tuple[str, str, str, Callable[[Any], dict[str, Any]]]] = {
+    "rank": ("prefkit.cli.rank", "rank",
+             "Rank items from pairwise or K-wise votes; print the leaderboard with intervals.",
+             lambda m: {"epilog": ""}),
+    "diagnose": ("prefkit.cli.diagnose", "diagnose",
+                 "Check vote data before ranking: components of the comparison graph, votes per "
+                 "item and pair, cyclic triads against what Bradley-Terry predicts, annotator "
+                 "influence.",
+                 lambda m: {}),
+    "propose": ("prefkit.cli.matchmaking", "propose",
+                "Propose the next pairs (or K-sets) whose votes most reduce the uncertainty of "
+                "the ranking, from a Bradley-Terry fit of the votes so far.",
+                lambda m: {}),
+    "simulate": ("prefkit.cli.matchmaking", "simulate",
+                 "Simulate an arena on known strengths (fitted to real votes) and count the "
+                 "votes that active matchmaking, random pairing (Bradley-Terry fit) and online "
+                 "Elo (K=4) need to rank the items to a target Kendall tau.",
+                 lambda m: {}),
+    "align": ("prefkit.cli.align", "align_command",
+              "Fine-tune a causal language model from preferences (DPO and its family, "
+              "SimPO/ORPO, KTO, token-level DPO, listwise Plackett-Luce).",
+              lambda m: {"epilog": m._EXAMPLES}),
+    # reward_finetune adds `finetune` to the group defined in prefkit.cli.reward
+    "reward": ("prefkit.cli.reward_finetune", "reward_app",
+               "Reward models on a frozen text encoder: train on chosen/rejected pairs, "
+               "evaluate against human preferences, score responses.",
+               lambda m: {}),
+}
+_SETTINGS: dict[str, Any] = {"no_args_is_help": True, "add_completion": False,
+                             "rich_markup_mode": "markdown", "pretty_exceptions_enable": False}
+
+
+def _build(name: str) -> Any:
+    """The click command of one verb, as `app.command(...)(function)` would make it."""
+    module_name, attribute, _, settings = _VERBS[name]
+    module = importlib.import_module(module_name)
+    obj = getattr(module, attribute)
+    if isinstance(obj, typer.Typer):  # a group: its own completion options stay off
+        command = typer.main.get_group(obj)
+    else:
+        one = typer.Typer(**_SETTINGS)
+        one.command(name=name, **settings(module))(obj)
+        command = typer.main.get_command(one)
+    command.name = name
+    return command
+
+
+class _Verbs(TyperGroup):
+    """Lists the verbs of :data:`_VERBS` with their one-line help, builds one on use."""
+
+    _listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        eager = [n for n in self.commands if n not in _VERBS]
+        return [*(n for n in _VERBS if n != "reward"), *eager, "reward"]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in self.commands or cmd_name not in _VERBS:
+            return self.commands.get(cmd_name)
+        if self._listing:  # `prefkit --help`: the name and help line are enough
+            return typer.core.TyperCommand(name=cmd_name, help=_VERBS[cmd_name][2])
+        self.commands[cmd_name] = _build(cmd_name)
+        return self.commands[cmd_name]
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except typer.TyperException as e:  # an unknown verb: suggest from all of them
+            message = getattr(e, "message", "")
+            if args and message.startswith("No such command"):
+                matches = get_close_matches(args[0], self.list_commands(ctx))
+                base = message.split(". Did you mean")[0].rstrip(".")
+                e.message = (f"{base}. Did you mean {', '.join(repr(m) for m in matches)}?"
+                             if matches else f"{base}.")
+            raise
 
 app = typer.Typer(
     name="prefkit",
     help="Learn from preferences: rank items from votes with honest uncertainty, train and "
          "evaluate reward models, align language models from preference pairs.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode="markdown",
-    pretty_exceptions_enable=False,
+    cls=_Verbs,
+    **_SETTINGS,
 )
-
-app.command(epilog="")(rank)
-app.command()(diagnose)
-app.command()(propose)
-app.command()(simulate)
-app.add_typer(reward_app, name="reward")
-app.command(name="align", epilog=_ALIGN_EXAMPLES)(align_command)
 
 
 @app.command()
