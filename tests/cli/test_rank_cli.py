@@ -232,3 +232,37 @@ def test_messages_print_brackets_as_they_are(tmp_path: Path) -> None:
 def test_cluster_without_the_column_names_the_real_option() -> None:
     code, _, err = run("rank", str(CAMPAIGN / "good.csv"), "--cluster", "annotator")
     assert code == 2 and "--column annotator=NAME" in err and "--annotator-column" not in err
+
+
+def test_a_huge_item_name_is_clipped_everywhere(tmp_path: Path) -> None:
+    # issue 9.10: a 1 MB item name flooded stderr and collapsed the table
+    name = "L" * 1_000_000
+    f = tmp_path / "long.csv"
+    f.write_text("model_a,model_b,winner\n" + f"{name},B,a\nB,C,a\nC,B,a\n" * 3)
+    code, out, err = run("rank", str(f), "--intervals", "hessian")
+    assert code == 0, err[:500]
+    assert len(out) + len(err) < 5_000 and "(1,000,000 characters)" in out + err
+    assert "│ rating │" in out.replace("┃", "│")  # the other columns keep their width
+
+
+def test_plot_says_what_it_shows_and_warns_about_missing_glyphs(tmp_path: Path) -> None:
+    # issue 9.14: plots did not say they show the top 40 of 129; emoji/CJK drew as boxes
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from prefkit.data import read_votes
+    from prefkit.rank import fit_bradley_terry
+    from prefkit.rank.plots import _fonts_for
+
+    lb = fit_bradley_terry(read_votes(DATA / "chatbotarena_20240814_counts.json").votes)
+    fig = lb.plot()
+    assert "top 40 of 129 items" in fig.axes[0].get_title()
+    assert "best 20 of 129" in fig.axes[1].get_title()
+    _, missing = _fonts_for(["模型-α 🤖"])
+    code, _, err = run("rank", str(CAMPAIGN / "emoji.csv"), "--intervals", "none",
+                       "--plot", str(tmp_path / "e.png"))
+    assert code == 0 and (tmp_path / "e.png").stat().st_size > 10_000
+    if missing:  # no font on this machine has them: the user is told which package to get
+        assert "no installed font can draw" in err and "fonts-noto-cjk" in err
+    else:
+        assert "no installed font" not in err

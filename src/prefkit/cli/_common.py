@@ -163,6 +163,11 @@ def _default(o: Any) -> Any:
     return str(o)
 
 
+def _clip(text: str, limit: int = 48) -> str:
+    """At most ``limit`` characters of a name for a table (a 1 MB name must not flood it)."""
+    return text if len(text) <= limit else f"{text[: limit - 24]}… ({len(text):,} characters)"
+
+
 def leaderboard_table(records: list[dict[str, Any]], *, title: str, top: int | None) -> Table:
     t = Table(title=title, title_justify="left", header_style="bold")
     has = {k for r in records for k in r}
@@ -177,8 +182,13 @@ def leaderboard_table(records: list[dict[str, Any]], *, title: str, top: int | N
         t.add_column("tier", justify="right")
     if "votes" in has:
         t.add_column("votes", justify="right")
+    from rich.text import Text
+
     for r in records[: top or len(records)]:
-        row = [str(r["rank"]), r["item"] + (" [yellow](provisional)[/]" if r.get("provisional") else "")]
+        name = Text(_clip(r["item"]))  # as is: brackets in names are not markup
+        if r.get("provisional"):
+            name.append(" (provisional)", style="yellow")
+        row: list[Any] = [str(r["rank"]), name]
         row.append(f"{r['rating']:.1f}")
         if "lower" in has:
             row.append(f"{r['lower']:.1f} – {r['upper']:.1f}")

@@ -141,7 +141,11 @@ def rank(
         fail(str(e))
     elapsed = time.perf_counter() - t0
     if plot is not None:
-        lb.plot(plot)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            lb.plot(plot)
+        for w in caught:
+            note(f"note: {w.message}")
     if csv is not None:
         lb.to_frame().to_csv(csv)
     if as_json:

@@ -20,6 +20,11 @@ from prefkit.data.records import ItemIndex, PairwiseVotes
 __all__ = ["Connectivity", "DisconnectedGraphError", "connectivity", "largest_component"]
 
 
+def _clip(name: str, limit: int = 60) -> str:
+    """A name as messages quote it: at most ``limit`` characters."""
+    return name if len(name) <= limit else f"{name[: limit - 24]}… ({len(name):,} characters)"
+
+
 class DisconnectedGraphError(ValueError):
     """The comparison graph has more than one component."""
 
@@ -35,7 +40,7 @@ class Connectivity:
         if self.n_components == 1:
             return "comparison graph is connected"
         parts = "; ".join(
-            f"[{', '.join(c[:6])}{', ...' if len(c) > 6 else ''}] ({len(c)} items)"
+            f"[{', '.join(map(_clip, c[:6]))}{', ...' if len(c) > 6 else ''}] ({len(c)} items)"
             for c in self.components
         )
         return f"comparison graph has {self.n_components} components: {parts}"
@@ -151,7 +156,7 @@ def resolve_prior(
         import warnings
 
         names = [items.names[k] for k in np.flatnonzero(unseen)]
-        listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        listed = ", ".join(map(_clip, names[:5])) + (", ..." if len(names) > 5 else "")
         prior_var = AUTO_PRIOR_VARIANCE
         warnings.warn(
             f"{len(names)} item(s) appear in no comparison ({listed}): a N(0, {prior_var}) "
@@ -161,7 +166,7 @@ def resolve_prior(
         import warnings
 
         names = [items.names[k] for k in np.flatnonzero(conn.provisional)]
-        listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        listed = ", ".join(map(_clip, names[:5])) + (", ..." if len(names) > 5 else "")
         if prior != "auto":
             raise ValueError(
                 f"the maximum-likelihood ratings do not exist: {listed} {lopsided} against "
