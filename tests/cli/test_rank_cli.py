@@ -266,3 +266,19 @@ def test_plot_says_what_it_shows_and_warns_about_missing_glyphs(tmp_path: Path) 
         assert "no installed font can draw" in err and "fonts-noto-cjk" in err
     else:
         assert "no installed font" not in err
+
+
+def test_help_examples_run_on_the_shipped_data() -> None:
+    # issue 9.14: the football example exited 2 (two components) without naming the option
+    f = str(DATA / "international_football_results.csv")
+    code, _, err = run("rank", f, "--format", "football", "--style", "home", "--json",
+                       "--intervals", "none")
+    assert code == 2 and "--largest-component" in err
+    code, out, err = run("rank", f, "--format", "football", "--style", "home",
+                         "--largest-component", "--json", "--intervals", "none")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["coefficients"]["home"] > 0 and d["input"]["items_dropped"]
+    from prefkit.cli.rank import EXAMPLES
+
+    assert "--format football --style home --largest-component" in EXAMPLES

@@ -67,7 +67,7 @@ Examples:
 
   prefkit rank crowd.csv --ties davidson --intervals bootstrap --cluster annotator
 
-  prefkit rank results.csv --format football --style home --json > board.json
+  prefkit rank results.csv --format football --style home --largest-component --json > board.json
 
   prefkit rank votes.csv --column a=left --column b=right --column winner=choice
 """
@@ -138,6 +138,10 @@ def rank(
     except KeyError as e:
         fail(str(e.args[0]) if e.args else str(e))
     except ValueError as e:
+        from prefkit.rank.connectivity import DisconnectedGraphError
+
+        if isinstance(e, DisconnectedGraphError) and not largest_component:
+            fail(f"{e} Or rank only the largest component: add --largest-component.")
         fail(str(e))
     elapsed = time.perf_counter() - t0
     if plot is not None:
