@@ -252,3 +252,31 @@ def test_training_is_reproducible_and_accepts_numpy_or_torch() -> None:
     bt = ScalarReward(chosen.shape[1], 0, torch.Generator().manual_seed(0))
     h = train_pairwise(bt, chosen.astype(np.float64), rejected.astype(np.float64), config=cfg)
     assert len(h) == cfg.steps and bt.f.weight.dtype == torch.float32
+
+
+# -- the registry's loss is what trains -----------------------------------------------------
+def test_pair_loss_is_the_registry_entry_and_the_old_logistic_loss_bit_for_bit() -> None:
+    """train_pairwise minimises GeneralPreferenceModel.pair_loss, the general_preference
+    entry of REWARD_LOSSES; its mean equals -log sigmoid(model(...)) (the loss trained
+    before the registry), bit for bit, gated or not, with label smoothing or not."""
+    import torch.nn.functional as F
+
+    from prefkit.reward.losses import REWARD_LOSSES
+
+    g = torch.Generator().manual_seed(2)
+    a, b, p = (torch.randn(7, 6, generator=g) for _ in range(3))
+    for model, ctx in [(GeneralPreferenceModel(6, generator=g), None),
+                       (GeneralPreferenceModel(6, prompt_dim=6, generator=g), p)]:
+        out = model.pair_loss(a, b, ctx)
+        logits = model(a, b, ctx)
+        assert torch.equal(out.reduce(), -F.logsigmoid(logits).mean())
+        assert torch.equal(out.margins, logits.detach())
+        eps = 0.1
+        smooth = model.pair_loss(a, b, ctx, label_smoothing=eps).losses
+        old = -(1.0 - eps) * F.logsigmoid(logits) - eps * F.logsigmoid(-logits)
+        assert torch.equal(smooth, old)
+        lam = model.eigenvalues(ctx)
+        direct = REWARD_LOSSES["general_preference"](
+            model.embed(a), model.embed(b), None if lam is None else {"eigenvalues": lam},
+            tau=model.config.tau)
+        assert torch.equal(direct.losses, out.losses)

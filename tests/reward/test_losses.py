@@ -1,5 +1,7 @@
 """Reward losses and the torch links: hand-derived values, TRL's formula (written out and,
-when installed, TRL itself), prefkit's numpy Plackett-Luce, gradients and edge numerics."""
+when installed, TRL itself), prefkit's numpy Plackett-Luce, gradients and edge numerics;
+the shared loss contract (LossOutput, the registry entry, the tie rule) and the GPM and
+PAL entries."""
 
 from __future__ import annotations
 
@@ -17,9 +19,15 @@ import torch  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from prefkit.choice.plackett_luce import plackett_luce_log_likelihood  # noqa: E402
+from prefkit.choice.general import gpm_logit  # noqa: E402
+from prefkit.choice.plackett_luce import (  # noqa: E402
+    plackett_luce_log_likelihood,
+    plackett_luce_terms,
+    ranking_design,
+)
 from prefkit.choice.torch_pairwise import log_bradley_terry, log_plackett_luce  # noqa: E402
-from prefkit.reward.losses import REWARD_LOSSES, get_reward_loss  # noqa: E402
+from prefkit.losses import LossOutput, LossSpec  # noqa: E402
+from prefkit.reward.losses import REWARD_LOSSES, RewardLoss, get_reward_loss  # noqa: E402
 
 EXACT = 1e-6  # float32 arithmetic on O(1) values
 TIGHT = 1e-12  # float64
@@ -27,6 +35,8 @@ TIGHT = 1e-12  # float64
 RC = torch.tensor([1.0, 2.0, -3.0, 0.5])
 RR = torch.tensor([0.0, 2.5, 1.0, 0.5])
 MARGIN = torch.tensor([1.0, 0.0, 2.0, 0.5])
+#: the losses over one scalar reward per response (GPM takes preference embeddings)
+SCALAR = sorted(n for n, spec in REWARD_LOSSES.items() if spec.takes == "rewards")
 
 
 def softplus(x: float) -> float:
@@ -37,10 +47,11 @@ def softplus(x: float) -> float:
 # -- hand-derived values ----------------------------------------------------------------
 def test_bradley_terry_by_hand() -> None:
     # -log sigmoid(1) = log(1 + e^-1) = 0.3132617; a tie costs log 2
-    loss, diag = REWARD_LOSSES["bradley_terry"](torch.tensor([1.0, 0.5]), torch.tensor([0.0, 0.5]))
-    assert loss.tolist() == pytest.approx([0.3132617, math.log(2)], abs=EXACT)
-    assert diag["accuracy"].tolist() == [1.0, 0.5]
-    assert diag["margins"].tolist() == [1.0, 0.0]
+    out = REWARD_LOSSES["bradley_terry"](torch.tensor([1.0, 0.5]), torch.tensor([0.0, 0.5]))
+    assert out.losses.tolist() == pytest.approx([0.3132617, math.log(2)], abs=EXACT)
+    assert out.accuracy.tolist() == [1.0, 0.5]  # prefkit's rule: a tie counts half
+    assert out.margins.tolist() == [1.0, 0.0]
+    assert out.rewards.tolist() == [[1.0, 0.0], [0.5, 0.5]]
 
 
 def test_margin_by_hand() -> None:
@@ -160,7 +171,7 @@ OPTIONS = {"label_smoothing": {"label_smoothing": 0.2},
            "reward_centering": {"center_rewards_coefficient": 0.1, "use_margin": True}}
 
 
-@pytest.mark.parametrize("name", sorted(REWARD_LOSSES))
+@pytest.mark.parametrize("name", SCALAR)
 def test_gradient_matches_finite_differences(name: str) -> None:
     g = torch.Generator().manual_seed(0)
     rc = torch.randn(3, dtype=torch.float64, generator=g, requires_grad=True)
@@ -173,7 +184,7 @@ def test_gradient_matches_finite_differences(name: str) -> None:
 SQUARED = {"reward_centering", "regression", "helpsteer2"}  # carry (r - y)^2 or (r_c + r_r)^2
 
 
-@pytest.mark.parametrize(("name", "scale"), [(n, s) for n in sorted(REWARD_LOSSES)
+@pytest.mark.parametrize(("name", "scale"), [(n, s) for n in SCALAR
                                              for s in ((1e4,) if n in SQUARED else (1e4, 1e30))])
 def test_huge_margins_give_finite_loss_and_gradients(name: str, scale: float) -> None:
     """Links stay finite at any margin; losses with squared terms are checked at 1e4 only
@@ -188,7 +199,7 @@ def test_huge_margins_give_finite_loss_and_gradients(name: str, scale: float) ->
     assert all(not v.requires_grad for v in diag.values())
 
 
-@pytest.mark.parametrize("name", sorted(REWARD_LOSSES))
+@pytest.mark.parametrize("name", SCALAR)
 def test_empty_batch(name: str) -> None:
     rc = torch.zeros(0, requires_grad=True)
     rr = torch.zeros(0, requires_grad=True)
@@ -220,6 +231,13 @@ def test_missing_margin_says_which_column() -> None:
 def test_unknown_loss_lists_the_names() -> None:
     with pytest.raises(ValueError, match="bradley_terry_margin"):
         get_reward_loss("bt")
+    assert get_reward_loss("gpm") is REWARD_LOSSES["general_preference"]
+    assert get_reward_loss("pal") is REWARD_LOSSES["pluralistic"]
+
+
+def test_unknown_option_is_refused_with_the_options() -> None:
+    with pytest.raises(ValueError, match="unknown hyper-parameter.*label_smoothing"):
+        REWARD_LOSSES["label_smoothing"](RC, RR, label_smothing=0.1)
 
 
 def test_multi_attribute_output_needs_regression() -> None:
@@ -228,9 +246,88 @@ def test_multi_attribute_output_needs_regression() -> None:
 
 
 def test_every_loss_documents_formula_and_reference() -> None:
-    for name, fn in REWARD_LOSSES.items():
-        assert fn.__doc__ and "References" in fn.__doc__, name
-        assert fn.__name__.endswith("_loss"), name
+    for name, spec in REWARD_LOSSES.items():
+        assert isinstance(spec, RewardLoss) and isinstance(spec, LossSpec) and spec.name == name
+        assert spec.__doc__ and "References" in spec.__doc__ and spec.paper, name
+        assert spec.__name__.endswith("_loss") and spec.__doc__ == spec.fn.__doc__, name
+
+
+# -- the shared contract ----------------------------------------------------------------------
+@pytest.mark.parametrize("name", SCALAR)
+def test_every_loss_returns_the_shared_contract(name: str) -> None:
+    """A LossOutput: per-example losses, the number of pairs as normaliser (reduce() is the
+    mean), the pair's detached rewards, margins r_c - r_r and prefkit's accuracy."""
+    rc = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64, requires_grad=True)
+    rr = torch.tensor([0.0, 2.5, 0.5], dtype=torch.float64)
+    out = REWARD_LOSSES[name](rc, rr, BATCH64, **OPTIONS.get(name, {}))
+    assert isinstance(out, LossOutput) and out.losses.shape == (3,) and out.normaliser == 3
+    assert torch.equal(out.reduce(), out.losses.sum() / 3)
+    assert out.losses.requires_grad and not out.rewards.requires_grad
+    assert out.rewards.tolist() == [[1.0, 0.0], [2.0, 2.5], [0.5, 0.5]]
+    assert out.margins.tolist() == [1.0, -0.5, 0.0]
+    assert out.accuracy.tolist() == [1.0, 0.0, 0.5]
+
+
+def test_unpacking_gives_the_earlier_pair() -> None:
+    """``losses, diagnostics = loss(...)`` (the reward losses' earlier return) still works."""
+    out = REWARD_LOSSES["helpsteer2"](RC, RR, {"chosen_ratings": RC[:, None],
+                                               "rejected_ratings": RR[:, None]})
+    losses, diag = out
+    assert losses is out.losses and out[0] is out.losses
+    assert set(diag) == {"chosen_rewards", "rejected_rewards", "margins", "accuracy",
+                         "squared_error"}
+    assert torch.equal(diag["margins"], RC - RR) and torch.equal(diag["accuracy"], out.accuracy)
+
+
+def test_multi_attribute_regression_has_no_margins() -> None:
+    out = REWARD_LOSSES["regression"](torch.zeros(2, 3), torch.ones(2, 3),
+                                      {"chosen_ratings": torch.zeros(2, 3),
+                                       "rejected_ratings": torch.zeros(2, 3)})
+    assert out.rewards is None and out.margins is None and out.accuracy is None
+    assert out.losses.tolist() == [0.5, 0.5] and set(out.as_dict()) == {"squared_error",
+                                                                        "n_rated"}
+
+
+# -- GPM and PAL: registered like the rest ------------------------------------------------------
+def test_gpm_loss_by_hand() -> None:
+    # <R v_c, v_r> = 1*1 - 0*0 = 1 (block J); tau 0.5: s = 2, loss = log(1 + e^-2) = 0.1269280
+    v_c = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    v_r = torch.tensor([[0.0, 1.0], [0.0, 1.0]])
+    out = get_reward_loss("gpm")(v_c, v_r, tau=0.5)
+    assert out.losses.tolist() == pytest.approx([0.1269280, math.log(2)], abs=EXACT)
+    assert out.rewards is None and out.margins.tolist() == [2.0, 0.0]
+    assert out.accuracy.tolist() == [1.0, 0.5] and torch.equal(out.diagnostics["logits"],
+                                                                out.margins)
+    # eigenvalues come with the batch; label smoothing is choice's Bradley-Terry link's
+    lam = torch.tensor([[3.0], [1.0]])
+    got = get_reward_loss("gpm")(v_c, v_r, {"eigenvalues": lam}, tau=0.5, label_smoothing=0.1)
+    s = gpm_logit(v_c, v_r, lam) / 0.5
+    assert torch.equal(got.losses, -log_bradley_terry(s, label_smoothing=0.1))
+    with pytest.raises(ValueError, match=r"embeddings \(B, 2k\)"):
+        get_reward_loss("gpm")(RC, RR)
+    with pytest.raises(ValueError, match="tau"):
+        get_reward_loss("gpm")(v_c, v_r, tau=0.0)
+
+
+def test_gpm_loss_gradient_and_skew_symmetry() -> None:
+    g = torch.Generator().manual_seed(4)
+    v_c = torch.randn(5, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    v_r = torch.randn(5, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    spec = get_reward_loss("general_preference")
+    assert torch.autograd.gradcheck(lambda a, b: spec(a, b, tau=0.3).losses, (v_c, v_r))
+    # swapping the sides flips the logit: loss(c, r) - loss(r, c) = -s
+    fwd, back = spec(v_c, v_r, tau=0.3), spec(v_r, v_c, tau=0.3)
+    assert torch.equal(fwd.margins, -back.margins)
+    assert torch.allclose(fwd.losses - back.losses, -fwd.margins, atol=1e-12)
+
+
+def test_pal_loss_is_bradley_terry_on_user_rewards() -> None:
+    spec = get_reward_loss("pluralistic")
+    assert torch.equal(spec(RC, RR).losses, REWARD_LOSSES["bradley_terry"](RC, RR).losses)
+    smooth = spec(RC, RR, label_smoothing=0.2)
+    assert torch.equal(smooth.losses,
+                       REWARD_LOSSES["label_smoothing"](RC, RR, label_smoothing=0.2).losses)
+    assert torch.equal(smooth.margins, RC - RR)
 
 
 # -- torch links ---------------------------------------------------------------------------
@@ -238,7 +335,10 @@ def test_plackett_luce_by_hand_and_two_items_is_bradley_terry() -> None:
     s = torch.log(torch.tensor([[3.0, 2.0, 1.0]], dtype=torch.float64))
     assert float(log_plackett_luce(s)) == pytest.approx(math.log(3 / 6 * 2 / 3), abs=TIGHT)
     pair = torch.tensor([[1.5, -0.25], [0.0, 4.0]], dtype=torch.float64)
-    assert torch.allclose(log_plackett_luce(pair), log_bradley_terry(pair[:, 0] - pair[:, 1]))
+    # bit for bit, with and without a scale applied to the difference (DPO's beta)
+    assert torch.equal(log_plackett_luce(pair), log_bradley_terry(pair[:, 0] - pair[:, 1]))
+    assert torch.equal(log_plackett_luce(pair, scale=0.3),
+                       log_bradley_terry(0.3 * (pair[:, 0] - pair[:, 1])))
 
 
 def test_plackett_luce_matches_prefkit_numpy_likelihood() -> None:
@@ -250,6 +350,23 @@ def test_plackett_luce_matches_prefkit_numpy_likelihood() -> None:
         ref = plackett_luce_log_likelihood(scores, order, np.arange(k), [0, k])
         got = log_plackett_luce(torch.tensor(scores[order])[None])
         assert float(got) == pytest.approx(ref, abs=TIGHT)
+
+
+def test_plackett_luce_with_padding_anywhere_matches_numpy_terms() -> None:
+    """Padding left out wherever it sits: the rankers' numpy Plackett-Luce
+    (ranking_design / plackett_luce_terms) over each row's real entries, in order."""
+    rng = np.random.default_rng(5)
+    scores = rng.normal(size=(6, 5)) * 4
+    mask = rng.random((6, 5)) < 0.7
+    mask[:, 0] = True
+    mask[1] = [True, False, True, False, True]  # gaps inside a row
+    got = log_plackett_luce(torch.tensor(scores), mask=torch.tensor(mask), scale=0.5)
+    for b in range(6):
+        real = 0.5 * scores[b][mask[b]]
+        k = real.size
+        d = ranking_design(np.arange(k), np.arange(k), [0, k], n_items=k)
+        want = -plackett_luce_terms(real, d).nll.sum()
+        assert float(got[b]) == pytest.approx(want, abs=1e-10), b
 
 
 def test_plackett_luce_mask_equals_shorter_ranking() -> None:

@@ -181,3 +181,25 @@ def test_adapt_on_separable_data_stays_finite_and_deterministic() -> None:
     assert h1 == h2 and uid2 == uid1 + 1
     assert torch.isfinite(m.user_logits).all()
     assert torch.equal(m.user_logits[uid1], m.user_logits[uid2])
+
+
+def test_pair_loss_is_the_registry_entry_and_the_old_logistic_loss_bit_for_bit() -> None:
+    """fit_pluralistic (train_pairwise) minimises PluralisticRewardModel.pair_loss, the
+    pluralistic entry of REWARD_LOSSES over per-user rewards; its mean equals
+    -log sigmoid(model(...)) (the loss trained before the registry), bit for bit."""
+    import torch.nn.functional as F
+
+    from prefkit.reward.losses import REWARD_LOSSES
+
+    g = torch.Generator().manual_seed(3)
+    for score in ("distance", "dot"):
+        m = PluralisticRewardModel(5, n_users=3, config=PALConfig(dim=4, score=score),
+                                   generator=g)
+        a, b = torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g)
+        users = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+        out = m.pair_loss(a, b, users)
+        assert torch.equal(out.reduce(), -F.logsigmoid(m(a, b, users)).mean())
+        want = REWARD_LOSSES["pluralistic"](m.reward(a, users), m.reward(b, users))
+        assert torch.equal(out.losses, want.losses) and torch.equal(out.margins, want.margins)
+    with pytest.raises(ValueError, match="user id"):
+        m.pair_loss(a, b, None)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from prefkit.align._losses_base import _check_k, _log_ratios
 from prefkit.align.types import LossOutput, SequenceLogps
+from prefkit.choice.torch_pairwise import log_plackett_luce
 
 __all__ = ["listwise_loss", "kto_loss", "apo_zero_unpaired_loss"]
 
@@ -38,8 +38,9 @@ def listwise_loss(logps: SequenceLogps, *, beta: float = 0.1) -> LossOutput:
     ``loss = -sum_k log [exp(s_k) / sum_{j >= k} exp(s_j)]``, ``s = beta u``,
 
     i.e. for each position, ``-log softmax`` of its response among those ranked below it
-    (PRO's objective with DPO's scorer). Padding responses (``valid`` False) are left out
-    wherever they sit. Each term is computed from the margins as
+    (PRO's objective with DPO's scorer): ``-`` :func:`prefkit.choice.log_plackett_luce`
+    of ``u`` with ``scale=beta``. Padding responses (``valid`` False) are left out wherever
+    they sit. Each term is computed from the margins as
     ``log sig(-logsumexp_{j > k}(s_j - s_k))``, so for ``K = 2`` the loss is DPO's, bit for
     bit. Rewards: ``beta u``, ``-inf`` for padding (so ``LossOutput.rejected_rewards`` is
     the best real non-chosen response). No TRL counterpart.
@@ -55,16 +56,9 @@ def listwise_loss(logps: SequenceLogps, *, beta: float = 0.1) -> LossOutput:
     _check_k(logps, "listwise", "listwise")
     u = _log_ratios(logps, "listwise")  # (B, K)
     valid = _valid(logps, "listwise")
-    k = u.shape[1]
-    # behind[b, i, j] = s_j - s_i: how far response j (ranked below i) is ahead of i
-    behind = beta * (u[:, None, :] - u[:, :, None])  # (B, K, K)
-    below = torch.ones(k, k, dtype=torch.bool, device=u.device).triu(diagonal=1)
-    competes = below & valid[:, None, :]  # (B, K, K): j ranked below i and real
-    filler = torch.finfo(u.dtype).min / 4  # finite, so no NaN in values or gradients
-    lse = torch.logsumexp(torch.where(competes, behind, torch.full_like(behind, filler)), dim=2)
-    terms = torch.where(valid, F.logsigmoid(-lse), torch.zeros_like(lse))  # (B, K)
+    losses = -log_plackett_luce(u, mask=valid, scale=beta)
     rewards = torch.where(valid, beta * u, torch.full_like(u, -math.inf))
-    return LossOutput(-terms.sum(dim=1), rewards)
+    return LossOutput(losses, rewards)
 
 
 # -- unpaired (K = 1) -------------------------------------------------------------------

@@ -6,11 +6,8 @@ Private: :mod:`prefkit.align.losses` re-exports these.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from prefkit.align._losses_anchored import (
@@ -37,67 +34,62 @@ from prefkit.align._losses_dpo import (
 from prefkit.align._losses_free import cpo_loss, orpo_loss, sft_loss, simpo_loss
 from prefkit.align._losses_kinds import apo_zero_unpaired_loss, kto_loss, listwise_loss
 from prefkit.align.types import LossOutput, SequenceLogps
+from prefkit.losses import LossSpec, StepPass, keyword_defaults
 
-__all__ = ["AlignLoss", "ALIGN_LOSSES", "ALIASES", "HYPER_RANGES", "check_hyper",
-           "get_align_loss", "combine_losses"]
-
-
-def _keyword_defaults(fn: Callable[..., LossOutput]) -> dict[str, Any]:
-    return {p.name: p.default for p in inspect.signature(fn).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY}
+__all__ = ["AlignLoss", "ALIGN_LOSSES", "ALIASES", "HYPER_RANGES", "KL_ESTIMATE",
+           "check_hyper", "get_align_loss", "combine_losses"]
 
 
-@dataclass(frozen=True, eq=False)  # compared and hashed by identity: one spec per loss
-class AlignLoss:
-    """One entry of :data:`ALIGN_LOSSES`: a loss function and what its input must hold.
+class AlignLoss(LossSpec):
+    """One entry of :data:`ALIGN_LOSSES`: a :class:`~prefkit.losses.LossSpec` whose ``fn``
+    takes a :class:`~prefkit.align.types.SequenceLogps`.
 
     name:              the canonical registry name.
     fn:                ``fn(logps, **hyper) -> LossOutput``.
     kind:              ``"pairwise"`` (K = 2: chosen, rejected), ``"listwise"`` (K >= 2,
                        ranked best first, ``valid`` for padding) or ``"unpaired"`` (K = 1,
                        with ``label``).
-    needs_reference:   needs ``SequenceLogps.reference`` (the frozen reference model).
-    needs_token_kl:    needs ``SequenceLogps.token_kl`` (TDPO).
-    needs_kl_estimate: needs a KL estimate (KTO): ``kl_policy`` / ``kl_reference``, or the
-                       ``kl_estimate`` hyper-parameter.
     defaults:          the hyper-parameters the loss takes, with their defaults.
     paper:             the citation.
+    needs:             ``"reference"`` (``SequenceLogps.reference``, the frozen reference
+                       model) and/or ``"token_kl"`` (``SequenceLogps.token_kl``, TDPO).
+    step_pass:         the extra pass it needs once per optimizer step (KTO: the KL
+                       estimate over mismatched pairs, its ``kl_estimate``), or None.
 
-    Calling it fills the defaults, rejects unknown hyper-parameter names, checks ``K``
-    against ``kind`` and calls ``fn``.
+    ``needs_reference``, ``needs_token_kl`` and ``needs_kl_estimate`` read these. Calling it
+    fills the defaults, rejects unknown hyper-parameter names and values outside
+    :data:`HYPER_RANGES`, checks ``K`` against ``kind`` and calls ``fn``.
     """
-
-    name: str
-    fn: Callable[..., LossOutput]
-    kind: str
-    needs_reference: bool
-    needs_token_kl: bool = False
-    needs_kl_estimate: bool = False
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    paper: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"AlignLoss kind must be one of {KINDS}, got {self.kind!r}")
-        object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+        super().__post_init__()
 
-    def resolve(self, **hyper: Any) -> dict[str, Any]:
-        """The full hyper-parameters: defaults overridden by ``hyper`` (names and ranges
-        checked, so a bad value fails before any training, with the fix)."""
-        unknown = sorted(set(hyper) - set(self.defaults))
-        if unknown:
-            known = ", ".join(self.defaults) or "none"
-            raise ValueError(f"unknown hyper-parameter(s) {unknown} for the {self.name!r} "
-                             f"loss; it takes: {known}")
-        resolved = {**self.defaults, **hyper}
-        for key, value in resolved.items():
-            check_hyper(self.name, key, value)
-        return resolved
+    @property
+    def needs_reference(self) -> bool:
+        return "reference" in self.needs
 
-    def __call__(self, logps: SequenceLogps, **hyper: Any) -> LossOutput:
+    @property
+    def needs_token_kl(self) -> bool:
+        return "token_kl" in self.needs
+
+    @property
+    def needs_kl_estimate(self) -> bool:
+        return self.step_pass is not None
+
+    def check(self, key: str, value: Any) -> None:
+        check_hyper(self.name, key, value)
+
+    def __call__(self, logps: SequenceLogps, **hyper: Any) -> LossOutput:  # type: ignore[override]
         resolved = self.resolve(**hyper)
         _check_k(logps, self.kind, self.name)
         return self.fn(logps, **resolved)
+
+
+#: KTO's reference point: the mean log-ratio over mismatched pairs, once per step
+KL_ESTIMATE = StepPass("kl_estimate", examples="mismatched", statistic="mean_log_ratio",
+                       min_batch_size=2)
 
 
 #: Where each hyper-parameter is defined, whatever the loss (a loss may narrow it further
@@ -140,12 +132,15 @@ def check_hyper(loss: str, key: str, value: Any) -> None:
 
 def _spec(name: str, fn: Callable[..., LossOutput], kind: str, paper: str, *,
           needs_reference: bool = True, needs_token_kl: bool = False,
-          needs_kl_estimate: bool = False, **defaults: Any) -> AlignLoss:
-    resolved = _keyword_defaults(fn)
+          step_pass: StepPass | None = None, **defaults: Any) -> AlignLoss:
+    resolved = keyword_defaults(fn)
     if not set(defaults) <= set(resolved):
         raise TypeError(f"{name}: {fn.__name__} takes no {sorted(set(defaults) - set(resolved))}")
-    return AlignLoss(name, fn, kind, needs_reference, needs_token_kl, needs_kl_estimate,
-                     {**resolved, **defaults}, paper)
+    needs = {"reference"} if needs_reference else set()
+    if needs_token_kl:
+        needs.add("token_kl")
+    return AlignLoss(name, fn, kind, {**resolved, **defaults}, paper, frozenset(needs),
+                     step_pass)
 
 
 _SPECS = [
@@ -183,7 +178,7 @@ _SPECS = [
     _spec("listwise", listwise_loss, "listwise", "Rafailov et al. 2023 app. A.3; Song et al. "
           "2024, arXiv:2306.17492; Liu et al. 2024, arXiv:2402.01878"),
     _spec("kto", kto_loss, "unpaired", "Ethayarajh et al. 2024, arXiv:2402.01306",
-          needs_kl_estimate=True),
+          step_pass=KL_ESTIMATE),
     _spec("apo_zero_unpaired", apo_zero_unpaired_loss, "unpaired",
           "D'Oosterlinck et al. 2024, arXiv:2408.06266"),
 ]
@@ -255,9 +250,11 @@ def combine_losses(weights: Mapping[str, float],
         return LossOutput(total, outs[0].rewards)
 
     combined.__doc__ = "Weighted sum: " + " + ".join(f"{w} * {n}" for n, w in weights.items())
+    passes = {s.step_pass for s, _, _ in parts if s.step_pass is not None}
+    if len(passes) > 1:
+        raise ValueError(f"cannot combine losses that need different step passes: {passes}")
     return AlignLoss(
         name="+".join(f"{w}*{n}" for n, w in weights.items()), fn=combined, kind=kinds.pop(),
-        needs_reference=any(s.needs_reference for s, _, _ in parts),
-        needs_token_kl=any(s.needs_token_kl for s, _, _ in parts),
-        needs_kl_estimate=any(s.needs_kl_estimate for s, _, _ in parts),
+        needs=frozenset().union(*(s.needs for s, _, _ in parts)),
+        step_pass=passes.pop() if passes else None,
         paper="; ".join(s.paper for s, _, _ in parts))

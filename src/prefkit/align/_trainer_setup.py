@@ -29,6 +29,7 @@ from prefkit.align.data import (
 from prefkit.align.losses import AlignLoss
 from prefkit.align.reference import ReferenceLogps, cached_reference_logps
 from prefkit.align.types import LossOutput, SequenceLogps
+from prefkit.losses import preference_accuracy
 from prefkit.runs import adamw, json_num, linear_schedule, package_versions, write_json
 
 if TYPE_CHECKING:
@@ -303,7 +304,8 @@ class Tally:
 
     def add_output(self, out: LossOutput, losses: Tensor, logps: SequenceLogps) -> None:
         """Per-example loss, implicit rewards (best other valid response as "rejected";
-        desirable/undesirable rows for unpaired data), accuracy and KL."""
+        desirable/undesirable rows for unpaired data), accuracy (prefkit's rule,
+        :func:`~prefkit.losses.preference_accuracy`: a tie counts 0.5) and KL."""
         self.add("loss", losses)
         r = out.rewards.float()  # (B, K)
         valid = logps.valid.bool() if logps.valid is not None else torch.ones_like(r).bool()
@@ -311,8 +313,9 @@ class Tally:
             other = r[:, 1:].masked_fill(~valid[:, 1:], -math.inf).max(dim=1).values
             self.add("rewards/chosen", r[:, 0])
             self.add("rewards/rejected", other)
-            self.add("margins", r[:, 0] - other)
-            self.add("accuracy", (r[:, 0] > other).float())
+            margins = r[:, 0] - other
+            self.add("margins", margins)
+            self.add("accuracy", preference_accuracy(margins))  # a tie counts 0.5
         elif logps.label is not None:
             self.add("rewards/chosen", r[:, 0], logps.label.bool())
             self.add("rewards/rejected", r[:, 0], ~logps.label.bool())

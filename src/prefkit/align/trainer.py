@@ -18,9 +18,11 @@ zero times per step); token-level DPO needs the reference's full distributions, 
 the reference live every step, as does ``precompute_reference=False``. The reference is
 ``reference_model`` when one is given; else, with LoRA, the model with its adapter disabled
 (no second copy); else the model's initial weights (cached), or for a live reference a
-second copy loaded from the model's folder. KTO's reference point (the KL estimate) is the
-mean over the whole step's mismatched pairs, not per micro-batch, passed to the loss as its
-``kl_estimate`` (a number in ``loss_kwargs`` fixes it instead, and no pairs are scored).
+second copy loaded from the model's folder. A loss that declares a step pass
+(:class:`~prefkit.losses.StepPass`; KTO's reference point, the KL estimate) gets it over the
+whole step's mismatched pairs, not per micro-batch, as the hyper-parameter the pass names
+(``kl_estimate``; a number in ``loss_kwargs`` fixes it instead, and no pairs are scored):
+the loop asks the spec and never names a loss.
 Each prompt's mismatched completion (its ``kl_completion``) is fixed before training, as
 TRL's KTO fixes it: the completions rotated by one within data-order chunks of
 ``batch_size`` (:func:`~prefkit.align.data.kl_partners`), whatever the shuffled order.
@@ -255,14 +257,23 @@ def align(
     model, source, tokenizer, peft = setup_model(model, tokenizer, config, device)
 
     # -- data: tokenized, what was left out said out loud ------------------------------------------
-    # KTO's reference point: estimated from mismatched pairs unless the config fixes it; each
-    # row's KL partner is fixed here (rotation within data-order chunks of batch_size, as TRL)
-    kl_pairs = loss.needs_kl_estimate and config.loss_kwargs.get("kl_estimate") is None
-    if kl_pairs and config.batch_size < 2:  # as TRL refuses it
+    # the extra pass the loss declares (KTO: its reference point, estimated from mismatched
+    # pairs) unless the config fixes its value; each row's partner is fixed here (rotation
+    # within data-order chunks of batch_size, as TRL)
+    step_pass = loss.step_pass if loss.step_pass and loss.step_pass.wanted(config.loss_kwargs) \
+        else None
+    if step_pass is not None and (step_pass.examples, step_pass.statistic) != (
+            "mismatched", "mean_log_ratio"):
+        raise ValueError(f"the {loss.name!r} loss needs the {step_pass.statistic!r} of "
+                         f"{step_pass.examples!r} examples each step, which this trainer "
+                         "does not compute")
+    kl_pairs = step_pass is not None
+    if step_pass is not None and config.batch_size < step_pass.min_batch_size:  # as TRL
         raise ValueError(f"the {loss.name!r} loss pairs each prompt with another completion of "
-                         "its chunk of batch_size rows for its KL estimate: batch_size 1 "
-                         "would pair it with its own; use batch_size >= 2 (and grad_accum "
-                         "for memory), or fix the estimate with loss_kwargs={'kl_estimate': 0}")
+                         f"its chunk of batch_size rows for its {step_pass.hyper}: batch_size "
+                         "1 would pair it with its own; use batch_size >= "
+                         f"{step_pass.min_batch_size} (and grad_accum for memory), or fix the "
+                         f"estimate with loss_kwargs={{{step_pass.hyper!r}: 0}}")
     kl_chunk = config.batch_size if kl_pairs else None
     train, train_counts, notes = tokenized(data, tokenizer, config, "data", kl_chunk)
     val, val_counts = None, None
@@ -341,20 +352,21 @@ def align(
             logps.reference = ref.take(idx, batch.num_responses, device)[0]
         return logps
 
-    def example_losses(logps: SequenceLogps, kl: Tensor | None) -> tuple[LossOutput, Tensor]:
-        """Per-example losses (b,), plus ``sft_weight`` times the SFT term; ``kl`` is KTO's
-        reference point for the whole step, given to the loss as ``kl_estimate``."""
-        hyper = config.loss_kwargs if kl is None else {**config.loss_kwargs, "kl_estimate": kl}
+    def example_losses(logps: SequenceLogps, stats: Mapping[str, Tensor]
+                       ) -> tuple[LossOutput, Tensor]:
+        """Per-example losses (b,), plus ``sft_weight`` times the SFT term; ``stats`` holds
+        the result of the loss's step pass for the whole step (KTO: ``kl_estimate``)."""
+        hyper = {**config.loss_kwargs, **stats} if stats else config.loss_kwargs
         out_ = loss(logps, **hyper)
         if config.sft_weight:
             return out_, out_.losses + config.sft_weight * sft_term(logps)
         return out_, out_.losses
 
     @torch.no_grad()
-    def kl_estimate(idx: list[int], examples: Sequence[Any], ref: ReferenceLogps | None
-                    ) -> Tensor:
-        """KTO's reference point over prompts ``idx`` (all processes): the mean of
-        log pi_theta - log pi_ref over their mismatched pairs, without gradient."""
+    def mean_log_ratio(idx: list[int], examples: Sequence[Any], ref: ReferenceLogps | None
+                       ) -> Tensor:
+        """The step pass's statistic over prompts ``idx`` (all processes): the mean of
+        log pi_theta - log pi_ref over their ``examples`` (mismatched pairs), no gradient."""
         total_diff = torch.zeros(2, dtype=torch.float64, device=device)
         for mb in torch.tensor(idx, dtype=torch.long).split(config.eval_batch_size):
             rows = mb.tolist()
@@ -377,13 +389,13 @@ def align(
         model.eval()
         tally = Tally(device)
         idx = list(range(rank, len(val), world))
-        kl = None
-        if kl_pairs:
+        stats: dict[str, Tensor] = {}
+        if step_pass is not None:
             kl_val = mismatched_examples(val.examples, max_length=val.max_length)
-            kl = kl_estimate(idx, kl_val, kl_only(ref_val))
+            stats = {step_pass.hyper: mean_log_ratio(idx, kl_val, kl_only(ref_val))}
         for mb in torch.tensor(idx, dtype=torch.long).split(config.eval_batch_size):
             logps = score(val.examples, mb.tolist(), ref_val)
-            tally.add_output(*example_losses(logps, kl), logps)
+            tally.add_output(*example_losses(logps, stats), logps)
         model.train()
         return {f"val_{k}": v for k, v in tally.means(world).items()}
 
@@ -404,11 +416,12 @@ def align(
                 tally = Tally(device)
                 with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                     set_rng_state(device, dropout_state)
-                    kl = kl_estimate(mine.tolist(), kl_train, kl_only(ref_train)) \
-                        if kl_pairs else None  # KTO: one reference point for the whole step
+                    # the loss's step pass (KTO: one reference point for the whole step)
+                    stats = {} if step_pass is None else {step_pass.hyper: mean_log_ratio(
+                        mine.tolist(), kl_train, kl_only(ref_train))}
                     for mb in mine.split(config.batch_size):
                         logps = score(train.examples, mb.tolist(), ref_train)
-                        out_, losses = example_losses(logps, kl)  # (b,)
+                        out_, losses = example_losses(logps, stats)  # (b,)
                         (losses.sum() / len(idx)).backward()  # the mean over the step's prompts
                         tally.add_output(out_, losses, logps)
                     dropout_state = rng_state(device)

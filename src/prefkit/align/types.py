@@ -2,7 +2,8 @@
 
 A preference-alignment loss never sees a model. It sees, for each of ``B`` prompts, the
 log-probabilities that the policy (and, for most losses, a frozen reference) assigns to
-``K`` responses, and returns one loss per prompt plus the implicit rewards it implies:
+``K`` responses, and returns one loss per prompt plus the implicit rewards it implies (a
+:class:`~prefkit.losses.LossOutput`, the output every prefkit loss shares, re-exported here):
 
 * ``K = 2`` pairwise (DPO and its family): column 0 is *chosen*, column 1 *rejected*;
 * ``K > 2`` listwise (PRO / Plackett-Luce DPO): responses ranked best first, ``valid``
@@ -22,8 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-import torch
 from torch import Tensor
+
+from prefkit.losses import LossOutput
 
 __all__ = ["SequenceLogps", "LossOutput"]
 
@@ -92,42 +94,3 @@ class SequenceLogps:
             **{f.name: getattr(self, f.name).detach() for f in fields(self)
                if isinstance(getattr(self, f.name), Tensor)},
         )
-
-
-@dataclass
-class LossOutput:
-    """What every alignment loss returns.
-
-    losses:  (B,) per-example losses with gradients (the trainer takes their mean over the
-             effective batch, so gradient accumulation is exact).
-    rewards: (B, K) detached implicit rewards in the loss's own scale (``beta * log-ratio``
-             for DPO; ``beta * average log-prob`` for SimPO; ...), column order as the input.
-    """
-
-    losses: Tensor
-    rewards: Tensor
-
-    def __post_init__(self) -> None:
-        if self.losses.ndim != 1:
-            raise ValueError(f"losses must be per example (batch,), got shape {tuple(self.losses.shape)}")
-        self.rewards = self.rewards.detach()
-
-    @property
-    def chosen_rewards(self) -> Tensor:
-        return self.rewards[:, 0]
-
-    @property
-    def rejected_rewards(self) -> Tensor:
-        """The best of the non-chosen responses' rewards (the rejected one when K = 2)."""
-        if self.rewards.shape[1] < 2:
-            raise ValueError("unpaired losses have no rejected rewards")
-        return self.rewards[:, 1:].max(dim=1).values
-
-    @property
-    def margins(self) -> Tensor:
-        return self.chosen_rewards - self.rejected_rewards
-
-    @property
-    def accuracy(self) -> Tensor:
-        """(B,) 1.0 where the chosen response gets a strictly higher reward than every other."""
-        return (self.margins > 0).to(torch.float32)

@@ -1,7 +1,8 @@
 """Pure likelihoods and their derivatives: the links every preference model is built on.
 
 Every name below is imported from its submodule on first use (PEP 562); the torch ones
-(``log_bradley_terry``, ``log_plackett_luce``) need torch.
+(``log_bradley_terry``, ``log_plackett_luce``) need torch; ``gpm_logit`` (the General
+Preference Model's skew-symmetric link) takes torch tensors or numpy arrays.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from prefkit import _lazy_exports
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from prefkit.choice.general import gpm_logit
     from prefkit.choice.pairwise import (
         LINKS,
         CellTerms,
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from prefkit.choice.torch_pairwise import log_bradley_terry, log_plackett_luce
 
 __getattr__, __dir__ = _lazy_exports(__name__, {
+    "prefkit.choice.general": ["gpm_logit"],
     "prefkit.choice.pairwise": ["LINKS", "CellTerms", "Link", "bradley_terry_probability",
                                 "get_link"],
     "prefkit.choice.plackett_luce": ["RankingBlock", "RankingDesign", "RankingTerms",
@@ -40,6 +43,7 @@ __getattr__, __dir__ = _lazy_exports(__name__, {
 __all__ = [
     "log_bradley_terry",
     "log_plackett_luce",
+    "gpm_logit",
     "LINKS",
     "CellTerms",
     "Link",

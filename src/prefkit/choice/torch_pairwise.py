@@ -11,10 +11,11 @@ tensors out, no reduction (the caller averages), no global state.
   form of Mitchell 2023 / cDPO), ``(1 - eps) log sigmoid(d) + eps log sigmoid(-d)``.
 * :func:`log_plackett_luce` -- ``log P(ranking)`` for ``K`` scores listed best first,
   ``sum_t [s_t - logsumexp(s_t, ..., s_{K-1})]``; a mask allows rankings of different
-  lengths in one batch. For ``K = 2`` it equals :func:`log_bradley_terry`.
+  lengths in one batch. For ``K = 2`` it equals :func:`log_bradley_terry` bit for bit.
 
-Both are computed with ``logsigmoid`` / ``logcumsumexp``, so they stay finite with finite
-gradients at any margin (``|d| = 1e4`` included).
+Both are computed with ``logsigmoid`` of margins, so they stay finite with finite
+gradients at any margin (``|d| = 1e4`` included). The General Preference Model's link is
+Bradley-Terry over its skew-symmetric logit (:func:`prefkit.choice.general.gpm_logit`).
 
 Example:
     >>> import torch
@@ -57,16 +58,26 @@ def log_bradley_terry(margin: Tensor, *, label_smoothing: float | Tensor = 0.0) 
     return (1.0 - eps) * logp + eps * F.logsigmoid(-margin)
 
 
-def log_plackett_luce(scores: Tensor, *, mask: Tensor | None = None) -> Tensor:
+def log_plackett_luce(scores: Tensor, *, mask: Tensor | None = None,
+                      scale: float = 1.0) -> Tensor:
     """Per-ranking ``log P`` of an observed order under Plackett-Luce.
 
-    ``log P = sum_{t=0}^{K-2} [ s_t - logsumexp(s_t, ..., s_{K-1}) ]``.
+    ``log P = sum_t log [exp(s_t) / sum_{j >= t} exp(s_j)]
+            = sum_t log sigmoid(-logsumexp_{j > t}(s_j - s_t))``,
+
+    computed in the second form, from score differences: each position is Bradley-Terry
+    between it and the log-sum-exp of those ranked below it, so for ``K = 2`` the result
+    is :func:`log_bradley_terry` of ``s_0 - s_1``, bit for bit, and it stays finite with
+    finite gradients at any gap. Costs ``O(B K^2)`` (rankings are short).
 
     Args:
         scores: shape ``(B, K)``, each row the scores of the ranked candidates **best first**.
-        mask: optional bool ``(B, K)``; ``False`` marks padding, which must come after the
-            real entries of its row (rows of different lengths in one batch). Rows need at
-            least one real entry; a row with one entry has ``log P = 0``.
+        mask: optional bool ``(B, K)``; ``False`` marks padding, left out wherever it sits
+            (rows of different lengths in one batch). A row with one real entry has
+            ``log P = 0``.
+        scale: the scores are ``scale * scores``; the differences are scaled after
+            subtracting (``scale * (s_j - s_t)``), as DPO scales its log-ratio margin by
+            ``beta``, so listwise DPO at ``K = 2`` is DPO exactly.
 
     Returns:
         shape ``(B,)``. An empty batch ``(0, K)`` gives shape ``(0,)``.
@@ -76,17 +87,24 @@ def log_plackett_luce(scores: Tensor, *, mask: Tensor | None = None) -> Tensor:
     """
     if scores.ndim != 2:
         raise ValueError(f"scores must have shape (B, K), got {tuple(scores.shape)}")
+    k = scores.shape[1]
+    # behind[b, t, j] = scale * (s_j - s_t): how far candidate j is ahead of candidate t
+    behind = scores[:, None, :] - scores[:, :, None]  # (B, K, K)
+    if not (isinstance(scale, float) and scale == 1.0):
+        behind = scale * behind
+    below = torch.ones(k, k, dtype=torch.bool, device=scores.device).triu(diagonal=1)
     if mask is not None:
         if mask.shape != scores.shape:
             raise ValueError(
                 f"mask shape {tuple(mask.shape)} != scores shape {tuple(scores.shape)}")
         mask = mask.to(torch.bool)
-        # finite filler (not -inf) so that no NaN appears in values or gradients
-        filler = torch.finfo(scores.dtype).min / 4
-        scores = torch.where(mask, scores, torch.full_like(scores, filler))
-    # tail[t] = logsumexp(s_t, ..., s_{K-1}): a reversed cumulative log-sum-exp
-    tail = torch.logcumsumexp(scores.flip(-1), dim=-1).flip(-1)  # (B, K)
-    terms = scores - tail  # (B, K); the last real position contributes exactly 0
+        competes = below & mask[:, None, :]  # (B, K, K): j ranked below t and real
+    else:
+        competes = below.expand(scores.shape[0], k, k)
+    # a finite filler (not -inf) where j does not compete, so no NaN in values or gradients
+    filler = torch.finfo(behind.dtype).min / 4
+    lse = torch.logsumexp(torch.where(competes, behind, torch.full_like(behind, filler)), dim=2)
+    terms = F.logsigmoid(-lse)  # (B, K); exactly 0 where nothing competes (the last entry)
     if mask is not None:
         terms = torch.where(mask, terms, torch.zeros_like(terms))
     return terms.sum(dim=-1)

@@ -184,13 +184,14 @@ def _set_attention(scorer: SequenceScorer, attention: str, device: str) -> None:
 def _evaluate(scorer: SequenceScorer, chosen: list[list[int]], rejected: list[list[int]],
               batch: Mapping[str, torch.Tensor], loss_fn: Any, loss_kwargs: Mapping[str, Any],
               batch_size: int) -> tuple[float | None, float | None]:
-    """Mean loss and accuracy (ties 0.5) over validation pairs, in eval mode."""
+    """Mean loss and accuracy (a tie counts 0.5: :func:`prefkit.losses.preference_accuracy`)
+    over validation pairs, in eval mode."""
     if not chosen:
         return None, None
     r = torch.as_tensor(scorer.score_ids([*chosen, *rejected], batch_size=batch_size),
                         dtype=torch.float32)
-    losses, diag = loss_fn(r[: len(chosen)], r[len(chosen):], batch, **loss_kwargs)
-    return float(losses.mean()), float(diag["accuracy"].mean())
+    fit = loss_fn(r[: len(chosen)], r[len(chosen):], batch, **loss_kwargs)
+    return float(fit.reduce()), float(fit.accuracy.mean())
 
 
 # -- the loop ----------------------------------------------------------------------------
@@ -317,9 +318,10 @@ def finetune_reward_model(
                                 bucket_overhead=config.bucket_overhead)  # (b,) x2
                         r_c, r_r = r_c.float(), r_r.float()  # the loss in fp32
                         part = {k: v[mb].to(device) for k, v in tr_batch.items()}
-                        losses, diag = loss_fn(r_c, r_r, part, **config.loss_kwargs)  # (b,)
-                        (losses.sum() / len(idx)).backward()  # mean over the step's pairs
-                        sums += torch.stack([losses.detach().sum(), diag["accuracy"].sum()])
+                        fit = loss_fn(r_c, r_r, part, **config.loss_kwargs)  # LossOutput (b,)
+                        # the step's normaliser: its pairs (the sum of the micro-batches')
+                        (fit.losses.sum() / len(idx)).backward()
+                        sums += torch.stack([fit.losses.detach().sum(), fit.accuracy.sum()])
                     dropout_state = torch.get_rng_state()
                 if config.grad_clip:
                     torch.nn.utils.clip_grad_norm_(params, config.grad_clip)

@@ -37,13 +37,17 @@ the same up to reflecting each embedding, so nothing depends on the choice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor, nn
+
+from prefkit.choice.general import gpm_logit
+from prefkit.choice.torch_pairwise import log_bradley_terry
+from prefkit.losses import LossOutput
+from prefkit.reward.losses import general_preference_loss, get_reward_loss
 
 __all__ = [
     "EmbeddingFitConfig",
@@ -57,38 +61,7 @@ __all__ = [
     "train_pairwise",
 ]
 
-ArrayT = TypeVar("ArrayT", Tensor, np.ndarray)
-
-
-# -- pure functions ---------------------------------------------------------------------
-def gpm_logit(v1: ArrayT, v2: ArrayT, eigenvalues: ArrayT | None = None) -> ArrayT:
-    """The skew-symmetric score ``<R^> v1, v2>`` of GPM (torch tensors or numpy arrays).
-
-    ``sum_l lambda_l * (v1[..., 2l] * v2[..., 2l+1] - v1[..., 2l+1] * v2[..., 2l])``
-
-    Args:
-        v1, v2: preference embeddings, shape ``(..., 2k)``.
-        eigenvalues: ``lambda``, shape ``(..., k)`` (broadcast); ``None`` means all ones.
-
-    Returns:
-        Shape ``(...)``. ``gpm_logit(a, b) == -gpm_logit(b, a)`` exactly (each term is a
-        difference of the same two products) and ``gpm_logit(a, a) == 0``.
-
-    >>> import numpy as np
-    >>> rock, scissors, paper = (np.array([np.cos(t), np.sin(t)]) for t in (0, 2.1, 4.2))
-    >>> [bool(gpm_logit(a, b) > 0) for a, b in [(rock, scissors), (scissors, paper), (paper, rock)]]
-    [True, True, True]
-    """
-    if v1.shape[-1] % 2 or v2.shape[-1] != v1.shape[-1]:
-        raise ValueError(
-            f"embeddings need the same even last dimension, got {v1.shape}, {v2.shape}"
-        )
-    cross = v1[..., 0::2] * v2[..., 1::2] - v1[..., 1::2] * v2[..., 0::2]  # (..., k)
-    if eigenvalues is not None:
-        cross = cross * eigenvalues
-    return cast(ArrayT, cross.sum(-1))
-
-
+# -- pure functions (the link is prefkit.choice.general.gpm_logit, re-exported here) ----------
 def preference_probability(logits: Tensor) -> Tensor:
     """``sigmoid(logits)``, computed so that ``p(z) + p(-z) == 1`` exactly in floating point.
 
@@ -97,31 +70,6 @@ def preference_probability(logits: Tensor) -> Tensor:
     """
     small = torch.sigmoid(-logits.abs())
     return torch.where(logits > 0, 1.0 - small, small)
-
-
-def general_preference_loss(
-    v_chosen: Tensor,
-    v_rejected: Tensor,
-    *,
-    eigenvalues: Tensor | None = None,
-    tau: float = 0.1,
-    label_smoothing: float = 0.0,
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """Per-example GPM loss ``-(1 - eps) log sigmoid(s) - eps log sigmoid(-s)``,
-    ``s = <R^> v_chosen, v_rejected> / tau``.
-
-    Returns the losses, shape ``(B,)``, and detached diagnostics: ``logits`` (``s``) and
-    ``accuracy`` (``s > 0`` as a float).
-    """
-    logits = gpm_logit(v_chosen, v_rejected, eigenvalues) / tau  # (B,)
-    losses = _logistic_loss(logits, label_smoothing)
-    return losses, {"logits": logits.detach(), "accuracy": (logits.detach() > 0).float()}
-
-
-def _logistic_loss(logits: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    if label_smoothing == 0.0:
-        return -F.logsigmoid(logits)
-    return -(1.0 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
 
 
 def _unit(v: Tensor) -> Tensor:
@@ -232,6 +180,17 @@ class GeneralPreferenceModel(nn.Module):
         lam = self.eigenvalues(prompt)
         return gpm_logit(self.embed(chosen), self.embed(rejected), lam) / self.config.tau
 
+    def pair_loss(self, chosen: Tensor, rejected: Tensor, prompt: Tensor | None = None, *,
+                  label_smoothing: float = 0.0) -> LossOutput:
+        """The ``general_preference`` loss of :data:`~prefkit.reward.losses.REWARD_LOSSES`
+        on these pairs (what :func:`train_pairwise` minimises): per pair, Bradley-Terry
+        over ``forward``'s logit."""
+        lam = self.eigenvalues(prompt)
+        return get_reward_loss("general_preference")(
+            self.embed(chosen), self.embed(rejected),
+            None if lam is None else {"eigenvalues": lam},
+            tau=self.config.tau, label_smoothing=label_smoothing)
+
     def probability(self, a: Tensor, b: Tensor, prompt: Tensor | None = None) -> Tensor:
         """``P(a > b | prompt)``, shape ``(n,)``; exactly ``1 - P(b > a)``."""
         return preference_probability(self(a, b, prompt))
@@ -289,8 +248,14 @@ def train_pairwise(
     config: EmbeddingFitConfig = EmbeddingFitConfig(),
     generator: torch.Generator | None = None,
 ) -> list[float]:
-    """Fit ``model(chosen, rejected, context) -> logits`` in place by minimising the mean
-    logistic loss of "chosen beats rejected"; returns the loss of every step.
+    """Fit ``model`` in place by minimising the mean loss of "chosen beats rejected";
+    returns the loss of every step.
+
+    A model with a ``pair_loss(chosen, rejected, context, *, label_smoothing)`` method
+    (:class:`GeneralPreferenceModel`, the pluralistic model) is trained on that -- its entry
+    of :data:`~prefkit.reward.losses.REWARD_LOSSES` -- any other on Bradley-Terry
+    (:func:`prefkit.choice.log_bradley_terry`) over ``model(chosen, rejected, context) ->
+    logits``.
 
     One flat loop: shuffled minibatches (reshuffled each epoch with ``generator``), AdamW.
     ``context`` rows travel with the pairs: prompt embeddings for GPM, user ids for PAL,
@@ -318,8 +283,13 @@ def train_pairwise(
         idx = order[pos : pos + bs]
         pos += bs
         # -- loss and step
-        logits = model(x_c[idx], x_r[idx], None if ctx is None else ctx[idx])  # (B,)
-        loss = _logistic_loss(logits, config.label_smoothing).mean()
+        part = None if ctx is None else ctx[idx]
+        if hasattr(model, "pair_loss"):  # its entry of REWARD_LOSSES (GPM, PAL)
+            loss = model.pair_loss(x_c[idx], x_r[idx], part,
+                                   label_smoothing=config.label_smoothing).reduce()
+        else:  # Bradley-Terry over the logits model(...) returns
+            logits = model(x_c[idx], x_r[idx], part)  # (B,)
+            loss = -log_bradley_terry(logits, label_smoothing=float(config.label_smoothing)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -36,13 +36,14 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor, nn
 
+from prefkit.losses import LossOutput
 from prefkit.reward.general import (
     EmbeddingFitConfig,
-    _logistic_loss,
     as_float_tensor,
     make_map,
     train_pairwise,
 )
+from prefkit.reward.losses import get_reward_loss
 
 __all__ = [
     "PALConfig",
@@ -136,6 +137,18 @@ class PluralisticRewardModel(nn.Module):
         a = self.ideal_points(users)  # (n, d')
         return self._score(self.f(chosen), a) - self._score(self.f(rejected), a)
 
+    def pair_loss(self, chosen: Tensor, rejected: Tensor, users: Tensor | None, *,
+                  label_smoothing: float = 0.0) -> LossOutput:
+        """The ``pluralistic`` loss of :data:`~prefkit.reward.losses.REWARD_LOSSES` on these
+        comparisons (what :func:`fit_pluralistic` minimises): Bradley-Terry on each user's
+        rewards ``r_u(chosen)``, ``r_u(rejected)``."""
+        if users is None:
+            raise ValueError("a pluralistic model needs the user id of every comparison")
+        a = self.ideal_points(users)  # (n, d')
+        return get_reward_loss("pluralistic")(
+            self._score(self.f(chosen), a), self._score(self.f(rejected), a),
+            label_smoothing=label_smoothing)
+
     def add_users(self, logits: Tensor) -> Tensor:
         """Append users with mixture logits ``(m, K)``; returns their new ids ``(m,)``."""
         logits = logits.detach().to(self.user_logits)
@@ -214,8 +227,8 @@ def adapt_new_user(
     history: list[float] = []
     for _ in range(steps):
         a = theta.softmax(-1) @ protos  # (d',)
-        logits = model._score(z_c, a) - model._score(z_r, a)  # (n,)
-        loss = _logistic_loss(logits).mean() + prior * (theta**2).sum()
+        fit = get_reward_loss("pluralistic")(model._score(z_c, a), model._score(z_r, a))
+        loss = fit.reduce() + prior * (theta**2).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

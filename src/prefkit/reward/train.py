@@ -143,10 +143,10 @@ def _evaluate(head: RewardHead, data: PairFeatures, loss_fn: Any,
     for s in range(0, len(data), chunk):
         part = data.select(torch.arange(s, min(s + chunk, len(data))))
         r_c, r_r = score_pairs(head, part.chosen, part.rejected, part.prompt)
-        loss, diag = loss_fn(r_c, r_r, part.batch(), **loss_kwargs)
-        losses.append(loss)
-        if "accuracy" in diag:
-            accs.append(diag["accuracy"])
+        fit = loss_fn(r_c, r_r, part.batch(), **loss_kwargs)  # a LossOutput
+        losses.append(fit.losses)
+        if fit.accuracy is not None:  # a tie counts 0.5 (prefkit.losses.preference_accuracy)
+            accs.append(fit.accuracy)
     head.train()
     if not losses:
         return float("nan"), None
@@ -265,8 +265,8 @@ def train_reward_model(
                     torch.set_rng_state(dropout_state)
                     r_c, r_r = score_pairs(head, part.chosen, part.rejected, part.prompt)  # (B,) x2
                     dropout_state = torch.get_rng_state()
-                losses, diag = loss_fn(r_c, r_r, part.batch(), **config.loss_kwargs)  # (B,)
-                loss = losses.mean()  # ()
+                lfit = loss_fn(r_c, r_r, part.batch(), **config.loss_kwargs)  # LossOutput (B,)
+                loss = lfit.reduce()  # () the sum over the pairs / their number
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.grad_clip:
@@ -274,7 +274,7 @@ def train_reward_model(
                 opt.step()
                 step, batch_in_epoch = step + 1, b + 1
                 if step % config.log_every == 0 or b == steps_per_epoch - 1:
-                    acc = float(diag["accuracy"].mean()) if "accuracy" in diag else None
+                    acc = None if lfit.accuracy is None else float(lfit.accuracy.mean())
                     log({"kind": "train", "step": step, "epoch": epoch, "loss": loss.item(),
                          "accuracy": json_num(acc),
                          "elapsed_s": round(time.perf_counter() - t0, 3)})
