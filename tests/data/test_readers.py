@@ -275,8 +275,9 @@ def test_detect_generic_and_counts(tmp_path: Path) -> None:
     counts = write(tmp_path / "c.json", json.dumps({"models": ["x", "y"], "X": [[0, 1]],
                                                     "Y": [[1, 2, 0, 0]]}))
     assert detect_format(counts) == "counts_json"
-    assert set(FORMATS) == {"generic", "fastchat", "arena_hard", "mtbench", "alpaca_eval",
-                            "llmfao", "counts_json", "football", "rankings"}
+    votes = {f.name for f in FORMATS.values() if f.family == "votes"}
+    assert votes == {"generic", "fastchat", "arena_hard", "mtbench", "alpaca_eval", "llmfao",
+                     "counts_json", "football", "rankings"}
 
 
 def test_unknown_format_lists_the_known_ones(tmp_path: Path) -> None:
@@ -286,7 +287,8 @@ def test_unknown_format_lists_the_known_ones(tmp_path: Path) -> None:
     msg = str(e.value)
     assert (f"{path}: cannot tell the format of this CSV file from its header "
             "(columns: bar, foo)") in msg
-    assert all(f"\n  {name}: " in msg for name in FORMATS)
+    assert all(f"\n  {f.name}: " in msg for f in FORMATS.values() if f.family == "votes")
+    assert "\n  trl: " not in msg  # only the formats read_votes reads
     assert "pass format='<name>' (CLI: --format <name>)" in msg
 
 
@@ -451,8 +453,9 @@ def test_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "v.csv"
     path.write_bytes("model_a,model_b,winner\nJosé,x,a\n".encode("latin-1"))
     (p,) = problems(path)
-    assert str(p) == (f"{path}: not UTF-8 text (invalid continuation byte: byte 0xe9); re-save "
-                      "the file as UTF-8, e.g. iconv -f latin1 -t utf-8 in.csv > out.csv")
+    assert str(p) == (f"{path}: not UTF-8 text at line 2 (invalid continuation byte: byte 0xe9); "
+                      "re-save the file as UTF-8, e.g. for a Latin-1 file: iconv -f latin1 -t "
+                      "utf-8 v.csv > utf8_v.csv")
 
 
 def test_gzip_jsonl(tmp_path: Path) -> None:

@@ -23,8 +23,8 @@ from prefkit.data.text import (
     render_chat,
     split_train_test,
 )
+from prefkit.data.formats import formats
 from prefkit.data.text_readers import (
-    TEXT_FORMATS,
     detect_text_format,
     llmbar_category,
     read_preferences,
@@ -277,18 +277,21 @@ def test_autodetection(tmp_path: Path) -> None:
     bar = jsonl(tmp_path / "bar.jsonl", [{"input": "q", "output_1": "a", "output_2": "b",
                                           "label": 1}])
     assert detect_text_format(bar) == "llmbar"
-    assert set(TEXT_FORMATS) == {"trl", "generic", "hh_rlhf", "llmbar", "rewardbench", "ratings"}
+    assert {f.name for f in formats("text")} == {"trl", "pairs", "hh_rlhf", "llmbar",
+                                                 "rewardbench", "ratings"}
 
 
 def test_unknown_layout_lists_the_formats_or_takes_a_mapping(tmp_path: Path) -> None:
     p = jsonl(tmp_path / "x.jsonl", [{"question": "2+2?", "good": "4", "bad": "5"}])
     (prob,) = problems(p)
     assert prob.kind == "unknown_format"
-    assert prob.reason == "cannot tell the format of this input from its columns (bad, good, " \
-        "question)"
+    assert prob.reason == "cannot tell the format of this JSONL file from its records (columns: " \
+        "bad, good, question)"
     assert "  trl: TRL preference data" in prob.fix and "  llmbar: LLMBar" in prob.fix
-    r = read_preferences(p, columns={"prompt": "question", "chosen": "good", "rejected": "bad"})
-    assert r.format == "generic" and r.data.texts("chosen") == ["2+2?\n\n4"]
+    r_cols = {"prompt": "question", "chosen": "good", "rejected": "bad"}
+    r = read_preferences(p, columns=r_cols)
+    assert r.format == "pairs" and r.data.texts("chosen") == ["2+2?\n\n4"]
+    assert read_preferences(p, format="generic", columns=r_cols).format == "pairs"
 
 
 # -- every error kind, with its wording -------------------------------------------------
@@ -319,14 +322,13 @@ def test_bad_rows_are_all_reported_with_line_field_and_fix(tmp_path: Path) -> No
     with pytest.raises(InvalidInputError) as e:
         read_preferences(p)
     probs = e.value.problems
+    # line 2's empty chosen response is data: kept, and counted (issue 9.12)
     assert [(q.line, q.kind, q.field) for q in probs] == [
-        (2, "empty_response", "chosen"), (3, "identical_responses", "rejected"),
+        (3, "identical_responses", "rejected"),
         (4, "malformed_json", None), (5, "bad_margin", "margin"), (6, "bad_margin", "margin"),
         (7, "missing_value", "chosen"), (8, "bad_messages", "chosen"),
         (8, "bad_messages", "rejected")]
-    text = [str(q) for q in probs]
-    assert text[0] == (f"empty chosen response in field 'chosen' at {p} line 2; every pair needs "
-                       f"two non-empty responses; fill it in or drop the row; {SKIP}")
+    text = [""] + [str(q) for q in probs]
     assert text[1] == (f"chosen and rejected responses are identical in field 'rejected' at {p} "
                        f"line 3; a pair needs two different responses; drop the row; {SKIP}")
     assert text[2].startswith(f"malformed JSON (Expecting property name enclosed in double "
@@ -338,11 +340,13 @@ def test_bad_rows_are_all_reported_with_line_field_and_fix(tmp_path: Path) -> No
     assert text[6].startswith("malformed messages in field 'chosen' at") and \
         'give a list of {"role": ..., "content": ...} messages' in text[6]
     assert text[7].startswith("chosen and rejected must both be text or both be messages in ")
-    assert str(e.value).startswith(f"8 problems in {p}; 7 of 8 records are invalid, nothing "
+    assert str(e.value).startswith(f"7 problems in {p}; 6 of 8 records are invalid, nothing "
                                    "was read (")
     r = read_preferences(p, skip_invalid=True)
-    assert (len(r.data), r.n_skipped, r.n_read) == (1, 7, 8)
-    assert r.data.source_line.tolist() == [1]
+    assert (len(r.data), r.n_skipped, r.n_read, r.n_empty) == (2, 6, 8, 1)
+    assert r.data.source_line.tolist() == [1, 2] and r.data.chosen[1] == "  "
+    assert r.summary() == ("read 2 pairs (trl); skipped 6 invalid rows; 1 row with an empty "
+                           "response (kept)")
 
 
 def test_llmbar_label_must_be_1_or_2(tmp_path: Path) -> None:
@@ -386,9 +390,9 @@ def test_rewardbench2_row_checks(tmp_path: Path) -> None:
     ])
     probs = problems(p)
     assert [(q.line, q.kind, q.field) for q in probs] == [
-        (2, "empty_response", "rejected[1]"), (3, "bad_value", "num_correct"),
-        (4, "identical_responses", "rejected")]
-    assert probs[1].reason == "num_correct 1 does not match the 2 chosen responses"
+        (3, "bad_value", "num_correct"), (4, "identical_responses", "rejected")]
+    assert read_preferences(p, skip_invalid=True).n_empty == 1  # line 2: an empty response
+    assert probs[0].reason == "num_correct 1 does not match the 2 chosen responses"
 
 
 def test_ratings_row_checks(tmp_path: Path) -> None:
@@ -398,7 +402,7 @@ def test_ratings_row_checks(tmp_path: Path) -> None:
         {"prompt": "q", "response": "", "helpfulness": 2},
     ])
     probs = problems(p, format="ratings", attributes=["helpfulness"])
-    assert [(q.line, q.kind) for q in probs] == [(2, "bad_rating"), (3, "empty_response")]
+    assert [(q.line, q.kind) for q in probs] == [(2, "bad_rating")]  # line 3: empty, kept
     assert probs[0].reason == "missing or NaN rating 'helpfulness'"
     (miss,) = problems(p, format="ratings", attributes=["verbosity"])
     assert miss.reason == "missing rating column 'verbosity'"

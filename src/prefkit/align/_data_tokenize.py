@@ -45,7 +45,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
-from prefkit.align._data_records import AlignmentData, Prompt
+from prefkit.data.alignment import AlignmentData, Prompt
 
 __all__ = ["AlignExample", "TokenNote", "TokenizedAlignData", "add_kl_completions",
            "kl_partners", "tokenize_alignment"]

@@ -1,4 +1,6 @@
-"""The data of preference alignment: read it, tokenize it with the right masks, batch it.
+"""The data of preference alignment: read it (:mod:`prefkit.data.alignment`: its formats are
+in the one registry of :mod:`prefkit.data.formats`), tokenize it with the right masks,
+batch it.
 
 Three steps, each checkable on its own::
 
@@ -57,14 +59,6 @@ lists them in ``records.skipped``. Tokenization never drops or cuts a row silent
 """
 
 from prefkit.align._data_collate import AlignBatch, collate, iter_batches
-from prefkit.align._data_read import (
-    ALIGN_FORMATS,
-    describe_alignment_formats,
-    read_alignment_data,
-    split_implicit_prompt,
-)
-from prefkit.align._data_records import AlignmentData, unpair
-from prefkit.align._data_step import StepPair, step_dpo_pair
 from prefkit.align._data_tokenize import (
     AlignExample,
     TokenizedAlignData,
@@ -73,9 +67,17 @@ from prefkit.align._data_tokenize import (
     kl_partners,
     tokenize_alignment,
 )
+from prefkit.data.alignment import (
+    AlignmentData,
+    StepPair,
+    describe_alignment_formats,
+    read_alignment_data,
+    split_implicit_prompt,
+    step_dpo_pair,
+    unpair,
+)
 
 __all__ = [
-    "ALIGN_FORMATS",
     "AlignBatch",
     "AlignExample",
     "AlignmentData",

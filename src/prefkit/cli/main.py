@@ -114,7 +114,7 @@ app = typer.Typer(
 
 @app.command()
 def formats() -> None:
-    """List the input formats that `prefkit rank` reads (auto-detected, or named with --format).
+    """List every input format prefkit reads, grouped by the commands that read them (auto-detected, or named with --format).
 
     Examples:
 

@@ -121,6 +121,9 @@ def _read_pairs(path: Path, fmt: str, column: list[str] | None, skip_invalid: bo
         fail(f"{path} holds {type(res.data).__name__} (format {res.format}), not chosen/rejected "
              "pairs; give a pairs file (formats trl, hh_rlhf, llmbar, rewardbench, generic)")
     report_skipped(path, res.skipped, res.n_skipped)
+    if res.n_empty and not quiet:
+        console.print(f"[dim]{path}: {res.n_empty:,} pair(s) with an empty response, kept "
+                      "(an empty answer is data)[/]", highlight=False)
     if res.warnings and not quiet:
         console.print(f"[dim]{len(res.warnings)} warning(s) reading {path}, e.g. "
                       f"{escape(str(res.warnings[0]))}[/]", highlight=False)
@@ -128,6 +131,9 @@ def _read_pairs(path: Path, fmt: str, column: list[str] | None, skip_invalid: bo
     if split is not Split.all:
         train, test = split_train_test(pairs, test_fraction=0.2)
         pairs = train if split is Split.train else test
+        if not len(pairs):
+            fail(f"{path}: the {split.value} split of its {res.n_read:,} record(s) is empty (the "
+                 "split holds out a fixed 20% of pairs by hash); use --split all, or more pairs")
     return pairs, res
 
 
@@ -312,55 +318,20 @@ def evaluate(
 
 # -- score -----------------------------------------------------------------------------------
 def _read_texts(path: Path, default_prompt: str, skip_invalid: bool) -> tuple[list[Any], list[str], list[int]]:
-    """(prompts, responses, lines) from a TXT, JSONL/JSON, CSV or Parquet file."""
+    """(prompts, responses, lines) from a TXT, JSONL/JSON, CSV or Parquet file
+    (:func:`prefkit.data.read_responses`)."""
     from prefkit.data.errors import InvalidInputError
-    from prefkit.data.text_readers import Table as Records
+    from prefkit.data.text_readers import read_responses
 
     if not path.exists():
         fail(f"{path}: no such file")
-    name = path.name.removesuffix(".gz")
-    if name.endswith(".txt"):
-        import gzip
-
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
-            rows = [(i, line.rstrip("\r\n")) for i, line in enumerate(f, 1)]
-        rows = [(i, t) for i, t in rows if t.strip()]
-        if not rows:
-            fail(f"{path}: no responses (the file is empty); write one response per line")
-        return [default_prompt] * len(rows), [t for _, t in rows], [i for i, _ in rows]
     try:
-        table = Records.load(path)
+        res = read_responses(path, prompt=default_prompt, skip_invalid=skip_invalid)
     except InvalidInputError as e:
         fail(e.for_cli())
-    problems = list(table.problems)
-    prompts: list[Any] = []
-    responses: list[str] = []
-    lines: list[int] = []
-    for row, line in zip(table.rows, table.lines):
-        resp = row.get("response", row.get("text"))
-        if not isinstance(resp, str) or not resp.strip():
-            fld = "response" if "response" in row or "text" not in row else "text"
-            problems.append(table.problem(
-                line, fld, resp, "no response text" if resp is None else "empty or non-text "
-                "response", "give each record a 'response' (with an optional 'prompt') or a "
-                "'text' field holding a non-empty string", "missing_response"))
-            continue
-        p = row.get("prompt") if "response" in row else None
-        if p is None or p == "":
-            p = default_prompt
-        elif not isinstance(p, (str, list)):
-            p = str(p)
-        prompts.append(p)
-        responses.append(resp)
-        lines.append(line)
-    problems.sort(key=lambda q: q.line or 0)
-    if problems and (not skip_invalid or not all(q.skippable for q in problems)):
-        fail(str(InvalidInputError(problems)))
-    report_skipped(path, problems, len({q.line for q in problems}))
-    if not responses:
-        fail(f"{path}: no responses; give records with a 'response' or 'text' field")
-    return prompts, responses, lines
+    report_skipped(path, res.skipped, res.n_skipped)
+    data = res.data
+    return data.prompt, data.response, list(data.source_line or range(1, len(data) + 1))
 
 
 def _prompt_text(p: Any) -> str:

@@ -8,27 +8,17 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from prefkit.data._frame import Cat, Frame, Num
-from prefkit.data.errors import InvalidRow
+from prefkit.data.errors import InvalidRow, clip
+from prefkit.data.formats import Parsed
 from prefkit.data.records import ItemIndex, PairCounts, PairwiseVotes, Rankings
 
 __all__ = ["Items", "Parsed", "Problems", "build_pairwise", "map_labels", "norm_label"]
-
-
-@dataclass
-class Parsed:
-    """What a format reader returns: the records built from the valid rows (``None`` if no
-    row was valid), every row-level problem, and the number of records read."""
-
-    votes: PairwiseVotes | PairCounts | Rankings | None
-    problems: list[InvalidRow] = field(default_factory=list)
-    n_read: int = 0
 
 
 Check = tuple[NDArray[np.int64], str | None, str, Callable[[Any], str], str, Callable[[int], Any]]
@@ -58,10 +48,10 @@ class Problems:
     def rows(self) -> list[InvalidRow]:
         f = self.frame
         out = list(f.problems) + [p for _, p in self.extra]
-        unit = "row" if f.src.kind == "parquet" else "line"
+        unit = f.src.unit
         for rows, fld, kind, reason, fix, value in self._checks:
             for r, ln in zip(rows.tolist(), f.line_of(rows).tolist()):
-                v = value(r)
+                v = clip(value(r))
                 out.append(InvalidRow(f.src.name, ln, fld, v, reason(v), fix, kind, unit))
         out.sort(key=lambda p: (p.line or 0))
         return out

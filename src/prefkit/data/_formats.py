@@ -11,8 +11,8 @@ import numpy as np
 
 from prefkit.data._build import Items, Parsed, Problems, build_pairwise, check_number, map_labels
 from prefkit.data._frame import Need, load_frame
-from prefkit.data._registry import Role, need, register, resolve
-from prefkit.data._source import Source
+from prefkit.data.formats import Role, need, register, resolve
+from prefkit.data.table import Table
 from prefkit.data.records import ItemIndex
 
 __all__ = ["pairwise_table", "read_fastchat", "read_football", "read_generic", "read_llmfao"]
@@ -28,7 +28,7 @@ GENERIC_LABELS = {
 
 
 def pairwise_table(
-    src: Source,
+    src: Table,
     roles: Mapping[str, Role],
     columns: Columns,
     labels: Mapping[str, int],
@@ -84,11 +84,11 @@ def _has_sides(keys: frozenset[str]) -> bool:
     return bool(keys & {"item_a", "model_a"}) and bool(keys & {"item_b", "model_b"})
 
 
-@register("generic", priority=90, describe="one vote per row: item_a|model_a, item_b|model_b, "
+@register("generic", gives="PairwiseVotes", priority=90, describe="one vote per row: item_a|model_a, item_b|model_b, "
           "winner (a|b|tie|both_bad or 0|1|2|3), optional weight, annotator, prompt, <f>_a/<f>_b",
-          detect=lambda kind, keys: _has_sides(keys) and "winner" in keys)
+          detect=lambda kind, keys, first: _has_sides(keys) and "winner" in keys)
 def read_generic(
-    src: str | Path | Source, *, columns: Columns = None, items: ItemIndex | None = None,
+    src: str | Path | Table, *, columns: Columns = None, items: ItemIndex | None = None,
     features: Sequence[str] | None = None,
 ) -> Parsed:
     """CSV, JSONL, JSON list or Parquet, one vote per row.
@@ -109,7 +109,7 @@ def read_generic(
     >>> v.items.names, v.outcome.tolist(), v.features["length"][1].tolist()
     (('x', 'y', 'z'), [0, 2], [20.0, 5.0])
     """
-    src = Source.of(src)
+    src = Table.of(src)
     sides = {"item", "model"}
     if features is None:
         header = src.header()
@@ -147,7 +147,7 @@ _FASTCHAT_KEYS = {"judge", "conv_metadata", "anony", "tstamp", "turn", "language
                   "conversation_a", "question_id", "sum_assistant_a_tokens"}
 
 
-def _style_columns(src: Source) -> dict[str, tuple[str, str]]:
+def _style_columns(src: Table) -> dict[str, tuple[str, str]]:
     """Style feature -> (column a, column b), nested under conv_metadata or flattened."""
     header = set(src.header())
     sub: set[str] = set()
@@ -174,12 +174,12 @@ def _style_columns(src: Source) -> dict[str, tuple[str, str]]:
     return out
 
 
-@register("fastchat", priority=80, describe="Chatbot Arena battles: model_a, model_b, winner "
+@register("fastchat", gives="PairwiseVotes", priority=80, describe="Chatbot Arena battles: model_a, model_b, winner "
           "(model_a|model_b|tie|tie (bothbad)), judge, conv_metadata (FastChat clean_battle)",
-          detect=lambda kind, keys: {"model_a", "model_b", "winner"} <= keys
+          detect=lambda kind, keys, first: {"model_a", "model_b", "winner"} <= keys
           and bool(keys & _FASTCHAT_KEYS))
 def read_fastchat(
-    src: str | Path | Source, *, columns: Columns = None, items: ItemIndex | None = None,
+    src: str | Path | Table, *, columns: Columns = None, items: ItemIndex | None = None,
     style: bool | None = None,
 ) -> Parsed:
     """Chatbot Arena battles (FastChat ``clean_battle_*.json``, JSONL, or Parquet).
@@ -199,7 +199,7 @@ def read_fastchat(
     >>> v.outcome.tolist(), v.annotator.tolist(), v.features["length"][1].tolist()
     ([3], ['u1'], [9.0])
     """
-    src = Source.of(src)
+    src = Table.of(src)
     feats = _style_columns(src) if style is not False else {}
     if style and not feats:
         src.fail(None, "no style metadata (conv_metadata with sum_assistant_a_tokens, "
@@ -218,11 +218,11 @@ LLMFAO_ROLES = {
 }
 
 
-@register("llmfao", priority=40, describe="LLMFAO comparisons CSV: left, right, winner "
+@register("llmfao", gives="PairwiseVotes", priority=40, describe="LLMFAO comparisons CSV: left, right, winner "
           "(left|right|tie), worker, prompt",
-          detect=lambda kind, keys: {"left", "right", "winner"} <= keys)
+          detect=lambda kind, keys, first: {"left", "right", "winner"} <= keys)
 def read_llmfao(
-    src: str | Path | Source, *, columns: Columns = None, items: ItemIndex | None = None
+    src: str | Path | Table, *, columns: Columns = None, items: ItemIndex | None = None
 ) -> Parsed:
     """LLMFAO crowd / GPT-4 comparisons (dustalov/llmfao): ``left`` and ``right`` hold the
     model names and ``winner`` is ``left``, ``right`` or ``tie``; ``worker`` becomes the
@@ -235,7 +235,7 @@ def read_llmfao(
     [1]
     """
     labels = {"left": A, "right": B, "tie": TIE}
-    return pairwise_table(Source.of(src), LLMFAO_ROLES, columns, labels, items)
+    return pairwise_table(Table.of(src), LLMFAO_ROLES, columns, labels, items)
 
 
 # -- football -----------------------------------------------------------------------
@@ -248,11 +248,11 @@ FOOTBALL_ROLES = {
 }
 
 
-@register("football", priority=45, describe="match results: home_team, away_team, home_score, "
+@register("football", gives="PairwiseVotes", priority=45, describe="match results: home_team, away_team, home_score, "
           "away_score, neutral (martj42/international_results)",
-          detect=lambda kind, keys: {"home_team", "away_team", "home_score", "away_score"} <= keys)
+          detect=lambda kind, keys, first: {"home_team", "away_team", "home_score", "away_score"} <= keys)
 def read_football(
-    src: str | Path | Source, *, columns: Columns = None, items: ItemIndex | None = None
+    src: str | Path | Table, *, columns: Columns = None, items: ItemIndex | None = None
 ) -> Parsed:
     """Match results: side a is the home team, side b the away team; the higher score
     wins, equal scores are a tie. Feature ``home`` is ``(1, 0)``, or ``(0, 0)`` when
@@ -266,7 +266,7 @@ def read_football(
     >>> v.outcome.tolist(), v.features["home"][0].tolist()
     ([2, 0], [1.0, 0.0])
     """
-    src = Source.of(src)
+    src = Table.of(src)
     col = resolve(src, FOOTBALL_ROLES, columns)
     a, b, sa, sb, neu = (col[k] for k in ("a", "b", "score_a", "score_b", "neutral"))
     assert a and b and sa and sb

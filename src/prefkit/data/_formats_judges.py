@@ -14,8 +14,8 @@ import numpy as np
 from prefkit.data._build import Items, Parsed, Problems, build_pairwise, map_labels
 from prefkit.data._formats import FASTCHAT_LABELS, TIE, A, B, Columns, pairwise_table
 from prefkit.data._frame import frame_from_lists, load_frame
-from prefkit.data._registry import Role, need, register, resolve
-from prefkit.data._source import Source
+from prefkit.data.formats import Role, need, register, resolve
+from prefkit.data.table import Table
 from prefkit.data.records import ItemIndex
 
 __all__ = ["VERDICTS", "read_alpaca_eval", "read_arena_hard", "read_mtbench"]
@@ -40,7 +40,7 @@ V2_BASELINES = {"hard_prompt": "o3-mini-2025-01-31", "coding": "o3-mini-2025-01-
 V01_BASELINE = "gpt-4-0314"
 
 
-def _is_arena_hard(kind: str, keys: frozenset[str]) -> bool:
+def _is_arena_hard(kind: str, keys: frozenset[str], first: object = None) -> bool:
     if "games" in keys:
         return True
     battle = {"model_a", "model_b", "winner"} <= keys and bool(keys & {"question_id", "uid"})
@@ -48,11 +48,11 @@ def _is_arena_hard(kind: str, keys: frozenset[str]) -> bool:
         "question_id", "uid", "model_a", "model_b", "winner", "category"}
 
 
-@register("arena_hard", priority=20, detect=_is_arena_hard,
+@register("arena_hard", gives="PairwiseVotes", priority=20, detect=_is_arena_hard,
           describe="arena-hard-auto battles (question_id, model_a, model_b, winner) or "
           "judgments (model, games with score A>>B ... B>>A)")
 def read_arena_hard(
-    src: str | Path | Source, *, columns: Columns = None, items: ItemIndex | None = None,
+    src: str | Path | Table, *, columns: Columns = None, items: ItemIndex | None = None,
     baseline: str | Mapping[str, str] | None = None, strong_weight: float = 3.0,
     first_game_only: bool = False,
 ) -> Parsed:
@@ -75,7 +75,7 @@ def read_arena_hard(
     >>> v.items.names, v.outcome.tolist(), v.weight.tolist()
     (('gpt-4-0314', 'm'), [0, 1], [3.0, 1.0])
     """
-    src = Source.of(src)
+    src = Table.of(src)
     if "games" not in src.peek_keys():
         return pairwise_table(src, ARENA_HARD_ROLES, columns, FASTCHAT_LABELS, items)
     if columns:
@@ -153,11 +153,11 @@ MTBENCH_ROLES = {
 _ERROR = 9
 
 
-@register("mtbench", priority=25, describe="MT-Bench pair judgments: question_id, model_1, "
+@register("mtbench", gives="PairwiseVotes", priority=25, describe="MT-Bench pair judgments: question_id, model_1, "
           "model_2, g1_winner, g2_winner (model_1|model_2|tie|error), judge, turn",
-          detect=lambda kind, keys: {"model_1", "model_2", "g1_winner", "g2_winner"} <= keys)
+          detect=lambda kind, keys, first: {"model_1", "model_2", "g1_winner", "g2_winner"} <= keys)
 def read_mtbench(
-    src: str | Path | Source, *, columns: Columns = None, items: ItemIndex | None = None
+    src: str | Path | Table, *, columns: Columns = None, items: ItemIndex | None = None
 ) -> Parsed:
     """MT-Bench pairwise judgments (FastChat ``llm_judge``, ``*_pair.jsonl``).
 
@@ -175,7 +175,7 @@ def read_mtbench(
     >>> read_mtbench(p).votes.outcome.tolist()
     [0, 2]
     """
-    src = Source.of(src)
+    src = Table.of(src)
     col = resolve(src, MTBENCH_ROLES, columns)
     cats = {c: need(MTBENCH_ROLES[k], k) for k, c in col.items() if c is not None}
     frame = load_frame(src, cats)
@@ -204,11 +204,11 @@ ALPACA_ROLES = {
 }
 
 
-@register("alpaca_eval", priority=30, describe="AlpacaEval annotations: generator_1, "
+@register("alpaca_eval", gives="PairwiseVotes", priority=30, describe="AlpacaEval annotations: generator_1, "
           "generator_2, preference in [1, 2] (soft)",
-          detect=lambda kind, keys: {"generator_1", "generator_2", "preference"} <= keys)
+          detect=lambda kind, keys, first: {"generator_1", "generator_2", "preference"} <= keys)
 def read_alpaca_eval(
-    src: str | Path | Source, *, columns: Columns = None, items: ItemIndex | None = None
+    src: str | Path | Table, *, columns: Columns = None, items: ItemIndex | None = None
 ) -> Parsed:
     """AlpacaEval annotations (``annotations.json``): ``preference`` 1 means output 1 is
     better, 2 output 2, values between are soft, so ``soft`` = p(a preferred) =
@@ -224,7 +224,7 @@ def read_alpaca_eval(
     >>> v.soft.tolist(), v.outcome.tolist()
     ([1.0, 0.25, 0.5], [0, 1, 2])
     """
-    src = Source.of(src)
+    src = Table.of(src)
     col = resolve(src, ALPACA_ROLES, columns)
     cats = {c: need(ALPACA_ROLES[k], k) for k, c in col.items() if c and k != "preference"}
     pref_col = col["preference"]

@@ -12,8 +12,8 @@ import numpy as np
 
 from prefkit.data._build import Parsed
 from prefkit.data._formats import Columns
-from prefkit.data._registry import register
-from prefkit.data._source import Source
+from prefkit.data.formats import register
+from prefkit.data.table import Table
 from prefkit.data.errors import InvalidRow
 from prefkit.data.records import MAX_WEIGHT, ItemIndex, PairCounts, Rankings
 
@@ -25,11 +25,11 @@ def _no_columns(columns: Columns, fmt: str) -> None:
         raise ValueError(f"format {fmt!r} takes no columns= mapping")
 
 
-@register("counts_json", priority=5, describe='aggregated counts JSON {"models", "X": [[i, j]], '
+@register("counts_json", gives="PairCounts", priority=5, describe='aggregated counts JSON {"models", "X": [[i, j]], '
           '"Y": [[wins_i, wins_j, ties, both_bad]]} (leaderbot)',
-          detect=lambda kind, keys: {"models", "X", "Y"} <= keys)
+          detect=lambda kind, keys, first: {"models", "X", "Y"} <= keys)
 def read_counts_json(
-    src: str | Path | Source, *, columns: Columns = None, items: ItemIndex | None = None
+    src: str | Path | Table, *, columns: Columns = None, items: ItemIndex | None = None
 ) -> Parsed:
     """Votes aggregated per pair, as in leaderbot's data files: ``models`` names the items,
     ``X[k] = [i, j]`` indexes a pair into ``models`` and ``Y[k]`` holds the wins of ``i``,
@@ -44,7 +44,7 @@ def read_counts_json(
     >>> c.items.names, c.i.tolist(), c.j.tolist(), c.counts.tolist()
     (('x', 'z'), [0], [1], [[2.0, 5.0, 1.0, 0.0]])
     """
-    src = Source.of(src)
+    src = Table.of(src)
     _no_columns(columns, "counts_json")
     doc = src.json_value()
     if not isinstance(doc, dict) or not {"models", "X", "Y"} <= set(doc):
@@ -124,11 +124,11 @@ def _counts(y: Any) -> list[float] | None:
     return vals if all(math.isfinite(v) and v >= 0 for v in vals) else None
 
 
-@register("rankings", priority=10, describe='rankings JSONL: {"ranking": ["m1", ["m2", "m3"], '
+@register("rankings", gives="Rankings", priority=10, describe='rankings JSONL: {"ranking": ["m1", ["m2", "m3"], '
           '"m4"]} (inner list = tie) or {"choices": [...], "winner": "m2"}',
-          detect=lambda kind, keys: "ranking" in keys or {"choices", "winner"} <= keys)
+          detect=lambda kind, keys, first: "ranking" in keys or {"choices", "winner"} <= keys)
 def read_rankings(
-    src: str | Path | Source, *, columns: Columns = None, items: ItemIndex | None = None
+    src: str | Path | Table, *, columns: Columns = None, items: ItemIndex | None = None
 ) -> Parsed:
     """Rankings and K-wise choices, one JSON object per line (or a JSON list):
 
@@ -147,7 +147,7 @@ def read_rankings(
     >>> r.items.names, r.members.tolist(), r.levels.tolist()
     (('a', 'b', 'c'), [1, 0, 2, 2, 0], [0, 1, 1, 0, 1])
     """
-    src = Source.of(src)
+    src = Table.of(src)
     _no_columns(columns, "rankings")
     recs = src.records()
     if recs.n_read == 0:

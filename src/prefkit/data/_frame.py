@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from prefkit.data._source import Source
+from prefkit.data.table import Table
 from prefkit.data.errors import InvalidInputError, InvalidRow
 
 __all__ = ["Cat", "Frame", "Need", "Num", "frame_from_lists", "load_frame"]
@@ -56,7 +56,7 @@ class Num:
 class Frame:
     """Named columns of ``n`` rows from one source, and how to find each row's line."""
 
-    src: Source
+    src: Table
     n: int
     cols: dict[str, Cat | Num]
     lines: NDArray[np.int64] | None = None  # explicit (JSON); else computed on demand
@@ -74,7 +74,7 @@ class Frame:
 
 
 def missing_column(
-    src: Source, col: str, role: str, present: Sequence[str], key: str
+    src: Table, col: str, role: str, present: Sequence[str], key: str
 ) -> InvalidRow:
     more = len(present) - 30
     shown = ", ".join(present[:30]) + (f" and {more} more" if more > 0 else "")
@@ -146,7 +146,7 @@ def num_from_cat(cat: Cat) -> Num:
 
 
 def frame_from_lists(
-    src: Source, lines: Sequence[int], cats: Mapping[str, Sequence[Any]],
+    src: Table, lines: Sequence[int], cats: Mapping[str, Sequence[Any]],
     nums: Mapping[str, Sequence[Any]] = {},
 ) -> Frame:
     cols: dict[str, Cat | Num] = {k: cat_from_list(v) for k, v in cats.items()}
@@ -154,7 +154,8 @@ def frame_from_lists(
     return Frame(src, len(lines), cols, np.asarray(lines, dtype=np.int64))
 
 
-def _get(rec: Mapping[str, Any], path: str) -> Any:
+def get(rec: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted ``path`` of a record (``None`` where any part is missing)."""
     cur: Any = rec
     for part in path.split("."):
         if not isinstance(cur, Mapping):
@@ -165,7 +166,7 @@ def _get(rec: Mapping[str, Any], path: str) -> Any:
 
 # -- the loader ---------------------------------------------------------------------
 def load_frame(
-    src: Source,
+    src: Table,
     cats: Mapping[str, Need],
     nums: Mapping[str, Need] = {},
     *,
@@ -190,7 +191,7 @@ class _ArrowParseError(Exception):
     pass
 
 
-def _check_present(src: Source, present: Sequence[str], wanted: Mapping[str, Need]) -> None:
+def _check_present(src: Table, present: Sequence[str], wanted: Mapping[str, Need]) -> None:
     have = set(present)
     probs = [missing_column(src, c, need[0], present, need[1])
              for c, need in wanted.items() if need is not None and c.split(".")[0] not in have]
@@ -199,24 +200,21 @@ def _check_present(src: Source, present: Sequence[str], wanted: Mapping[str, Nee
 
 
 def _load_records(
-    src: Source, cats: Mapping[str, Need], nums: Mapping[str, Need], maybe: Sequence[str]
+    src: Table, cats: Mapping[str, Need], nums: Mapping[str, Need], maybe: Sequence[str]
 ) -> Frame:
-    if src.kind == "csv":
-        rows, lines, probs, n_read = src.csv_rows()
-    else:
-        recs = src.records()
-        rows, lines, probs, n_read = recs.rows, recs.lines, recs.problems, recs.n_read
+    recs = src.records()
+    rows, lines, probs, n_read = recs.rows, recs.lines, recs.problems, recs.n_read
     if n_read == 0:
         raise src.empty()
-    present = src.header() if src.kind == "csv" else list(dict.fromkeys(k for r in rows for k in r))
+    present = src.header()
     _check_present(src, present, {**cats, **nums})
     cols: dict[str, Cat | Num] = {}
     for c in cats:
-        cols[c] = cat_from_list([_get(r, c) for r in rows])
+        cols[c] = cat_from_list([get(r, c) for r in rows])
     for c in nums:
-        cols[c] = num_from_list([_get(r, c) for r in rows])
+        cols[c] = num_from_list([get(r, c) for r in rows])
     for c in maybe:
-        vals = [_get(r, c) for r in rows]
+        vals = [get(r, c) for r in rows]
         num = num_from_list(vals)
         if not num.unparsed and not all(v is None for v in vals):
             cols[c] = num
@@ -224,7 +222,7 @@ def _load_records(
 
 
 def _load_csv_arrow(
-    src: Source, cats: Mapping[str, Need], nums: Mapping[str, Need], maybe: Sequence[str]
+    src: Table, cats: Mapping[str, Need], nums: Mapping[str, Need], maybe: Sequence[str]
 ) -> Frame:
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -252,7 +250,7 @@ def _load_csv_arrow(
 
 
 def _load_parquet(
-    src: Source, cats: Mapping[str, Need], nums: Mapping[str, Need], maybe: Sequence[str]
+    src: Table, cats: Mapping[str, Need], nums: Mapping[str, Need], maybe: Sequence[str]
 ) -> Frame:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -292,7 +290,7 @@ def _child(col: Any, k: int) -> Any:
 
 
 def _frame_from_table(
-    src: Source, table: Any, cats: Mapping[str, Need], nums: Mapping[str, Need],
+    src: Table, table: Any, cats: Mapping[str, Need], nums: Mapping[str, Need],
     maybe: Sequence[str],
 ) -> Frame:
     cols: dict[str, Cat | Num] = {}

@@ -20,12 +20,62 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["CLI_SKIP_HINT", "SKIP_HINT", "InvalidInputError", "InvalidRow"]
+__all__ = ["CLI_SKIP_HINT", "SKIP_HINT", "InvalidInputError", "InvalidRow", "clip"]
 
 #: How to skip bad rows, said in Python's words and in the command line's.
 SKIP_HINT = "pass skip_invalid=True to skip such rows"
 CLI_SKIP_HINT = "pass --skip-invalid to skip such rows"
 MAX_SHOWN = 20
+#: Most characters of a bad value a message quotes (a 1 MB item name must not flood stderr).
+MAX_QUOTED = 200
+
+
+class Clipped(str):
+    """The start of a long text, which says how long the whole was: ``repr`` and ``format``
+    give ``'abc…' (1,048,576 characters)``."""
+
+    length: int
+
+    def __new__(cls, full: str, n: int = MAX_QUOTED) -> Clipped:
+        obj = super().__new__(cls, full[:n])
+        obj.length = len(full)
+        return obj
+
+    def __repr__(self) -> str:
+        return f"{str.__repr__(self)[:-1]}…{str.__repr__(self)[-1]} ({self.length:,} characters)"
+
+    def __format__(self, spec: str) -> str:
+        return f"{str.__str__(self)}… ({self.length:,} characters)"
+
+    def __str__(self) -> str:
+        return self.__format__("")
+
+
+def clip(value: object, n: int = MAX_QUOTED) -> object:
+    """``value`` as a message quotes it: a text (or list/dict, as JSON) longer than ``n``
+    characters becomes its first ``n`` with ``… (N characters)``; anything else as it is.
+
+    >>> clip("x" * 1000, 10)
+    'xxxxxxxxxx…' (1,000 characters)
+    """
+    if isinstance(value, Clipped):
+        return value
+    if isinstance(value, (list, dict)):
+        import json
+
+        try:
+            text = json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError):
+            text = str(value)
+        return Clipped(text, n) if len(text) > n else value
+    if isinstance(value, str) and len(value) > n:
+        return Clipped(value, n)
+    return value
+
+
+def _clip_text(text: str, n: int = 4 * MAX_QUOTED) -> str:
+    """A message part (reason, fix) that some value made huge, cut to ``n`` characters."""
+    return text if len(text) <= n else f"{text[:n]}… ({len(text):,} characters)"
 
 
 @dataclass(frozen=True)
@@ -61,6 +111,10 @@ class InvalidRow:
     def __post_init__(self) -> None:
         if self.skippable is None:
             object.__setattr__(self, "skippable", self.line is not None)
+        object.__setattr__(self, "value", clip(self.value))
+        object.__setattr__(self, "reason", _clip_text(self.reason))
+        if len(self.fix) > 8 * MAX_QUOTED and "known formats" not in self.fix:
+            object.__setattr__(self, "fix", _clip_text(self.fix, 8 * MAX_QUOTED))
 
     @property
     def where(self) -> str:

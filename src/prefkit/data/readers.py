@@ -34,12 +34,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# the format modules register themselves on import, in this order
-from prefkit.data import _formats, _formats_judges, _formats_other  # noqa: F401
-from prefkit.data._registry import FORMATS, detection_order, register
-from prefkit.data._source import Source
-from prefkit.data.errors import InvalidInputError, InvalidRow
+# the format modules register themselves on import: every family, so that FORMATS (and
+# `prefkit formats`) lists them all
+from prefkit.data import (  # noqa: F401
+    _formats,
+    _formats_align,
+    _formats_judges,
+    _formats_other,
+    _formats_text,
+)
+from prefkit.data.errors import InvalidRow
+from prefkit.data.formats import FORMATS, describe_formats, detect, read_format, register
 from prefkit.data.records import ItemIndex, PairCounts, PairwiseVotes, Rankings
+from prefkit.data.table import Table
 
 __all__ = ["FORMATS", "ReadResult", "describe_formats", "detect_format", "read_votes", "register"]
 
@@ -76,14 +83,9 @@ class ReadResult:
         return text
 
 
-def describe_formats() -> str:
-    """One line per known format, in detection order."""
-    return "\n".join(f"  {i.name}: {i.describe}" for i in detection_order())
-
-
-def detect_format(path: str | Path | Source) -> str:
-    """The format of a file, sniffed from its header (CSV, Parquet) or first record (JSON,
-    JSONL); an :class:`InvalidInputError` listing the known formats if none matches.
+def detect_format(path: str | Path | Table) -> str:
+    """The vote format of a file, sniffed from its header (CSV, Parquet) or first record
+    (JSON, JSONL); an :class:`InvalidInputError` listing the known formats if none matches.
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "c.csv"
@@ -91,35 +93,9 @@ def detect_format(path: str | Path | Source) -> str:
     >>> detect_format(p)
     'llmfao'
     """
-    src = Source.of(path)
-    try:
-        keys = frozenset(src.peek_keys())
-    except UnicodeDecodeError as e:
-        raise _not_utf8(src, e) from None
-    if not keys and src.kind in ("json", "jsonl"):
-        recs = src.records()
-        if recs.n_read == 0:
-            raise src.empty()
-        if recs.problems and not recs.rows:
-            raise InvalidInputError(recs.problems, note="no record could be read")
-    for info in detection_order():
-        if info.detect(src.kind, keys):
-            return info.name
-    what = "header" if src.kind in ("csv", "parquet") else "first record"
-    shown = ", ".join(sorted(keys)[:30]) or "none"
-    raise InvalidInputError([InvalidRow(
-        src.name, None, None, None,
-        f"cannot tell the format of this {src.kind.upper()} file from its {what} "
-        f"(columns: {shown})",
-        f"known formats:\n{describe_formats()}\n  pass format='<name>' (CLI: --format <name>), "
-        "or map your columns with columns={'a': ..., 'b': ..., 'winner': ...}",
-        "unknown_format")])
-
-
-def _not_utf8(src: Source, e: UnicodeDecodeError) -> InvalidInputError:
-    return InvalidInputError([src.problem(
-        None, f"not UTF-8 text ({e.reason}: byte 0x{e.object[e.start]:02x})",
-        "re-save the file as UTF-8, e.g. iconv -f latin1 -t utf-8 in.csv > out.csv", "not_utf8")])
+    table = Table.of(path)
+    with table.decoding():
+        return detect(table, ("votes",)).name
 
 
 def read_votes(
@@ -132,11 +108,13 @@ def read_votes(
     aggregate: bool = False,
     **options: Any,
 ) -> ReadResult:
-    """Read preferences from ``path`` in any registered format.
+    """Read preferences from ``path`` in any registered vote format.
 
     Args:
-        path: a CSV, JSONL, JSON or Parquet file (``.gz`` for the text ones).
-        format: a name in :data:`FORMATS`, or ``"auto"`` to detect it.
+        path: a CSV, JSONL, JSON or Parquet file (``.gz`` for the text ones), or a folder
+            written by ``datasets.save_to_disk``.
+        format: a name in :data:`FORMATS` of the ``votes`` family, or ``"auto"`` to
+            detect it.
         columns: map roles to your column names, e.g. ``{"a": "left", "b": "right",
             "winner": "verdict"}`` (roles: ``a``, ``b``, ``winner``, ``weight``,
             ``annotator``, ``prompt``; per format, see its reader). With ``format="auto"``
@@ -169,31 +147,6 @@ def read_votes(
 
             return ReadResult(_aggregate(res.votes), res.skipped, res.format, res.n_read)
         return res
-    src = Source.of(path)
-    if format == "auto":
-        try:
-            name = detect_format(src)
-        except InvalidInputError:
-            if not columns:
-                raise
-            name = "generic"
-    else:
-        name = format
-    if name not in FORMATS:
-        known = ", ".join(FORMATS)
-        raise ValueError(f"unknown format {name!r}; known formats: {known}")
-    try:
-        parsed = FORMATS[name](src, columns=columns, items=items, **options)
-    except UnicodeDecodeError as e:
-        raise _not_utf8(src, e) from None
-    problems = parsed.problems
-    n_bad = len({p.line for p in problems})
-    if problems and not skip_invalid:
-        raise InvalidInputError(
-            problems, note=f"{n_bad:,} of {parsed.n_read:,} records are invalid, nothing was read")
-    if parsed.votes is None or len(parsed.votes) == 0:
-        if not problems:
-            raise src.empty()
-        raise InvalidInputError(problems, note=f"all {parsed.n_read:,} records are invalid")
-    return ReadResult(parsed.votes, problems, name, parsed.n_read)
-
+    fmt, parsed, _ = read_format(path, ("votes",), format=format, columns=columns,
+                                 skip_invalid=skip_invalid, items=items, **options)
+    return ReadResult(parsed.data, parsed.problems, fmt.name, parsed.n_read)

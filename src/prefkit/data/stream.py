@@ -53,7 +53,8 @@ def can_stream(path: str | Path, columns: Mapping[str, str] | None = None) -> bo
     import pyarrow.parquet as pq
 
     names = pq.ParquetFile(p).schema_arrow.names
-    return _resolve(names, columns) is not None and "weight" not in names
+    return (_resolve(names, columns) is not None and "weight" not in names
+            and len(set(names)) == len(names))  # duplicate names: refused by the reader
 
 
 class _Names:

@@ -38,6 +38,7 @@ from numpy.typing import NDArray
 __all__ = [
     "HH_HARMLESS_SPLIT_SEED",
     "BestOfN",
+    "Responses",
     "TextPairs",
     "TextRatings",
     "hh_harmless_split",
@@ -321,6 +322,19 @@ class BestOfN:
 
 # -- the fixed split --------------------------------------------------------------------
 Records = TypeVar("Records", TextPairs, TextRatings, BestOfN)
+
+
+@dataclass(frozen=True)
+class Responses:
+    """Responses to score, one per row: the prompt (a string, or ``{"role", "content"}``
+    messages) and the response; ``source_line`` is where each came from."""
+
+    prompt: list[str | Messages]
+    response: list[str]
+    source_line: list[int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.response)
 
 
 def _content(records: TextPairs | TextRatings | BestOfN) -> list[str]:

@@ -1,233 +1,42 @@
-"""Readers of text preference formats: trl, hh_rlhf, llmbar, rewardbench, ratings, generic.
+"""Readers of text preference formats (family ``"text"``: trl, pairs, hh_rlhf, llmbar,
+rewardbench, ratings) and of responses to score (family ``"responses"``).
 
 Each reader is one registered function ``read(table, *, columns=None, **options)`` over the
-rows of a :class:`prefkit.data.text_readers.Table` (records with their lines), returning a
-:class:`ParsedText`. Per-row checks go through :class:`RowChecks`, so every format reports
-the same problems with the same wording.
+records of a :class:`~prefkit.data.table.Table`, returning a
+:class:`~prefkit.data.formats.Parsed`; per-row checks go through
+:class:`~prefkit.data._rows.RowChecks`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from prefkit.data._build import norm_group
 from prefkit.data._frame import to_float
-from prefkit.data._registry import Role, resolve
-from prefkit.data.errors import InvalidRow
-from prefkit.data.text import BestOfN, Messages, TextPairs, TextRatings, render_chat
+from prefkit.data._rows import (
+    EXTRA_ROLES,
+    FIX_MESSAGES,
+    FIX_SAME,
+    PAIR_ROLES,
+    Columns,
+    PairColumns,
+    RowChecks,
+    get,
+    label_text,
+    maybe_json,
+)
+from prefkit.data.formats import Parsed, Role, register, resolve
+from prefkit.data.text import BestOfN, Messages, Responses, TextRatings, render_chat
 
 if TYPE_CHECKING:
-    from prefkit.data.text_readers import Table
+    from prefkit.data.table import Table
 
-__all__ = ["TEXT_FORMATS", "ParsedText", "TextFormat", "register_text_format"]
-
-Columns = Mapping[str, str] | None
-#: ``detect(kind, keys, first_record) -> bool``
-Detect = Callable[[str, frozenset[str], Mapping[str, Any]], bool]
-
-
-@dataclass
-class ParsedText:
-    """What a text reader returns: the records of the valid rows (``None`` if none), every
-    row-level problem, notes on rows kept as they are (``warnings``), and the rows read."""
-
-    data: TextPairs | TextRatings | BestOfN | None
-    problems: list[InvalidRow] = field(default_factory=list)
-    warnings: list[InvalidRow] = field(default_factory=list)
-    n_read: int = 0
-
-
-@dataclass(frozen=True)
-class TextFormat:
-    name: str
-    read: Callable[..., ParsedText]
-    detect: Detect
-    describe: str
-    priority: int
-
-
-TEXT_FORMATS: dict[str, TextFormat] = {}
-
-
-def register_text_format(
-    name: str, *, detect: Detect, describe: str, priority: int = 50
-) -> Callable[[Callable[..., ParsedText]], Callable[..., ParsedText]]:
-    """Add a reader to :data:`TEXT_FORMATS`; ``detect(kind, keys, first_record)`` says from
-    the columns and the first record whether a file is in this format (lower ``priority``
-    is tried first)."""
-
-    def deco(fn: Callable[..., ParsedText]) -> Callable[..., ParsedText]:
-        TEXT_FORMATS[name] = TextFormat(name, fn, detect, describe, priority)
-        return fn
-
-    return deco
-
-
-# -- per-row checks, shared by every format ---------------------------------------------
-FIX_EMPTY = "every pair needs two non-empty responses; fill it in or drop the row"
-FIX_SAME = "a pair needs two different responses; drop the row"
-FIX_MESSAGES = 'give a list of {"role": ..., "content": ...} messages, or a plain string'
-
-
-class RowChecks:
-    """Collects problems row by row: ``start(line)``, then value checks that return a clean
-    value (or ``None`` after recording a problem); ``ok`` says whether the row is valid."""
-
-    def __init__(self, table: Table) -> None:
-        self.t = table
-        self.problems: list[InvalidRow] = list(table.problems)
-        self.warnings: list[InvalidRow] = []
-        self.line = 0
-        self.ok = True
-
-    def start(self, line: int) -> None:
-        self.line, self.ok = line, True
-
-    def bad(self, fld: str | None, value: Any, reason: str, fix: str, kind: str) -> None:
-        self.ok = False
-        self.problems.append(self.t.problem(self.line, fld, _short(value), reason, fix, kind))
-
-    def warn(self, fld: str | None, reason: str, fix: str, kind: str) -> None:
-        self.warnings.append(self.t.problem(self.line, fld, None, reason, fix, kind,
-                                            skippable=False))
-
-    def text(self, value: Any, fld: str, what: str) -> str | None:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            self.bad(fld, None, f"missing {what}", f"every row needs {what}", "missing_value")
-            return None
-        if not isinstance(value, str):
-            self.bad(fld, value, f"expected text for {what}, got {type(value).__name__}",
-                     "give a string", "bad_value")
-            return None
-        return value
-
-    def messages(self, value: Any, fld: str) -> Messages | None:
-        ok = isinstance(value, list) and all(
-            isinstance(m, Mapping) and isinstance(m.get("role"), str)
-            and isinstance(m.get("content"), str) for m in value)
-        if not ok:
-            self.bad(fld, value, "malformed messages", FIX_MESSAGES, "bad_messages")
-            return None
-        return [{"role": m["role"], "content": m["content"]} for m in value]
-
-    def number(self, value: Any, fld: str, what: str, kind: str, fix: str) -> float:
-        x = to_float(value)
-        if x is None:
-            self.bad(fld, value, f"{what} {value!r} is not a number", fix, kind)
-            return math.nan
-        if not math.isfinite(x):
-            self.bad(fld, value, f"missing or NaN {what}" if math.isnan(x)
-                     else f"infinite {what}", fix, kind)
-        return x
-
-    def pair(self, chosen: str, rejected: str, fields: tuple[str, str]) -> None:
-        """The two responses of a pair: neither empty, not identical."""
-        for side, text, fld in (("chosen", chosen, fields[0]), ("rejected", rejected, fields[1])):
-            if not text.strip():
-                self.bad(fld, text, f"empty {side} response", FIX_EMPTY, "empty_response")
-        if self.ok and chosen == rejected:
-            self.bad(fields[1], rejected, "chosen and rejected responses are identical",
-                     FIX_SAME, "identical_responses")
-
-
-def _short(value: Any, n: int = 60) -> Any:
-    if isinstance(value, (list, dict)):
-        value = json.dumps(value, ensure_ascii=False)
-    if isinstance(value, str) and len(value) > n:
-        return value[: n - 3] + "..."
-    return value
-
-
-def _label(value: Any) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) \
-        else norm_group(value)
-
-
-def _maybe_json(value: Any) -> Any:
-    """CSV cells hold conversations as JSON text; parse those that look like a list."""
-    if isinstance(value, str) and value.lstrip().startswith("[{"):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
-
-
-# -- pairs ------------------------------------------------------------------------------
-EXTRA_ROLES = {
-    "margin": Role(("margin",), "preference strengths", False),
-    "annotator": Role(("annotator",), "annotator ids", False),
-    "user": Role(("user", "user_id"), "user ids", False),
-    "category": Role(("category",), "categories", False),
-    "id": Role(("id",), "pair ids", False),
-}
-PAIR_ROLES = {
-    "prompt": Role(("prompt",), "the prompt", False),
-    "chosen": Role(("chosen",), "the preferred response"),
-    "rejected": Role(("rejected",), "the other response"),
-    **EXTRA_ROLES,
-}
-
-
-class PairColumns:
-    """Accumulates valid pairs and their optional columns."""
-
-    def __init__(self, col: Mapping[str, str | None]) -> None:
-        self.col = col
-        self.prompt: list[str] = []
-        self.chosen: list[str] = []
-        self.rejected: list[str] = []
-        self.msgs: list[Messages | None] = []
-        self.lines: list[int] = []
-        self.extra: dict[str, list[Any]] = {k: [] for k in EXTRA_ROLES if col.get(k)}
-
-    def extras(self, checks: RowChecks, row: Mapping[str, Any]) -> dict[str, Any] | None:
-        out: dict[str, Any] = {}
-        for key in self.extra:
-            c = self.col[key]
-            v = _get(row, c)  # type: ignore[arg-type]
-            if key == "margin":
-                out[key] = checks.number(v, c, "margin", "bad_margin",  # type: ignore[arg-type]
-                                         "margins must be finite numbers")
-            else:
-                out[key] = _label(v)
-        return out if checks.ok else None
-
-    def add(self, line: int, prompt: str, chosen: str, rejected: str,
-            msgs: Messages | None, extra: Mapping[str, Any], category: str | None = None) -> None:
-        self.prompt.append(prompt)
-        self.chosen.append(chosen)
-        self.rejected.append(rejected)
-        self.msgs.append(msgs)
-        self.lines.append(line)
-        for k, v in extra.items():
-            self.extra[k].append(v)
-        if category is not None:
-            self.extra.setdefault("category", []).append(category)
-
-    def build(self) -> TextPairs | None:
-        if not self.chosen:
-            return None
-        has_msgs = any(m is not None for m in self.msgs)
-        return TextPairs(self.prompt, self.chosen, self.rejected,
-                         messages_prompt=self.msgs if has_msgs else None,
-                         source_line=self.lines, **self.extra)  # type: ignore[arg-type]
-
-
-def _get(row: Mapping[str, Any], path: str) -> Any:
-    cur: Any = row
-    for part in path.split("."):
-        if not isinstance(cur, Mapping):
-            return None
-        cur = cur.get(part)
-    return cur
+__all__ = ["llmbar_category", "read_hh_rlhf", "read_llmbar", "read_pairs", "read_ratings",
+           "read_responses", "read_rewardbench"]
 
 
 def _common_messages(a: Messages, b: Messages) -> int:
@@ -242,8 +51,8 @@ def _trl_row(checks: RowChecks, row: Mapping[str, Any], col: Mapping[str, str | 
     """(prompt, chosen, rejected, prompt messages) of one TRL-style row."""
     cc, cr, cp = col["chosen"], col["rejected"], col.get("prompt")
     assert cc and cr
-    c_raw, r_raw = _maybe_json(_get(row, cc)), _maybe_json(_get(row, cr))
-    p_raw = _maybe_json(_get(row, cp)) if cp else None
+    c_raw, r_raw = maybe_json(get(row, cc)), maybe_json(get(row, cr))
+    p_raw = maybe_json(get(row, cp)) if cp else None
     if isinstance(c_raw, list) or isinstance(r_raw, list):
         cm, rm = (checks.messages(raw, fld) if isinstance(raw, list) else checks.bad(
             fld, raw, "chosen and rejected must both be text or both be messages",
@@ -263,8 +72,8 @@ def _trl_row(checks: RowChecks, row: Mapping[str, Any], col: Mapping[str, str | 
                 and k == 0 else []
         msgs = pm + cm[:k]
         return render_chat(msgs), cm[k]["content"], rm[k]["content"], msgs
-    chosen, rejected = checks.text(c_raw, cc, "a chosen response"), \
-        checks.text(r_raw, cr, "a rejected response")
+    chosen, rejected = checks.response(c_raw, cc, "a chosen response"), \
+        checks.response(r_raw, cr, "a rejected response")
     if isinstance(p_raw, list):
         pm = checks.messages(p_raw, cp)  # type: ignore[arg-type]
         if pm is None or chosen is None or rejected is None:
@@ -276,8 +85,12 @@ def _trl_row(checks: RowChecks, row: Mapping[str, Any], col: Mapping[str, str | 
     return prompt, chosen, rejected, None
 
 
-def read_pairs(table: Table, *, columns: Columns = None) -> ParsedText:
-    col = resolve(table, PAIR_ROLES, columns)  # type: ignore[arg-type]
+def read_pairs(table: Table, *, columns: Columns = None) -> Parsed:
+    """TRL preference rows (standard or conversational), under any column names."""
+    return _pairs(table, resolve(table, PAIR_ROLES, columns))
+
+
+def _pairs(table: Table, col: Mapping[str, str | None]) -> Parsed:
     checks, out = RowChecks(table), PairColumns(col)
     for row, line in zip(table.rows, table.lines):
         checks.start(line)
@@ -289,7 +102,11 @@ def read_pairs(table: Table, *, columns: Columns = None) -> ParsedText:
         checks.pair(chosen, rejected, (col["chosen"], col["rejected"]))  # type: ignore[arg-type]
         if checks.ok:
             out.add(line, prompt, chosen, rejected, msgs, extra)
-    return ParsedText(out.build(), checks.problems, checks.warnings, table.n_read)
+    return checks.parsed(out.build())
+
+
+
+
 
 
 def _is_hh(first: Mapping[str, Any]) -> bool:
@@ -297,14 +114,15 @@ def _is_hh(first: Mapping[str, Any]) -> bool:
     return isinstance(c, str) and c.lstrip("\n").startswith("Human:")
 
 
-register_text_format(
-    "trl", priority=50,
+register(
+    "trl", priority=50, family="text", gives="TextPairs",
     describe="TRL preference data: prompt (optional), chosen, rejected as strings (standard) "
     'or lists of {"role", "content"} messages (conversational); optional margin, annotator, '
     "user, category, id",
     detect=lambda kind, keys, first: {"chosen", "rejected"} <= keys)(read_pairs)
-register_text_format(
-    "generic", priority=90, describe="pairs under any column names: "
+register(
+    "pairs", priority=90, family="text", gives="TextPairs", aliases=("generic",),
+    describe="pairs under any column names: "
     "columns={'prompt': ..., 'chosen': ..., 'rejected': ..., 'margin': ..., ...}",
     detect=lambda kind, keys, first: False)(read_pairs)
 
@@ -325,13 +143,13 @@ def _hh_messages(context: str) -> Messages:
     return msgs[:-1]  # the last, empty assistant turn is the response's slot
 
 
-@register_text_format(
-    "hh_rlhf", priority=30,
+@register(
+    "hh_rlhf", priority=30, family="text", gives="TextPairs",
     describe="Anthropic HH-RLHF: chosen and rejected full transcripts "
     "('\\n\\nHuman: ...\\n\\nAssistant: ...') that differ in the last assistant turn",
     detect=lambda kind, keys, first: {"chosen", "rejected"} <= keys and "prompt" not in keys
     and _is_hh(first))
-def read_hh_rlhf(table: Table, *, columns: Columns = None, strict: bool = False) -> ParsedText:
+def read_hh_rlhf(table: Table, *, columns: Columns = None, strict: bool = False) -> Parsed:
     """Anthropic HH transcripts. The prompt is the shared transcript up to and including the
     last ``"\\n\\nAssistant:"``; each response is the rest, stripped of surrounding spaces.
 
@@ -349,8 +167,8 @@ def read_hh_rlhf(table: Table, *, columns: Columns = None, strict: bool = False)
     checks, out = RowChecks(table), PairColumns(col)
     for row, line in zip(table.rows, table.lines):
         checks.start(line)
-        c = checks.text(_get(row, cc), cc, "a chosen transcript")
-        r = checks.text(_get(row, cr), cr, "a rejected transcript")
+        c = checks.text(get(row, cc), cc, "a chosen transcript")
+        r = checks.text(get(row, cr), cr, "a rejected transcript")
         extra = out.extras(checks, row)
         if c is None or r is None or extra is None:
             continue
@@ -383,8 +201,10 @@ def read_hh_rlhf(table: Table, *, columns: Columns = None, strict: bool = False)
         if not chosen or not rejected:
             what = "empty chosen reply" if not chosen else "empty rejected reply"
             if strict:
-                checks.bad(cc if not chosen else cr, "", what, FIX_EMPTY, "empty_response")
+                checks.bad(cc if not chosen else cr, "", what, "strict=True refuses empty "
+                           "replies; fill it in or drop the row", "empty_response")
                 continue
+            checks.empty_lines.add(line)
             checks.warn(cc if not chosen else cr, what + " (the transcript ends with "
                         "'Assistant:')", "kept as an empty response; strict=True makes "
                         "such rows invalid", "empty_response")
@@ -393,7 +213,7 @@ def read_hh_rlhf(table: Table, *, columns: Columns = None, strict: bool = False)
                        "identical_responses")
             continue
         out.add(line, c[:cut], chosen, rejected, _hh_messages(c[:cut]), extra)
-    return ParsedText(out.build(), checks.problems, checks.warnings, table.n_read)
+    return checks.parsed(out.build())
 
 
 # -- LLMBar -----------------------------------------------------------------------------
@@ -421,13 +241,13 @@ def llmbar_category(path: str) -> str | None:
     return None
 
 
-@register_text_format(
-    "llmbar", priority=20,
+@register(
+    "llmbar", priority=20, family="text", gives="TextPairs",
     describe="LLMBar / LLM-judge pairs: input, output_1, output_2, label (1 or 2 names the "
     "better output); category from the file name",
     detect=lambda kind, keys, first: {"input", "output_1", "output_2", "label"} <= keys)
 def read_llmbar(table: Table, *, columns: Columns = None, category: str | None = None
-                ) -> ParsedText:
+                ) -> Parsed:
     """LLMBar pairs: ``label`` 1 means ``output_1`` is chosen, 2 means ``output_2``. The
     category is ``category=`` if given, else the LLMBar split in the file name (see
     :func:`llmbar_category`)."""
@@ -438,10 +258,10 @@ def read_llmbar(table: Table, *, columns: Columns = None, category: str | None =
     checks, out = RowChecks(table), PairColumns({})
     for row, line in zip(table.rows, table.lines):
         checks.start(line)
-        prompt = checks.text(_get(row, cp), cp, "an instruction")
-        o1 = checks.text(_get(row, c1), c1, "output 1")
-        o2 = checks.text(_get(row, c2), c2, "output 2")
-        lab = _get(row, cl)
+        prompt = checks.text(get(row, cp), cp, "an instruction")
+        o1 = checks.response(get(row, c1), c1, "output 1")
+        o2 = checks.response(get(row, c2), c2, "output 2")
+        lab = get(row, cl)
         code = to_float(lab)
         if lab is None or (code is not None and math.isnan(code)):
             checks.bad(cl, lab, "missing label", "label must be 1 (output_1 is better) or 2 "
@@ -455,7 +275,7 @@ def read_llmbar(table: Table, *, columns: Columns = None, category: str | None =
         checks.pair(chosen, rejected, flds)
         if checks.ok:
             out.add(line, prompt, chosen, rejected, None, {}, cat)
-    return ParsedText(out.build(), checks.problems, checks.warnings, table.n_read)
+    return checks.parsed(out.build())
 
 
 # -- RewardBench 1 and 2 ----------------------------------------------------------------
@@ -477,51 +297,37 @@ def _is_rewardbench(keys: frozenset[str], first: Mapping[str, Any]) -> bool:
     return v2 or "subset" in keys or "num_correct" in keys
 
 
-@register_text_format(
-    "rewardbench", priority=10,
+@register(
+    "rewardbench", priority=10, family="text", gives="TextPairs or BestOfN",
     describe="RewardBench: prompt, chosen, rejected, subset, id (v1: one pair per row) or "
     "prompt, chosen: [...], rejected: [...], num_correct, subset, id (v2: best-of-N)",
     detect=lambda kind, keys, first: _is_rewardbench(keys, first))
-def read_rewardbench(table: Table, *, columns: Columns = None) -> ParsedText:
+def read_rewardbench(table: Table, *, columns: Columns = None) -> Parsed:
     """RewardBench 1 rows (``chosen``/``rejected`` strings) give :class:`TextPairs` with
     ``category`` = ``subset``; RewardBench 2 rows (lists of responses, ``num_correct``)
     give :class:`BestOfN`, told apart by the first row's ``chosen``."""
     col = resolve(table, RB_ROLES, columns)  # type: ignore[arg-type]
     first = table.rows[0] if table.rows else {}
-    if not isinstance(_maybe_json(_get(first, col["chosen"])), list):  # type: ignore[arg-type]
+    if not isinstance(maybe_json(get(first, col["chosen"])), list):  # type: ignore[arg-type]
         pair_col = {"prompt": col["prompt"], "chosen": col["chosen"],
                     "rejected": col["rejected"], "category": col["subset"], "id": col["id"]}
-        checks, out = RowChecks(table), PairColumns(pair_col)
-        for row, line in zip(table.rows, table.lines):
-            checks.start(line)
-            got = _trl_row(checks, row, pair_col)
-            extra = out.extras(checks, row)
-            if got is None or extra is None:
-                continue
-            checks.pair(got[1], got[2], (col["chosen"], col["rejected"]))  # type: ignore[arg-type]
-            if checks.ok:
-                out.add(line, *got, extra)
-        return ParsedText(out.build(), checks.problems, checks.warnings, table.n_read)
+        return _pairs(table, pair_col)
     return _read_rewardbench2(table, col)
 
 
 def _responses(checks: RowChecks, value: Any, fld: str, what: str) -> list[str] | None:
-    value = _maybe_json(value)
+    value = maybe_json(value)
     if not isinstance(value, list) or not value:
         checks.bad(fld, value, f"expected a non-empty list of {what} responses",
                    "RewardBench 2 rows hold lists of response strings", "bad_value")
         return None
     out = []
     for i, v in enumerate(value):
-        t = checks.text(v, f"{fld}[{i}]", f"a {what} response")
-        if t is not None and not t.strip():
-            checks.bad(f"{fld}[{i}]", t, f"empty {what} response",
-                       "fill it in or drop the response", "empty_response")
-        out.append(t or "")
+        out.append(checks.response(v, f"{fld}[{i}]", f"a {what} response") or "")
     return out if checks.ok else None
 
 
-def _read_rewardbench2(table: Table, col: Mapping[str, str | None]) -> ParsedText:
+def _read_rewardbench2(table: Table, col: Mapping[str, str | None]) -> Parsed:
     cp, cc, cr, cs, ci, cn = (col[k] for k in ("prompt", "chosen", "rejected", "subset",
                                                "id", "num_correct"))
     assert cp and cc and cr
@@ -529,14 +335,14 @@ def _read_rewardbench2(table: Table, col: Mapping[str, str | None]) -> ParsedTex
     prompt, chosen, rejected, other, cat, ids, lines = [], [], [], [], [], [], []
     for row, line in zip(table.rows, table.lines):
         checks.start(line)
-        p = checks.text(_get(row, cp), cp, "a prompt")
-        good = _responses(checks, _get(row, cc), cc, "chosen")
-        wrong = _responses(checks, _get(row, cr), cr, "rejected")
-        if cn and good is not None and _get(row, cn) is not None:
-            k = checks.number(_get(row, cn), cn, "num_correct", "bad_value",
+        p = checks.text(get(row, cp), cp, "a prompt")
+        good = _responses(checks, get(row, cc), cc, "chosen")
+        wrong = _responses(checks, get(row, cr), cr, "rejected")
+        if cn and good is not None and get(row, cn) is not None:
+            k = checks.number(get(row, cn), cn, "num_correct", "bad_value",
                               "num_correct must be the number of chosen responses")
             if checks.ok and k != len(good):
-                checks.bad(cn, _get(row, cn), f"num_correct {_get(row, cn)!r} does not match "
+                checks.bad(cn, get(row, cn), f"num_correct {get(row, cn)!r} does not match "
                            f"the {len(good)} chosen responses", "num_correct must be the "
                            "number of chosen responses", "bad_value")
         if good is not None and wrong is not None and set(good) & set(wrong):
@@ -548,15 +354,15 @@ def _read_rewardbench2(table: Table, col: Mapping[str, str | None]) -> ParsedTex
         chosen.append(good[0])
         other.append(good[1:])
         rejected.append(wrong)
-        cat.append(_label(_get(row, cs)) if cs else "")
-        ids.append(_label(_get(row, ci)) if ci else "")
+        cat.append(label_text(get(row, cs)) if cs else "")
+        ids.append(label_text(get(row, ci)) if ci else "")
         lines.append(line)
     data = None
     if chosen:
         data = BestOfN(prompt, chosen, rejected, np.asarray(cat, object) if cs else None,
                        np.asarray(ids, object) if ci else None,
                        other if any(other) else None, lines)
-    return ParsedText(data, checks.problems, checks.warnings, table.n_read)
+    return checks.parsed(data)
 
 
 # -- ratings ----------------------------------------------------------------------------
@@ -580,14 +386,14 @@ def _numeric_columns(table: Table, skip: set[str]) -> list[str]:
     return out
 
 
-@register_text_format(
-    "ratings", priority=40,
+@register(
+    "ratings", priority=40, family="text", gives="TextRatings",
     describe="rated responses (HelpSteer style): prompt, response and numeric attribute "
     "columns (helpfulness, correctness, ...); optional user, category, id",
     detect=lambda kind, keys, first: {"prompt", "response"} <= keys
     and "chosen" not in keys)
 def read_ratings(table: Table, *, columns: Columns = None,
-                 attributes: Sequence[str] | None = None) -> ParsedText:
+                 attributes: Sequence[str] | None = None) -> Parsed:
     """:class:`TextRatings`: the attributes are ``attributes=`` or every other column whose
     values are all numbers. A missing or non-numeric rating makes the row invalid."""
     col = resolve(table, RATING_ROLES, columns)  # type: ignore[arg-type]
@@ -598,7 +404,7 @@ def read_ratings(table: Table, *, columns: Columns = None,
     have = set(table.header())
     miss = [a for a in attrs if a not in have]
     if not attrs or miss:
-        table.fail(f"missing rating column {miss[0]!r}" if miss else "no numeric rating "
+        table.fail(None, f"missing rating column {miss[0]!r}" if miss else "no numeric rating "
                    "columns", f"columns present: {', '.join(table.header())}; name them "
                    "with attributes=['helpfulness', ...]", "missing_column")
     checks = RowChecks(table)
@@ -608,10 +414,8 @@ def read_ratings(table: Table, *, columns: Columns = None,
     extra: dict[str, list[str]] = {k: [] for k in opt}
     for row, line in zip(table.rows, table.lines):
         checks.start(line)
-        p = checks.text(_get(row, cp), cp, "a prompt")
-        r = checks.text(_get(row, cr), cr, "a response")
-        if r is not None and not r.strip():
-            checks.bad(cr, r, "empty response", "fill it in or drop the row", "empty_response")
+        p = checks.text(get(row, cp), cp, "a prompt")
+        r = checks.response(get(row, cr), cr, "a response")
         xs = [checks.number(row.get(a), a, f"rating {a!r}", "bad_rating",
                             "ratings must be finite numbers") for a in attrs]
         if not checks.ok or p is None or r is None:
@@ -622,7 +426,52 @@ def read_ratings(table: Table, *, columns: Columns = None,
         for a, x in zip(attrs, xs):
             ratings[a].append(x)
         for k, c in opt.items():
-            extra[k].append(_label(_get(row, c)))  # type: ignore[arg-type]
+            extra[k].append(label_text(get(row, c)))  # type: ignore[arg-type]
     data = TextRatings(prompt, response, ratings, source_line=lines, **extra) \
         if response else None  # type: ignore[arg-type]
-    return ParsedText(data, checks.problems, checks.warnings, table.n_read)
+    return checks.parsed(data)
+
+
+# -- responses to score -----------------------------------------------------------------
+RESPONSE_ROLES = {
+    "prompt": Role(("prompt",), "the prompt", False),
+    "response": Role(("response", "text"), "the response (or 'text': prompt and response "
+                     "already rendered as one text)"),
+}
+
+
+@register(
+    "responses", priority=50, family="responses", gives="Responses",
+    describe="responses to score: prompt (optional; a string or chat messages) and "
+    "response per record, or text (already rendered); a .txt file: one response per line",
+    detect=lambda kind, keys, first: kind == "txt" or bool({"response", "text"} & keys))
+def read_responses(table: Table, *, columns: Columns = None, prompt: str = "") -> Parsed:
+    """:class:`~prefkit.data.text.Responses`: a record's prompt (``prompt=`` where it has
+    none; a ``text`` record is prompt and response in one, so it has none) and response."""
+    col = resolve(table, RESPONSE_ROLES, columns)
+    cr = col["response"]
+    assert cr
+    # records may mix the two forms: a row without 'response' may give its 'text'
+    alt = "text" if cr == "response" and "text" in table.header() else None
+    checks = RowChecks(table)
+    prompts: list[Any] = []
+    texts: list[str] = []
+    lines: list[int] = []
+    for row, line in zip(table.rows, table.lines):
+        checks.start(line)
+        fld = alt if alt and get(row, cr) is None and get(row, alt) is not None else cr
+        cp = col["prompt"] if fld != "text" else None
+        p: Any = get(row, cp) if cp else None
+        if p is None or p == "":
+            p = prompt
+        elif isinstance(p, (str, list)):
+            p = checks.prompt(p, cp)  # type: ignore[arg-type]
+        else:
+            p = str(p)
+        r = checks.response(get(row, fld), fld, "a response")
+        if not checks.ok or r is None or p is None:
+            continue
+        prompts.append(p)
+        texts.append(r)
+        lines.append(line)
+    return checks.parsed(Responses(prompts, texts, lines) if texts else None)

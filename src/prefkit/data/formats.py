@@ -1,0 +1,270 @@
+"""The format registry: every input format prefkit reads, of every record kind, in one place.
+
+A format is one reader function over a :class:`~prefkit.data.table.Table`, registered with
+:func:`register`. Its ``family`` says which reading function takes it (and so which
+commands):
+
+- ``"votes"``: :func:`prefkit.data.read_votes` (``prefkit rank``, ``diagnose``, ``propose``,
+  ``simulate``) -- pairwise votes, aggregated counts, rankings and K-wise choices;
+- ``"text"``: :func:`prefkit.data.read_preferences` (``prefkit reward train/eval/finetune``)
+  and :func:`prefkit.data.read_alignment_data` (``prefkit align``) -- text pairs, ratings,
+  best-of-N sets;
+- ``"align"``: :func:`prefkit.data.read_alignment_data` only -- unpaired, listwise and
+  Step-DPO rows;
+- ``"responses"``: :func:`prefkit.data.read_responses` (``prefkit reward score``).
+
+A new format is one function::
+
+    @register("votes_x", family="votes", gives="PairwiseVotes",
+              detect=lambda kind, keys, first: {"p1", "p2", "verdict"} <= keys,
+              describe="X's votes: p1, p2, verdict (p1|p2|draw)", priority=60)
+    def read_votes_x(table, *, columns=None, items=None):
+        roles = {"a": Role(("p1",), "side a"), "b": Role(("p2",), "side b"),
+                 "winner": Role(("verdict",), "the outcome")}
+        return pairwise_table(table, roles, columns, {"p1": 0, "p2": 1, "draw": 2}, items)
+
+``detect(kind, keys, first)`` says from the container (csv/jsonl/json/parquet/dataset/txt),
+the column names and the first record whether an input is in this format; lower
+``priority`` is tried first. ``prefkit formats`` lists every registered format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from prefkit.data._frame import missing_column
+from prefkit.data.errors import InvalidInputError, InvalidRow
+from prefkit.data.table import Table
+
+__all__ = ["FAMILIES", "FORMATS", "Format", "Parsed", "Role", "describe_formats",
+           "detect", "lookup", "notes", "read_format", "register", "resolve"]
+
+#: ``detect(kind, keys, first_record) -> bool``
+Detect = Callable[[str, frozenset[str], Mapping[str, Any]], bool]
+
+#: family -> who reads it (the heading of ``prefkit formats``)
+FAMILIES = {
+    "votes": "votes, counts and rankings: prefkit rank, diagnose, propose, simulate "
+             "(read_votes)",
+    "text": "text pairs, ratings and best-of-N: prefkit reward train, eval, finetune "
+            "(read_preferences) and prefkit align (read_alignment_data)",
+    "align": "alignment rows: prefkit align (read_alignment_data)",
+    "responses": "responses to score: prefkit reward score (read_responses)",
+}
+#: the reader used when detection finds nothing but ``columns=`` maps the roles
+FALLBACK = {"votes": "generic", "text": "pairs", "align": "pairs"}
+#: what ``columns=`` looks like, per family, for the unknown-format message
+_MAPPING = {"votes": "{'a': ..., 'b': ..., 'winner': ...}",
+            "text": "{'prompt': ..., 'chosen': ..., 'rejected': ...}",
+            "align": "{'prompt': ..., 'chosen': ..., 'rejected': ...}",
+            "responses": "{'prompt': ..., 'response': ...}"}
+
+
+@dataclass
+class Parsed:
+    """What a reader returns: the records of the valid rows (``None`` if none), every
+    row-level problem, the records read, notes on rows kept as they are (``warnings``) and
+    the number of rows kept with an empty response (``n_empty``)."""
+
+    data: Any
+    problems: list[InvalidRow] = field(default_factory=list)
+    n_read: int = 0
+    warnings: list[InvalidRow] = field(default_factory=list)
+    n_empty: int = 0
+
+    @property
+    def votes(self) -> Any:
+        """The vote readers' name for :attr:`data`."""
+        return self.data
+
+
+@dataclass(frozen=True)
+class Format:
+    """One registered format: ``read(table, *, columns=None, **options) -> Parsed``."""
+
+    name: str
+    read: Callable[..., Parsed]
+    detect: Detect
+    describe: str
+    priority: int
+    family: str
+    gives: str = ""
+    aliases: tuple[str, ...] = ()
+
+
+FORMATS: dict[str, Format] = {}
+
+
+def register(
+    name: str, *, detect: Detect, describe: str, priority: int = 50, family: str = "votes",
+    gives: str = "", aliases: Sequence[str] = (),
+) -> Callable[[Callable[..., Parsed]], Callable[..., Parsed]]:
+    """Add a reader to :data:`FORMATS` (see the module docstring)."""
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
+
+    def deco(fn: Callable[..., Parsed]) -> Callable[..., Parsed]:
+        FORMATS[name] = Format(name, fn, detect, describe, priority, family, gives,
+                               tuple(aliases))
+        return fn
+
+    return deco
+
+
+def formats(*families: str) -> list[Format]:
+    """The formats of ``families`` (all by default), in detection order."""
+    return sorted((f for f in FORMATS.values() if not families or f.family in families),
+                  key=lambda f: f.priority)
+
+
+def describe_formats(*families: str) -> str:
+    """One line per format, in detection order; grouped under a heading per family when
+    more than one family is listed (``prefkit formats`` lists them all)."""
+    shown = families or tuple(FAMILIES)
+    if len(shown) == 1:
+        return "\n".join(f"  {f.name}: {f.describe}" for f in formats(*shown))
+    return "\n".join(f"{FAMILIES[fam]}:\n" + describe_formats(fam) for fam in shown
+                     if formats(fam))
+
+
+def lookup(name: str, families: Sequence[str]) -> Format:
+    """The format called ``name`` (or one of its aliases) among ``families``."""
+    for f in formats(*families):
+        if name == f.name or name in f.aliases:
+            return f
+    known = ", ".join(f.name for f in formats(*families))
+    raise ValueError(f"unknown format {name!r}; known formats: {known}")
+
+
+def detect(table: Table, families: Sequence[str],
+           columns: Mapping[str, str] | None = None) -> Format:
+    """The first format of ``families`` whose ``detect`` accepts the input; with a
+    ``columns=`` mapping and no match, the family's generic reader; else an
+    :class:`InvalidInputError` listing the known formats."""
+    if tuple(families) == ("votes",):  # cheap: the header or the first records only
+        keys = frozenset(table.peek_keys())
+        first: Mapping[str, Any] = {}
+        if not keys and table.kind in ("json", "jsonl"):
+            _need_records(table)
+    else:
+        first = _need_records(table)
+        keys = frozenset(table.header())
+    mapped = keys | frozenset(columns or {})
+    for f in formats(*families):
+        if f.detect(table.kind, mapped if f.family == "align" else keys, first):
+            return f
+    fallback = FALLBACK.get(families[0])
+    if columns and fallback:
+        return FORMATS[fallback]
+    if len(formats(*families)) == 1:  # one reader: its own message names what is missing
+        return formats(*families)[0]
+    what = {"csv": "header", "parquet": "header", "dataset": "columns"}.get(
+        table.kind, "records")
+    shown = ", ".join(sorted(keys)[:30]) or "none"
+    container = f"{table.kind.upper()} file" if table.kind != "dataset" else "dataset"
+    raise InvalidInputError([table.problem(
+        None, f"cannot tell the format of this {container} from its {what} "
+        f"(columns: {shown})",
+        f"known formats:\n{describe_formats(*families)}\n  pass format='<name>' (CLI: --format "
+        f"<name>), or map your columns with columns={_MAPPING[families[0]]}",
+        "unknown_format")])
+
+
+def _need_records(table: Table) -> Mapping[str, Any]:
+    recs = table.records()
+    if recs.n_read == 0:
+        raise table.empty()
+    if not recs.rows:
+        raise InvalidInputError(recs.problems, note="no record could be read")
+    return recs.rows[0]
+
+
+def read_format(
+    source: Any, families: Sequence[str], *, format: str = "auto",
+    columns: Mapping[str, str] | None = None, skip_invalid: bool = False,
+    split: str | None = None,
+    then: Callable[[Format, Parsed, Table], Parsed] | None = None, **options: Any,
+) -> tuple[Format, Parsed, Table]:
+    """The one reading path: open the input, pick the format (detected, or named), read it
+    (and pass it through ``then``, which may add problems), and refuse it -- listing every
+    problem -- when a row is invalid (unless ``skip_invalid``) or nothing valid is left."""
+    table = Table.of(source, split=split)
+    with table.decoding():
+        fmt = detect(table, families, columns) if format == "auto" else lookup(format, families)
+        if table.kind in ("json", "jsonl", "dataset", "txt") and fmt.family != "votes":
+            _need_records(table)
+        parsed = fmt.read(table, columns=columns, **options)
+        if then is not None:
+            parsed = then(fmt, parsed, table)
+    problems = sorted(parsed.problems, key=lambda q: q.line or 0)
+    if problems and not skip_invalid:
+        n_bad = len({p.line for p in problems})
+        raise InvalidInputError(
+            problems, note=f"{n_bad:,} of {parsed.n_read:,} records are invalid, nothing was read")
+    if parsed.data is None or len(parsed.data) == 0:
+        if not problems:
+            raise table.empty()
+        raise InvalidInputError(problems, note=f"all {parsed.n_read:,} records are invalid")
+    return fmt, replace(parsed, problems=problems), table
+
+
+def notes(n_skipped: int, n_empty: int, n_warnings: int) -> str:
+    """``"; skipped 2 invalid rows; 3 rows with an empty response (kept); 1 warning"``."""
+    text = f"; skipped {n_skipped:,} invalid rows" if n_skipped else ""
+    if n_empty:
+        text += f"; {n_empty:,} row{'s' if n_empty != 1 else ''} with an empty response (kept)"
+    if n_warnings:
+        text += f"; {n_warnings:,} warnings"
+    return text
+
+
+# -- column roles, shared by the readers ---------------------------------------------------
+@dataclass(frozen=True)
+class Role:
+    """A column a format needs: default names tried in order, what it is for, required?"""
+
+    names: Sequence[str]
+    purpose: str
+    required: bool = True
+
+
+def resolve(
+    table: Table, roles: Mapping[str, Role], columns: Mapping[str, str] | None
+) -> dict[str, str | None]:
+    """Column name per role: the ``columns=`` override, else the first default present.
+    Every missing required column is reported at once, with the columns present."""
+    columns = dict(columns or {})
+    unknown = sorted(set(columns) - set(roles))
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))} in columns=; "
+                         f"this format maps {', '.join(map(repr, roles))}")
+    header = table.header()
+    have = set(header)
+    out: dict[str, str | None] = {}
+    probs = []
+    for key, role in roles.items():
+        if key in columns:
+            col = columns[key]
+            if col.split(".")[0] not in have:
+                probs.append(missing_column(table, col, role.purpose, header, key))
+            out[key] = col
+            continue
+        found = next((c for c in role.names if c.split(".")[0] in have), None)
+        if found is None and role.required:
+            miss = missing_column(table, role.names[0], role.purpose, header, key)
+            if len(role.names) > 1:
+                alts = " or ".join(repr(n) for n in role.names[1:])
+                miss = replace(miss, reason=f"missing column {role.names[0]!r} (or {alts}; "
+                               f"needed for {role.purpose})")
+            probs.append(miss)
+        out[key] = found
+    if probs:
+        raise InvalidInputError(probs)
+    return out
+
+
+def need(role: Role, key: str) -> tuple[str, str] | None:
+    """Why a column is loaded: ``(purpose, key)`` if required, ``None`` if optional."""
+    return (role.purpose, key) if role.required else None
