@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from difflib import get_close_matches
 from typing import Any
 
 import typer
@@ -97,6 +96,8 @@ class _Verbs(TyperGroup):
         except typer.TyperException as e:  # an unknown verb: suggest from all of them
             message = getattr(e, "message", "")
             if args and message.startswith("No such command"):
+                from difflib import get_close_matches
+
                 matches = get_close_matches(args[0], self.list_commands(ctx))
                 base = message.split(". Did you mean")[0].rstrip(".")
                 e.message = (f"{base}. Did you mean {', '.join(repr(m) for m in matches)}?"
