@@ -65,3 +65,14 @@ def test_stream_reports_every_bad_row(tmp_path: Path) -> None:
     counts, skipped, n = read_pair_counts(path, skip_invalid=True)
     assert n == 5 and [p.line for p in skipped] == [2, 3, 4]
     assert counts.n_votes == 2
+
+
+def test_a_mapped_weight_column_is_not_streamed(tmp_path: Path) -> None:
+    # a table of counts made elsewhere (SQL GROUP BY in Spark or DuckDB) with its count
+    # column mapped as the weight: every row weighs its count (the stream ignores weights)
+    path = tmp_path / "counts.parquet"
+    pq.write_table(pa.table({"model_a": ["x", "y", "x"], "model_b": ["y", "z", "z"],
+                             "winner": ["model_a", "model_b", "tie"], "n": [5, 3, 2]}), path)
+    res = read_votes(path, aggregate=True, columns={"weight": "n"})
+    assert res.format != "parquet-stream"
+    assert res.votes.n_votes == 10

@@ -46,9 +46,10 @@ def _resolve(names: list[str], columns: Mapping[str, str] | None) -> dict[str, s
 
 def can_stream(path: str | Path, columns: Mapping[str, str] | None = None) -> bool:
     """True for a Parquet file with a/b/winner columns and nothing a fit would need per
-    vote (no weight column)."""
+    vote (no weight column, by name or mapped: a table of counts with ``columns={"weight":
+    "n"}`` goes to the reader, which weighs each row)."""
     p = Path(path)
-    if p.suffix.lower() not in (".parquet", ".pq"):
+    if p.suffix.lower() not in (".parquet", ".pq") or (columns and "weight" in columns):
         return False
     import pyarrow.parquet as pq
 
