@@ -274,3 +274,23 @@ def test_hessian_covariance_later(monkeypatch: pytest.MonkeyPatch, ties: str) ->
     pri = fit_bradley_terry(votes, ties=ties, prior=0.5, covariance=False)
     ref = fit_bradley_terry(votes, ties=ties, prior=0.5, covariance=True)
     np.testing.assert_allclose(bt.hessian_covariance(pri, votes), ref.covariance, atol=1e-8)
+
+
+def test_hessian_intervals_and_matchmaking_above_the_dense_covariance_limit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # a large fit leaves the dense covariance out; Hessian intervals compute it on demand
+    # from the data (they need it), and matchmaking asks for it
+    from prefkit.rank.matchmaking import MatchState
+    from prefkit.rank.uncertainty import with_intervals
+
+    votes = sparse_votes(120, 2000, seed=7)
+    monkeypatch.setattr(bt, "SPARSE_MIN_ITEMS", 100)
+    monkeypatch.setattr(bt, "DENSE_COVARIANCE_MAX_ITEMS", 100)
+    lb = fit_bradley_terry(votes)
+    assert lb.covariance is None
+    with pytest.raises(ValueError, match="covariance=True"):
+        with_intervals(lb, method="hessian")  # without the data: says why and what to do
+    got = with_intervals(lb, votes, method="hessian")
+    ref = with_intervals(fit_bradley_terry(votes, covariance=True), method="hessian")
+    np.testing.assert_allclose(got.intervals, ref.intervals, atol=1e-6)
+    assert MatchState.fit(votes, prior=None).covariance is not None

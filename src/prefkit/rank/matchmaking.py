@@ -133,7 +133,8 @@ class MatchState:
         first vote; ``prior=None`` fits the MLE (an error while it does not exist).
         """
         if prior is None:
-            return cls.from_leaderboard(fit_bradley_terry(data, prior="auto", init=init))
+            return cls.from_leaderboard(fit_bradley_terry(data, prior="auto", init=init,
+                                                          covariance=True))
         return _fit_rows(build_rows(data, ties="half"), prior=prior, init=init)
 
 

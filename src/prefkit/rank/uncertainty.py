@@ -375,8 +375,15 @@ def with_intervals(
     info = dict(lb.info)
     if method == "hessian":
         cov = info.pop("model_covariance", lb.covariance)
+        if cov is None and data is not None and "covariance" in lb.info:
+            # a large fit left the dense covariance out (its cost: n^2 memory, n^3 time)
+            from prefkit.rank.bradley_terry import hessian_covariance
+
+            cov = hessian_covariance(lb, data, style_transform=style_transform)
         if cov is None:
-            raise ValueError("the leaderboard has no covariance (its Hessian was singular)")
+            why = lb.info.get("covariance", "its Hessian was singular")
+            raise ValueError(f"the leaderboard has no covariance ({why}); pass the data it "
+                             "was fitted on to compute it")
         label = "hessian"
     elif method == "sandwich":
         if data is None:
