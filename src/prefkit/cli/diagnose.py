@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from prefkit.cli._common import fail, out, parse_mapping, print_json, read_input
+from prefkit.cli.rank import refuse_stdin
 
 
 def diagnose(
@@ -36,11 +37,12 @@ def diagnose(
     from prefkit.data.records import Rankings
     from prefkit.rank.diagnostics import diagnose as run
 
+    refuse_stdin(file, "diagnose")
+    if influence_by not in ("annotator", "prompt", "none"):
+        fail(f"--influence-by must be 'annotator', 'prompt' or 'none', got {influence_by!r}")
     res = read_input(file, fmt=fmt, columns=parse_mapping(column, "--column"),
                      skip_invalid=skip_invalid, quiet=as_json)
     data = res.votes.to_pairwise() if isinstance(res.votes, Rankings) else res.votes
-    if influence_by not in ("annotator", "prompt", "none"):
-        fail("--influence-by must be 'annotator', 'prompt' or 'none'")
     try:
         d = run(data, influence_by=None if influence_by == "none" else influence_by,  # type: ignore[arg-type]
                 rng=np.random.default_rng(seed) if simulations else None,

@@ -8,7 +8,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from prefkit.cli._common import console, fail, out, parse_mapping, print_json, read_input
+from prefkit.cli._common import (
+    _clip,
+    console,
+    fail,
+    note,
+    out,
+    parse_mapping,
+    print_json,
+    read_input,
+)
+from prefkit.cli.rank import refuse_stdin
 
 
 def propose(
@@ -32,26 +42,48 @@ def propose(
 
       prefkit propose battles.jsonl --k 4 --n 5 --json
     """
+    import math
+
     import numpy as np
 
     from prefkit.data.records import Rankings
     from prefkit.rank.matchmaking import propose_pairs
 
+    refuse_stdin(file, "propose")
+    if n < 1:
+        fail(f"--n must be at least 1 (how many comparisons to propose), got {n}")
+    if k < 2:
+        fail(f"--k must be at least 2 (items per comparison: 2 for pairs), got {k}")
+    if not (math.isfinite(explore) and 0.0 <= explore <= 1.0):
+        fail(f"--explore must lie in [0, 1] (the share of random proposals), got {explore:g}")
     res = read_input(file, fmt=fmt, columns=parse_mapping(column, "--column"),
                      skip_invalid=skip_invalid, quiet=as_json)
     data = res.votes.to_pairwise() if isinstance(res.votes, Rankings) else res.votes
+    n_items = len(data.items.names)
+    if k > n_items:
+        fail(f"--k {k}: the votes have {n_items} items, so a comparison holds at most "
+             f"{n_items}; lower --k")
     try:
         sets = propose_pairs(data, n=n, k=k, rng=np.random.default_rng(seed),
                              strategy=strategy, explore=explore)  # type: ignore[arg-type]
     except ValueError as e:
-        fail(str(e))
+        message = str(e)
+        fail(f"--{message}" if message.startswith(("k ", "strategy ")) else message)
     names = data.items.names
     proposals = [[names[i] for i in row] for row in sets]
+    n_sets = math.comb(n_items, k)
+    if n > n_sets and not as_json:
+        note(f"note: {n:,} comparisons asked, but {n_items} items make only {n_sets:,} "
+             f"different {'pairs' if k == 2 else f'{k}-sets'}: the proposals repeat, and none "
+             "learns from the outcomes of the others; collect votes on the first ones and "
+             "propose again")
     if as_json:
         print_json({"strategy": strategy, "k": k, "proposals": proposals})
         return
-    for row in proposals:
-        out.print("  vs  ".join(row), highlight=False)
+    # one write (a rich print per line takes minutes for 100,000 lines); long names clipped
+    # as in the leaderboard table (the JSON keeps them whole)
+    out.file.write("".join("  vs  ".join(_clip(x) for x in row) + "\n" for row in proposals))
+    out.file.flush()
 
 
 def simulate(

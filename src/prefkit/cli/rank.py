@@ -97,7 +97,9 @@ def rank(
 ) -> None:
     """Rank items from pairwise or K-wise votes; print the leaderboard with intervals."""
     t0 = time.perf_counter()
+    refuse_stdin(file, "rank")
     intervals = _check_options(model, ties, style or [], intervals, cluster, plot)
+    anchor_at = _parse_anchor(anchor)
     # a fit without covariates or clusters needs only pair counts: stream big tables
     counts_suffice = (not style and cluster is None and not largest_component
                       and model in (Model.bradley_terry, Model.thurstone))
@@ -109,6 +111,7 @@ def rank(
     if largest_component:
         data, dropped = _largest_component(data)
     prior_value: float | str | None = _parse_prior(prior)
+    _check_style(data, style or [], file)
     tie_mode = ties.value.replace("-", "_")
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -130,11 +133,8 @@ def rank(
                                  confidence=confidence, seed=seed, ties=tie_mode,
                                  style=style or [], prior=prior_value, model=model,
                                  quiet=as_json, style_transform=style_transform.value)
-        if anchor:
-            name, _, value = anchor.rpartition("=")
-            if not name:
-                fail(f"--anchor expects ITEM=RATING, got {anchor!r}")
-            lb = lb.anchored(name, float(value))
+        if anchor_at is not None:
+            lb = _anchored(lb, *anchor_at, file)
     except KeyError as e:
         fail(str(e.args[0]) if e.args else str(e))
     except ValueError as e:
@@ -144,14 +144,16 @@ def rank(
             fail(f"{e} Or rank only the largest component: add --largest-component.")
         fail(str(e))
     elapsed = time.perf_counter() - t0
+    _note_unbounded(lb)
     if plot is not None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            lb.plot(plot)
+            _write(plot, "--plot", lb.plot)
         for w in caught:
             note(f"note: {w.message}")
     if csv is not None:
-        lb.to_frame().to_csv(csv)
+        _write(csv, "--csv", lambda path: lb.to_frame().to_csv(path))
+        note(f"leaderboard written to {csv} (CSV)", style="dim")
     if as_json:
         d = lb.to_dict()
         d["input"] = {"file": str(file) if file else "embedded:chatbotarena_20240814_counts.json",
@@ -182,6 +184,85 @@ def rank(
                   + (f"; plot written to {plot}" if plot else "") + "[/]")
 
 
+def refuse_stdin(file: Path | None, verb: str) -> None:
+    """``-`` (standard input) is not a votes file: say how to give the votes instead."""
+    if file is not None and str(file) == "-":
+        fail(f"{verb} reads votes from a file, not from standard input ('-'); save them to a "
+             f"file first (e.g. `cat > votes.csv`) and pass its path: prefkit {verb} votes.csv")
+
+
+def _parse_anchor(anchor: str | None) -> tuple[str, float] | None:
+    """``ITEM=RATING`` -> (item, rating); refused before any reading or fitting."""
+    import math
+
+    if not anchor:
+        return None
+    name, _, value = anchor.rpartition("=")
+    try:
+        rating = float(value)
+    except ValueError:
+        rating = float("nan")
+    if not name or not math.isfinite(rating):
+        fail(f"--anchor expects ITEM=RATING with a finite number as RATING, got {anchor!r} "
+             "(e.g. --anchor mixtral-8x7b-instruct-v0.1=1114)")
+    return name, rating
+
+
+def _anchored(lb: Any, name: str, rating: float, file: Path | None) -> Any:
+    from prefkit.cli._common import _clip
+
+    names = [str(r["item"]) for r in lb.to_records()]
+    if name not in names:
+        from difflib import get_close_matches
+
+        close = get_close_matches(name, names, n=3)
+        shown = ", ".join(_clip(n, 32) for n in names[:10]) + (", ..." if len(names) > 10 else "")
+        fail(f"--anchor {_clip(name)}={rating:g}: no item {_clip(name)!r} in "
+             f"{file or 'the votes'}"
+             + (f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "")
+             + f"; pin one of the items ranked: {shown}")
+    return lb.anchored(name, rating)
+
+
+def _check_style(data: Any, style: list[str], file: Path | None) -> None:
+    features = getattr(data, "features", None) or {}
+    for name in style:
+        if name not in features:
+            have = ", ".join(sorted(features)) or "none"
+            fail(f"--style {name}: {file or 'the votes'} has no per-side feature {name!r} "
+                 f"(features present: {have}); drop --style {name}, or add the columns "
+                 f"{name}_a and {name}_b (its value for each side) to the votes")
+
+
+def _note_unbounded(lb: Any) -> None:
+    """Say why an interval is shown as -inf or inf (never print it unexplained)."""
+    import math
+
+    if lb.intervals is None:
+        return
+    names = [str(r["item"]) for r in lb.to_records()
+             if not (math.isfinite(r.get("lower", 0.0)) and math.isfinite(r.get("upper", 0.0)))]
+    if names:
+        from prefkit.cli._common import _clip
+
+        note(f"note: the interval of {len(names)} item(s) ({', '.join(_clip(n, 32) for n in names)}) "
+             "is unbounded (-inf or inf): too few votes for the bootstrap to bound it (in some "
+             "resamples the item only wins or only loses); collect more votes for it, or use "
+             "--intervals hessian for intervals from the prior-regularised fit")
+
+
+def _write(path: Path, flag: str, write: Any) -> None:
+    """Write an output file, creating its folder; refuse (exit 2) a path that cannot be one."""
+    if path.is_dir():
+        fail(f"{flag} {path} is a folder; give a file name (e.g. {path / 'leaderboard'}"
+             f"{'.csv' if flag == '--csv' else '.png'})")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(path)
+    except OSError as e:
+        fail(f"{flag} {path}: cannot write it ({e.strerror or e}); choose another path")
+
+
 def _largest_component(data: Any) -> tuple[Any, tuple[str, ...]]:
     from prefkit.data.records import PairwiseVotes
     from prefkit.rank.connectivity import largest_component
@@ -197,9 +278,12 @@ def _parse_prior(prior: str) -> float | str | None:
     if prior.lower() in ("none", "mle"):
         return None
     try:
-        return float(prior)
+        value = float(prior)
     except ValueError:
-        fail(f"--prior must be 'auto', 'none' or a variance such as 1.0, got {prior!r}")
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        fail(f"--prior must be 'auto', 'none' or a variance > 0 such as 1.0, got {prior!r}")
+    return value
 
 
 def _fit(data: Any, model: Model, ties: str, style: list[str], prior: Any,
@@ -240,6 +324,9 @@ def _check_options(model: Model, ties: Ties, style: list[str], intervals: Interv
     if online and ties is not Ties.half:
         fail(f"--model {model.value} scores a tie as half a win (a shared rank for weng-lin); "
              f"--ties {ties.value} applies to bradley-terry (and thurstone: half or ignore)")
+    if model is Model.thurstone and ties in (Ties.davidson, Ties.rao_kupper):
+        fail(f"--ties {ties.value} is a Bradley-Terry tie model; use --model bradley-terry "
+             "with it, or --ties half or ignore with --model thurstone")
     if style and model is not Model.bradley_terry:
         fail(f"--style is a Bradley-Terry covariate; drop it or use --model bradley-terry "
              f"(got --model {model.value})")
