@@ -1,27 +1,29 @@
-"""Newton with a sparse Hessian, for comparison graphs of thousands of items.
+"""Sparse Newton steps, for comparison graphs of thousands of items.
 
-The dense driver (:mod:`prefkit.rank._newton`) holds the ``k x k`` Hessian and solves it
-by LU: ``O(n^2)`` memory and ``O(n^3)`` time per iteration, 5 GB and 100 s at 10,000
-items. Yet the score block of the Hessian is a weighted graph Laplacian: item ``i`` meets
-only the items it was compared with, so it has ``n + 2 * pairs`` non-zeros. Here
+The driver (:func:`prefkit.rank._newton.newton`) with dense steps holds the ``k x k``
+Hessian and solves it by LU: ``O(n^2)`` memory and ``O(n^3)`` time per iteration, 5 GB
+and 100 s at 10,000 items. Yet the score block of a pairwise Hessian is a weighted graph
+Laplacian: item ``i`` meets only the items it was compared with, so it has
+``n + 2 * pairs`` non-zeros. :class:`~prefkit.rank._newton.PairObjective` gives it as
 
     H = [[L, B],      L: n x n, scipy CSR (one entry per compared pair, both ways, + diagonal)
          [B^T, C]]    B: n x q dense border, C: q x q, for the q = style + tie parameters
 
-and each Newton step ``H step = g`` is solved by conjugate gradients preconditioned by the
-diagonal (Jacobi), to a relative residual that shrinks with the gradient (a forcing term
-proportional to ``max |g|``, so the outer iteration keeps Newton's quadratic convergence).
-Memory is ``O(rows + pairs + n q)``, and an iteration costs a few dozen sparse products.
+(:class:`SparseHessian`), and :class:`SparseSteps` solves each Newton step ``H step = g``
+by conjugate gradients preconditioned by the diagonal (Jacobi), to a relative residual
+that shrinks with the gradient (a forcing term proportional to ``max |g|``, so the outer
+iteration keeps Newton's quadratic convergence). Memory is ``O(rows + pairs + n q)``, and
+an iteration costs a few dozen sparse products.
 
-The objective, the line search, the sum-to-zero handling and the convergence test
-(``max |g| <= tol * total weight``) are those of the dense driver, so both reach the
-same optimum (to ~1e-6 Elo on the benchmark graphs; both stop at the same gradient
-tolerance, so on badly conditioned graphs they agree to what that tolerance allows). Without a prior the Laplacian is singular
-along ``e = [1, ..., 1, 0, ...]``; as in the dense driver a rank-one term ``c e e^T`` is
-added (here with ``c`` = mean diagonal / n, which keeps that direction inside the
-spectrum CG sees; any ``c > 0`` gives the same step because ``e^T g = 0``), and the scores
-are re-centred after every step. Negative curvature (possible for Rao-Kupper away from
-its optimum) stops CG at the last descent direction, as truncated Newton does.
+The objective, the line search, the sum-to-zero handling and the convergence test are the
+driver's, the same as with dense steps, so both reach the same optimum (to ~1e-6 Elo on
+the benchmark graphs; on badly conditioned graphs to what the shared gradient tolerance
+allows). Without a prior the Laplacian is singular along ``e = [1, ..., 1, 0, ...]``; as
+with dense steps a rank-one term ``c e e^T`` is added (here with ``c`` = mean diagonal /
+n, which keeps that direction inside the spectrum CG sees; any ``c > 0`` gives the same
+step because ``e^T g = 0``), and the driver re-centres the scores after every step.
+Negative curvature (possible for Rao-Kupper away from its optimum) stops CG at the last
+descent direction, as truncated Newton does.
 
 Jacobi-preconditioned CG is fast on the graphs votes make (random or matchmaking pairs:
 expanders, a few dozen iterations per step), slow on long thin ones (a chain of items,
@@ -43,10 +45,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
-
-from prefkit.choice.pairwise import CellTerms, Link
-from prefkit.rank._design import PairRows
-from prefkit.rank._newton import ConvergenceError, objective
 
 Array = NDArray[np.float64]
 
@@ -152,39 +150,6 @@ class SparseHessian:
         return H
 
 
-def gradient_sparse_hessian(
-    theta: Array, rows: PairRows, link: Link, prior_var: float | None, t: CellTerms,
-    pattern: Pattern,
-) -> tuple[Array, SparseHessian]:
-    """The gradient and the Hessian of :func:`prefkit.rank._newton.gradient_hessian`,
-    with the score block sparse (the same numbers, entry for entry)."""
-    n, p = rows.n_items, rows.n_features
-    q = p + int(link.has_ties)
-    i, j = rows.i, rows.j
-    g = np.zeros(n + q)
-    g[:n] = np.bincount(i, t.d_eta, n) - np.bincount(j, t.d_eta, n)
-    d2 = t.d_eta2
-    L = pattern.laplacian(d2, 0.0 if prior_var is None else 1.0 / prior_var)
-    B = np.zeros((n, q))
-    C = np.zeros((q, q))
-    if p:
-        X = rows.X
-        g[n : n + p] = X.T @ t.d_eta
-        wX = X * d2[:, None]
-        for c in range(p):
-            B[:, c] = np.bincount(i, wX[:, c], n) - np.bincount(j, wX[:, c], n)
-        C[:p, :p] = X.T @ wX
-    if link.has_ties:
-        g[n + p] = t.d_tau.sum()
-        C[p, p] = t.d_tau2.sum()
-        B[:, p] = np.bincount(i, t.d_eta_tau, n) - np.bincount(j, t.d_eta_tau, n)
-        if p:
-            C[:p, p] = C[p, :p] = rows.X.T @ t.d_eta_tau
-    if prior_var is not None:
-        g[:n] += theta[:n] / prior_var
-    return g, SparseHessian(L, B, C)
-
-
 def pcg(
     matvec, b: Array, diag: Array, *, rtol: float, maxiter: int,  # type: ignore[no-untyped-def]
 ) -> tuple[Array, int]:
@@ -245,111 +210,58 @@ def direct_step(H: SparseHessian, g: Array, constrained: bool) -> Array | None:
     return x if pin < 0 else np.insert(x, pin, 0.0)
 
 
-@dataclass(frozen=True)
-class SparseNewtonResult:
-    theta: Array
-    nll: float
-    hessian: SparseHessian  # of the data term plus prior (without the identifiability term)
-    n_iter: int
-    grad_norm: float
-    cg_iter: int
-    lu_steps: int = 0
+class SparseSteps:
+    """Newton steps ``H step = g`` on a :class:`SparseHessian` for the driver
+    (:func:`prefkit.rank._newton.newton`): Jacobi-preconditioned CG with a forcing term,
+    switching for good to sparse LU when CG stalls on a thin graph (module docstring).
+    ``constrain``: the scores (the first ``n_scores`` parameters) sum to zero."""
 
+    def __init__(self, n_scores: int, constrain: bool) -> None:
+        self.n, self.constrain = n_scores, constrain
+        self.cg_iter = self.lu_steps = 0
+        self.use_lu = False
+        self.thin: bool | None = None
+        self.maxiter_cg = 0
 
-def sparse_newton(
-    rows: PairRows,
-    link: Link,
-    *,
-    prior_var: float | None = None,
-    init: Array | None = None,
-    tol: float = 1e-10,
-    max_iter: int = 100,
-) -> SparseNewtonResult:
-    """:func:`prefkit.rank._newton.newton` with the step solved by preconditioned CG on
-    the sparse Hessian: the same objective, line search and convergence test."""
-    n, p = rows.n_items, rows.n_features
-    k = n + p + int(link.has_ties)
-    pattern = Pattern(rows.i, rows.j, n)
-    theta = np.zeros(k)
-    if link.has_ties:
-        theta[-1] = link.tau_init
-    if init is not None:
-        init = np.asarray(init, float)
-        theta[: init.size] = init[:k]
-    constrain = prior_var is None
-    if constrain:
-        theta[:n] -= theta[:n].mean()
-    scale = max(float(rows.counts.sum()), 1.0)
-    f, t = objective(theta, rows, link, prior_var)
-    g, H = gradient_sparse_hessian(theta, rows, link, prior_var, t, pattern)
-    cg_total = lu_steps = 0
-    thin = pattern.n_pairs <= THIN_PAIRS_PER_ITEM * n
-    maxiter_cg = max(50, min(k, CG_SLOW if thin else CG_MAX_ITER))
-    use_lu = False
-    for it in range(1, max_iter + 1):
-        gmax = float(np.abs(g).max()) if k else 0.0
-        if gmax <= tol * scale:
-            return SparseNewtonResult(theta, f, H, it - 1, gmax, cg_total, lu_steps)
+    def __call__(self, H: SparseHessian, g: Array, rel_grad: float) -> Array:
+        """The step at relative gradient ``rel_grad`` (``max |g|`` / total weight)."""
+        n = self.n
+        if self.thin is None:  # the Laplacian holds the diagonal and each pair twice
+            self.thin = (H.L.nnz - H.n) / 2 <= THIN_PAIRS_PER_ITEM * H.n
+            self.maxiter_cg = max(50, min(H.k, CG_SLOW if self.thin else CG_MAX_ITER))
         diag = H.diagonal()
-        if constrain:
+        if self.constrain:
             c = max(float(diag[:n].mean()), 1e-300) / n
             diag[:n] += c
-            Hc = H
 
-            def matvec(x: Array, Hc: SparseHessian = Hc, c: float = c) -> Array:
-                y = Hc.matvec(x)
+            def matvec(x: Array) -> Array:
+                y = H.matvec(x)
                 y[:n] += c * x[:n].sum()
                 return y
         else:
             matvec = H.matvec
         # forcing term proportional to the gradient: quadratic convergence near the optimum
-        rtol = min(0.1, max(1e2 * gmax / scale, 1e-12))
+        rtol = min(0.1, max(1e2 * rel_grad, 1e-12))
         step = None
-        if not use_lu:
-            step, used = pcg(matvec, g, diag, rtol=rtol, maxiter=maxiter_cg)
-            cg_total += used
-            use_lu = thin and used >= maxiter_cg
-        if use_lu:
-            lu = direct_step(H, g, constrain)
+        if not self.use_lu:
+            step, used = pcg(matvec, g, diag, rtol=rtol, maxiter=self.maxiter_cg)
+            self.cg_iter += used
+            self.use_lu = self.thin and used >= self.maxiter_cg
+        if self.use_lu:
+            lu = direct_step(H, g, self.constrain)
             if lu is not None:
                 step = lu
-                lu_steps += 1
+                self.lu_steps += 1
             elif step is None:  # not positive definite here: back to CG for this step
                 step, used = pcg(matvec, g, diag, rtol=rtol, maxiter=CG_MAX_ITER)
-                cg_total += used
-        if not float(step @ g) > 0.0:  # not a descent direction (should not happen)
-            step = g / np.maximum(np.abs(diag), 1e-300)
-        lam = 1.0
-        while True:
-            cand = theta - lam * step
-            if constrain:
-                cand[:n] -= cand[:n].mean()
-            fc, tc = objective(cand, rows, link, prior_var)
-            if np.isfinite(fc) and fc <= f + 1e-12 * abs(f):
-                break
-            lam *= 0.5
-            if lam < 1e-10:
-                raise ConvergenceError(
-                    f"line search failed at iteration {it} (max |gradient| {gmax:.3g}); the "
-                    "likelihood may have no maximum: check connectivity or add a prior"
-                )
-        theta, f, t = cand, fc, tc
-        g, H = gradient_sparse_hessian(theta, rows, link, prior_var, t, pattern)
-    gmax = float(np.abs(g).max())
-    if gmax <= tol * scale * 10:
-        return SparseNewtonResult(theta, f, H, max_iter, gmax, cg_total, lu_steps)
-    raise ConvergenceError(
-        f"Newton did not converge in {max_iter} iterations (max |gradient| {gmax:.3g}); "
-        "raise max_iter or add a prior"
-    )
+                self.cg_iter += used
+        return step
 
-
-def sparse_hessian_at(
-    theta: Array, rows: PairRows, link: Link, prior_var: float | None
-) -> SparseHessian:
-    """The sparse Hessian at ``theta``."""
-    _, t = objective(theta, rows, link, prior_var)
-    return gradient_sparse_hessian(theta, rows, link, prior_var, t, Pattern(rows.i, rows.j, rows.n_items))[1]
+    def info(self) -> dict:
+        out = {"cg_iter": self.cg_iter}
+        if self.lu_steps:
+            out["lu_steps"] = self.lu_steps
+        return out
 
 
 def border_covariance(H: SparseHessian, constrained: bool, *, rtol: float = 1e-10) -> Array:

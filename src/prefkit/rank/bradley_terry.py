@@ -29,8 +29,8 @@ from numpy.typing import NDArray
 from prefkit.choice.pairwise import get_link
 from prefkit.data.records import PairCounts, PairwiseVotes
 from prefkit.rank._design import PairRows, build_rows
-from prefkit.rank._newton import gradient_hessian, mm_bradley_terry, newton, objective
-from prefkit.rank._sparse import SPARSE_MIN_ITEMS, border_covariance, sparse_hessian_at, sparse_newton
+from prefkit.rank._newton import PairObjective, mm_bradley_terry, newton
+from prefkit.rank._sparse import SPARSE_MIN_ITEMS, SparseHessian, border_covariance
 from prefkit.rank.connectivity import AUTO_PRIOR_VARIANCE, ProvisionalWarning, resolve_prior  # noqa: F401
 from prefkit.rank.leaderboard import ELO_BASE, Leaderboard
 
@@ -105,25 +105,18 @@ def fit_rows(
             raise ValueError("method='mm' fits plain Bradley-Terry without a prior; use 'newton'")
         s, it = mm_bradley_terry(rows, init=init, max_iter=max(max_iter, 10_000))
         info["n_iter"] = it
-        if not hessian:
-            return s, None, None, info
-        if _use_sparse(solver, rows.n_items):  # the Hessian at the MM optimum, no solve
-            return s, None, gradient_hessian(s, rows, link, None, objective(s, rows, link, None)[1])[1], info
-        res = newton(rows, link, init=s, tol=tol, max_iter=3)  # Hessian at the MM optimum
-        return s, None, res.hessian, info
+        # the (dense) Hessian at the MM optimum, no solve
+        return s, None, PairObjective(rows, link).at(s)[2] if hessian else None, info  # type: ignore[return-value]
     if method != "newton":
         raise ValueError(f"method must be 'newton' or 'mm', got {method!r}")
-    if _use_sparse(solver, rows.n_items):
-        sres = sparse_newton(rows, link, prior_var=prior_var, init=init, tol=tol, max_iter=max_iter)
-        info.update(n_iter=sres.n_iter, nll=sres.nll, solver="sparse", cg_iter=sres.cg_iter)
-        if sres.lu_steps:
-            info["lu_steps"] = sres.lu_steps
-        return sres.theta, prior_var, sres.hessian.toarray() if hessian else None, info
-    res = newton(rows, link, prior_var=prior_var, init=init, tol=tol, max_iter=max_iter)
-    info["n_iter"] = res.n_iter
-    info["nll"] = res.nll
-    info["solver"] = "dense"
-    return res.theta, prior_var, res.hessian if hessian else None, info
+    obj = PairObjective(rows, link, prior_var)
+    kind = "sparse" if _use_sparse(solver, rows.n_items) else "dense"
+    res = newton(obj, obj.start(init), solver=kind, tol=tol, max_iter=max_iter)
+    info.update(n_iter=res.n_iter, nll=res.nll, solver=kind, **res.info)
+    if not hessian:
+        return res.theta, prior_var, None, info
+    H = res.hessian
+    return res.theta, prior_var, H.toarray() if isinstance(H, SparseHessian) else H, info
 
 
 def _covariance(H: NDArray[np.float64], n: int, constrained: bool) -> NDArray[np.float64]:
@@ -172,7 +165,7 @@ def hessian_covariance(
         parts.append(np.array([lb.info["tau"]]))
     theta = np.concatenate(parts)  # the Hessian depends on score differences only
     prior_var = lb.info.get("prior_variance")
-    H = gradient_hessian(theta, rows, link, prior_var, objective(theta, rows, link, prior_var)[1])[1]
+    H = PairObjective(rows, link, prior_var).at(theta)[2]
     return _covariance(H, rows.n_items, prior_var is None)[: rows.n_items, : rows.n_items]
 
 
@@ -202,7 +195,8 @@ def _leaderboard(
             cov_all = None
     elif p:
         try:
-            border = border_covariance(sparse_hessian_at(theta, rows, link, prior_var), prior_var is None)
+            Hs = PairObjective(rows, link, prior_var).at(theta, sparse=True)[2]
+            border = border_covariance(Hs, prior_var is None)  # type: ignore[arg-type]
         except np.linalg.LinAlgError:
             border = None
     coefs = {}

@@ -32,7 +32,7 @@ from prefkit.choice.plackett_luce import (
     ranking_design,
 )
 from prefkit.data.records import Rankings
-from prefkit.rank._newton import ConvergenceError
+from prefkit.rank._newton import ConvergenceError, Objective, newton
 from prefkit.rank.bradley_terry import _covariance
 from prefkit.rank.connectivity import resolve_prior
 from prefkit.rank.leaderboard import ELO_BASE, Leaderboard
@@ -73,61 +73,34 @@ def implied_pair_counts(
     return uniq // n, uniq % n, counts
 
 
-def _objective(
-    s: Array, design: RankingDesign, prior_var: float | None, hessian: bool
-) -> tuple[float, Array, Array | None, RankingTerms]:
-    t = plackett_luce_terms(s, design, hessian=hessian)
-    f = float(t.nll.sum())
-    g = t.gradient
-    H = t.hessian
-    if prior_var is not None:
-        f += float(s @ s) / (2.0 * prior_var)
-        g = g + s / prior_var
-        if H is not None:
-            H[np.diag_indices(s.size)] += 1.0 / prior_var
-    return f, g, H, t
+class RankingObjective(Objective):
+    """Plackett-Luce rankings for the Newton driver (:func:`prefkit.rank._newton.newton`):
+    ``theta`` = the scores; the negative log-likelihood plus the prior, if any. The
+    Hessian (dense) is assembled in the same pass over the rankings as the value: the line
+    search nearly always accepts its first trial point, whose Hessian is then at hand."""
 
+    def __init__(self, design: RankingDesign, prior_var: float | None = None) -> None:
+        self.design, self.prior_var = design, prior_var
+        self.n_scores = design.n_items
+        self.weight = design.total_weight
 
-def _newton(
-    design: RankingDesign, prior_var: float | None, init: Array, tol: float, max_iter: int
-) -> tuple[Array, float, Array, int]:
-    """Damped Newton; without a prior the sum-to-zero constraint enters as a rank-one term
-    (as in :mod:`prefkit.rank._newton`). Converged when max |gradient| <= tol * weight."""
-    n = design.n_items
-    constrain = prior_var is None
-    s = init - init.mean() if constrain else init.copy()
-    scale = max(design.total_weight, 1.0)
-    f, g, H, _ = _objective(s, design, prior_var, True)
-    for it in range(max_iter + 1):
-        gmax = float(np.abs(g).max()) if n else 0.0
-        if gmax <= tol * scale:
-            return s, f, H, it
-        if it == max_iter:
-            break
-        Hs = H + 1.0 if constrain else H
-        try:
-            step = np.linalg.solve(Hs, g)
-        except np.linalg.LinAlgError:
-            step = np.linalg.lstsq(Hs, g, rcond=None)[0]
-        lam = 1.0
-        while True:
-            cand = s - lam * step
-            if constrain:
-                cand -= cand.mean()
-            fc, gc, Hc, _ = _objective(cand, design, prior_var, True)
-            if np.isfinite(fc) and fc <= f + 1e-12 * abs(f):
-                break
-            lam *= 0.5
-            if lam < 1e-10:
-                raise ConvergenceError(
-                    f"line search failed at iteration {it + 1} (max |gradient| {gmax:.3g}); "
-                    "check connectivity or add a prior"
-                )
-        s, f, g, H = cand, fc, gc, Hc
-    raise ConvergenceError(
-        f"Newton did not converge in {max_iter} iterations (max |gradient| {gmax:.3g}); "
-        "raise max_iter or add a prior"
-    )
+    def evaluate(self, theta: Array) -> tuple[float, RankingTerms]:
+        t = plackett_luce_terms(theta, self.design, hessian=True)
+        f = float(t.nll.sum())
+        if self.prior_var is not None:
+            f += float(theta @ theta) / (2.0 * self.prior_var)
+        return f, t
+
+    def derivatives(self, theta: Array, state: RankingTerms, *, sparse: bool = False) -> tuple[Array, Array]:
+        if sparse:
+            raise ValueError("the Plackett-Luce objective has a dense Hessian only")
+        g, H = state.gradient, state.hessian
+        assert H is not None
+        if self.prior_var is not None:
+            g = g + theta / self.prior_var
+            H = H.copy()
+            H[np.diag_indices(theta.size)] += 1.0 / self.prior_var
+        return g, H
 
 
 def _mm(design: RankingDesign, init: Array, tol: float, max_iter: int) -> tuple[Array, int]:
@@ -167,8 +140,8 @@ def fit_plackett_luce(
         method: ``"newton"`` (analytic Hessian; default) or ``"mm"`` (Hunter's MM; MLE only).
         init: warm-start scores, shape ``(n_items,)``.
         anchor: ``(item, rating)`` to pin one item's Elo rating.
-        tol: Newton stops when max |gradient| <= tol * total weight; MM when no score
-            moves more than ``tol``.
+        tol: Newton stops when max |gradient| <= tol * total weight (the driver's rule,
+            :mod:`prefkit.rank._newton`); MM when no score moves more than ``tol``.
 
     Returns:
         A :class:`Leaderboard` with mean-zero ``scores``, Elo-scale ``ratings`` (mean 1000
@@ -201,9 +174,10 @@ def fit_plackett_luce(
         if prior_var is not None:
             raise ValueError("method='mm' fits the plain MLE without a prior; use 'newton'")
         s, it = _mm(design, s0, tol, max(max_iter, 10_000))
-        f, _, H, _ = _objective(s, design, None, True)
+        f, _, H = RankingObjective(design).at(s)
     elif method == "newton":
-        s, f, H, it = _newton(design, prior_var, s0, tol, max_iter)
+        res = newton(RankingObjective(design, prior_var), s0, tol=tol, max_iter=max_iter)
+        s, f, H, it = res.theta, res.nll, res.hessian, res.n_iter
     else:
         raise ValueError(f"method must be 'newton' or 'mm', got {method!r}")
     info.update(n_iter=it, nll=f)
