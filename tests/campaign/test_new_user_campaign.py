@@ -411,50 +411,13 @@ _for("align", "stop_after_gt", accept(r"--stop-after",
                                       why="--stop-after 10 past the 2 steps of the run: say "
                                           "it has no effect"))
 _for("align", "warmup_2", refuse("warmup", says=(r"\[0, 1\)",)))
-_for("align", "lora_neg", refuse("lora_r", says=(r">= 0",)))
+_for("align", "lora_neg", refuse("--lora-r", says=(r">= 0",)))
 _for("align", "good_json", accept(check=_json_out))
 
 
 #: rows left out until the fix in code owned elsewhere lands: id -> what happens now.
 #: Delete a row here when its fix is in; its test then runs as EXPECT says.
 PENDING: dict[str, str] = {
-    # align: the command line (cli/align.py) and its data (align/_data_*), losses
-    "align.emptyfields": "exit 0 without a word: the pairs with an empty response (lines 5, "
-        "7) are kept silently; the reward commands say '2 pair(s) with an empty response, "
-        "kept' -- align should say it too (align/_data_*)",
-    "align.dpo_on_unpaired": "refused, but the fix is in Python words only: \"read it with "
-        "kind='unpaired'\"; should say: unpaired data takes an unpaired loss (--loss kto) or "
-        "--kind unpaired",
-    "align.model_is_file": "'--model good.csv: cannot load its tokenizer (It looks like the "
-        "config file at 'good.csv' is not a valid JSON file.)'; should say good.csv is a "
-        "file, not a model folder (config.json, weights, tokenizer) (cli/align.py)",
-    "align.model_is_rm": "'--model rt_good: cannot load its tokenizer (... You need to have "
-        "sentencepiece or tiktoken installed ...)': a wrong fix; should say rt_good is a "
-        "prefkit reward model, not a causal language model (cli/align.py)",
-    "align.model_is_ft_encoder": "as align.model_is_rm ('cannot load its tokenizer'; offline: "
-        "'We couldn't connect to huggingface.co'); should say ft_model is a reward model",
-    "align.param_badval": "after tokenizing and loading the model: \"error: '>=' not "
-        "supported between instances of 'str' and 'float'\" -- names neither "
-        "label_smoothing nor 'abc'; should refuse first: -p label_smoothing must be a number "
-        "(losses)",
-    "align.maxsteps0": "'total_steps must be >= 1 or None, got 0': API words; should name "
-        "--max-steps (trainer config / cli/align.py)",
-    "align.maxlen1": "traceback: ValueError 'max_length must be at least 2, got 1' from "
-        "align/_data_tokenize.py, uncaught in cli/align.py; should be exit 2 naming "
-        "--max-length",
-    "align.lr_neg": "after loading the model: 'Invalid learning rate: -1.0' (torch's words); "
-        "should name --lr and refuse before any work",
-    "align.eval_every_noval": "exit 0 without a word: --eval-every 1 without --validation "
-        "evaluates nothing; should say so (or refuse)",
-    "align.stop_after_gt": "exit 0 without a word: --stop-after 10 is past the run's 2 "
-        "steps and has no effect; should say so",
-    # votes readers (src/prefkit/data)
-    "rank.parquet0": "'empty.parquet: Parquet file size is 0 bytes' (pyarrow's words, no "
-        "fix) on rank's streaming path (read_votes aggregate=True); diagnose and propose say "
-        "'no rows (the input is empty); add at least one record'",
-    "rank.gz_as_csv": "'not UTF-8 text ... re-save the file as UTF-8, e.g. iconv -f latin1': "
-        "a wrong fix for a gzip file named .csv; should recognise the gzip bytes (1f 8b) and "
-        "say to name it .csv.gz",
     # reward: long texts (reward features), the command line (cli/reward.py), losses
     "rtrain.long": "exit 0 without a word: the 1 MB response is cut to the encoder's "
         "max length silently; should say how many texts were cut, to how many tokens",

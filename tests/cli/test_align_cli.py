@@ -127,3 +127,119 @@ def test_hyper_parameters_out_of_range_are_refused_before_training(
                         "--output", str(out), "--max-steps", "1", *args)
     assert code == 2 and message in err
     assert not out.exists() or not any(out.iterdir())  # nothing was trained or written
+
+
+@pytest.fixture()
+def no_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if the command gets as far as loading a tokenizer (slow work)."""
+    import transformers
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the tokenizer was loaded before the option was refused")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", refuse)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--max-steps", "0"], ["--max-steps must be >= 1, got 0"]),
+    (["--lr", "-1"], ["--learning-rate must be > 0, got -1.0"]),
+    (["--max-length", "1"], ["--max-length must be at least 2"]),
+    (["--max-prompt-length", "0"], ["--max-prompt-length must be at least 1"]),
+    (["--eval-every", "-1"], ["--eval-every must be >= 0"]),
+    (["--batch-size", "0"], ["--batch-size must be >= 1, got 0"]),
+    (["--stop-after", "0"], ["--stop-after must be at least 1"]),
+    (["-p", "label_smoothing=abc"], ["-p label_smoothing=abc", "must be a number"]),
+    (["-p", "length_normalize=maybe"], ["-p length_normalize=maybe", "true or false"]),
+])
+def test_bad_options_are_refused_in_flags_before_loading(
+        workdir: Path, tmp_path: Path, no_loading: None, args: list[str], words: list[str]
+        ) -> None:
+    # campaign align.maxsteps0 / lr_neg / maxlen1 / param_badval: config field names
+    # (total_steps, learning_rate) or torch's words, after tokenizing and loading the model
+    out = tmp_path / "run"
+    code, _, err = _run("--model", str(workdir / "model"), "--data", str(workdir / "pairs.jsonl"),
+                        "--output", str(out), *args)
+    assert code == 2, err
+    for w in words:
+        assert w in err
+    assert "total_steps" not in err and "learning_rate" not in err
+    assert not out.exists()
+
+
+def test_hyper_parameter_values_are_typed_by_the_loss(workdir: Path, tmp_path: Path) -> None:
+    from prefkit.align.losses import get_align_loss
+    from prefkit.cli.align import _hyper
+
+    spec = get_align_loss("dpo")
+    assert _hyper(spec, {"label_smoothing": "0.1", "length_normalize": "true",
+                         "f_divergence": "js_divergence"}) == {
+        "label_smoothing": 0.1, "length_normalize": True, "f_divergence": "js_divergence"}
+    assert _hyper(get_align_loss("kto"), {"kl_estimate": "none"}) == {"kl_estimate": None}
+    with pytest.raises(ValueError, match="needs a number for label_smoothing"):
+        spec.resolve(label_smoothing="0.1")  # a string is no number, from Python either
+
+
+def test_a_model_that_is_no_causal_lm_is_refused_in_words(
+        workdir: Path, tmp_path: Path, no_loading: None) -> None:
+    # campaign align.model_is_file / model_is_rm / model_is_ft_encoder: "cannot load its
+    # tokenizer" with a fix about sentencepiece
+    data = ["--data", str(workdir / "pairs.jsonl"), "--output", str(tmp_path / "run")]
+    f = tmp_path / "votes.csv"
+    f.write_text("model_a,model_b,winner\nA,B,model_a\n")
+    code, _, err = _run("--model", str(f), *data)
+    assert code == 2 and "is a file, not a model folder" in err
+    rm = tmp_path / "rm"
+    rm.mkdir()
+    (rm / "prefkit_run.json").write_text(json.dumps({"kind": "reward-train"}))
+    (rm / "config.json").write_text(json.dumps({"head": {"name": "linear", "dim": 4}}))
+    (rm / "backbone.json").write_text("{}")
+    code, _, err = _run("--model", str(rm), *data)
+    assert code == 2 and "a prefkit reward model" in err and "not a causal language model" in err
+    assert "prefkit reward score" in err
+    ft = tmp_path / "ft"
+    ft.mkdir()
+    (ft / "config.json").write_text(json.dumps({"kind": "sequence-scorer"}))
+    code, _, err = _run("--model", str(ft), *data)
+    assert code == 2 and "a prefkit reward model" in err
+    enc = tmp_path / "encoder"
+    enc.mkdir()
+    (enc / "config.json").write_text(json.dumps({"architectures": ["BertModel"],
+                                                 "model_type": "bert"}))
+    code, _, err = _run("--model", str(enc), *data)
+    assert code == 2 and "BertModel" in err and "not a causal language model" in err
+    empty = tmp_path / "folder"
+    empty.mkdir()
+    code, _, err = _run("--model", str(empty), *data)
+    assert code == 2 and "no config.json" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_unpaired_data_for_a_pairwise_loss_names_an_unpaired_loss(
+        workdir: Path, tmp_path: Path) -> None:
+    # campaign align.dpo_on_unpaired: the fix was "read it with kind='unpaired'"
+    data = tmp_path / "unpaired.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"q{i}", "completion": " a", "label": True})
+                            + "\n" for i in range(4)))
+    code, _, err = _run("--model", str(workdir / "model"), "--data", str(data), "--output",
+                        str(tmp_path / "run"), "--loss", "dpo")
+    assert code == 2, err
+    assert "holds unpaired data" in err and "--loss dpo takes pairwise data" in err
+    assert "--loss kto" in err and "kind=" not in err
+    code, _, err = _run("--model", str(workdir / "model"), "--data", str(data), "--output",
+                        str(tmp_path / "run"), "--kind", "listwise")
+    assert code == 2 and "--kind listwise" in err and "--kind auto" in err
+
+
+def test_what_has_no_effect_or_was_kept_is_said(workdir: Path, tmp_path: Path) -> None:
+    # campaign align.emptyfields / eval_every_noval / stop_after_gt: exit 0 in silence
+    rows = [json.loads(x) for x in (workdir / "pairs.jsonl").read_text().splitlines()]
+    rows[1]["rejected"] = ""
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, _, err = _run("--model", str(workdir / "model"), "--data", str(data), "--output",
+                        str(tmp_path / "run"), "--batch-size", "4", "--max-steps", "2",
+                        "--eval-every", "1", "--stop-after", "10")
+    assert code == 0, err
+    assert "1 pair(s) with an empty response, kept" in err
+    assert "--eval-every 1 has no effect without --validation" in err
+    assert "--stop-after 10 had no effect: the run has 2 steps" in err

@@ -115,10 +115,12 @@ HYPER_RANGES: dict[str, tuple[float, float, bool, bool, str]] = {
 def check_hyper(loss: str, key: str, value: Any) -> None:
     """Raise a ``ValueError`` with the fix if ``value`` is outside where ``key`` is
     defined (:data:`HYPER_RANGES`); names without a range pass."""
-    if key not in HYPER_RANGES or value is None or isinstance(value, (bool, str)):
+    if key not in HYPER_RANGES or value is None or isinstance(value, bool):
         return
     low, high, low_open, high_open, why = HYPER_RANGES[key]
     try:
+        if isinstance(value, str):  # "0.1" from a config file is no number either
+            raise TypeError(value)
         x = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"the {loss!r} loss needs a number for {key}, got {value!r}") from None

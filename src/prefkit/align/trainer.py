@@ -123,8 +123,9 @@ class AlignConfig(ConfigIO):
     ``lora_r > 0`` trains a LoRA adapter (``lora_target_modules`` None: peft's default for
     the architecture, else all linear layers); the reference is then the adapter disabled.
     ``chunk_size`` is tokens per chunk of the output layer (None: automatic).
-    ``eval_every`` / ``checkpoint_every`` / ``log_every`` are in optimizer steps (0: only at
-    the end).
+    ``eval_every`` / ``checkpoint_every`` / ``log_every`` are in optimizer steps (the first
+    two 0: only at the end). Every field is checked here, so a bad value fails before any
+    model is loaded.
     """
 
     loss: str = "dpo"
@@ -161,10 +162,30 @@ class AlignConfig(ConfigIO):
         get_align_loss(self.loss).resolve(**self.loss_kwargs)  # fail early on a typo
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
-        if min(self.batch_size, self.grad_accum, self.epochs, self.eval_batch_size) < 1:
-            raise ValueError("batch_size, grad_accum, epochs and eval_batch_size must be >= 1")
+        for name in ("batch_size", "grad_accum", "epochs", "eval_batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0: only at the end), got "
+                                 f"{getattr(self, name)}")
         if self.total_steps is not None and self.total_steps < 1:
-            raise ValueError(f"total_steps must be >= 1 or None, got {self.total_steps}")
+            raise ValueError(f"total_steps must be >= 1, got {self.total_steps}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate} (typical: "
+                             "1e-6 to 5e-6 for full fine-tuning, 1e-5 to 1e-4 with LoRA)")
+        if not (math.isfinite(self.sft_weight) and self.sft_weight >= 0):
+            raise ValueError(f"sft_weight must be >= 0 (0: no SFT term), got {self.sft_weight}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 (None: no clipping), got {self.grad_clip}")
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError(f"max_length must be at least 2 (a prompt token and a response "
+                             f"token), got {self.max_length}")
+        if self.max_prompt_length is not None and self.max_prompt_length < 1:
+            raise ValueError(f"max_prompt_length must be at least 1, got "
+                             f"{self.max_prompt_length}")
         if not 0.0 <= self.warmup < 1.0:
             raise ValueError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
         if self.lora_r < 0:

@@ -36,6 +36,29 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def flag_words(message: str, flags: dict[str, str]) -> str:
+    """A config's error in the command line's words: each field name that ``flags`` maps
+    (``{"total_steps": "--max-steps"}``) replaced by its flag, as a whole word."""
+    import re
+
+    if not flags:
+        return message
+    pattern = r"(?<![\w-])(" + "|".join(sorted(map(re.escape, flags), key=len, reverse=True)) \
+        + r")(?![\w-])"
+    return re.sub(pattern, lambda m: flags[m.group(1)], message)
+
+
+#: Image formats a plot can be written as (matplotlib picks the format by extension).
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+
+
+def check_plot(plot: Path | None) -> None:
+    """Refuse a --plot whose extension names no image format, before any slow work."""
+    if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
+        fail(f"--plot {plot}: the file name must end in one of {', '.join(PLOT_SUFFIXES)} "
+             "(the extension picks the image format)")
+
+
 def check_output(output: Path, kind: str, resume: bool, overwrite: bool) -> None:
     """Refuse an --output that a ``kind`` training run may not write (a file, a folder that
     is not a prefkit run, a used one without --resume/--overwrite), before any slow set-up."""

@@ -19,6 +19,7 @@ from prefkit.cli._common import (
     check_output,
     console,
     fail,
+    flag_words,
     note,
     parse_mapping,
     print_json,
@@ -72,6 +73,108 @@ def _number(text: str) -> Any:
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
     return text
+
+
+def _hyper(spec: Any, given: dict[str, str]) -> dict[str, Any]:
+    """The ``-p KEY=VALUE`` options as the loss takes them: a number where its default is a
+    number (or None: a value the run estimates, e.g. KTO's kl_estimate), true/false where
+    it is a bool, else the text; refused in flags' words otherwise, before any slow work."""
+    from prefkit.align._losses_registry import HYPER_RANGES
+
+    out: dict[str, Any] = {}
+    for key, text in given.items():
+        default = spec.defaults.get(key)
+        value = _number(text)
+        if isinstance(default, bool):
+            if not isinstance(value, bool) and value not in (0, 1):
+                fail(f"-p {key}={text}: {key} of the {spec.name!r} loss is true or false "
+                     f"(e.g. -p {key}=true)")
+            value = bool(value)
+        elif isinstance(default, (int, float)) or key in HYPER_RANGES or (
+                key in spec.defaults and default is None):
+            if default is None and text.lower() == "none":
+                value = None
+            elif isinstance(value, (bool, str)):
+                example = default if default is not None else 0.1
+                fail(f"-p {key}={text}: {key} of the {spec.name!r} loss must be a number "
+                     f"(e.g. -p {key}={example})")
+        out[key] = value
+    return out
+
+
+#: AlignConfig's fields as the command line names them: its errors are said in flags
+CONFIG_FLAGS = {
+    "total_steps": "--max-steps", "learning_rate": "--learning-rate",
+    "batch_size": "--batch-size", "grad_accum": "--grad-accum", "epochs": "--epochs",
+    "warmup": "--warmup", "max_length": "--max-length",
+    "max_prompt_length": "--max-prompt-length", "sft_weight": "--sft-weight",
+    "lora_r": "--lora-r", "lora_alpha": "--lora-alpha", "precision": "--precision",
+    "eval_every": "--eval-every", "checkpoint_every": "--checkpoint-every",
+    "log_every": "--log-every", "seed": "--seed",
+}
+
+
+def _check_model(model: str) -> None:
+    """Refuse, in words and before loading anything, a --model that is a file, a prefkit
+    reward model, or a folder holding no causal language model (transformers would say
+    "cannot load its tokenizer" with an unrelated fix)."""
+    import json
+
+    path = Path(model)
+    what = ("give the folder of a causal language model (config.json, the weights and the "
+            "tokenizer, as save_pretrained writes them) or a Hub id in the local cache")
+    if path.is_file():
+        fail(f"--model {model} is a file, not a model folder; {what}")
+    if not path.is_dir():
+        return  # a Hub id (loaded below) or a missing folder (said below)
+    from prefkit.runs import run_kind
+
+    run = run_kind(path)
+    cfg: Any = None
+    try:
+        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    cfg = cfg if isinstance(cfg, dict) else {}
+    if run in ("reward-train", "reward-finetune") or cfg.get("kind") == "sequence-scorer" \
+            or (path / "backbone.json").is_file():
+        fail(f"--model {model} holds a prefkit reward model (from `prefkit reward "
+             f"{'finetune' if run == 'reward-finetune' else 'train'}`: an encoder and a "
+             "reward head), not a causal language model; align fine-tunes a causal language "
+             f"model, so {what}; use the reward model with `prefkit reward score {model} "
+             "TEXTS`")
+    if not (path / "config.json").is_file():
+        if (path / "adapter_config.json").is_file():
+            return  # a peft adapter folder: loaded with its base model
+        if run == "align":
+            fail(f"--model {model} holds a `prefkit align` run that has not finished (no "
+                 f"model yet): continue it with `prefkit align ... --output {model} "
+                 f"--resume`, or {what}")
+        fail(f"--model {model}: no config.json in this folder, so it is not a model folder; "
+             f"{what}")
+    archs = [str(a) for a in cfg.get("architectures") or []]
+    causal = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+    if archs and not any(a.endswith(causal) for a in archs):
+        fail(f"--model {model} holds a {', '.join(archs)} (model_type "
+             f"{cfg.get('model_type', '?')!r}), not a causal language model (a "
+             f"...ForCausalLM); {what}")
+
+
+def _kind_mismatch(path: Path, records: Any, spec: Any, kind: str) -> str:
+    """Data of one kind for a loss (or --kind) of another: what to choose instead."""
+    from prefkit.align.losses import ALIGN_LOSSES
+
+    fits = sorted({s.name for s in ALIGN_LOSSES.values() if s.kind == records.kind})
+    head = f"{path} holds {records.kind} data (format {records.format!r}), but "
+    if kind != "auto":
+        return (head + f"--kind {kind} asks for {kind} data; pairs convert to unpaired or "
+                "listwise, nothing else converts: use --kind auto")
+    fits = sorted(fits, key=lambda n: n != "kto")  # the common one first
+    shown = " or ".join(f"--loss {n}" for n in fits[:3]) + (", ..." if len(fits) > 3 else "")
+    return (head + f"--loss {spec.name} takes {spec.kind} data; choose a loss for "
+            f"{records.kind} data ({shown}; see --list-losses), or give "
+            + ("pairs (prompt, chosen, rejected)" if spec.kind == "pairwise" else
+               f"{spec.kind} data"))
 
 
 def align_command(
@@ -128,6 +231,7 @@ def align_command(
     check_output(output, "align", resume, overwrite)  # before loading the model
 
     from prefkit.align.data import read_alignment_data, tokenize_alignment
+    from prefkit.data.alignment import convert_kind
     from prefkit.align.losses import get_align_loss
     from prefkit.align.trainer import AlignConfig, align
     from prefkit.data.errors import InvalidInputError
@@ -136,9 +240,13 @@ def align_command(
         spec = get_align_loss(loss)
     except ValueError as e:
         fail(str(e))
-    hyper = {k: _number(v) for k, v in parse_mapping(param, "--param").items()}
+    hyper = _hyper(spec, parse_mapping(param, "--param"))
     if beta is not None:
         hyper["beta"] = beta
+    try:
+        spec.resolve(**hyper)
+    except (ValueError, TypeError) as e:
+        fail(str(e))
     try:
         config = AlignConfig(
             loss=spec.name, loss_kwargs=hyper, sft_weight=sft_weight, learning_rate=learning_rate,
@@ -148,12 +256,20 @@ def align_command(
             gradient_checkpointing=gradient_checkpointing, eval_every=eval_every,
             checkpoint_every=checkpoint_every, log_every=log_every)
     except (ValueError, TypeError) as e:
-        fail(str(e))
+        fail(flag_words(str(e), CONFIG_FLAGS))
+    if kind not in ("auto", "pairwise", "unpaired", "listwise"):
+        fail(f"--kind must be auto, pairwise, unpaired or listwise, got {kind!r}")
+    if stop_after is not None and stop_after < 1:
+        fail(f"--stop-after must be at least 1 (optimizer steps), got {stop_after}")
+    if eval_every and validation is None:
+        note(f"--eval-every {eval_every} has no effect without --validation (nothing to "
+             "evaluate); give --validation FILE to evaluate held-out data")
 
     model_path = Path(model)
     if not model_path.exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
         fail(f"--model {model}: no such folder (give a folder with config.json, the weights and "
              "the tokenizer, or a Hub id that is in the local cache)")
+    _check_model(model)
     try:
         from transformers import AutoTokenizer
 
@@ -166,16 +282,28 @@ def align_command(
             fail(f"{what} {path}: no such file")
         want = spec.kind if kind == "auto" else kind
         try:
-            records = read_alignment_data(path, kind=want, format=fmt,
+            records = read_alignment_data(path, kind="auto", format=fmt,
                                           columns=parse_mapping(column, "--column") or None,
                                           skip_invalid=skip_invalid)
         except InvalidInputError as e:
             fail(e.for_cli())
         except (ValueError, KeyError) as e:
             fail(f"{path}: {e}")
+        try:
+            converted = convert_kind(records, want)
+        except ValueError:
+            fail(_kind_mismatch(path, records, spec, kind))
         report_skipped(path, records.skipped, records.n_skipped)
-        tokens = tokenize_alignment(records, tokenizer, max_length=max_length,
-                                    max_prompt_length=max_prompt_length)
+        if records.n_empty:
+            rows = "pair(s)" if records.kind == "pairwise" else "row(s)"
+            note(f"{path}: {records.n_empty:,} {rows} with an empty response, kept (an empty "
+                 "answer is data)", style="dim")
+        records = converted
+        try:
+            tokens = tokenize_alignment(records, tokenizer, max_length=max_length,
+                                        max_prompt_length=max_prompt_length)
+        except ValueError as e:
+            fail(f"{path}: {flag_words(str(e), CONFIG_FLAGS)}")
         if tokens.report:
             note(f"{path}: {tokens.summary()}")
             for item in tokens.report[:20]:
@@ -197,6 +325,9 @@ def align_command(
         fail(str(e))
     if int(os.environ.get("RANK", "0")) != 0:  # accelerate launch / torchrun: one report
         return
+    if stop_after is not None and result.finished and result.step <= stop_after:
+        note(f"--stop-after {stop_after} had no effect: the run has {result.step} steps "
+             "and finished")
     summary = {
         "output": str(output), "loss": spec.name, "hyper": spec.resolve(**hyper),
         "kind": tokens.kind, "n_train": len(tokens), "steps": result.step,

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from prefkit.cli._common import (
+    check_plot,
     console,
     fail,
     leaderboard_table,
@@ -345,14 +346,8 @@ def _check_options(model: Model, ties: Ties, style: list[str], intervals: Interv
     if cluster is not None and intervals not in (Intervals.bootstrap, Intervals.sandwich):
         fail(f"--cluster {cluster.value} resamples (bootstrap) or sums (sandwich) by "
              f"{cluster.value}; it has no effect with --intervals {intervals.value}")
-    if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
-        fail(f"--plot {plot}: the file name must end in one of {', '.join(PLOT_SUFFIXES)} "
-             "(the extension picks the image format)")
+    check_plot(plot)
     return intervals
-
-
-#: Image formats a plot can be written as (matplotlib picks the format by extension).
-PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 
 
 def _with_intervals(lb: Any, data: Any, how: Intervals, **kw: Any) -> Any:

@@ -31,7 +31,8 @@ from prefkit.data.formats import Format, Parsed, describe_formats, notes, read_f
 from prefkit.data.table import Table
 from prefkit.data.text import TextPairs
 
-__all__ = ["AlignmentData", "Kind", "Prompt", "StepPair", "describe_alignment_formats",
+__all__ = ["AlignmentData", "Kind", "Prompt", "StepPair", "convert_kind",
+           "describe_alignment_formats",
            "read_alignment_data", "split_implicit_prompt", "step_dpo_pair", "unpair"]
 
 Kind = Literal["pairwise", "unpaired", "listwise"]
@@ -310,14 +311,29 @@ def read_alignment_data(
     return _convert(data, kind, table)
 
 
-def _convert(data: AlignmentData, kind: str, table: Table) -> AlignmentData:
+def convert_kind(data: AlignmentData, kind: str) -> AlignmentData:
+    """``data`` as ``kind`` data: pairs become unpaired rows (:func:`unpair`) or lists of 2;
+    ``"auto"`` or its own kind leaves it as it is; any other conversion is a ``ValueError``.
+
+    >>> d = AlignmentData("pairwise", ["2+2="], [["4", "5"]])
+    >>> convert_kind(d, "listwise").kind
+    'listwise'
+    """
     if kind in ("auto", data.kind):
         return data
     if data.kind == "pairwise" and kind == "unpaired":
         return unpair(data)
     if data.kind == "pairwise" and kind == "listwise":
         return replace(data, kind="listwise")
-    table.fail(None, f"this input holds {data.kind} data (format {data.format!r}), not {kind}",
-               f"read it with kind='{data.kind}' (or 'auto'); pairs convert to unpaired or "
-               "listwise, nothing else converts", "wrong_shape")
+    raise ValueError(f"{data.kind} data does not convert to {kind}; pairs convert to unpaired "
+                     "or listwise, nothing else converts")
+
+
+def _convert(data: AlignmentData, kind: str, table: Table) -> AlignmentData:
+    try:
+        return convert_kind(data, kind)
+    except ValueError:
+        table.fail(None, f"this input holds {data.kind} data (format {data.format!r}), not "
+                   f"{kind}", f"read it with kind='{data.kind}' (or 'auto'); pairs convert to "
+                   "unpaired or listwise, nothing else converts", "wrong_shape")
     raise AssertionError  # unreachable

@@ -53,7 +53,10 @@ def can_stream(path: str | Path, columns: Mapping[str, str] | None = None) -> bo
         return False
     import pyarrow.parquet as pq
 
-    names = pq.ParquetFile(p).schema_arrow.names
+    try:
+        names = pq.ParquetFile(p).schema_arrow.names
+    except (OSError, ValueError):  # empty or no Parquet: the reader says what is wrong
+        return False
     return (_resolve(names, columns) is not None and "weight" not in names
             and len(set(names)) == len(names))  # duplicate names: refused by the reader
 

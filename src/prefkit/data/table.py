@@ -178,6 +178,12 @@ class Table:
         if self.path is not None:
             with self._open_binary() as f:
                 raw = f.read()
+            if raw[:2] == b"\x1f\x8b":  # gzip's magic bytes under a name without .gz
+                name = Path(self.name).name
+                return InvalidInputError([self.problem(
+                    None, "a gzip-compressed file, not text (its name does not end in .gz)",
+                    f"name it {name}.gz (prefkit reads .gz files as they are), or decompress "
+                    f"it: gzip -dc {name} > plain_{name}", "compressed")])
             try:
                 raw.decode("utf-8-sig")
             except UnicodeDecodeError as err:
