@@ -111,7 +111,7 @@ def test_resume_equals_uninterrupted(features: PairFeatures, tmp_path: Path) -> 
 
 def test_text_pairs_in_gives_the_same_run_as_features(features: PairFeatures, hh: TextPairs,
                                                       cache_dir: Path, tmp_path: Path) -> None:
-    cfg = RewardTrainConfig(epochs=2, batch_size=16, patience=0)
+    cfg = RewardTrainConfig(epochs=2, batch_size=16, patience=0, features=("joint",))
     train_reward_model(cfg, tmp_path / "features", features, progress=False)
     encoder = FrozenEncoder(cache_dir=cache_dir)
     train_reward_model(cfg, tmp_path / "text", hh, encoder=encoder, progress=False)

@@ -19,8 +19,11 @@ from rich.text import Text
 
 from prefkit.cli._common import (
     check_output,
+    check_plot,
     console,
     fail,
+    flag_words,
+    note,
     out,
     parse_mapping,
     print_json,
@@ -53,10 +56,10 @@ class Split(str, Enum):
     test = "test"
 
 
-#: the settings that did best in benchmarks/reward_hh.py (HH harmless, frozen MiniLM):
-#: a linear Bradley-Terry head, lr 1e-2, up to 200 epochs, patience 10
+#: what --head mlp changes from RewardTrainConfig's defaults (the linear head changes
+#: nothing: its defaults live on the config, see benchmarks/reward_default.py)
 HEAD_DEFAULTS: dict[Head, dict[str, Any]] = {
-    Head.linear: {"head_kwargs": {}, "lr": 1e-2},
+    Head.linear: {},
     Head.mlp: {"head_kwargs": {"hidden": 256, "dropout": 0.2}, "lr": 1e-3},
 }
 
@@ -137,6 +140,17 @@ def _read_pairs(path: Path, fmt: str, column: list[str] | None, skip_invalid: bo
     return pairs, res
 
 
+def _check_model_arg(folder: Path, other: Path, command: str, what: str) -> None:
+    """Refuse a model argument that is a file (a data file where the model folder goes:
+    say the order), before any slow work."""
+    if folder.is_file():
+        swapped = f"; did you mean `prefkit reward {command} {other} {folder}`?" \
+            if other.is_dir() else ""
+        fail(f"{folder} is a file, not a model folder: `prefkit reward {command} DIR {what}` "
+             "takes the model folder first (DIR, written by `prefkit reward train DATA "
+             f"--output DIR`), then the {what.lower()} file{swapped}")
+
+
 def _load_model(folder: Path) -> Any:
     from prefkit.reward.model import RewardModel
 
@@ -180,12 +194,40 @@ def _not_a_model_hint(folder: Path) -> str:
     return f"train one with `prefkit reward train DATA --output {folder}`"
 
 
+def _reader(model: Any) -> tuple[Any, int, str]:
+    """(tokenizer, most tokens read per text, side kept) of a reward model's text reader: a
+    frozen encoder's or a fine-tuned scorer's."""
+    if hasattr(model, "score_embeddings"):
+        m = model.encoder.model
+        return m.tokenizer, int(m.max_seq_length), model.encoder.truncation_side
+    return model.tokenizer, int(model.max_length), model.truncation_side
+
+
+def note_cut(path: Path, texts: list[str], tokenizer: Any, limit: int, side: str,
+             flag: str = "") -> None:
+    """Say how many texts (prompt + response) are longer than the model reads, so cut."""
+    from prefkit.reward.scorer import count_cut
+
+    n = count_cut(tokenizer, texts, limit)
+    if n:
+        kept = "the end (the start was cut)" if side == "left" else "the start"
+        note(f"{path}: {n:,} of {len(texts):,} texts (prompt + response) are longer than "
+             f"{flag + ' ' if flag else 'the encoder reads, '}{limit} tokens: cut to {limit} "
+             f"tokens, {kept} kept")
+
+
 def _input(path: Path, res: Any, split: Split) -> dict[str, Any]:
     return {"file": str(path), "format": res.format, "rows_read": res.n_read,
             "rows_skipped": res.n_skipped, "split": split.value}
 
 
 # -- train -----------------------------------------------------------------------------------
+#: RewardTrainConfig's fields as the command line names them: its errors are said in flags
+TRAIN_FLAGS = {"lr": "--learning-rate", "batch_size": "--batch-size", "epochs": "--epochs",
+               "val_fraction": "--validation-fraction", "features": "--features",
+               "seed": "--seed"}
+
+
 @reward_app.command(epilog=_TRAIN_EXAMPLES)
 def train(
     data: Annotated[Path, typer.Argument(metavar="DATA", help="Preference pairs: JSONL/JSON/CSV/Parquet (.gz ok), e.g. TRL prompt/chosen/rejected or Anthropic HH.")],
@@ -194,11 +236,12 @@ def train(
     column: ColumnOpt = None,
     split: SplitOpt = Split.all,
     validation: Annotated[Optional[Path], typer.Option(help="Validation pairs file (instead of holding out --validation-fraction).")] = None,
-    validation_fraction: Annotated[float, typer.Option(help="Share of DATA held out for early stopping when --validation is not given.")] = 0.1,
+    validation_fraction: Annotated[Optional[float], typer.Option(help="Share of DATA held out for early stopping when --validation is not given [default: 0.1].")] = None,
     head: Annotated[Head, typer.Option(help="Reward head on the frozen MiniLM embeddings.")] = Head.linear,
     loss: Annotated[str, typer.Option(help=f"Pairwise loss: {', '.join(LOSSES)}.")] = "bradley_terry",
-    epochs: Annotated[int, typer.Option(help="Most epochs (early stopping after 10 without a better validation loss).")] = 200,
-    batch_size: Annotated[int, typer.Option(help="Pairs per step.")] = 64,
+    features: Annotated[Optional[str], typer.Option(help="What the head reads per response, comma-separated blocks: joint (MiniLM embedding of prompt + response), stats (length/format statistics of the response), response (its embedding alone), interaction (prompt x response embedding) [default: joint,stats].")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Most epochs (early stopping after 10 without a better validation loss) [default: 200].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Pairs per step [default: 64].")] = None,
     learning_rate: Annotated[Optional[float], typer.Option(help="AdamW learning rate [default: 1e-2 linear, 1e-3 mlp].")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights, data order and validation split.", envvar="PREFKIT_SEED")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output (a finished run is left as it is).")] = False,
@@ -207,6 +250,10 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train a reward model (frozen MiniLM + a Bradley-Terry head) on chosen/rejected pairs.
+
+    By default the linear head reads the MiniLM embedding of prompt + response and eleven
+    length/format statistics of the response (RewardTrainConfig's defaults; measured in
+    benchmarks/reward_default.py).
 
     Prints the validation accuracy and where the model was written.
     Texts are embedded once and cached ($PREFKIT_CACHE_DIR/embeddings): the first run on
@@ -221,17 +268,38 @@ def train(
     val_pairs = None
     if validation is not None:
         val_pairs, _ = _read_pairs(validation, fmt, column, skip_invalid, Split.all, as_json)
-    defaults = HEAD_DEFAULTS[head]
+        if validation_fraction is not None:
+            note(f"--validation-fraction {validation_fraction} is not used: --validation "
+                 f"{validation} gives the validation pairs (no part of {data} is held out)")
+    validation_fraction = 0.1 if validation_fraction is None else validation_fraction
+    given = {"features": features and tuple(f.strip() for f in features.split(",") if f.strip()),
+             "epochs": epochs, "batch_size": batch_size, "lr": learning_rate}
     try:
-        cfg = RewardTrainConfig(
-            head=head.value, head_kwargs=defaults["head_kwargs"], loss=loss, epochs=epochs,
-            batch_size=batch_size, lr=learning_rate or defaults["lr"], patience=10, seed=seed,
-            val_fraction=0.0 if validation is not None else validation_fraction)
+        cfg = RewardTrainConfig(**{
+            **HEAD_DEFAULTS[head], **{k: v for k, v in given.items() if v is not None},
+            "head": head.value, "loss": loss, "seed": seed,
+            "val_fraction": 0.0 if validation is not None else validation_fraction})
     except (KeyError, ValueError) as e:
-        fail(str(e.args[0]) if e.args else str(e))
+        fail(flag_words(str(e.args[0]) if e.args else str(e), TRAIN_FLAGS))
+    from prefkit.reward.losses import get_reward_loss
+
+    for path, p in ((data, pairs), (validation, val_pairs)):
+        if p is not None and "margin" in get_reward_loss(cfg.loss).needs and \
+                getattr(p, "margin", None) is None:
+            fail(f"{path}: --loss {loss} needs a margin per pair, and {path} has no margin "
+                 "column; add one (or map yours: --column margin=NAME), or choose another "
+                 "--loss (e.g. bradley_terry)")
     if not as_json:
         console.print(f"[dim]{len(pairs):,} training pairs from {data} (format {res.format}"
                       + (f", {split.value} split" if split is not Split.all else "") + ")[/]")
+    from prefkit.reward.backbones import FrozenEncoder
+
+    enc = FrozenEncoder(cfg.encoder, max_seq_length=cfg.max_seq_length,
+                        truncation_side=cfg.truncation_side, cache_dir=None).model
+    for path, p in ((data, pairs), (validation, val_pairs)):
+        if p is not None and not as_json:
+            note_cut(path, [*p.texts("chosen"), *p.texts("rejected")], enc.tokenizer,
+                     int(enc.max_seq_length), cfg.truncation_side)
     try:
         with run_errors():
             result = train_reward_model(cfg, output, pairs, val_pairs, resume=resume,
@@ -284,8 +352,11 @@ def evaluate(
     from prefkit.reward.heads import embed_pairs
 
     t0 = time.perf_counter()
+    check_plot(plot)
+    _check_model_arg(model_dir, data, "eval", "DATA")
     model = _load_model(model_dir)
     pairs, res = _read_pairs(data, fmt, column, skip_invalid, split, as_json)
+    note_cut(data, [*pairs.texts("chosen"), *pairs.texts("rejected")], *_reader(model))
     if not hasattr(model, "score_embeddings"):  # a fine-tuned sequence scorer reads text
         s_c = model.score(pairs.prompt, pairs.chosen)
         s_r = model.score(pairs.prompt, pairs.rejected)
@@ -331,7 +402,31 @@ def _read_texts(path: Path, default_prompt: str, skip_invalid: bool) -> tuple[li
         fail(e.for_cli())
     report_skipped(path, res.skipped, res.n_skipped)
     data = res.data
-    return data.prompt, data.response, list(data.source_line or range(1, len(data) + 1))
+    lines = list(data.source_line or range(1, len(data) + 1))
+    if res.n_empty:
+        note(f"{path}: {res.n_empty:,} empty response(s) kept and scored (an empty answer is "
+             "data)", style="dim")
+    if path.name.removesuffix(".gz").endswith(".txt"):
+        blank = _blank_lines(path)
+        if blank:
+            shown = ", ".join(map(str, blank[:10])) + (", ..." if len(blank) > 10 else "")
+            note(f"{path}: skipped {len(blank)} blank line{'s' if len(blank) > 1 else ''} "
+                 f"(line{'s' if len(blank) > 1 else ''} {shown}): a .txt file holds one "
+                 "response per line", style="dim")
+    if default_prompt:
+        used = sum(p == default_prompt for p in data.prompt)
+        if not used:
+            note(f"--prompt {default_prompt!r} was not used: every record of {path} has its "
+                 "own prompt (--prompt is for responses without one)")
+    return data.prompt, data.response, lines
+
+
+def _blank_lines(path: Path) -> list[int]:
+    """The blank lines of a .txt file (the reader skips them)."""
+    from prefkit.data.table import Table
+
+    with Table.of(path).open_text() as f:
+        return [i for i, line in enumerate(f, 1) if not line.strip()]
 
 
 def _prompt_text(p: Any) -> str:
@@ -367,8 +462,12 @@ def score(
     """
     import numpy as np
 
+    _check_model_arg(model_dir, texts, "score", "TEXTS")
     model = _load_model(model_dir)
     prompts, responses, lines = _read_texts(texts, prompt, skip_invalid)
+    from prefkit.reward.backbones import response_texts
+
+    note_cut(texts, response_texts(prompts, responses), *_reader(model))
     s = model.score(prompts, responses)
     groups: dict[str, list[int]] = {}
     for i, p in enumerate(prompts):

@@ -235,6 +235,12 @@ class FrozenEncoder:
         max_seq_length: word pieces read per text (None = the model's own, 256 for MiniLM).
         truncation_side: ``"left"`` keeps the end of long texts (the response), ``"right"``
             the start.
+        features: the blocks a reward head reads for one (prompt, response) row
+            (:mod:`prefkit.reward.features`: ``joint``, ``response``, ``interaction``,
+            ``stats``); recorded by :meth:`describe`, used by
+            :func:`~prefkit.reward.heads.embed_pairs` and
+            :meth:`~prefkit.reward.RewardModel.score`. :meth:`encode` itself always returns
+            plain embeddings of the texts it is given (and the cache is shared by all).
 
     Example:
         >>> enc = FrozenEncoder(cache_dir=None)          # doctest: +SKIP
@@ -251,7 +257,11 @@ class FrozenEncoder:
         max_seq_length: int | None = None,
         truncation_side: str = "left",
         revision: str | None = None,
+        features: Sequence[str] = ("joint",),
     ) -> None:
+        from prefkit.reward.features import check_features
+
+        self.features = check_features(features)
         if truncation_side not in ("left", "right"):
             raise ValueError(f"truncation_side must be 'left' or 'right', got {truncation_side!r}")
         self.name, self.path = _resolve(model, revision)
@@ -293,14 +303,35 @@ class FrozenEncoder:
             "dim": self.dim,
             "max_seq_length": self.max_seq_length,
             "truncation_side": self.truncation_side,
+            "features": list(self.features),
+            "feature_dim": self.feature_dim,
         }
+
+    @property
+    def feature_dim(self) -> int:
+        """Length of the vector a head reads per row (:attr:`features` blocks)."""
+        from prefkit.reward.features import feature_dim
+
+        return feature_dim(self.features, self.dim)
+
+    def pair_vectors(self, prompts: Sequence[str], joint: Sequence[str],
+                     responses: Sequence[str], *, batch_size: int = 32,
+                     progress: bool = False) -> NDArray[np.float32]:
+        """The head's input for each row, ``(N, feature_dim)``:
+        :func:`prefkit.reward.features.pair_vectors` with this encoder's :attr:`features`
+        (with only ``joint``, exactly :meth:`encode` of the joint texts)."""
+        from prefkit.reward.features import pair_vectors
+
+        return pair_vectors(self, self.features, prompts, joint, responses,
+                            batch_size=batch_size, progress=progress)
 
     @classmethod
     def from_description(cls, desc: dict[str, Any], **kwargs: Any) -> FrozenEncoder:
         """Rebuild from :meth:`describe`'s dict (``backbone.json``); the recorded name is
         tried first, then the recorded path. Extra keyword arguments go to the constructor."""
         opts = {"max_seq_length": desc.get("max_seq_length"),
-                "truncation_side": desc.get("truncation_side", "left")} | kwargs
+                "truncation_side": desc.get("truncation_side", "left"),
+                "features": tuple(desc.get("features", ("joint",)))} | kwargs
         try:
             return cls(desc["model"], **opts)
         except FileNotFoundError:

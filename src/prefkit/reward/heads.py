@@ -303,13 +303,20 @@ def embed_pairs(
     pairs: Any, encoder: FrozenEncoder, *, prompts: bool = False, batch_size: int = 32,
     progress: bool = False, chosen_ratings: Any = None, rejected_ratings: Any = None,
 ) -> PairFeatures:
-    """Embed :class:`~prefkit.data.text.TextPairs` (``texts("chosen")``/``texts("rejected")``,
-    and the prompts when ``prompts=True``) with ``encoder``; the pairs' ``margin`` and any
-    ratings ``(N, A)`` come along."""
-    c = encoder.encode(pairs.texts("chosen"), batch_size=batch_size, progress=progress)
-    r = encoder.encode(pairs.texts("rejected"), batch_size=batch_size, progress=progress)
-    p = (encoder.encode(prompt_texts(pairs.prompt, pairs.messages_prompt),
-                        batch_size=batch_size, progress=progress) if prompts else None)
+    """Embed :class:`~prefkit.data.text.TextPairs` with ``encoder``: each side's vector is
+    the encoder's feature blocks (:attr:`FrozenEncoder.features`; with only ``joint``, the
+    embedding of ``texts("chosen")``/``texts("rejected")``), the prompts' own embeddings come
+    too when ``prompts=True``; the pairs' ``margin`` and any ratings ``(N, A)`` come along."""
+    ptexts = prompt_texts(pairs.prompt, pairs.messages_prompt)
+    if tuple(getattr(encoder, "features", ("joint",))) == ("joint",):
+        c = encoder.encode(pairs.texts("chosen"), batch_size=batch_size, progress=progress)
+        r = encoder.encode(pairs.texts("rejected"), batch_size=batch_size, progress=progress)
+    else:
+        c = encoder.pair_vectors(ptexts, pairs.texts("chosen"), pairs.chosen,
+                                 batch_size=batch_size, progress=progress)
+        r = encoder.pair_vectors(ptexts, pairs.texts("rejected"), pairs.rejected,
+                                 batch_size=batch_size, progress=progress)
+    p = encoder.encode(ptexts, batch_size=batch_size, progress=progress) if prompts else None
 
     def t(x: Any) -> Tensor | None:
         return None if x is None else torch.as_tensor(np.asarray(x, dtype=np.float32))

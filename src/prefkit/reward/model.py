@@ -115,7 +115,9 @@ class RewardModel(ScoresResponses):
             encoder = FrozenEncoder.from_description(backbone, cache_dir=cache_dir)
         if check_fingerprint and backbone.get("fingerprint"):
             got = encoder.describe()
-            keys = ("fingerprint", "max_seq_length", "truncation_side")
+            keys = ("fingerprint", "max_seq_length", "truncation_side", "features")
+            got["features"] = list(got.get("features", ["joint"]))
+            backbone = {"features": ["joint"]} | backbone  # folders from before features
             diff = [k for k in keys if got.get(k) != backbone.get(k)]
             if diff:
                 raise ValueError(
@@ -139,13 +141,18 @@ class RewardModel(ScoresResponses):
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str], *,
               batch_size: int = 32, progress: bool = False) -> NDArray[np.float64]:
         """The reward of each ``(prompt, response)`` row, shape ``(N,)``."""
-        emb = self.encoder.encode(response_texts(prompts, responses), batch_size=batch_size,
-                                  progress=progress)
+        joint = response_texts(prompts, responses)
+        flat = [p if isinstance(p, str) else None for p in prompts]
+        msgs = [None if isinstance(p, str) else p for p in prompts]
+        ptexts = prompt_texts(flat, msgs)  # type: ignore[arg-type]
+        if tuple(getattr(self.encoder, "features", ("joint",))) == ("joint",):
+            emb = self.encoder.encode(joint, batch_size=batch_size, progress=progress)
+        else:
+            emb = self.encoder.pair_vectors(ptexts, joint, list(responses),
+                                            batch_size=batch_size, progress=progress)
         pemb = None
         if self.head.needs_prompt:
-            flat = [p if isinstance(p, str) else None for p in prompts]
-            msgs = [None if isinstance(p, str) else p for p in prompts]
-            pemb = self.encoder.encode(prompt_texts(flat, msgs), batch_size=batch_size)
+            pemb = self.encoder.encode(ptexts, batch_size=batch_size)
         return self.score_embeddings(emb, pemb)
 
 def votes_from_scorer(score: Any, prompts: Sequence[Prompt],

@@ -1,7 +1,8 @@
 """Train a reward head on frozen embeddings: one flat loop, read top to bottom.
 
-    features = embed_pairs(train_pairs, FrozenEncoder())        # cached; seconds when warm
-    result = train_reward_model(RewardTrainConfig(), "runs/hh", features)
+    result = train_reward_model(RewardTrainConfig(), "runs/hh", train_pairs)  # text pairs
+    features = embed_pairs(train_pairs, FrozenEncoder(features=("joint", "stats")))  # or these
+    result = train_reward_model(RewardTrainConfig(), "runs/hh2", features)  # cached: seconds
     model = RewardModel.load("runs/hh")
 
 The loop (nanoGPT style): seeded set-up -> for each epoch: shuffle with a
@@ -73,22 +74,38 @@ class RewardTrainConfig(ConfigIO):
     ``checkpoint_every`` is in optimizer steps (0: only at epoch ends). ``init_from`` is a
     previous run's folder whose head weights start this run (e.g. ArmoRM's gating stage
     after its attribute stage, or HelpSteer2-Preference's Scaled BT after regression).
-    ``encoder`` / ``truncation_side`` / ``max_seq_length`` say how texts are embedded when
-    :func:`train_reward_model` is given text pairs.
+    ``encoder`` / ``truncation_side`` / ``max_seq_length`` / ``features`` say how texts
+    become the head's input when :func:`train_reward_model` is given text pairs (given
+    :class:`PairFeatures`, their own ``backbone`` says it and is what the folder records).
+
+    **The defaults** (what ``prefkit reward train`` runs): a linear Bradley-Terry head on
+    ``features=("joint", "stats")`` -- the frozen MiniLM embedding of prompt + response
+    plus eleven surface statistics of the response (:mod:`prefkit.reward.features`:
+    log length in characters/words/lines, list items, code, repetition, prompt overlap, a
+    cut-off ending) -- AdamW lr 1e-2, batch 64, up to 200 epochs, early stopping after 10
+    epochs without a better validation loss on a seeded 10% of the pairs, no weight decay.
+    The embedding alone cannot see length (it is mean-pooled to unit norm), which is the
+    strongest cue on helpfulness data; with the statistics the head weighs length against
+    content. In ``benchmarks/reward_default.py`` this raised HH-harmless held-out accuracy
+    from 0.645 to 0.686 (frozen logistic regression 0.636, McNemar p = 0.02) and PandaLM's
+    human labels (cross-fitted by instruction) from 0.536 to 0.696, against 0.674 for "the
+    longer answer wins" (p = 0.14) and 0.689 on pairs within 10% in length. A model trained
+    on one helpfulness dataset and scored on another still does not beat "longer wins".
+    The statistics cost milliseconds: training takes as long as before (embedding dominates).
     """
 
     head: str = "linear"
     head_kwargs: Mapping[str, Any] = field(default_factory=dict)
     loss: str = "bradley_terry"
     loss_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    epochs: int = 50
+    epochs: int = 200
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 1e-2
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
     val_fraction: float = 0.1
     monitor: str = "val_loss"
-    patience: int = 5
+    patience: int = 10
     restore_best: bool = True
     checkpoint_every: int = 200
     log_every: int = 10
@@ -97,6 +114,7 @@ class RewardTrainConfig(ConfigIO):
     encoder: str | None = None
     truncation_side: str = "left"
     max_seq_length: int | None = None
+    features: tuple[str, ...] = ("joint", "stats")
 
     def __post_init__(self) -> None:
         if self.monitor not in ("val_loss", "val_accuracy"):
@@ -105,7 +123,12 @@ class RewardTrainConfig(ConfigIO):
             raise ValueError("batch_size and epochs must be >= 1")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be > 0, got {self.lr} (the linear head: 1e-2)")
         get_reward_loss(self.loss)  # fail early on a typo
+        from prefkit.reward.features import check_features
+
+        object.__setattr__(self, "features", check_features(self.features))
         if self.head not in HEADS:
             raise ValueError(f"unknown reward head {self.head!r}; choose one of {sorted(HEADS)}")
         object.__setattr__(self, "head_kwargs", dict(self.head_kwargs))
@@ -190,8 +213,13 @@ def train_reward_model(
         nonlocal encoder
         if isinstance(pairs, PairFeatures):
             return pairs
-        encoder = encoder or FrozenEncoder(config.encoder, truncation_side=config.truncation_side,
-                                           max_seq_length=config.max_seq_length)
+        if encoder is None:
+            encoder = FrozenEncoder(config.encoder, truncation_side=config.truncation_side,
+                                    max_seq_length=config.max_seq_length,
+                                    features=config.features)
+        elif tuple(encoder.features) != config.features:  # the config says what the head reads
+            encoder = copy.copy(encoder)
+            encoder.features = config.features
         return embed_pairs(pairs, encoder, prompts=HEADS[config.head].needs_prompt,
                            progress=progress)
 
