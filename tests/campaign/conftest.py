@@ -25,8 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from shared_paths import SHARED
 
-CAMPAIGN = Path(__file__).resolve().parents[3] / "shared" / "campaigns" / "new_user_bad_input"
+CAMPAIGN = SHARED / "campaigns" / "new_user_bad_input"
 LONG = 1_000_000  # characters of the one long field of the *_long* inputs
 
 

@@ -38,8 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shared_paths import SHARED
 
-CAMPAIGN = Path(__file__).resolve().parents[3] / "shared" / "campaigns" / "new_user_bad_input"
+CAMPAIGN = SHARED / "campaigns" / "new_user_bad_input"
 OBSERVED = CAMPAIGN / "observed.jsonl"
 ROWS: list[dict[str, Any]] = (
     [json.loads(line) for line in OBSERVED.read_text(encoding="utf-8").splitlines()]

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from shared_paths import SHARED
 from typer.testing import CliRunner
 
 from prefkit.cli.main import app
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "arena"
+DATA = SHARED / "data" / "arena"
 runner = CliRunner()
 
 

@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from shared_paths import SHARED
 from typer.testing import CliRunner
 
 from prefkit.cli.main import app
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "arena"
+DATA = SHARED / "data" / "arena"
 runner = CliRunner()
 
 
@@ -167,7 +168,7 @@ def test_style_transform_option(tmp_path: Path) -> None:
     assert got["lmarena"] != pytest.approx(got["relative"], abs=1e-3)
 
 
-CAMPAIGN = Path(__file__).resolve().parents[3] / "shared" / "campaigns" / "new_user_bad_input" / "inputs"
+CAMPAIGN = SHARED / "campaigns" / "new_user_bad_input" / "inputs"
 
 
 def test_online_models_run_and_say_what_they_are() -> None:

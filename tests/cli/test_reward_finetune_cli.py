@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+from shared_paths import SHARED
 from typer.testing import CliRunner
 
 pytest.importorskip("torch")
 
 from prefkit.cli.main import app  # noqa: E402
 
-HH = Path(__file__).resolve().parents[3] / "shared" / "data" / "reward" / "hh_rlhf_harmless_base_test.jsonl.gz"
+HH = SHARED / "data" / "reward" / "hh_rlhf_harmless_base_test.jsonl.gz"
 
 
 def test_finetune_then_eval_and_resume(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from shared_paths import SHARED
 
 from prefkit.data import (
     FORMATS,
@@ -20,7 +21,7 @@ from prefkit.data import (
 )
 from prefkit.data.errors import CLI_SKIP_HINT
 
-INPUTS = (Path(__file__).resolve().parents[3] / "shared" / "campaigns" / "new_user_bad_input"
+INPUTS = (SHARED / "campaigns" / "new_user_bad_input"
           / "inputs")
 campaign = pytest.mark.skipif(not INPUTS.is_dir(), reason="needs ../shared/campaigns")
 

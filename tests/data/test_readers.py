@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_paths import SHARED
 
 from prefkit.data import ItemIndex, PairCounts, PairwiseVotes, Rankings, aggregate
 from prefkit.data.errors import InvalidInputError, InvalidRow
@@ -20,7 +21,7 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
 FIX = Path(__file__).parent / "fixtures"
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "arena"
+DATA = SHARED / "data" / "arena"
 real = pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")
 SKIP = "pass skip_invalid=True to skip such rows"
 

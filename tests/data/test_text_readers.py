@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_paths import SHARED
 
 from prefkit.data.errors import InvalidInputError, InvalidRow
+from prefkit.data.formats import formats
 from prefkit.data.text import (
     HH_HARMLESS_SPLIT_SEED,
     BestOfN,
@@ -23,7 +25,6 @@ from prefkit.data.text import (
     render_chat,
     split_train_test,
 )
-from prefkit.data.formats import formats
 from prefkit.data.text_readers import (
     detect_text_format,
     llmbar_category,
@@ -31,7 +32,7 @@ from prefkit.data.text_readers import (
 )
 
 FIX = Path(__file__).parent / "fixtures" / "reward"
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "reward"
+DATA = SHARED / "data" / "reward"
 HH = DATA / "hh_rlhf_harmless_base_test.jsonl.gz"
 real = pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")
 SKIP = "pass skip_invalid=True to skip such rows"

@@ -6,23 +6,23 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shared_paths import SHARED
 
 from prefkit.data import ItemIndex, PairCounts, PairwiseVotes
 from prefkit.rank import (
-    DisconnectedGraphError,
     ELO_SCALE,
+    DisconnectedGraphError,
     ProvisionalWarning,
     fit_bradley_terry,
     fit_thurstone,
 )
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "arena"
+DATA = SHARED / "data" / "arena"
 ARENA = DATA / "chatbotarena_20240814_counts.json"
 #: the issue asks for agreement with choix and evalica "to within 0.01 Elo"
 ELO_TOL = 0.01

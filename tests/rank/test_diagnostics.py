@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.stats import binom
+from shared_paths import SHARED
 
 from prefkit.data import ItemIndex, PairCounts, PairwiseVotes
 from prefkit.rank import ELO_SCALE, fit_bradley_terry
 from prefkit.rank.diagnostics import Diagnostics, diagnose, influence, intransitivity
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "arena"
+DATA = SHARED / "data" / "arena"
 
 
 def _counts(n: int, i, j, wins_i, wins_j, ties=None) -> PairCounts:  # type: ignore[no-untyped-def]

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.special import expit, ndtr
+from shared_paths import SHARED
 
 from prefkit.data import ItemIndex, PairCounts, PairwiseVotes
 from prefkit.rank import fit_bradley_terry
@@ -19,7 +20,7 @@ from prefkit.rank.leaderboard import Leaderboard
 from prefkit.rank.matchmaking import MatchState, _Gains, pair_gains, propose_pairs
 from prefkit.rank.simulate import rank_accuracy, simulate_matchmaking, simulate_votes
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "arena"
+DATA = SHARED / "data" / "arena"
 ARENA = DATA / "chatbotarena_20240814_counts.json"
 #: agreement of closed-form / rank-one results with direct computation
 ALG_TOL = 1e-10

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_paths import SHARED
 
 from prefkit.choice.plackett_luce import sample_plackett_luce
 from prefkit.data.records import ItemIndex, PairwiseVotes, Rankings
@@ -24,7 +25,7 @@ ELO_TOL = 1e-9
 #: openskill and prefkit evaluate the same formulas in a slightly different order.
 OPENSKILL_TOL = 1e-9
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "arena"
+DATA = SHARED / "data" / "arena"
 MODELS = ("bradley_terry_full", "plackett_luce", "thurstone_mosteller_full")
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import csv
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shared_paths import SHARED
 
 from prefkit.choice.plackett_luce import ranking_design, sample_plackett_luce
 from prefkit.data.records import ItemIndex, PairwiseVotes, Rankings, aggregate
@@ -30,7 +30,7 @@ SAME_MLE_TOL = 1e-10
 #: inverse convergence rate.
 MM_TOL = 1e-7
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "arena"
+DATA = SHARED / "data" / "arena"
 
 
 def _items(n: int) -> ItemIndex:

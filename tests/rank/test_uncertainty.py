@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_paths import SHARED
 
 from prefkit.choice.pairwise import get_link
 from prefkit.data import ItemIndex, PairCounts, PairwiseVotes, aggregate
@@ -28,7 +29,7 @@ from prefkit.rank import _bootstrap as engine
 from prefkit.rank.bradley_terry import fit_rows
 from prefkit.rank.uncertainty import bootstrap, rank_inference, sandwich_covariance, with_intervals
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "arena"
+DATA = SHARED / "data" / "arena"
 
 #: Monte Carlo tolerance on standard-error ratios from 1,000 bootstrap rounds
 #: (the SE of an SE estimate is ~1/sqrt(2B) = 2.2%).

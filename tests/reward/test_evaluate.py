@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shared_paths import SHARED
 
 from prefkit.data.text import TextPairs, hh_harmless_split
 from prefkit.data.text_readers import read_preferences
@@ -27,7 +28,7 @@ from prefkit.reward import (
     wilson_interval,
 )
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "reward"
+DATA = SHARED / "data" / "reward"
 HH = DATA / "hh_rlhf_harmless_base_test.jsonl.gz"
 real = pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")
 TOL = 1e-12
