@@ -18,6 +18,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from shared_paths import SHARED  # noqa: E402
 
 from prefkit.data.text import TextPairs  # noqa: E402
 from prefkit.reward.backbones import FrozenEncoder  # noqa: E402
@@ -33,7 +34,7 @@ from prefkit.reward.heads import embed_pairs  # noqa: E402
 from prefkit.reward.model import RewardModel  # noqa: E402
 from prefkit.reward.train import RewardTrainConfig, train_reward_model  # noqa: E402
 
-PANDALM = Path(__file__).resolve().parents[3] / "shared" / "data" / "judge" / "pandalm" / \
+PANDALM = SHARED / "data" / "judge" / "pandalm" / \
     "testset-v1.json"
 
 

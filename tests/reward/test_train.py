@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
+from shared_paths import SHARED  # noqa: E402
 
 from prefkit.data.records import Outcome  # noqa: E402
 from prefkit.data.text import TextPairs, hh_harmless_split  # noqa: E402
@@ -26,7 +27,7 @@ from prefkit.reward.losses import REWARD_LOSSES  # noqa: E402
 from prefkit.reward.model import RewardModel, scores_to_votes  # noqa: E402
 from prefkit.reward.train import RewardTrainConfig, train_reward_model  # noqa: E402
 
-HH = Path(__file__).resolve().parents[3] / "shared" / "data" / "reward" / \
+HH = SHARED / "data" / "reward" / \
     "hh_rlhf_harmless_base_test.jsonl.gz"
 N_PAIRS = 32  # first pairs of the fixed HH train split: 64 texts to embed (cached)
 
