@@ -418,48 +418,7 @@ _for("align", "good_json", accept(check=_json_out))
 
 #: rows left out until the fix in code owned elsewhere lands: id -> what happens now.
 #: Delete a row here when its fix is in; its test then runs as EXPECT says.
-PENDING: dict[str, str] = {
-    # reward: long texts (reward features), the command line (cli/reward.py), losses
-    "rtrain.long": "exit 0 without a word: the 1 MB response is cut to the encoder's "
-        "max length silently; should say how many texts were cut, to how many tokens",
-    "rft.long": "exit 0 without a word: every response is cut to --max-length 64 (the 1 MB "
-        "one too) silently; should say how many were cut (as align does)",
-    "reval.long": "exit 0 without a word: the 1 MB response is cut to the encoder's max "
-        "length silently; should say so",
-    "rscore.long": "exit 0 without a word: the 1 MB response is cut to the encoder's max "
-        "length silently; should say so",
-    "reval.model_is_file": "'good.csv: no such model folder; ... (written by `prefkit reward "
-        "train DATA --output good.csv` ...)': good.csv exists (a file), and the hint trains "
-        "over it; should say it is a file, not a model folder (cli/reward.py _load_model)",
-    "reval.args_swapped": "'p_good.jsonl: no such model folder' with a hint to train into "
-        "--output p_good.jsonl; should say the model folder comes first: prefkit reward eval "
-        "DIR DATA (cli/reward.py)",
-    "reval.plot_badext": "traceback: matplotlib's ValueError \"Format 'xyz' is not "
-        "supported\" after scoring; should refuse --plot e.xyz first, as rank does "
-        "(cli/reward.py)",
-    "rscore.empty_resp": "exit 0 without a word: line 1's empty response is scored as is; "
-        "the pair readers say '... with an empty response, kept' -- score should too "
-        "(cli/reward.py _read_texts)",
-    "rscore.txt_noprompt": "the blank line 2 of s_lines.txt is dropped without a word; "
-        "should say 'skipped 1 blank line' (cli/reward.py _read_texts)",
-    "rscore.txt_prompt": "as rscore.txt_noprompt: the blank line 2 is dropped silently",
-    "rscore.prompt_and_prompts": "exit 0 without a word: every record has its own prompt, so "
-        "--prompt 'override?' is not used; should say so (cli/reward.py)",
-    "rft.backbone_is_datadir": "'Unrecognized model in /tmp/.../data. Should have a "
-        "`model_type` key in its config.json.': transformers' words; no --backbone, and the "
-        "folder has no config.json at all; should say ../data is not a model folder "
-        "(reward/finetune)",
-    "rft.maxsteps0": "'total_steps must be >= 1 or None, got 0': API words; should name "
-        "--max-steps (reward/finetune config)",
-    "rtrain.loss_margin_nomargin": "traceback: KeyError from reward/losses.py (\"the "
-        "'bradley_terry_margin' loss needs a 'margin' column in the batch\") after "
-        "embedding; should refuse first: p_good.jsonl has no margin column; add one or "
-        "choose another --loss (losses)",
-    "rtrain.val_and_frac": "exit 0 without a word: --validation-fraction 0.5 is ignored "
-        "when --validation is given; should say so (or refuse the pair) (cli/reward.py)",
-    "rtrain.lr_neg": "after embedding: 'Invalid learning rate: -1.0' (torch's words); should "
-        "name --learning-rate and refuse before any work (reward/train.py config)",
-}
+PENDING: dict[str, str] = {}
 
 
 # -- running a row ---------------------------------------------------------------------------

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from prefkit.cli._common import check_output, console, fail, print_json, run_errors
+from prefkit.cli._common import (
+    check_output,
+    console,
+    fail,
+    flag_words,
+    print_json,
+    run_errors,
+)
 from prefkit.cli.reward import (
     ColumnOpt,
     FmtOpt,
@@ -17,6 +24,7 @@ from prefkit.cli.reward import (
     Split,
     SplitOpt,
     _read_pairs,
+    note_cut,
     reward_app,
 )
 
@@ -28,6 +36,34 @@ _EXAMPLES = """Examples:
 
   prefkit reward finetune pairs.jsonl --backbone ./my-encoder --max-steps 50 --output runs/ft --json
 """
+
+
+#: FinetuneConfig's fields as the command line names them: its errors are said in flags
+FINETUNE_FLAGS = {"total_steps": "--max-steps", "lr": "--learning-rate",
+                  "batch_size": "--batch-size", "max_length": "--max-length",
+                  "epochs": "--epochs", "precision": "--precision", "seed": "--seed"}
+
+
+def _backbone_tokenizer(backbone: str | None) -> Any:
+    """The tokenizer of --backbone (fast: the model is loaded later), or an error in the
+    command line's words for a file, a folder without a model, a Hub id not in the cache."""
+    from prefkit.reward.scorer import _resolve_backbone
+
+    what = ("give the folder of a Hugging Face encoder or decoder (config.json, weights, "
+            "tokenizer), a Hub id in the local cache, or leave --backbone out for the bundled "
+            "MiniLM")
+    if backbone is not None and Path(backbone).is_file():
+        fail(f"--backbone {backbone} is a file, not a model folder; {what}")
+    if backbone is not None and Path(backbone).is_dir() and \
+            not (Path(backbone) / "config.json").is_file():
+        fail(f"--backbone {backbone} is not a model folder (no config.json in it); {what}")
+    try:
+        _, path = _resolve_backbone(backbone)
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError) as e:
+        fail(f"--backbone {backbone}: {e}")
 
 
 @reward_app.command(epilog=_EXAMPLES)
@@ -61,14 +97,22 @@ def finetune(
 
     t0 = time.perf_counter()
     check_output(output, "reward-finetune", resume, overwrite)  # before loading the backbone
-    pairs, res = _read_pairs(data, fmt, column, skip_invalid, split, as_json)
-    val_pairs = None
-    if validation is not None:
-        val_pairs, _ = _read_pairs(validation, fmt, column, skip_invalid, Split.all, as_json)
     try:
         cfg = FinetuneConfig(backbone=backbone, max_length=max_length, epochs=epochs,
                              total_steps=max_steps, batch_size=batch_size, lr=learning_rate,
                              precision=precision, seed=seed)
+    except ValueError as e:
+        fail(flag_words(str(e), FINETUNE_FLAGS))
+    tokenizer = _backbone_tokenizer(backbone)
+    pairs, res = _read_pairs(data, fmt, column, skip_invalid, split, as_json)
+    val_pairs = None
+    if validation is not None:
+        val_pairs, _ = _read_pairs(validation, fmt, column, skip_invalid, Split.all, as_json)
+    for path, p in ((data, pairs), (validation, val_pairs)):
+        if p is not None and not as_json:
+            note_cut(path, [*p.texts("chosen"), *p.texts("rejected")], tokenizer, max_length,
+                     cfg.truncation_side, "--max-length")
+    try:
         with run_errors():
             result = finetune_reward_model(pairs, config=cfg, output_dir=output,
                                            validation=val_pairs, resume=resume,

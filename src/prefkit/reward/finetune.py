@@ -140,10 +140,14 @@ class FinetuneConfig(ConfigIO):
             raise ValueError(f"lora_r must be >= 0 (0: full fine-tuning), got {self.lora_r}")
         if self.lora_target_modules is not None:  # a JSON list reads back as the same tuple
             object.__setattr__(self, "lora_target_modules", tuple(self.lora_target_modules))
-        if min(self.batch_size, self.grad_accum, self.epochs, self.max_length) < 1:
-            raise ValueError("batch_size, grad_accum, epochs and max_length must be >= 1")
+        for name in ("batch_size", "grad_accum", "epochs", "max_length", "eval_batch_size",
+                     "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.total_steps is not None and self.total_steps < 1:
-            raise ValueError(f"total_steps must be >= 1 or None, got {self.total_steps}")
+            raise ValueError(f"total_steps must be >= 1, got {self.total_steps}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be > 0, got {self.lr} (typical: 1e-5 to 5e-5)")
         if not 0.0 <= self.warmup < 1.0:
             raise ValueError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
         if self.truncation_side not in ("left", "right"):

