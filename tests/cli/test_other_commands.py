@@ -64,3 +64,18 @@ def test_formats_lists_every_reader() -> None:
 def test_help_has_examples(cmd: str) -> None:
     r = runner.invoke(app, [cmd, "--help"])
     assert r.exit_code == 0 and "Examples" in r.stdout
+
+
+@pytest.mark.parametrize("args", [[], ["rank"], ["diagnose"], ["propose"], ["simulate"],
+                                  ["align"], ["formats"], ["version"], ["reward", "train"],
+                                  ["reward", "eval"], ["reward", "score"],
+                                  ["reward", "finetune"]])
+def test_every_help_ends_with_its_examples(args: list[str]) -> None:
+    # issue 9.14: examples came last only in align and reward help, first elsewhere, and
+    # the top level had none
+    r = runner.invoke(app, [*args, "--help"], terminal_width=200)
+    assert r.exit_code == 0
+    text = r.stdout
+    assert "Examples:" in text, args
+    assert text.index("Examples:") > text.index("Options"), args
+    assert "prefkit" in text[text.index("Examples:"):]

@@ -8,6 +8,8 @@ any of them, so it costs typer's own start-up and little more.
 from __future__ import annotations
 
 import importlib
+import inspect
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +24,7 @@ from prefkit import __version__
 _VERBS: dict[str, tuple[str, str, str, Callable[[Any], dict[str, Any]]]] = {
     "rank": ("prefkit.cli.rank", "rank",
              "Rank items from pairwise or K-wise votes; print the leaderboard with intervals.",
-             lambda m: {"epilog": ""}),
+             lambda m: {}),
     "diagnose": ("prefkit.cli.diagnose", "diagnose",
                  "Check vote data before ranking: components of the comparison graph, votes per "
                  "item and pair, cyclic triads against what Bradley-Terry predicts, annotator "
@@ -51,6 +53,17 @@ _SETTINGS: dict[str, Any] = {"no_args_is_help": True, "add_completion": False,
                              "rich_markup_mode": "markdown", "pretty_exceptions_enable": False}
 
 
+def examples_last(function: Callable[..., Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """Every command shows its examples after its options: an ``Examples:`` part of the
+    docstring moves to the epilog (unless the command has one)."""
+    doc = function.__doc__ or ""
+    if "Examples:" in doc and not settings.get("epilog"):
+        head, _, tail = doc.partition("Examples:")
+        settings = {**settings, "help": inspect.cleandoc(head) + "\n",
+                    "epilog": "Examples:\n\n" + textwrap.dedent(tail).strip() + "\n"}
+    return settings
+
+
 def _build(name: str) -> Any:
     """The click command of one verb, as `app.command(...)(function)` would make it."""
     module_name, attribute, _, settings = _VERBS[name]
@@ -60,7 +73,7 @@ def _build(name: str) -> Any:
         command = typer.main.get_group(obj)
     else:
         one = typer.Typer(**_SETTINGS)
-        one.command(name=name, **settings(module))(obj)
+        one.command(name=name, **examples_last(obj, settings(module)))(obj)
         command = typer.main.get_command(one)
     command.name = name
     return command
@@ -104,36 +117,42 @@ class _Verbs(TyperGroup):
                              if matches else f"{base}.")
             raise
 
+_TOP_EXAMPLES = """Examples:
+
+  prefkit rank                       # the embedded Chatbot Arena votes
+
+  prefkit rank votes.csv --plot board.png
+
+  prefkit reward train pairs.jsonl --output runs/rm
+
+  prefkit align --loss dpo --model ./my-llama --data prefs.jsonl --output runs/dpo
+
+  prefkit formats                    # what each command reads
+
+  prefkit COMMAND --help             # one command's options and examples
+"""
+
 app = typer.Typer(
     name="prefkit",
     help="Learn from preferences: rank items from votes with honest uncertainty, train and "
          "evaluate reward models, align language models from preference pairs.",
+    epilog=_TOP_EXAMPLES,
     cls=_Verbs,
     **_SETTINGS,
 )
 
 
-@app.command()
+@app.command(epilog="Examples:\n\n  prefkit formats\n")
 def formats() -> None:
-    """List every input format prefkit reads, grouped by the commands that read them (auto-detected, or named with --format).
-
-    Examples:
-
-      prefkit formats
-    """
+    """List every input format prefkit reads, grouped by the commands that read them (auto-detected, or named with --format)."""
     from prefkit.data import describe_formats
 
     typer.echo(describe_formats())
 
 
-@app.command()
+@app.command(epilog="Examples:\n\n  prefkit version\n")
 def version() -> None:
-    """Print prefkit's version.
-
-    Examples:
-
-      prefkit version
-    """
+    """Print prefkit's version."""
     typer.echo(__version__)
 
 
