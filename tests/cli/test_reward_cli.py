@@ -184,3 +184,123 @@ def test_every_help_ends_with_examples(cmd: list[str]) -> None:
     assert code == 0
     assert "Examples" in out
     assert out.rstrip().splitlines()[-1].strip().startswith("prefkit reward")
+
+
+# -- the new-user campaign's reward rows: what a user is told ---------------------------------
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_a_file_for_the_model_folder_says_the_order(trained: dict[str, Any]) -> None:
+    # campaign reval.model_is_file / args_swapped: "no such model folder", and a hint to
+    # train into --output good.csv
+    data, model = str(trained["data"]), str(trained["model"])
+    code, _, err = run("reward", "eval", data, model)
+    err = _words(err)
+    assert code == 2 and f"{data} is a file, not a model folder" in err
+    assert "`prefkit reward eval DIR DATA` takes the model folder first" in err
+    assert f"did you mean `prefkit reward eval {model} {data}`?" in err
+    code, _, err = run("reward", "score", data, data)
+    assert code == 2 and "`prefkit reward score DIR TEXTS`" in _words(err)
+    assert "did you mean" not in err
+
+
+def test_a_bad_plot_name_is_refused_before_scoring(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # campaign reval.plot_badext: matplotlib's traceback after scoring
+    import prefkit.cli.reward as cli
+
+    monkeypatch.setattr(cli, "_load_model", lambda folder: pytest.fail("model loaded"))
+    code, _, err = run("reward", "eval", str(tmp_path), str(tmp_path / "x.jsonl"),
+                       "--plot", str(tmp_path / "e.xyz"))
+    assert code == 2 and "must end in one of .png" in _words(err)
+
+
+def test_score_says_what_it_kept_skipped_and_did_not_use(trained: dict[str, Any],
+                                                        tmp_path: Path) -> None:
+    # campaign rscore.empty_resp / txt_noprompt / prompt_and_prompts: silence
+    model = str(trained["model"])
+    txt = tmp_path / "answers.txt"
+    txt.write_text("first\n\n  \nsecond\n")
+    code, out, err = run("reward", "score", model, str(txt), "--prompt", "Q?")
+    assert code == 0, err
+    assert "skipped 2 blank lines (lines 2, 3)" in _words(err) and "--prompt" not in err
+    recs = tmp_path / "answers.jsonl"
+    recs.write_text(json.dumps({"prompt": "p", "response": ""}) + "\n"
+                    + json.dumps({"prompt": "p", "response": "fine"}) + "\n")
+    code, out, err = run("reward", "score", model, str(recs), "--prompt", "other")
+    assert code == 0, err
+    assert "1 empty response(s) kept and scored" in _words(err)
+    assert "--prompt 'other' was not used: every record" in _words(err)
+
+
+def test_texts_cut_by_the_encoder_are_counted(trained: dict[str, Any], tmp_path: Path) -> None:
+    # campaign rtrain/reval/rscore.long: a 1 MB response cut in silence
+    recs = tmp_path / "long.jsonl"
+    recs.write_text(json.dumps({"prompt": "p", "response": "word " * 2000}) + "\n"
+                    + json.dumps({"prompt": "p", "response": "short"}) + "\n")
+    code, _, err = run("reward", "score", str(trained["model"]), str(recs))
+    assert code == 0, err
+    assert "1 of 2 texts (prompt + response) have more tokens than the 256 the encoder " \
+           "reads: each is cut to its last 256 tokens" in _words(err)
+
+
+def test_count_cut_tokenizes_only_what_may_be_long() -> None:
+    from prefkit.reward.scorer import count_cut
+
+    calls: list[list[str]] = []
+
+    def tokenizer(texts: list[str], **kw: Any) -> dict[str, list[list[int]]]:
+        calls.append(texts)
+        return {"input_ids": [[0] * (len(t) // 2) for t in texts]}
+
+    texts = ["a" * 10, "b" * 100, "c" * 30, "b" * 100]
+    assert count_cut(tokenizer, texts, 20) == 2  # 100 -> 50 tokens, twice; 30 -> 15: kept
+    assert calls == [["b" * 100, "c" * 30]]  # unique, and only those with 20 - 8 bytes or more
+    assert count_cut(tokenizer, ["short"], 512) == 0 and len(calls) == 1
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--learning-rate", "-1"], "--learning-rate must be > 0, got -1.0"),
+    (["--loss", "bradley_terry_margin"], "--loss bradley_terry_margin needs a margin per pair"),
+    (["--batch-size", "0"], "--batch-size"),
+])
+def test_train_refuses_bad_options_before_embedding(
+        trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        args: list[str], words: str) -> None:
+    # campaign rtrain.lr_neg ("Invalid learning rate" after embedding) and
+    # rtrain.loss_margin_nomargin (a KeyError traceback after embedding)
+    import prefkit.reward.backbones as backbones
+
+    monkeypatch.setattr(backbones.FrozenEncoder, "encode",
+                        lambda *a, **k: pytest.fail("texts embedded before the refusal"))
+    out = tmp_path / "rm"
+    code, _, err = run("reward", "train", str(trained["data"]), "--output", str(out), *args)
+    assert code == 2 and words in _words(err)
+    assert not out.exists()
+
+
+def test_validation_fraction_with_validation_is_said(trained: dict[str, Any],
+                                                     tmp_path: Path) -> None:
+    # campaign rtrain.val_and_frac: --validation-fraction ignored in silence
+    code, _, err = run("reward", "train", str(trained["data"]), "--validation",
+                       str(trained["data"]), "--validation-fraction", "0.5", "--epochs", "2",
+                       "--output", str(tmp_path / "rm"))
+    assert code == 0, err
+    assert "--validation-fraction 0.5 is not used: --validation" in _words(err)
+
+
+def test_finetune_refuses_a_data_folder_backbone_and_config_words(tmp_path: Path) -> None:
+    # campaign rft.backbone_is_datadir (transformers' "Unrecognized model") and rft.maxsteps0
+    # ("total_steps must be >= 1 or None")
+    (tmp_path / "data").mkdir()
+    pairs = tmp_path / "p.jsonl"
+    pairs.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"}) + "\n")
+    base = ["reward", "finetune", str(pairs), "--output", str(tmp_path / "ft")]
+    code, _, err = run(*base, "--backbone", str(tmp_path / "data"))
+    assert code == 2 and "is not a model folder (no config.json in it)" in _words(err)
+    code, _, err = run(*base, "--max-steps", "0")
+    assert code == 2 and "--max-steps must be >= 1, got 0" in _words(err)
+    code, _, err = run(*base, "--learning-rate", "0")
+    assert code == 2 and "--learning-rate must be > 0" in _words(err)
+    assert not (tmp_path / "ft").exists()
