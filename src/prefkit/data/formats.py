@@ -94,7 +94,69 @@ class Format:
     aliases: tuple[str, ...] = ()
 
 
-FORMATS: dict[str, Format] = {}
+#: the modules whose readers register themselves on import (every family)
+_FORMAT_MODULES = ("_formats", "_formats_align", "_formats_judges", "_formats_other",
+                   "_formats_text")
+
+
+class _Registry(dict):  # type: ignore[type-arg]
+    """:data:`FORMATS`: a dict that imports every format module on its first read, so
+    that a path that needs no reader (the streamed Parquet votes of ``prefkit rank``)
+    does not pay for importing them all (~0.1 s); writes (:func:`register`) load
+    nothing."""
+
+    _loaded = False
+
+    def _load(self) -> None:
+        if not _Registry._loaded:
+            _Registry._loaded = True
+            import importlib
+
+            for m in _FORMAT_MODULES:
+                importlib.import_module(f"prefkit.data.{m}")
+
+    def __getitem__(self, key: str) -> Format:
+        self._load()
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self._load()
+        return super().__contains__(key)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        self._load()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._load()
+        return super().__len__()
+
+    def __repr__(self) -> str:
+        self._load()
+        return super().__repr__()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._load()
+        return super().get(key, default)
+
+    def keys(self):  # type: ignore[no-untyped-def]
+        self._load()
+        return super().keys()
+
+    def values(self):  # type: ignore[no-untyped-def]
+        self._load()
+        return super().values()
+
+    def items(self):  # type: ignore[no-untyped-def]
+        self._load()
+        return super().items()
+
+    def copy(self) -> dict[str, Format]:
+        self._load()
+        return dict(super().items())
+
+
+FORMATS: dict[str, Format] = _Registry()
 
 
 def register(

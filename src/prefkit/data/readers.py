@@ -34,15 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# the format modules register themselves on import: every family, so that FORMATS (and
-# `prefkit formats`) lists them all
-from prefkit.data import (  # noqa: F401
-    _formats,
-    _formats_align,
-    _formats_judges,
-    _formats_other,
-    _formats_text,
-)
+# the format modules register themselves on import; FORMATS imports them all on its first
+# read (so that `prefkit formats` lists every family), and the streamed Parquet path of
+# read_votes(aggregate=True) imports none
 from prefkit.data.errors import InvalidRow
 from prefkit.data.formats import FORMATS, describe_formats, detect, read_format, register
 from prefkit.data.records import ItemIndex, PairCounts, PairwiseVotes, Rankings

@@ -31,9 +31,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
-from scipy.special import expit
 
-from prefkit.choice.pairwise import Link
+from prefkit.choice.pairwise import Link, expit
 from prefkit.data.records import PairCounts, PairwiseVotes
 from prefkit.rank._design import PairRows, build_rows
 from prefkit.rank._newton import ConvergenceError

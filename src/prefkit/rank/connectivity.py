@@ -46,6 +46,33 @@ class Connectivity:
         return f"comparison graph has {self.n_components} components: {parts}"
 
 
+def _reaches_all(n: int, src: NDArray[np.integer], dst: NDArray[np.integer],
+                 max_rounds: int = 64) -> bool:
+    """Whether every item is reached from item 0 along the edges ``src -> dst`` (breadth
+    first, one vectorised pass over the edges per level). False also when the search
+    needs more than ``max_rounds`` levels (long chains): the caller then asks csgraph."""
+    seen = np.zeros(n, bool)
+    seen[0] = True
+    count = 1
+    for _ in range(max_rounds):
+        seen[dst[seen[src]]] = True
+        new = int(np.count_nonzero(seen))
+        if new == n:
+            return True
+        if new == count:
+            return False
+        count = new
+    return False
+
+
+def _strongly_connected(n: int, src: NDArray[np.integer], dst: NDArray[np.integer]) -> bool:
+    """A directed graph is strongly connected iff item 0 reaches every item and every item
+    reaches item 0 (a search along the edges and one against them)."""
+    if n == 0 or src.size == 0:
+        return n == 1
+    return _reaches_all(n, src, dst) and _reaches_all(n, dst, src)
+
+
 def connectivity(
     items: ItemIndex,
     i: NDArray[np.integer],
@@ -54,21 +81,26 @@ def connectivity(
 ) -> Connectivity:
     """``counts[:, 0]`` wins of i, ``[:, 1]`` wins of j, ``[:, 2:]`` ties (any number of
     tie columns). Items never compared form their own components."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     n = len(items)
     total = counts.sum(axis=1)
     met = total > 0
-    g = coo_matrix((np.ones(met.sum()), (i[met], j[met])), shape=(n, n))
-    nc, lab = connected_components(g, directed=False)
-    comps = [tuple(items.names[k] for k in np.flatnonzero(lab == c)) for c in range(nc)]
-    comps.sort(key=len, reverse=True)
     tie = counts[:, 2:].sum(axis=1) if counts.shape[1] > 2 else np.zeros(len(i))
     fwd = (counts[:, 0] + tie) > 0  # i took something from j: edge j -> i? use i beats j
     bwd = (counts[:, 1] + tie) > 0
     src = np.concatenate([i[fwd], j[bwd]])
     dst = np.concatenate([j[fwd], i[bwd]])
+    if _strongly_connected(n, src, dst):
+        # the common case, settled in numpy without importing scipy.sparse.csgraph (and
+        # with it scipy.linalg, ~0.2 s): one component, one strongly connected set
+        return Connectivity(1, (tuple(items.names),), True, np.zeros(n, bool))
+
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    g = coo_matrix((np.ones(met.sum()), (i[met], j[met])), shape=(n, n))
+    nc, lab = connected_components(g, directed=False)
+    comps = [tuple(items.names[k] for k in np.flatnonzero(lab == c)) for c in range(nc)]
+    comps.sort(key=len, reverse=True)
     d = coo_matrix((np.ones(src.size), (src, dst)), shape=(n, n))
     ns, slab = connected_components(d, directed=True, connection="strong")
     sizes = np.bincount(slab, minlength=ns)
