@@ -97,7 +97,7 @@ def run_prefkit(spec: dict[str, Any], model: Any, tok: Any, rows: list[dict[str,
     cfg = AlignConfig(
         loss="dpo", loss_kwargs={"beta": spec["beta"]}, learning_rate=spec["lr"],
         batch_size=spec["batch_size"], grad_accum=spec["grad_accum"],
-        total_steps=spec["steps"], warmup=0.0, weight_decay=0.0, grad_clip=1.0,
+        max_steps=spec["steps"], warmup=0.0, weight_decay=0.0, grad_clip=1.0,
         max_length=spec["max_length"], precision=spec["precision"],
         gradient_checkpointing=spec["gradient_checkpointing"], shuffle=False,
         log_every=1, eval_every=0, checkpoint_every=0,

@@ -230,7 +230,7 @@ def main() -> None:
         spec = LOSSES[name]
         config = AlignConfig(loss=spec["loss"], loss_kwargs=spec["loss_kwargs"],
                              learning_rate=spec["lr"], batch_size=args.batch_size,
-                             total_steps=steps, warmup=0.05, max_length=64, seed=args.seed,
+                             max_steps=steps, warmup=0.05, max_length=64, seed=args.seed,
                              log_every=max(1, steps // 5), eval_batch_size=128)
         print(f"stage 3: {name} ({spec['loss']}, {spec['loss_kwargs']}, {steps} steps of "
               f"{args.batch_size} prompts, lr {spec['lr']})", flush=True)

@@ -134,7 +134,7 @@ def main() -> None:
     # -- (a) fine-tune MiniLM, test accuracy --------------------------------------------------
     if not args.skip_a:
         cfg = FinetuneConfig(max_length=args.max_length, batch_size=args.batch_size,
-                             lr=args.lr, total_steps=args.steps, warmup=0.1, seed=0,
+                             learning_rate=args.lr, max_steps=args.steps, warmup=0.1, seed=0,
                              precision=args.precision,
                              bucket_overhead=None if args.no_buckets else args.bucket_overhead)
         out = args.runs / "minilm_hh"
@@ -182,7 +182,8 @@ def _same_batches(train, n: int, seed: int):
 def _run_prefkit(args, pairs, *, steps, bs, max_length, warmup, out):  # type: ignore[no-untyped-def]
     from prefkit.reward.finetune import FinetuneConfig, finetune_reward_model
 
-    cfg = FinetuneConfig(max_length=max_length, batch_size=bs, lr=args.lr, total_steps=steps,
+    cfg = FinetuneConfig(max_length=max_length, batch_size=bs, learning_rate=args.lr,
+                         max_steps=steps,
                          warmup=warmup, shuffle=False, seed=0, precision=args.precision,
                          log_every=1, attention=args.attention,
                          bucket_overhead=None if args.no_buckets else args.bucket_overhead)

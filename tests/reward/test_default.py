@@ -43,10 +43,10 @@ def test_default_config_is_the_documented_one() -> None:
     cfg = RewardTrainConfig()
     assert cfg.head == "linear" and cfg.head_kwargs == {} and cfg.loss == "bradley_terry"
     assert cfg.features == ("joint", "stats")
-    assert (cfg.lr, cfg.epochs, cfg.batch_size, cfg.patience, cfg.weight_decay,
+    assert (cfg.learning_rate, cfg.epochs, cfg.batch_size, cfg.patience, cfg.weight_decay,
             cfg.val_fraction, cfg.monitor) == (1e-2, 200, 64, 10, 0.0, 0.1, "val_loss")
     doc = RewardTrainConfig.__doc__ or ""
-    assert 'features=("joint", "stats")' in doc and "lr 1e-2" in doc and "200 epochs" in doc
+    assert 'features=("joint", "stats")' in doc and "learning rate 1e-2" in doc and "200 epochs" in doc
     # a config file without "features" (written before they existed) still loads
     assert RewardTrainConfig.from_dict({"features": ["stats", "joint"]}).features == \
         ("joint", "stats")
@@ -57,8 +57,26 @@ def test_cli_train_uses_the_config_defaults() -> None:
 
     from prefkit.cli import reward as cli
 
+    from prefkit.reward.train import HEAD_PRESETS
+
     src = inspect.getsource(cli.train)
-    assert "RewardTrainConfig(**" in src and cli.HEAD_DEFAULTS[cli.Head.linear] == {}
+    assert "RewardTrainConfig.preset(" in src and HEAD_PRESETS["linear"] == {}
+    assert RewardTrainConfig.preset("linear") == RewardTrainConfig()
+    mlp = RewardTrainConfig.preset("mlp", epochs=3)
+    assert (mlp.head, mlp.learning_rate, mlp.epochs) == ("mlp", 1e-3, 3)
+
+
+def test_old_names_still_work_for_one_release(tmp_path: Path) -> None:
+    """lr= -> learning_rate=, out_dir= -> output_dir=, max_steps= (stop early) ->
+    stop_after=: the old names warn; a config.json written with "lr" still loads."""
+    with pytest.warns(DeprecationWarning, match="learning_rate"):
+        cfg = RewardTrainConfig(lr=0.5)
+    assert cfg.learning_rate == 0.5 and "lr" not in cfg.to_dict()
+    with pytest.warns(DeprecationWarning, match="learning_rate"):
+        assert cfg.lr == 0.5
+    assert RewardTrainConfig.from_dict({"lr": 0.25}).learning_rate == 0.25  # old files: silent
+    with pytest.raises(TypeError, match="learning_rate= only"):
+        RewardTrainConfig(lr=0.5, learning_rate=0.1)
 
 
 # -- the features -----------------------------------------------------------------------------

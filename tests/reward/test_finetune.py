@@ -63,7 +63,7 @@ def toy_pairs(n: int, seed: int = 0) -> TextPairs:
     return TextPairs(prompts, chosen, rejected)
 
 
-CFG = dict(max_length=64, batch_size=4, lr=1e-3, log_every=1, seed=0)
+CFG = dict(max_length=64, batch_size=4, learning_rate=1e-3, log_every=1, seed=0)
 
 
 def _losses(folder: Path) -> list[tuple[str, int, float | None]]:
@@ -127,7 +127,7 @@ def test_learns_and_changes_every_parameter(tmp_path: Path, tokenizer: object,
 
 
 def test_resume_equals_uninterrupted(tmp_path: Path, tokenizer: object) -> None:
-    cfg = FinetuneConfig(**{**CFG, "lr": 3e-4}, epochs=2, grad_accum=2, warmup=0.25,
+    cfg = FinetuneConfig(**{**CFG, "learning_rate": 3e-4}, epochs=2, grad_accum=2, warmup=0.25,
                          disable_dropout=False)  # dropout on: its RNG stream is resumed too
     pairs, val = toy_pairs(20), toy_pairs(8, seed=1)
     whole = finetune_reward_model(pairs, config=cfg, output_dir=tmp_path / "a",
@@ -135,13 +135,13 @@ def test_resume_equals_uninterrupted(tmp_path: Path, tokenizer: object) -> None:
                                   progress=False)
     part = finetune_reward_model(pairs, config=cfg, output_dir=tmp_path / "b",
                                  validation=val, scorer=tiny("bert", tokenizer),
-                                 progress=False, max_steps=2)  # stops inside epoch 1
+                                 progress=False, stop_after=2)  # stops inside epoch 1
     assert not part.finished and part.step == 2
     with pytest.raises(FileExistsError, match="resume=True"):
         finetune_reward_model(pairs, config=cfg, output_dir=tmp_path / "b", validation=val,
                               scorer=tiny("bert", tokenizer), progress=False)
     with pytest.raises(ValueError, match="different config"):
-        finetune_reward_model(pairs, config=FinetuneConfig.from_dict(cfg.to_dict(), lr=1.0),
+        finetune_reward_model(pairs, config=FinetuneConfig.from_dict(cfg.to_dict(), learning_rate=1.0),
                               output_dir=tmp_path / "b", validation=val,
                               scorer=tiny("bert", tokenizer), progress=False, resume=True)
     resumed = finetune_reward_model(pairs, config=cfg, output_dir=tmp_path / "b",
@@ -157,12 +157,12 @@ def test_resume_equals_uninterrupted(tmp_path: Path, tokenizer: object) -> None:
 def test_folder_round_trip_scores_identically(tmp_path: Path, tokenizer: object,
                                               kind: str) -> None:
     pairs = toy_pairs(8)
-    finetune_reward_model(pairs, config=FinetuneConfig(**CFG, total_steps=2),
+    finetune_reward_model(pairs, config=FinetuneConfig(**CFG, max_steps=2),
                           output_dir=tmp_path, scorer=tiny(kind, tokenizer), progress=False)
     info = json.loads((tmp_path / "config.json").read_text())
     assert info["kind"] == "sequence-scorer"
     assert info["scorer"]["truncation_side"] == "left" and info["scorer"]["max_length"] == 64
-    assert info["config"]["total_steps"] == 2 and info["summary"]["step"] == 2
+    assert info["config"]["max_steps"] == 2 and info["summary"]["step"] == 2
     first = load_scorer(tmp_path)
     again = SequenceScorer.from_pretrained(tmp_path)
     s1 = first.score(pairs.prompt, pairs.chosen)
@@ -200,7 +200,7 @@ def test_cli_evaluates_and_scores_a_fine_tuned_folder(tmp_path: Path, tokenizer:
     from prefkit.cli.main import app
 
     pairs = toy_pairs(16)
-    finetune_reward_model(pairs, config=FinetuneConfig(**CFG, total_steps=2),
+    finetune_reward_model(pairs, config=FinetuneConfig(**CFG, max_steps=2),
                           output_dir=tmp_path / "m", scorer=tiny("bert", tokenizer), progress=False)
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps({"prompt": p, "chosen": c, "rejected": r}) + "\n"
@@ -214,7 +214,7 @@ def test_bf16_autocast_trains_and_keeps_fp32_weights(tmp_path: Path, tokenizer: 
     with pytest.raises(ValueError, match="precision"):
         FinetuneConfig(precision="fp8")
     scorer = tiny("bert", tokenizer)
-    res = finetune_reward_model(toy_pairs(16), config=FinetuneConfig(**CFG, total_steps=4,
+    res = finetune_reward_model(toy_pairs(16), config=FinetuneConfig(**CFG, max_steps=4,
                                 precision="bf16"), output_dir=tmp_path, scorer=scorer,
                                 progress=False)
     losses = [r["loss"] for r in res.history if r["kind"] == "train"]
@@ -288,7 +288,7 @@ def test_bucketed_training_matches_one_padded_forward(tmp_path: Path, tokenizer:
     pairs = toy_pairs(16)
     runs = {}
     for overhead in (None, 0):
-        cfg = FinetuneConfig(**CFG, total_steps=4, bucket_overhead=overhead)
+        cfg = FinetuneConfig(**CFG, max_steps=4, bucket_overhead=overhead)
         runs[overhead] = finetune_reward_model(pairs, config=cfg,
                                                output_dir=tmp_path / str(overhead),
                                                scorer=tiny("bert", tokenizer), progress=False)
@@ -305,7 +305,7 @@ def test_lora_trains_adapters_and_head_and_saves_merged_weights(tmp_path: Path,
     pytest.importorskip("peft")
     with pytest.raises(ValueError, match="lora_r"):
         FinetuneConfig(lora_r=-1)
-    cfg = FinetuneConfig(**{**CFG, "lr": 1e-2}, epochs=3, lora_r=4, lora_alpha=8.0,
+    cfg = FinetuneConfig(**{**CFG, "learning_rate": 1e-2}, epochs=3, lora_r=4, lora_alpha=8.0,
                          lora_target_modules=["query", "value"])  # a list reads as a tuple
     assert cfg.lora_target_modules == ("query", "value")
     assert FinetuneConfig.from_dict(cfg.to_dict()) == cfg

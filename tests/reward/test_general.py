@@ -188,7 +188,7 @@ def test_gpm_learns_rock_paper_scissors_where_bradley_terry_is_at_chance() -> No
     rng = np.random.default_rng(20240601)
     train = simulate_cyclic_preferences(1000, rng=rng, n_classes=3)
     test = simulate_cyclic_preferences(2000, rng=rng, n_classes=3)
-    cfg = EmbeddingFitConfig(steps=300, batch_size=128, lr=1e-2)
+    cfg = EmbeddingFitConfig(steps=300, batch_size=128, learning_rate=1e-2)
 
     gpm, history = fit_general_preference(
         *train, config=cfg, generator=torch.Generator().manual_seed(0)
@@ -215,7 +215,7 @@ def test_eigenvalue_gate_learns_prompt_dependent_direction() -> None:
         return np.where(back, r, c), np.where(back, c, r), prompt
 
     train, test = data(1000), data(1000)
-    cfg = EmbeddingFitConfig(steps=300, batch_size=128, lr=0.03)
+    cfg = EmbeddingFitConfig(steps=300, batch_size=128, learning_rate=0.03)
     gated, _ = fit_general_preference(
         train[0], train[1], prompt=train[2], config=cfg, generator=torch.Generator().manual_seed(0)
     )

@@ -25,7 +25,7 @@ PAL_MIN_ACCURACY = 0.85
 BT_MAX_ACCURACY = 0.60
 NEW_USER_MIN_ACCURACY = 0.80
 N_TRAIN, N_TEST, NOISE_DIMS = 50, 40, 4
-FIT = EmbeddingFitConfig(steps=300, batch_size=128, lr=0.03)
+FIT = EmbeddingFitConfig(steps=300, batch_size=128, learning_rate=0.03)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -63,7 +63,7 @@ def _full_loss(weights: dict[str, torch.Tensor], f: PairFeatures) -> float:
 
 # -- it learns ---------------------------------------------------------------------------------
 def test_linear_head_learns_on_real_embeddings(features: PairFeatures, tmp_path: Path) -> None:
-    cfg = RewardTrainConfig(head="linear", lr=0.05, epochs=15, batch_size=8, patience=0,
+    cfg = RewardTrainConfig(head="linear", learning_rate=0.05, epochs=15, batch_size=8, patience=0,
                             val_fraction=0.25, log_every=1, restore_best=False)
     result = train_reward_model(cfg, tmp_path / "run", features, progress=False)
     assert result.finished and result.step == 15 * 3  # 24 train pairs / 8 per batch
@@ -80,7 +80,7 @@ def test_linear_head_learns_on_real_embeddings(features: PairFeatures, tmp_path:
 # -- resume ------------------------------------------------------------------------------------
 def test_resume_equals_uninterrupted(features: PairFeatures, tmp_path: Path) -> None:
     cfg = RewardTrainConfig(head="mlp", head_kwargs={"hidden": 32, "dropout": 0.3},
-                            lr=0.01, epochs=4, batch_size=8, val_fraction=0.25,
+                            learning_rate=0.01, epochs=4, batch_size=8, val_fraction=0.25,
                             checkpoint_every=4, log_every=1, patience=0, seed=7)
     # 24 training pairs / 8 = 3 steps per epoch; periodic checkpoints at steps 4, 8, 12
     global_rng = torch.get_rng_state()
@@ -92,13 +92,13 @@ def test_resume_equals_uninterrupted(features: PairFeatures, tmp_path: Path) -> 
 
     run = tmp_path / "part"
     torch.manual_seed(12345)  # another global RNG state must not matter either
-    part = train_reward_model(cfg, run, features, progress=False, max_steps=4)
+    part = train_reward_model(cfg, run, features, progress=False, stop_after=4)
     saved = (run / "checkpoint.pt").read_bytes()  # step 4: the first batch of epoch 1
-    part = train_reward_model(cfg, run, features, progress=False, max_steps=6, resume=True)
+    part = train_reward_model(cfg, run, features, progress=False, stop_after=6, resume=True)
     assert not part.finished and part.step == 6  # resumed mid-epoch, stopped at its end
     # a crash after step 6: only step 4's checkpoint survives, metrics.jsonl runs to step 6
     (run / "checkpoint.pt").write_bytes(saved)
-    part = train_reward_model(cfg, run, features, progress=False, max_steps=9, resume=True)
+    part = train_reward_model(cfg, run, features, progress=False, stop_after=9, resume=True)
     assert part.step == 9  # an epoch end, before its validation
     part = train_reward_model(cfg, run, features, progress=False, resume=True)
     assert part.finished and part.step == whole.step
@@ -125,9 +125,9 @@ def test_text_pairs_in_gives_the_same_run_as_features(features: PairFeatures, hh
 def test_resume_refuses_another_config_and_fresh_runs_refuse_a_used_folder(
         features: PairFeatures, tmp_path: Path) -> None:
     cfg = RewardTrainConfig(epochs=2, batch_size=16, patience=0)
-    train_reward_model(cfg, tmp_path / "run", features, progress=False, max_steps=1)
-    with pytest.raises(ValueError, match=r"different config \(fields \['lr'\]\)"):
-        train_reward_model(RewardTrainConfig(epochs=2, batch_size=16, patience=0, lr=0.5),
+    train_reward_model(cfg, tmp_path / "run", features, progress=False, stop_after=1)
+    with pytest.raises(ValueError, match=r"different config \(fields \['learning_rate'\]\)"):
+        train_reward_model(RewardTrainConfig(epochs=2, batch_size=16, patience=0, learning_rate=0.5),
                            tmp_path / "run", features, progress=False, resume=True)
     with pytest.raises(FileExistsError, match="resume=True"):
         train_reward_model(cfg, tmp_path / "run", features, progress=False)
@@ -139,7 +139,7 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path: Path) -> None:
     x = torch.randn(64, 5, generator=g)
     train = PairFeatures(x, -x)  # chosen = x, rejected = -x: separable
     val = PairFeatures(-x[:16], x[:16])  # the opposite preference: val loss only grows
-    cfg = RewardTrainConfig(lr=0.1, epochs=20, batch_size=16, patience=2, log_every=1)
+    cfg = RewardTrainConfig(learning_rate=0.1, epochs=20, batch_size=16, patience=2, log_every=1)
     result = train_reward_model(cfg, tmp_path / "run", train, val, progress=False)
     assert result.stopped_early and result.epoch == 3 and result.best_epoch == 0
     ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
@@ -153,7 +153,7 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def trained(features: PairFeatures, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("trained")
-    cfg = RewardTrainConfig(lr=0.05, epochs=5, batch_size=8, patience=0)
+    cfg = RewardTrainConfig(learning_rate=0.05, epochs=5, batch_size=8, patience=0)
     train_reward_model(cfg, out, features, progress=False)
     return out
 
@@ -163,7 +163,7 @@ def test_folder_describes_itself(trained: Path) -> None:
             "checkpoint.pt"} <= {p.name for p in trained.iterdir()}
     info = json.loads((trained / "config.json").read_text())
     assert RewardTrainConfig.from_dict(info["config"]) == RewardTrainConfig(
-        lr=0.05, epochs=5, batch_size=8, patience=0)
+        learning_rate=0.05, epochs=5, batch_size=8, patience=0)
     assert info["head"] == {"name": "linear", "dim": 384, "n_outputs": 1}
     assert {"torch", "numpy", "python", "sentence-transformers"} <= set(info["versions"])
     backbone = json.loads((trained / "backbone.json").read_text())
@@ -238,13 +238,13 @@ def test_multi_objective_two_stages(tmp_path: Path) -> None:
     val, _ = _armo_data(200, 1)
     kw = {"n_attributes": 3, "hidden": 32, "n_hidden": 1, "dropout": 0.0}
     stage1 = RewardTrainConfig(head="multi_objective", head_kwargs={**kw, "stage": "attributes"},
-                               loss="regression", lr=0.05, epochs=40, batch_size=64, patience=0)
+                               loss="regression", learning_rate=0.05, epochs=40, batch_size=64, patience=0)
     train_reward_model(stage1, tmp_path / "attributes", train, val, progress=False)
     attrs = load_file(str(tmp_path / "attributes" / "model.safetensors"))
     assert torch.allclose(attrs["attribute_heads.weight"], w_true, atol=0.05)
 
     stage2 = RewardTrainConfig(head="multi_objective", head_kwargs={**kw, "stage": "gating"},
-                               loss="bradley_terry", lr=0.01, epochs=30, batch_size=64,
+                               loss="bradley_terry", learning_rate=0.01, epochs=30, batch_size=64,
                                patience=0, init_from=str(tmp_path / "attributes"))
     result = train_reward_model(stage2, tmp_path / "gating", train, val, progress=False)
     gated = load_file(str(tmp_path / "gating" / "model.safetensors"))
@@ -278,3 +278,20 @@ def test_ridge_attribute_fit_matches_scikit_learn() -> None:
         assert np.allclose(head.attribute_heads.weight[k].detach().numpy(), ref.coef_, atol=1e-5)
         assert float(head.attribute_heads.bias[k].detach()) == pytest.approx(ref.intercept_,
                                                                     abs=1e-5)
+
+
+def test_a_run_written_with_lr_resumes_and_old_keywords_warn(
+        features: PairFeatures, tmp_path: Path) -> None:
+    """A checkpoint whose config says "lr" (before learning_rate) resumes as the same run;
+    out_dir= and max_steps= (stop early: now stop_after=) still work, with a warning."""
+    cfg = RewardTrainConfig(epochs=2, batch_size=16, patience=0)
+    with pytest.warns(DeprecationWarning, match="stop_after"):
+        part = train_reward_model(cfg, out_dir=tmp_path / "run", train=features,
+                                  progress=False, max_steps=1)
+    assert not part.finished and part.output_dir == tmp_path / "run"
+    ck_path = tmp_path / "run" / "checkpoint.pt"
+    ck = torch.load(ck_path, weights_only=True)
+    ck["config"]["lr"] = ck["config"].pop("learning_rate")
+    torch.save(ck, ck_path)
+    done = train_reward_model(cfg, tmp_path / "run", features, progress=False, resume=True)
+    assert done.finished

@@ -101,6 +101,8 @@ from prefkit.runs import (
     RunFolder,
     json_num,
     progress_bar,
+    renamed_fields,
+    renamed_keyword_args,
     rng_state,
     set_rng_state,
 )
@@ -108,6 +110,7 @@ from prefkit.runs import (
 __all__ = ["AlignConfig", "AlignResult", "align"]
 
 
+@renamed_fields(total_steps="max_steps")
 @dataclass(frozen=True)
 class AlignConfig(ConfigIO):
     """Everything that decides an alignment run; saved in ``prefkit_align.json``.
@@ -116,8 +119,8 @@ class AlignConfig(ConfigIO):
     its options (``beta``, ...); ``sft_weight`` adds that times the SFT loss (the chosen
     response's per-token NLL) to every example. ``batch_size`` is prompts per forward pass
     (per process), and KTO's chunk for its KL pairs (TRL's ``per_device_train_batch_size``);
-    a step takes ``grad_accum`` of them. ``total_steps`` caps the run and its
-    LR schedule (None: ``epochs`` epochs); ``warmup`` is a fraction of the steps.
+    a step takes ``grad_accum`` of them. ``max_steps`` is the length of the run and of its
+    LR schedule, as TRL's ``max_steps`` (None: ``epochs`` epochs); ``warmup`` is a fraction of the steps.
     ``max_length`` / ``max_prompt_length`` / ``truncation_mode`` tokenize text data.
     ``precision="bf16"``: forward passes under bfloat16 autocast, fp32 weights and optimizer.
     ``lora_r > 0`` trains a LoRA adapter (``lora_target_modules`` None: peft's default for
@@ -135,7 +138,7 @@ class AlignConfig(ConfigIO):
     batch_size: int = 8
     grad_accum: int = 1
     epochs: int = 1
-    total_steps: int | None = None
+    max_steps: int | None = None
     warmup: float = 0.0
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
@@ -169,8 +172,8 @@ class AlignConfig(ConfigIO):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0: only at the end), got "
                                  f"{getattr(self, name)}")
-        if self.total_steps is not None and self.total_steps < 1:
-            raise ValueError(f"total_steps must be >= 1, got {self.total_steps}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate} (typical: "
                              "1e-6 to 5e-6 for full fine-tuning, 1e-5 to 1e-4 with LoRA)")
@@ -197,13 +200,14 @@ class AlignConfig(ConfigIO):
                                (mods,) if isinstance(mods, str) else tuple(mods))
 
 
+@renamed_fields(out_dir="output_dir")
 @dataclass(frozen=True)
 class AlignResult:
-    """What a run did: ``finished`` is False when it stopped at ``max_steps`` (resume it).
+    """What a run did: ``finished`` is False when it stopped at ``stop_after`` (resume it).
     ``metrics`` is the last train row of ``metrics.jsonl``, ``validation`` the last val row;
     ``reference_cached`` says the reference log-probs came from the cache file."""
 
-    out_dir: Path
+    output_dir: Path
     step: int
     epoch: int
     finished: bool
@@ -215,6 +219,7 @@ class AlignResult:
 
 
 # -- the loop --------------------------------------------------------------------------------------
+@renamed_keyword_args(max_steps="stop_after")
 def align(
     model: nn.Module | str | Path,
     data: Any,
@@ -227,7 +232,7 @@ def align(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
-    max_steps: int | None = None,
+    stop_after: int | None = None,
     device: str | torch.device | None = None,
     checkpoint_seconds: float | None = CHECKPOINT_SECONDS,
 ) -> AlignResult:
@@ -242,9 +247,9 @@ def align(
     silent: a ``UserWarning`` gives the counts and the first rows, and
     ``prefkit_align.json`` records the counts (``inputs``). ``reference_model``: a frozen
     reference for losses that run it live (default: see the module docstring).
-    ``max_steps`` stops after that many optimizer steps (a checkpoint is written;
-    ``resume=True`` continues; the LR schedule is the whole run's). ``device`` defaults to
-    accelerate's (the process's GPU, else the CPU).
+    ``stop_after`` stops after that many optimizer steps (a checkpoint is written;
+    ``resume=True`` continues; the LR schedule is the whole run's, ``config.max_steps``).
+    ``device`` defaults to accelerate's (the process's GPU, else the CPU).
 
     ``output_dir`` must be a new or empty folder, or an earlier run of this function: that
     needs ``resume=True`` (a run stopped before its first checkpoint restarts) or
@@ -333,7 +338,7 @@ def align(
     n = len(train)
     per_step = config.batch_size * config.grad_accum * world  # prompts per optimizer step
     steps_per_epoch = math.ceil(n / per_step)
-    total = config.total_steps or config.epochs * steps_per_epoch
+    total = config.max_steps or config.epochs * steps_per_epoch
     n_epochs = math.ceil(total / steps_per_epoch)
     params, opt, sched = make_optimizer(model, config, total)
     data_gen = torch.Generator().manual_seed(config.seed + 1)  # epoch order
@@ -458,7 +463,7 @@ def align(
 
                 # -- log, validate, checkpoint --------------------------------------------------
                 last = step == total or s == steps_per_epoch - 1
-                stopping = max_steps is not None and step >= max_steps
+                stopping = stop_after is not None and step >= stop_after
                 if step % config.log_every == 0 or last or stopping:
                     row = {"kind": "train", "step": step, "epoch": epoch, **tally.means(world),
                            "lr": sched.get_last_lr()[0], "grad_norm": json_num(float(grad_norm)),
@@ -473,7 +478,7 @@ def align(
                 if due(step):  # every checkpoint_every steps, checkpoint_seconds, or a signal
                     checkpoint()
                     due.raise_if_interrupted(step, out, bar)
-                if max_steps is not None and step >= max_steps and step < total:
+                if stop_after is not None and step >= stop_after and step < total:
                     checkpoint()
                     bar.close()
                     return _result(out, step, epoch, False, history, ref_train)

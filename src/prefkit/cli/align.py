@@ -104,7 +104,7 @@ def _hyper(spec: Any, given: dict[str, str]) -> dict[str, Any]:
 
 #: AlignConfig's fields as the command line names them: its errors are said in flags
 CONFIG_FLAGS = {
-    "total_steps": "--max-steps", "learning_rate": "--learning-rate",
+    "max_steps": "--max-steps", "learning_rate": "--learning-rate",
     "batch_size": "--batch-size", "grad_accum": "--grad-accum", "epochs": "--epochs",
     "warmup": "--warmup", "max_length": "--max-length",
     "max_prompt_length": "--max-prompt-length", "sft_weight": "--sft-weight",
@@ -250,7 +250,7 @@ def align_command(
     try:
         config = AlignConfig(
             loss=spec.name, loss_kwargs=hyper, sft_weight=sft_weight, learning_rate=learning_rate,
-            batch_size=batch_size, grad_accum=grad_accum, epochs=epochs, total_steps=max_steps,
+            batch_size=batch_size, grad_accum=grad_accum, epochs=epochs, max_steps=max_steps,
             warmup=warmup, max_length=max_length, max_prompt_length=max_prompt_length,
             seed=seed, precision=precision, lora_r=lora_r, lora_alpha=lora_alpha,
             gradient_checkpointing=gradient_checkpointing, eval_every=eval_every,
@@ -320,7 +320,7 @@ def align_command(
         with run_errors():
             result = align(model, tokens, config=config, output_dir=output,
                            tokenizer=tokenizer, validation=val_tokens, resume=resume,
-                           overwrite=overwrite, progress=not as_json, max_steps=stop_after)
+                           overwrite=overwrite, progress=not as_json, stop_after=stop_after)
     except (ValueError, TypeError, OSError) as e:
         fail(str(e))
     if int(os.environ.get("RANK", "0")) != 0:  # accelerate launch / torchrun: one report

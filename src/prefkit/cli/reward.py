@@ -6,7 +6,6 @@ Thin commands over :mod:`prefkit.reward` (trainer, model, evaluation) and
 
 from __future__ import annotations
 
-import json
 import time
 from enum import Enum
 from pathlib import Path
@@ -55,13 +54,6 @@ class Split(str, Enum):
     train = "train"
     test = "test"
 
-
-#: what --head mlp changes from RewardTrainConfig's defaults (the linear head changes
-#: nothing: its defaults live on the config, see benchmarks/reward_default.py)
-HEAD_DEFAULTS: dict[Head, dict[str, Any]] = {
-    Head.linear: {},
-    Head.mlp: {"head_kwargs": {"hidden": 256, "dropout": 0.2}, "lr": 1e-3},
-}
 
 FmtOpt = Annotated[str, typer.Option("--format", "-f", help="Input format (trl, hh_rlhf, llmbar, rewardbench, generic); auto-detected by default.")]
 ColumnOpt = Annotated[Optional[list[str]], typer.Option("--column", "-c", help="Column mapping KEY=NAME (keys: prompt, chosen, rejected, margin, category, ...).")]
@@ -223,7 +215,7 @@ def _input(path: Path, res: Any, split: Split) -> dict[str, Any]:
 
 # -- train -----------------------------------------------------------------------------------
 #: RewardTrainConfig's fields as the command line names them: its errors are said in flags
-TRAIN_FLAGS = {"lr": "--learning-rate", "batch_size": "--batch-size", "epochs": "--epochs",
+TRAIN_FLAGS = {"learning_rate": "--learning-rate", "batch_size": "--batch-size", "epochs": "--epochs",
                "val_fraction": "--validation-fraction", "features": "--features",
                "seed": "--seed"}
 
@@ -271,14 +263,12 @@ def train(
         if validation_fraction is not None:
             note(f"--validation-fraction {validation_fraction} is not used: --validation "
                  f"{validation} gives the validation pairs (no part of {data} is held out)")
-    validation_fraction = 0.1 if validation_fraction is None else validation_fraction
     given = {"features": features and tuple(f.strip() for f in features.split(",") if f.strip()),
-             "epochs": epochs, "batch_size": batch_size, "lr": learning_rate}
-    try:
-        cfg = RewardTrainConfig(**{
-            **HEAD_DEFAULTS[head], **{k: v for k, v in given.items() if v is not None},
-            "head": head.value, "loss": loss, "seed": seed,
-            "val_fraction": 0.0 if validation is not None else validation_fraction})
+             "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+             "val_fraction": 0.0 if validation is not None else validation_fraction}
+    try:  # the head's preset (RewardTrainConfig's defaults for linear), then the flags given
+        cfg = RewardTrainConfig.preset(head.value, loss=loss, seed=seed,
+                                       **{k: v for k, v in given.items() if v is not None})
     except (KeyError, ValueError) as e:
         fail(flag_words(str(e.args[0]) if e.args else str(e), TRAIN_FLAGS))
     from prefkit.reward.losses import get_reward_loss
@@ -460,7 +450,7 @@ def score(
     file with one response per line (all answering --prompt). A prompt may also be a list
     of `{"role", "content"}` messages, rendered as in training ("User: ...").
     """
-    import numpy as np
+    from prefkit.reward.model import best_per_prompt
 
     _check_model_arg(model_dir, texts, "score", "TEXTS")
     model = _load_model(model_dir)
@@ -469,15 +459,9 @@ def score(
 
     note_cut(texts, response_texts(prompts, responses), *_reader(model))
     s = model.score(prompts, responses)
-    groups: dict[str, list[int]] = {}
-    for i, p in enumerate(prompts):
-        groups.setdefault(p if isinstance(p, str) else json.dumps(p, sort_keys=True), []).append(i)
-    best = []
-    for idx in groups.values():
-        if len(idx) > 1:
-            k = idx[int(np.argmax(s[idx]))]
-            best.append({"prompt": _prompt_text(prompts[k]), "n": len(idx), "best_line": lines[k],
-                         "best_index": k, "score": float(s[k])})
+    best = [{"prompt": _prompt_text(prompts[k]), "n": len(idx), "best_line": lines[k],
+             "best_index": k, "score": float(s[k])}
+            for k, idx in best_per_prompt(prompts, s) if len(idx) > 1]
     best_rows = {b["best_index"] for b in best}
     if as_json:
         print_json({"model": str(model_dir), "file": str(texts), "scores": [

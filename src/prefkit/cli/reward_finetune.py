@@ -39,7 +39,7 @@ _EXAMPLES = """Examples:
 
 
 #: FinetuneConfig's fields as the command line names them: its errors are said in flags
-FINETUNE_FLAGS = {"total_steps": "--max-steps", "lr": "--learning-rate",
+FINETUNE_FLAGS = {"max_steps": "--max-steps", "learning_rate": "--learning-rate",
                   "batch_size": "--batch-size", "max_length": "--max-length",
                   "epochs": "--epochs", "precision": "--precision", "seed": "--seed"}
 
@@ -76,10 +76,10 @@ def finetune(
     validation: Annotated[Optional[Path], typer.Option(help="Validation pairs, scored after every epoch.")] = None,
     backbone: Annotated[Optional[str], typer.Option(help="Local folder of a Hugging Face encoder or decoder [default: the offline MiniLM].")] = None,
     max_length: Annotated[int, typer.Option(help="Tokens per prompt+response (cut from the left).")] = 256,
-    epochs: Annotated[int, typer.Option(help="Epochs over DATA.")] = 2,
-    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimizer steps (overrides --epochs).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Pairs per optimizer step.")] = 16,
-    learning_rate: Annotated[float, typer.Option(help="AdamW learning rate.")] = 5e-5,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs over DATA [default: 2].")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Length of the run, and of its LR schedule, in optimizer steps (overrides --epochs), as TRL's max_steps.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Pairs per optimizer step [default: 16].")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="AdamW learning rate [default: 5e-5].")] = None,
     precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast; fast on CPUs with bf16 instructions and on GPUs).")] = "fp32",
     seed: Annotated[int, typer.Option(help="Seed of the head, data order and dropout.", envvar="PREFKIT_SEED")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output (from its last checkpoint: every few minutes, each epoch, and at Ctrl-C; a run stopped before its first one restarts).")] = False,
@@ -98,9 +98,11 @@ def finetune(
     t0 = time.perf_counter()
     check_output(output, "reward-finetune", resume, overwrite)  # before loading the backbone
     try:
-        cfg = FinetuneConfig(backbone=backbone, max_length=max_length, epochs=epochs,
-                             total_steps=max_steps, batch_size=batch_size, lr=learning_rate,
-                             precision=precision, seed=seed)
+        given = {"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size,
+                 "learning_rate": learning_rate}
+        cfg = FinetuneConfig.preset("minilm", backbone=backbone, max_length=max_length,
+                                    precision=precision, seed=seed,
+                                    **{k: v for k, v in given.items() if v is not None})
     except ValueError as e:
         fail(flag_words(str(e), FINETUNE_FLAGS))
     tokenizer = _backbone_tokenizer(backbone)

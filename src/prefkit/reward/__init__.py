@@ -81,11 +81,14 @@ _LAZY = {
     ),
     **dict.fromkeys(["REWARD_LOSSES", "RewardLoss", "get_reward_loss"], "prefkit.reward.losses"),
     **dict.fromkeys(
-        ["RewardTrainConfig", "TrainResult", "train_reward_model", "package_versions"],
+        ["HEAD_PRESETS", "RewardTrainConfig", "TrainResult", "train_reward_model",
+         "package_versions"],
         "prefkit.reward.train",
     ),
-    **dict.fromkeys(["RewardModel", "scores_to_votes"], "prefkit.reward.model"),
-    **dict.fromkeys(["FinetuneConfig", "finetune_reward_model"], "prefkit.reward.finetune"),
+    **dict.fromkeys(["RewardModel", "best_per_prompt", "scores_to_votes"],
+                   "prefkit.reward.model"),
+    **dict.fromkeys(["FINETUNE_PRESETS", "FinetuneConfig", "finetune_reward_model"],
+                    "prefkit.reward.finetune"),
     **dict.fromkeys(["SequenceScorer", "load_scorer", "SCORER_KIND"], "prefkit.reward.scorer"),
     **dict.fromkeys(
         ["PluralisticRewardModel", "PALConfig", "fit_pluralistic", "adapt_new_user",

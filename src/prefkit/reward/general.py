@@ -48,6 +48,7 @@ from prefkit.choice.general import gpm_logit
 from prefkit.choice.torch_pairwise import log_bradley_terry
 from prefkit.losses import LossOutput
 from prefkit.reward.losses import general_preference_loss, get_reward_loss
+from prefkit.runs import renamed_fields
 
 __all__ = [
     "EmbeddingFitConfig",
@@ -205,6 +206,7 @@ class GeneralPreferenceModel(nn.Module):
 
 
 # -- training ---------------------------------------------------------------------------
+@renamed_fields(lr="learning_rate")
 @dataclass(frozen=True)
 class EmbeddingFitConfig:
     """Optimisation settings for heads trained on precomputed embeddings.
@@ -212,14 +214,14 @@ class EmbeddingFitConfig:
     Attributes:
         steps: optimiser steps (one minibatch each).
         batch_size: pairs per step (capped at the number of pairs).
-        lr: AdamW learning rate.
+        learning_rate: AdamW learning rate.
         weight_decay: AdamW decoupled weight decay.
         label_smoothing: ``eps`` in ``-(1-eps) log sigmoid(s) - eps log sigmoid(-s)``.
     """
 
     steps: int = 300
     batch_size: int = 256
-    lr: float = 1e-2
+    learning_rate: float = 1e-2
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
 
@@ -271,7 +273,7 @@ def train_pairwise(
     if n == 0 or x_r.shape[0] != n or (ctx is not None and ctx.shape[0] != n):
         raise ValueError(f"need n > 0 pairs with matching rows; got {x_c.shape}, {x_r.shape}")
     g = generator if generator is not None else torch.Generator().manual_seed(0)
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     bs = min(config.batch_size, n)
     order, pos = torch.randperm(n, generator=g), 0
     history: list[float] = []

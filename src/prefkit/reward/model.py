@@ -40,7 +40,7 @@ from prefkit.data.records import ItemIndex, PairwiseVotes
 from prefkit.reward.backbones import FrozenEncoder, Prompt, prompt_texts, response_texts
 from prefkit.reward.heads import RewardHead, build_head
 
-__all__ = ["RewardModel", "scores_to_votes"]
+__all__ = ["RewardModel", "best_per_prompt", "scores_to_votes"]
 
 
 class ScoresResponses:
@@ -67,6 +67,18 @@ class ScoresResponses:
         docstring gives the three modes. Feed the result to ``prefkit rank`` / the rankers."""
         return votes_from_scorer(self.score, prompts, responses, mode=mode, rng=rng,
                                  tie_tolerance=tie_tolerance)
+
+
+def best_per_prompt(prompts: Sequence[Prompt], scores: NDArray[np.float64]
+                    ) -> list[tuple[int, list[int]]]:
+    """:meth:`ScoresResponses.best_of_n` for responses already scored: for each distinct
+    prompt (in order of first appearance; chat prompts compared by content), ``(index of
+    its best response, indices of all its responses)``; the first wins ties."""
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(prompts):
+        key = p if isinstance(p, str) else json.dumps(p, sort_keys=True)
+        groups.setdefault(key, []).append(i)
+    return [(idx[int(np.argmax(np.asarray(scores)[idx]))], idx) for idx in groups.values()]
 
 
 class RewardModel(ScoresResponses):

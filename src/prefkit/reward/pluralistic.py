@@ -44,6 +44,7 @@ from prefkit.reward.general import (
     train_pairwise,
 )
 from prefkit.reward.losses import get_reward_loss
+from prefkit.runs import renamed_keyword_args
 
 __all__ = [
     "PALConfig",
@@ -197,13 +198,14 @@ def fit_pluralistic(
     return model, history
 
 
+@renamed_keyword_args(lr="learning_rate")
 def adapt_new_user(
     model: PluralisticRewardModel,
     chosen: ArrayLike | Tensor,
     rejected: ArrayLike | Tensor,
     *,
     steps: int = 200,
-    lr: float = 0.1,
+    learning_rate: float = 0.1,
     prior: float = 1e-2,
 ) -> tuple[int, list[float]]:
     """Fit a new user's mixture logits ``theta`` from a few comparisons, all else frozen.
@@ -223,7 +225,7 @@ def adapt_new_user(
         z_c, z_r = model.f(x_c), model.f(x_r)  # (n, d')
         protos = model.prototypes.detach()  # (K, d')
     theta = torch.zeros(model.config.n_prototypes, dtype=x_c.dtype, requires_grad=True)
-    opt = torch.optim.Adam([theta], lr=lr)
+    opt = torch.optim.Adam([theta], lr=learning_rate)
     history: list[float] = []
     for _ in range(steps):
         a = theta.softmax(-1) @ protos  # (d',)

@@ -59,12 +59,16 @@ from prefkit.runs import (
     json_num,
     package_versions,
     progress_bar,
+    renamed_fields,
+    renamed_keyword_args,
     write_json,
 )
 
-__all__ = ["RewardTrainConfig", "TrainResult", "train_reward_model", "package_versions"]
+__all__ = ["HEAD_PRESETS", "RewardTrainConfig", "TrainResult", "package_versions",
+           "train_reward_model"]
 
 
+@renamed_fields(lr="learning_rate")
 @dataclass(frozen=True)
 class RewardTrainConfig(ConfigIO):
     """Everything that decides a training run; saved as ``config.json``.
@@ -82,7 +86,7 @@ class RewardTrainConfig(ConfigIO):
     ``features=("joint", "stats")`` -- the frozen MiniLM embedding of prompt + response
     plus eleven surface statistics of the response (:mod:`prefkit.reward.features`:
     log length in characters/words/lines, list items, code, repetition, prompt overlap, a
-    cut-off ending) -- AdamW lr 1e-2, batch 64, up to 200 epochs, early stopping after 10
+    cut-off ending) -- AdamW learning rate 1e-2, batch 64, up to 200 epochs, early stopping after 10
     epochs without a better validation loss on a seeded 10% of the pairs, no weight decay.
     The embedding alone cannot see length (it is mean-pooled to unit norm), which is the
     strongest cue on helpfulness data; with the statistics the head weighs length against
@@ -100,7 +104,7 @@ class RewardTrainConfig(ConfigIO):
     loss_kwargs: Mapping[str, Any] = field(default_factory=dict)
     epochs: int = 200
     batch_size: int = 64
-    lr: float = 1e-2
+    learning_rate: float = 1e-2
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
     val_fraction: float = 0.1
@@ -123,8 +127,9 @@ class RewardTrainConfig(ConfigIO):
             raise ValueError("batch_size and epochs must be >= 1")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be > 0, got {self.lr} (the linear head: 1e-2)")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate} (the linear "
+                             "head: 1e-2)")
         get_reward_loss(self.loss)  # fail early on a typo
         from prefkit.reward.features import check_features
 
@@ -134,11 +139,28 @@ class RewardTrainConfig(ConfigIO):
         object.__setattr__(self, "head_kwargs", dict(self.head_kwargs))
         object.__setattr__(self, "loss_kwargs", dict(self.loss_kwargs))
 
+    @classmethod
+    def preset(cls, head: str = "linear", **overrides: Any) -> RewardTrainConfig:
+        """The config for ``head`` with what that head changes from the defaults
+        (:data:`HEAD_PRESETS`; ``prefkit reward train --head``), then ``overrides``."""
+        if head not in HEAD_PRESETS:
+            raise ValueError(f"no preset for head {head!r}; presets: {sorted(HEAD_PRESETS)}")
+        return cls.from_dict({**HEAD_PRESETS[head], "head": head}, **overrides)
+
+
+#: what each head changes from :class:`RewardTrainConfig`'s defaults (the linear head
+#: changes nothing: its defaults are the config's, see benchmarks/reward_default.py)
+HEAD_PRESETS: dict[str, dict[str, Any]] = {
+    "linear": {},
+    "mlp": {"head_kwargs": {"hidden": 256, "dropout": 0.2}, "learning_rate": 1e-3},
+}
+
+@renamed_fields(out_dir="output_dir")
 @dataclass(frozen=True)
 class TrainResult:
-    """What a run did: ``finished`` is False when it stopped at ``max_steps`` (resume it)."""
+    """What a run did: ``finished`` is False when it stopped at ``stop_after`` (resume it)."""
 
-    out_dir: Path
+    output_dir: Path
     step: int
     epoch: int
     finished: bool
@@ -178,9 +200,10 @@ def _evaluate(head: RewardHead, data: PairFeatures, loss_fn: Any,
 
 
 # -- the loop ----------------------------------------------------------------------------
+@renamed_keyword_args(out_dir="output_dir", max_steps="stop_after")
 def train_reward_model(
     config: RewardTrainConfig,
-    out_dir: str | Path,
+    output_dir: str | Path,
     train: PairFeatures | Any,
     val: PairFeatures | Any | None = None,
     *,
@@ -188,16 +211,16 @@ def train_reward_model(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
-    max_steps: int | None = None,
+    stop_after: int | None = None,
     checkpoint_seconds: float | None = CHECKPOINT_SECONDS,
 ) -> TrainResult:
-    """Train ``config.head`` with ``config.loss`` on ``train``; write ``out_dir``.
+    """Train ``config.head`` with ``config.loss`` on ``train``; write ``output_dir``.
 
     ``train``/``val`` are :class:`PairFeatures` or text pairs (embedded first with
     ``encoder``, default ``FrozenEncoder(config.encoder, ...)`` with the default cache).
     Without ``val``, a seeded ``config.val_fraction`` of ``train`` is held out.
-    ``max_steps`` stops after that many optimizer steps in total (a checkpoint is written;
-    ``resume=True`` continues from it). ``out_dir`` must be a new or empty folder, or an
+    ``stop_after`` stops after that many optimizer steps in total (a checkpoint is written;
+    ``resume=True`` continues from it). ``output_dir`` must be a new or empty folder, or an
     earlier run of this function: that needs ``resume=True`` (a run stopped before its
     first checkpoint restarts) or ``overwrite=True`` (it is cleared first); any other
     folder is refused (:class:`prefkit.runs.RunError`). Besides every
@@ -205,8 +228,8 @@ def train_reward_model(
     ``checkpoint_seconds`` of training (None: never by time) and at SIGINT/SIGTERM, which
     then stop the run (:class:`prefkit.runs.RunInterrupted`).
     """
-    out = Path(out_dir)
-    run = RunFolder(out, "reward-train", resume=resume, overwrite=overwrite, keyword="out_dir")
+    out = Path(output_dir)
+    run = RunFolder(out, "reward-train", resume=resume, overwrite=overwrite)
 
     # -- data: embed text if needed, split off validation --------------------------------
     def features(pairs: Any) -> PairFeatures:
@@ -243,7 +266,7 @@ def train_reward_model(
 
         head.load_state_dict(load_file(str(Path(config.init_from) / "model.safetensors")))
     params = [p for p in head.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     loss_fn = get_reward_loss(config.loss)
     data_gen = torch.Generator().manual_seed(config.seed + 1)  # epoch order
     dropout_state = torch.Generator().manual_seed(config.seed + 2).get_state()
@@ -310,7 +333,7 @@ def train_reward_model(
                 if due(step):  # every checkpoint_every steps, checkpoint_seconds, or a signal
                     checkpoint()
                     due.raise_if_interrupted(step, out, bar)
-                if max_steps is not None and step >= max_steps:
+                if stop_after is not None and step >= stop_after:
                     checkpoint()
                     bar.close()
                     return _result(out, step, epoch, False, stopped_early, best, history)
