@@ -63,3 +63,41 @@ def test_top1_choices_do_not_tie_the_losers() -> None:
 def test_counts_validate_shape() -> None:
     with pytest.raises(ValueError, match="shape"):
         PairCounts(ItemIndex(("a", "b")), [0], [1], [[1, 2, 3]])
+
+
+def test_restrict_reindexes_votes_and_keeps_every_column() -> None:
+    v = PairwiseVotes.from_names(
+        ["x", "y", "x", "w"], ["y", "z", "z", "x"], ["a", "b", "tie", "both_bad"],
+        weight=[1.0, 2.0, 3.0, 4.0], annotator=["p", "q", "r", "s"], prompt=["1", "2", "3", "4"],
+        features={"len": ([1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0])},
+        soft=[0.9, 0.2, 0.5, 0.4])
+    r = v.restrict(["z", "x"])  # order given: z -> 0, x -> 1
+    assert r.items.names == ("z", "x")
+    assert (r.a.tolist(), r.b.tolist(), r.outcome.tolist()) == ([1], [0], [2])
+    assert r.weight.tolist() == [3.0] and r.annotator.tolist() == ["r"]
+    assert r.prompt.tolist() == ["3"] and r.soft.tolist() == [0.5]
+    assert r.features["len"][0].tolist() == [3.0] and r.features["len"][1].tolist() == [7.0]
+    # ids and a boolean mask give id order; the same votes either way
+    ids = v.items.ids(["x", "y", "z"])
+    mask = np.isin(np.arange(v.n_items), ids)
+    for keep in (np.sort(ids), mask):
+        s = v.restrict(keep)
+        assert s.items.names == ("x", "y", "z") and len(s) == 3
+        assert [s.items.names[k] for k in s.a] == ["x", "y", "x"]
+    assert len(v.restrict([])) == 0
+    with pytest.raises(KeyError, match="unknown item"):
+        v.restrict(["nope"])
+    with pytest.raises(ValueError, match="twice"):
+        v.restrict(["x", "x"])
+    with pytest.raises(ValueError, match="shape"):
+        v.restrict(np.ones(2, bool))
+
+
+def test_restrict_pair_counts_matches_restricting_the_votes() -> None:
+    v = PairwiseVotes.from_names(["a", "b", "c", "a", "d"], ["b", "c", "a", "d", "c"],
+                                 ["a", "b", "tie", "a", "b"], weight=[1.0, 2.0, 3.0, 4.0, 5.0])
+    keep = ["a", "b", "c"]
+    got, want = aggregate(v).restrict(keep), aggregate(v.restrict(keep))
+    assert got.items == want.items
+    assert got.i.tolist() == want.i.tolist() and got.j.tolist() == want.j.tolist()
+    np.testing.assert_array_equal(got.counts, want.counts)

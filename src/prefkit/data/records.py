@@ -97,6 +97,29 @@ def _column(x: object, dtype: type, n: int, name: str) -> NDArray:
     return arr
 
 
+def _kept(items: ItemIndex, keep: object) -> tuple[NDArray[np.intp], ItemIndex, NDArray[np.int64]]:
+    """``keep`` (a boolean mask over the items, or item ids or names) as the kept ids, in
+    the order given (a mask: id order), their own :class:`ItemIndex`, and the map from old
+    ids to new ones (-1 for an item left out)."""
+    arr = np.asarray(keep)
+    n = len(items)
+    if arr.dtype == np.bool_:
+        if arr.shape != (n,):
+            raise ValueError(f"a boolean mask over the items must have shape ({n},), got {arr.shape}")
+        ids = np.flatnonzero(arr)
+    elif arr.size and arr.dtype.kind in "USO":
+        ids = items.ids(str(x) for x in arr.ravel()).astype(np.intp)
+    else:
+        ids = arr.astype(np.intp).ravel() if arr.size else np.zeros(0, np.intp)
+        if ids.size and (ids.min() < 0 or ids.max() >= n):
+            raise ValueError(f"item ids must lie in [0, {n}); got {ids.min()}..{ids.max()}")
+    remap = np.full(n, -1, np.int64)
+    remap[ids] = np.arange(ids.size)
+    if np.count_nonzero(remap >= 0) != ids.size:
+        raise ValueError("the items to keep list an item twice")
+    return ids, ItemIndex(tuple(items.names[k] for k in ids)), remap
+
+
 @dataclass(frozen=True)
 class PairwiseVotes:
     """One row per pairwise comparison, as parallel columns.
@@ -217,6 +240,23 @@ class PairwiseVotes:
             sub(self.soft),
         )
 
+    def restrict(self, keep: Sequence[str] | NDArray[np.bool_] | NDArray[np.integer]) -> PairwiseVotes:
+        """The votes between kept items only, re-indexed to them.
+
+        ``keep`` is a boolean mask over the items, or item ids or names; the new
+        :class:`ItemIndex` lists the kept items in that order (a mask: id order). Every
+        per-vote column (weight, annotator, prompt, features, soft) comes along.
+
+        >>> v = PairwiseVotes.from_names(["x", "y", "x"], ["y", "z", "z"], ["a", "b", "tie"])
+        >>> r = v.restrict(["z", "x"])
+        >>> r.items.names, r.a.tolist(), r.b.tolist(), r.outcome.tolist()
+        (('z', 'x'), [1], [0], [2])
+        """
+        _, items, remap = _kept(self.items, keep)
+        v = self.select((remap[self.a] >= 0) & (remap[self.b] >= 0))
+        return PairwiseVotes(items, remap[v.a], remap[v.b], v.outcome, v.weight, v.annotator,
+                             v.prompt, v.features, v.soft)
+
     def to_frame(self):  # type: ignore[no-untyped-def]
         """The votes as a pandas DataFrame with item names (needs pandas)."""
         import pandas as pd
@@ -275,6 +315,13 @@ class PairCounts:
 
     def __len__(self) -> int:
         return int(self.i.shape[0])
+
+    def restrict(self, keep: Sequence[str] | NDArray[np.bool_] | NDArray[np.integer]) -> PairCounts:
+        """The pairs between kept items only, re-indexed to them (as
+        :meth:`PairwiseVotes.restrict`; a pair keeps its orientation and counts)."""
+        _, items, remap = _kept(self.items, keep)
+        m = (remap[self.i] >= 0) & (remap[self.j] >= 0)
+        return PairCounts(items, remap[self.i[m]], remap[self.j[m]], self.counts[m])
 
     def matrix(self, ties: str = "half") -> NDArray[np.float64]:
         """Dense ``(n, n)`` win matrix ``W[i, j]`` = wins of i over j; ties count as half

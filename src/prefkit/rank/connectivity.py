@@ -128,15 +128,7 @@ def largest_component(votes: PairwiseVotes) -> tuple[PairwiseVotes, tuple[str, .
     keep_items = np.flatnonzero(lab == main)
     dropped = tuple(votes.items.names[k] for k in np.flatnonzero((lab != main) & (np.bincount(
         np.concatenate([votes.a, votes.b]), minlength=n) > 0)))
-    remap = np.full(n, -1, np.int64)
-    remap[keep_items] = np.arange(keep_items.size)
-    sub = votes.select(lab[votes.a] == main)
-    items = ItemIndex(tuple(votes.items.names[k] for k in keep_items))
-    return (
-        PairwiseVotes(items, remap[sub.a], remap[sub.b], sub.outcome, sub.weight, sub.annotator,
-                      sub.prompt, sub.features, sub.soft),
-        dropped,
-    )
+    return votes.restrict(keep_items), dropped
 
 
 #: Prior variance of log-strengths used when the MLE does not exist and prior="auto".

@@ -66,23 +66,6 @@ def _pairs(data: Data) -> tuple[ItemIndex, NDArray[np.int64], NDArray[np.int64],
     return rows.items, (uniq // n).astype(np.int64), (uniq % n).astype(np.int64), counts
 
 
-def _restrict(data: Data, names: tuple[str, ...]) -> Data:
-    """The data among ``names`` only, with its own item index."""
-    keep = np.zeros(data.n_items, bool)
-    keep[data.items.ids(names)] = True
-    items = ItemIndex(names)
-    remap = np.full(data.n_items, -1, np.int64)
-    remap[data.items.ids(names)] = np.arange(len(names))
-    if isinstance(data, PairCounts):
-        m = keep[data.i] & keep[data.j]
-        return PairCounts(items, remap[data.i[m]], remap[data.j[m]], data.counts[m])
-    m = keep[data.a] & keep[data.b]
-    v = data.select(m)
-    a, b = remap[v.a].astype(np.int32), remap[v.b].astype(np.int32)
-    return PairwiseVotes(items, a, b, v.outcome, v.weight, v.annotator, v.prompt, v.features,
-                         v.soft)
-
-
 def _cycles(A: NDArray) -> NDArray:
     """Directed 3-cycles of (a stack of) 0/1 or probability matrices: ``tr(A^3) / 3``."""
     return np.einsum("...ij,...ji->...", A @ A, A) / 3.0
@@ -374,7 +357,7 @@ def diagnose(
     notes: list[str] = []
     sub = data
     if conn.n_components > 1:
-        sub = _restrict(data, tuple(sorted(conn.components[0])))
+        sub = data.restrict(sorted(conn.components[0]))
         notes.append(f"intransitivity and influence use the largest component only "
                      f"({len(conn.components[0])} of {n} items)")
     intr = None
