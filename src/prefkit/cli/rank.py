@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -99,13 +98,15 @@ def rank(
     """Rank items from pairwise or K-wise votes; print the leaderboard with intervals."""
     t0 = time.perf_counter()
     refuse_stdin(file, "rank")
-    intervals = _check_options(model, ties, style or [], intervals, cluster, plot)
+    _check_options(model, ties, style or [], intervals, cluster, plot)
     anchor_at = _parse_anchor(anchor)
+    from prefkit.rank.api import counts_suffice
+
     # a fit without covariates or clusters needs only pair counts: stream big tables
-    counts_suffice = (not style and cluster is None and not largest_component
-                      and model in (Model.bradley_terry, Model.thurstone))
+    aggregate = counts_suffice(model.name, style or [], cluster and cluster.value)
     res = read_input(file, fmt=fmt, columns=parse_mapping(column, "--column"),
-                     skip_invalid=skip_invalid, quiet=as_json, aggregate=counts_suffice)
+                     skip_invalid=skip_invalid, quiet=as_json,
+                     aggregate=aggregate and not largest_component)
     data = res.votes
     t_read = time.perf_counter() - t0
     dropped: tuple[str, ...] = ()
@@ -113,37 +114,12 @@ def rank(
         data, dropped = _largest_component(data)
     prior_value: float | str | None = _parse_prior(prior)
     _check_style(data, style or [], file)
-    tie_mode = ties.value.replace("-", "_")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            lb = _fit(data, model, tie_mode, style or [], prior_value, style_transform.value)
-        for w in caught:
-            note(f"note: {w.message}")
-        if intervals is Intervals.bootstrap and lb.model == "plackett_luce":
-            console.print("[yellow]the bootstrap refits pairwise models only; Plackett-Luce "
-                          "gets Hessian intervals[/]")
-            intervals = Intervals.hessian
-        if intervals is not Intervals.none and model is Model.weng_lin:
-            from prefkit.rank.uncertainty import with_intervals
-
-            lb = with_intervals(lb, method="hessian", confidence=confidence)
-            lb = replace(lb, interval_method="weng-lin posterior (mu +- z sigma)")
-        elif intervals is not Intervals.none:
-            lb = _with_intervals(lb, data, intervals, rounds=rounds, cluster=cluster,
-                                 confidence=confidence, seed=seed, ties=tie_mode,
-                                 style=style or [], prior=prior_value, model=model,
-                                 quiet=as_json, style_transform=style_transform.value)
-        if anchor_at is not None:
-            lb = _anchored(lb, *anchor_at, file)
-    except KeyError as e:
-        fail(str(e.args[0]) if e.args else str(e))
-    except ValueError as e:
-        from prefkit.rank.connectivity import DisconnectedGraphError
-
-        if isinstance(e, DisconnectedGraphError) and not largest_component:
-            fail(f"{e} Or rank only the largest component: add --largest-component.")
-        fail(str(e))
+    lb = _rank(data, file, model=model.name, ties=ties.name, style=style or [],
+               style_transform=style_transform.value,
+               intervals=intervals.value if intervals is not None else None, rounds=rounds,
+               cluster=cluster.value if cluster is not None else None, confidence=confidence,
+               prior=prior_value, anchor=anchor_at, seed=seed, quiet=as_json,
+               largest_component=largest_component)
     elapsed = time.perf_counter() - t0
     _note_unbounded(lb)
     if plot is not None:
@@ -209,22 +185,6 @@ def _parse_anchor(anchor: str | None) -> tuple[str, float] | None:
     return name, rating
 
 
-def _anchored(lb: Any, name: str, rating: float, file: Path | None) -> Any:
-    from prefkit.cli._common import _clip
-
-    names = [str(r["item"]) for r in lb.to_records()]
-    if name not in names:
-        from difflib import get_close_matches
-
-        close = get_close_matches(name, names, n=3)
-        shown = ", ".join(_clip(n, 32) for n in names[:10]) + (", ..." if len(names) > 10 else "")
-        fail(f"--anchor {_clip(name)}={rating:g}: no item {_clip(name)!r} in "
-             f"{file or 'the votes'}"
-             + (f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "")
-             + f"; pin one of the items ranked: {shown}")
-    return lb.anchored(name, rating)
-
-
 def _check_style(data: Any, style: list[str], file: Path | None) -> None:
     features = getattr(data, "features", None) or {}
     for name in style:
@@ -287,102 +247,95 @@ def _parse_prior(prior: str) -> float | str | None:
     return value
 
 
-def _fit(data: Any, model: Model, ties: str, style: list[str], prior: Any,
-         style_transform: str = "lmarena") -> Any:
-    from prefkit.data.records import PairCounts, PairwiseVotes, Rankings
-
-    if model is Model.plackett_luce or (isinstance(data, Rankings) and model is Model.bradley_terry):
-        from prefkit.rank.plackett_luce import fit_plackett_luce
-
-        if not isinstance(data, Rankings):
-            fail("--model plackett-luce needs rankings or K-wise votes (format 'rankings')")
-        return fit_plackett_luce(data, prior=prior)
-    if isinstance(data, Rankings):
-        data = data.to_pairwise()
-    if model is Model.bradley_terry:
-        from prefkit.rank import fit_bradley_terry
-
-        return fit_bradley_terry(data, ties=ties, style=style, prior=prior,  # type: ignore[arg-type]
-                                 style_transform=style_transform)  # type: ignore[arg-type]
-    if model is Model.thurstone:
-        from prefkit.rank import fit_thurstone
-
-        return fit_thurstone(data, ties=ties, prior=prior)  # type: ignore[arg-type]
-    if isinstance(data, PairCounts):
-        fail(f"--model {model.value} replays votes in order; aggregated counts have no order")
-    assert isinstance(data, PairwiseVotes)
-    from prefkit.rank import online
-
-    if model is Model.elo:
-        return online.elo(data)
-    return online.weng_lin(data).to_leaderboard()
-
-
 def _check_options(model: Model, ties: Ties, style: list[str], intervals: Intervals | None,
-                   cluster: Cluster | None, plot: Path | None) -> Intervals:
-    """Refuse option combinations that would be ignored; resolve the default intervals."""
-    online = model in (Model.elo, Model.weng_lin)
-    if online and ties is not Ties.half:
-        fail(f"--model {model.value} scores a tie as half a win (a shared rank for weng-lin); "
-             f"--ties {ties.value} applies to bradley-terry (and thurstone: half or ignore)")
-    if model is Model.thurstone and ties in (Ties.davidson, Ties.rao_kupper):
-        fail(f"--ties {ties.value} is a Bradley-Terry tie model; use --model bradley-terry "
-             "with it, or --ties half or ignore with --model thurstone")
-    if style and model is not Model.bradley_terry:
-        fail(f"--style is a Bradley-Terry covariate; drop it or use --model bradley-terry "
-             f"(got --model {model.value})")
-    if intervals is None:
-        intervals = {Model.elo: Intervals.none, Model.weng_lin: Intervals.hessian,
-                     Model.plackett_luce: Intervals.hessian}.get(model, Intervals.bootstrap)
-    if model is Model.elo and intervals is not Intervals.none:
-        fail("online Elo gives no intervals here (its ratings depend on the order of the "
-             "votes); use --model bradley-terry for intervals, or --intervals none")
-    if model is Model.weng_lin and intervals not in (Intervals.hessian, Intervals.none):
-        fail(f"--model weng-lin has posterior intervals (mu +- z sigma): use --intervals "
-             f"hessian (its default) or none, not {intervals.value}")
-    if model is Model.plackett_luce and intervals in (Intervals.bootstrap, Intervals.sandwich):
-        fail("--model plackett-luce has Hessian intervals only (the bootstrap and the "
-             "sandwich refit pairwise models): use --intervals hessian or none")
-    if cluster is not None and intervals not in (Intervals.bootstrap, Intervals.sandwich):
-        fail(f"--cluster {cluster.value} resamples (bootstrap) or sums (sandwich) by "
-             f"{cluster.value}; it has no effect with --intervals {intervals.value}")
+                   cluster: Cluster | None, plot: Path | None) -> None:
+    """Refuse option combinations that would be ignored, before reading (the rules are
+    :func:`prefkit.rank.api.check_options`'s; here they are worded with the flags)."""
+    from prefkit.rank.api import OptionError, check_options
+
+    try:
+        check_options(model.name, ties.name, style, intervals and intervals.value,
+                      cluster and cluster.value)
+    except OptionError as e:
+        fail(_flag_words(e, model.value, ties.value))
     check_plot(plot)
-    return intervals
 
 
-def _with_intervals(lb: Any, data: Any, how: Intervals, **kw: Any) -> Any:
-    from prefkit.rank import uncertainty
+def _flag_words(e: Any, model: str, ties: str, file: Path | None = None,
+                anchor: tuple[str, float] | None = None) -> str:
+    """An :class:`~prefkit.rank.api.OptionError` worded with the CLI's flags."""
+    d = e.details
+    iv = d.get("intervals")
+    words = {
+        "online_ties": f"--model {model} scores a tie as half a win (a shared rank for "
+                       f"weng-lin); --ties {ties} applies to bradley-terry (and thurstone: "
+                       "half or ignore)",
+        "thurstone_ties": f"--ties {ties} is a Bradley-Terry tie model; use --model "
+                          "bradley-terry with it, or --ties half or ignore with --model thurstone",
+        "style_model": f"--style is a Bradley-Terry covariate; drop it or use --model "
+                       f"bradley-terry (got --model {model})",
+        "elo_intervals": "online Elo gives no intervals here (its ratings depend on the order "
+                         "of the votes); use --model bradley-terry for intervals, or "
+                         "--intervals none",
+        "weng_lin_intervals": f"--model weng-lin has posterior intervals (mu +- z sigma): use "
+                              f"--intervals hessian (its default) or none, not {iv}",
+        "plackett_luce_intervals": "--model plackett-luce has Hessian intervals only (the "
+                                   "bootstrap and the sandwich refit pairwise models): use "
+                                   "--intervals hessian or none",
+        "cluster_intervals": f"--cluster {d.get('cluster')} resamples (bootstrap) or sums "
+                             f"(sandwich) by {d.get('cluster')}; it has no effect with "
+                             f"--intervals {iv}",
+        "plackett_luce_data": "--model plackett-luce needs rankings or K-wise votes (format "
+                              "'rankings')",
+        "online_counts": f"--model {model} replays votes in order; aggregated counts have no "
+                         "order",
+    }
+    if e.rule == "anchor_unknown" and anchor is not None:
+        from prefkit.cli._common import _clip
 
-    quiet = kw.pop("quiet")
-    model = kw.pop("model")
-    if how is Intervals.bootstrap:
-        import numpy as np
+        name, rating = anchor
+        names, close = d["items"], d["close"]
+        shown = ", ".join(_clip(n, 32) for n in names[:10]) + (", ..." if len(names) > 10 else "")
+        return (f"--anchor {_clip(name)}={rating:g}: no item {_clip(name)!r} in "
+                f"{file or 'the votes'}"
+                + (f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "")
+                + f"; pin one of the items ranked: {shown}")
+    return words.get(e.rule, str(e))
 
-        rng = np.random.default_rng(kw.pop("seed"))
-        if quiet:
-            return uncertainty.bootstrap(data, leaderboard=lb, rng=rng, **_bs_kw(kw, model))
-        with console.status(f"bootstrap: {kw['rounds']} rounds"):
-            return uncertainty.bootstrap(data, leaderboard=lb, rng=rng, **_bs_kw(kw, model))
-    cluster = kw["cluster"].value if kw["cluster"] else None
+
+def _rank(data: Any, file: Path | None, *, seed: int, quiet: bool, largest_component: bool,
+          **kw: Any) -> Any:
+    """:func:`prefkit.rank.api.rank` with the CLI's notes, spinner and refusals."""
     import numpy as np
 
-    # the fit options travel with the leaderboard; the seed drives the max-t simulation
-    return uncertainty.with_intervals(lb, data, method=how.value, cluster=cluster,
-                                      confidence=kw["confidence"],
-                                      rng=np.random.default_rng(kw["seed"]),
-                                      style_transform=kw["style_transform"])
+    from prefkit.rank.api import OptionError, rank, resolve_intervals
 
+    spin = not quiet and resolve_intervals(kw["model"], kw["intervals"], data) == "bootstrap"
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if spin:
+                with console.status(f"bootstrap: {kw['rounds']} rounds"):
+                    lb = rank(data, rng=np.random.default_rng(seed), **kw)
+            else:
+                lb = rank(data, rng=np.random.default_rng(seed), **kw)
+    except OptionError as e:
+        fail(_flag_words(e, kw["model"].replace("_", "-"), kw["ties"].replace("_", "-"),
+                         file, kw["anchor"]))
+    except KeyError as e:
+        fail(str(e.args[0]) if e.args else str(e))
+    except ValueError as e:
+        from prefkit.rank.connectivity import DisconnectedGraphError
 
-def _bs_kw(kw: dict[str, Any], model: Model) -> dict[str, Any]:
-    return {
-        "rounds": kw["rounds"],
-        "cluster": kw["cluster"].value if kw["cluster"] else None,
-        "confidence": kw["confidence"],
-        "ties": kw["ties"],
-        "style": kw["style"],
-        "style_transform": kw["style_transform"],
-        "prior": kw["prior"],
-    }
+        if isinstance(e, DisconnectedGraphError) and not largest_component:
+            fail(f"{e} Or rank only the largest component: add --largest-component.")
+        fail(str(e))
+    shown: set[str] = set()
+    for w in caught:
+        if str(w.message) not in shown:
+            shown.add(str(w.message))
+            note(f"note: {w.message}")
+    return lb
 
 
 rank.__doc__ = (rank.__doc__ or "") + "\n" + EXAMPLES

@@ -16,6 +16,7 @@ from prefkit.rank.connectivity import connectivity
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from prefkit.rank._newton import ConvergenceError
+    from prefkit.rank.api import OptionError, rank
     from prefkit.rank.bradley_terry import fit_bradley_terry, fit_thurstone
     from prefkit.rank.connectivity import (
         Connectivity,
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 
 __getattr__, __dir__ = _lazy_exports(__name__, {
     "prefkit.rank._newton": ["ConvergenceError"],
+    "prefkit.rank.api": ["OptionError", "rank"],
     "prefkit.rank.bradley_terry": ["fit_bradley_terry", "fit_thurstone"],
     "prefkit.rank.connectivity": ["Connectivity", "DisconnectedGraphError", "ProvisionalWarning",
                                   "largest_component"],
@@ -80,6 +82,7 @@ __all__ = [
     "METRICS",
     "MatchState",
     "MatchmakingResult",
+    "OptionError",
     "STRATEGIES",
     "ProvisionalWarning",
     "RankInference",
@@ -98,6 +101,7 @@ __all__ = [
     "largest_component",
     "pair_gains",
     "propose_pairs",
+    "rank",
     "rank_accuracy",
     "simulate_matchmaking",
     "simulate_votes",
