@@ -29,7 +29,7 @@ from prefkit.align.data import (
 from prefkit.align.losses import AlignLoss
 from prefkit.align.reference import ReferenceLogps, cached_reference_logps
 from prefkit.align.types import LossOutput, SequenceLogps
-from prefkit.losses import preference_accuracy
+from prefkit.losses import StepPass, preference_accuracy
 from prefkit.runs import adamw, json_num, linear_schedule, package_versions, write_json
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ __all__ = [
     "cached_references",
     "check_checkpoint",
     "check_kind",
+    "checked_step_pass",
     "kl_only",
     "live_reference",
     "load_model",
@@ -204,6 +205,28 @@ def check_kind(loss: AlignLoss, data: TokenizedAlignData, what: str) -> None:
             f"the {loss.name!r} loss takes {want} data but {what} is {data.kind}; choose a "
             f"{data.kind} loss, or read the data as {want} "
             f"(read_alignment_data(..., kind={want!r}) converts pairs where that makes sense)")
+
+
+def checked_step_pass(loss: AlignLoss, config: AlignConfig) -> StepPass | None:
+    """The extra pass ``loss`` declares for every step (KTO: its reference point, the mean
+    log-ratio of mismatched pairs), or None when it declares none or ``config.loss_kwargs``
+    fixes its value; refused when the trainer cannot compute it or ``batch_size`` is too
+    small to pair a prompt with another's completion (as TRL)."""
+    step_pass = loss.step_pass if loss.step_pass and loss.step_pass.wanted(config.loss_kwargs) \
+        else None
+    if step_pass is None:
+        return None
+    if (step_pass.examples, step_pass.statistic) != ("mismatched", "mean_log_ratio"):
+        raise ValueError(f"the {loss.name!r} loss needs the {step_pass.statistic!r} of "
+                         f"{step_pass.examples!r} examples each step, which this trainer "
+                         "does not compute")
+    if config.batch_size < step_pass.min_batch_size:  # as TRL
+        raise ValueError(f"the {loss.name!r} loss pairs each prompt with another completion of "
+                         f"its chunk of batch_size rows for its {step_pass.hyper}: batch_size "
+                         "1 would pair it with its own; use batch_size >= "
+                         f"{step_pass.min_batch_size} (and grad_accum for memory), or fix the "
+                         f"estimate with loss_kwargs={{{step_pass.hyper!r}: 0}}")
+    return step_pass
 
 
 # -- the reference ---------------------------------------------------------------------------------

@@ -50,7 +50,11 @@ The output folder:
 * ``prefkit_run.json`` -- the marker that makes the folder a prefkit run (written first);
 * ``reference_logps.pt`` (and ``.validation.pt``) -- the reference cache.
 
-Set-up (model loading, LoRA, tokenizing, the metric tally, the model folder) lives in
+The code reads in that order: :func:`align` is the loop; :func:`_setup` builds the run's
+:class:`AlignState` (everything the loop's functions share); :func:`_train_step` is one
+optimizer step (forward, backward, update); then logging, :func:`_evaluate`,
+:func:`_checkpoint` and :func:`_finish`. The set-up's parts (model loading, LoRA,
+tokenizing, the metric tally, the model folder) live in
 :mod:`prefkit.align._trainer_setup`; the run folder, checkpoints, metrics file, progress bar,
 AdamW and the LR schedule in :mod:`prefkit.runs`.
 """
@@ -74,6 +78,7 @@ from prefkit.align._trainer_setup import (
     cached_references,
     check_checkpoint,
     check_kind,
+    checked_step_pass,
     kl_only,
     live_reference,
     make_optimizer,
@@ -83,9 +88,9 @@ from prefkit.align._trainer_setup import (
     versions,
     write_model_folder,
 )
-from prefkit.align.data import collate
+from prefkit.align.data import TokenizedAlignData, collate
 from prefkit.align.logprobs import response_logps
-from prefkit.align.losses import get_align_loss, sft_term
+from prefkit.align.losses import AlignLoss, get_align_loss, sft_term
 from prefkit.align.reference import (
     ReferenceLogps,
     data_fingerprint,
@@ -93,6 +98,7 @@ from prefkit.align.reference import (
     sequence_logps,
 )
 from prefkit.align.types import LossOutput, SequenceLogps
+from prefkit.losses import StepPass
 from prefkit.runs import (
     CHECKPOINT_SECONDS,
     Checkpointing,
@@ -218,6 +224,59 @@ class AlignResult:
 
 
 
+# -- the run's state -------------------------------------------------------------------------------
+@dataclass(eq=False)
+class AlignState:
+    """What the loop's functions share, set up once by :func:`_setup`; only the counters,
+    ``perm`` and ``dropout_state`` change as the run goes."""
+
+    config: AlignConfig
+    loss: AlignLoss
+    step_pass: StepPass | None  # the loss's extra pass per step (KTO: kl_estimate), or None
+    run: RunFolder
+    device: torch.device
+    world: int  # processes; this one is ``rank``, the main one rank 0
+    rank: int
+    # the model and its reference
+    model: nn.Module
+    source: str | None  # where the model was loaded from (absolute path / Hub id)
+    given: str | None  # the model argument as given (None: a model object)
+    tokenizer: Any
+    peft: bool
+    live_ref: Any  # a reference run at every step, or None (cached or no reference)
+    ref_train: ReferenceLogps | None
+    ref_val: ReferenceLogps | None
+    # the data
+    train: TokenizedAlignData
+    val: TokenizedAlignData | None
+    counts: dict[str, Any]  # what reading and tokenizing left out, per input
+    fingerprints: dict[str, Any]
+    kl_train: list[Any]  # each training prompt's mismatched pair (step pass), else []
+    # optimization: the schedule's length, AdamW, the epoch order and dropout's RNG
+    per_step: int  # prompts per optimizer step, all processes
+    steps_per_epoch: int
+    total: int
+    n_epochs: int
+    params: list[nn.Parameter]
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    data_gen: torch.Generator
+    dropout_state: Any
+    perm: Tensor
+    metrics: Metrics
+    step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
 # -- the loop --------------------------------------------------------------------------------------
 @renamed_keyword_args(max_steps="stop_after")
 def align(
@@ -259,9 +318,61 @@ def align(
     at SIGINT/SIGTERM (one process only), which then stop the run
     (:class:`prefkit.runs.RunInterrupted`).
     """
+    config = config or AlignConfig()
+    st = _setup(model, data, config, output_dir=output_dir, tokenizer=tokenizer,
+                validation=validation, reference_model=reference_model, resume=resume,
+                overwrite=overwrite, progress=progress, device=device)
+    bar = progress_bar(st.total, "aligning", st.step, enabled=progress and st.main)
+    # by time and at signals only in one process: several must agree on every checkpoint
+    due = Checkpointing(config.checkpoint_every, checkpoint_seconds, clock=st.world == 1)
+    t0 = time.perf_counter()
+
+    with due:  # SIGINT/SIGTERM: checkpoint, then stop
+        while st.epoch < st.n_epochs and st.step < st.total:
+            if st.step_in_epoch == 0:
+                st.perm = torch.randperm(len(st.train), generator=st.data_gen) \
+                    if config.shuffle else torch.arange(len(st.train))
+            for s in range(st.step_in_epoch, st.steps_per_epoch):
+                idx = st.perm[s * st.per_step:(s + 1) * st.per_step]  # this step's prompts
+                tally, grad_norm = _train_step(st, idx)  # forward, backward, AdamW
+                st.step, st.step_in_epoch = st.step + 1, s + 1
+
+                # -- log, validate, checkpoint --------------------------------------------------
+                last = st.step == st.total or s == st.steps_per_epoch - 1
+                stopping = stop_after is not None and st.step >= stop_after
+                _log_step(st, tally, grad_norm, bar, t0, row=st.step % config.log_every == 0
+                          or last or stopping)
+                if st.val is not None and ((config.eval_every
+                                            and st.step % config.eval_every == 0)
+                                           or st.step == st.total):
+                    st.metrics.log({"kind": "val", "step": st.step, "epoch": st.epoch,
+                                    **_evaluate(st)})
+                if due(st.step):  # every checkpoint_every steps, checkpoint_seconds, or a signal
+                    _checkpoint(st)
+                    due.raise_if_interrupted(st.step, st.run.path, bar)
+                if stopping and st.step < st.total:
+                    _checkpoint(st)
+                    bar.close()
+                    return _result(st, finished=False)
+                if st.step >= st.total:
+                    break
+            if st.step_in_epoch >= st.steps_per_epoch:
+                st.epoch, st.step_in_epoch = st.epoch + 1, 0
+    bar.close()
+    return _finish(st)
+
+
+# -- set-up ----------------------------------------------------------------------------------------
+def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
+           output_dir: str | Path, tokenizer: Any, validation: Any,
+           reference_model: nn.Module | None, resume: bool, overwrite: bool, progress: bool,
+           device: str | torch.device | None) -> AlignState:
+    """Everything before the first step: the processes, the run folder, the model (seeded),
+    the data (tokenized, what was left out warned about), the reference (cached log-probs or
+    a live model), AdamW and its schedule, the RNG streams -- and a checkpoint's state when
+    resuming."""
     from accelerate import PartialState
 
-    config = config or AlignConfig()
     out = Path(output_dir)
     run = RunFolder(out, "align", resume=resume, overwrite=overwrite)  # looks, writes nothing
     given = None if isinstance(model, nn.Module) else str(model)
@@ -286,36 +397,12 @@ def align(
     # the extra pass the loss declares (KTO: its reference point, estimated from mismatched
     # pairs) unless the config fixes its value; each row's partner is fixed here (rotation
     # within data-order chunks of batch_size, as TRL)
-    step_pass = loss.step_pass if loss.step_pass and loss.step_pass.wanted(config.loss_kwargs) \
-        else None
-    if step_pass is not None and (step_pass.examples, step_pass.statistic) != (
-            "mismatched", "mean_log_ratio"):
-        raise ValueError(f"the {loss.name!r} loss needs the {step_pass.statistic!r} of "
-                         f"{step_pass.examples!r} examples each step, which this trainer "
-                         "does not compute")
+    step_pass = checked_step_pass(loss, config)
     kl_pairs = step_pass is not None
-    if step_pass is not None and config.batch_size < step_pass.min_batch_size:  # as TRL
-        raise ValueError(f"the {loss.name!r} loss pairs each prompt with another completion of "
-                         f"its chunk of batch_size rows for its {step_pass.hyper}: batch_size "
-                         "1 would pair it with its own; use batch_size >= "
-                         f"{step_pass.min_batch_size} (and grad_accum for memory), or fix the "
-                         f"estimate with loss_kwargs={{{step_pass.hyper!r}: 0}}")
-    kl_chunk = config.batch_size if kl_pairs else None
-    train, train_counts, notes = tokenized(data, tokenizer, config, "data", kl_chunk)
-    val, val_counts = None, None
-    if validation is not None:
-        val, val_counts, val_notes = tokenized(validation, tokenizer, config, "validation",
-                                               kl_chunk)
-        notes += val_notes
-    for note in notes if main else ():
-        warnings.warn(note, UserWarning, stacklevel=2)
-    check_kind(loss, train, "data")
-    if val is not None:
-        check_kind(loss, val, "validation")
-    pad_id = train.pad_token_id
+    train, val, counts = _inputs(data, validation, tokenizer, config, loss, kl_pairs=kl_pairs,
+                                 main=main)
     fingerprints = {"train": data_fingerprint(train),
                     "val": None if val is None else data_fingerprint(val)}
-
 
     # -- the reference: cached log-probs, or a live model ------------------------------------------
     live_ref = live_reference(loss, config, model, reference_model, peft, source, device)
@@ -339,7 +426,6 @@ def align(
     per_step = config.batch_size * config.grad_accum * world  # prompts per optimizer step
     steps_per_epoch = math.ceil(n / per_step)
     total = config.max_steps or config.epochs * steps_per_epoch
-    n_epochs = math.ceil(total / steps_per_epoch)
     params, opt, sched = make_optimizer(model, config, total)
     data_gen = torch.Generator().manual_seed(config.seed + 1)  # epoch order
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -347,170 +433,199 @@ def align(
         dropout_state = rng_state(device)  # dropout draws from its own saved stream
     step, epoch, step_in_epoch = 0, 0, 0
     perm = torch.arange(n)
-
     if ck is not None:
         check_checkpoint(ck, run.checkpoint_path, model)
         step, epoch, step_in_epoch = run.restore(ck, model, opt, sched, data_gen, strict=False)
         dropout_state, perm = ck["rng"]["dropout"], ck["rng"]["epoch_perm"]
     metrics = Metrics(run.metrics_path, 0 if ck is None else ck["metrics_rows"], write=main)
-    history, log = metrics.history, metrics.log
 
-    def checkpoint() -> None:
-        if main:
-            run.save_checkpoint(
-                config=config.to_dict(), model=trainable(model), optimizer=opt, scheduler=sched,
-                rng={"data": data_gen.get_state(), "dropout": dropout_state, "epoch_perm": perm},
-                step=step, epoch=epoch, step_in_epoch=step_in_epoch, data=fingerprints,
-                metrics_rows=len(history), versions=versions())
-        barrier()
+    return AlignState(
+        config=config, loss=loss, step_pass=step_pass, run=run, device=device, world=world,
+        rank=rank, model=model, source=source, given=given, tokenizer=tokenizer, peft=peft,
+        live_ref=live_ref, ref_train=ref_train, ref_val=ref_val, train=train, val=val,
+        counts=counts, fingerprints=fingerprints,
+        kl_train=kl_train, per_step=per_step, steps_per_epoch=steps_per_epoch, total=total,
+        n_epochs=math.ceil(total / steps_per_epoch), params=params, opt=opt, sched=sched,
+        data_gen=data_gen, dropout_state=dropout_state, perm=perm, metrics=metrics, step=step,
+        epoch=epoch, step_in_epoch=step_in_epoch)
 
-    def score(examples: Sequence[Any], idx: list[int], ref: ReferenceLogps | None
-              ) -> SequenceLogps:
-        """Log-probs of examples ``idx``: one forward pass, the reference cached or live."""
-        batch = collate([examples[i] for i in idx], pad_id)
-        batch = dataclasses.replace(batch, kl_input_ids=None, kl_attention_mask=None,
-                                    kl_loss_mask=None).to(device)  # KTO's pairs: kl_estimate
+
+def _inputs(data: Any, validation: Any, tokenizer: Any, config: AlignConfig, loss: AlignLoss,
+            *, kl_pairs: bool, main: bool
+            ) -> tuple[TokenizedAlignData, TokenizedAlignData | None, dict[str, Any]]:
+    """The training and validation data tokenized (unpaired rows given their KL partner
+    when ``kl_pairs``), checked against the loss's kind; what reading and tokenizing left out
+    is warned about (the main process) and counted (``prefkit_align.json``'s ``inputs``)."""
+    kl_chunk = config.batch_size if kl_pairs else None
+    train, train_counts, notes = tokenized(data, tokenizer, config, "data", kl_chunk)
+    val, val_counts = None, None
+    if validation is not None:
+        val, val_counts, val_notes = tokenized(validation, tokenizer, config, "validation",
+                                               kl_chunk)
+        notes += val_notes
+    for note in notes if main else ():
+        warnings.warn(note, UserWarning, stacklevel=5)  # align()'s caller
+    check_kind(loss, train, "data")
+    if val is not None:
+        check_kind(loss, val, "validation")
+    return train, val, {"data": train_counts, "validation": val_counts}
+
+
+# -- one optimizer step ----------------------------------------------------------------------------
+def _train_step(st: AlignState, idx: Tensor) -> tuple[Tally, Tensor]:
+    """One optimizer step on prompts ``idx`` (all processes'): this process's share in
+    micro-batches of ``batch_size``, each loss divided by the step's prompts and
+    backpropagated, gradients summed across processes, clipped, AdamW and the schedule
+    stepped. Returns the step's metric tally and the gradient norm before clipping."""
+    config, device = st.config, st.device
+    mine = idx[st.rank::st.world]  # this process's share, split into micro-batches
+    st.opt.zero_grad(set_to_none=True)
+    tally = Tally(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        set_rng_state(device, st.dropout_state)
+        # the loss's step pass (KTO: one reference point for the whole step)
+        stats = {} if st.step_pass is None else {st.step_pass.hyper: _mean_log_ratio(
+            st, mine.tolist(), st.kl_train, kl_only(st.ref_train))}
+        for mb in mine.split(config.batch_size):
+            logps = _score(st, st.train.examples, mb.tolist(), st.ref_train)
+            out, losses = _example_losses(st, logps, stats)  # (b,)
+            (losses.sum() / len(idx)).backward()  # the mean over the step's prompts
+            tally.add_output(out, losses, logps)
+        st.dropout_state = rng_state(device)
+    if st.world > 1:  # sum the processes' shares of the mean
+        for p in st.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            torch.distributed.all_reduce(p.grad)
+    grad_norm = torch.nn.utils.clip_grad_norm_(st.params, config.grad_clip or math.inf)
+    st.opt.step()
+    st.sched.step()
+    return tally, grad_norm
+
+
+def _score(st: AlignState, examples: Sequence[Any], idx: list[int],
+           ref: ReferenceLogps | None) -> SequenceLogps:
+    """Log-probs of examples ``idx``: one forward pass, the reference cached or live."""
+    device = st.device
+    batch = collate([examples[i] for i in idx], st.train.pad_token_id)
+    batch = dataclasses.replace(batch, kl_input_ids=None, kl_attention_mask=None,
+                                kl_loss_mask=None).to(device)  # KTO's pairs: kl_estimate
+    with torch.autocast(device.type, dtype=torch.bfloat16,
+                        enabled=st.config.precision == "bf16"):
+        logps = response_logps(st.model, batch, chunk_size=st.config.chunk_size,
+                               reference=st.live_ref, token_kl=st.loss.needs_token_kl)
+    if ref is not None:
+        logps.reference = ref.take(idx, batch.num_responses, device)[0]
+    return logps
+
+
+def _example_losses(st: AlignState, logps: SequenceLogps, stats: Mapping[str, Tensor]
+                    ) -> tuple[LossOutput, Tensor]:
+    """Per-example losses (b,), plus ``sft_weight`` times the SFT term; ``stats`` holds
+    the result of the loss's step pass for the whole step (KTO: ``kl_estimate``)."""
+    config = st.config
+    hyper = {**config.loss_kwargs, **stats} if stats else config.loss_kwargs
+    out = st.loss(logps, **hyper)
+    if config.sft_weight:
+        return out, out.losses + config.sft_weight * sft_term(logps)
+    return out, out.losses
+
+
+@torch.no_grad()
+def _mean_log_ratio(st: AlignState, idx: list[int], examples: Sequence[Any],
+                    ref: ReferenceLogps | None) -> Tensor:
+    """The step pass's statistic over prompts ``idx`` (all processes): the mean of
+    log pi_theta - log pi_ref over their ``examples`` (mismatched pairs), no gradient."""
+    config, device = st.config, st.device
+    total_diff = torch.zeros(2, dtype=torch.float64, device=device)
+    for mb in torch.tensor(idx, dtype=torch.long).split(config.eval_batch_size):
+        rows = mb.tolist()
+        b = collate([examples[i] for i in rows], st.train.pad_token_id).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16,
                             enabled=config.precision == "bf16"):
-            logps = response_logps(model, batch, chunk_size=config.chunk_size,
-                                   reference=live_ref, token_kl=loss.needs_token_kl)
-        if ref is not None:
-            logps.reference = ref.take(idx, batch.num_responses, device)[0]
-        return logps
+            got = sequence_logps(st.model, b.input_ids, b.attention_mask, b.loss_mask,
+                                 chunk_size=config.chunk_size, reference=st.live_ref)
+        r = got["reference"] if ref is None else ref.take(rows, 1, device)[1]
+        total_diff += torch.stack([(got["policy"] - r).double().sum(),
+                                   torch.tensor(float(len(rows)), device=device)])
+    if st.world > 1:
+        torch.distributed.all_reduce(total_diff)
+    return (total_diff[0] / total_diff[1].clamp(min=1)).float()
 
-    def example_losses(logps: SequenceLogps, stats: Mapping[str, Tensor]
-                       ) -> tuple[LossOutput, Tensor]:
-        """Per-example losses (b,), plus ``sft_weight`` times the SFT term; ``stats`` holds
-        the result of the loss's step pass for the whole step (KTO: ``kl_estimate``)."""
-        hyper = {**config.loss_kwargs, **stats} if stats else config.loss_kwargs
-        out_ = loss(logps, **hyper)
-        if config.sft_weight:
-            return out_, out_.losses + config.sft_weight * sft_term(logps)
-        return out_, out_.losses
 
-    @torch.no_grad()
-    def mean_log_ratio(idx: list[int], examples: Sequence[Any], ref: ReferenceLogps | None
-                       ) -> Tensor:
-        """The step pass's statistic over prompts ``idx`` (all processes): the mean of
-        log pi_theta - log pi_ref over their ``examples`` (mismatched pairs), no gradient."""
-        total_diff = torch.zeros(2, dtype=torch.float64, device=device)
-        for mb in torch.tensor(idx, dtype=torch.long).split(config.eval_batch_size):
-            rows = mb.tolist()
-            b = collate([examples[i] for i in rows], pad_id).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16,
-                                enabled=config.precision == "bf16"):
-                got = sequence_logps(model, b.input_ids, b.attention_mask, b.loss_mask,
-                                     chunk_size=config.chunk_size, reference=live_ref)
-            r = got["reference"] if ref is None else ref.take(rows, 1, device)[1]
-            total_diff += torch.stack([(got["policy"] - r).double().sum(),
-                                       torch.tensor(float(len(rows)), device=device)])
-        if world > 1:
-            dist.all_reduce(total_diff)
-        return (total_diff[0] / total_diff[1].clamp(min=1)).float()
+# -- logging, validation, checkpoints, the end -----------------------------------------------------
+def _log_step(st: AlignState, tally: Tally, grad_norm: Tensor, bar: Any, t0: float, *,
+              row: bool) -> None:
+    """The progress bar, and (``row``) a train row of ``metrics.jsonl``."""
+    where = f"epoch {st.epoch + 1}/{st.n_epochs}"
+    if not row:
+        bar.update(st.step, where)
+        return
+    values = {"kind": "train", "step": st.step, "epoch": st.epoch, **tally.means(st.world),
+              "lr": st.sched.get_last_lr()[0], "grad_norm": json_num(float(grad_norm)),
+              "elapsed_s": round(time.perf_counter() - t0, 3)}
+    st.metrics.log(values)
+    bar.update(st.step, f"{where} loss {values['loss']:.4f}")
 
-    @torch.no_grad()
-    def evaluate() -> dict[str, Any]:
-        """Validation metrics, in eval mode, over this process's share (then summed)."""
-        assert val is not None
-        model.eval()
-        tally = Tally(device)
-        idx = list(range(rank, len(val), world))
-        stats: dict[str, Tensor] = {}
-        if step_pass is not None:
-            kl_val = mismatched_examples(val.examples, max_length=val.max_length)
-            stats = {step_pass.hyper: mean_log_ratio(idx, kl_val, kl_only(ref_val))}
-        for mb in torch.tensor(idx, dtype=torch.long).split(config.eval_batch_size):
-            logps = score(val.examples, mb.tolist(), ref_val)
-            tally.add_output(*example_losses(logps, stats), logps)
-        model.train()
-        return {f"val_{k}": v for k, v in tally.means(world).items()}
 
-    bar = progress_bar(total, "aligning", step, enabled=progress and main)
-    # by time and at signals only in one process: several must agree on every checkpoint
-    due = Checkpointing(config.checkpoint_every, checkpoint_seconds, clock=world == 1)
-    t0 = time.perf_counter()
+@torch.no_grad()
+def _evaluate(st: AlignState) -> dict[str, Any]:
+    """Validation metrics, in eval mode, over this process's share (then summed)."""
+    val = st.val
+    assert val is not None
+    st.model.eval()
+    tally = Tally(st.device)
+    idx = list(range(st.rank, len(val), st.world))
+    stats: dict[str, Tensor] = {}
+    if st.step_pass is not None:
+        kl_val = mismatched_examples(val.examples, max_length=val.max_length)
+        stats = {st.step_pass.hyper: _mean_log_ratio(st, idx, kl_val, kl_only(st.ref_val))}
+    for mb in torch.tensor(idx, dtype=torch.long).split(st.config.eval_batch_size):
+        logps = _score(st, val.examples, mb.tolist(), st.ref_val)
+        tally.add_output(*_example_losses(st, logps, stats), logps)
+    st.model.train()
+    return {f"val_{k}": v for k, v in tally.means(st.world).items()}
 
-    # -- epochs and steps --------------------------------------------------------------------------
-    with due:  # SIGINT/SIGTERM: checkpoint, then stop
-        while epoch < n_epochs and step < total:
-            if step_in_epoch == 0:
-                perm = torch.randperm(n, generator=data_gen) if config.shuffle else torch.arange(n)
-            for s in range(step_in_epoch, steps_per_epoch):
-                idx = perm[s * per_step:(s + 1) * per_step]  # this step's prompts (all processes)
-                mine = idx[rank::world]  # this process's share, split into micro-batches
-                opt.zero_grad(set_to_none=True)
-                tally = Tally(device)
-                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                    set_rng_state(device, dropout_state)
-                    # the loss's step pass (KTO: one reference point for the whole step)
-                    stats = {} if step_pass is None else {step_pass.hyper: mean_log_ratio(
-                        mine.tolist(), kl_train, kl_only(ref_train))}
-                    for mb in mine.split(config.batch_size):
-                        logps = score(train.examples, mb.tolist(), ref_train)
-                        out_, losses = example_losses(logps, stats)  # (b,)
-                        (losses.sum() / len(idx)).backward()  # the mean over the step's prompts
-                        tally.add_output(out_, losses, logps)
-                    dropout_state = rng_state(device)
-                if world > 1:  # sum the processes' shares of the mean
-                    for p in params:
-                        if p.grad is None:
-                            p.grad = torch.zeros_like(p)
-                        dist.all_reduce(p.grad)
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip or math.inf)
-                opt.step()
-                sched.step()
-                step, step_in_epoch = step + 1, s + 1
 
-                # -- log, validate, checkpoint --------------------------------------------------
-                last = step == total or s == steps_per_epoch - 1
-                stopping = stop_after is not None and step >= stop_after
-                if step % config.log_every == 0 or last or stopping:
-                    row = {"kind": "train", "step": step, "epoch": epoch, **tally.means(world),
-                           "lr": sched.get_last_lr()[0], "grad_norm": json_num(float(grad_norm)),
-                           "elapsed_s": round(time.perf_counter() - t0, 3)}
-                    log(row)
-                    bar.update(step, f"epoch {epoch + 1}/{n_epochs} loss {row['loss']:.4f}")
-                else:
-                    bar.update(step, f"epoch {epoch + 1}/{n_epochs}")
-                if val is not None and ((config.eval_every and step % config.eval_every == 0)
-                                        or step == total):
-                    log({"kind": "val", "step": step, "epoch": epoch, **evaluate()})
-                if due(step):  # every checkpoint_every steps, checkpoint_seconds, or a signal
-                    checkpoint()
-                    due.raise_if_interrupted(step, out, bar)
-                if stop_after is not None and step >= stop_after and step < total:
-                    checkpoint()
-                    bar.close()
-                    return _result(out, step, epoch, False, history, ref_train)
-                if step >= total:
-                    break
-            epoch, step_in_epoch = (epoch + 1, 0) if step_in_epoch >= steps_per_epoch \
-                else (epoch, step_in_epoch)
-    bar.close()
+def _checkpoint(st: AlignState) -> None:
+    """``checkpoint.pt`` (the main process), then every process waits for it."""
+    if st.main:
+        st.run.save_checkpoint(
+            config=st.config.to_dict(), model=trainable(st.model), optimizer=st.opt,
+            scheduler=st.sched,
+            rng={"data": st.data_gen.get_state(), "dropout": st.dropout_state,
+                 "epoch_perm": st.perm},
+            step=st.step, epoch=st.epoch, step_in_epoch=st.step_in_epoch,
+            data=st.fingerprints, metrics_rows=len(st.metrics.history), versions=versions())
+    st.barrier()
 
-    # -- finish: checkpoint, a Hugging Face folder that describes itself ---------------------------
-    checkpoint()
-    result = _result(out, step, epoch, True, history, ref_train)
-    if main:
-        write_model_folder(out, model, tokenizer, {
-            "kind": "prefkit-align", "config": config.to_dict(), "model": source,
-            "model_given": given,  # as given; "model" is the absolute path of a local folder
+
+def _finish(st: AlignState) -> AlignResult:
+    """The last checkpoint, and a Hugging Face folder that describes itself."""
+    _checkpoint(st)
+    result = _result(st, finished=True)
+    if st.main:
+        config, loss = st.config, st.loss
+        write_model_folder(st.run.path, st.model, st.tokenizer, {
+            "kind": "prefkit-align", "config": config.to_dict(), "model": st.source,
+            "model_given": st.given,  # as given; "model" is the absolute path of a local folder
             "loss": {"name": loss.name, "hyper": loss.resolve(**config.loss_kwargs),
                      "paper": loss.paper},
-            "lora": peft, "data": fingerprints,
-            "inputs": {"data": train_counts, "validation": val_counts},
-            "reference": None if ref_train is None else ref_train.key,
+            "lora": st.peft, "data": st.fingerprints, "inputs": st.counts,
+            "reference": None if st.ref_train is None else st.ref_train.key,
             "versions": versions(),
-            "summary": {"step": step, "epochs_run": epoch, "metrics": result.metrics,
+            "summary": {"step": st.step, "epochs_run": st.epoch, "metrics": result.metrics,
                         "validation": result.validation}})
-        run.finish(config.to_dict(), {"step": step, "epochs_run": epoch})
+        st.run.finish(config.to_dict(), {"step": st.step, "epochs_run": st.epoch})
     return result
 
 
-def _result(out: Path, step: int, epoch: int, finished: bool, history: list[dict[str, Any]],
-            ref: ReferenceLogps | None) -> AlignResult:
+def _result(st: AlignState, *, finished: bool) -> AlignResult:
+    history = st.metrics.history
     train_rows = [r for r in history if r.get("kind") == "train"]
     val_rows = [r for r in history if r.get("kind") == "val"]
-    return AlignResult(out, step, epoch, finished, train_rows[-1] if train_rows else {},
+    ref = st.ref_train
+    return AlignResult(st.run.path, st.step, st.epoch, finished,
+                       train_rows[-1] if train_rows else {},
                        val_rows[-1] if val_rows else None, list(history),
                        bool(ref is not None and ref.loaded))
