@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shared_paths import SHARED
 from typer.testing import CliRunner
 
 from prefkit.cli.main import app
 
-HH = Path(__file__).resolve().parents[3] / "shared" / "data" / "reward" / \
-    "hh_rlhf_harmless_base_test.jsonl.gz"
+HH = SHARED / "data" / "reward" / "hh_rlhf_harmless_base_test.jsonl.gz"
 N_LINES = 300
 runner = CliRunner()
 
