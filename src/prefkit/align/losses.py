@@ -104,7 +104,9 @@ from prefkit.align._losses_kinds import apo_zero_unpaired_loss, kto_loss, listwi
 from prefkit.align._losses_registry import (
     ALIASES,
     ALIGN_LOSSES,
+    HYPER_RANGES,
     AlignLoss,
+    check_hyper,
     combine_losses,
     get_align_loss,
 )
@@ -113,6 +115,8 @@ __all__ = [
     "AlignLoss",
     "ALIGN_LOSSES",
     "ALIASES",
+    "HYPER_RANGES",
+    "check_hyper",
     "KINDS",
     "get_align_loss",
     "combine_losses",

@@ -79,7 +79,7 @@ def _hyper(spec: Any, given: dict[str, str]) -> dict[str, Any]:
     """The ``-p KEY=VALUE`` options as the loss takes them: a number where its default is a
     number (or None: a value the run estimates, e.g. KTO's kl_estimate), true/false where
     it is a bool, else the text; refused in flags' words otherwise, before any slow work."""
-    from prefkit.align._losses_registry import HYPER_RANGES
+    from prefkit.align.losses import HYPER_RANGES
 
     out: dict[str, Any] = {}
     for key, text in given.items():

@@ -47,7 +47,7 @@ FINETUNE_FLAGS = {"max_steps": "--max-steps", "learning_rate": "--learning-rate"
 def _backbone_tokenizer(backbone: str | None) -> Any:
     """The tokenizer of --backbone (fast: the model is loaded later), or an error in the
     command line's words for a file, a folder without a model, a Hub id not in the cache."""
-    from prefkit.reward.scorer import _resolve_backbone
+    from prefkit.reward.scorer import resolve_backbone
 
     what = ("give the folder of a Hugging Face encoder or decoder (config.json, weights, "
             "tokenizer), a Hub id in the local cache, or leave --backbone out for the bundled "
@@ -58,7 +58,7 @@ def _backbone_tokenizer(backbone: str | None) -> Any:
             not (Path(backbone) / "config.json").is_file():
         fail(f"--backbone {backbone} is not a model folder (no config.json in it); {what}")
     try:
-        _, path = _resolve_backbone(backbone)
+        _, path = resolve_backbone(backbone)
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True)

