@@ -296,6 +296,21 @@ def test_lora_output_records_an_absolute_base_and_loads_elsewhere(
     monkeypatch.chdir(elsewhere)
     assert AutoPeftModelForCausalLM.from_pretrained(tmp_path / "run") is not None
     assert transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "run") is not None
+    # the run and its base moved together: the absolute path is gone, the run-relative one
+    # (recorded as model_from_run) finds the base before the Hub is tried (issue 9.7)
+    import shutil
+
+    from prefkit.align import load_aligned
+    from prefkit.align.load import base_model_path
+
+    assert info["model_from_run"] == "../my-llama"
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.move(str(tmp_path / "my-llama"), moved / "my-llama")
+    shutil.move(str(tmp_path / "run"), moved / "run")
+    assert base_model_path(moved / "run") == str(moved / "my-llama")
+    model = load_aligned(moved / "run")
+    assert type(model).__name__ == "PeftModelForCausalLM"
 
 
 # -- the command line: flags, not keywords; a foreign folder untouched -----------------------------

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         step_dpo_pair,
         tokenize_alignment,
     )
+    from prefkit.align.load import load_aligned
     from prefkit.align.logprobs import response_logps
     from prefkit.align.losses import (
         ALIGN_LOSSES,
@@ -48,6 +49,7 @@ __getattr__, __dir__ = _lazy_exports(__name__, {
     "prefkit.align.data": ["AlignBatch", "AlignExample", "AlignmentData", "TokenizedAlignData",
                            "collate", "read_alignment_data", "step_dpo_pair",
                            "tokenize_alignment"],
+    "prefkit.align.load": ["load_aligned"],
     "prefkit.align.logprobs": ["response_logps"],
     "prefkit.align.losses": ["ALIGN_LOSSES", "AlignLoss", "combine_losses", "get_align_loss",
                              "sft_term"],
@@ -70,6 +72,7 @@ __all__ = [
     "collate",
     "combine_losses",
     "get_align_loss",
+    "load_aligned",
     "read_alignment_data",
     "response_logps",
     "sft_term",

@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -600,6 +601,18 @@ def _checkpoint(st: AlignState) -> None:
     st.barrier()
 
 
+def _relative_to(source: str | None, run: Path) -> str | None:
+    """A local base model's path relative to the run folder (None for a Hub name or a model
+    given as an object), so a run and its base moved together still find each other
+    (:func:`prefkit.align.load_aligned`)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    path = Path(source)
+    if not path.is_dir():
+        return None
+    return os.path.relpath(path.resolve(), Path(run).resolve())
+
+
 def _finish(st: AlignState) -> AlignResult:
     """The last checkpoint, and a Hugging Face folder that describes itself."""
     _checkpoint(st)
@@ -609,6 +622,7 @@ def _finish(st: AlignState) -> AlignResult:
         write_model_folder(st.run.path, st.model, st.tokenizer, {
             "kind": "prefkit-align", "config": config.to_dict(), "model": st.source,
             "model_given": st.given,  # as given; "model" is the absolute path of a local folder
+            "model_from_run": _relative_to(st.source, st.run.path),  # moves with the run
             "loss": {"name": loss.name, "hyper": loss.resolve(**config.loss_kwargs),
                      "paper": loss.paper},
             "lora": st.peft, "data": st.fingerprints, "inputs": st.counts,
