@@ -47,15 +47,8 @@ Formats (``format="auto"`` tells them apart by their columns; ``columns=`` maps 
 Every invalid row is reported with file, line, field and how to fix it
 (:class:`prefkit.data.InvalidInputError`); ``skip_invalid=True`` leaves such rows out and
 lists them in ``records.skipped``. Tokenization never drops or cuts a row silently: see
-``tokens.report`` / ``tokens.summary()``.
-
->>> import tempfile, pathlib, json
->>> p = pathlib.Path(tempfile.mkdtemp()) / "ranked.jsonl"
->>> _ = p.write_text(json.dumps({"prompt": "2+2=", "completions": ["5", "4", "22"],
-...                              "ranks": [2, 1, 3]}) + "\\n")
->>> d = read_alignment_data(p)
->>> d.kind, d.responses
-('listwise', [['4', '5', '22']])
+``tokens.report`` / ``tokens.summary()``. Reading is :mod:`prefkit.data.alignment`'s (its
+docstring has a runnable example); this module re-exports it.
 """
 
 from prefkit.align._data_collate import AlignBatch, collate, iter_batches
