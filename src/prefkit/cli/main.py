@@ -9,14 +9,27 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 import textwrap
 from collections.abc import Callable
 from typing import Any
 
-import typer
-from typer.core import TyperGroup
+#: verbs whose numerical work is many small dense systems (a Newton step over ~100 items, a
+#: thousand bootstrap refits): OpenBLAS's worker threads spin between such calls and cost
+#: more CPU than they save (on the 1.67M Arena votes, 0.3 s of 1.1 s CPU for a fit-only run
+#: and 0.4 s of the default run; benchmarks/cli_speed.py). They run BLAS on one thread
+#: unless the user set a thread count; numpy reads it when it is first imported, below.
+_ONE_BLAS_THREAD = frozenset({"rank", "diagnose", "propose", "simulate"})
+_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+if (len(sys.argv) > 1 and sys.argv[1] in _ONE_BLAS_THREAD and "numpy" not in sys.modules
+        and not any(v in os.environ for v in _BLAS_THREADS)):
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
-from prefkit import __version__
+import typer  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
+
+from prefkit import __version__  # noqa: E402
 
 #: verb -> (module, attribute, the first paragraph of its help as `prefkit --help` shows it,
 #: settings of its command given the imported module). An attribute that is a ``typer.Typer``
