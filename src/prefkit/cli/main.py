@@ -23,7 +23,7 @@ from typing import Any
 _ONE_BLAS_THREAD = frozenset({"rank", "diagnose", "propose", "simulate"})
 _BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 if (len(sys.argv) > 1 and sys.argv[1] in _ONE_BLAS_THREAD and "numpy" not in sys.modules
-        and not any(v in os.environ for v in _BLAS_THREADS)):
+        and not any(os.environ.get(v) for v in _BLAS_THREADS)):
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
 import typer  # noqa: E402
