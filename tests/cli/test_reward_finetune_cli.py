@@ -45,3 +45,21 @@ def test_finetune_rejects_a_bad_precision(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["reward", "finetune", str(tmp_path / "p.jsonl"), "--output",
                                  str(tmp_path / "o"), "--precision", "fp8"])
     assert r.exit_code == 2 and "precision" in r.stderr
+
+
+def test_stop_after_then_resume_finishes_the_run(tmp_path: Path) -> None:
+    with gzip.open(HH, "rt") as f:
+        (tmp_path / "p.jsonl").write_text("".join(next(f) for _ in range(12)))
+    out = tmp_path / "ft"
+    args = ["reward", "finetune", str(tmp_path / "p.jsonl"), "--output", str(out),
+            "--max-steps", "3", "--max-length", "32", "--batch-size", "4", "--json"]
+    r = CliRunner().invoke(app, [*args, "--stop-after", "1"])
+    assert r.exit_code == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert (d["steps"], d["finished"]) == (1, False)
+    r = CliRunner().invoke(app, [*args, "--resume"])
+    assert r.exit_code == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert (d["steps"], d["finished"]) == (3, True)
+    r = CliRunner().invoke(app, [*args[:-1], "--overwrite", "--stop-after", "0"])
+    assert r.exit_code == 2 and "--stop-after must be at least 1" in r.stderr

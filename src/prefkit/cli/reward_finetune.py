@@ -13,6 +13,7 @@ from prefkit.cli._common import (
     console,
     fail,
     flag_words,
+    note,
     print_json,
     run_errors,
 )
@@ -78,6 +79,7 @@ def finetune(
     max_length: Annotated[int, typer.Option(help="Tokens per prompt+response (cut from the left).")] = 256,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs over DATA [default: 2].")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Length of the run, and of its LR schedule, in optimizer steps (overrides --epochs), as TRL's max_steps.")] = None,
+    stop_after: Annotated[Optional[int], typer.Option(help="Stop after this many optimizer steps of the run (a checkpoint is written; --resume continues it).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Pairs per optimizer step [default: 16].")] = None,
     learning_rate: Annotated[Optional[float], typer.Option(help="AdamW learning rate [default: 5e-5].")] = None,
     precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast; fast on CPUs with bf16 instructions and on GPUs).")] = "fp32",
@@ -105,6 +107,8 @@ def finetune(
                                     **{k: v for k, v in given.items() if v is not None})
     except ValueError as e:
         fail(flag_words(str(e), FINETUNE_FLAGS))
+    if stop_after is not None and stop_after < 1:
+        fail(f"--stop-after must be at least 1 (optimizer steps), got {stop_after}")
     tokenizer = _backbone_tokenizer(backbone)
     pairs, res = _read_pairs(data, fmt, column, skip_invalid, split, as_json)
     val_pairs = None
@@ -118,9 +122,13 @@ def finetune(
         with run_errors():
             result = finetune_reward_model(pairs, config=cfg, output_dir=output,
                                            validation=val_pairs, resume=resume,
-                                           overwrite=overwrite, progress=not as_json)
+                                           overwrite=overwrite, progress=not as_json,
+                                           stop_after=stop_after)
     except (ValueError, FileNotFoundError, OSError) as e:
         fail(str(e))
+    if stop_after is not None and result.finished and result.step <= stop_after and not as_json:
+        note(f"--stop-after {stop_after} had no effect: the run has {result.step} steps "
+             "in all and finished")
     summary = {"output": str(output), "n_train": len(pairs), "steps": result.step,
                "finished": result.finished, **{k: v for k, v in result.best.items()},
                "input": {"file": str(data), "format": res.format, "split": split.value},
