@@ -52,6 +52,7 @@ FAMILIES = {
             "(read_preferences) and prefkit align (read_alignment_data)",
     "align": "alignment rows: prefkit align (read_alignment_data)",
     "responses": "responses to score: prefkit reward score (read_responses)",
+    "annotations": "pairs labelled by several annotators: prefkit inspect (read_annotations)",
 }
 #: the reader used when detection finds nothing but ``columns=`` maps the roles
 FALLBACK = {"votes": "generic", "text": "pairs", "align": "pairs"}
@@ -59,7 +60,8 @@ FALLBACK = {"votes": "generic", "text": "pairs", "align": "pairs"}
 _MAPPING = {"votes": "{'a': ..., 'b': ..., 'winner': ...}",
             "text": "{'prompt': ..., 'chosen': ..., 'rejected': ...}",
             "align": "{'prompt': ..., 'chosen': ..., 'rejected': ...}",
-            "responses": "{'prompt': ..., 'response': ...}"}
+            "responses": "{'prompt': ..., 'response': ...}",
+            "annotations": "{'pair': ..., 'annotator': ..., 'label': ...}"}
 
 
 @dataclass
@@ -96,7 +98,7 @@ class Format:
 
 #: the modules whose readers register themselves on import (every family)
 _FORMAT_MODULES = ("_formats", "_formats_align", "_formats_judges", "_formats_other",
-                   "_formats_text")
+                   "_formats_text", "_formats_annotations")
 
 
 class _Registry(dict):  # type: ignore[type-arg]
