@@ -76,18 +76,12 @@ def llmbar(stems):
 
 
 def pandalm():
-    from prefkit.data.text import TextPairs
+    """The pairs on which >= 2 of 3 annotators name a winner (identical responses left out),
+    read through the format registry (``pandalm``)."""
+    from prefkit.inspect import read_annotations
 
-    rows = json.loads((DATA / "judge" / "pandalm" / "testset-v1.json").read_text())
-    P, C, R = [], [], []
-    for r in rows:
-        label, k = collections.Counter(str(r[f"annotator{i}"]) for i in (1, 2, 3)).most_common(1)[0]
-        if k < 2 or label not in ("1", "2") or r["response1"] == r["response2"]:
-            continue
-        prompt = r["instruction"] + (("\n\n" + r["input"]) if r["input"] else "")
-        a, b = (r["response1"], r["response2"]) if label == "1" else (r["response2"], r["response1"])
-        P.append(prompt), C.append(a), R.append(b)
-    return TextPairs(P, C, R, messages_prompt=_user(P))
+    path = DATA / "judge" / "pandalm" / "testset-v1.json"
+    return read_annotations(path, format="pandalm").to_text_pairs(min_votes=2)
 
 
 # -- statistics ---------------------------------------------------------------------------------

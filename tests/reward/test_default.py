@@ -11,7 +11,6 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import collections  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -21,6 +20,7 @@ import pytest  # noqa: E402
 from shared_paths import SHARED  # noqa: E402
 
 from prefkit.data.text import TextPairs  # noqa: E402
+from prefkit.inspect import read_annotations  # noqa: E402
 from prefkit.reward.backbones import FrozenEncoder  # noqa: E402
 from prefkit.reward.features import (  # noqa: E402
     FEATURE_BLOCKS,
@@ -134,19 +134,11 @@ def test_pair_vectors_concatenate_the_blocks_in_order() -> None:
 
 # -- a trained folder scores text as in training ----------------------------------------------
 def _pandalm(n_max: int | None = None) -> TextPairs:
-    """PandaLM's human test set: pairs where >= 2 of 3 annotators name a winner."""
+    """PandaLM's human test set: pairs where >= 2 of 3 annotators name a winner (identical
+    responses left out), read through the format registry."""
     if not PANDALM.exists():
         pytest.skip(f"{PANDALM} is not there")
-    rows = json.loads(PANDALM.read_text())
-    P, C, R = [], [], []
-    for r in rows:
-        label, k = collections.Counter(str(r[f"annotator{i}"]) for i in (1, 2, 3)).most_common(1)[0]
-        if k < 2 or label not in ("1", "2") or r["response1"] == r["response2"]:
-            continue
-        prompt = r["instruction"] + (("\n\n" + r["input"]) if r["input"] else "")
-        a, b = (r["response1"], r["response2"]) if label == "1" else (r["response2"], r["response1"])
-        P.append(prompt), C.append(a), R.append(b)
-    pairs = TextPairs(P, C, R, messages_prompt=[[{"role": "user", "content": p}] for p in P])
+    pairs = read_annotations(PANDALM, format="pandalm").to_text_pairs(min_votes=2)
     return pairs if n_max is None else pairs.select(np.arange(min(n_max, len(pairs))))
 
 
