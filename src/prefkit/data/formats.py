@@ -52,6 +52,7 @@ FAMILIES = {
             "(read_preferences) and prefkit align (read_alignment_data)",
     "align": "alignment rows: prefkit align (read_alignment_data)",
     "responses": "responses to score: prefkit reward score (read_responses)",
+    "verdicts": "recorded LLM-judge verdicts and grades: prefkit judge analyze (read_verdicts)",
     "annotations": "pairs labelled by several annotators: prefkit inspect (read_annotations)",
 }
 #: the reader used when detection finds nothing but ``columns=`` maps the roles
@@ -61,6 +62,7 @@ _MAPPING = {"votes": "{'a': ..., 'b': ..., 'winner': ...}",
             "text": "{'prompt': ..., 'chosen': ..., 'rejected': ...}",
             "align": "{'prompt': ..., 'chosen': ..., 'rejected': ...}",
             "responses": "{'prompt': ..., 'response': ...}",
+            "verdicts": "(none: name the format with --format)",
             "annotations": "{'pair': ..., 'annotator': ..., 'label': ...}"}
 
 
@@ -98,7 +100,7 @@ class Format:
 
 #: the modules whose readers register themselves on import (every family)
 _FORMAT_MODULES = ("_formats", "_formats_align", "_formats_judges", "_formats_other",
-                   "_formats_text", "_formats_annotations")
+                   "_formats_text", "_formats_verdicts", "_formats_annotations")
 
 
 class _Registry(dict):  # type: ignore[type-arg]

@@ -1,0 +1,137 @@
+"""One report per judge: the consistency metrics of :mod:`prefkit.judge.consistency` and the
+counts behind them, as ``prefkit judge analyze`` prints them.
+
+The JSON of a report (:meth:`JudgeReport.to_dict`) is ``{"judge", "position_consistency",
+"first_position_rate", "conflict_ratio", "non_transitivity", "counts"}``: fractions in
+[0, 1], ``None`` (JSON ``null``) where a metric does not apply -- position consistency
+without pairs judged in both orders, the conflict ratio without single grades from the same
+judge, non-transitivity without a set of three answers to one prompt whose pairs all have a
+consistent verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from prefkit.judge.consistency import (
+    NonTransitivity,
+    Ratio,
+    conflict_ratio,
+    consistent_verdict,
+    first_position_rate,
+    judges_of,
+    non_transitivity,
+    position_consistency,
+)
+from prefkit.judge.records import ERROR, NOT_JUDGED, TIE, Grades, Verdicts
+
+__all__ = ["JudgeReport", "analyze"]
+
+
+@dataclass(frozen=True)
+class JudgeReport:
+    """The consistency of one judge (see the module docstring)."""
+
+    judge: str
+    position_consistency: Ratio | None
+    first_position_rate: Ratio | None
+    conflict_ratio: Ratio | None
+    non_transitivity: NonTransitivity | None
+    ntr_k: dict[int, NonTransitivity] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+    unparsed: list[tuple[str, str, str]] = field(default_factory=list)  # source, order, raw
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``prefkit judge analyze --json`` record of this judge."""
+
+        def val(r: Ratio | NonTransitivity | None) -> float | None:
+            if isinstance(r, NonTransitivity):
+                r = r.ratio
+            return None if r is None else r.value
+
+        return {"judge": self.judge,
+                "position_consistency": val(self.position_consistency),
+                "first_position_rate": val(self.first_position_rate),
+                "conflict_ratio": val(self.conflict_ratio),
+                "non_transitivity": val(self.non_transitivity),
+                "counts": self.counts}
+
+
+def analyze(verdicts: Verdicts | None, grades: Grades | None = None, *,
+            ks: tuple[int, ...] = (4,), conflict_turn: int | None = None,
+            show_unparsed: int = 20) -> list[JudgeReport]:
+    """A :class:`JudgeReport` per judge found in ``verdicts`` or ``grades``.
+
+    Args:
+        verdicts, grades: what :func:`prefkit.judge.read_verdicts` read.
+        ks: the set sizes of NTR_k reported besides k = 3 (in ``counts``).
+        conflict_turn: the turn of the single grades the conflict ratio compares with; by
+            default each pairwise verdict's own turn.
+        show_unparsed: how many error/unparsed verdicts to keep with their rows.
+    """
+    judges = judges_of(verdicts.judge if verdicts is not None else (),
+                       grades.judge if grades is not None else ())
+    return [_report(j, verdicts, grades, ks, conflict_turn, show_unparsed) for j in judges]
+
+
+def _report(judge: str, verdicts: Verdicts | None, grades: Grades | None,
+            ks: tuple[int, ...], conflict_turn: int | None, show: int) -> JudgeReport:
+    g = grades.select(grades.judge == judge) if grades is not None else None
+    g = g if g is not None and len(g) else None
+    v = verdicts.of_judge(judge) if verdicts is not None else None
+    counts: dict[str, Any] = {}
+    if g is not None:
+        counts["grades"] = len(g)
+        counts["grades_missing"] = int(np.isnan(g.score).sum())
+    if v is None or not len(v):
+        return JudgeReport(judge, None, None, None, None, counts=counts)
+    both = v.both_orders
+    orders = "both" if both.any() else "any"
+    pc = position_consistency(v) if both.any() else None
+    fp = first_position_rate(v)
+    fp = fp if fp.total or fp.left_out["tie"] else None
+    cr = conflict_ratio(v, g, turn=conflict_turn) if g is not None else None
+    nt = non_transitivity(v, orders=orders)
+    ntr_k = {k: non_transitivity(v, k=k, orders=orders) for k in ks}
+    verdict = consistent_verdict(v, orders=orders)
+    codes = np.concatenate([v.ab, v.ba])
+    counts.update({
+        "pairs": len(v),
+        "both_orders": int(both.sum()),
+        "one_order": int((~both).sum()),
+        "verdicts": int((codes != NOT_JUDGED).sum()),
+        "errors": int((codes == ERROR).sum()),
+        "consistent": int((verdict >= 0).sum()) if orders == "both" else None,
+        "inconsistent": pc.total - pc.count if pc is not None else None,
+        "consistent_ties": int((verdict == TIE).sum()),
+        "first_position": fp.count if fp is not None else None,
+        "positional_non_tie": fp.total if fp is not None else None,
+        "verdict_orders": orders,
+    })
+    if cr is not None:
+        counts.update({"conflicts": cr.count, "conflict_pairs": cr.total,
+                       "conflict_no_grade": cr.left_out["no_grade"],
+                       "conflict_turn": conflict_turn if conflict_turn is not None
+                       else _turns(v)})
+    counts.update({"triads": nt.ratio.total, "non_transitive_triads": nt.ratio.count,
+                   "triads_left_out_inconsistent": nt.ratio.left_out["inconsistent_pair"],
+                   "triads_left_out_not_compared": nt.ratio.left_out["not_compared"],
+                   "violations": dict(nt.by_type)})
+    for k, r in ntr_k.items():
+        counts[f"ntr_{k}"] = r.ratio.value
+        counts[f"sets_{k}"] = r.ratio.total
+    unparsed = []
+    for order, col, raw in (("ab", v.ab, v.raw_ab), ("ba", v.ba, v.raw_ba)):
+        for k in np.flatnonzero(col == ERROR).tolist():
+            unparsed.append((str(v.source[k]), order, "" if raw[k] is None else str(raw[k])))
+    unparsed.sort()
+    return JudgeReport(judge, pc, fp, cr, nt if nt.ratio.total else None, ntr_k, counts,
+                       unparsed[:show])
+
+
+def _turns(v: Verdicts) -> int | list[int]:
+    turns = sorted(set(v.turn.tolist()))
+    return turns[0] if len(turns) == 1 else turns
