@@ -39,6 +39,16 @@ if TYPE_CHECKING:
         label_counts,
         measure_agreement,
     )
+    from prefkit.inspect.quality import (
+        Quality,
+        annotator_consensus,
+        cyclic_triads,
+        duplicates,
+        holm,
+        length_bias,
+        position_bias,
+        quality,
+    )
 
 _EXPORTS = {
     "prefkit.data._formats_annotations": ["FIRST", "MISSING", "SECOND", "TIE", "Annotations",
@@ -47,6 +57,8 @@ _EXPORTS = {
                                   "cohen_kappa", "coincidence_matrix", "confusion_matrix",
                                   "fleiss_kappa", "krippendorff_alpha", "label_counts",
                                   "measure_agreement"],
+    "prefkit.inspect.quality": ["Quality", "annotator_consensus", "cyclic_triads", "duplicates",
+                                "holm", "length_bias", "position_bias", "quality"],
 }
 __getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)
 __all__ = [n for names in _EXPORTS.values() for n in names]
