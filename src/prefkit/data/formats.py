@@ -54,6 +54,7 @@ FAMILIES = {
     "responses": "responses to score: prefkit reward score (read_responses)",
     "verdicts": "recorded LLM-judge verdicts and grades: prefkit judge analyze (read_verdicts)",
     "annotations": "pairs labelled by several annotators: prefkit inspect (read_annotations)",
+    "steps": "step-labelled solutions and verifiable tasks: prefkit prm (read_steps, read_tasks)",
 }
 #: the reader used when detection finds nothing but ``columns=`` maps the roles
 FALLBACK = {"votes": "generic", "text": "pairs", "align": "pairs"}
@@ -63,7 +64,8 @@ _MAPPING = {"votes": "{'a': ..., 'b': ..., 'winner': ...}",
             "align": "{'prompt': ..., 'chosen': ..., 'rejected': ...}",
             "responses": "{'prompt': ..., 'response': ...}",
             "verdicts": "(none: name the format with --format)",
-            "annotations": "{'pair': ..., 'annotator': ..., 'label': ...}"}
+            "annotations": "{'pair': ..., 'annotator': ..., 'label': ...}",
+            "steps": "{'prompt': ..., 'steps': ..., 'label': ...}"}
 
 
 @dataclass
@@ -100,7 +102,8 @@ class Format:
 
 #: the modules whose readers register themselves on import (every family)
 _FORMAT_MODULES = ("_formats", "_formats_align", "_formats_judges", "_formats_other",
-                   "_formats_text", "_formats_verdicts", "_formats_annotations")
+                   "_formats_text", "_formats_verdicts", "_formats_annotations",
+                   "_formats_steps")
 
 
 class _Registry(dict):  # type: ignore[type-arg]

@@ -1,0 +1,60 @@
+"""Load any PRM folder prefkit writes and score steps with it.
+
+``load_prm(folder)`` reads ``config.json``'s ``kind``: ``"frozen"``
+(:class:`~prefkit.process.frozen.FrozenPRM`), ``"finetune"``
+(:class:`~prefkit.process.finetune.FinetunedPRM`) or ``"implicit"``
+(:class:`~prefkit.process.implicit.ImplicitPRM`). Each has ``score(prompts, steps)`` -> per
+solution an array of P(step right) (NaN for a step it could not score), ``threshold`` (tuned
+on its training run's validation solutions) and ``config``.
+
+A candidate given as one text is split into steps by :func:`split_steps`: on blank lines
+(``"\\n\\n"``, the default :data:`~prefkit.process.frozen.SEPARATOR`), or on any separator
+given, empty pieces dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prefkit.process.frozen import SEPARATOR
+
+__all__ = ["load_prm", "split_steps"]
+
+
+def split_steps(text: str, separator: str = SEPARATOR) -> list[str]:
+    """A solution written as one text, split into steps on ``separator`` (stripped, empty
+    pieces dropped); the whole text is one step when the separator does not occur.
+
+    >>> split_steps("Step 1: 2+2 = 4.\\n\\nStep 2: 4*3 = 12.\\n\\n")
+    ['Step 1: 2+2 = 4.', 'Step 2: 4*3 = 12.']
+    """
+    if not separator:
+        raise ValueError("the step separator must not be empty")
+    parts = [p.strip() for p in text.split(separator)]
+    return [p for p in parts if p] or [text.strip()]
+
+
+def load_prm(folder: str | Path, **kwargs: Any) -> Any:
+    """The PRM saved in ``folder`` by ``prefkit prm train`` (or the Python trainers)."""
+    folder = Path(folder)
+    cfg = folder / "config.json"
+    if not cfg.is_file():
+        raise FileNotFoundError(f"{folder} holds no config.json: give the folder a PRM was "
+                                "trained into (prefkit prm train DATA --output DIR)")
+    kind = json.loads(cfg.read_text()).get("kind")
+    if kind == "frozen":
+        from prefkit.process.frozen import FrozenPRM
+
+        return FrozenPRM.load(folder, **kwargs)
+    if kind == "finetune":
+        from prefkit.process.finetune import FinetunedPRM
+
+        return FinetunedPRM.load(folder, **kwargs)
+    if kind == "implicit":
+        from prefkit.process.implicit import ImplicitPRM
+
+        return ImplicitPRM.load(folder, **kwargs)
+    raise ValueError(f"{cfg} is not a PRM's config (kind {kind!r}); give a folder written by "
+                     "prefkit prm train")

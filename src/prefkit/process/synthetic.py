@@ -1,0 +1,118 @@
+"""A synthetic reasoning task whose step correctness is known exactly.
+
+A problem starts from a number and applies a few operations; a solution writes one step per
+operation, ``"7 + 5 = 12"``, each starting from the value the previous step wrote, and ends
+with ``"The answer is 12"``. Values stay in 0..:data:`MAX_VALUE` (operations are drawn so).
+A generator with errors:
+
+* a **correct** solution computes every step right;
+* an **erroneous** solution computes step ``k`` wrong (the result off by 1..3) and the later
+  steps right from the wrong value, so its final answer is wrong;
+* a **lucky** solution errs at step ``k`` and errs again later so that the final answer is
+  right again: its outcome is right but its first wrong step is ``k``, so the final answer
+  alone cannot give the step labels away.
+
+Step labels follow ProcessBench: 1 before the first wrong step, 0 at it, NaN after (the steps
+after an error are not judged); the last line ("The answer is ...") is a step too.
+:func:`make_solutions` returns :class:`~prefkit.data.StepSolutions` and the outcome of each
+(``final_correct``), everything drawn from the ``numpy.random.Generator`` passed in.
+
+>>> rng = np.random.default_rng(0)
+>>> data, outcome = make_solutions(3, rng, p_error=0.0)
+>>> data.steps[0][-1].startswith("The answer is"), data.first_error, outcome
+(True, [-1, -1, -1], [True, True, True])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from prefkit.data._formats_steps import StepSolutions
+
+__all__ = ["MAX_VALUE", "Problem", "make_problem", "make_solutions", "solve"]
+
+MAX_VALUE = 30
+_OPS = ("+", "-")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A start value and operations ``(op, operand)``; ``answer`` is the exact result."""
+
+    start: int
+    ops: tuple[tuple[str, int], ...]
+
+    @property
+    def text(self) -> str:
+        said = ", then ".join(f"{'add' if op == '+' else 'subtract'} {x}" for op, x in self.ops)
+        return f"Start with {self.start}, {said}. What is the result?"
+
+    @property
+    def answer(self) -> int:
+        v = self.start
+        for op, x in self.ops:
+            v = _apply(v, op, x)
+        return v
+
+
+def _apply(v: int, op: str, x: int) -> int:
+    return v + x if op == "+" else v - x
+
+
+def make_problem(rng: np.random.Generator, n_ops: tuple[int, int] = (3, 5)) -> Problem:
+    """A problem with ``n_ops`` operations (inclusive range) whose values stay in range."""
+    n = int(rng.integers(n_ops[0], n_ops[1] + 1))
+    v = int(rng.integers(1, 10))
+    start, ops = v, []
+    for _ in range(n):
+        op = _OPS[int(rng.integers(2))]
+        if op == "-" and v < 4:
+            op = "+"
+        if op == "+" and v > MAX_VALUE - 10:
+            op = "-"
+        x = int(rng.integers(1, min(9, v) + 1)) if op == "-" else int(rng.integers(1, 10))
+        ops.append((op, x))
+        v = _apply(v, op, x)
+    return Problem(start, tuple(ops))
+
+
+def solve(problem: Problem, errors: dict[int, int] | None = None) -> tuple[list[str], int]:
+    """The steps of a solution that adds ``errors[k]`` to the result of step ``k``, and its
+    final answer."""
+    errors = errors or {}
+    v, steps = problem.start, []
+    for k, (op, x) in enumerate(problem.ops):
+        w = _apply(v, op, x) + errors.get(k, 0)
+        steps.append(f"{v} {op} {x} = {w}")
+        v = w
+    steps.append(f"The answer is {v}")
+    return steps, v
+
+
+def make_solutions(n: int, rng: np.random.Generator, *, p_error: float = 0.5,
+                   p_lucky: float = 0.2, n_ops: tuple[int, int] = (3, 5)
+                   ) -> tuple[StepSolutions, list[bool]]:
+    """``n`` solutions of fresh problems: with probability ``p_error`` one has an error
+    (and of those, ``p_lucky`` a compensating second error); returns the solutions and
+    whether each final answer is right."""
+    out, outcome = StepSolutions(), []
+    for i in range(n):
+        prob = make_problem(rng, n_ops)
+        errors: dict[int, int] = {}
+        m = len(prob.ops)
+        if rng.random() < p_error:
+            lucky = m >= 2 and rng.random() < p_lucky
+            k = int(rng.integers(m - 1 if lucky else m))
+            delta = int(rng.choice([-3, -2, -1, 1, 2, 3]))
+            errors[k] = delta
+            if lucky:
+                errors[int(rng.integers(k + 1, m))] = -delta  # back on track: right answer
+        steps, final = solve(prob, errors)
+        first = min(errors) if errors else -1
+        labels = [1.0] * len(steps) if first < 0 else \
+            [1.0] * first + [0.0] + [float("nan")] * (len(steps) - first - 1)
+        out.add(i + 1, prob.text, steps, labels, id_=f"synthetic-{i}")
+        outcome.append(final == prob.answer)
+    return out, outcome
