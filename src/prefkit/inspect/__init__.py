@@ -49,6 +49,12 @@ if TYPE_CHECKING:
         position_bias,
         quality,
     )
+    from prefkit.inspect.strength import (
+        Strength,
+        load_reward_models,
+        preference_strength,
+        strength_of_annotations,
+    )
 
 _EXPORTS = {
     "prefkit.data._formats_annotations": ["FIRST", "MISSING", "SECOND", "TIE", "Annotations",
@@ -59,6 +65,8 @@ _EXPORTS = {
                                   "measure_agreement"],
     "prefkit.inspect.quality": ["Quality", "annotator_consensus", "cyclic_triads", "duplicates",
                                 "holm", "length_bias", "position_bias", "quality"],
+    "prefkit.inspect.strength": ["Strength", "load_reward_models", "preference_strength",
+                                 "strength_of_annotations"],
 }
 __getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)
 __all__ = [n for names in _EXPORTS.values() for n in names]
