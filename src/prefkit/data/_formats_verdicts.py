@@ -320,9 +320,7 @@ def _pandalm_pairs(path: Path | None) -> dict[str, Mapping[str, Any]]:
 
 
 def _strip(v: Any) -> str:
-    """PandaLM writes strings quoted inside strings: ``"'Tie'"`` -> ``Tie``."""
-    s = "" if v is None else str(v).strip()
-    return s[1:-1] if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"" else s
+    return "" if v is None else str(v).strip()
 
 
 @register("pandalm_judge", family="verdicts", gives="Verdicts", priority=40,
@@ -364,13 +362,15 @@ def read_pandalm_verdicts(src: str | Path | Table, *, columns: Any = None,
             names = cmp_key.split("_", 1) if "_" in cmp_key else []
             if len(names) == 2 and names[0] != names[1]:
                 ma, mb = names
-            prompt = _strip(pair.get("instruction")) + "\n" + _strip(pair.get("input"))
+            extra = _text(pair.get("input")).strip()
+            # the prompt as the annotation reader ``pandalm`` writes it, so the two join
+            prompt = _text(pair.get("instruction")) + (f"\n\n{extra}" if extra else "")
         r1 = _strip(pair.get("response1")) if pair else None
         r2 = _strip(pair.get("response2")) if pair else None
         rows.add(line, judge=judge, prompt=prompt, model_a=ma, model_b=mb, ab=code,
                  length_a=float(len(r1)) if r1 is not None else math.nan,
                  length_b=float(len(r2)) if r2 is not None else math.nan,
-                 category=idx,
+                 category=_strip(pair.get("motivation_app")) if pair else "",
                  raw_ab=_strip(rec.get("gpt_reason", rec.get("pandalm_reason"))))
     return rows.parsed(recs.n_read)
 
