@@ -56,6 +56,11 @@ _VERBS: dict[str, tuple[str, str, str, Callable[[Any], dict[str, Any]]]] = {
               "Fine-tune a causal language model from preferences (DPO and its family, "
               "SimPO/ORPO, KTO, token-level DPO, listwise Plackett-Luce).",
               lambda m: {"epilog": m._EXAMPLES}),
+    "judge": ("prefkit.cli.judge", "judge_app",
+              "LLM judges: judge answer pairs with a model in both presentation orders "
+              "(cached), and measure recorded verdicts' consistency, bias and agreement with "
+              "people.",
+              lambda m: {}),
     # reward_finetune adds `finetune` to the group defined in prefkit.cli.reward
     "reward": ("prefkit.cli.reward_finetune", "reward_app",
                "Reward models on a frozen text encoder: train on chosen/rejected pairs, "

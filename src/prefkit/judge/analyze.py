@@ -11,6 +11,7 @@ consistent verdict.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,9 @@ from prefkit.judge.consistency import (
     non_transitivity,
     position_consistency,
 )
+from prefkit.judge.bias import prefers_longer
 from prefkit.judge.records import ERROR, NOT_JUDGED, TIE, Grades, Verdicts
+from prefkit.judge.repair import agreement, bradley_terry_repair, judge_verdict
 
 __all__ = ["JudgeReport", "analyze"]
 
@@ -62,6 +65,7 @@ class JudgeReport:
 
 def analyze(verdicts: Verdicts | None, grades: Grades | None = None, *,
             ks: tuple[int, ...] = (4,), conflict_turn: int | None = None,
+            gold: Mapping[tuple[str, str, str], int] | None = None,
             show_unparsed: int = 20) -> list[JudgeReport]:
     """A :class:`JudgeReport` per judge found in ``verdicts`` or ``grades``.
 
@@ -70,15 +74,24 @@ def analyze(verdicts: Verdicts | None, grades: Grades | None = None, *,
         ks: the set sizes of NTR_k reported besides k = 3 (in ``counts``).
         conflict_turn: the turn of the single grades the conflict ratio compares with; by
             default each pairwise verdict's own turn.
+        gold: gold labels per (prompt, model_a, model_b) (e.g. human majority labels,
+            :func:`prefkit.judge.repair.gold_from_annotations`): ``counts`` then holds the
+            agreement of the judge's verdicts before and after the Bradley-Terry repair,
+            on the same pairs (those with a verdict before).
         show_unparsed: how many error/unparsed verdicts to keep with their rows.
+
+    ``counts`` also holds P(prefers the longer answer) where the answers' lengths are known
+    (``prefers_longer``, over ``length_compared`` verdicts).
     """
     judges = judges_of(verdicts.judge if verdicts is not None else (),
                        grades.judge if grades is not None else ())
-    return [_report(j, verdicts, grades, ks, conflict_turn, show_unparsed) for j in judges]
+    return [_report(j, verdicts, grades, ks, conflict_turn, gold, show_unparsed)
+            for j in judges]
 
 
 def _report(judge: str, verdicts: Verdicts | None, grades: Grades | None,
-            ks: tuple[int, ...], conflict_turn: int | None, show: int) -> JudgeReport:
+            ks: tuple[int, ...], conflict_turn: int | None,
+            gold: Mapping[tuple[str, str, str], int] | None, show: int) -> JudgeReport:
     g = grades.select(grades.judge == judge) if grades is not None else None
     g = g if g is not None and len(g) else None
     v = verdicts.of_judge(judge) if verdicts is not None else None
@@ -123,6 +136,12 @@ def _report(judge: str, verdicts: Verdicts | None, grades: Grades | None,
     for k, r in ntr_k.items():
         counts[f"ntr_{k}"] = r.ratio.value
         counts[f"sets_{k}"] = r.ratio.total
+    longer = prefers_longer(v)
+    if longer.total:
+        counts["prefers_longer"] = longer.value
+        counts["length_compared"] = longer.total
+    if gold is not None:
+        counts.update(_agreement(v, gold))
     unparsed = []
     for order, col, raw in (("ab", v.ab, v.raw_ab), ("ba", v.ba, v.raw_ba)):
         for k in np.flatnonzero(col == ERROR).tolist():
@@ -130,6 +149,19 @@ def _report(judge: str, verdicts: Verdicts | None, grades: Grades | None,
     unparsed.sort()
     return JudgeReport(judge, pc, fp, cr, nt if nt.ratio.total else None, ntr_k, counts,
                        unparsed[:show])
+
+
+def _agreement(v: Verdicts, gold: Mapping[tuple[str, str, str], int]) -> dict[str, Any]:
+    before = judge_verdict(v)
+    after = judge_verdict(bradley_terry_repair(v))
+    same = before >= 0
+    a0 = agreement(v.select(same), gold, before[same])
+    a1 = agreement(v.select(same), gold, after[same])
+    return {"agreement": a0.with_ties.value, "agreement_without_ties": a0.without_ties.value,
+            "agreement_pairs": a0.with_ties.total,
+            "agreement_bt_repair": a1.with_ties.value,
+            "agreement_bt_repair_without_ties": a1.without_ties.value,
+            "agreement_no_label": a0.left_out["no_label"]}
 
 
 def _turns(v: Verdicts) -> int | list[int]:
