@@ -49,6 +49,13 @@ if TYPE_CHECKING:
         position_bias,
         quality,
     )
+    from prefkit.inspect.ranking import (
+        idealized_ranking_accuracy,
+        load_causal_lm,
+        pair_logps,
+        ranking_accuracy,
+        ranking_of_annotations,
+    )
     from prefkit.inspect.strength import (
         Strength,
         load_reward_models,
@@ -65,6 +72,8 @@ _EXPORTS = {
                                   "measure_agreement"],
     "prefkit.inspect.quality": ["Quality", "annotator_consensus", "cyclic_triads", "duplicates",
                                 "holm", "length_bias", "position_bias", "quality"],
+    "prefkit.inspect.ranking": ["idealized_ranking_accuracy", "load_causal_lm", "pair_logps",
+                                "ranking_accuracy", "ranking_of_annotations"],
     "prefkit.inspect.strength": ["Strength", "load_reward_models", "preference_strength",
                                  "strength_of_annotations"],
 }
