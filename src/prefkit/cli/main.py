@@ -56,6 +56,10 @@ _VERBS: dict[str, tuple[str, str, str, Callable[[Any], dict[str, Any]]]] = {
               "Fine-tune a causal language model from preferences (DPO and its family, "
               "SimPO/ORPO, KTO, token-level DPO, listwise Plackett-Luce).",
               lambda m: {"epilog": m._EXAMPLES}),
+    "arena": ("prefkit.cli.arena", "arena_app",
+              "Run an arena: people vote double-blind between model outputs, the leaderboard "
+              "updates live (SQLite or PostgreSQL).",
+              lambda m: {}),
     "judge": ("prefkit.cli.judge", "judge_app",
               "LLM judges: judge answer pairs with a model in both presentation orders "
               "(cached), and measure recorded verdicts' consistency, bias and agreement with "

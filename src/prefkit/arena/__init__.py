@@ -1,0 +1,25 @@
+"""The arena: a web app where people vote double-blind between model outputs and the
+leaderboard updates live (Starlette + SQLite/PostgreSQL, on top of :mod:`prefkit.rank`).
+
+- :mod:`prefkit.arena.store`: all SQL (SQLite WAL by default, PostgreSQL through psycopg).
+- :mod:`prefkit.arena.content`: reading outputs files, identity words.
+- :mod:`prefkit.arena.board`: votes as ranking data, export, the live leaderboard.
+- :mod:`prefkit.arena.matchmaking`: the next battle (active matchmaking).
+- :mod:`prefkit.arena.guard`: voters, CSRF, admin token, rate limits.
+- :mod:`prefkit.arena.app`: the Starlette app (pages, JSON API, admin routes).
+- :mod:`prefkit.arena.integrity`: vote-rigging checks.
+"""
+
+from __future__ import annotations
+
+from prefkit import _lazy_exports
+
+__getattr__, __dir__ = _lazy_exports(__name__, {
+    "prefkit.arena.app": ["ArenaConfig", "create_app"],
+    "prefkit.arena.board": ["LiveBoard", "Tally", "export_rows"],
+    "prefkit.arena.content": ["IDENTITY_WORDS", "identity_words", "read_outputs"],
+    "prefkit.arena.store": ["Store", "open_store"],
+})
+
+__all__ = ["ArenaConfig", "IDENTITY_WORDS", "LiveBoard", "Store", "Tally", "create_app",
+           "export_rows", "identity_words", "open_store", "read_outputs"]

@@ -1,0 +1,390 @@
+"""The arena web app (Starlette): pages, the JSON API and the admin routes.
+
+JSON API:
+
+- ``POST /api/battles`` (body optional: ``{"k": 2}``) -> ``{"battle_id", "prompt",
+  "outputs": [{"slot": "a", "output": ...}, ...]}``. No model identity anywhere: the
+  battle id is random, slots are shuffled per battle, outputs are stored before the
+  battle is shown (no timing differences), responses carry ``Cache-Control: no-store``.
+- ``POST /api/battles/{battle_id}/vote`` with ``{"winner": "a"|"b"|"tie"|"both_bad"}``
+  (pairs) or ``{"ranking": ["b", ["a", "c"]]}`` (slots best first; an inner list ties)
+  -> ``{"battle_id", "vote_seq", "models": [{"slot", "model"}], "flags", "duplicate"}``.
+  One vote per battle: voting again returns the first vote's answer (``duplicate``).
+- ``GET /api/leaderboard`` -> the JSON ``prefkit rank --json`` prints, plus ``arena``.
+- ``GET /api/winrates`` -> observed pairwise win rates (the heatmap).
+- ``GET /api/session`` -> ``{"csrf": ...}`` and the voter and CSRF cookies.
+- Admin (token): ``POST /api/admin/outputs`` (a JSON list of ``{prompt_id, prompt, model,
+  output}``), ``POST /api/admin/integrity`` (run the checks, flag), ``GET /api/admin/flags``,
+  ``GET /api/admin/audit``, ``GET /api/admin/integrity``.
+
+Status codes: 400 bad body (the message names the field and the fix), 401 admin token,
+403 CSRF or another voter's battle, 404 unknown battle, 429 rate limit or daily cap (with
+``Retry-After``), 503 no battle possible (fewer than K models share a prompt).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from prefkit.arena import guard, pages
+from prefkit.arena.board import BoardConfig, LiveBoard
+from prefkit.arena.content import identity_words
+from prefkit.arena.matchmaking import Matchmaker
+from prefkit.arena.store import Store, open_store
+
+__all__ = ["ArenaConfig", "create_app"]
+
+
+@dataclass(frozen=True)
+class ArenaConfig:
+    """Everything ``prefkit arena serve`` sets. Rates are per second; 0 turns a limit off."""
+
+    db: str
+    admin_token: str | None = None
+    fsync_every_vote: bool = False
+    voter_rate: float = 2.0
+    voter_burst: float = 30.0
+    ip_rate: float = 50.0
+    ip_burst: float = 500.0
+    daily_cap: int = 1000
+    trusted_proxies: tuple[str, ...] = ()
+    explore: float = 0.1
+    max_k: int = 4
+    seed: int | None = None
+    board: BoardConfig = field(default_factory=BoardConfig)
+
+
+def _error(status: int, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status,
+                        headers={"Cache-Control": "no-store", **headers})
+
+
+def _ok(body: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+class Arena:
+    """The app's state: the store, the live board, the matchmaker and the guards."""
+
+    def __init__(self, config: ArenaConfig, store: Store | None = None) -> None:
+        self.config = config
+        self.store = store or open_store(config.db, fsync_every_vote=config.fsync_every_vote)
+        token = config.admin_token or os.environ.get("PREFKIT_ARENA_TOKEN")
+        self.token_printed = token is None
+        self.admin_token = token or guard.new_token(24)
+        self.board = LiveBoard(self.store, config.board)
+        self.match = Matchmaker(explore=config.explore, seed=config.seed)
+        self.voter_buckets = guard.Buckets(config.voter_rate, config.voter_burst)
+        self.ip_buckets = guard.Buckets(config.ip_rate, config.ip_burst)
+        self.cap = guard.DailyCap(config.daily_cap)
+        self._voter_ids: dict[str, int] = {}
+        self.identity: dict[str, str] = {}
+
+    def startup(self) -> None:
+        self.reload_content()
+        self.board.listeners.append(lambda b: self.match.refresh(b.counts))
+        self.board.update()
+        self.board.start()
+
+    def shutdown(self) -> None:
+        self.board.stop()
+        self.store.close()
+
+    def reload_content(self) -> None:
+        self.match.set_content(self.store.content())
+        self.match.refresh(self.board.counts)
+
+    # -- who ----------------------------------------------------------------------------------
+    def voter(self, request: Request) -> tuple[str, bool]:
+        """The voter key and whether it is new (a cookie must be set)."""
+        key = request.headers.get("x-voter") or request.cookies.get(guard.VOTER_COOKIE)
+        if key:
+            return key[:128], False
+        return guard.new_token(), True
+
+    def voter_id(self, key: str, ip: str) -> int:
+        vid = self._voter_ids.get(key)
+        if vid is None:
+            vid = self._voter_ids[key] = self.store.voter_id(key, ip)
+        return vid
+
+    def address(self, request: Request) -> str:
+        peer = request.client.host if request.client else None
+        return guard.client_address(peer, request.headers.get("x-forwarded-for"),
+                                    self.config.trusted_proxies)
+
+    def own_origin(self, request: Request) -> str:
+        return f"{request.url.scheme}://{request.headers.get('host', '')}"
+
+    def limited(self, voter: str, ip: str) -> Response | None:
+        wait = max(self.voter_buckets.take(f"v:{voter}"), self.ip_buckets.take(f"ip:{ip}"))
+        if wait > 0:
+            return _error(429, f"too many requests; retry in {wait:.1f} s",
+                          **{"Retry-After": str(max(1, round(wait)))})
+        return None
+
+    def is_admin(self, request: Request) -> bool:
+        auth = request.headers.get("authorization", "")
+        given = auth[7:] if auth.lower().startswith("bearer ") else request.headers.get(
+            "x-admin-token")
+        return guard.token_ok(given, self.admin_token)
+
+
+def _with_cookies(resp: Response, request: Request, voter: str, new: bool,
+                  csrf: str | None = None) -> Response:
+    if new:
+        resp.set_cookie(guard.VOTER_COOKIE, voter, max_age=365 * 86400, httponly=True,
+                        samesite="strict")
+    if guard.CSRF_COOKIE not in request.cookies:
+        resp.set_cookie(guard.CSRF_COOKIE, csrf or guard.new_token(), max_age=365 * 86400,
+                        samesite="strict")
+    return resp
+
+
+async def _body(request: Request) -> tuple[dict[str, Any] | None, str | None]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}, None
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError as e:
+        return None, f"the body is not JSON ({e.msg}); send e.g. {{\"winner\": \"a\"}}"
+    if not isinstance(body, dict):
+        return None, "the body must be a JSON object, e.g. {\"winner\": \"a\"}"
+    return body, None
+
+
+# -- routes -------------------------------------------------------------------------------------
+async def session(request: Request) -> Response:
+    arena: Arena = request.app.state.arena
+    voter, new = arena.voter(request)
+    csrf = request.cookies.get(guard.CSRF_COOKIE) or guard.new_token()
+    return _with_cookies(_ok({"csrf": csrf}), request, voter, new, csrf)
+
+
+async def create_battle(request: Request) -> Response:
+    arena: Arena = request.app.state.arena
+    voter, new = arena.voter(request)
+    if not guard.csrf_ok(dict(request.headers), request.cookies, arena.own_origin(request)):
+        return _error(403, "CSRF check failed: send the X-CSRF-Token header (GET /api/session "
+                           "gives it) or an X-Voter header")
+    body, err = await _body(request)
+    if err:
+        return _error(400, err)
+    k = body.get("k", 2) if body else 2
+    if not isinstance(k, int) or not 2 <= k <= arena.config.max_k:
+        return _error(400, f"field 'k' must be an integer from 2 to {arena.config.max_k}, "
+                           f"got {k!r}")
+    ip = arena.address(request)
+    limited = arena.limited(voter, ip)
+    if limited:
+        return limited
+    pick = arena.match.next_battle(k)
+    if pick is None:
+        return _error(503, f"no battle possible: fewer than {k} models have outputs for a "
+                           "shared prompt; add outputs (prefkit arena add-outputs)")
+    prompt_id, slots = pick
+    battle_id = guard.new_token(16)
+    vid = arena.voter_id(voter, ip)
+    prompt, texts = arena.store.create_battle(battle_id, vid, prompt_id,
+                                              [(s, oid) for s, _, oid in slots])
+    resp = _ok({"battle_id": battle_id, "prompt": prompt,
+                "outputs": [{"slot": s, "output": t} for s, t in texts]})
+    return _with_cookies(resp, request, voter, new)
+
+
+def _parse_vote(body: dict[str, Any], slots: list[str]) -> tuple[str | None, list | None, str]:
+    """``(outcome, ranking levels of slots, error)`` from a vote body."""
+    if "winner" in body:
+        w = body["winner"]
+        if len(slots) != 2:
+            return None, None, (f"this battle has {len(slots)} outputs: send a 'ranking' of "
+                                f"the slots {slots}, best first")
+        if w not in ("a", "b", "tie", "both_bad"):
+            return None, None, f"field 'winner' must be 'a', 'b', 'tie' or 'both_bad', got {w!r}"
+        return w, None, ""
+    if "ranking" in body:
+        r = body["ranking"]
+        levels = [lv if isinstance(lv, list) else [lv] for lv in r] if isinstance(r, list) else None
+        flat = [s for lv in levels or [] for s in lv]
+        if levels is None or sorted(flat) != sorted(slots) or any(not lv for lv in levels):
+            return None, None, (f"field 'ranking' must list each slot of {slots} once, best "
+                                f"first (an inner list for a tie), got {r!r}")
+        return None, levels, ""
+    return None, None, "send {\"winner\": \"a\"|\"b\"|\"tie\"|\"both_bad\"} or {\"ranking\": [...]}"
+
+
+async def vote(request: Request) -> Response:
+    arena: Arena = request.app.state.arena
+    voter, _ = arena.voter(request)
+    if not guard.csrf_ok(dict(request.headers), request.cookies, arena.own_origin(request)):
+        return _error(403, "CSRF check failed: send the X-CSRF-Token header (GET /api/session "
+                           "gives it) or an X-Voter header")
+    body, err = await _body(request)
+    if err:
+        return _error(400, err)
+    battle_id = request.path_params["battle_id"]
+    b = arena.store.battle(battle_id)
+    if b is None:
+        return _error(404, f"no battle {battle_id!r}; start one with POST /api/battles")
+    if b["voter"] != voter:
+        return _error(403, "this battle was shown to another voter")
+    slots = sorted(b["slots"])
+    models = [{"slot": s, "model": b["slots"][s][0]} for s in slots]
+    if b["vote"] is not None:
+        return _ok({"battle_id": battle_id, "vote_seq": b["vote"]["seq"], "models": models,
+                    "flags": [], "duplicate": True})
+    outcome, levels, err = _parse_vote(body or {}, slots)
+    if err:
+        return _error(400, err)
+    ip = arena.address(request)
+    limited = arena.limited(voter, ip)
+    if limited:
+        return limited
+    vid = arena.voter_id(voter, ip)
+    if not arena.cap.known(vid):
+        arena.cap.seed(vid, arena.store.votes_today(vid, arena.cap.day() * 86400.0))
+    if not arena.cap.take(vid):
+        return _error(429, f"daily cap of {arena.cap.cap} votes reached; come back tomorrow "
+                           "(UTC)", **{"Retry-After": "3600"})
+    words = sorted({w for s in slots for w in b["slots"][s][1].split(",") if w})
+    flags = [("identity", ",".join(words))] if words else []
+    name = {s: b["slots"][s][0] for s in slots}
+    ranking = None if levels is None else json.dumps([[name[s] for s in lv] for lv in levels])
+    seq, created = arena.store.record_vote(
+        battle_id, vid, model_a=name["a"] if outcome else None,
+        model_b=name["b"] if outcome else None, outcome=outcome, ranking=ranking,
+        prompt_key=b["prompt_key"], elapsed=time.time() - b["created_at"], flags=flags)
+    if not created:
+        arena.cap.give_back(vid)
+    arena.board.poke()
+    return _ok({"battle_id": battle_id, "vote_seq": seq, "models": models,
+                "flags": [f[0] for f in flags] if created else [], "duplicate": not created})
+
+
+async def leaderboard(request: Request) -> Response:
+    return _ok(request.app.state.arena.board.leaderboard())
+
+
+async def win_rates(request: Request) -> Response:
+    return _ok(request.app.state.arena.board.win_rates())
+
+
+async def page_battle(request: Request) -> Response:
+    arena: Arena = request.app.state.arena
+    voter, new = arena.voter(request)
+    return _with_cookies(HTMLResponse(pages.BATTLE), request, voter, new)
+
+
+async def page_leaderboard(request: Request) -> Response:
+    return HTMLResponse(pages.LEADERBOARD)
+
+
+async def asset(request: Request) -> Response:
+    name = request.path_params["name"]
+    if name == "arena.js":
+        return Response(pages.JS, media_type="text/javascript")
+    if name == "arena.css":
+        return Response(pages.CSS, media_type="text/css")
+    return _error(404, "no such asset")
+
+
+# -- admin ----------------------------------------------------------------------------------------
+def _admin(request: Request) -> Arena | Response:
+    arena: Arena = request.app.state.arena
+    if not arena.is_admin(request):
+        return _error(401, "admin route: send Authorization: Bearer TOKEN (PREFKIT_ARENA_TOKEN "
+                           "or the token printed when the server started)")
+    return arena
+
+
+async def admin_outputs(request: Request) -> Response:
+    arena = _admin(request)
+    if isinstance(arena, Response):
+        return arena
+    try:
+        rows = json.loads(await request.body())
+        names = set(arena.store.models()) | {str(r["model"]) for r in rows}
+        data = [(str(r["prompt_id"]), str(r["prompt"]), str(r["model"]), str(r["output"]),
+                 ",".join(identity_words(str(r["output"]), names))) for r in rows]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        return _error(400, f"send a JSON list of {{prompt_id, prompt, model, output}} ({e})")
+    done = arena.store.add_outputs(data, actor="admin-api")
+    arena.reload_content()
+    return _ok(done)
+
+
+async def admin_integrity(request: Request) -> Response:
+    arena = _admin(request)
+    if isinstance(arena, Response):
+        return arena
+    from prefkit.arena.integrity import check_arena
+
+    report = check_arena(arena.board, write=request.method == "POST")
+    return _ok(report)
+
+
+async def admin_flags(request: Request) -> Response:
+    arena = _admin(request)
+    if isinstance(arena, Response):
+        return arena
+    return _ok([{"id": i, "vote_seq": s, "voter": v, "reason": r, "detail": d}
+                for i, s, v, r, d in arena.store.flags()])
+
+
+async def admin_audit(request: Request) -> Response:
+    arena = _admin(request)
+    if isinstance(arena, Response):
+        return arena
+    return _ok([{"id": i, "at": at, "actor": a, "action": act, "detail": json.loads(d or "{}")}
+                for i, at, a, act, d in arena.store.audit_log()])
+
+
+def create_app(config: ArenaConfig, *, quiet: bool = False) -> Starlette:
+    """The Starlette app of an arena on ``config.db`` (migrated on start)."""
+    arena = Arena(config)
+
+    def startup() -> None:
+        arena.startup()
+        if arena.token_printed and not quiet:
+            print(f"prefkit arena: admin token (shown once): {arena.admin_token}",
+                  file=sys.stderr, flush=True)
+        arena.store.audit("server", "start", {"db": arena.store.describe()})
+
+    routes = [
+        Route("/", page_battle),
+        Route("/leaderboard", page_leaderboard),
+        Route("/static/{name}", asset),
+        Route("/api/session", session),
+        Route("/api/battles", create_battle, methods=["POST"]),
+        Route("/api/battles/{battle_id}/vote", vote, methods=["POST"]),
+        Route("/api/leaderboard", leaderboard),
+        Route("/api/winrates", win_rates),
+        Route("/api/admin/outputs", admin_outputs, methods=["POST"]),
+        Route("/api/admin/integrity", admin_integrity, methods=["GET", "POST"]),
+        Route("/api/admin/flags", admin_flags),
+        Route("/api/admin/audit", admin_audit),
+    ]
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        startup()
+        try:
+            yield
+        finally:
+            arena.shutdown()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.arena = arena
+    return app

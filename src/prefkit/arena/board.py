@@ -1,0 +1,361 @@
+"""The arena's votes as ranking data, and the live leaderboard.
+
+:class:`Tally` turns the stored votes (:class:`~prefkit.arena.store.VoteRows`) into pairwise
+rows (a K-wise ranking is broken into its ``K (K - 1) / 2`` pairs, equal levels tie), each
+with its flags. The **flag policy** decides which rows count: ``"exclude"`` (the default)
+sets aside every vote that carries a flag (an identity word in a shown output, a flagged
+voter, a flagged vote); ``"include"`` counts them all. Set-aside rows stay in the data with
+weight 0, exactly as :func:`export_rows` writes them, so that ``prefkit rank`` on the export
+reads the same :class:`~prefkit.data.records.PairCounts` (items sorted by name, every pair
+that was ever voted on) and, with the same seed and rounds, prints the same leaderboard.
+
+Both-bad votes count as LMArena counts them: a tie (half a win each, ``ties="half"``);
+``both_bad="ignore"`` gives them weight 0 instead.
+
+:class:`LiveBoard` keeps the leaderboard current: a warm-started Bradley-Terry point fit on
+the aggregated counts after every batch of votes (milliseconds, also for the 1.67M-vote
+Chatbot Arena counts), and the full :func:`prefkit.rank.rank` (bootstrap intervals, rank
+ranges, tiers) in the background. While the bootstrap lags behind the votes, the JSON says
+so (``arena.bootstrap_lag_votes``) and shows the fresh ratings with the last bootstrap's
+interval widths, rank ranges and tiers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from prefkit.arena.store import Store, VoteRows
+
+__all__ = ["EXPORT_COLUMNS", "LiveBoard", "Tally", "export_rows", "finite"]
+
+OUTCOMES = {"a": 0, "b": 1, "tie": 2, "both_bad": 3}
+LABELS = ("a", "b", "tie", "both_bad")
+EXPORT_COLUMNS = ("item_a", "item_b", "winner", "weight", "annotator", "prompt", "flags",
+                  "battle_id", "vote_seq")
+
+
+def finite(o: Any) -> Any:
+    """JSON-ready: non-finite floats become ``None`` (as ``prefkit rank --json`` prints)."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [finite(v) for v in o]
+    if isinstance(o, np.generic):
+        return finite(o.item())
+    return o
+
+
+def _pairs(ranking: str) -> Iterable[tuple[str, str, int]]:
+    """Full rank breaking of a stored ranking (JSON list of names or lists of names)."""
+    levels = [lv if isinstance(lv, list) else [lv] for lv in json.loads(ranking)]
+    for x, upper in enumerate(levels):
+        for a in upper:
+            for b in upper[upper.index(a) + 1:]:
+                yield a, b, 2
+            for lower in levels[x + 1:]:
+                for b in lower:
+                    yield a, b, 0
+
+
+@dataclass
+class Tally:
+    """Pairwise rows of every vote so far, with their flags (grows with :meth:`extend`)."""
+
+    names: dict[str, int] = field(default_factory=dict)
+    a: list[int] = field(default_factory=list)
+    b: list[int] = field(default_factory=list)
+    outcome: list[int] = field(default_factory=list)
+    seq: list[int] = field(default_factory=list)
+    voter: list[str | None] = field(default_factory=list)
+    prompt: list[str | None] = field(default_factory=list)
+    battle: list[str | None] = field(default_factory=list)
+    last_seq: int = 0
+
+    def _id(self, name: str) -> int:
+        return self.names.setdefault(name, len(self.names))
+
+    def extend(self, rows: VoteRows) -> int:
+        """Add votes (in ``seq`` order); returns the number of pairwise rows added."""
+        before = len(self.a)
+        for k, s in enumerate(rows.seq):
+            if rows.ranking[k]:
+                pairs = list(_pairs(rows.ranking[k]))  # type: ignore[arg-type]
+            else:
+                pairs = [(rows.model_a[k], rows.model_b[k], OUTCOMES[rows.outcome[k]])]  # type: ignore[index]
+            for x, y, o in pairs:
+                self.a.append(self._id(x))  # type: ignore[arg-type]
+                self.b.append(self._id(y))  # type: ignore[arg-type]
+                self.outcome.append(o)
+                self.seq.append(s)
+                self.voter.append(rows.voter[k])
+                self.prompt.append(rows.prompt[k])
+                self.battle.append(rows.battle_id[k])
+            self.last_seq = max(self.last_seq, s)
+        return len(self.a) - before
+
+    def reasons(self, flags: Iterable[tuple[int, int | None, str | None, str, str | None]],
+                start: int = 0) -> list[str]:
+        """Per pairwise row from ``start`` on, the flag reasons that apply (``;``-joined,
+        ``""`` if none): the vote's own flags and ``voter:<reason>`` for a flagged voter."""
+        by_vote: dict[int, set[str]] = {}
+        by_voter: dict[str, set[str]] = {}
+        for _, seq, voter, reason, _ in flags:
+            if seq is not None:
+                by_vote.setdefault(seq, set()).add(reason)
+            elif voter is not None:
+                by_voter.setdefault(voter, set()).add(f"voter:{reason}")
+        out = []
+        none: set[str] = set()
+        for s, v in zip(self.seq[start:], self.voter[start:]):
+            r = by_vote.get(s, none) | (by_voter.get(v, none) if v is not None else none)
+            out.append(";".join(sorted(r)))
+        return out
+
+    def weights(self, reasons: list[str], policy: str = "exclude",
+                both_bad: str = "tie") -> np.ndarray:
+        """1 for a counted row, 0 for a row set aside by the flag policy (or both-bad)."""
+        if policy not in ("exclude", "include"):
+            raise ValueError(f"flag policy must be 'exclude' or 'include', got {policy!r}")
+        if both_bad not in ("tie", "ignore"):
+            raise ValueError(f"both_bad must be 'tie' or 'ignore', got {both_bad!r}")
+        w = np.ones(len(self.a))
+        if policy == "exclude":
+            w[[k for k, r in enumerate(reasons) if r]] = 0.0
+        if both_bad == "ignore":
+            w[np.asarray(self.outcome, int) == 3] = 0.0
+        return w
+
+    def counts(self, weights: np.ndarray) -> Any:
+        """The :class:`PairCounts` that reading :func:`export_rows` with
+        ``read_votes(..., aggregate=True)`` gives: items sorted by name, every pair."""
+        from prefkit.data.records import ItemIndex, PairwiseVotes, aggregate
+
+        order = sorted(self.names)
+        remap = np.empty(len(self.names), np.int32)
+        for new, name in enumerate(order):
+            remap[self.names[name]] = new
+        votes = PairwiseVotes(ItemIndex(tuple(order)), remap[np.asarray(self.a, int)],
+                              remap[np.asarray(self.b, int)], np.asarray(self.outcome, np.int8),
+                              weight=weights)
+        return aggregate(votes)
+
+
+def export_rows(tally: Tally, reasons: list[str], weights: np.ndarray) -> Iterable[list[Any]]:
+    """Rows of prefkit's generic vote format (:data:`EXPORT_COLUMNS`), one per pairwise
+    row: weight 0 marks a row set aside, ``flags`` says why."""
+    names = sorted(tally.names, key=tally.names.__getitem__)
+    for k in range(len(tally.a)):
+        yield [names[tally.a[k]], names[tally.b[k]], LABELS[tally.outcome[k]],
+               int(weights[k]), tally.voter[k] or "", tally.prompt[k] or "", reasons[k],
+               tally.battle[k] or "", tally.seq[k]]
+
+
+@dataclass(frozen=True)
+class BoardConfig:
+    """How the live leaderboard is computed (the same options reproduce it with
+    ``prefkit rank EXPORT --rounds R --seed S --json``)."""
+
+    rounds: int = 1000
+    seed: int = 0
+    policy: str = "exclude"
+    both_bad: str = "tie"
+    refresh: float = 0.25  # seconds between checks for new votes
+
+
+class LiveBoard:
+    """The leaderboard kept current in two background threads (point fit, bootstrap)."""
+
+    def __init__(self, store: Store, config: BoardConfig = BoardConfig()) -> None:
+        self.store = store
+        self.config = config
+        self.tally = Tally()
+        self._lock = threading.Lock()
+        self._update_lock = threading.Lock()
+        self._flags: list[Any] = []
+        self._flag_version = -1
+        self._reasons: list[str] = []
+        self.point: dict[str, Any] | None = None  # the fast fit
+        self.point_seq = 0
+        self.full: dict[str, Any] | None = None  # the full rank() of some state
+        self.full_key: tuple[int, int] = (-1, -1)
+        self.counts: Any = None
+        self.scores: dict[str, float] = {}
+        self.last_refit_seconds = float("nan")
+        self.listeners: list[Any] = []
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- state ---------------------------------------------------------------------------------
+    def update(self) -> bool:
+        """Read new votes and flags; refit the point estimate if anything changed."""
+        with self._update_lock:
+            return self._update()
+
+    def _update(self) -> bool:
+        rows = self.store.votes_since(self.tally.last_seq)
+        fv = self.store.flag_version()
+        if not rows.seq and fv == self._flag_version:
+            return False
+        t0 = time.perf_counter()
+        with self._lock:
+            start = len(self.tally.a)
+            self.tally.extend(rows)
+            if fv != self._flag_version:  # new flags: every row's reasons again
+                self._flags = self.store.flags()
+                self._reasons = self.tally.reasons(self._flags)
+                self._flag_version = fv
+            else:
+                self._reasons += self.tally.reasons(self._flags, start)
+            if not self.tally.a:
+                return False
+            w = self.tally.weights(self._reasons, self.config.policy, self.config.both_bad)
+            counts = self.tally.counts(w)
+            self.counts = counts
+            key = (self.tally.last_seq, fv)
+        self._point_fit(counts, key)
+        self.last_refit_seconds = time.perf_counter() - t0
+        for listener in list(self.listeners):
+            listener(self)
+        return True
+
+    def _point_fit(self, counts: Any, key: tuple[int, int]) -> None:
+        import warnings
+
+        from prefkit.rank import fit_bradley_terry
+
+        init = np.array([self.scores.get(n, 0.0) for n in counts.items.names])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                lb = fit_bradley_terry(counts, init=init if self.scores else None)
+            except Exception as e:  # noqa: BLE001 - an unrankable state is shown, not raised
+                self.point, self.point_seq = {"error": str(e), "leaderboard": []}, key[0]
+                return
+        self.scores = dict(zip(lb.items.names, lb.scores.tolist()))
+        self.point, self.point_seq = lb.to_dict(), key[0]
+        self.point_key = key
+
+    def full_fit(self) -> None:
+        """The full :func:`prefkit.rank.rank` of the current counts (what ``prefkit rank``
+        does with the default options, ``rounds`` and ``seed``)."""
+        import warnings
+
+        from prefkit.rank import rank
+
+        with self._lock:
+            counts, key = self.counts, (self.tally.last_seq, self._flag_version)
+            n_rows = len(self.tally.a)
+            n_aside = sum(1 for r in self._reasons if r)
+        if counts is None or key == self.full_key:
+            return
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                lb = rank(counts, rounds=self.config.rounds,
+                          rng=np.random.default_rng(self.config.seed))
+                d = lb.to_dict()
+            except Exception as e:  # noqa: BLE001 - e.g. every vote set aside: shown, not raised
+                d = {"error": str(e), "leaderboard": []}
+        d["input"] = {"file": self.store.describe(), "format": "arena", "rows_read": n_rows,
+                      "rows_skipped": 0, "items_dropped": []}
+        d["seconds"] = round(time.perf_counter() - t0, 4)
+        d["arena"] = {"rows_set_aside": n_aside, "flag_policy": self.config.policy}
+        self.full, self.full_key = d, key
+
+    def leaderboard(self) -> dict[str, Any]:
+        """The JSON of ``GET /api/leaderboard``: ``prefkit rank --json``'s, plus ``arena``
+        (votes counted, bootstrap lag)."""
+        point, full = self.point, self.full
+        if full is None or point is None:
+            return {"leaderboard": [], "arena": {"votes": 0, "bootstrap_lag_votes": 0,
+                                                 "message": "no votes yet"}}
+        lag = self.point_seq - self.full_key[0]
+        if lag <= 0 or "error" in point or "error" in full:
+            out = dict(full)
+            out["arena"] = {**full["arena"], "votes_seq": self.full_key[0],
+                            "bootstrap_lag_votes": 0, "lagging": False}
+            return finite(out)
+        old = {r["item"]: r for r in full.get("leaderboard", [])}
+        rows = []
+        for r in point["leaderboard"]:
+            r = dict(r)
+            o = old.get(r["item"])
+            if o is not None and "lower" in o:
+                shift = r["rating"] - o["rating"]
+                r["lower"], r["upper"] = o["lower"] + shift, o["upper"] + shift
+                for k in ("rank_lower", "rank_upper", "tier"):
+                    if k in o:
+                        r[k] = o[k]
+            rows.append(r)
+        out = {**full, "leaderboard": rows}
+        out["arena"] = {**full["arena"], "votes_seq": self.point_seq,
+                        "bootstrap_lag_votes": lag, "lagging": True,
+                        "message": f"ratings are current; intervals, rank ranges and tiers are "
+                                   f"from the bootstrap of {lag} vote(s) ago and are being "
+                                   "recomputed"}
+        return finite(out)
+
+    def win_rates(self) -> dict[str, Any]:
+        """Observed win rates (ties as half) between every pair of items, for the heatmap."""
+        c = self.counts
+        if c is None:
+            return {"items": [], "win_rate": [], "votes": []}
+        W = c.matrix("half")
+        n = W + W.T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = np.where(n > 0, W / n, np.nan)
+        return finite({"items": list(c.items.names), "win_rate": rate.tolist(),
+                       "votes": n.tolist()})
+
+    def snapshot(self) -> tuple[Tally, list[str], np.ndarray]:
+        """The tally, reasons and weights as they are now (for export and integrity)."""
+        self.update()
+        with self._lock:
+            w = self.tally.weights(self._reasons, self.config.policy, self.config.both_bad)
+            return self.tally, list(self._reasons), w
+
+    # -- threads ---------------------------------------------------------------------------
+    def start(self) -> None:
+        for target in (self._point_loop, self._full_loop):
+            t = threading.Thread(target=target, daemon=True, name=f"arena-{target.__name__}")
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout=30)
+
+    def poke(self) -> None:
+        """A vote arrived: refit soon."""
+        self._wake.set()
+
+    def _point_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.config.refresh)
+            self._wake.clear()
+            try:
+                self.update()
+            except Exception:  # noqa: BLE001 - a database hiccup must not stop the thread
+                time.sleep(self.config.refresh)
+
+    def _full_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.full_fit()
+            except Exception:  # noqa: BLE001
+                pass
+            self._stop.wait(self.config.refresh)

@@ -1,0 +1,141 @@
+"""What the arena shows: prompts and model outputs read from JSONL or CSV, and the check for
+outputs that name a model (identity leaks).
+
+An outputs file has one row per (prompt, model): ``prompt_id, prompt, model, output``
+(JSONL objects or CSV columns with those names). Bad rows stop the import with one
+:class:`~prefkit.data.errors.InvalidRow` per problem (file, line, field, fix); nothing is
+dropped silently.
+
+Identity words: an output that contains a model-revealing word is flagged when imported and
+every vote on a battle that showed it is set aside (as FastChat's
+``fastchat/serve/monitor/clean_battle_data.py`` drops battles whose messages contain one of
+its ``IDENTITY_WORDS``; matched case-insensitively). The arena also checks the names of the
+registered models.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from prefkit.data.errors import InvalidInputError, InvalidRow
+
+__all__ = ["FIELDS", "IDENTITY_WORDS", "identity_words", "read_outputs"]
+
+FIELDS = ("prompt_id", "prompt", "model", "output")
+
+#: FastChat 0.2.36's list (``clean_battle_data.IDENTITY_WORDS``), lower-cased, as it uses it.
+IDENTITY_WORDS: tuple[str, ...] = tuple(w.lower() for w in (
+    "vicuna", "lmsys", "koala", "uc berkeley", "open assistant", "laion", "chatglm",
+    "chatgpt", "gpt-4", "openai", "anthropic", "claude", "bard", "palm", "lamda", "google",
+    "llama", "qianwan", "alibaba", "mistral", "zhipu", "KEG lab", "01.AI", "AI2", "Tülu",
+    "Tulu", "NETWORK ERROR DUE TO HIGH TRAFFIC. PLEASE REGENERATE OR REFRESH THIS PAGE.",
+    "$MODERATION$ YOUR INPUT VIOLATES OUR CONTENT MODERATION GUIDELINES.",
+    "API REQUEST ERROR. Please increase the number of max tokens.",
+    "**API REQUEST ERROR** Reason: The response was blocked.",
+    "**API REQUEST ERROR**",
+))
+
+
+def identity_words(text: str, model_names: Iterable[str] = (),
+                   words: Iterable[str] = IDENTITY_WORDS) -> list[str]:
+    """The identity words (and model names) that ``text`` contains, case-insensitively.
+
+    >>> identity_words("As an AI made by OpenAI ...", ["m1"])
+    ['openai']
+    """
+    low = text.lower()
+    found = [w for w in words if w in low]
+    found += [m.lower() for m in model_names if len(m) >= 3 and m.lower() in low
+              and m.lower() not in found]
+    return found
+
+
+def _problem(path: str, line: int | None, field: str | None, value: object, reason: str,
+             fix: str, kind: str) -> InvalidRow:
+    return InvalidRow(path, line, field, value, reason, fix, kind)
+
+
+def _records(path: Path) -> Iterable[tuple[int, dict]]:
+    """``(line, record)`` from a JSONL or CSV file (line numbers as an editor shows them)."""
+    name = str(path)
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        with path.open(encoding="utf-8") as f:
+            for k, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    rec = json.loads(raw)
+                except json.JSONDecodeError as e:
+                    raise InvalidInputError([_problem(
+                        name, k, None, raw.strip(), f"malformed JSON ({e.msg})",
+                        "write one JSON object per line", "malformed_json")]) from None
+                if not isinstance(rec, dict):
+                    raise InvalidInputError([_problem(
+                        name, k, None, rec, "not a JSON object",
+                        'write objects like {"prompt_id": ..., "prompt": ..., "model": ..., '
+                        '"output": ...}', "malformed_json")])
+                yield k, rec
+        return
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in FIELDS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InvalidInputError([_problem(
+                name, None, missing[0], None,
+                f"missing column(s) {', '.join(missing)} (columns: "
+                f"{', '.join(reader.fieldnames or []) or 'none'})",
+                f"give the columns {', '.join(FIELDS)}", "missing_column")])
+        for rec in reader:
+            yield reader.line_num, rec
+
+
+def read_outputs(path: str | Path) -> list[tuple[str, str, str, str]]:
+    """Read ``(prompt_id, prompt, model, output)`` rows from JSONL or CSV.
+
+    Raises :class:`~prefkit.data.errors.InvalidInputError` listing every bad row (a
+    missing or empty field, a prompt id given with two different prompts, a (prompt,
+    model) pair twice)."""
+    path = Path(path)
+    name = str(path)
+    if not path.is_file():
+        raise InvalidInputError([_problem(name, None, None, None, "no such file",
+                                          "give the path of a JSONL or CSV outputs file",
+                                          "missing_file")])
+    rows: list[tuple[str, str, str, str]] = []
+    problems: list[InvalidRow] = []
+    prompts: dict[str, tuple[str, int]] = {}
+    seen: dict[tuple[str, str], int] = {}
+    for line, rec in _records(path):
+        vals = {}
+        for f in FIELDS:
+            v = rec.get(f)
+            if v is None or (isinstance(v, str) and not v.strip()):
+                problems.append(_problem(name, line, f, v, f"missing or empty {f}",
+                                         f"give every row a non-empty {f}", "missing_value"))
+            vals[f] = "" if v is None else str(v)
+        if any(p.line == line for p in problems[-4:]):
+            continue
+        key, prompt, model = vals["prompt_id"], vals["prompt"], vals["model"]
+        if key in prompts and prompts[key][0] != prompt:
+            problems.append(_problem(
+                name, line, "prompt", prompt, f"prompt_id {key!r} has another prompt at line "
+                f"{prompts[key][1]}", "give each prompt_id one prompt text", "conflict"))
+            continue
+        prompts.setdefault(key, (prompt, line))
+        if (key, model) in seen:
+            problems.append(_problem(
+                name, line, "model", model, f"a second output of model {model!r} for prompt_id "
+                f"{key!r} (first at line {seen[key, model]})",
+                "keep one output per prompt and model", "duplicate"))
+            continue
+        seen[key, model] = line
+        rows.append((key, prompt, model, vals["output"]))
+    if problems:
+        raise InvalidInputError(problems)
+    if not rows:
+        raise InvalidInputError([_problem(name, None, None, None, "no rows",
+                                          f"add rows with {', '.join(FIELDS)}", "empty_input")])
+    return rows

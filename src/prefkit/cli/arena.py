@@ -1,0 +1,200 @@
+"""`prefkit arena`: serve the voting app, load outputs, export and import votes.
+
+Thin commands over :mod:`prefkit.arena` (no SQL here: :mod:`prefkit.arena.store` owns it).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from prefkit.cli._common import console, fail, note, print_json
+
+arena_app = typer.Typer(
+    help="Run an arena: people vote double-blind between model outputs, the leaderboard "
+         "updates live (SQLite or PostgreSQL).",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    epilog="Examples:\n\n  prefkit arena add-outputs outputs.jsonl --db arena.db\n\n"
+           "  prefkit arena serve --db arena.db --port 8000\n\n"
+           "  prefkit arena export --db arena.db votes.csv\n\n"
+           "  prefkit arena import battles.jsonl --db arena.db\n",
+)
+
+DbOpt = Annotated[str, typer.Option("--db", envvar="PREFKIT_ARENA_DB", help="SQLite file path, or a postgresql:// URL.")]
+
+
+class Policy(str, Enum):
+    exclude = "exclude"
+    include = "include"
+
+
+class BothBad(str, Enum):
+    tie = "tie"
+    ignore = "ignore"
+
+
+PolicyOpt = Annotated[Policy, typer.Option("--flag-policy", help="Flagged votes: set aside (exclude, weight 0) or counted (include).")]
+BothBadOpt = Annotated[BothBad, typer.Option("--both-bad", help="Both-bad votes: a tie (half a win each, as LMArena) or ignored.")]
+
+
+def _open(db: str):  # type: ignore[no-untyped-def]
+    from prefkit.arena.store import open_store
+
+    if not db.startswith(("postgresql://", "postgres://")):
+        parent = Path(db).expanduser().resolve().parent
+        if not parent.is_dir():
+            fail(f"--db {db}: folder {parent} does not exist; create it or give another path")
+    try:
+        return open_store(db)
+    except Exception as e:  # noqa: BLE001 - the driver's message, with what to check
+        fail(f"--db {db}: cannot open the database ({e}); check the path or URL and that the "
+             "server is running")
+
+
+@arena_app.command(epilog="Examples:\n\n  prefkit arena serve --db arena.db\n\n"
+                          "  PREFKIT_ARENA_TOKEN=secret prefkit arena serve --db "
+                          "postgresql://arena@localhost/arena --host 0.0.0.0 --port 8000 "
+                          "--trust-proxy 127.0.0.1\n")
+def serve(
+    db: DbOpt,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    fsync_every_vote: Annotated[bool, typer.Option("--fsync-every-vote", help="SQLite: fsync every vote (survives power loss; default: survives kill -9).")] = False,
+    rounds: Annotated[int, typer.Option(help="Bootstrap rounds of the live leaderboard.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the live leaderboard's bootstrap.")] = 0,
+    flag_policy: PolicyOpt = Policy.exclude,
+    both_bad: BothBadOpt = BothBad.tie,
+    voter_rate: Annotated[float, typer.Option(help="Requests per second per voter (0: no limit).")] = 2.0,
+    voter_burst: Annotated[float, typer.Option(help="Burst of requests per voter.")] = 30.0,
+    ip_rate: Annotated[float, typer.Option(help="Requests per second per client address (0: no limit).")] = 50.0,
+    ip_burst: Annotated[float, typer.Option(help="Burst of requests per client address.")] = 500.0,
+    daily_cap: Annotated[int, typer.Option(help="Votes per voter per UTC day (0: no cap).")] = 1000,
+    trust_proxy: Annotated[Optional[list[str]], typer.Option("--trust-proxy", help="Address of a reverse proxy whose X-Forwarded-For is trusted (repeatable).")] = None,
+) -> None:
+    """Serve the arena: the voting page, the live leaderboard and the JSON API."""
+    import uvicorn
+
+    from prefkit.arena.app import ArenaConfig, create_app
+    from prefkit.arena.board import BoardConfig
+
+    _open(db).close()
+    config = ArenaConfig(
+        db=db, fsync_every_vote=fsync_every_vote, voter_rate=voter_rate,
+        voter_burst=voter_burst, ip_rate=ip_rate, ip_burst=ip_burst, daily_cap=daily_cap,
+        trusted_proxies=tuple(trust_proxy or ()),
+        board=BoardConfig(rounds=rounds, seed=seed, policy=flag_policy.value,
+                          both_bad=both_bad.value))
+    note(f"prefkit arena on http://{host}:{port} (db {db}; votes survive "
+         f"{'power loss' if fsync_every_vote else 'kill -9'} once acknowledged)", style="dim")
+    # proxy_headers off: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1;
+    # the app reads it itself, from --trust-proxy addresses only
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning",
+                access_log=False, proxy_headers=False)
+
+
+@arena_app.command("add-outputs", epilog="Examples:\n\n  prefkit arena add-outputs "
+                   "outputs.jsonl --db arena.db\n\n  prefkit arena add-outputs outputs.csv "
+                   "--db postgresql://localhost/arena --json\n")
+def add_outputs(
+    file: Annotated[Path, typer.Argument(help="JSONL or CSV with prompt_id, prompt, model, output.")],
+    db: DbOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+) -> None:
+    """Add prompts and model outputs to an arena (outputs naming a model are flagged)."""
+    from prefkit.arena.content import identity_words, read_outputs
+    from prefkit.data.errors import InvalidInputError
+
+    try:
+        rows = read_outputs(file)
+    except InvalidInputError as e:
+        fail(e.for_cli())
+    store = _open(db)
+    names = set(store.models()) | {r[2] for r in rows}
+    data = [(k, p, m, o, ",".join(identity_words(o, names))) for k, p, m, o in rows]
+    done = store.add_outputs(data, actor="cli")
+    store.close()
+    done["identity_flagged"] = sum(1 for r in data if r[4])
+    if as_json:
+        print_json(done)
+        return
+    console.print(f"added {done['outputs']} outputs of {done['models']} models on "
+                  f"{done['prompts']} prompts to {db}")
+    if done["identity_flagged"]:
+        note(f"note: {done['identity_flagged']} output(s) contain identity words (a model or "
+             "maker's name); votes on battles showing them are set aside")
+
+
+@arena_app.command(epilog="Examples:\n\n  prefkit arena export --db arena.db votes.csv\n\n"
+                          "  prefkit rank votes.csv --rounds 1000 --seed 0 --json   # = GET "
+                          "/api/leaderboard\n")
+def export(
+    out: Annotated[Path, typer.Argument(help="Votes file to write (.csv or .jsonl), prefkit's generic vote format.")],
+    db: DbOpt,
+    flag_policy: PolicyOpt = Policy.exclude,
+    both_bad: BothBadOpt = BothBad.tie,
+) -> None:
+    """Export every vote in prefkit's vote format with its flags (weight 0 = set aside)."""
+    from prefkit.arena.board import EXPORT_COLUMNS, BoardConfig, LiveBoard, export_rows
+
+    store = _open(db)
+    board = LiveBoard(store, BoardConfig(policy=flag_policy.value, both_bad=both_bad.value))
+    tally, reasons, weights = board.snapshot()
+    store.close()
+    if not tally.a:
+        fail(f"{db} has no votes to export")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = export_rows(tally, reasons, weights)
+    with out.open("w", encoding="utf-8", newline="") as f:
+        if out.suffix.lower() in (".jsonl", ".ndjson"):
+            for r in rows:
+                f.write(json.dumps(dict(zip(EXPORT_COLUMNS, r))) + "\n")
+        else:
+            w = csv.writer(f)
+            w.writerow(EXPORT_COLUMNS)
+            w.writerows(rows)
+    aside = int((weights == 0).sum())
+    console.print(f"wrote {len(tally.a)} votes to {out} ({aside} set aside with weight 0, "
+                  f"flag policy {flag_policy.value}); `prefkit rank {out} --seed S --rounds R` "
+                  "reproduces the live leaderboard of the same seed and rounds")
+
+
+@arena_app.command("import", epilog="Examples:\n\n  prefkit arena import battles.jsonl --db "
+                   "arena.db\n\n  prefkit arena import crowd.csv --db arena.db --format llmfao\n")
+def import_votes(
+    votes: Annotated[Path, typer.Argument(help="A votes file prefkit rank reads (one vote per row).")],
+    db: DbOpt,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Input format (see `prefkit formats`); auto-detected by default.")] = "auto",
+) -> None:
+    """Import existing pairwise votes into an arena (they join the leaderboard)."""
+    from prefkit.data.errors import InvalidInputError
+    from prefkit.data.readers import read_votes
+    from prefkit.data.records import PairwiseVotes
+
+    try:
+        data = read_votes(votes, format=fmt).votes
+    except InvalidInputError as e:
+        fail(e.for_cli())
+    except (ValueError, KeyError, OSError) as e:
+        fail(f"{votes}: {e}")
+    if not isinstance(data, PairwiseVotes):
+        fail(f"{votes}: {type(data).__name__} cannot be imported; give one pairwise vote per "
+             "row (aggregated counts and rankings have no per-vote rows)")
+    names = data.items.names
+    labels = ("a", "b", "tie", "both_bad")
+    w = data.weight
+    if w is not None and not all(x in (0.0, 1.0) for x in set(w.tolist())):
+        fail(f"{votes}: weights other than 0 and 1 cannot be imported as votes")
+    rows = [(names[data.a[k]], names[data.b[k]], labels[data.outcome[k]],
+             None if data.annotator is None else str(data.annotator[k]),
+             None if data.prompt is None else str(data.prompt[k]))
+            for k in range(len(data)) if w is None or w[k] > 0]
+    store = _open(db)
+    n = store.import_votes(rows, actor="cli")
+    store.close()
+    console.print(f"imported {n} votes into {db}")
