@@ -210,7 +210,7 @@ def test_httpx_is_the_transport() -> None:
     c = OpenAIClient(base_url="http://127.0.0.1:1/v1", model="m")
 
     async def go():
-        http, _ = c._state()
+        http = await c._take()
         kind = type(http)
         await c.aclose()
         return kind
