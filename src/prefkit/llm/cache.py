@@ -121,13 +121,18 @@ class CachedBackend:
 
     def get(self, request: ChatRequest) -> ChatResult | None:
         """The cached result for ``request``, or None."""
-        with self._lock:
-            row = self._db.execute("SELECT result FROM results WHERE key = ?",
-                                   (self.key(request),)).fetchone()
-        return None if row is None else result_from_json(row[0])
+        return self._get(self.key(request))
 
     def put(self, request: ChatRequest, result: ChatResult) -> bool:
         """Store a successful result (committed at once); a failed one is not stored."""
+        return self._put(self.key(request), request, result)
+
+    def _get(self, key: str) -> ChatResult | None:
+        with self._lock:
+            row = self._db.execute("SELECT result FROM results WHERE key = ?", (key,)).fetchone()
+        return None if row is None else result_from_json(row[0])
+
+    def _put(self, key: str, request: ChatRequest, result: ChatResult) -> bool:
         if not result.ok:
             return False
         if not self.store_raw:
@@ -136,14 +141,15 @@ class CachedBackend:
             self._db.execute(
                 "INSERT OR REPLACE INTO results (key, backend, request, result, created) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (self.key(request), self.name, _dumps(canonical_request(request)),
-                 result_to_json(result), time.time()))
+                (key, self.name, _dumps(canonical_request(request)), result_to_json(result),
+                 time.time()))
         self.stored += 1
         return True
 
     async def chat(self, request: ChatRequest) -> ChatResult:
+        """The cached answer, else the backend's (stored when it succeeded)."""
         key = self.key(request)
-        hit = self.get(request)
+        hit = self._get(key)
         if hit is not None:
             self.hits += 1
             return hit
@@ -157,7 +163,7 @@ class CachedBackend:
         try:
             self.calls += 1
             result = await self.backend.chat(request)
-            self.put(request, result)
+            self._put(key, request, result)
             future.set_result(result)
             return result
         except BaseException as exc:
