@@ -1,0 +1,184 @@
+"""Prompt sets for online RL: a prompt per row plus the columns rewards read.
+
+    task = read_task("../shared/data/rl/gsm8k/test.jsonl")    # layout "gsm8k"
+    task.prompts[0], task.columns["answer"][0], task.answer_kind   # ..., '... #### 18', 'gsm8k'
+
+Layouts, recognised from the columns (or named with ``layout=``):
+
+=========  ==================================  ===========================================
+layout     columns                             prompt / what the rewards get
+=========  ==================================  ===========================================
+prompt     ``prompt`` (TRL's standard)         the prompt; every other column as is
+gsm8k      ``question``, ``answer``            the question; ``answer`` (``#### N``)
+math       ``problem``, ``answer``             the problem; ``answer`` (MATH-500)
+game24     ``Puzzles`` (CSV)                   the four numbers; ``numbers`` column
+=========  ==================================  ===========================================
+
+Files: JSONL (``.jsonl``, ``.jsonl.gz``) or CSV (``.csv``, ``.csv.gz``). A row without the
+layout's prompt column, or with an empty prompt, stops the read with the file, line and
+field (:class:`~prefkit.data.errors.InvalidInputError`), never silently dropped.
+``template`` (``"{question}\\nAnswer:"``) formats each prompt from the row's columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefkit.data.errors import InvalidInputError, InvalidRow
+
+__all__ = ["LAYOUTS", "Task", "as_task", "read_task"]
+
+#: layout -> (prompt column, the answer checker's kind or None)
+LAYOUTS: dict[str, tuple[str, str | None]] = {
+    "prompt": ("prompt", None),
+    "gsm8k": ("question", "gsm8k"),
+    "math": ("problem", "math"),
+    "game24": ("Puzzles", None),
+}
+
+
+@dataclass
+class Task:
+    """Prompts and their columns (every column a list as long as ``prompts``)."""
+
+    prompts: list[str]
+    columns: dict[str, list[Any]] = field(default_factory=dict)
+    layout: str = "prompt"
+    source: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def answer_kind(self) -> str | None:
+        """``"gsm8k"`` / ``"math"`` for the exact-answer checker, None otherwise."""
+        return LAYOUTS[self.layout][1]
+
+    def rows(self, index: Sequence[int]) -> tuple[list[str], dict[str, list[Any]]]:
+        """The prompts and columns of rows ``index``."""
+        return ([self.prompts[i] for i in index],
+                {k: [v[i] for i in index] for k, v in self.columns.items()})
+
+    def head(self, n: int) -> Task:
+        return Task(self.prompts[:n], {k: v[:n] for k, v in self.columns.items()},
+                    self.layout, self.source)
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return io.StringIO(raw.decode("utf-8"))
+
+
+def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    name = path.name.lower().removesuffix(".gz")
+    text = _open_text(path)
+    if name.endswith(".csv"):
+        return [(i + 2, dict(r)) for i, r in enumerate(csv.DictReader(text))]
+    out = []
+    for i, line in enumerate(text, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError([InvalidRow(str(path), i, None, line[:80],
+                                                f"not JSON ({exc.msg})",
+                                                "write one JSON object per line",
+                                                kind="bad_json", skippable=False)]) from None
+        if not isinstance(obj, dict):
+            raise InvalidInputError([InvalidRow(str(path), i, None, obj, "not a JSON object",
+                                                "write one JSON object per line",
+                                                kind="bad_json", skippable=False)])
+        out.append((i, obj))
+    return out
+
+
+def _guess_layout(keys: set[str]) -> str | None:
+    if "prompt" in keys:
+        return "prompt"
+    if {"question", "answer"} <= keys:
+        return "gsm8k"
+    if {"problem", "answer"} <= keys:
+        return "math"
+    if "Puzzles" in keys:
+        return "game24"
+    return None
+
+
+def read_task(path: str | Path, *, layout: str | None = None, template: str | None = None,
+              limit: int | None = None) -> Task:
+    """Read a prompt set (see the module docstring); ``limit`` keeps the first rows."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"task file {str(path)!r} does not exist")
+    rows = _records(path)
+    if limit is not None:
+        rows = rows[:limit]
+    if not rows:
+        raise InvalidInputError([InvalidRow(str(path), None, None, None, "the file holds no rows",
+                                            "give a file with one prompt per row",
+                                            kind="empty", skippable=False)])
+    keys = set(rows[0][1])
+    if layout is None:
+        layout = _guess_layout(keys)
+        if layout is None:
+            raise InvalidInputError([InvalidRow(
+                str(path), rows[0][0], None, sorted(keys),
+                "no prompt column: expected 'prompt' (TRL), 'question' + 'answer' (GSM8K), "
+                "'problem' + 'answer' (MATH) or 'Puzzles' (Game of 24)",
+                "rename the prompt column to 'prompt'", kind="no_prompt", skippable=False)])
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
+    col = LAYOUTS[layout][0]
+    problems: list[InvalidRow] = []
+    prompts: list[str] = []
+    columns: dict[str, list[Any]] = {}
+    for line, rec in rows:
+        value = rec.get(col)
+        if not isinstance(value, str) or not value.strip():
+            problems.append(InvalidRow(str(path), line, col, value,
+                                       f"the {col!r} field is missing or empty",
+                                       f"give every row a non-empty {col!r}",
+                                       kind="no_prompt", skippable=False))
+            continue
+        if layout == "game24":
+            rec = {**rec, "numbers": value}
+        prompt = value
+        if template is not None:
+            try:
+                prompt = template.format(**rec)
+            except KeyError as exc:
+                problems.append(InvalidRow(str(path), line, str(exc.args[0]), None,
+                                           f"the template names {exc.args[0]!r}, which this "
+                                           "row lacks", "name only the file's columns in "
+                                           "the template", kind="template", skippable=False))
+                continue
+        prompts.append(prompt)
+        for k in set(columns) | set(rec):
+            columns.setdefault(k, [None] * (len(prompts) - 1)).append(rec.get(k))
+    if problems:
+        raise InvalidInputError(problems)
+    return Task(prompts, columns, layout, str(path))
+
+
+def as_task(data: Task | str | Path | Sequence[str] | Mapping[str, Any]) -> Task:
+    """A :class:`Task` from a task, a file, a list of prompt strings or ``{"prompt": [...],
+    other columns}``."""
+    if isinstance(data, Task):
+        return data
+    if isinstance(data, (str, Path)):
+        return read_task(data)
+    if isinstance(data, Mapping):
+        cols = {k: list(v) for k, v in data.items()}
+        prompts = cols.pop("prompt")
+        return Task([str(p) for p in prompts], cols)
+    return Task([str(p) for p in data])
