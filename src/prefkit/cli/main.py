@@ -52,6 +52,12 @@ _VERBS: dict[str, tuple[str, str, str, Callable[[Any], dict[str, Any]]]] = {
                  "votes that active matchmaking, random pairing (Bradley-Terry fit) and online "
                  "Elo (K=4) need to rank the items to a target Kendall tau.",
                  lambda m: {}),
+    "inspect": ("prefkit.cli.inspect", "inspect",
+                "Inspect annotated preference pairs, human or AI: agreement (kappa, alpha, "
+                "accuracy against gold), duplicates and contradictions, position and length "
+                "bias, cyclic triads, annotators against the consensus, reward-ensemble "
+                "strength, ranking accuracy.",
+                lambda m: {}),
     "align": ("prefkit.cli.align", "align_command",
               "Fine-tune a causal language model from preferences (DPO and its family, "
               "SimPO/ORPO, KTO, token-level DPO, listwise Plackett-Luce).",

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
         ranking_accuracy,
         ranking_of_annotations,
     )
+    from prefkit.inspect.report import InspectReport, inspect_annotations
     from prefkit.inspect.strength import (
         Strength,
         load_reward_models,
@@ -74,6 +75,7 @@ _EXPORTS = {
                                 "holm", "length_bias", "position_bias", "quality"],
     "prefkit.inspect.ranking": ["idealized_ranking_accuracy", "load_causal_lm", "pair_logps",
                                 "ranking_accuracy", "ranking_of_annotations"],
+    "prefkit.inspect.report": ["InspectReport", "inspect_annotations"],
     "prefkit.inspect.strength": ["Strength", "load_reward_models", "preference_strength",
                                  "strength_of_annotations"],
 }
