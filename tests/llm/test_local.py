@@ -96,6 +96,23 @@ def test_label_distribution_reads_the_first_token_probabilities(tiny, backend) -
     assert 0 < dist.mass < 1  # a random model puts most of its mass elsewhere: not rescaled
 
 
+def test_label_distributions_are_cached(tmp_path, backend) -> None:
+    from prefkit.llm.cache import CachedBackend
+
+    request = ChatRequest.of("Answer A or B.")
+    first = CachedBackend(backend, tmp_path / "c.sqlite")
+    direct = first.label_distribution(request, ["A", "B"])
+    again = CachedBackend(backend, tmp_path / "c.sqlite")
+    read = again.label_distribution(request, ["A", "B"])
+    assert (first.calls, again.calls, again.hits) == (1, 0, 1)
+    assert dict(read) == dict(direct) and read.mass == direct.mass
+    assert again.label_distribution(request, ["B", "A"]) is not None and again.calls == 1
+    assert again.get(request) is None  # the chat answer is keyed apart
+    remote = OpenAIClient(base_url="http://127.0.0.1:1/v1", model="m")
+    assert not hasattr(CachedBackend(remote, tmp_path / "d.sqlite"),
+                       "label_distribution")
+
+
 def test_labels_sharing_a_first_token_are_refused(backend) -> None:
     with pytest.raises(ValueError, match="labels '1' and '10' both start with token '1'"):
         backend.label_distribution(ChatRequest.of("Rate 1-10."), [str(i) for i in range(1, 11)])

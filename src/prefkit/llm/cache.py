@@ -23,6 +23,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import replace
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +53,14 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def request_key(backend_name: str, request: ChatRequest) -> str:
-    """The cache key: SHA-256 hex of the canonical JSON of ``{backend, request}``."""
-    text = _dumps({"backend": backend_name, "request": canonical_request(request)})
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def request_key(backend_name: str, request: ChatRequest,
+                labels: Sequence[str] | None = None) -> str:
+    """The cache key: SHA-256 hex of the canonical JSON of ``{backend, request}`` (and
+    ``labels`` for a label distribution, which is keyed apart from the chat answer)."""
+    key: dict[str, Any] = {"backend": backend_name, "request": canonical_request(request)}
+    if labels is not None:
+        key["labels"] = list(labels)
+    return hashlib.sha256(_dumps(key).encode("utf-8")).hexdigest()
 
 
 def result_to_json(result: ChatResult) -> str:
@@ -172,6 +177,38 @@ class CachedBackend:
             raise
         finally:
             self._pending.pop(key, None)
+
+    @property
+    def label_distribution(self) -> Any:
+        """The wrapped backend's ``label_distribution(request, labels)``, cached under its own
+        key (absent, so ``hasattr`` is False, when the wrapped backend has none)."""
+        read = self.backend.label_distribution  # AttributeError: no such reading here either
+
+        def cached_read(request: ChatRequest, labels: Sequence[str]) -> Any:
+            from .local import LabelDistribution
+
+            key = request_key(self.name, request, labels)
+            with self._lock:
+                row = self._db.execute("SELECT result FROM results WHERE key = ?",
+                                       (key,)).fetchone()
+            if row is not None:
+                self.hits += 1
+                d = json.loads(row[0])["label_distribution"]
+                return LabelDistribution(d["probs"], d["token_ids"])
+            self.calls += 1
+            dist = read(request, labels)
+            value = _dumps({"label_distribution": {"probs": dict(dist),
+                                                   "token_ids": dist.token_ids}})
+            with self._lock:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO results (key, backend, request, result, created) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (key, self.name, _dumps({**canonical_request(request),
+                                             "labels": list(labels)}), value, time.time()))
+            self.stored += 1
+            return dist
+
+        return cached_read
 
     async def aclose(self) -> None:
         """Close the wrapped backend's connections (the database stays open)."""
