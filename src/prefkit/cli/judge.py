@@ -157,3 +157,149 @@ def _notes(reports: list[Any], conflict_turn: int | None) -> None:
             for source, order, raw in r.unparsed:
                 text = raw.replace("\n", " ")
                 note(f"    {source} (order {order}): {text[:160] or '(empty output)'}", style="")
+
+
+_RUN_EXAMPLES = """Examples:
+
+  prefkit judge run pairs.jsonl --model qwen2.5-7b --base-url http://127.0.0.1:8000/v1 --output verdicts.jsonl
+
+  prefkit judge run llmbar_natural.json --model gpt-4o-mini --template arena_hard --cache judge.sqlite --output v.jsonl
+
+  prefkit judge run answers.jsonl --kind single --template mtbench_single --model m --output grades.jsonl
+
+  prefkit judge run pairs.jsonl --local ./my-llama --template alpaca_eval --output v.jsonl --json
+"""
+
+
+@judge_app.command(epilog=_RUN_EXAMPLES)
+def run(
+    data: Annotated[Path, typer.Argument(help="Pairs (or answers, or answer sets) to judge: JSON, JSONL, CSV or Parquet.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Verdict file to write (JSONL); prefkit judge analyze and prefkit rank read it.")],
+    model: Annotated[str, typer.Option(help="Model name sent to the server.", envvar="PREFKIT_JUDGE_MODEL")] = "",
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server (default $OPENAI_BASE_URL, else api.openai.com with $OPENAI_API_KEY).")] = None,
+    local: Annotated[Optional[Path], typer.Option(help="Judge with a local transformers causal LM folder instead of a server.")] = None,
+    template: Annotated[str, typer.Option(help="mtbench_pair, mtbench_single, arena_hard, alpaca_eval, listwise, or a template file (.json or Jinja text).")] = "mtbench_pair",
+    kind: Annotated[str, typer.Option(help="pairwise, single or listwise (default: the template's).")] = "",
+    both_orders: Annotated[bool, typer.Option("--both-orders/--one-order", help="Judge each pair in both presentation orders.")] = True,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.", min=1)] = 16,
+    cache: Annotated[Optional[Path], typer.Option(help="SQLite cache: a rerun makes no calls, an interrupted run resumes.")] = None,
+    top_logprobs: Annotated[int, typer.Option(help="Alternatives per token to ask for (verdict probabilities); 0: none.", min=0, max=20)] = 5,
+    scale: Annotated[int, typer.Option(help="Top grade of a single rating (1..SCALE).", min=2)] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a summary as JSON on stdout.")] = False,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip bad input rows (each is reported) instead of stopping.")] = False,
+) -> None:
+    """Judge answer pairs (or single answers, or answer sets) with an LLM and write the verdicts.
+
+    Pairwise verdicts are asked in both presentation orders (--one-order: once), with
+    verdict probabilities from the judge's label-token log-probabilities where the server
+    gives them; a failed request or an unparsed answer is written as an error verdict with
+    its reason and counted, never replaced by a default.
+    """
+    from prefkit.data.errors import InvalidInputError
+    from prefkit.judge.inputs import read_judge_inputs
+    from prefkit.judge.templates import load_template
+
+    try:
+        tpl = load_template(template, kind=kind or None)  # type: ignore[arg-type]
+    except (ValueError, OSError) as e:
+        fail(f"--template: {e}")
+    k = kind or tpl.kind
+    if k != tpl.kind:
+        fail(f"--kind {k} does not match template {tpl.name!r}, which is {tpl.kind}")
+    if not data.is_file():
+        fail(f"{data}: no such file")
+    if output.exists() and output.is_dir():
+        fail(f"--output {output} is a folder; give a file name, e.g. {output}/verdicts.jsonl")
+    try:
+        items, skipped = read_judge_inputs(data, k, skip_invalid=skip_invalid)
+    except InvalidInputError as e:
+        fail(e.for_cli())
+    report_skipped(data, skipped, len({p.line for p in skipped}))
+    backend = _backend(model, base_url, local, cache, concurrency)
+    records = _judge(backend, items, tpl, k, both_orders, model, top_logprobs, concurrency,
+                     scale, progress=not as_json)
+    import json
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                   encoding="utf-8")
+    tmp.replace(output)
+    summary = _summary(records, k, output, backend)
+    if as_json:
+        print_json(summary)
+        return
+    note(f"wrote {len(records):,} {k} records to {output}: {summary['errors']:,} error or "
+         f"unparsed verdicts of {summary['verdicts']:,}"
+         + (f"; {summary['cached']:,} answers from the cache" if summary.get("cached") else ""),
+         style="")
+    for source, reason in summary["error_examples"]:
+        note(f"  {source}: {reason}")
+
+
+def _backend(model: str, base_url: str | None, local: Path | None, cache: Path | None,
+             concurrency: int) -> Any:
+    if local is not None:
+        from prefkit.llm.local import LocalModelBackend
+
+        if not (local / "config.json").is_file():
+            fail(f"--local {local}: not a transformers model folder (no config.json)")
+        backend: Any = LocalModelBackend(str(local), name=model or local.name)
+    else:
+        from prefkit.llm.client import OpenAIClient
+
+        if not model:
+            fail("--model: name the judge model the server should answer with "
+                 "(or set PREFKIT_JUDGE_MODEL)")
+        try:
+            backend = OpenAIClient(base_url=base_url, model=model, concurrency=concurrency)
+        except ValueError as e:
+            fail(str(e))
+    if cache is not None:
+        from prefkit.llm.cache import CachedBackend
+
+        backend = CachedBackend(backend, cache)
+    return backend
+
+
+def _judge(backend: Any, items: list[dict[str, Any]], tpl: Any, kind: str, both_orders: bool,
+           model: str, top_logprobs: int, concurrency: int, scale: int,
+           progress: bool) -> list[dict[str, Any]]:
+    from prefkit.judge.protocols import judge_pairs, rank_answers, rate_answers
+
+    if kind == "pairwise":
+        return judge_pairs(backend, items, tpl, both_orders=both_orders, model=model,
+                           top_logprobs=top_logprobs, concurrency=concurrency, progress=progress)
+    if kind == "single":
+        return rate_answers(backend, items, tpl, scale=scale, model=model,
+                            top_logprobs=top_logprobs, concurrency=concurrency,
+                            progress=progress)
+    return rank_answers(backend, items, tpl, model=model, concurrency=concurrency,
+                        progress=progress)
+
+
+def _summary(records: list[dict[str, Any]], kind: str, output: Path, backend: Any
+             ) -> dict[str, Any]:
+    errors: list[tuple[str, str]] = []
+    verdicts = 0
+    for i, r in enumerate(records, 1):
+        keys = ("ab", "ba") if kind == "pairwise" else ("",)
+        for o in keys:
+            w = r.get(f"winner_{o}") if o else True
+            if o and w is None:
+                continue
+            verdicts += 1
+            reason = r.get(f"error_{o}" if o else "error")
+            if reason:
+                errors.append((f"{output}:{i}" + (f" order {o}" if o else ""), reason))
+    out = {"output": str(output), "kind": kind, "records": len(records), "verdicts": verdicts,
+           "errors": len(errors), "error_examples": errors[:5],
+           "judge": getattr(backend, "name", "")}
+    if hasattr(backend, "hits"):
+        out["cached"] = backend.hits
+        out["calls"] = backend.calls
+    if kind == "pairwise":
+        both = [r for r in records if r["winner_ba"] is not None and r["winner"] != "error"]
+        out["position_consistency"] = (sum(r["winner"] != "inconsistent" for r in both)
+                                       / len(both)) if both else None
+    return out

@@ -1,0 +1,113 @@
+"""What a judge is run over: pairs of answers (pairwise), answers (single), answer sets
+(listwise), from JSON/JSONL/CSV/Parquet files, with every bad row named (file, line, field,
+fix).
+
+Pairs: one row per pair with a question (``question``, ``prompt``, ``instruction`` or
+``input``), two answers (``answer_a``/``answer_b``, ``response_a``/``response_b``,
+``output_1``/``output_2``, ``response1``/``response2``) and, optionally, the models
+(``model_a``/``model_b``, ``generator_1``/``generator_2``; default ``answer_a`` and
+``answer_b``) and an id (``question_id``, ``id``, ``idx``; default the row number). This
+reads AlpacaEval annotations, LLMBar, PandaLM's test set and the generic layout as they are.
+Answers: ``question``, ``answer`` (or ``response``/``output``), ``model``. Answer sets:
+``question``, ``answers`` (a list) and ``models`` (a list).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["read_judge_inputs"]
+
+QUESTION = ("question", "prompt", "instruction", "input")
+SIDES = (("answer_a", "answer_b"), ("response_a", "response_b"), ("output_1", "output_2"),
+         ("response1", "response2"))
+MODELS = (("model_a", "model_b"), ("generator_1", "generator_2"))
+IDS = ("question_id", "id", "idx", "pair_id")
+
+
+def _first(keys: set[str], names: Sequence[str]) -> str | None:
+    return next((n for n in names if n in keys), None)
+
+
+def read_judge_inputs(path: str | Path, kind: str = "pairwise",
+                      *, skip_invalid: bool = False) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The items to judge and the problems of skipped rows (``skip_invalid``); without it,
+    an :class:`~prefkit.data.errors.InvalidInputError` lists every bad row."""
+    from prefkit.data.errors import InvalidInputError
+    from prefkit.data.table import Table
+
+    table = Table.of(path)
+    with table.decoding():
+        recs = table.records()
+    if recs.n_read == 0:
+        raise table.empty()
+    keys = set(table.header())
+    problems = list(recs.problems)
+    qcol = _first(keys, QUESTION)
+    idcol = _first(keys, IDS)
+    if qcol is None:
+        table.fail(None, f"no question column (one of {', '.join(QUESTION)})",
+                   "name the question column question (or prompt, instruction)",
+                   "missing_column")
+    items: list[dict[str, Any]] = []
+    for k, (rec, line) in enumerate(zip(recs.rows, recs.lines)):
+        base = {"question_id": str(rec.get(idcol, k)) if idcol else str(k),
+                "question": _question(rec, qcol), "turn": rec.get("turn", 1)}
+        bad = None
+        if kind == "pairwise":
+            sides = next((s for s in SIDES if set(s) <= keys), None)
+            if sides is None:
+                table.fail(None, "no answer columns (answer_a/answer_b, output_1/output_2, "
+                           "response1/response2)", "name the two answers answer_a and "
+                           "answer_b", "missing_column")
+            models = next((m for m in MODELS if set(m) <= keys), sides)
+            a, b = rec.get(sides[0]), rec.get(sides[1])
+            ma = str(rec.get(models[0])) if models != sides else sides[0]
+            mb = str(rec.get(models[1])) if models != sides else sides[1]
+            for col, v in ((sides[0], a), (sides[1], b)):
+                if not isinstance(v, str):
+                    bad = (col, v, "missing answer" if v is None else "the answer is not text")
+            if bad is None and ma == mb:
+                bad = (models[1], mb, f"model {mb!r} is compared with itself")
+            item = {**base, "model_a": ma, "model_b": mb, "answer_a": a, "answer_b": b}
+        elif kind == "single":
+            acol = _first(keys, ("answer", "response", "output"))
+            v = rec.get(acol) if acol else None
+            if not isinstance(v, str):
+                bad = (acol or "answer", v, "missing answer")
+            item = {**base, "model": str(rec.get(_first(keys, ("model", "model_id",
+                                                                "generator")) or "", "answer")),
+                    "answer": v}
+        else:
+            ans, models = rec.get("answers"), rec.get("models")
+            if not isinstance(ans, list) or len(ans) < 2 or not all(isinstance(x, str)
+                                                                     for x in ans):
+                bad = ("answers", ans, "answers must be a list of at least two texts")
+            elif models is not None and (not isinstance(models, list) or len(models) != len(ans)):
+                bad = ("models", models, "models must list one name per answer")
+            item = {**base, "answers": ans,
+                    "models": models or [f"answer_{i + 1}" for i in range(len(ans or []))]}
+        if base["question"] is None:
+            bad = (qcol, rec.get(qcol), "missing question")
+        if bad is not None:
+            problems.append(table.problem(line, bad[2], "every row needs a question and its "
+                                          "answers as text", "missing_value", field=bad[0],
+                                          value=bad[1]))
+            continue
+        items.append(item)
+    if problems and not skip_invalid:
+        raise InvalidInputError(problems, note=f"{len({p.line for p in problems}):,} of "
+                                f"{recs.n_read:,} records are invalid, nothing was judged")
+    if not items:
+        raise InvalidInputError(problems or [table.empty()], note="nothing to judge")
+    return items, problems
+
+
+def _question(rec: dict[str, Any], col: str | None) -> str | None:
+    q = rec.get(col) if col else None
+    if not isinstance(q, str):
+        return None
+    extra = rec.get("input") if col == "instruction" else None
+    return q + (f"\n\n{extra.strip()}" if isinstance(extra, str) and extra.strip() else "")
