@@ -106,6 +106,35 @@ def test_a_retry_after_beyond_the_limit_ends_the_request(serve) -> None:
     assert "retry after 600 s, more than max_retry_after=120 s" in r.error
 
 
+def test_without_retry_after_the_wait_is_full_jitter_back_off(serve) -> None:
+    import random
+
+    server = serve(Faults(error_every=2))  # request 2 -> 500 without Retry-After
+    c = OpenAIClient(base_url=server.base_url, model="tiny", backoff=0.8, max_backoff=0.8,
+                     seed=3)
+    expected = random.Random(3).uniform(0.0, 0.8)  # retry 0: uniform(0, min(cap, 0.8 * 2**0))
+
+    async def go():
+        await c.chat(ChatRequest.of("a"))
+        t = time.perf_counter()
+        r = await c.chat(ChatRequest.of("b"))
+        return r, time.perf_counter() - t
+
+    r, elapsed = asyncio.run(go())
+    assert r.ok and r.attempts == 2
+    assert expected <= elapsed < expected + 1.0
+
+
+def test_the_servers_x_should_retry_header_is_obeyed() -> None:
+    from prefkit.llm.client import _should_retry
+
+    assert _should_retry(httpx.Response(400, headers={"x-should-retry": "true"}))
+    assert not _should_retry(httpx.Response(503, headers={"x-should-retry": "false"}))
+    assert [_should_retry(httpx.Response(s)) for s in (400, 401, 404, 408, 409, 422, 429, 500,
+                                                        503)] == \
+        [False, False, False, True, True, False, True, True, True]
+
+
 def test_a_stalled_request_times_out_and_is_retried(serve) -> None:
     server = serve(Faults(stall_every=2, stall=3.0))
     c = client(server, timeout=0.5)

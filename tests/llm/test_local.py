@@ -130,13 +130,16 @@ def test_the_server_returns_the_models_logprobs(serve, tiny, backend) -> None:
 
 
 def test_retries_against_the_model_server(serve, backend) -> None:
-    server = serve(Faults(rate_limit_every=2, retry_after=0.01, malformed_every=3),
-                   responder=model_responder(backend))
-    client = OpenAIClient(base_url=server.base_url, model="tiny", backoff=0.005, max_retries=8)
+    # 429s, truncated bodies, and stalls past the client's 1 s timeout
+    server = serve(Faults(rate_limit_every=2, retry_after=0.01, malformed_every=3,
+                          stall_every=7, stall=3.0), responder=model_responder(backend))
+    client = OpenAIClient(base_url=server.base_url, model="tiny", backoff=0.005, max_retries=8,
+                          timeout=1.0)
     reqs = [ChatRequest.of(f"q{i}", max_tokens=3) for i in range(8)]
     results = run_requests(client, reqs, progress=False)
     assert [r.text for r in results] == [backend.generate(r).text for r in reqs]
     assert sum(r.attempts for r in results) == server.stats.requests > 8
+    assert server.stats.faults["stall"] > 0 and server.stats.faults["malformed"] > 0
 
 
 def test_the_official_openai_client_reads_the_same_answer(serve, backend) -> None:
