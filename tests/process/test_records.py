@@ -114,3 +114,19 @@ def test_the_family_is_listed() -> None:
     for name in ("processbench", "trl_stepwise", "math_shepherd", "prm800k", "gsm8k",
                  "math", "game24"):
         assert f"  {name}:" in text
+
+
+def test_public_names_resolve_and_import_is_light() -> None:
+    import subprocess
+    import sys
+
+    import prefkit.process as mod
+
+    assert len(set(mod.__all__)) == len(mod.__all__)
+    for name in mod.__all__:
+        assert getattr(mod, name) is not None, name
+    code = ("import sys, prefkit.process, prefkit.answers; "
+            "print(sorted(m for m in ('torch', 'transformers', 'sympy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"

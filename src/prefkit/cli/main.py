@@ -76,6 +76,10 @@ _VERBS: dict[str, tuple[str, str, str, Callable[[Any], dict[str, Any]]]] = {
                "Reward models on a frozen text encoder: train on chosen/rejected pairs, "
                "evaluate against human preferences, score responses.",
                lambda m: {}),
+    "prm": ("prefkit.cli.prm", "prm_app",
+            "Process reward models: train on step-labelled solutions, evaluate with "
+            "ProcessBench's F1, score steps, pick the best of N candidates.",
+            lambda m: {}),
 }
 _SETTINGS: dict[str, Any] = {"no_args_is_help": True, "add_completion": False,
                              "rich_markup_mode": "markdown", "pretty_exceptions_enable": False}

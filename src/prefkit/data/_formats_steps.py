@@ -34,7 +34,8 @@ from prefkit.data.formats import Parsed, Role, read_format, register, resolve
 if TYPE_CHECKING:
     from prefkit.data.table import Table
 
-__all__ = ["StepReadResult", "StepSolutions", "Tasks", "read_steps", "read_tasks"]
+__all__ = ["Candidates", "StepReadResult", "StepSolutions", "Tasks", "read_candidates_file",
+           "read_steps", "read_tasks"]
 
 SHEPHERD_TAG = "ки"
 
@@ -361,6 +362,73 @@ register("game24", family="steps", priority=12, gives="Tasks",
     _task_reader("game24", "Puzzles", None))
 
 
+# -- candidates to score (no labels) ------------------------------------------------------------
+@dataclass
+class Candidates:
+    """Solutions to score: per prompt, one or more candidates, each a list of steps; the
+    reference ``answers`` when the file gives them (None otherwise)."""
+
+    prompts: list[str] = field(default_factory=list)
+    candidates: list[list[list[str]]] = field(default_factory=list)
+    answers: list[str | None] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+CAND_ROLES = {"prompt": Role(("prompt", "problem", "question"), "the problem"),
+              "candidates": Role(("candidates", "steps", "completions", "response", "solution"),
+                                 "the candidates (a list of solutions), or one solution"),
+              "answer": Role(("answer", "reference"), "the reference answer", False)}
+FIX_CAND = ("a candidate is a list of step strings, or one text split on the separator "
+            "(default a blank line)")
+
+
+def _candidate(checks: RowChecks, v: Any, fld: str, separator: str) -> list[str] | None:
+    if isinstance(v, str):
+        parts = [p.strip() for p in v.split(separator)]
+        steps = [p for p in parts if p]
+        if not steps:
+            checks.bad(fld, v, "empty candidate", FIX_CAND, "empty_response")
+            return None
+        return steps
+    return _step_list(checks, v, fld)
+
+
+@register("candidates", family="steps", priority=20, gives="Candidates",
+          describe="solutions to score: prompt, candidates (list of solutions: each a list of "
+          "steps or a text split on a blank line) or steps / response (one solution); "
+          "answer optional",
+          detect=lambda kind, keys, first: "candidates" in keys
+          or ({"steps"} <= keys and "label" not in keys and "values" not in keys)
+          or ({"response"} <= keys))
+def read_candidates(table: Table, *, columns: Mapping[str, str] | None = None,
+                    separator: str = "\n\n") -> Parsed:
+    col = resolve(table, CAND_ROLES, columns)  # type: ignore[arg-type]
+    cp, cc, ca = col["prompt"], col["candidates"], col["answer"]
+    assert cp and cc
+    many = cc == "candidates"
+    checks, out = RowChecks(table), Candidates()
+    for row, line in zip(table.rows, table.lines):
+        checks.start(line)
+        prompt = checks.text(get(row, cp), cp, "a problem")
+        raw = json_list(get(row, cc)) if many else get(row, cc)
+        if many and (not isinstance(raw, list) or not raw):
+            checks.bad(cc, raw, "expected a non-empty list of candidates", FIX_CAND, "bad_value")
+            continue
+        got = [_candidate(checks, v, f"{cc}[{i}]" if many else cc, separator)
+               for i, v in enumerate(raw if many else [raw])]
+        answer = get(row, ca) if ca else None
+        if not checks.ok or prompt is None:
+            continue
+        out.prompts.append(prompt)
+        out.candidates.append([g for g in got if g is not None])
+        out.answers.append(None if answer is None else str(answer))
+        out.lines.append(line)
+    return checks.parsed(out)
+
+
 # -- reading ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StepReadResult:
@@ -402,3 +470,28 @@ def read_tasks(source: Any, *, format: str = "auto", columns: Mapping[str, str] 
     """Problems with reference answers (:class:`Tasks`): GSM8K, MATH, Game of 24."""
     return _read(source, Tasks, "tasks with reference answers", format=format,
                  columns=columns, skip_invalid=skip_invalid, split=split)
+
+
+def read_candidates_file(source: Any, *, format: str = "auto",
+                         columns: Mapping[str, str] | None = None, skip_invalid: bool = False,
+                         separator: str = "\n\n") -> StepReadResult:
+    """Solutions to score or choose among (:class:`Candidates`); a file of labelled steps
+    (``processbench``, ...) is read too, each solution one candidate (labels ignored)."""
+    from prefkit.data.formats import detect
+    from prefkit.data.table import Table
+
+    if format == "auto":
+        table = Table.of(source)
+        with table.decoding():
+            format = detect(table, ("steps",), columns).name
+    opts = {"separator": separator} if format == "candidates" else {}
+    fmt, parsed, table = read_format(source, ("steps",), format=format, columns=columns,
+                                     skip_invalid=skip_invalid, split=None, **opts)
+    data = parsed.data
+    if isinstance(data, StepSolutions):
+        data = Candidates(list(data.prompts), [[s] for s in data.steps],
+                          [None] * len(data), list(data.lines))
+    elif not isinstance(data, Candidates):
+        table.fail(None, f"this is {fmt.name} data ({fmt.gives}), not solutions to score",
+                   "give prompt and candidates (or steps) per row", "wrong_kind")
+    return StepReadResult(data, fmt.name, parsed.n_read, parsed.problems)

@@ -130,8 +130,11 @@ class FrozenPRM:
     """A trained frozen-encoder PRM: :meth:`score` gives P(step right) per step."""
 
     def __init__(self, encoder: Any, head: nn.Module, config: FrozenPRMConfig,
-                 threshold: float = DEFAULT_THRESHOLD) -> None:
+                 threshold: float = DEFAULT_THRESHOLD,
+                 train_stats: dict[str, list[int]] | None = None) -> None:
         self.encoder, self.head, self.config, self.threshold = encoder, head, config, threshold
+        #: the training solutions' step counts and first wrong steps (the position prior)
+        self.train_stats = train_stats or {}
         self.head.eval()
 
     def score_features(self, feats: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -158,13 +161,24 @@ class FrozenPRM:
             json.loads((folder / "backbone.json").read_text()), **encoder_kwargs)
         head = _head(int(info["input_dim"]), config.hidden, config.dropout)
         head.load_state_dict(load_file(str(folder / "model.safetensors")))
-        return cls(encoder, head, config, float(info["threshold"]))
+        return cls(encoder, head, config, float(info["threshold"]), info.get("train_stats"))
 
 
-def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    perm = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, round(fraction * n))
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+def _split(first_error: Sequence[int], fraction: float, seed: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, validation) solution indices, stratified by correct / erroneous so
+    that the validation part holds both kinds whenever the data does."""
+    rng = np.random.default_rng(seed)
+    kinds = np.asarray(first_error) == -1
+    tr, va = [], []
+    for group in (np.flatnonzero(kinds), np.flatnonzero(~kinds)):
+        perm = rng.permutation(group)
+        n_val = min(len(perm) - 1, max(1, round(fraction * len(perm)))) if len(perm) > 1 else 0
+        va.extend(perm[:n_val])
+        tr.extend(perm[n_val:])
+    if not va:
+        raise ValueError("too few solutions to hold out a validation part")
+    return np.sort(np.asarray(tr, dtype=np.int64)), np.sort(np.asarray(va, dtype=np.int64))
 
 
 def _flat(feats: Sequence[np.ndarray], labels: Sequence[Sequence[float]]
@@ -192,7 +206,7 @@ def train_frozen_prm(config: FrozenPRMConfig, output_dir: str | Path, data: Step
                                 truncation_side="left")
     feats = step_features(encoder, data.prompts, data.steps, separator=config.separator,
                           progress=progress)
-    tr, va = _split(len(data), config.val_fraction, config.seed)
+    tr, va = _split(data.first_error, config.val_fraction, config.seed)
     x_tr, y_tr = _flat([feats[i] for i in tr], [data.labels[i] for i in tr])
     x_va, y_va = _flat([feats[i] for i in va], [data.labels[i] for i in va])
     if len(y_tr) == 0:
@@ -252,7 +266,8 @@ def train_frozen_prm(config: FrozenPRMConfig, output_dir: str | Path, data: Step
     prm = FrozenPRM(encoder, head, config)
     val_scores = prm.score_features([feats[i] for i in va])
     val_first = [data.first_error[i] for i in va]
-    threshold = tune_threshold(val_scores, val_first)
+    both = -1 in val_first and any(x != -1 for x in val_first)
+    threshold = tune_threshold(val_scores, val_first) if both else DEFAULT_THRESHOLD
     summary = {"best_epoch": best["epoch"], "val_loss": json_num(best["val_loss"]),
                "epochs_run": epoch, "steps": step, "threshold": threshold,
                "n_train_solutions": len(tr), "n_val_solutions": len(va)}
@@ -266,6 +281,8 @@ def train_frozen_prm(config: FrozenPRMConfig, output_dir: str | Path, data: Step
     write_json(out / "backbone.json", encoder.describe())
     write_json(out / "config.json", {"kind": "frozen", "config": config.to_dict(),
                                      "input_dim": int(x_tr.shape[1]), "threshold": threshold,
+                                     "train_stats": {"n_steps": [len(s) for s in data.steps],
+                                                     "labels": data.first_error},
                                      "versions": package_versions(), "summary": summary})
     run.finish(config.to_dict(), summary)
     return summary
