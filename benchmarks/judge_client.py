@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from prefkit.llm import CachedBackend, ChatRequest, OpenAIClient, run_requests  # noqa: E402
+from prefkit.llm import CachedBackend, ChatRequest, OpenAIClient, run_requests
 
 VERDICT = "[[A]]"
 PROMPT = ("Please act as an impartial judge and evaluate the two answers below. Output your "

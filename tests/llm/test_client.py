@@ -16,7 +16,7 @@ from prefkit.llm.client import OpenAIClient, parse_completion, request_body, ret
 from prefkit.llm.server import Faults
 from prefkit.llm.types import ChatBackend, ChatRequest
 
-FAST = dict(backoff=0.005, max_backoff=0.02, seed=0)  # back-off small enough for tests
+FAST = {"backoff": 0.005, "max_backoff": 0.02, "seed": 0}  # back-off small enough for tests
 
 
 def requests(n: int, **options) -> list[ChatRequest]:

@@ -14,11 +14,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from prefkit.llm.batch import run_requests  # noqa: E402
-from prefkit.llm.client import OpenAIClient  # noqa: E402
-from prefkit.llm.local import LabelDistribution, LocalModelBackend  # noqa: E402
-from prefkit.llm.server import Faults, model_responder  # noqa: E402
-from prefkit.llm.types import ChatBackend, ChatRequest  # noqa: E402
+from prefkit.llm.batch import run_requests
+from prefkit.llm.client import OpenAIClient
+from prefkit.llm.local import LabelDistribution, LocalModelBackend
+from prefkit.llm.server import Faults, model_responder
+from prefkit.llm.types import ChatBackend, ChatRequest
 
 ATOL = 1e-5  # incremental (KV-cached) vs full forward, float32
 K = 4

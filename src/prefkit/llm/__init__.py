@@ -21,8 +21,15 @@ if TYPE_CHECKING:
     from prefkit.llm.cache import CachedBackend, request_key
     from prefkit.llm.client import OpenAIClient
     from prefkit.llm.local import LabelDistribution, LocalModelBackend
-    from prefkit.llm.server import (Faults, LocalServer, Reply, ServerStats, canned_responder,
-                                    model_responder, serve_responder)
+    from prefkit.llm.server import (
+        Faults,
+        LocalServer,
+        Reply,
+        ServerStats,
+        canned_responder,
+        model_responder,
+        serve_responder,
+    )
     from prefkit.llm.types import ChatBackend, ChatRequest, ChatResult, TokenLogprob
 
 __getattr__, __dir__ = _lazy_exports(__name__, {

@@ -66,8 +66,8 @@ def run_requests(backend: ChatBackend, requests: Iterable[ChatRequest], *,
     """:func:`arun_requests` from synchronous code: runs its own event loop (in a helper
     thread when the caller already runs one, as in a notebook) and closes the backend's
     connections at the end. Order preserved; failures are results with ``error`` set."""
-    coro_args: dict[str, Any] = dict(concurrency=concurrency, progress=progress,
-                                     description=description, close=True)
+    coro_args: dict[str, Any] = {"concurrency": concurrency, "progress": progress,
+                                 "description": description, "close": True}
     requests = list(requests)
     try:
         asyncio.get_running_loop()

@@ -22,8 +22,8 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

@@ -39,7 +39,7 @@ import math
 import os
 import random
 import time
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -165,7 +165,7 @@ class OpenAIClient:
             await asyncio.gather(*(http.aclose() for http in self._made))
         self._loop, self._idle, self._made = None, None, []
 
-    async def __aenter__(self) -> OpenAIClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -195,7 +195,8 @@ class LocalModelBackend:
             if full[:len(prompt)] == prompt and len(full) > len(prompt):
                 ids[label] = full[len(prompt)]
             else:
-                ids[label] = list(self.tokenizer(label, add_special_tokens=False)["input_ids"])[0]
+                alone = self.tokenizer(label, add_special_tokens=False)["input_ids"]
+                ids[label] = next(iter(alone))
         seen: dict[int, str] = {}
         for label, token in ids.items():
             if token in seen:
