@@ -94,3 +94,33 @@ def test_analyze_with_gold_reports_agreement_before_and_after_repair() -> None:
     c = json.loads(r.stdout)["judges"][0]["counts"]
     assert c["agreement_pairs"] == 999
     assert 0.6 < c["agreement"] < 0.75 and c["agreement_bt_repair"] is not None
+
+
+@needs_data
+def test_analyze_answers_give_the_length_bias() -> None:
+    repro = JUDGE / "mtbench_repro"
+    r = runner.invoke(app, ["judge", "analyze", str(repro / "judgments" / "qwen" / "judge_14B"),
+                            "--answers", str(repro / "answers"), "--json"])
+    assert r.exit_code == 0, r.output
+    c = json.loads(r.stdout)["judges"][0]["counts"]
+    # independently: every A/B verdict of either order, its winner's turn-2 answer longer?
+    import gzip
+
+    length = {}
+    for f in (repro / "answers").glob("*.jsonl.gz"):
+        for line in gzip.open(f):
+            a = json.loads(line)
+            length[(a["question_id"], a["model_id"])] = len(a["choices"][0]["turns"][1])
+    longer = total = 0
+    for f in (repro / "judgments" / "qwen" / "judge_14B" / "pairwise").glob("*.jsonl.gz"):
+        for line in gzip.open(f):
+            x = json.loads(line)
+            la, lb = length[(x["question_id"], x["model_a"])], length[(x["question_id"], x["model_b"])]
+            for w, first, second in ((x["winner_ab"], x["model_a"], x["model_b"]),
+                                     (x["winner_ba"], x["model_b"], x["model_a"])):
+                if w not in ("A", "B") or la == lb:
+                    continue
+                win = first if w == "A" else second
+                total += 1
+                longer += length[(x["question_id"], win)] == max(la, lb)
+    assert c["length_compared"] == total and c["prefers_longer"] == pytest.approx(longer / total)

@@ -27,6 +27,8 @@ _ANALYZE_EXAMPLES = """Examples:
   prefkit judge analyze gpt-3.5-turbo-testset-v1.json --gold testset-v1.json
 
   prefkit judge analyze gpt-4_pair.jsonl gpt-4_single.jsonl --k 4 --k 5
+
+  prefkit judge analyze mtbench_repro/judgments --answers mtbench_repro/answers
 """
 
 
@@ -37,6 +39,7 @@ def analyze(
     k: Annotated[Optional[list[int]], typer.Option("--k", help="Also report NTR_k over k-answer sets (repeatable; default 4).")] = None,
     conflict_turn: Annotated[Optional[int], typer.Option(help="Compare pairwise verdicts with the single grades of this turn (default: the turn each verdict judged).")] = None,
     gold: Annotated[Optional[Path], typer.Option(help="Human labels of the same pairs (an annotations file, e.g. PandaLM's testset-v1.json): agreement before and after the Bradley-Terry repair.")] = None,
+    answers: Annotated[Optional[list[Path]], typer.Option(help="FastChat answer files (or a folder) for the length bias of verdict files without the answers (mt_bench_repro's answers/).")] = None,
     show_unparsed: Annotated[int, typer.Option(help="Show this many error/unparsed verdicts per judge with their rows.", min=0)] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print {\"judges\": [...]} as JSON on stdout.")] = False,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip bad rows (each is reported) instead of stopping.")] = False,
@@ -68,6 +71,15 @@ def analyze(
     report_skipped(", ".join(map(str, files)), data.skipped, len({(p.file, p.line)
                                                                  for p in data.skipped}))
     labels = _gold(gold) if gold is not None else None
+    if answers and data.verdicts is not None:
+        from prefkit.judge.io import answer_lengths, with_lengths
+
+        try:
+            data.verdicts = with_lengths(data.verdicts, answer_lengths(answers))
+        except InvalidInputError as e:
+            fail(e.for_cli())
+        except (ValueError, FileNotFoundError) as e:
+            fail(f"--answers: {e}")
     reports = run(data.verdicts, data.grades, ks=tuple(k or [4]), conflict_turn=conflict_turn,
                   gold=labels, show_unparsed=show_unparsed)
     if as_json:

@@ -19,7 +19,7 @@ from typing import Any
 
 from prefkit.judge.records import Grades, Verdicts
 
-__all__ = ["JudgeData", "expand_paths", "read_verdicts"]
+__all__ = ["JudgeData", "answer_lengths", "expand_paths", "read_verdicts", "with_lengths"]
 
 #: data-file suffixes a folder argument is searched for
 SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
@@ -78,3 +78,50 @@ def read_verdicts(paths: Sequence[str | Path] | str | Path, *, format: str = "au
     data.verdicts = Verdicts.concat(verdicts) if verdicts else None
     data.grades = Grades.concat(grades) if grades else None
     return data
+
+
+def answer_lengths(paths: Sequence[str | Path] | str | Path) -> dict[tuple[str, str, int], float]:
+    """``(prompt, model, turn) -> characters`` from FastChat answer files (``question_id``,
+    ``model_id``, ``choices[0].turns``; files or folders), for the length bias of verdict
+    files that do not hold the answers (mt_bench_repro's ``answers/``)."""
+    from prefkit.data.errors import InvalidInputError
+    from prefkit.data.table import Table
+
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    out: dict[tuple[str, str, int], float] = {}
+    for p in expand_paths(paths):
+        table = Table.of(p)
+        recs = table.records()
+        problems = list(recs.problems)
+        for rec, line in zip(recs.rows, recs.lines):
+            choices = rec.get("choices")
+            turns = choices[0].get("turns") if isinstance(choices, list) and choices and \
+                isinstance(choices[0], dict) else None
+            if not isinstance(turns, list) or "question_id" not in rec or "model_id" not in rec:
+                problems.append(table.problem(
+                    line, "not a FastChat answer record", "an answer record has question_id, "
+                    "model_id and choices[0].turns (a list of texts)", "wrong_shape",
+                    field="choices"))
+                continue
+            for t, text in enumerate(turns, 1):
+                if isinstance(text, str):
+                    out[(str(rec["question_id"]), str(rec["model_id"]), t)] = float(len(text))
+        if problems:
+            raise InvalidInputError(problems)
+    return out
+
+
+def with_lengths(v: Verdicts, lengths: dict[tuple[str, str, int], float]) -> Verdicts:
+    """``v`` with ``length_a``/``length_b`` filled from :func:`answer_lengths` where they
+    are unknown (the verdict's turn; turn 0 reads turn 1)."""
+    import numpy as np
+
+    la, lb = v.length_a.copy(), v.length_b.copy()
+    for k in range(len(v)):
+        t = int(v.turn[k]) or 1
+        if np.isnan(la[k]):
+            la[k] = lengths.get((v.prompt[k], v.model_a[k], t), np.nan)
+        if np.isnan(lb[k]):
+            lb[k] = lengths.get((v.prompt[k], v.model_b[k], t), np.nan)
+    return v.with_columns(length_a=la, length_b=lb)
