@@ -129,6 +129,26 @@ def test_the_server_returns_the_models_logprobs(serve, tiny, backend) -> None:
         (len(backend.prompt_ids(request)), 5)
 
 
+def test_logprobs_without_alternatives_and_no_streaming(serve, backend) -> None:
+    openai = pytest.importorskip("openai")
+    server = serve(responder=model_responder(backend))
+
+    async def ask(**kw):
+        client = openai.AsyncOpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
+        try:
+            return await client.chat.completions.create(
+                model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=3, **kw)
+        finally:
+            await client.close()
+
+    r = asyncio.run(ask(logprobs=True))
+    own = backend.generate(ChatRequest.of("hi", max_tokens=3, top_logprobs=1))
+    assert [t.logprob for t in r.choices[0].logprobs.content] == [t.logprob for t in own.logprobs]
+    assert all(t.top_logprobs == [] for t in r.choices[0].logprobs.content)
+    with pytest.raises(openai.BadRequestError, match="'stream': true is not supported"):
+        asyncio.run(ask(stream=True))
+
+
 def test_retries_against_the_model_server(serve, backend) -> None:
     # 429s, truncated bodies, and stalls past the client's 1 s timeout
     server = serve(Faults(rate_limit_every=2, retry_after=0.01, malformed_every=3,

@@ -12,9 +12,10 @@ with the tokenizer's special tokens (BOS).
 
 **Decoding.** Greedy (argmax at every step; ``temperature`` is ignored, so the answer is
 deterministic) until EOS, a ``stop`` string from ``request.extra``, or ``max_tokens``
-(default ``default_max_tokens``). Each generated token comes with its log-probability under
-``log_softmax`` of the model's logits and, when ``top_logprobs`` = k > 0, the k most likely
-tokens at that position -- the numbers an OpenAI-compatible server returns.
+(default ``default_max_tokens``). When ``top_logprobs`` = k > 0, each generated token comes
+with its log-probability under ``log_softmax`` of the model's logits and the k most likely
+tokens at that position -- the numbers an OpenAI-compatible server returns (``logprobs=True``
+in ``extra`` and k = 0: the tokens' own log-probabilities, no alternatives).
 
 **Label distribution.** P(label) is the probability of the label's first token at the answer
 position (the first generated position): the pointwise/pairwise judge protocols read verdict
@@ -169,7 +170,8 @@ class LocalModelBackend:
                 break
             if step + 1 < max_tokens:
                 logp, past = self._logprobs([token], past)
-        return ChatResult(text=text, logprobs=tuple(tokens) if k > 0 else None,
+        want = k > 0 or bool(dict(request.extra).get("logprobs"))
+        return ChatResult(text=text, logprobs=tuple(tokens) if want else None,
                           prompt_tokens=len(prompt), completion_tokens=len(generated),
                           finish_reason=finish)
 

@@ -171,15 +171,20 @@ def _to_request(body: dict[str, Any]) -> ChatRequest:
     if not isinstance(messages, list) or not messages or not all(
             isinstance(m, dict) and "role" in m for m in messages):
         raise ValueError("'messages' must be a non-empty list of {'role', 'content'} objects")
+    if body.get("stream"):
+        raise ValueError("'stream': true is not supported by this server; ask without it")
     known = {"model", "messages", "temperature", "max_tokens", "top_logprobs", "logprobs"}
+    extra = {k: v for k, v in body.items()
+             if k not in known and isinstance(v, (str, int, float, bool))}
+    if body.get("logprobs") and not body.get("top_logprobs"):
+        extra["logprobs"] = True  # the chosen tokens' log-probabilities, no alternatives
     return ChatRequest(
         messages=tuple({"role": str(m["role"]), "content": str(m.get("content") or "")}
                        for m in messages),
         model=str(body.get("model") or ""), temperature=float(body.get("temperature") or 0.0),
         max_tokens=body.get("max_tokens") or body.get("max_completion_tokens"),
         top_logprobs=int(body.get("top_logprobs") or 0) if body.get("logprobs") else 0,
-        extra=tuple(sorted((k, v) for k, v in body.items()
-                           if k not in known and isinstance(v, (str, int, float, bool)))))
+        extra=tuple(sorted(extra.items())))
 
 
 def build_app(responder: Responder, *, faults: Faults | None = None,
