@@ -122,3 +122,22 @@ def test_unknown_layout_lists_the_formats(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError) as e:
         read_annotations(p, format="annotations_long")
     assert "missing column 'label'" in str(e.value) and "--column label=NAME" in str(e.value)
+
+
+def test_one_pair_id_for_two_pairs_is_an_error(tmp_path: Path) -> None:
+    p = tmp_path / "l.csv"
+    p.write_text("id,worker,winner,prompt\n1,w1,a,hello\n1,w2,b,other prompt\n")
+    with pytest.raises(InvalidInputError) as e:
+        read_annotations(p)
+    assert "pair '1' has another prompt here than at line 2" in str(e.value)
+    assert "give different pairs different ids" in str(e.value)
+
+
+def test_every_public_name_imports_and_has_a_docstring() -> None:
+    import prefkit.inspect as m
+
+    assert m.__doc__
+    for name in m.__all__:
+        obj = getattr(m, name)
+        if callable(obj):
+            assert obj.__doc__, name

@@ -9,14 +9,14 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from shared_paths import SHARED  # noqa: E402
+import numpy as np
+import pytest
+from shared_paths import SHARED
 
-from prefkit.inspect import read_annotations  # noqa: E402
-from prefkit.inspect.strength import (  # noqa: E402
+from prefkit.inspect import read_annotations
+from prefkit.inspect.strength import (
     load_reward_models,
     preference_strength,
     strength_of_annotations,
@@ -85,3 +85,30 @@ def test_one_model_twice_has_no_spread_and_swapping_negates(ann, folders) -> Non
     np.testing.assert_allclose(swapped.mean, -twice.mean, atol=1e-9)
     with pytest.raises(ValueError, match="at least one reward model"):
         preference_strength([], p, c, r)
+
+
+def test_report_and_cli_with_the_ensemble(ann, folders, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from prefkit.cli.main import app
+    from prefkit.inspect import inspect_annotations
+
+    models = load_reward_models(folders)
+    rep = inspect_annotations(ann, reward_models=models, rounds=0)
+    want = strength_of_annotations(ann, models).to_dict()
+    assert rep.to_dict()["preference_strength"]["mean"] == pytest.approx(want["mean"])
+    png = rep.plot(tmp_path / "r.png")
+    assert png.stat().st_size > 20_000
+    # the same through the command line, the folders as --reward-model
+    p = tmp_path / "slice.json"
+    rows = json.loads(PANDALM.read_text())[:N_PAIRS]
+    p.write_text(json.dumps(rows, indent=1))
+    args = ["inspect", str(p), "--json", "--rounds", "0"]
+    for f in folders:
+        args += ["--reward-model", str(f)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.stderr
+    got = json.loads(res.stdout)["preference_strength"]
+    assert got["n_models"] == 2 and got["mean"] == pytest.approx(want["mean"], rel=1e-6)

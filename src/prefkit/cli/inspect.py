@@ -77,7 +77,7 @@ def inspect(
     ann = _read(file, fmt, parse_mapping(column, "--column"), skip_invalid)
     if ann.skipped:
         report_skipped(file, ann.skipped, len({p.line for p in ann.skipped}))
-    models, names = _reward_models(reward_model or [])
+    models, names = _reward_models(reward_model or [], progress=not as_json)
     pol = ref = tok = None
     if policy is not None:
         from prefkit.inspect.ranking import load_causal_lm
@@ -135,14 +135,14 @@ def _read(file: Path, fmt: str, columns: dict[str, str], skip_invalid: bool) -> 
         fail(f"{file}: {e}")
 
 
-def _reward_models(folders: list[Path]) -> tuple[list[Any], list[str]]:
+def _reward_models(folders: list[Path], *, progress: bool) -> tuple[list[Any], list[str]]:
     if not folders:
         return [], []
     from prefkit.inspect.strength import load_reward_models
     from prefkit.runs import progress_bar
 
     models = []
-    bar = progress_bar(len(folders), "loading reward models")
+    bar = progress_bar(len(folders), "loading reward models", enabled=progress)
     try:
         for f in folders:
             try:

@@ -89,7 +89,7 @@ def ranking_accuracy(logps: NDArray[np.floating], lengths: NDArray[np.floating] 
     if lengths is not None:
         norm = lp / np.maximum(np.asarray(lengths, dtype=np.float64), 1)
         out["length_normalised"] = float((norm[:, 0] > norm[:, 1]).mean()) if len(lp) else None
-    out["n"] = int(len(lp))
+    out["n"] = len(lp)
     return out
 
 
@@ -121,7 +121,7 @@ def idealized_ranking_accuracy(ref_logps: NDArray[np.floating], alpha: NDArray[n
         # reference's per-token probabilities exp(log pi_ref(y) / |y|)
         out["length_normalised"] = float((lp[:, 0] / ln[:, 0] - lp[:, 1] / ln[:, 1]
                                           + shift > 0).mean()) if len(lp) else None
-    out.update(n=int(len(lp)), beta=beta, eps=eps)
+    out.update(n=len(lp), beta=beta, eps=eps)
     return out
 
 

@@ -58,6 +58,22 @@ class InspectReport:
         for row in _rows(self):
             t.add_row(*row)
         out = [t]
+        if a.per_category:
+            c = Table(title="by category (the largest 15)", title_justify="left",
+                      header_style="bold")
+            gold = a.accuracy is not None
+            for col in ("category", "pairs", f"alpha ({a.level})", "kappa",
+                        *(("accuracy",) if gold else ())):
+                c.add_column(col, justify="left" if col == "category" else "right")
+            cats = sorted(a.per_category.items(), key=lambda kv: -kv[1]["n_pairs"])[:15]
+            for name, v in cats:
+                kappa = v["fleiss_kappa"] or v["cohen_kappa"]
+                acc = v["accuracy"]["with_ties"] if v["accuracy"] else None
+                c.add_row(str(name)[:40], f"{v['n_pairs']:,}",
+                          _num(v["krippendorff_alpha"]["value"]),
+                          _num(kappa["value"] if kappa else None),
+                          *((_pct(acc),) if gold else ()))
+            out.append(c)
         ann = q.annotators
         if ann["flagged"]:
             f = Table(title=f"annotators below the consensus ({ann['correction']})",
@@ -165,11 +181,12 @@ def _rows(rep: InspectReport) -> list[tuple[str, str, str]]:
         rows.append(("ranking accuracy, policy (summed / per token)",
                      f"{_pct(r['policy']['summed'])} / {_pct(r['policy']['length_normalised'])}",
                      f"{r['n_pairs']:,} pairs"))
-        rows.append(("ranking accuracy, reference", f"{_pct(r['reference']['summed'])} / "
-                     f"{_pct(r['reference']['length_normalised'])}", ""))
-        rows.append((f"idealized ranking accuracy (beta {r['idealized']['beta']:g})",
-                     f"{_pct(r['idealized']['summed'])} / "
-                     f"{_pct(r['idealized']['length_normalised'])}", r["alpha_from"]))
+        ref, ideal = r["reference"], r["idealized"]
+        rows.append(("ranking accuracy, reference",
+                     f"{_pct(ref['summed'])} / {_pct(ref['length_normalised'])}", ""))
+        rows.append((f"idealized ranking accuracy (beta {ideal['beta']:g})",
+                     f"{_pct(ideal['summed'])} / {_pct(ideal['length_normalised'])}",
+                     r["alpha_from"]))
     return rows
 
 
@@ -332,8 +349,8 @@ def _html(rep: InspectReport, img: str) -> str:
     rows = "".join(f"<tr><td>{e(a)}</td><td class=n>{e(b)}</td><td class=n>{e(c)}</td></tr>"
                    for a, b, c in _rows(rep))
     q = rep.quality.to_dict()
-    parts = [f"<h2>Summary</h2><table><tr><th>measure</th><th>value</th><th>interval / note"
-             f"</th></tr>{rows}</table>"]
+    head = "<tr><th>measure</th><th>value</th><th>interval / note</th></tr>"
+    parts = [f"<h2>Summary</h2><table>{head}{rows}</table>"]
     ann = q["annotators"]
     if ann["flagged"]:
         body = "".join(
