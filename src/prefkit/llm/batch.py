@@ -33,7 +33,7 @@ async def arun_requests(backend: ChatBackend, requests: Sequence[ChatRequest], *
     requests = list(requests)
     n_workers = max(1, min(concurrency or getattr(backend, "concurrency", 16), len(requests) or 1))
     results: list[ChatResult | None] = [None] * len(requests)
-    counts = {"errors": 0, "cached": 0}
+    counts = {"done": 0, "errors": 0, "cached": 0}
     bar = progress_bar(len(requests), description, enabled=progress and bool(requests))
     queue = iter(range(len(requests)))  # shared by the workers: each index taken once
 
@@ -44,10 +44,11 @@ async def arun_requests(backend: ChatBackend, requests: Sequence[ChatRequest], *
             except Exception as exc:  # noqa: BLE001 - a backend that breaks the contract
                 result = ChatResult(text=None, error=f"{type(exc).__name__}: {exc}")
             results[i] = result
+            counts["done"] += 1
             counts["errors"] += not result.ok
             counts["cached"] += result.cached
             if counts["errors"] or counts["cached"]:
-                bar.update(sum(r is not None for r in results), _label(description, counts))
+                bar.update(counts["done"], _label(description, counts))
             else:
                 bar.advance(1)
 
@@ -109,6 +110,7 @@ def summarize(results: Sequence[ChatResult]) -> dict[str, Any]:
 
 
 def _label(description: str, counts: dict[str, int]) -> str:
-    parts = [f"{counts['errors']} errors" if counts["errors"] else "",
+    errors = counts["errors"]
+    parts = [f"{errors} error{'s' if errors != 1 else ''}" if errors else "",
              f"{counts['cached']} cached" if counts["cached"] else ""]
     return f"{description} ({', '.join(p for p in parts if p)})"
