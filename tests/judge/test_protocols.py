@@ -302,3 +302,33 @@ def test_listwise_ranking(server) -> None:  # noqa: ANN001
         s.close()
     assert recs[0]["ranking"] == ["y", "z", "x"]
     assert recs[1]["ranking"] is None and "each of the 2 answers" in recs[1]["error"]
+
+
+def longer_judge(request) -> str:  # noqa: ANN001
+    """Prefers the longer answer, wherever it is shown."""
+    a, b = _answers(request.messages[-1]["content"])
+    return "[[A]]" if len(a) > len(b) else "[[B]]" if len(b) > len(a) else "[[C]]"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared data missing")
+def test_llmbar_human_agreement_of_a_live_judge(tmp_path: Path) -> None:
+    """LLMBar Natural through prefkit judge run, then analyze --gold with LLMBar's own labels:
+    the agreement equals the share of pairs whose gold answer is the longer one."""
+    data = SHARED / "data" / "reward" / "llmbar" / "llmbar_natural.json"
+    rows = json.loads(data.read_text())
+    s = serve_responder(longer_judge, model="longer")
+    try:
+        out = tmp_path / "v.jsonl"
+        r = runner.invoke(app, ["judge", "run", str(data), "--model", "longer", "--base-url",
+                                s.base_url, "--output", str(out), "--json"])
+        assert r.exit_code == 0, r.output
+    finally:
+        s.close()
+    r = runner.invoke(app, ["judge", "analyze", str(out), "--gold", str(data), "--json"])
+    assert r.exit_code == 0, r.output
+    j = json.loads(r.stdout)["judges"][0]
+    hits = sum((len(x["output_1"]) > len(x["output_2"])) == (x["label"] == 1) for x in rows)
+    assert j["position_consistency"] == 1.0 and j["first_position_rate"] == pytest.approx(0.5)
+    assert j["counts"]["agreement_pairs"] == len(rows) == 100
+    assert j["counts"]["agreement"] == pytest.approx(hits / len(rows))
+    assert j["counts"]["prefers_longer"] == 1.0

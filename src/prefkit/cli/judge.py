@@ -38,7 +38,7 @@ def analyze(
     fmt: Annotated[str, typer.Option("--format", "-f", help="Verdict format of every file (see `prefkit formats`); auto-detected per file by default.")] = "auto",
     k: Annotated[Optional[list[int]], typer.Option("--k", help="Also report NTR_k over k-answer sets (repeatable; default 4).")] = None,
     conflict_turn: Annotated[Optional[int], typer.Option(help="Compare pairwise verdicts with the single grades of this turn (default: the turn each verdict judged).")] = None,
-    gold: Annotated[Optional[Path], typer.Option(help="Human labels of the same pairs (an annotations file, e.g. PandaLM's testset-v1.json): agreement before and after the Bradley-Terry repair.")] = None,
+    gold: Annotated[Optional[Path], typer.Option(help="Human labels of the same pairs (an annotations file, e.g. PandaLM's testset-v1.json, or the pairs file judged by prefkit judge run with a label column, e.g. LLMBar): agreement before and after the Bradley-Terry repair.")] = None,
     answers: Annotated[Optional[list[Path]], typer.Option(help="FastChat answer files (or a folder) for the length bias of verdict files without the answers (mt_bench_repro's answers/).")] = None,
     show_unparsed: Annotated[int, typer.Option(help="Show this many error/unparsed verdicts per judge with their rows.", min=0)] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print {\"judges\": [...]} as JSON on stdout.")] = False,
@@ -95,8 +95,15 @@ def _gold(path: Path) -> dict[tuple[str, str, str], int]:
     from prefkit.judge.repair import gold_from_annotations
 
     try:
-        _, parsed, _ = read_format(path, ("annotations",))
-        return gold_from_annotations(parsed.data)
+        try:
+            _, parsed, _ = read_format(path, ("annotations",))
+            return gold_from_annotations(parsed.data)
+        except InvalidInputError as e:
+            if not any(p.kind == "unknown_format" for p in e.problems):
+                raise
+        from prefkit.judge.inputs import read_gold_labels
+
+        return read_gold_labels(path)  # one gold label per pair (LLMBar)
     except InvalidInputError as e:
         fail(e.for_cli())
     except (ValueError, FileNotFoundError) as e:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["read_judge_inputs"]
+__all__ = ["read_gold_labels", "read_judge_inputs"]
 
 QUESTION = ("question", "prompt", "instruction", "input")
 SIDES = (("answer_a", "answer_b"), ("response_a", "response_b"), ("output_1", "output_2"),
@@ -111,3 +111,44 @@ def _question(rec: dict[str, Any], col: str | None) -> str | None:
         return None
     extra = rec.get("input") if col == "instruction" else None
     return q + (f"\n\n{extra.strip()}" if isinstance(extra, str) and extra.strip() else "")
+
+
+#: gold label columns and spellings: 1 / a = the first answer (answer_a, output_1)
+GOLD = ("label", "gold", "winner", "preference")
+_GOLD_CODES = {"1": 0, "a": 0, "model_a": 0, "output_1": 0, "2": 1, "b": 1, "model_b": 1,
+               "output_2": 1, "0": 2, "tie": 2, "3": 2}
+
+
+def read_gold_labels(path: str | Path) -> dict[tuple[str, str, str], int]:
+    """Gold labels of a pairs file with one label per pair (LLMBar's ``label`` 1/2, or a
+    ``gold``/``winner`` column: 1/a = the first answer, 2/b = the second, 0/tie), keyed as
+    ``prefkit judge run`` writes the pairs' verdicts: (question_id, model_a, model_b), with
+    the same defaults (row number, ``output_1``/``output_2``). A label that is not one of
+    those is an error naming its line."""
+    from prefkit.data.errors import InvalidInputError
+    from prefkit.data.table import Table
+
+    items, _ = read_judge_inputs(path)
+    table = Table.of(path)
+    keys = set(table.header())
+    col = _first(keys, GOLD)
+    if col is None:
+        table.fail(None, f"no gold label column (one of {', '.join(GOLD)})",
+                   "name the column label (1 = the first answer, 2 = the second, 0 = tie)",
+                   "missing_column")
+    out: dict[tuple[str, str, str], int] = {}
+    problems = []
+    recs = table.records()
+    for item, rec, line in zip(items, recs.rows, recs.lines):
+        v = rec.get(col)
+        code = _GOLD_CODES.get(str(int(v) if isinstance(v, float) and v.is_integer() else v)
+                               .strip().lower()) if v is not None else None
+        if code is None:
+            problems.append(table.problem(line, f"unknown gold label {v!r}", "1 (the first "
+                                          "answer), 2 (the second) or 0 (tie)",
+                                          "unknown_label", field=col, value=v))
+            continue
+        out[(item["question_id"], item["model_a"], item["model_b"])] = code
+    if problems:
+        raise InvalidInputError(problems)
+    return out
