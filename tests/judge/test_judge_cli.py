@@ -124,3 +124,24 @@ def test_analyze_answers_give_the_length_bias() -> None:
                 total += 1
                 longer += length[(x["question_id"], win)] == max(la, lb)
     assert c["length_compared"] == total and c["prefers_longer"] == pytest.approx(longer / total)
+
+
+def test_analyze_repairs(tmp_path: Path) -> None:
+    # x-y: order ab says A with P 0.6/0.4, order ba says A (y) with P 0.9/0.1: inconsistent;
+    # summed, P(x) = 0.6 + 0.1 < P(y) = 0.4 + 0.9 -> y, in both orders after the repair
+    rows = [{"question_id": 1, "model_a": "x", "model_b": "y", "judge_id": "j",
+             "winner_ab": "A", "winner_ba": "A", "probs_ab": {"A": 0.6, "B": 0.4, "tie": 0},
+             "probs_ba": {"A": 0.9, "B": 0.1, "tie": 0}}]
+    p = _write(tmp_path, rows)
+    r = runner.invoke(app, ["judge", "analyze", str(p), "--json"])
+    assert json.loads(r.stdout)["judges"][0]["position_consistency"] == 0.0
+    r = runner.invoke(app, ["judge", "analyze", str(p), "--repair", "likelihood", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["judges"][0]["position_consistency"] == 1.0
+    q = _write(tmp_path, [{**rows[0], "probs_ab": None, "probs_ba": None}])
+    r = runner.invoke(app, ["judge", "analyze", str(q), "--repair", "likelihood"])
+    assert r.exit_code == 2 and "needs verdict probabilities" in r.output
+    r = runner.invoke(app, ["judge", "analyze", str(q), "--repair", "bradley-terry", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["judges"][0]["position_consistency"] == 1.0
+    r = runner.invoke(app, ["judge", "analyze", str(q), "--repair", "magic"])
+    assert r.exit_code == 2 and "--repair must be" in r.output

@@ -40,6 +40,8 @@ def analyze(
     conflict_turn: Annotated[Optional[int], typer.Option(help="Compare pairwise verdicts with the single grades of this turn (default: the turn each verdict judged).")] = None,
     gold: Annotated[Optional[Path], typer.Option(help="Human labels of the same pairs (an annotations file, e.g. PandaLM's testset-v1.json, or the pairs file judged by prefkit judge run with a label column, e.g. LLMBar): agreement before and after the Bradley-Terry repair.")] = None,
     answers: Annotated[Optional[list[Path]], typer.Option(help="FastChat answer files (or a folder) for the length bias of verdict files without the answers (mt_bench_repro's answers/).")] = None,
+    repair: Annotated[str, typer.Option(help="Measure repaired verdicts: 'likelihood' (sum both orders' verdict probabilities, TrustJudge) or 'bradley-terry' (per prompt); 'none' as recorded.")] = "none",
+    tolerance: Annotated[float, typer.Option(help="--repair likelihood: a tie when the two most likely verdicts differ by less than 2 x this (TrustJudge's tolerance gap).", min=0)] = 0.0,
     show_unparsed: Annotated[int, typer.Option(help="Show this many error/unparsed verdicts per judge with their rows.", min=0)] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print {\"judges\": [...]} as JSON on stdout.")] = False,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip bad rows (each is reported) instead of stopping.")] = False,
@@ -59,6 +61,8 @@ def analyze(
     from prefkit.judge.analyze import analyze as run
     from prefkit.judge.io import read_verdicts
 
+    if repair not in ("none", "likelihood", "bradley-terry"):
+        fail(f"--repair must be none, likelihood or bradley-terry, got {repair!r}")
     for f in files:
         if not f.exists():
             fail(f"{f}: no such file or folder")
@@ -80,6 +84,8 @@ def analyze(
             fail(e.for_cli())
         except (ValueError, FileNotFoundError) as e:
             fail(f"--answers: {e}")
+    if repair != "none" and data.verdicts is not None:
+        data.verdicts = _repaired(data.verdicts, repair, tolerance, quiet=as_json)
     reports = run(data.verdicts, data.grades, ks=tuple(k or [4]), conflict_turn=conflict_turn,
                   gold=labels, show_unparsed=show_unparsed)
     if as_json:
@@ -87,6 +93,25 @@ def analyze(
         return
     out.print(_table(reports, len(data.files)))
     _notes(reports, conflict_turn)
+
+
+def _repaired(v: Any, repair: str, tolerance: float, quiet: bool) -> Any:
+    from prefkit.judge.repair import bradley_terry_repair, likelihood_aggregate
+
+    if repair == "likelihood":
+        if not v.has_probabilities:
+            fail("--repair likelihood needs verdict probabilities in both orders, and these "
+                 "files have none (record them with prefkit judge run --top-logprobs 5 on a "
+                 "server that returns logprobs)")
+        v, n = likelihood_aggregate(v, tolerance=tolerance)
+        if not quiet:
+            note(f"likelihood-aware aggregation repaired {n:,} of {len(v):,} pairs (the rest "
+                 "lack probabilities in both orders and are measured as recorded)", style="")
+        return v
+    if not quiet:
+        note("measuring the Bradley-Terry repair: per prompt, the order of the strengths "
+             "fitted to every verdict (transitive by construction)", style="")
+    return bradley_terry_repair(v)
 
 
 def _gold(path: Path) -> dict[tuple[str, str, str], int]:
