@@ -20,6 +20,7 @@ from prefkit.data import (
     read_votes,
 )
 from prefkit.data.errors import CLI_SKIP_HINT
+from prefkit.data.formats import FAMILIES
 
 INPUTS = (SHARED / "campaigns" / "new_user_bad_input"
           / "inputs")
@@ -167,7 +168,8 @@ def test_a_one_megabyte_name_is_quoted_by_its_start_and_length(tmp_path: Path) -
 # -- one registry ------------------------------------------------------------------------
 def test_one_registry_lists_every_kind() -> None:
     families = {f.family for f in FORMATS.values()}
-    assert families == {"votes", "text", "align", "responses"}
+    assert families == set(FAMILIES) == {"votes", "text", "align", "responses", "verdicts",
+                                         "annotations", "steps"}
     assert {"generic", "rankings", "trl", "hh_rlhf", "rewardbench", "ratings", "unpaired",
             "listwise", "step_dpo", "responses"} <= set(FORMATS)
     text = describe_formats()
