@@ -106,3 +106,18 @@ def test_bad_input_and_arguments(trained: dict[str, Any], tmp_path: Path) -> Non
     assert code == 2 and "--resume" in err
     code, _, err = run("prm", "best-of-n", str(tmp / "run"), str(bad), "--aggregate", "max")
     assert code == 2 and "max" in err
+
+
+def test_train_finetune_flags(tmp_path: Path) -> None:
+    rows = json.loads(GSM.read_text())[::40]
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps(rows))
+    code, _, err = run("prm", "train", str(data), "--finetune", "--max-length", "2",
+                       "--output", str(tmp_path / "ft"))
+    assert code == 2 and "--max-length must be >= 8" in err
+    code, _, err = run("prm", "train", str(data), "--finetune", "--backbone",
+                       str(tmp_path / "nope"), "--output", str(tmp_path / "ft"))
+    assert code == 2 and "no such folder" in err
+    code, _, err = run("prm", "train", str(data), "--val-fraction", "0",
+                       "--output", str(tmp_path / "ft"))
+    assert code == 2 and "--val-fraction must lie in (0, 1)" in err

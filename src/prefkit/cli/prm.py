@@ -19,6 +19,7 @@ from prefkit.cli._common import (
     check_output,
     console,
     fail,
+    flag_words,
     note,
     out,
     parse_mapping,
@@ -115,10 +116,13 @@ def train(
     fmt: FmtOpt = "auto",
     column: ColumnOpt = None,
     skip_invalid: SkipOpt = False,
-    hidden: Annotated[int, typer.Option(help="Hidden units of the head (0: linear).")] = 256,
+    finetune: Annotated[bool, typer.Option("--finetune", help="Fine-tune the whole backbone, scoring at a marker token after each step, instead of a head on frozen embeddings.")] = False,
+    backbone: Annotated[Optional[str], typer.Option(help="A local Hugging Face model folder (encoder, or causal LM) for --finetune, or a sentence-transformers folder for the frozen head; default the offline MiniLM.")] = None,
+    max_length: Annotated[int, typer.Option("--max-length", help="--finetune: tokens per window (longer solutions are scored in overlapping windows).")] = 256,
+    hidden: Annotated[int, typer.Option(help="Hidden units of the frozen head (0: linear).")] = 256,
     loss: Annotated[str, typer.Option(help="Step loss: step_bce (hard or soft labels) or step_mse.")] = "step_bce",
-    epochs: Annotated[int, typer.Option(help="Most epochs (early stopping on the validation loss).")] = 60,
-    learning_rate: Annotated[float, typer.Option("--learning-rate", help="AdamW learning rate.")] = 1e-3,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 60 with early stopping for the frozen head, 2 for --finetune).")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option("--learning-rate", help="AdamW learning rate (default 1e-3 frozen head, 5e-5 --finetune).")] = None,
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of the solutions held out for early stopping and for tuning the threshold.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the split, the initial weights and the data order.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output.")] = False,
@@ -126,7 +130,8 @@ def train(
     json_out: JsonOpt = False,
 ) -> None:
     """Train a process reward model on step labels: a head on the frozen offline MiniLM
-    reading each step with the problem and the steps before it.
+    reading each step with the problem and the steps before it, or (--finetune) a
+    fine-tuned backbone scoring at a marker token after each step.
 
     Every labelled step is one example (ProcessBench labels the steps up to the first
     wrong one). The threshold that flags a step is tuned for ProcessBench F1 on the held-out
@@ -139,22 +144,31 @@ def train(
       prefkit prm train trl_stepwise.jsonl --output runs/prm --hidden 0 --json
 
       prefkit prm train math_shepherd_soft.jsonl --output runs/soft --loss step_mse
+
+      prefkit prm train processbench_gsm8k.json --finetune --max-length 512 --output runs/ft
     """
     from prefkit.process import FrozenPRMConfig, train_frozen_prm
+    from prefkit.process.finetune import FinetunePRMConfig, finetune_prm
 
-    check_output(output, "prm-train", resume, overwrite)
+    check_output(output, "prm-finetune" if finetune else "prm-train", resume, overwrite)
+    given = {k: v for k, v in (("epochs", epochs), ("learning_rate", learning_rate))
+             if v is not None}
     try:
-        config = FrozenPRMConfig(hidden=hidden, loss=loss, epochs=epochs,
-                                 learning_rate=learning_rate, val_fraction=val_fraction,
-                                 seed=seed)
+        config: Any = FinetunePRMConfig(backbone=backbone, max_length=max_length, loss=loss,
+                                        val_fraction=val_fraction, seed=seed, **given) \
+            if finetune else FrozenPRMConfig(encoder=backbone, hidden=hidden, loss=loss,
+                                             val_fraction=val_fraction, seed=seed, **given)
     except ValueError as e:
-        fail(str(e).replace("val_fraction", "--val-fraction")
-             .replace("learning_rate", "--learning-rate"))
+        fail(flag_words(str(e), {"val_fraction": "--val-fraction", "max_length": "--max-length",
+                                 "learning_rate": "--learning-rate", "epochs": "--epochs"}))
+    if finetune and backbone is not None and not Path(backbone).is_dir():
+        fail(f"--backbone {backbone}: no such folder (give a local Hugging Face model folder)")
     steps = _read_steps(data, fmt, column, skip_invalid)
     t0 = time.perf_counter()
     with run_errors():
-        summary = train_frozen_prm(config, output, steps, resume=resume, overwrite=overwrite,
-                                   progress=not json_out)
+        trainer = finetune_prm if finetune else train_frozen_prm
+        summary = trainer(config, output, steps, resume=resume, overwrite=overwrite,
+                          progress=not json_out)
     summary = {**summary, "output": str(output), "n_solutions": len(steps),
                "seconds": round(time.perf_counter() - t0, 2)}
     if json_out:
@@ -162,7 +176,7 @@ def train(
         return
     out.print(f"trained on {len(steps):,} solutions in {summary['seconds']:.1f}s; threshold "
               f"{summary['threshold']:.3f} (tuned on {summary['n_val_solutions']} held-out "
-              f"solutions); model in {output}")
+              f"solutions); model in {output}", highlight=False)
 
 
 # -- eval -------------------------------------------------------------------------------------

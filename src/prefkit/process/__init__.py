@@ -29,6 +29,7 @@ __getattr__, __dir__ = _lazy_exports(__name__, {
     "prefkit.process.frozen": ["FrozenPRM", "FrozenPRMConfig", "prefix_texts",
                                "train_frozen_prm"],
     "prefkit.process.model": ["load_prm", "split_steps"],
+    "prefkit.process.finetune": ["FinetunePRMConfig", "FinetunedPRM", "finetune_prm"],
 })
 
 __all__ = [

