@@ -137,3 +137,36 @@ def test_unknown_file_lists_the_verdict_formats(tmp_path: Path) -> None:
 def test_verdicts_refuse_self_comparison() -> None:
     with pytest.raises(ValueError, match="with itself"):
         Verdicts(judge=["j"], prompt=["1"], model_a=["x"], model_b=["x"], ab=[0], ba=[1])
+
+
+def test_fastchat_single_grades_minus_one_is_missing(tmp_path: Path) -> None:
+    p = tmp_path / "gpt-4_single.jsonl"
+    rows = [{"question_id": 81, "model": "x", "judge": ["gpt-4", "single-v1"], "score": 8,
+             "turn": 1, "judgment": "Rating: [[8]]"},
+            {"question_id": 81, "model": "y", "judge": ["gpt-4", "single-v1"], "score": -1,
+             "turn": 1, "judgment": "no rating"}]
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    d = read_verdicts(p)
+    assert d.formats == ["mtbench_grades"] and d.verdicts is None
+    g = d.grades
+    assert g.judge.tolist() == ["gpt-4/single-v1"] * 2 and g.turn.tolist() == [1, 1]
+    assert g.score[0] == 8 and np.isnan(g.score[1])
+
+
+def test_judge_files_are_votes_for_rank(tmp_path: Path) -> None:
+    from prefkit.data import read_votes
+
+    rows = [{"question_id": 1, "model_a": "x", "model_b": "y", "judge_id": "j",
+             "winner_ab": "A", "winner_ba": "A", "score_ab": "A>>B", "score_ba": "A>B",
+             "length_a": 10, "length_b": 20},
+            {"question_id": 2, "model_a": "x", "model_b": "y", "judge_id": "j",
+             "winner_ab": "tie", "winner_ba": None, "length_a": 5, "length_b": 5}]
+    p = tmp_path / "v.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = read_votes(p)
+    v = res.votes
+    assert res.format == "judge_votes"
+    # order ab: x wins, strong (weight 3); order ba shows y first and A = y wins; q2: a tie
+    assert v.outcome.tolist() == [0, 1, 2] and v.weight.tolist() == [3.0, 1.0, 1.0]
+    assert v.features["length"][1].tolist() == [20.0, 20.0, 5.0]
+    assert v.annotator.tolist() == ["j"] * 3 and v.prompt.tolist() == ["1", "1", "2"]
