@@ -123,3 +123,35 @@ def test_policy_reference_beta_give_ranking_accuracy(tmp_path: Path) -> None:
     # longer "yes..." answers are far less likely under random tiny models: pi* with
     # beta 0.1 and alpha 2/3 or 1 still ranks some of them below "no"
     assert r["idealized"]["summed"] < 1.0
+
+
+@pytest.mark.parametrize(("judge", "key", "want"), [
+    ("gpt-3.5-turbo-testset-v1.json", "gpt_result", 0.7107),
+    ("pandalm-7b-testset-v1.json", "pandalm_result", 0.6677),
+])
+def test_judges_against_the_human_majority_as_pandalm_computes_it(
+        tmp_path: Path, judge: str, key: str, want: float) -> None:
+    """Two judges' verdicts on PandaLM's 999 pairs against the majority of the three human
+    annotators, ties a class: the accuracies PandaLM's own data/compute_metrics.py prints
+    (WeOpenML/PandaLM @ 8536d2c: GPT-3.5 0.7107, PandaLM-7B 0.6677). As that script does,
+    a verdict that is not 1, 2 or a tie ('garbage', 25 of GPT-3.5's) counts as a tie."""
+    humans = json.loads(_pandalm().read_text())
+    verdicts = json.loads((PANDALM.parent / judge).read_text())
+    from prefkit.inspect import read_annotations
+
+    gold = read_annotations(PANDALM).majority()  # no pair has a 3-way split
+    names = {0: "a", 1: "b", 2: "tie"}
+    p = tmp_path / "judged.csv"
+    lines = ["pair_id,judge,gold"]
+    for h, v, g in zip(humans, verdicts, gold):
+        assert int(h["idx"]) == v["idx"]
+        verdict = str(v[key]).lower()
+        verdict = {"1": "a", "2": "b"}.get(verdict, "tie")  # 0, tie, garbage -> tie
+        lines.append(f"{v['idx']},{verdict},{names[int(g)]}")
+    p.write_text("\n".join(lines) + "\n")
+    code, out, err = _run(str(p), "--json", "--rounds", "0")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["format"] == "annotations_wide" and d["cohen_kappa"]["between"] == \
+        "annotator and gold"
+    assert round(d["accuracy"]["with_ties"], 4) == want and d["accuracy"]["n"] == 999

@@ -368,6 +368,8 @@ def _wide(table: Table, columns: Columns, *, pandalm: bool) -> Parsed:
     col["pair"] = columns.get("pair") or _pick(keys, _PAIR)
     ann_cols = ([c.strip() for c in listed.split(",") if c.strip()] if listed
                 else [k for k in keys if _WIDE.match(k)])
+    if not ann_cols and not pandalm and col.get("gold"):  # labels beside a gold column
+        ann_cols = _rest(keys)
     missing = [c for c in ann_cols if c not in keys]
     if not ann_cols or missing:
         table.fail(None, f"no annotator column {missing[0]!r}" if missing else
@@ -419,11 +421,26 @@ def read_pandalm(table: Table, *, columns: Columns = None) -> Parsed:
     return _wide(table, columns, pandalm=True)
 
 
+def _rest(keys: Sequence[str]) -> list[str]:
+    """The columns no role claims (a pair id, texts, models, category, gold, an input)."""
+    claimed = {n for names in (*_OPTIONAL.values(), _PAIR) for n in names} | {"input"}
+    return [k for k in keys if k not in claimed]
+
+
+def _is_wide(kind: str, keys: frozenset[str], first: object) -> bool:
+    n = sum(bool(_WIDE.match(k)) for k in keys)
+    gold = bool(_pick(sorted(keys), _OPTIONAL["gold"]))
+    return n >= 2 or (gold and (n >= 1 or bool(_rest(sorted(keys)))))
+
+
 @register("annotations_wide", family="annotations", gives="Annotations", priority=40,
-          detect=lambda kind, keys, first: sum(bool(_WIDE.match(k)) for k in keys) >= 2,
+          detect=_is_wide,
           describe="one row per pair, one column per annotator (annotator1, rater_2, ... or "
-          "--column annotators=A,B); optional pair_id, prompt, response_a/b, model_a/b, "
-          "category, gold")
+          "--column annotators=A,B; beside a gold column, every other column); optional "
+          "pair_id, prompt, response_a/b, model_a/b, category, gold")
 def read_annotations_wide(table: Table, *, columns: Columns = None) -> Parsed:
-    """The wide layout; a blank cell means that annotator did not label the pair."""
+    """The wide layout; a blank cell means that annotator did not label the pair. The
+    annotator columns are ``columns={"annotators": "A,B"}``, else those named like
+    ``annotator1`` / ``rater_2``, else -- with a gold column -- every column that is not a
+    pair id, text, model, category or gold (a judge's verdicts beside the gold label)."""
     return _wide(table, columns, pandalm=False)
