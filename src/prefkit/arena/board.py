@@ -150,6 +150,27 @@ class Tally:
         return aggregate(votes)
 
 
+def _provisional(counts: Any, why: str) -> dict[str, Any]:
+    """A leaderboard while the data cannot be ranked (e.g. a disconnected comparison graph):
+    MAP scores under a N(0, 1) prior (:meth:`MatchState.fit`), every row provisional."""
+    from prefkit.rank.leaderboard import to_elo
+    from prefkit.rank.matchmaking import MatchState
+
+    try:
+        scores = MatchState.fit(counts, prior=1.0).scores
+    except Exception as e:  # noqa: BLE001
+        return {"error": f"{why}; {e}", "leaderboard": []}
+    ratings = to_elo(scores)
+    m = counts.matrix("half")
+    votes = (m + m.T).sum(1)
+    order = np.argsort(-scores, kind="stable")
+    rows = [{"rank": r + 1, "item": counts.items.names[k], "rating": round(float(ratings[k]), 4),
+             "score": float(scores[k]), "votes": float(votes[k]), "provisional": True}
+            for r, k in enumerate(order)]
+    return {"model": "bradley_terry (MAP, prior variance 1)", "leaderboard": rows,
+            "provisional_reason": why}
+
+
 def export_rows(tally: Tally, reasons: list[str], weights: np.ndarray) -> Iterable[list[Any]]:
     """Rows of prefkit's generic vote format (:data:`EXPORT_COLUMNS`), one per pairwise
     row: weight 0 marks a row set aside, ``flags`` says why."""
@@ -240,7 +261,7 @@ class LiveBoard:
             try:
                 lb = fit_bradley_terry(counts, init=init if self.scores else None)
             except Exception as e:  # noqa: BLE001 - an unrankable state is shown, not raised
-                self.point, self.point_seq = {"error": str(e), "leaderboard": []}, key[0]
+                self.point, self.point_seq = _provisional(counts, str(e)), key[0]
                 return
         self.scores = dict(zip(lb.items.names, lb.scores.tolist()))
         self.point, self.point_seq = lb.to_dict(), key[0]
@@ -282,6 +303,12 @@ class LiveBoard:
             return {"leaderboard": [], "arena": {"votes": 0, "bootstrap_lag_votes": 0,
                                                  "message": "no votes yet"}}
         lag = self.point_seq - self.full_key[0]
+        if "error" in full and "error" not in point and lag <= 0:
+            out = {**point, "input": full["input"]}
+            out["arena"] = {**full["arena"], "votes_seq": self.point_seq,
+                            "bootstrap_lag_votes": 0, "lagging": False,
+                            "message": f"point estimates only (no intervals): {full['error']}"}
+            return finite(out)
         if lag <= 0 or "error" in point or "error" in full:
             out = dict(full)
             out["arena"] = {**full["arena"], "votes_seq": self.full_key[0],

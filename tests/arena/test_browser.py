@@ -1,0 +1,121 @@
+"""A real browser: Debian's chromium, headless, driven through Selenium and Debian's
+chromium-driver, against a real arena server. Opens a battle, votes, sees the identities
+revealed only after the vote and the leaderboard page change. Screenshots are kept under
+the test's tmp folder (the path is printed)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+from arena_helpers import MODELS, prefkit, write_outputs
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="Debian's chromium and chromium-driver are not installed (apt-get install chromium "
+           "chromium-driver; .ci/run installs them, so this runs in CI)")
+
+CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1200,900")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for f in CHROME_FLAGS:
+        opts.add_argument(f)
+    opts.add_argument(f"--user-data-dir={tmp_path / 'chrome-profile'}")
+    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _wait(cond, timeout=60.0, what=""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_vote_in_a_browser(browser, servers, sqlite_db, tmp_path, capsys):
+    from selenium.webdriver.common.by import By
+
+    prefkit("arena", "add-outputs", str(write_outputs(tmp_path / "o.jsonl", leak=False)),
+            "--db", sqlite_db)
+    s = servers(sqlite_db, "--rounds", "20")
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+
+    # the leaderboard before any vote
+    browser.get(s.url + "/leaderboard")
+    _wait(lambda: "no votes yet" in browser.find_element(By.ID, "status").text, what="status")
+    browser.save_screenshot(str(shots / "1_leaderboard_empty.png"))
+    assert browser.find_elements(By.CSS_SELECTOR, "#board tbody tr") == []
+
+    # a battle: outputs shown, no identity on the page before the vote
+    browser.get(s.url + "/")
+    _wait(lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-battle")
+          == "ready", what="the battle")
+    page = browser.page_source.lower()
+    for m in MODELS:
+        assert m not in page, f"{m} visible before the vote"
+    assert browser.find_element(By.ID, "out-a").text.startswith("Answer")
+    assert browser.find_element(By.ID, "reveal-a").text == ""
+    browser.save_screenshot(str(shots / "2_battle.png"))
+    # no script or stylesheet name says anything either
+    assets = [e.get_attribute("src") or e.get_attribute("href") for e in
+              browser.find_elements(By.CSS_SELECTOR, "script[src], link[href]")]
+    assert sorted(a.rsplit("/", 1)[1] for a in assets) == ["arena.css", "arena.js"]
+
+    browser.find_element(By.CSS_SELECTOR, "[data-vote='a']").click()
+    _wait(lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-battle")
+          == "voted", what="the vote")
+    ra = browser.find_element(By.ID, "reveal-a").text
+    rb = browser.find_element(By.ID, "reveal-b").text
+    winner, loser = ra.split(": ")[1], rb.split(": ")[1]
+    assert {winner, loser} <= set(MODELS) and winner != loser
+    assert browser.find_element(By.ID, "result").text == "Vote recorded."
+    browser.save_screenshot(str(shots / "3_revealed.png"))
+
+    # the leaderboard changes (live refresh: the page is not reloaded)
+    browser.get(s.url + "/leaderboard")
+    rows = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#board tbody tr"),
+                 what="leaderboard rows")
+    cells = [r.find_elements(By.TAG_NAME, "td") for r in rows]
+    assert [c[1].text for c in cells] == [winner, loser]
+    assert float(cells[0][2].text) > float(cells[1][2].text)
+    assert _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#heatmap td"),
+                 what="heatmap")
+    browser.save_screenshot(str(shots / "4_leaderboard.png"))
+    # a second vote, from another browser tab's session, reaches the open page by itself
+    browser.execute_script("window.open('/', 'vote');")
+    browser.switch_to.window("vote")
+    _wait(lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-battle")
+          == "ready", what="the second battle")
+    browser.find_element(By.CSS_SELECTOR, "[data-vote='tie']").click()
+    _wait(lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-battle")
+          == "voted", what="the second vote")
+    browser.switch_to.window(browser.window_handles[0])
+
+    def total_votes() -> float:
+        return sum(float(r.find_elements(By.TAG_NAME, "td")[6].text or 0) for r in
+                   browser.find_elements(By.CSS_SELECTOR, "#board tbody tr"))
+
+    _wait(lambda: total_votes() == 4, what="the live refresh to show the second vote")
+    browser.save_screenshot(str(shots / "5_leaderboard_live.png"))
+    assert len(list(shots.glob("*.png"))) == 5
+    with capsys.disabled():
+        print(f"\n[browser] screenshots in {shots}")
