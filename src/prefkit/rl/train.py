@@ -1,0 +1,530 @@
+"""Online RL: sample, score, update -- one flat loop, read top to bottom.
+
+    result = train_rl("models/tiny", "gsm8k/train.jsonl.gz", "exact",
+                      config=RLConfig(algo="grpo", num_generations=8), output_dir="runs/grpo")
+
+Each step (:func:`train_rl`):
+
+1. **prompts** -- the next ``batch_size`` prompts of the task, in a seeded order per epoch;
+2. **sample** -- ``num_generations`` completions each (:func:`prefkit.rl.generate.sample`:
+   KV cache, the prompt's prefill shared by its samples), drawn from a stream seeded by
+   ``(seed, step)``, so a resumed run draws what an uninterrupted one draws; the sampling
+   policy's per-token log-probs come with them;
+3. **score** -- the reward (:mod:`prefkit.rl.rewards`) of every completion, each term kept;
+4. **reference** -- when needed (``beta > 0``, online DPO), the reference's per-token
+   log-probs of the completions, once per batch (LoRA: the adapter disabled);
+5. **advantages** -- the estimator the loss names (GRPO group, RLOO leave-one-out with
+   the KL in the reward, REINFORCE++ per token; :mod:`prefkit.rl.advantages`);
+6. **update** -- ``num_iterations`` optimizer steps on the batch, each over micro-batches:
+   per-token log-probs through align's chunked head (:mod:`prefkit.rl.logprobs`), the
+   loss from :data:`~prefkit.rl.losses.RL_LOSSES`, ``sum(losses)`` backpropagated and the
+   gradients divided by the step's summed normalisers (so micro-batching changes nothing;
+   ``bnpo``: by each micro-batch's own, then averaged), clipped, AdamW, linear schedule.
+   ``online_dpo`` labels each prompt's best and worst sample by the reward and takes
+   prefkit.align's ``dpo`` loss on that pair instead (ties skipped);
+7. **log / checkpoint** -- a row of ``metrics.jsonl``; ``checkpoint.pt`` (prefkit.runs'
+   format) every ``checkpoint_every`` steps, every few minutes and at SIGINT/SIGTERM.
+
+Metrics (one row per logged step, ``kind="train"``): ``reward`` / ``reward_std`` (mean and
+standard deviation of the combined reward over the step's completions), ``rewards/<term>``
+(each term's mean), ``frac_reward_zero_std`` (groups whose rewards are all equal: no
+signal for GRPO), ``completion_length`` / ``completion_length_max`` (tokens, EOS counted),
+``truncated`` (fraction without EOS or stop), ``kl`` (mean over tokens of the k3 estimate
+of KL(policy || reference) at the first inner update; with a reference), ``clip_low`` /
+``clip_high`` / ``clip_region`` (fraction of tokens whose ratio was clipped, over all inner
+updates), ``loss``, ``grad_norm`` (before clipping, last inner update), ``lr``,
+``episodes`` (completions sampled so far), ``sample_s`` / ``update_s`` / ``elapsed_s``
+(seconds generating, updating, in all).
+
+The output folder: ``prefkit_run.json`` (kind ``rl``), ``metrics.jsonl``,
+``checkpoint.pt``, and at the end the model (``save_pretrained``; LoRA: the adapter), its
+tokenizer and ``prefkit_rl.json`` (config, reward terms, summary).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from prefkit.align.losses import get_align_loss
+from prefkit.align.types import SequenceLogps
+from prefkit.rl.advantages import (
+    group_advantages,
+    kl_penalised_rewards,
+    reinforce_pp_advantages,
+    rloo_advantages,
+)
+from prefkit.rl.config import RLConfig
+from prefkit.rl.generate import Samples, SamplingConfig, sample
+from prefkit.rl.logprobs import CompletionRows, completion_rows, token_logps
+from prefkit.rl.losses import RLLoss, get_rl_loss, k3_kl
+from prefkit.rl.rewards import CombinedReward, parse_reward
+from prefkit.rl.tasks import Task, as_task
+from prefkit.rl.types import TokenLogps
+from prefkit.runs import (
+    CHECKPOINT_SECONDS,
+    Checkpointing,
+    Metrics,
+    RunFolder,
+    adamw,
+    json_num,
+    linear_schedule,
+    package_versions,
+    progress_bar,
+    write_json,
+)
+
+__all__ = ["RLResult", "train_rl"]
+
+KIND = "rl"
+
+
+@dataclass(frozen=True)
+class RLResult:
+    """What a run did: ``finished`` False when stopped at ``stop_after`` (resume it);
+    ``metrics`` the last train row; ``history`` every row of ``metrics.jsonl``."""
+
+    output_dir: Path
+    step: int
+    finished: bool
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+
+
+@dataclass(eq=False)
+class RLState:
+    """What the loop's phases share (set up once by :func:`_setup`)."""
+
+    config: RLConfig
+    run: RunFolder
+    device: torch.device
+    model: nn.Module
+    tokenizer: Any
+    source: str | None
+    peft: bool
+    reference: Any  # a frozen model, peft's disable_adapter, or None
+    task: Task
+    reward: CombinedReward
+    loss: RLLoss | None  # None for online DPO
+    params: list[nn.Parameter]
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    data_gen: torch.Generator
+    perm: Tensor
+    metrics: Metrics
+    fingerprints: dict[str, Any]
+    step: int = 0
+    epoch: int = 0
+    pos: int = 0  # prompts of this epoch used
+    episodes: int = 0
+    extra_rows: list[Callable[[RLState], dict[str, Any]]] = field(default_factory=list)
+
+
+# -- the loop --------------------------------------------------------------------------------------
+def train_rl(model: nn.Module | str | Path, task: Any, reward: Any, *,
+             config: RLConfig | None = None, output_dir: str | Path, tokenizer: Any = None,
+             resume: bool = False, overwrite: bool = False, progress: bool = True,
+             stop_after: int | None = None, device: str | torch.device | None = None,
+             checkpoint_seconds: float | None = CHECKPOINT_SECONDS,
+             on_step: Callable[[RLState, dict[str, Any]], dict[str, Any] | None] | None = None,
+             ) -> RLResult:
+    """Train ``model`` (a causal LM or its folder) online on ``task`` (a file,
+    :class:`~prefkit.rl.tasks.Task`, a list of prompts or ``{"prompt": [...], ...}``) with
+    ``reward`` (reward specs, functions or a :class:`~prefkit.rl.rewards.CombinedReward`);
+    write ``output_dir`` (a new or empty folder; an earlier run needs ``resume`` or
+    ``overwrite``). ``stop_after`` stops after that many steps with a checkpoint.
+    ``on_step(state, row)`` may add values to each metrics row (a watch)."""
+    config = config or RLConfig()
+    st = _setup(model, task, reward, config, output_dir=output_dir, tokenizer=tokenizer,
+                resume=resume, overwrite=overwrite, device=device)
+    bar = progress_bar(config.max_steps, f"rl {config.algo}", st.step, enabled=progress)
+    due = Checkpointing(config.checkpoint_every, checkpoint_seconds)
+    t0 = time.perf_counter()
+    with due:
+        while st.step < config.max_steps:
+            idx = _next_prompts(st)  # 1. prompts
+            t_sample = time.perf_counter()
+            samples, rewards, parts = _sample_and_score(st, idx)  # 2. sample, 3. score
+            t_update = time.perf_counter()
+            row = _update(st, idx, samples, rewards)  # 4.-6. reference, advantages, update
+            st.step += 1
+            st.episodes += len(rewards)
+            row.update(_sample_metrics(samples, rewards, parts, config.num_generations))
+            row.update({"sample_s": round(t_update - t_sample, 3),
+                        "update_s": round(time.perf_counter() - t_update, 3)})
+            # -- 7. log, checkpoint ------------------------------------------------------------
+            if on_step is not None:
+                row.update(on_step(st, row) or {})
+            last = st.step == config.max_steps
+            stopping = stop_after is not None and st.step >= stop_after
+            if st.step % config.log_every == 0 or last or stopping:
+                st.metrics.log({"kind": "train", "step": st.step, "epoch": st.epoch,
+                                "episodes": st.episodes, **row,
+                                "lr": st.sched.get_last_lr()[0],
+                                "elapsed_s": round(time.perf_counter() - t0, 3)})
+            bar.update(st.step, f"rl {config.algo} reward {row['reward']:.3f}")
+            if due(st.step):
+                _checkpoint(st)
+                due.raise_if_interrupted(st.step, st.run.path, bar)
+            if stopping and not last:
+                _checkpoint(st)
+                bar.close()
+                return _result(st, finished=False)
+    bar.close()
+    return _finish(st)
+
+
+# -- set-up ----------------------------------------------------------------------------------------
+def _load(model: Any, tokenizer: Any, config: RLConfig, device: torch.device
+          ) -> tuple[nn.Module, Any, str | None, bool]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = None
+    if not isinstance(model, nn.Module):
+        source = str(Path(model).resolve()) if Path(model).exists() else str(model)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer is None:
+        raise ValueError("pass tokenizer= with a model object (or give the model as a folder "
+                         "holding its tokenizer)")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    peft = hasattr(model, "peft_config") and callable(getattr(model, "disable_adapter", None))
+    if config.lora_r:
+        if peft:
+            raise ValueError("the model already has a peft adapter; set lora_r=0")
+        from peft import LoraConfig, get_peft_model
+
+        targets: Any = list(config.lora_target_modules) if config.lora_target_modules \
+            else "all-linear"
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            model = get_peft_model(model, LoraConfig(
+                r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                task_type="CAUSAL_LM", target_modules=targets))
+        peft = True
+    for m in model.modules():  # dropout off: the ratio must be 1 on-policy
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+    return model.to(device).train(), tokenizer, source, peft
+
+
+def _fingerprint(task: Task, reward: CombinedReward) -> dict[str, Any]:
+    h = hashlib.sha256()
+    for p in task.prompts:
+        h.update(p.encode("utf-8") + b"\x00")
+    return {"task": h.hexdigest()[:16], "prompts": len(task),
+            "reward": [[t.name, t.weight] for t in reward.terms]}
+
+
+def _setup(model: Any, task: Any, reward: Any, config: RLConfig, *, output_dir: str | Path,
+           tokenizer: Any, resume: bool, overwrite: bool, device: Any) -> RLState:
+    """The run folder, the model (LoRA), the reference, the task and reward, AdamW and its
+    schedule, the data order -- and a checkpoint's state when resuming."""
+    run = RunFolder(Path(output_dir), KIND, resume=resume, overwrite=overwrite)
+    device = torch.device(device) if device is not None else torch.device(
+        "cuda" if torch.cuda.is_available() else "cpu")
+    data = as_task(task)
+    if not len(data):
+        raise ValueError("the task holds no prompts")
+    combined = reward if isinstance(reward, CombinedReward) else parse_reward(
+        reward, answer_kind=data.answer_kind)
+    model, tokenizer, source, peft = _load(model, tokenizer, config, device)
+    ref: Any = None
+    if config.needs_reference:
+        ref = model.disable_adapter if peft else copy.deepcopy(model).eval()
+        if isinstance(ref, nn.Module):
+            ref.requires_grad_(False)
+    fingerprints = _fingerprint(data, combined)
+    ck = run.load_checkpoint(config, fingerprints) if run.resuming else None
+    if ck is None:
+        run.start(config.to_dict(), versions=package_versions(("peft",)))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = adamw(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    total = config.max_steps * config.num_iterations  # optimizer steps
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(
+        total, round(config.warmup * total)))
+    data_gen = torch.Generator().manual_seed(config.seed + 1)
+    st = RLState(config=config, run=run, device=device, model=model, tokenizer=tokenizer,
+                 source=source, peft=peft, reference=ref, task=data, reward=combined,
+                 loss=None if config.algo == "online_dpo" else get_rl_loss(config.loss_name),
+                 params=params, opt=opt, sched=sched, data_gen=data_gen,
+                 perm=torch.arange(len(data)),
+                 metrics=Metrics(run.metrics_path, 0 if ck is None else ck["metrics_rows"]),
+                 fingerprints=fingerprints)
+    if ck is not None:
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        if trainable - set(ck["model"]):
+            raise ValueError(f"{run.checkpoint_path} lacks trainable weights")
+        run.restore(ck, model, opt, sched, data_gen, strict=False)
+        st.step, st.epoch, st.pos = ck["step"], ck["epoch"], ck["step_in_epoch"]
+        st.perm, st.episodes = ck["rng"]["perm"], ck["episodes"]
+    elif config.shuffle:
+        st.perm = torch.randperm(len(data), generator=data_gen)
+    return st
+
+
+# -- 1. prompts, 2. sample, 3. score ---------------------------------------------------------------
+def _next_prompts(st: RLState) -> list[int]:
+    """The next ``batch_size`` prompts; a new seeded order each epoch."""
+    out: list[int] = []
+    n = len(st.task)
+    while len(out) < st.config.batch_size:
+        if st.pos >= n:
+            st.epoch, st.pos = st.epoch + 1, 0
+            st.perm = torch.randperm(n, generator=st.data_gen) if st.config.shuffle \
+                else torch.arange(n)
+        take = min(st.config.batch_size - len(out), n - st.pos)
+        out.extend(st.perm[st.pos:st.pos + take].tolist())
+        st.pos += take
+    return out
+
+
+def sampling_config(config: RLConfig) -> SamplingConfig:
+    return SamplingConfig(num_generations=config.num_generations,
+                          max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                          top_p=config.top_p, top_k=config.top_k, stop=config.stop)
+
+
+def _sample_and_score(st: RLState, idx: list[int]
+                      ) -> tuple[Samples, Tensor, dict[str, np.ndarray]]:
+    config, g = st.config, st.config.num_generations
+    prompts, columns = st.task.rows(idx)
+    samples = sample(st.model, st.tokenizer, prompts, sampling_config(config),
+                     seed=config.seed * 1_000_003 + st.step)
+    rep = [i for i in range(len(prompts)) for _ in range(g)]  # prompt-major, as the samples
+    cols = {k: [v[i] for i in rep] for k, v in columns.items()}
+    cols["completion_ids"] = [r[:n] for r, n in zip(samples.completion_ids.tolist(),
+                                                    samples.lengths.tolist(), strict=True)]
+    total, parts = st.reward([prompts[i] for i in rep], samples.texts, cols)
+    return samples, torch.tensor(total, dtype=torch.float32, device=st.device), parts
+
+
+def _sample_metrics(samples: Samples, rewards: Tensor, parts: dict[str, np.ndarray],
+                    g: int) -> dict[str, Any]:
+    r = rewards.detach().cpu().double().numpy()
+    grouped = r.reshape(-1, g)
+    zero_std = [bool(np.nanmax(x) == np.nanmin(x)) if not np.isnan(x).all() else True
+                for x in grouped]
+    lengths = samples.lengths.float()
+    out = {"reward": json_num(float(np.nanmean(r))) if not np.isnan(r).all() else None,
+           "reward_std": json_num(float(np.nanstd(r, ddof=1))) if r.size > 1 else 0.0,
+           "frac_reward_zero_std": float(np.mean(zero_std)),
+           "completion_length": float(lengths.mean()),
+           "completion_length_max": float(lengths.max()),
+           "truncated": float(samples.truncated.float().mean())}
+    for name, v in parts.items():
+        out[f"rewards/{name}"] = json_num(float(np.nanmean(v))) if not np.isnan(v).all() \
+            else None
+    return out
+
+
+# -- 4. reference, 5. advantages, 6. update --------------------------------------------------------
+def _rows(st: RLState, samples: Samples, mask: Tensor) -> CompletionRows:
+    pad = st.tokenizer.pad_token_id
+    return completion_rows(samples.prompt_ids, samples.prompt_mask, samples.prompt_index,
+                           samples.completion_ids, mask, pad).to(st.device)
+
+
+def _micro(st: RLState, n: int) -> list[Tensor]:
+    size = st.config.micro_batch_size or n
+    return list(torch.arange(n, device=st.device).split(size))
+
+
+@torch.no_grad()
+def _reference_logps(st: RLState, rows: CompletionRows, n: int) -> Tensor:
+    """(N, T) the reference's per-token log-probs, micro-batch by micro-batch."""
+    parts = [token_logps(st.model, _select_rows(rows, mb, st.device),
+                         temperature=st.config.temperature, reference=st.reference,
+                         chunk_size=st.config.chunk_size) for mb in _micro(st, n)]
+    return torch.cat(parts)
+
+
+def _update(st: RLState, idx: list[int], samples: Samples, rewards: Tensor) -> dict[str, Any]:
+    if st.config.algo == "online_dpo":
+        return _dpo_update(st, samples, rewards)
+    return _policy_update(st, samples, rewards)
+
+
+def _advantages(st: RLState, rewards: Tensor, mask: Tensor, old: Tensor,
+                ref: Tensor | None) -> Tensor:
+    config, loss, g = st.config, st.loss, st.config.num_generations
+    assert loss is not None
+    if loss.advantage == "group":
+        return group_advantages(rewards, g, scale=config.scale_rewards)
+    if loss.advantage == "rloo":
+        r = rewards if ref is None else kl_penalised_rewards(rewards, old, ref, mask,
+                                                             beta=config.beta)
+        return rloo_advantages(r, g, normalize=config.normalize_advantages)
+    kl = None if ref is None else (old - ref)  # REINFORCE++: KL in the per-token reward
+    return reinforce_pp_advantages(rewards, mask, token_kl=kl, beta=config.beta,
+                                   baseline="group" if g > 1 else "none", num_generations=g)
+
+
+def _policy_update(st: RLState, samples: Samples, rewards: Tensor) -> dict[str, Any]:
+    """Advantages, then ``num_iterations`` optimizer steps of the RL loss."""
+    config, loss = st.config, st.loss
+    assert loss is not None
+    mask = samples.mask.clone()
+    g = config.num_generations
+    if config.mask_truncated:
+        mask &= ~samples.truncated[:, None]
+    if config.drop_zero_std_groups:
+        grouped = rewards.view(-1, g)
+        flat = (grouped.max(1).values == grouped.min(1).values).repeat_interleave(g)
+        mask &= ~flat[:, None]
+    old = samples.old_logps
+    rows = _rows(st, samples, mask)
+    ref = _reference_logps(st, rows, mask.shape[0]) if st.reference is not None else None
+    adv = _advantages(st, rewards, mask, old, ref)
+    hyper = config.rl_hyper()
+    stats = torch.zeros(5, dtype=torch.float64, device=st.device)  # loss, norm, lo, hi, tok
+    grad_norm = torch.zeros(())
+    for _ in range(config.num_iterations):
+        st.opt.zero_grad(set_to_none=True)
+        norm_total, parts = 0.0, _micro(st, mask.shape[0])
+        for mb in parts:
+            sub = _select_rows(rows, mb, st.device)
+            policy = token_logps(st.model, sub, temperature=config.temperature,
+                                 chunk_size=config.chunk_size)
+            x = TokenLogps(policy, mask[mb], adv[mb], old=old[mb],
+                           reference=None if ref is None or loss.kl_in != "loss" else ref[mb])
+            out = loss(x, **hyper)
+            total = out.losses.sum()
+            if loss.reduction == "micro_batch":
+                total = total / max(float(out.normaliser), 1.0) / len(parts)
+            else:
+                norm_total += float(out.normaliser)
+            total.backward()
+            d = out.diagnostics
+            stats += torch.stack([total.detach().double(), torch.tensor(
+                float(out.normaliser), dtype=torch.float64, device=st.device),
+                d["clipped_low"].sum().double(), d["clipped_high"].sum().double(),
+                d["tokens"].sum().double()])
+        if loss.reduction == "step":
+            scale = 1.0 / max(norm_total, 1.0)
+            for p in st.params:
+                if p.grad is not None:
+                    p.grad.mul_(scale)
+        grad_norm = torch.nn.utils.clip_grad_norm_(st.params, config.grad_clip or math.inf)
+        st.opt.step()
+        st.sched.step()
+    s = stats.tolist()
+    iters = config.num_iterations
+    tokens = max(s[4], 1.0)
+    loss_value = s[0] / iters if loss.reduction == "micro_batch" else s[0] / max(s[1], 1.0)
+    row = {"loss": json_num(loss_value), "grad_norm": json_num(float(grad_norm)),
+           "clip_low": s[2] / tokens, "clip_high": s[3] / tokens,
+           "clip_region": (s[2] + s[3]) / tokens}
+    if ref is not None:  # k3 of the sampling policy against the reference, per token
+        m = mask.to(old.dtype)
+        row["kl"] = json_num(float((k3_kl(old, ref) * m).sum() / m.sum().clamp(min=1.0)))
+    return row
+
+
+def _select_rows(rows: CompletionRows, mb: Tensor, device: torch.device) -> CompletionRows:
+    """The rows ``mb`` of ``rows``, re-indexed (only the rows' own positions kept)."""
+    n, t = rows.shape
+    width = rows.input_ids.shape[1]
+    keep_rows = mb.to(rows.where.device)
+    row_of_where = rows.where // width
+    sel = torch.isin(row_of_where, keep_rows)
+    new_index = torch.full((n,), -1, dtype=torch.long, device=rows.where.device)
+    new_index[keep_rows] = torch.arange(len(keep_rows), device=rows.where.device)
+    w = rows.where[sel]
+    s = rows.slots[sel]
+    where = new_index[w // width] * width + w % width
+    slots = new_index[s // t] * t + s % t
+    return CompletionRows(rows.input_ids[keep_rows], rows.attention_mask[keep_rows],
+                          where, rows.targets[sel], slots, (len(keep_rows), t)).to(device)
+
+
+def _dpo_update(st: RLState, samples: Samples, rewards: Tensor) -> dict[str, Any]:
+    """Online DPO: each prompt's best and worst sample by the reward as (chosen, rejected)
+    (ties and unscorable groups skipped), prefkit.align's ``dpo`` loss on the policy's and
+    the reference's sequence log-probs, ``num_iterations`` optimizer steps."""
+    config, g = st.config, st.config.num_generations
+    r = torch.nan_to_num(rewards.view(-1, g), nan=-math.inf)
+    best, worst = r.argmax(1), r.argmin(1)
+    valid = (r.max(1).values > r.min(1).values) & torch.isfinite(r.max(1).values)
+    if not bool(valid.any()):
+        return {"loss": None, "grad_norm": None, "pairs": 0}
+    base = torch.arange(r.shape[0], device=r.device) * g
+    chosen, rejected = (base + best)[valid], (base + worst)[valid]
+    order = torch.cat([chosen, rejected])  # response-major: all chosen, then all rejected
+    rows = _select_rows(_rows(st, samples, samples.mask), order, st.device)
+    mask = samples.mask[order]
+    with torch.no_grad():
+        ref = token_logps(st.model, rows, temperature=config.temperature,
+                          reference=st.reference, chunk_size=config.chunk_size)
+    b = int(valid.sum())
+    lengths = mask.sum(1).float().view(2, b).t()
+    dpo = get_align_loss("dpo")
+    losses_out = []
+    grad_norm = torch.zeros(())
+    for _ in range(config.num_iterations):
+        st.opt.zero_grad(set_to_none=True)
+        policy = token_logps(st.model, rows, temperature=config.temperature,
+                             chunk_size=config.chunk_size)
+        logps = SequenceLogps(policy=policy.sum(1).view(2, b).t(), lengths=lengths,
+                              reference=ref.sum(1).view(2, b).t())
+        out = dpo(logps, beta=config.dpo_beta)
+        loss = out.losses.mean()
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(st.params, config.grad_clip or math.inf)
+        st.opt.step()
+        st.sched.step()
+        losses_out.append(float(loss.detach()))
+    return {"loss": json_num(float(np.mean(losses_out))), "grad_norm": json_num(float(grad_norm)),
+            "pairs": b, "margin": json_num(float(out.margins.mean()))}
+
+
+# -- checkpoints, the end --------------------------------------------------------------------------
+def _checkpoint(st: RLState) -> None:
+    st.run.save_checkpoint(
+        config=st.config.to_dict(),
+        model={n: p.detach().cpu().clone() for n, p in st.model.named_parameters()
+               if p.requires_grad},
+        optimizer=st.opt, scheduler=st.sched,
+        rng={"data": st.data_gen.get_state(), "perm": st.perm},
+        step=st.step, epoch=st.epoch, step_in_epoch=st.pos, data=st.fingerprints,
+        metrics_rows=len(st.metrics.history), episodes=st.episodes)
+
+
+def _result(st: RLState, *, finished: bool) -> RLResult:
+    train = [r for r in st.metrics.history if r.get("kind") == "train"]
+    return RLResult(st.run.path, st.step, finished, train[-1] if train else {},
+                    list(st.metrics.history))
+
+
+def _finish(st: RLState) -> RLResult:
+    _checkpoint(st)
+    result = _result(st, finished=True)
+    st.model.eval()
+    st.model.save_pretrained(st.run.path)
+    st.tokenizer.save_pretrained(st.run.path)
+    summary = {"step": st.step, "episodes": st.episodes, "metrics": result.metrics}
+    write_json(st.run.path / "prefkit_rl.json", {
+        "kind": "prefkit-rl", "config": st.config.to_dict(), "model": st.source,
+        "lora": st.peft, "reward": st.fingerprints["reward"], "task": st.fingerprints,
+        "loss": None if st.loss is None else {"name": st.loss.name,
+                                              "hyper": st.loss.resolve(**st.config.rl_hyper()),
+                                              "paper": st.loss.paper},
+        "versions": package_versions(("peft",)), "summary": summary})
+    st.run.finish(st.config.to_dict(), summary)
+    return result
+
+
