@@ -106,9 +106,18 @@ def servers():
         s.stop()
 
 
+def missing(reason: str) -> None:
+    """In CI (``PREFKIT_REQUIRE_ARENA_SERVICES=1``, set by ``.ci/run``) a missing service is
+    a failure, not a skip."""
+    if os.environ.get("PREFKIT_REQUIRE_ARENA_SERVICES") == "1":
+        pytest.fail(f"CI must provide this: {reason}")
+
+
 def _postgres_db() -> str:
     url = os.environ.get(POSTGRES_ENV)
     if not url:
+        missing(f"{POSTGRES_ENV} is not set (a postgresql:// URL of a PostgreSQL 15 server; "
+                ".ci/run starts one); PostgreSQL runs in CI")
         pytest.skip(f"{POSTGRES_ENV} is not set (a postgresql:// URL of a PostgreSQL 15 server; "
                     ".ci/run starts one); PostgreSQL runs in CI")
     import psycopg

@@ -1,28 +1,31 @@
-#!/usr/bin/env bash
-# Services the arena tests need in CI: PostgreSQL 15 (Debian's packages) on a throwaway data
-# folder, and Debian's chromium + chromium-driver. Source it: it exports PREFKIT_TEST_POSTGRES
-# (the connection URL the tests read) and fails loudly if either cannot be provided.
+# Services the arena tests need in CI, sourced by .ci/run: PostgreSQL 15 (Debian's packages)
+# on a throwaway data folder started as the postgres user, and Debian's chromium +
+# chromium-driver. Exports PREFKIT_TEST_POSTGRES (the URL the tests read) and
+# PREFKIT_REQUIRE_ARENA_SERVICES=1 (the arena tests then fail instead of skipping); exits
+# the calling script with an error if either service cannot be provided.
 #   source tests/arena/ci_services.sh
-set -euo pipefail
-_pg_bin() { ls -d /usr/lib/postgresql/15/bin 2>/dev/null || true; }
-_need=()
-[ -n "$(_pg_bin)" ] || _need+=(postgresql-15)
-command -v chromium >/dev/null 2>&1 || _need+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || _need+=(chromium-driver)
-if [ ${#_need[@]} -gt 0 ]; then
-    echo "arena CI: installing ${_need[*]}" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${_need[@]}" >/dev/null
+_arena_fail() { echo "arena CI: $*" >&2; exit 1; }
+_arena_pgbin=/usr/lib/postgresql/15/bin
+_arena_need=()
+[ -x "$_arena_pgbin/initdb" ] || _arena_need+=(postgresql-15)
+command -v chromium >/dev/null 2>&1 || _arena_need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || _arena_need+=(chromium-driver)
+if [ ${#_arena_need[@]} -gt 0 ]; then
+    echo "arena CI: installing ${_arena_need[*]}" >&2
+    apt-get update -qq || _arena_fail "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${_arena_need[@]}" >/dev/null \
+        || _arena_fail "apt-get install ${_arena_need[*]} failed"
 fi
-PGBIN="$(_pg_bin)"
-[ -x "$PGBIN/initdb" ] || { echo "arena CI: PostgreSQL 15 binaries missing after install" >&2; exit 1; }
+[ -x "$_arena_pgbin/initdb" ] || _arena_fail "PostgreSQL 15 binaries missing after install"
 command -v chromium >/dev/null && command -v chromedriver >/dev/null \
-    || { echo "arena CI: chromium/chromedriver missing after install" >&2; exit 1; }
-PGPORT="${PREFKIT_TEST_POSTGRES_PORT:-55432}"
-PGDATA="$(mktemp -d /tmp/prefkit-pg.XXXXXX)"
-chown postgres "$PGDATA"
-su postgres -s /bin/sh -c "$PGBIN/initdb -D $PGDATA -U postgres --auth=trust -E UTF8 >/dev/null"
-su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D $PGDATA -o '-p $PGPORT -k /tmp -c listen_addresses=127.0.0.1' -l $PGDATA/log -w start >/dev/null"
-export PREFKIT_TEST_POSTGRES="postgresql://postgres@127.0.0.1:$PGPORT/postgres"
-echo "arena CI: PostgreSQL 15 at $PREFKIT_TEST_POSTGRES (data $PGDATA)" >&2
-set +euo pipefail
+    || _arena_fail "chromium/chromedriver missing after install"
+_arena_port="${PREFKIT_TEST_POSTGRES_PORT:-55432}"
+_arena_data="$(mktemp -d /tmp/prefkit-pg.XXXXXX)"
+chown postgres "$_arena_data" || _arena_fail "cannot hand $_arena_data to the postgres user"
+su postgres -s /bin/sh -c "$_arena_pgbin/initdb -D $_arena_data -U postgres --auth=trust -E UTF8 >/dev/null" \
+    || _arena_fail "initdb failed"
+su postgres -s /bin/sh -c "$_arena_pgbin/pg_ctl -D $_arena_data -o '-p $_arena_port -k /tmp -c listen_addresses=127.0.0.1' -l $_arena_data/log -w start >/dev/null" \
+    || _arena_fail "PostgreSQL did not start (log: $_arena_data/log)"
+export PREFKIT_TEST_POSTGRES="postgresql://postgres@127.0.0.1:$_arena_port/postgres"
+export PREFKIT_REQUIRE_ARENA_SERVICES=1
+echo "arena CI: PostgreSQL 15 at $PREFKIT_TEST_POSTGRES (data $_arena_data); chromium $(chromium --version 2>/dev/null | head -1)" >&2
