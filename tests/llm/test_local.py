@@ -150,13 +150,15 @@ def test_logprobs_without_alternatives_and_no_streaming(serve, backend) -> None:
 
 
 def test_retries_against_the_model_server(serve, backend) -> None:
-    # 429s, truncated bodies, and stalls past the client's 1 s timeout
+    # 429s, truncated bodies, and stalls past the client's 2 s timeout (2 in flight: the
+    # model answers one at a time, and a loaded machine must not turn the queue into timeouts)
     server = serve(Faults(rate_limit_every=2, retry_after=0.01, malformed_every=3,
-                          stall_every=7, stall=3.0), responder=model_responder(backend))
+                          stall_every=7, stall=5.0), responder=model_responder(backend))
     client = OpenAIClient(base_url=server.base_url, model="tiny", backoff=0.005, max_retries=8,
-                          timeout=1.0)
+                          timeout=2.0, concurrency=2)
     reqs = [ChatRequest.of(f"q{i}", max_tokens=3) for i in range(8)]
     results = run_requests(client, reqs, progress=False)
+    assert [r.error for r in results] == [None] * 8
     assert [r.text for r in results] == [backend.generate(r).text for r in reqs]
     assert sum(r.attempts for r in results) == server.stats.requests > 8
     assert server.stats.faults["stall"] > 0 and server.stats.faults["malformed"] > 0
