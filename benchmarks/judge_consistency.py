@@ -31,9 +31,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from shared_paths import SHARED  # noqa: E402
+from shared_paths import SHARED
 
-from prefkit.judge import (  # noqa: E402
+from prefkit.judge import (
     agreement,
     analyze,
     bradley_terry_repair,
@@ -43,21 +43,27 @@ from prefkit.judge import (  # noqa: E402
     non_transitivity,
     read_verdicts,
 )
-from prefkit.judge.consistency import consistent_verdict  # noqa: E402
-from prefkit.judge.io import answer_lengths, with_lengths  # noqa: E402
-from prefkit.judge.records import NOT_JUDGED, TIE, identity  # noqa: E402
+from prefkit.judge.consistency import consistent_verdict
+from prefkit.judge.io import answer_lengths, with_lengths
+from prefkit.judge.records import NOT_JUDGED, TIE, identity
 
 JUDGE = SHARED / "data" / "judge"
 #: alpaca_eval 0.6.6's get_length_controlled_winrate(glm_name="length_controlled_minimal")
 #: on alpaca-7b_weighted_gpt4_turbo_annotations (see tests/judge/test_consistency.py)
 ALPACA_REFERENCE = {"win_rate": 2.591450540223603, "length_controlled": 19.549396078011164}
 
+def _gz(path: object) -> str:
+    """A gzip file's text."""
+    with gzip.open(path, "rt", encoding="utf-8") as f:  # type: ignore[call-overload]
+        return f.read()
+
+
 
 class Clock:
     def __init__(self, label: str) -> None:
         self.label = label
 
-    def __enter__(self) -> Clock:
+    def __enter__(self) -> Clock:  # noqa: PYI034
         self.w, self.c = time.perf_counter(), time.process_time()
         return self
 
@@ -91,7 +97,7 @@ def part1() -> None:
                       f"{pct(c.get('ntr_4')):>7s} {pct(c.get('prefers_longer')):>7s}")
 
 
-def trustjudge_baseline_ntr(v):  # noqa: ANN001, ANN201
+def trustjudge_baseline_ntr(v):
     """NTR_3 with TrustJudge's consistency-only rule: orders that disagree -> a tie."""
     ia, ib = identity(v.ab, "ab"), identity(v.ba, "ba")
     forced = consistent_verdict(v)
@@ -141,7 +147,7 @@ def part3() -> None:
 
 def part4() -> None:
     print("\n4. AlpacaEval length-controlled win rate of alpaca-7b (minimal GLM)")
-    rows = json.load(gzip.open(JUDGE / "alpaca_eval" /
+    rows = json.loads(_gz(JUDGE / "alpaca_eval" /
                                "alpaca-7b_weighted_gpt4_turbo_annotations.json.gz"))
     pref = np.array([(1.5 if r["preference"] == 0 else r["preference"]) - 1 for r in rows])
     with Clock("GLM fit (5-fold CV)"):

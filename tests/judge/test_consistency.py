@@ -40,6 +40,12 @@ JUDGE = SHARED / "data" / "judge"
 needs_data = pytest.mark.skipif(not JUDGE.is_dir(), reason=f"shared data missing: {JUDGE}")
 A, B, T, E, N = 0, 1, 2, -1, -2  # first wins, second wins, tie, error, not judged
 
+def _gz(path: object) -> str:
+    """A gzip file's text."""
+    with gzip.open(path, "rt", encoding="utf-8") as f:  # type: ignore[call-overload]
+        return f.read()
+
+
 
 def verdicts(rows: list[tuple[str, str, str, int, int]], **kw: object) -> Verdicts:
     """(prompt, model_a, model_b, ab, ba) rows of one judge."""
@@ -82,7 +88,7 @@ def test_classify_triad_all_27_against_brute_force_weak_orders() -> None:
     explained = set()
     for ranks in itertools.product(range(3), repeat=3):
         x, y, z = ranks
-        sign = lambda d: int(np.sign(d))  # noqa: E731
+        sign = lambda d: int(np.sign(d))
         explained.add((sign(y - x), sign(z - y), sign(z - x)))  # lower rank = better
     assert len(explained) == 13  # the 13 weak orders of 3 items
     kinds = {"cycle": 0, "tie_chain": 0, "tie_split": 0}
@@ -177,7 +183,7 @@ def test_mtbench_repro_four_judges() -> None:
         # independent count: the files' own `winner` field (set by the recorder when both
         # orders agree) against ours
         rows = [json.loads(line) for f in sorted((JUDGE / "mtbench_repro" / "judgments").rglob(
-            "pairwise/*.jsonl.gz")) for line in gzip.open(f)]
+            "pairwise/*.jsonl.gz")) for line in _gz(f).splitlines()]
         mine = [x for x in rows if x["judge_id"] == judge]
         agree = sum(x["winner"] not in ("inconsistent", "error") for x in mine)
         errors = sum("error" in (x["winner_ab"], x["winner_ba"]) for x in mine)
@@ -208,7 +214,7 @@ def test_alpaca_eval_length_controlled_win_rate_equals_the_package() -> None:
     length_controlled_winrate 19.549396078011164. The published length_controlled_v1 value
     (5.875) needs the instruction difficulties AlpacaEval downloads from the Hub."""
     path = JUDGE / "alpaca_eval" / "alpaca-7b_weighted_gpt4_turbo_annotations.json.gz"
-    rows = json.load(gzip.open(path))
+    rows = json.loads(_gz(path))
     pref = np.array([(1.5 if r["preference"] == 0 else r["preference"]) - 1 for r in rows])
     r = length_controlled_win_rate(pref, [len(x["output_2"]) for x in rows],
                                    [len(x["output_1"]) for x in rows])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -14,6 +15,12 @@ from prefkit.cli.main import app
 runner = CliRunner()
 JUDGE = SHARED / "data" / "judge"
 needs_data = pytest.mark.skipif(not JUDGE.is_dir(), reason=f"shared data missing: {JUDGE}")
+
+def _gz(path: object) -> str:
+    """A gzip file's text."""
+    with gzip.open(path, "rt", encoding="utf-8") as f:  # type: ignore[call-overload]
+        return f.read()
+
 
 
 def _write(tmp_path: Path, rows: list[dict[str, object]]) -> Path:
@@ -104,16 +111,15 @@ def test_analyze_answers_give_the_length_bias() -> None:
     assert r.exit_code == 0, r.output
     c = json.loads(r.stdout)["judges"][0]["counts"]
     # independently: every A/B verdict of either order, its winner's turn-2 answer longer?
-    import gzip
 
     length = {}
     for f in (repro / "answers").glob("*.jsonl.gz"):
-        for line in gzip.open(f):
+        for line in _gz(f).splitlines():
             a = json.loads(line)
             length[(a["question_id"], a["model_id"])] = len(a["choices"][0]["turns"][1])
     longer = total = 0
     for f in (repro / "judgments" / "qwen" / "judge_14B" / "pairwise").glob("*.jsonl.gz"):
-        for line in gzip.open(f):
+        for line in _gz(f).splitlines():
             x = json.loads(line)
             la, lb = length[(x["question_id"], x["model_a"])], length[(x["question_id"], x["model_b"])]
             for w, first, second in ((x["winner_ab"], x["model_a"], x["model_b"]),

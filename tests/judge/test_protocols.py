@@ -29,6 +29,12 @@ JUDGE = SHARED / "data" / "judge"
 QUALITY = {"good": 3, "fair": 2, "poor": 1}  # the scripted judge prefers the better word
 P_WIN, P_LOSE, P_TIE = 0.7, 0.2, 0.05  # its label probabilities at the verdict token
 
+def _gz(path: object) -> str:
+    """A gzip file's text."""
+    with gzip.open(path, "rt", encoding="utf-8") as f:  # type: ignore[call-overload]
+        return f.read()
+
+
 
 def _answers(text: str) -> tuple[str, str]:
     a = text.split("[The Start of Assistant A's Answer]\n")[1].split("\n[The End")[0]
@@ -36,7 +42,7 @@ def _answers(text: str) -> tuple[str, str]:
     return a, b
 
 
-def scripted_judge(request) -> Reply | str:  # noqa: ANN001
+def scripted_judge(request) -> Reply | str:
     """Answers pair-v2 prompts: the answer whose first word is better wins ([[A]]/[[B]]),
     with top_logprobs at the verdict token; 'unsure' questions get no verdict; single-v1
     prompts get [[7]] with probabilities over 6, 7, 8."""
@@ -85,7 +91,7 @@ def server():
 def test_mtbench_pair_renders_the_prompt_gpt4_saw() -> None:
     """FastChat's recorded GPT-4 judgments hold the exact user prompts of both games; the
     template rebuilt from the question and answers gives them back, byte for byte."""
-    rows = [json.loads(line) for line in gzip.open(JUDGE / "fastchat_gpt4_pair.jsonl.gz")]
+    rows = [json.loads(line) for line in _gz(JUDGE / "fastchat_gpt4_pair.jsonl.gz").splitlines()]
     checked = 0
     for r in rows:
         if r["judge"] != ["gpt-4", "pair-v2"]:
@@ -140,7 +146,7 @@ def test_label_probabilities_are_not_renormalised() -> None:
 
 
 # -- protocols over HTTP -------------------------------------------------------------------
-def test_pairwise_both_orders_over_http(server, tmp_path: Path) -> None:  # noqa: ANN001
+def test_pairwise_both_orders_over_http(server, tmp_path: Path) -> None:
     from prefkit.judge.inputs import read_judge_inputs
     from prefkit.llm.client import OpenAIClient
 
@@ -160,7 +166,7 @@ def test_pairwise_both_orders_over_http(server, tmp_path: Path) -> None:  # noqa
     assert bad[0]["output_ab"] == "I cannot decide between them."
 
 
-def test_rating_expected_score_and_mass(server) -> None:  # noqa: ANN001
+def test_rating_expected_score_and_mass(server) -> None:
     from prefkit.llm.client import OpenAIClient
 
     client = OpenAIClient(base_url=server.base_url, model="scripted")
@@ -172,7 +178,7 @@ def test_rating_expected_score_and_mass(server) -> None:  # noqa: ANN001
     assert r["expected_score"] == pytest.approx((0.6 + 4.2 + 2.0) / 0.95)
 
 
-def test_judge_run_cli_then_analyze_and_rank(server, tmp_path: Path) -> None:  # noqa: ANN001
+def test_judge_run_cli_then_analyze_and_rank(server, tmp_path: Path) -> None:
     out = tmp_path / "verdicts.jsonl"
     cache = tmp_path / "cache.sqlite"
     args = ["judge", "run", str(_pairs(tmp_path)), "--model", "scripted", "--base-url",
@@ -243,7 +249,7 @@ def tiny_backend():
                              default_max_tokens=8)
 
 
-def test_local_model_label_distribution_read_directly(tiny_backend) -> None:  # noqa: ANN001
+def test_local_model_label_distribution_read_directly(tiny_backend) -> None:
     pairs = [{"question_id": "1", "question": "2+2?", "model_a": "x", "model_b": "y",
               "answer_a": "4", "answer_b": "5"}]
     tpl = TEMPLATES["alpaca_eval"]
@@ -261,7 +267,7 @@ def test_local_model_label_distribution_read_directly(tiny_backend) -> None:  # 
 
 
 def test_tiny_model_over_http_every_unparsed_answer_counted(tiny_backend, tmp_path: Path
-                                                             ) -> None:  # noqa: ANN001
+                                                             ) -> None:
     from prefkit.llm.server import model_responder
 
     s = serve_responder(model_responder(tiny_backend), model="tiny")
@@ -286,7 +292,7 @@ def test_tiny_model_over_http_every_unparsed_answer_counted(tiny_backend, tmp_pa
     assert all(re.fullmatch(r"A|B|tie|error", x["winner_ab"]) for x in recs)
 
 
-def test_listwise_ranking(server) -> None:  # noqa: ANN001
+def test_listwise_ranking(server) -> None:
     from prefkit.llm.server import canned_responder
 
     s = serve_responder(canned_responder("Ranking: [[2>3>1]]"), model="c")
@@ -304,7 +310,7 @@ def test_listwise_ranking(server) -> None:  # noqa: ANN001
     assert recs[1]["ranking"] is None and "each of the 2 answers" in recs[1]["error"]
 
 
-def longer_judge(request) -> str:  # noqa: ANN001
+def longer_judge(request) -> str:
     """Prefers the longer answer, wherever it is shown."""
     a, b = _answers(request.messages[-1]["content"])
     return "[[A]]" if len(a) > len(b) else "[[B]]" if len(b) > len(a) else "[[C]]"

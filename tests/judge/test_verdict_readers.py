@@ -19,6 +19,12 @@ JUDGE = SHARED / "data" / "judge"
 REPRO = JUDGE / "mtbench_repro" / "judgments"
 needs_data = pytest.mark.skipif(not JUDGE.is_dir(), reason=f"shared data missing: {JUDGE}")
 
+def _gz(path: object) -> str:
+    """A gzip file's text."""
+    with gzip.open(path, "rt", encoding="utf-8") as f:  # type: ignore[call-overload]
+        return f.read()
+
+
 
 @needs_data
 def test_mtbench_repro_pairs_and_grades() -> None:
@@ -30,7 +36,7 @@ def test_mtbench_repro_pairs_and_grades() -> None:
     # the file's own both-order outcome `winner` (model name, tie, inconsistent, error)
     # agrees row by row with ours, computed from the two positional verdicts
     rows = [json.loads(line) for f in sorted((REPRO / "qwen" / "judge_14B" / "pairwise").glob("*"))
-            for line in gzip.open(f)]
+            for line in _gz(f).splitlines()]
     ia = np.where(v.ab == FIRST, 0, np.where(v.ab == SECOND, 1, v.ab))
     ib = np.where(v.ba == FIRST, 1, np.where(v.ba == SECOND, 0, v.ba))
     for k, r in enumerate(rows):
@@ -49,7 +55,7 @@ def test_mtbench_repro_pairs_and_grades() -> None:
 def test_fastchat_pair_game_two_is_positional() -> None:
     d = read_verdicts(JUDGE / "fastchat_gpt4_pair.jsonl.gz")
     v = d.verdicts
-    rows = [json.loads(line) for line in gzip.open(JUDGE / "fastchat_gpt4_pair.jsonl.gz")]
+    rows = [json.loads(line) for line in _gz(JUDGE / "fastchat_gpt4_pair.jsonl.gz").splitlines()]
     assert len(v) == len(rows) == 75
     # game 2 shows model_2 first, its winner written as a model: model_2 -> A (first)
     for k, r in enumerate(rows):
@@ -68,7 +74,7 @@ def test_fastchat_pair_game_two_is_positional() -> None:
 def test_alpaca_eval_presentation_order_recovered_from_logprobs() -> None:
     path = JUDGE / "alpaca_eval" / "alpaca-7b_weighted_gpt4_turbo_annotations.json.gz"
     v = read_verdicts(path).verdicts
-    rows = json.load(gzip.open(path))
+    rows = json.loads(_gz(path))
     assert len(v) == 805
     ab, ba = v.ab != NOT_JUDGED, v.ba != NOT_JUDGED
     assert not (ab & ba).any()

@@ -18,20 +18,41 @@ from prefkit import _lazy_exports
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from prefkit.judge.analyze import JudgeReport, analyze
-    from prefkit.judge.bias import (LengthControlled, length_controlled_win_rate,
-                                    position_bias, prefers_longer, self_preference)
-    from prefkit.judge.consistency import (NonTransitivity, Ratio, classify_triad,
-                                           conflict_ratio, first_position_rate,
-                                           non_transitivity, position_consistency)
+    from prefkit.judge.bias import (
+        LengthControlled,
+        length_controlled_win_rate,
+        position_bias,
+        prefers_longer,
+        self_preference,
+    )
+    from prefkit.judge.consistency import (
+        NonTransitivity,
+        Ratio,
+        classify_triad,
+        conflict_ratio,
+        first_position_rate,
+        non_transitivity,
+        position_consistency,
+    )
     from prefkit.judge.inputs import read_judge_inputs
     from prefkit.judge.io import JudgeData, read_verdicts
-    from prefkit.judge.parse import (expected_score, label_probabilities, parse_pairwise,
-                                     parse_ranking, parse_rating)
+    from prefkit.judge.parse import (
+        expected_score,
+        label_probabilities,
+        parse_pairwise,
+        parse_ranking,
+        parse_rating,
+    )
     from prefkit.judge.protocols import judge_pairs, rank_answers, rate_answers
     from prefkit.judge.records import Grades, Verdicts, identity
-    from prefkit.judge.repair import (Agreement, agreement, bradley_terry_repair,
-                                      gold_from_annotations, judge_verdict,
-                                      likelihood_aggregate)
+    from prefkit.judge.repair import (
+        Agreement,
+        agreement,
+        bradley_terry_repair,
+        gold_from_annotations,
+        judge_verdict,
+        likelihood_aggregate,
+    )
     from prefkit.judge.templates import TEMPLATES, Template, load_template
 
 __getattr__, __dir__ = _lazy_exports(__name__, {
@@ -53,12 +74,41 @@ __getattr__, __dir__ = _lazy_exports(__name__, {
 })
 
 __all__ = [
-    "Agreement", "Grades", "JudgeData", "JudgeReport", "LengthControlled", "NonTransitivity",
-    "Ratio", "TEMPLATES", "Template", "Verdicts", "agreement", "analyze",
-    "bradley_terry_repair", "classify_triad", "conflict_ratio", "expected_score",
-    "first_position_rate", "gold_from_annotations", "identity", "judge_pairs", "judge_verdict",
-    "label_probabilities", "length_controlled_win_rate", "likelihood_aggregate",
-    "load_template", "non_transitivity", "parse_pairwise", "parse_ranking", "parse_rating",
-    "position_bias", "position_consistency", "prefers_longer", "rank_answers",
-    "rate_answers", "read_judge_inputs", "read_verdicts", "self_preference",
+    "TEMPLATES",
+    "Agreement",
+    "Grades",
+    "JudgeData",
+    "JudgeReport",
+    "LengthControlled",
+    "NonTransitivity",
+    "Ratio",
+    "Template",
+    "Verdicts",
+    "agreement",
+    "analyze",
+    "bradley_terry_repair",
+    "classify_triad",
+    "conflict_ratio",
+    "expected_score",
+    "first_position_rate",
+    "gold_from_annotations",
+    "identity",
+    "judge_pairs",
+    "judge_verdict",
+    "label_probabilities",
+    "length_controlled_win_rate",
+    "likelihood_aggregate",
+    "load_template",
+    "non_transitivity",
+    "parse_pairwise",
+    "parse_ranking",
+    "parse_rating",
+    "position_bias",
+    "position_consistency",
+    "prefers_longer",
+    "rank_answers",
+    "rate_answers",
+    "read_judge_inputs",
+    "read_verdicts",
+    "self_preference",
 ]

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from prefkit.judge.bias import prefers_longer
 from prefkit.judge.consistency import (
     NonTransitivity,
     Ratio,
@@ -27,7 +28,6 @@ from prefkit.judge.consistency import (
     non_transitivity,
     position_consistency,
 )
-from prefkit.judge.bias import prefers_longer
 from prefkit.judge.records import ERROR, NOT_JUDGED, TIE, Grades, Verdicts
 from prefkit.judge.repair import agreement, bradley_terry_repair, judge_verdict
 

@@ -149,7 +149,7 @@ def length_controlled_win_rate(
                   true_prob=prob)
         pred = model.predict_proba(x_test)[:, 1]
     return LengthControlled(float(np.nanmean(p) * 100), float(pred.mean() * 100),
-                            dict(zip(names, model.coef_[0].tolist())), int(len(p)))
+                            dict(zip(names, model.coef_[0].tolist())), len(p))
 
 
 def _soft_log_loss(y_true: NDArray[np.int64], y_pred: NDArray[np.float64],

@@ -34,9 +34,17 @@ from prefkit.judge.records import (
     identity,
 )
 
-__all__ = ["NonTransitivity", "Ratio", "VIOLATIONS", "classify_triad", "conflict_ratio",
-           "first_position_rate", "non_transitivity", "pair_relations",
-           "position_consistency"]
+__all__ = [
+    "VIOLATIONS",
+    "NonTransitivity",
+    "Ratio",
+    "classify_triad",
+    "conflict_ratio",
+    "first_position_rate",
+    "non_transitivity",
+    "pair_relations",
+    "position_consistency",
+]
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["A_WINS", "B_WINS", "ERROR", "FIRST", "Grades", "NOT_JUDGED", "SECOND", "TIE",
-           "Verdicts", "identity"]
+__all__ = [
+    "A_WINS",
+    "B_WINS",
+    "ERROR",
+    "FIRST",
+    "NOT_JUDGED",
+    "SECOND",
+    "TIE",
+    "Grades",
+    "Verdicts",
+    "identity",
+]
 
 FIRST, SECOND, TIE = 0, 1, 2
 ERROR, NOT_JUDGED = -1, -2
