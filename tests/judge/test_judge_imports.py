@@ -21,3 +21,13 @@ def test_every_public_name_resolves() -> None:
 
     for name in judge.__all__:
         assert getattr(judge, name) is not None, name
+
+
+def test_every_public_callable_has_a_docstring() -> None:
+    import prefkit.judge as judge
+
+    assert judge.__doc__
+    for name in judge.__all__:
+        obj = getattr(judge, name)
+        if callable(obj):
+            assert getattr(obj, "__doc__", None), f"prefkit.judge.{name} has no docstring"
