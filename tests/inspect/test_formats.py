@@ -85,6 +85,12 @@ def test_wide_layout_with_gold_and_blank_cells(tmp_path: Path) -> None:
     assert a.gold.tolist() == [FIRST, SECOND] and a.pair_id == ["q1", "q2"]
     a2 = read_annotations(p, columns={"annotators": "rater_2"})
     assert a2.annotators == ("rater_2",)
+    q = tmp_path / "mine.csv"  # columns nobody would guess: named, so the wide layout
+    q.write_text("item,gpt4,human\n1,a,b\n2,tie,tie\n")
+    a3 = read_annotations(q, columns={"annotators": "gpt4,human", "pair": "item"})
+    assert a3.format == "annotations_wide" and a3.labels.tolist() == [[FIRST, SECOND],
+                                                                      [TIE, TIE]]
+    assert a3.pair_id == ["1", "2"]
 
 
 def test_bad_rows_name_file_line_field_and_fix(tmp_path: Path) -> None:

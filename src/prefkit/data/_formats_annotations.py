@@ -186,7 +186,10 @@ def read_annotations(source: Any, *, format: str = "auto", columns: Columns = No
                      skip_invalid: bool = False, split: str | None = None) -> Annotations:
     """Read annotated pairs (see the module docstring for the layouts) through the format
     registry; every bad row is reported (file, line, field, fix) unless ``skip_invalid``
-    skips it (then listed in ``.skipped``)."""
+    skips it (then listed in ``.skipped``). ``columns={"annotators": "A,B"}`` names the
+    annotator columns of the wide layout, and so picks that layout."""
+    if format == "auto" and columns and "annotators" in columns:
+        format = "annotations_wide"
     fmt, parsed, table = read_format(source, ("annotations",), format=format, columns=columns,
                                      skip_invalid=skip_invalid, split=split)
     ann: Annotations = parsed.data
