@@ -71,6 +71,10 @@ _VERBS: dict[str, tuple[str, str, str, Callable[[Any], dict[str, Any]]]] = {
               "(cached), and measure recorded verdicts' consistency, bias and agreement with "
               "people.",
               lambda m: {}),
+    "rl": ("prefkit.cli.rl", "rl_command",
+           "Train a causal language model online from rewards (GRPO and its Dr. GRPO / DAPO "
+           "variants, RLOO, REINFORCE++, online DPO).",
+           lambda m: {"epilog": m._EXAMPLES}),
     # reward_finetune adds `finetune` to the group defined in prefkit.cli.reward
     "reward": ("prefkit.cli.reward_finetune", "reward_app",
                "Reward models on a frozen text encoder: train on chosen/rejected pairs, "

@@ -1,0 +1,175 @@
+"""`prefkit rl`: train a causal language model online from rewards (GRPO, RLOO,
+REINFORCE++, online DPO).
+
+A thin command over :func:`prefkit.rl.train.train_rl` (the loop),
+:func:`prefkit.rl.tasks.read_task` (the prompts, read here so a bad file stops before the
+model loads) and :func:`prefkit.rl.rewards.parse_reward` (the reward specs); no math here.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from prefkit.cli._common import check_output, fail, note, print_json, run_errors
+
+_EXAMPLES = """Examples:
+
+  prefkit rl --algo grpo --model ./my-llama --task gsm8k/train.jsonl.gz --reward exact --output runs/grpo
+
+  prefkit rl --algo grpo --model ./my-llama --task prompts.jsonl --reward my_rewards.py:correct --reward "0.2*format:^<think>" --output runs/grpo --beta 0.04 --lora-r 16
+
+  prefkit rl --algo rloo --model ./my-llama --task game24/24.csv --reward game24 --output runs/rloo --num-generations 4
+
+  prefkit rl --algo online-dpo --model ./my-llama --task prompts.jsonl --reward model:runs/hh --output runs/odpo
+
+  prefkit rl --algo grpo --model ./my-llama --task prompts.jsonl --reward exact --output runs/grpo --resume
+
+  prefkit rl --list-losses
+"""
+
+#: config fields named as the command line names them, for error messages
+CONFIG_FLAGS = {"num_generations": "--num-generations", "max_new_tokens": "--max-new-tokens",
+                "batch_size": "--batch-size", "max_steps": "--max-steps", "beta": "--beta",
+                "learning_rate": "--learning-rate", "lora_r": "--lora-r",
+                "temperature": "--temperature", "top_p": "--top-p",
+                "num_iterations": "--num-iterations", "epsilon": "--epsilon",
+                "epsilon_high": "--epsilon-high", "scale_rewards": "--scale-rewards",
+                "micro_batch_size": "--micro-batch-size", "loss": "--loss"}
+
+
+def _losses_table() -> str:
+    from prefkit.rl.losses import RL_LOSSES
+
+    lines = [f"{'loss':<14} {'advantage':<13} {'KL in':<7} {'reduction':<12} paper"]
+    for name, spec in RL_LOSSES.items():
+        if name != spec.name:
+            continue
+        lines.append(f"{name:<14} {spec.advantage:<13} {spec.kl_in:<7} {spec.reduction:<12} "
+                     f"{spec.paper}")
+    lines.append("online DPO: --algo online-dpo (prefkit align's dpo loss on best/worst samples)")
+    return "\n".join(lines)
+
+
+def _flags(message: str) -> str:
+    for field, flag in CONFIG_FLAGS.items():
+        message = message.replace(f"{field} ", f"{flag} ").replace(f"{field}=", f"{flag} ")
+    return message
+
+
+def rl_command(
+    algo: Annotated[str, typer.Option(help="grpo, rloo, reinforce-pp or online-dpo.")] = "grpo",
+    model: Annotated[Optional[str], typer.Option(help="Folder of a transformers causal LM (config.json, weights, tokenizer), or a Hub id in the local cache.")] = None,
+    task: Annotated[Optional[Path], typer.Option(help="Prompts: JSONL/CSV (.gz too) with a 'prompt' column, or GSM8K / MATH-500 / Game of 24 files as distributed.")] = None,
+    reward: Annotated[Optional[list[str]], typer.Option(help="A reward, repeatable and weighted (W*SPEC): exact[:gsm8k|math], format:REGEX, game24, length:SCALE, model:DIR, PATH.py:FUNCTION, logsigmoid(SPEC;ref=COLUMN|NUMBER).")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="New or empty folder for the run (or an earlier run, with --resume / --overwrite).")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="The RL loss for grpo: dapo (default, as TRL), grpo, dr_grpo, bnpo (see --list-losses).")] = None,
+    num_generations: Annotated[int, typer.Option(help="Completions sampled per prompt (G).")] = 8,
+    max_new_tokens: Annotated[int, typer.Option(help="Most tokens per completion.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Prompts per step (each gets --num-generations completions).")] = 4,
+    micro_batch_size: Annotated[Optional[int], typer.Option(help="Completions per forward pass (default: all of a step).")] = None,
+    max_steps: Annotated[int, typer.Option(help="Steps (sample, score, update) in all.")] = 100,
+    num_iterations: Annotated[int, typer.Option(help="Optimizer steps on each sampled batch (TRL's num_iterations).")] = 1,
+    beta: Annotated[float, typer.Option(help="KL coefficient (0: no reference model). For online DPO, see --dpo-beta.")] = 0.0,
+    dpo_beta: Annotated[float, typer.Option(help="Online DPO's beta.")] = 0.1,
+    epsilon: Annotated[float, typer.Option(help="Clip range of the importance ratio, lower side.")] = 0.2,
+    epsilon_high: Annotated[Optional[float], typer.Option(help="Upper side (DAPO's clip-higher: 0.28; default: --epsilon).")] = None,
+    scale_rewards: Annotated[str, typer.Option(help="GRPO advantages divided by the group's std (group), the batch's (batch) or not (none, Dr. GRPO).")] = "group",
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling (1: off).")] = 1.0,
+    stop: Annotated[Optional[list[str]], typer.Option(help="A string that ends a completion (repeatable).")] = None,
+    learning_rate: Annotated[float, typer.Option(help="AdamW learning rate (linear decay to 0).")] = 1e-6,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank (0: full fine-tuning); the reference is then the adapter off.")] = 0,
+    template: Annotated[Optional[str], typer.Option(help="Format each prompt from the row's columns, e.g. 'Q: {question}\\nA:'.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N prompts of --task.")] = None,
+    checkpoint_every: Annotated[int, typer.Option(help="Write checkpoint.pt every N steps (0: every few minutes, at Ctrl-C and at the end).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the prompt order, the samples and any new weights.", envvar="PREFKIT_SEED")] = 0,
+    stop_after: Annotated[Optional[int], typer.Option(help="Stop after N steps with a checkpoint (--resume continues).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output from its last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start again in an --output that already holds a run.")] = False,
+    list_losses: Annotated[bool, typer.Option("--list-losses", help="List the RL losses and exit.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+) -> None:
+    """Train a causal language model online from rewards (GRPO and its Dr. GRPO / DAPO
+    variants, RLOO, REINFORCE++, online DPO).
+
+    Each step samples --num-generations completions for --batch-size prompts, scores them
+    with the --reward terms, forms advantages and updates the model; a progress bar shows
+    the mean reward, metrics.jsonl gets one row per step (reward per term, KL, lengths, clip
+    fraction, loss) and the output folder loads with transformers' AutoModelForCausalLM
+    (with --lora-r, with peft).
+    """
+    if list_losses:
+        typer.echo(_losses_table())
+        return
+    missing = [f"--{n}" for n, v in (("model", model), ("task", task), ("reward", reward),
+                                     ("output", output)) if not v]
+    if missing:
+        fail(f"missing {', '.join(missing)} (e.g. prefkit rl --algo grpo --model ./my-llama "
+             "--task prompts.jsonl --reward exact --output runs/grpo)")
+    assert model is not None and task is not None and reward and output is not None
+    t0 = time.perf_counter()
+    check_output(output, "rl", resume, overwrite)  # before anything slow
+
+    from prefkit.data.errors import InvalidInputError
+    from prefkit.rl.config import RLConfig
+    from prefkit.rl.rewards import parse_reward
+    from prefkit.rl.tasks import read_task
+    from prefkit.rl.train import train_rl
+
+    try:
+        config = RLConfig(
+            algo=algo.replace("-", "_"), loss=loss, num_generations=num_generations,
+            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+            stop=tuple(stop or ()), batch_size=batch_size, micro_batch_size=micro_batch_size,
+            num_iterations=num_iterations, max_steps=max_steps, beta=beta, epsilon=epsilon,
+            epsilon_high=epsilon_high, scale_rewards=scale_rewards, dpo_beta=dpo_beta,
+            learning_rate=learning_rate, lora_r=lora_r, seed=seed,
+            checkpoint_every=checkpoint_every)
+    except (ValueError, TypeError) as e:
+        fail(_flags(str(e)))
+    if stop_after is not None and stop_after < 1:
+        fail(f"--stop-after must be at least 1 (steps), got {stop_after}")
+    if not task.exists():
+        fail(f"--task {task}: no such file")
+    try:
+        data = read_task(task, template=template, limit=limit)
+    except InvalidInputError as e:
+        fail(e.for_cli())
+    except (ValueError, FileNotFoundError) as e:
+        fail(f"--task {task}: {e}")
+    try:
+        rewards = parse_reward(reward, answer_kind=data.answer_kind)
+    except (ValueError, TypeError, FileNotFoundError, OSError) as e:
+        fail(f"--reward: {e}")
+    if not Path(model).exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
+        fail(f"--model {model}: no such folder (give a folder with config.json, the weights and "
+             "the tokenizer, or a Hub id that is in the local cache)")
+    if len(data) < batch_size:
+        note(f"--task has {len(data)} prompt(s), fewer than --batch-size {batch_size}: each "
+             "step reuses prompts")
+    try:
+        with run_errors():
+            result = train_rl(model, data, rewards, config=config, output_dir=output,
+                              resume=resume, overwrite=overwrite, progress=not as_json,
+                              stop_after=stop_after)
+    except (ValueError, TypeError, OSError) as e:
+        fail(_flags(str(e)))
+    summary = {"output": str(result.output_dir), "algo": config.algo,
+               "loss": None if config.algo == "online_dpo" else config.loss_name,
+               "step": result.step, "finished": result.finished,
+               "reward_terms": [t.name for t in rewards.terms], "metrics": result.metrics,
+               "seconds": round(time.perf_counter() - t0, 2)}
+    if as_json:
+        print_json(summary)
+        return
+    m = result.metrics
+    first = next((r for r in result.history if r.get("kind") == "train"), {})
+    typer.echo(f"{result.step} steps, {m.get('episodes', 0):,} completions; reward "
+               f"{first.get('reward')} at the first step -> {m.get('reward')} at the last; "
+               f"written to {result.output_dir} ({summary['seconds']} s)")
+    if not result.finished:
+        note(f"stopped at step {result.step}: continue with --resume")
