@@ -417,5 +417,8 @@ def inspect_annotations(ann: Any, *, level: str = "nominal", rounds: int = 1000,
                      f"{rounds:,} rounds")
     if ann.gold is None:
         notes.append("no gold label: accuracy is null; agreement is between annotators")
+    if agree.krippendorff_alpha["value"] is None:
+        notes.append("Krippendorff's alpha is undefined: no pair has two labels, or every "
+                     "label falls in one category")
     return InspectReport(ann.source, ann.format, agree, qual, strength, ranking,
                          len(ann.skipped), notes)
