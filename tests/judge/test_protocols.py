@@ -28,6 +28,7 @@ runner = CliRunner()
 JUDGE = SHARED / "data" / "judge"
 QUALITY = {"good": 3, "fair": 2, "poor": 1}  # the scripted judge prefers the better word
 P_WIN, P_LOSE, P_TIE = 0.7, 0.2, 0.05  # its label probabilities at the verdict token
+GRADE = {"good": 8, "fair": 5, "poor": 9}  # its single grades: 'poor' overrated (conflicts)
 
 def _gz(path: object) -> str:
     """A gzip file's text."""
@@ -48,10 +49,13 @@ def scripted_judge(request) -> Reply | str:
     prompts get [[7]] with probabilities over 6, 7, 8."""
     text = request.messages[-1]["content"]
     if "[[rating]]" in text:
-        top = (("7", math.log(0.6)), ("8", math.log(0.25)), ("6", math.log(0.1)))
-        return Reply("Rating: [[7]]", (TokenLogprob("Rating: [[", -0.01),
-                                       TokenLogprob("7", math.log(0.6), top),
-                                       TokenLogprob("]]", -0.01)))
+        answer = text.split("[The Start of Assistant's Answer]\n")[1].split("\n[The End")[0]
+        grade = str(GRADE.get(answer.split()[0], 7))
+        alts = ("8", "6") if grade == "7" else ("2", "3")  # never the grade itself
+        top = ((grade, math.log(0.6)), (alts[0], math.log(0.25)), (alts[1], math.log(0.1)))
+        return Reply(f"Rating: [[{grade}]]", (TokenLogprob("Rating: [[", -0.01),
+                                              TokenLogprob(grade, math.log(0.6), top),
+                                              TokenLogprob("]]", -0.01)))
     if "unsure" in text:
         return "I cannot decide between them."
     a, b = _answers(text)
@@ -338,3 +342,30 @@ def test_llmbar_human_agreement_of_a_live_judge(tmp_path: Path) -> None:
     assert j["counts"]["agreement_pairs"] == len(rows) == 100
     assert j["counts"]["agreement"] == pytest.approx(hits / len(rows))
     assert j["counts"]["prefers_longer"] == 1.0
+
+
+def test_single_grades_and_pairs_of_one_live_judge_conflict(server, tmp_path: Path  # noqa: ANN001
+                                                            ) -> None:
+    pairs = _pairs(tmp_path)
+    rows = [json.loads(line) for line in pairs.read_text().splitlines()]
+    answers = {(r["question_id"], m): a for r in rows
+               for m, a in ((r["model_a"], r["answer_a"]), (r["model_b"], r["answer_b"]))}
+    single = tmp_path / "answers.jsonl"
+    single.write_text("".join(json.dumps({"question_id": q, "question": f"{q}?", "model": m,
+                                          "answer": a}) + "\n" for (q, m), a in answers.items()))
+    base = ["--model", "scripted", "--base-url", server.base_url]
+    r1 = runner.invoke(app, ["judge", "run", str(pairs), *base, "--output",
+                             str(tmp_path / "p.jsonl")])
+    r2 = runner.invoke(app, ["judge", "run", str(single), "--template", "mtbench_single",
+                             *base, "--output", str(tmp_path / "g.jsonl")])
+    assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
+    grades = [json.loads(line) for line in (tmp_path / "g.jsonl").read_text().splitlines()]
+    assert {g["score"] for g in grades} == {8, 5, 9}
+    assert all(g["label_mass"] == pytest.approx(0.95) for g in grades)
+    r = runner.invoke(app, ["judge", "analyze", str(tmp_path / "p.jsonl"),
+                            str(tmp_path / "g.jsonl"), "--json"])
+    j = json.loads(r.stdout)["judges"][0]
+    # per answerable question: m1 (8) > m2 (5) agrees; m2 (5) > m3 (9) and m1 (8) > m3 (9)
+    # conflict: 4 of the 6 consistent non-tie pairs; the 'unsure' pairs have no verdict
+    assert j["conflict_ratio"] == pytest.approx(4 / 6)
+    assert j["counts"]["conflict_turn"] == 1 and j["counts"]["grades"] == 9
