@@ -254,12 +254,14 @@ def _coefficients(labels: NDArray[np.int8], gold: NDArray[np.int8] | None, level
 
 
 def measure_agreement(ann: Any, *, level: Level = "nominal", rounds: int = 1000,
-              rng: np.random.Generator | None = None, confidence: float = 0.95) -> Agreement:
+                      rng: np.random.Generator | None = None, confidence: float = 0.95
+                      ) -> Agreement:
     """Every agreement number of ``ann`` (an :class:`~prefkit.data.Annotations`):
     Krippendorff's alpha (``level``), Cohen's kappa with two raters (two annotators, or one
     annotator and the gold label) or Fleiss' kappa with more, accuracy against the gold
-    label (pooled over annotators, and per annotator), the confusion matrix, and the same
-    per category; intervals by bootstrap over pairs when ``rng`` is given.
+    label (pooled over annotators, and per annotator), the confusion matrix, and alpha,
+    kappa and accuracy per category; intervals (overall numbers only) by bootstrap over
+    pairs when ``rng`` is given.
 
     The confusion matrix is gold (rows) x label (columns) pooled over annotators when there
     is a gold label; annotator 1 (rows) x annotator 2 with two annotators; otherwise
