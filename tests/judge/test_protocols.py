@@ -344,7 +344,7 @@ def test_llmbar_human_agreement_of_a_live_judge(tmp_path: Path) -> None:
     assert j["counts"]["prefers_longer"] == 1.0
 
 
-def test_single_grades_and_pairs_of_one_live_judge_conflict(server, tmp_path: Path  # noqa: ANN001
+def test_single_grades_and_pairs_of_one_live_judge_conflict(server, tmp_path: Path
                                                             ) -> None:
     pairs = _pairs(tmp_path)
     rows = [json.loads(line) for line in pairs.read_text().splitlines()]
