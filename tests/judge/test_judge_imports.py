@@ -24,7 +24,7 @@ def test_every_public_name_resolves() -> None:
 
 
 def test_every_public_callable_has_a_docstring() -> None:
-    import prefkit.judge as judge
+    from prefkit import judge
 
     assert judge.__doc__
     for name in judge.__all__:
