@@ -369,3 +369,32 @@ def test_single_grades_and_pairs_of_one_live_judge_conflict(server, tmp_path: Pa
     # conflict: 4 of the 6 consistent non-tie pairs; the 'unsure' pairs have no verdict
     assert j["conflict_ratio"] == pytest.approx(4 / 6)
     assert j["counts"]["conflict_turn"] == 1 and j["counts"]["grades"] == 9
+
+
+def test_judge_run_local_model_folder(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from prefkit.align.tiny import char_tokenizer, tiny_llama
+
+    tok = char_tokenizer()
+    folder = tmp_path / "tiny"
+    tiny_llama(len(tok), seed=0).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    out = tmp_path / "v.jsonl"
+    r = runner.invoke(app, ["judge", "run", str(_pairs(tmp_path)), "--local", str(folder),
+                            "--template", "alpaca_eval", "--output", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert json.loads(r.stdout)["errors"] == 0  # read from the distribution: never unparsed
+    for x in recs:
+        for o in ("ab", "ba"):
+            p = x[f"probs_{o}"]
+            assert 0 < p["mass"] < 1 and p["mass"] == pytest.approx(p["A"] + p["B"])
+            assert x[f"winner_{o}"] == ("A" if p["A"] > p["B"] else "B")
+    d = read_verdicts(out)
+    assert d.verdicts.has_probabilities
+    r = runner.invoke(app, ["judge", "analyze", str(out), "--repair", "likelihood", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["judges"][0]["position_consistency"] == 1.0
+    r = runner.invoke(app, ["judge", "run", str(_pairs(tmp_path)), "--local", str(tmp_path),
+                            "--output", str(out)])
+    assert r.exit_code == 2 and "no config.json" in r.output
