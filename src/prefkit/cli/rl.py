@@ -26,6 +26,8 @@ _EXAMPLES = """Examples:
 
   prefkit rl --algo online-dpo --model ./my-llama --task prompts.jsonl --reward model:runs/hh --output runs/odpo
 
+  prefkit rl --algo grpo --model ./my-llama --task gsm8k/train.jsonl.gz --reward model:runs/rm --watch gsm8k/test.jsonl --output runs/grpo
+
   prefkit rl --algo grpo --model ./my-llama --task prompts.jsonl --reward exact --output runs/grpo --resume
 
   prefkit rl --list-losses
@@ -85,6 +87,10 @@ def rl_command(
     lora_r: Annotated[int, typer.Option(help="LoRA rank (0: full fine-tuning); the reference is then the adapter off.")] = 0,
     template: Annotated[Optional[str], typer.Option(help="Format each prompt from the row's columns, e.g. 'Q: {question}\\nA:'.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N prompts of --task.")] = None,
+    watch: Annotated[Optional[Path], typer.Option(help="Held-out questions (a --task file) to watch the reward on: checker success, reward, length; flags over-optimisation and plots watch.png.")] = None,
+    watch_reward: Annotated[Optional[str], typer.Option(help="The watch's checker (a reward spec scoring 0..1; default: exact, from the file's layout).")] = None,
+    watch_every: Annotated[int, typer.Option(help="Watch every N steps.")] = 5,
+    watch_samples: Annotated[int, typer.Option(help="Completions per held-out question at each watch.")] = 4,
     checkpoint_every: Annotated[int, typer.Option(help="Write checkpoint.pt every N steps (0: every few minutes, at Ctrl-C and at the end).")] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the prompt order, the samples and any new weights.", envvar="PREFKIT_SEED")] = 0,
     stop_after: Annotated[Optional[int], typer.Option(help="Stop after N steps with a checkpoint (--resume continues).")] = None,
@@ -145,6 +151,19 @@ def rl_command(
         rewards = parse_reward(reward, answer_kind=data.answer_kind)
     except (ValueError, TypeError, FileNotFoundError, OSError) as e:
         fail(f"--reward: {e}")
+    on_step = None
+    if watch is not None:
+        from prefkit.rl.watch import Watch
+
+        try:
+            held = read_task(watch)
+            on_step = Watch(held, parse_reward(watch_reward or "exact",
+                                               answer_kind=held.answer_kind),
+                            every=watch_every, samples=watch_samples)
+        except InvalidInputError as e:
+            fail(e.for_cli())
+        except (ValueError, TypeError, FileNotFoundError) as e:
+            fail(f"--watch {watch}: {e}")
     if not Path(model).exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
         fail(f"--model {model}: no such folder (give a folder with config.json, the weights and "
              "the tokenizer, or a Hub id that is in the local cache)")
@@ -155,7 +174,7 @@ def rl_command(
         with run_errors():
             result = train_rl(model, data, rewards, config=config, output_dir=output,
                               resume=resume, overwrite=overwrite, progress=not as_json,
-                              stop_after=stop_after)
+                              stop_after=stop_after, on_step=on_step)
     except (ValueError, TypeError, OSError) as e:
         fail(_flags(str(e)))
     summary = {"output": str(result.output_dir), "algo": config.algo,
@@ -163,6 +182,17 @@ def rl_command(
                "step": result.step, "finished": result.finished,
                "reward_terms": [t.name for t in rewards.terms], "metrics": result.metrics,
                "seconds": round(time.perf_counter() - t0, 2)}
+    if on_step is not None:
+        from prefkit.rl.watch import plot_watch
+
+        summary["watch"] = {"flagged_at": on_step.flagged_at,
+                            "evaluations": len(on_step.history)}
+        if on_step.history:
+            plot_watch(result.history, result.output_dir / "watch.png")
+            if on_step.flagged_at is not None:
+                note(f"watch: the reward rose while held-out success fell (first at step "
+                     f"{on_step.flagged_at}); see {result.output_dir / 'watch.png'}",
+                     style="red")
     if as_json:
         print_json(summary)
         return

@@ -8,7 +8,9 @@ from its submodule on first use (PEP 562).
 * :mod:`prefkit.rl.generate` -- G samples per prompt, the prompt's prefill shared;
 * :mod:`prefkit.rl.rewards` -- TRL-signature rewards, rule rewards, reward models, weights
   and the log-sigmoid transform; :mod:`prefkit.rl.tasks` -- prompt sets;
-* :mod:`prefkit.rl.train` -- :func:`train_rl`, the loop; :class:`RLConfig`.
+* :mod:`prefkit.rl.train` -- :func:`train_rl`, the loop; :class:`RLConfig`;
+* :mod:`prefkit.rl.watch` -- :class:`Watch`, held-out checker success while training and
+  an over-optimisation flag.
 
     from prefkit.rl import RLConfig, train_rl
     train_rl("models/tiny", "gsm8k/train.jsonl.gz", "exact", output_dir="runs/grpo",
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from prefkit.rl.tasks import Task, read_task
     from prefkit.rl.train import RLResult, train_rl
     from prefkit.rl.types import TokenLogps
+    from prefkit.rl.watch import Watch
 
 _EXPORTS = {
     "prefkit.rl.advantages": ["group_advantages", "kl_penalised_rewards",
@@ -45,6 +48,7 @@ _EXPORTS = {
     "prefkit.rl.tasks": ["Task", "read_task"],
     "prefkit.rl.train": ["RLResult", "train_rl"],
     "prefkit.rl.types": ["TokenLogps"],
+    "prefkit.rl.watch": ["Watch"],
 }
 __getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)
 
@@ -58,6 +62,7 @@ __all__ = [
     "SamplingConfig",
     "Task",
     "TokenLogps",
+    "Watch",
     "get_rl_loss",
     "group_advantages",
     "kl_penalised_rewards",
