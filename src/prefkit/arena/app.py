@@ -14,7 +14,8 @@ JSON API:
 - ``GET /api/winrates`` -> observed pairwise win rates (the heatmap).
 - ``GET /api/session`` -> ``{"csrf": ...}`` and the voter and CSRF cookies.
 - Admin (token): ``POST /api/admin/outputs`` (a JSON list of ``{prompt_id, prompt, model,
-  output}``), ``POST /api/admin/integrity`` (run the checks, flag), ``GET /api/admin/flags``,
+  output}``), ``POST /api/admin/integrity?reasons=outlier,favouritism,timing`` (run
+  the checks; flag the voters found for those reasons; ``GET`` only reports), ``GET /api/admin/flags``,
   ``GET /api/admin/audit``, ``GET /api/admin/integrity``.
 
 Status codes: 400 bad body (the message names the field and the fix), 401 admin token,
@@ -330,9 +331,14 @@ async def admin_integrity(request: Request) -> Response:
     arena = _admin(request)
     if isinstance(arena, Response):
         return arena
-    from prefkit.arena.integrity import check_arena
+    from prefkit.arena.integrity import REASONS, check_arena
 
-    report = check_arena(arena.board, write=request.method == "POST")
+    reasons = tuple(r for r in request.query_params.get("reasons", ",".join(REASONS)).split(",")
+                    if r)
+    try:
+        report = check_arena(arena.board, write=request.method == "POST", reasons=reasons)
+    except ValueError as e:
+        return _error(400, f"query 'reasons': {e}")
     return _ok(report)
 
 

@@ -79,6 +79,7 @@ class Tally:
     voter: list[str | None] = field(default_factory=list)
     prompt: list[str | None] = field(default_factory=list)
     battle: list[str | None] = field(default_factory=list)
+    elapsed: list[float] = field(default_factory=list)  # seconds from battle shown to vote
     last_seq: int = 0
 
     def _id(self, name: str) -> int:
@@ -100,6 +101,8 @@ class Tally:
                 self.voter.append(rows.voter[k])
                 self.prompt.append(rows.prompt[k])
                 self.battle.append(rows.battle_id[k])
+                e = rows.elapsed[k]
+                self.elapsed.append(float("nan") if e is None else float(e))
             self.last_seq = max(self.last_seq, s)
         return len(self.a) - before
 
