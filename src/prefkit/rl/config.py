@@ -44,7 +44,9 @@ class RLConfig(ConfigIO):
     RLOO's whitening. ``drop_zero_std_groups``: DAPO's dynamic sampling, groups whose
     rewards are all equal are left out of the loss (their tokens do not count either).
     ``mask_truncated``: completions without EOS or stop string are left out (DAPO).
-    Sampling: ``max_new_tokens``, ``temperature``, ``top_p``, ``top_k``, ``stop``.
+    Sampling: ``max_new_tokens``, ``temperature``, ``top_p``, ``top_k``, ``stop``,
+    ``share_prefill`` (each prompt's forward pass run once for its G samples; False runs it
+    G times, as plain ``generate`` does -- the same draws, for comparison).
     ``lora_r > 0`` trains a LoRA adapter; the reference is then the adapter disabled,
     otherwise a frozen copy of the initial weights (only made when ``beta > 0`` or for
     online DPO).
@@ -59,6 +61,7 @@ class RLConfig(ConfigIO):
     top_p: float = 1.0
     top_k: int = 0
     stop: tuple[str, ...] = ()
+    share_prefill: bool = True
     batch_size: int = 4
     micro_batch_size: int | None = None
     num_iterations: int = 1
