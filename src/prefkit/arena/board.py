@@ -125,18 +125,48 @@ class Tally:
         return out
 
     def weights(self, reasons: list[str], policy: str = "exclude",
-                both_bad: str = "tie") -> np.ndarray:
-        """1 for a counted row, 0 for a row set aside by the flag policy (or both-bad)."""
+                both_bad: str = "tie", start: int = 0) -> np.ndarray:
+        """1 for a counted row, 0 for a row set aside by the flag policy (or both-bad);
+        for the rows from ``start`` on (``reasons`` are theirs)."""
         if policy not in ("exclude", "include"):
             raise ValueError(f"flag policy must be 'exclude' or 'include', got {policy!r}")
         if both_bad not in ("tie", "ignore"):
             raise ValueError(f"both_bad must be 'tie' or 'ignore', got {both_bad!r}")
-        w = np.ones(len(self.a))
+        w = np.ones(len(self.a) - start)
         if policy == "exclude":
             w[[k for k, r in enumerate(reasons) if r]] = 0.0
         if both_bad == "ignore":
-            w[np.asarray(self.outcome, int) == 3] = 0.0
+            w[np.asarray(self.outcome[start:], int) == 3] = 0.0
         return w
+
+    def add_cells(self, cells: dict[tuple[str, str], list[float]], weights: np.ndarray,
+                  start: int = 0) -> None:
+        """Add the rows from ``start`` on to per-pair counts ``cells`` (keyed by the two
+        names in sorted order; ``[wins of the first, wins of the second, ties, both bad]``),
+        so that a refit costs the new votes, not all of them."""
+        names = sorted(self.names, key=self.names.__getitem__)
+        for k in range(start, len(self.a)):
+            x, y, o = names[self.a[k]], names[self.b[k]], self.outcome[k]
+            if x > y:
+                x, y = y, x
+                o = 1 - o if o < 2 else o
+            c = cells.get((x, y))
+            if c is None:
+                c = cells[(x, y)] = [0.0, 0.0, 0.0, 0.0]
+            c[o] += float(weights[k - start])
+
+    @staticmethod
+    def cells_to_counts(cells: dict[tuple[str, str], list[float]]) -> Any:
+        """The :class:`PairCounts` of ``cells``, exactly as :meth:`counts` aggregates."""
+        from prefkit.data.records import ItemIndex, PairCounts
+
+        order = sorted({n for pair in cells for n in pair})
+        ids = {n: k for k, n in enumerate(order)}
+        keys = sorted(cells, key=lambda p: (ids[p[0]], ids[p[1]]))
+        return PairCounts(ItemIndex(tuple(order)),
+                          np.asarray([ids[x] for x, _ in keys], np.int32),
+                          np.asarray([ids[y] for _, y in keys], np.int32),
+                          np.asarray([cells[p] for p in keys], float).reshape(-1, 4))
 
     def counts(self, weights: np.ndarray) -> Any:
         """The :class:`PairCounts` that reading :func:`export_rows` with
@@ -206,6 +236,7 @@ class LiveBoard:
         self._lock = threading.Lock()
         self._update_lock = threading.Lock()
         self._flags: list[Any] = []
+        self._cells: dict[tuple[str, str], list[float]] = {}
         self._flag_version = -1
         self._reasons: list[str] = []
         self.point: dict[str, Any] | None = None  # the fast fit
@@ -232,19 +263,23 @@ class LiveBoard:
         if not rows.seq and fv == self._flag_version:
             return False
         t0 = time.perf_counter()
+        cfg = self.config
         with self._lock:
             start = len(self.tally.a)
             self.tally.extend(rows)
-            if fv != self._flag_version:  # new flags: every row's reasons again
+            if fv != self._flag_version:  # new flags: every row's reasons and counts again
                 self._flags = self.store.flags()
                 self._reasons = self.tally.reasons(self._flags)
                 self._flag_version = fv
+                self._cells = {}
+                start = 0
             else:
                 self._reasons += self.tally.reasons(self._flags, start)
             if not self.tally.a:
                 return False
-            w = self.tally.weights(self._reasons, self.config.policy, self.config.both_bad)
-            counts = self.tally.counts(w)
+            w = self.tally.weights(self._reasons[start:], cfg.policy, cfg.both_bad, start)
+            self.tally.add_cells(self._cells, w, start)
+            counts = self.tally.cells_to_counts(self._cells)
             self.counts = counts
             key = (self.tally.last_seq, fv)
         self._point_fit(counts, key)
