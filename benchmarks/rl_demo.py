@@ -33,13 +33,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "rl"))
 
-from rl_sums import ANSWERS, PROMPTS, sft_noisy_sums, sums_reward  # noqa: E402
-from scipy import stats  # noqa: E402
+from rl_sums import ANSWERS, PROMPTS, sft_noisy_sums, sums_reward
+from scipy import stats
 
-from prefkit.rl import RLConfig, parse_reward, train_rl  # noqa: E402
-from prefkit.rl.generate import SamplingConfig, sample  # noqa: E402
-from prefkit.rl.tasks import Task  # noqa: E402
-from prefkit.rl.watch import Watch, wilson  # noqa: E402
+from prefkit.rl import RLConfig, parse_reward, train_rl
+from prefkit.rl.generate import SamplingConfig, sample
+from prefkit.rl.tasks import Task
+from prefkit.rl.watch import Watch, wilson
 
 TASK = Task(PROMPTS, {"answer": ANSWERS})
 ALGOS = ("grpo", "rloo", "online_dpo")

@@ -154,3 +154,27 @@ def test_task_files_and_their_errors(tmp_path: Path) -> None:
     t = read_task(RL / "gsm8k" / "test.jsonl", limit=2, template="Q: {question}\nA:")
     assert t.prompts[0].startswith("Q: Janet") and t.prompts[0].endswith("\nA:")
     assert as_task({"prompt": ["a"], "answer": ["1"]}).columns == {"answer": ["1"]}
+
+
+def test_an_llm_judge_through_a_real_local_server(tmp_path: Path, monkeypatch) -> None:
+    from prefkit.llm.server import LocalServer, canned_responder
+
+    monkeypatch.setenv("PREFKIT_CACHE_DIR", str(tmp_path))
+
+    def respond(request) -> str:  # the judge: 9 for answers that say 42, else 3
+        text = request.messages[-1]["content"]
+        if "FAIL" in text:
+            return "I cannot rate this."
+        return "Rating: 9" if "42" in text.split("[Response]")[1] else "Rating: 3"
+
+    server = LocalServer(canned_responder(respond))
+    with server as url:
+        reward = parse_reward(f"judge:tiny@{url}")
+        completions = ["it is 42", "it is 7", "FAIL", "it is 42"]
+        total, _ = reward(["q"] * 4, completions, {})
+        assert total[:2].tolist() == [8 / 9, 2 / 9] and math.isnan(total[2])
+        assert total[3] == total[0]
+        assert server.stats.requests == 3  # the repeated completion is judged once
+        again, _ = reward(["q"] * 4, completions, {})  # cached: the server is not asked again
+        assert np.array_equal(again[:2], total[:2]) and server.stats.requests == 3
+    assert (tmp_path / "rl_judge.sqlite").is_file()

@@ -24,6 +24,11 @@ spec                     reward
                          reward for testing a watch, never a real objective
 ``model:DIR``            a prefkit reward model folder (``prefkit reward train`` /
                          ``finetune``): ``RewardModel.load(DIR).score(prompts, completions)``
+``judge:MODEL[@URL]``    an LLM judge on any OpenAI-compatible server (``URL``, else
+                         ``$OPENAI_BASE_URL``): :data:`JUDGE_TEMPLATE` asks for a 1-10
+                         rating, the last number of the reply scaled to [0, 1]; requests
+                         concurrent and cached on disk (:mod:`prefkit.llm`); a failed or
+                         unparsable reply is None
 ``PATH.py:NAME``         the function ``NAME`` of the Python file ``PATH.py``
 =======================  =============================================================
 
@@ -59,6 +64,7 @@ from numpy.typing import NDArray
 from prefkit.answers import check_24, check_answer
 
 __all__ = [
+    "JUDGE_TEMPLATE",
     "CombinedReward",
     "RewardFn",
     "RewardTerm",
@@ -66,6 +72,7 @@ __all__ = [
     "exact_answer_reward",
     "format_reward",
     "game24_reward",
+    "judge_reward",
     "length_reward",
     "load_function",
     "logsigmoid_centred",
@@ -121,6 +128,59 @@ def reward_model_reward(folder: str | Path) -> RewardFn:
         return [float(v) for v in model.score(list(prompts), list(completions))]
 
     reward.__name__ = f"model:{Path(folder).name}"
+    return reward
+
+
+#: the judge's prompt: ``{prompt}`` and ``{completion}`` are filled in
+JUDGE_TEMPLATE = (
+    "Rate how well the response answers the prompt, from 1 (useless or wrong) to 10 "
+    "(correct, complete and clear).\n\n[Prompt]\n{prompt}\n\n[Response]\n{completion}\n\n"
+    "Reply with the rating only, as 'Rating: N'.")
+_RATING = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def judge_reward(model: str, *, base_url: str | None = None, template: str = JUDGE_TEMPLATE,
+                 low: float = 1.0, high: float = 10.0, cache: str | Path | None = "default",
+                 concurrency: int = 16, max_tokens: int = 16) -> RewardFn:
+    """An LLM judge as a reward: each (prompt, completion) sent as ``template`` to ``model``
+    on an OpenAI-compatible server (temperature 0), the last number of the reply mapped
+    from ``[low, high]`` to ``[0, 1]`` (clipped); an error or a reply without a number gives
+    None. Requests run concurrently (``concurrency``) and are cached in SQLite (``cache``:
+    a file; ``"default"``: ``$PREFKIT_CACHE_DIR/rl_judge.sqlite``; None: no cache), so a
+    completion sampled twice is judged once."""
+    import os
+
+    from prefkit.llm.batch import run_requests
+    from prefkit.llm.cache import CachedBackend
+    from prefkit.llm.client import OpenAIClient
+    from prefkit.llm.types import ChatRequest
+
+    if cache == "default":
+        root = os.environ.get("PREFKIT_CACHE_DIR") or Path.home() / ".cache" / "prefkit"
+        cache = Path(root) / "rl_judge.sqlite"
+    OpenAIClient(base_url=base_url, model=model)  # a missing server or key fails now
+
+    def reward(prompts: Sequence[str], completions: Sequence[str], **_: Any
+               ) -> list[float | None]:
+        backend: Any = OpenAIClient(base_url=base_url, model=model, concurrency=concurrency)
+        if cache is not None:
+            backend = CachedBackend(backend, cache)
+        requests = [ChatRequest.of(template.format(prompt=p, completion=c), model=model,
+                                   temperature=0.0, max_tokens=max_tokens)
+                    for p, c in zip(prompts, completions, strict=True)]
+        try:
+            results = run_requests(backend, requests, progress=False, description="judge")
+        finally:
+            if cache is not None:
+                backend.close()
+        out: list[float | None] = []
+        for r in results:
+            nums = _RATING.findall(r.text or "") if r.ok else []
+            out.append(None if not nums else
+                       min(1.0, max(0.0, (float(nums[-1]) - low) / (high - low))))
+        return out
+
+    reward.__name__ = f"judge:{model}"
     return reward
 
 
@@ -265,12 +325,17 @@ def _term(spec: str, answer_kind: str | None) -> tuple[str, RewardFn]:
         return s, partial(length_reward, scale=scale)
     if kind == "model":
         return s, reward_model_reward(arg)
+    if kind == "judge":
+        name, _, url = arg.partition("@")
+        if not name:
+            raise ValueError("reward 'judge' needs a model: judge:MODEL or judge:MODEL@URL")
+        return s, judge_reward(name, base_url=url or None)
     if s.rpartition(":")[0].endswith(".py"):
         fn = load_function(s)
         return getattr(fn, "__name__", s), fn
     raise ValueError(f"unknown reward {spec!r}; use exact[:gsm8k|math], format:REGEX, game24, "
-                     "length:SCALE, model:DIR, PATH.py:FUNCTION, or logsigmoid(SPEC;ref=...), "
-                     "each optionally WEIGHT*SPEC")
+                     "length:SCALE, model:DIR, judge:MODEL[@URL], PATH.py:FUNCTION, or "
+                     "logsigmoid(SPEC;ref=...), each optionally WEIGHT*SPEC")
 
 
 def parse_reward(specs: str | Sequence[str] | RewardFn | Sequence[RewardFn], *,
