@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["ProcessReward", "process_advantages", "step_token_ends", "step_spans"]
+__all__ = ["ProcessReward", "process_advantages", "step_spans", "step_token_ends"]
 
 STD_EPS = 1e-4
 SEPARATOR = "\n\n"
