@@ -1,12 +1,13 @@
 """A synthetic reasoning task whose step correctness is known exactly.
 
-A problem starts from a number and applies a few operations; a solution writes one step per
-operation, ``"7 + 5 = 12"``, each starting from the value the previous step wrote, and ends
-with ``"The answer is 12"``. Values stay in 0..:data:`MAX_VALUE` (operations are drawn so).
+A problem (``"Compute 7 + 2 - 5."``) starts from a number and applies a few additions and
+subtractions; a solution writes one step per operation, ``"7 + 2 = 9"``, each starting from
+the value the previous step wrote, and ends with ``"The answer is 4"``. The exact values stay
+in 0..``max_value`` (:data:`MAX_VALUE`, single digits, by default; operations are drawn so).
 A generator with errors:
 
 * a **correct** solution computes every step right;
-* an **erroneous** solution computes step ``k`` wrong (the result off by 1..3) and the later
+* an **erroneous** solution computes step ``k`` wrong (the result off by 1 or 2) and the later
   steps right from the wrong value, so its final answer is wrong;
 * a **lucky** solution errs at step ``k`` and errs again later so that the final answer is
   right again: its outcome is right but its first wrong step is ``k``, so the final answer
@@ -33,7 +34,7 @@ from prefkit.data._formats_steps import StepSolutions
 
 __all__ = ["MAX_VALUE", "Problem", "make_problem", "make_solutions", "solve"]
 
-MAX_VALUE = 30
+MAX_VALUE = 9
 _OPS = ("+", "-")
 
 
@@ -46,8 +47,7 @@ class Problem:
 
     @property
     def text(self) -> str:
-        said = ", then ".join(f"{'add' if op == '+' else 'subtract'} {x}" for op, x in self.ops)
-        return f"Start with {self.start}, {said}. What is the result?"
+        return f"Compute {self.start}" + "".join(f" {op} {x}" for op, x in self.ops) + "."
 
     @property
     def answer(self) -> int:
@@ -61,18 +61,21 @@ def _apply(v: int, op: str, x: int) -> int:
     return v + x if op == "+" else v - x
 
 
-def make_problem(rng: np.random.Generator, n_ops: tuple[int, int] = (3, 5)) -> Problem:
-    """A problem with ``n_ops`` operations (inclusive range) whose values stay in range."""
+def make_problem(rng: np.random.Generator, n_ops: tuple[int, int] = (3, 5), *,
+                 max_value: int = MAX_VALUE) -> Problem:
+    """A problem with ``n_ops`` operations (inclusive range) whose exact values stay in
+    0..``max_value``."""
     n = int(rng.integers(n_ops[0], n_ops[1] + 1))
-    v = int(rng.integers(1, 10))
+    v = int(rng.integers(1, max_value + 1))
     start, ops = v, []
     for _ in range(n):
         op = _OPS[int(rng.integers(2))]
-        if op == "-" and v < 4:
+        if op == "-" and v < 1:
             op = "+"
-        if op == "+" and v > MAX_VALUE - 10:
+        if op == "+" and v >= max_value:
             op = "-"
-        x = int(rng.integers(1, min(9, v) + 1)) if op == "-" else int(rng.integers(1, 10))
+        room = min(9, max_value - v) if op == "+" else min(9, v)
+        x = int(rng.integers(1, room + 1))
         ops.append((op, x))
         v = _apply(v, op, x)
     return Problem(start, tuple(ops))
@@ -92,20 +95,23 @@ def solve(problem: Problem, errors: dict[int, int] | None = None) -> tuple[list[
 
 
 def make_solutions(n: int, rng: np.random.Generator, *, p_error: float = 0.5,
-                   p_lucky: float = 0.2, n_ops: tuple[int, int] = (3, 5)
+                   p_lucky: float = 0.2, n_ops: tuple[int, int] = (3, 5),
+                   per_problem: int = 1, max_value: int = MAX_VALUE
                    ) -> tuple[StepSolutions, list[bool]]:
-    """``n`` solutions of fresh problems: with probability ``p_error`` one has an error
-    (and of those, ``p_lucky`` a compensating second error); returns the solutions and
-    whether each final answer is right."""
+    """``n`` solutions, ``per_problem`` to each fresh problem (in a row): with probability
+    ``p_error`` one has an error (and of those, ``p_lucky`` a compensating second error);
+    returns the solutions and whether each final answer is right."""
     out, outcome = StepSolutions(), []
+    prob = make_problem(rng, n_ops, max_value=max_value)
     for i in range(n):
-        prob = make_problem(rng, n_ops)
+        if i % per_problem == 0:
+            prob = make_problem(rng, n_ops, max_value=max_value)
         errors: dict[int, int] = {}
         m = len(prob.ops)
         if rng.random() < p_error:
             lucky = m >= 2 and rng.random() < p_lucky
             k = int(rng.integers(m - 1 if lucky else m))
-            delta = int(rng.choice([-3, -2, -1, 1, 2, 3]))
+            delta = int(rng.choice([-2, -1, 1, 2]))
             errors[k] = delta
             if lucky:
                 errors[int(rng.integers(k + 1, m))] = -delta  # back on track: right answer
