@@ -278,7 +278,7 @@ def test_detect_generic_and_counts(tmp_path: Path) -> None:
     assert detect_format(counts) == "counts_json"
     votes = {f.name for f in FORMATS.values() if f.family == "votes"}
     assert votes == {"generic", "fastchat", "arena_hard", "mtbench", "alpaca_eval", "llmfao",
-                     "counts_json", "football", "rankings"}
+                     "counts_json", "football", "rankings", "judge_votes"}
 
 
 def test_unknown_format_lists_the_known_ones(tmp_path: Path) -> None:
