@@ -47,6 +47,9 @@ from prefkit.arena.store import Store, open_store
 
 __all__ = ["ArenaConfig", "create_app"]
 
+#: Battles whose hidden side is kept in memory (the oldest are forgotten first).
+BATTLE_CACHE = 200_000
+
 
 @dataclass(frozen=True)
 class ArenaConfig:
@@ -91,7 +94,8 @@ class Arena:
         self.ip_buckets = guard.Buckets(config.ip_rate, config.ip_burst)
         self.cap = guard.DailyCap(config.daily_cap)
         self._voter_ids: dict[str, int] = {}
-        self.identity: dict[str, str] = {}
+        self.outputs: dict[int, tuple[str, str, str, str, str]] = {}
+        self.battles: dict[str, dict[str, Any]] = {}
 
     def startup(self) -> None:
         self.reload_content()
@@ -104,8 +108,33 @@ class Arena:
         self.store.close()
 
     def reload_content(self) -> None:
-        self.match.set_content(self.store.content())
+        content = self.store.content()
+        self.outputs = {oid: (model, ident, key, prompt, text)
+                        for oid, model, _, ident, key, prompt, text in content}
+        self.match.set_content(content)
         self.match.refresh(self.board.counts)
+
+    async def call(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        """Run a store call: inline on SQLite (microseconds, no fsync by default), in a
+        worker thread on PostgreSQL (network round trips overlap there)."""
+        if not self.store.postgres:
+            return fn(*args, **kw)
+        from functools import partial
+
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(partial(fn, *args, **kw))
+
+    def remember(self, battle_id: str, info: dict[str, Any]) -> None:
+        """Keep a battle's hidden side in memory (the vote then needs no read); the
+        database stays the truth after a restart or for an old battle."""
+        self.battles[battle_id] = info
+        if len(self.battles) > BATTLE_CACHE:
+            self.battles.pop(next(iter(self.battles)))
+
+    def battle(self, battle_id: str) -> dict[str, Any] | None:
+        b = self.battles.get(battle_id)
+        return b if b is not None else self.store.battle(battle_id)
 
     # -- who ----------------------------------------------------------------------------------
     def voter(self, request: Request) -> tuple[str, bool]:
@@ -198,11 +227,15 @@ async def create_battle(request: Request) -> Response:
                            "shared prompt; add outputs (prefkit arena add-outputs)")
     prompt_id, slots = pick
     battle_id = guard.new_token(16)
-    vid = arena.voter_id(voter, ip)
-    prompt, texts = arena.store.create_battle(battle_id, vid, prompt_id,
-                                              [(s, oid) for s, _, oid in slots])
-    resp = _ok({"battle_id": battle_id, "prompt": prompt,
-                "outputs": [{"slot": s, "output": t} for s, t in texts]})
+    vid = await arena.call(arena.voter_id, voter, ip)
+    created = await arena.call(arena.store.create_battle, battle_id, vid, prompt_id,
+                               [(s, oid) for s, _, oid in slots])
+    shown = {s: arena.outputs[oid] for s, _, oid in slots}
+    arena.remember(battle_id, {"created_at": created, "voter": voter,
+                               "prompt_key": shown["a"][2], "vote": None,
+                               "slots": {s: (o[0], o[1]) for s, o in shown.items()}})
+    resp = _ok({"battle_id": battle_id, "prompt": shown["a"][3],
+                "outputs": [{"slot": s, "output": shown[s][4]} for s in sorted(shown)]})
     return _with_cookies(resp, request, voter, new)
 
 
@@ -237,7 +270,7 @@ async def vote(request: Request) -> Response:
     if err:
         return _error(400, err)
     battle_id = request.path_params["battle_id"]
-    b = arena.store.battle(battle_id)
+    b = await arena.call(arena.battle, battle_id)
     if b is None:
         return _error(404, f"no battle {battle_id!r}; start one with POST /api/battles")
     if b["voter"] != voter:
@@ -254,9 +287,10 @@ async def vote(request: Request) -> Response:
     limited = arena.limited(voter, ip)
     if limited:
         return limited
-    vid = arena.voter_id(voter, ip)
+    vid = await arena.call(arena.voter_id, voter, ip)
     if not arena.cap.known(vid):
-        arena.cap.seed(vid, arena.store.votes_today(vid, arena.cap.day() * 86400.0))
+        arena.cap.seed(vid, await arena.call(arena.store.votes_today, vid,
+                                             arena.cap.day() * 86400.0))
     if not arena.cap.take(vid):
         return _error(429, f"daily cap of {arena.cap.cap} votes reached; come back tomorrow "
                            "(UTC)", **{"Retry-After": "3600"})
@@ -264,12 +298,13 @@ async def vote(request: Request) -> Response:
     flags = [("identity", ",".join(words))] if words else []
     name = {s: b["slots"][s][0] for s in slots}
     ranking = None if levels is None else json.dumps([[name[s] for s in lv] for lv in levels])
-    seq, created = arena.store.record_vote(
-        battle_id, vid, model_a=name["a"] if outcome else None,
+    seq, created = await arena.call(
+        arena.store.record_vote, battle_id, vid, model_a=name["a"] if outcome else None,
         model_b=name["b"] if outcome else None, outcome=outcome, ranking=ranking,
         prompt_key=b["prompt_key"], elapsed=time.time() - b["created_at"], flags=flags)
     if not created:
         arena.cap.give_back(vid)
+    b["vote"] = {"seq": seq}
     arena.board.poke()
     return _ok({"battle_id": battle_id, "vote_seq": seq, "models": models,
                 "flags": [f[0] for f in flags] if created else [], "duplicate": not created})

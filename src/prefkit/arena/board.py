@@ -409,18 +409,23 @@ class LiveBoard:
         self._wake.set()
 
     def _point_loop(self) -> None:
+        """Refit when votes arrive, at most every ``refresh`` seconds."""
         while not self._stop.is_set():
             self._wake.wait(self.config.refresh)
             self._wake.clear()
             try:
                 self.update()
             except Exception:  # noqa: BLE001 - a database hiccup must not stop the thread
-                time.sleep(self.config.refresh)
+                pass
+            self._stop.wait(self.config.refresh)
 
     def _full_loop(self) -> None:
+        """Bootstrap the newest counts; rest three times as long as the last bootstrap
+        took, so that it uses at most a quarter of a core while votes stream in."""
         while not self._stop.is_set():
+            t0 = time.perf_counter()
             try:
                 self.full_fit()
             except Exception:  # noqa: BLE001
                 pass
-            self._stop.wait(self.config.refresh)
+            self._stop.wait(max(self.config.refresh, 3.0 * (time.perf_counter() - t0)))

@@ -34,10 +34,10 @@ class Matchmaker:
         self._queue: dict[int, deque[tuple[str, ...]]] = {}
         self._state: Any = None
 
-    def set_content(self, content: list[tuple[int, str, int, str]]) -> None:
-        """``(output_id, model, prompt_id, identity)`` rows from the store."""
+    def set_content(self, content: list[tuple]) -> None:
+        """``(output_id, model, prompt_id, ...)`` rows from the store."""
         outputs: dict[str, dict[int, int]] = {}
-        for oid, model, pid, _ in content:
+        for oid, model, pid, *_ in content:
             outputs.setdefault(model, {})[pid] = oid
         with self._lock:
             self.outputs = outputs

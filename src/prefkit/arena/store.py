@@ -125,8 +125,9 @@ class Store:
         return conn
 
     @contextmanager
-    def _tx(self) -> Iterator[Any]:
-        """One transaction; yields ``run(sql, params) -> cursor`` (``?`` placeholders)."""
+    def _tx(self, write: bool = True) -> Iterator[Any]:
+        """One transaction; yields ``run(sql, params) -> cursor`` (``?`` placeholders).
+        SQLite takes the write lock at the start of a writing transaction (``IMMEDIATE``)."""
         if self.postgres:
             conn = self._conn()
             with conn.transaction():
@@ -135,7 +136,7 @@ class Store:
             return
         with self._lock:
             conn = self._sqlite
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield conn.execute
             except BaseException:
@@ -144,7 +145,7 @@ class Store:
             conn.execute("COMMIT")
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        with self._tx() as run:
+        with self._tx(write=not sql.lstrip().upper().startswith(("SELECT", "PRAGMA"))) as run:
             return list(run(sql, params).fetchall())
 
     def close(self) -> None:
@@ -225,10 +226,12 @@ class Store:
                 (now, actor, "add_outputs", json.dumps(detail)))
         return detail
 
-    def content(self) -> list[tuple[int, str, int, str]]:
-        """``(output_id, model, prompt_id, identity)`` for every output."""
-        return self._all("SELECT o.id, m.name, o.prompt_id, o.identity FROM outputs o "
-                         "JOIN models m ON m.id = o.model_id ORDER BY o.id")
+    def content(self) -> list[tuple[int, str, int, str, str, str, str]]:
+        """``(output_id, model, prompt_id, identity, prompt key, prompt, output)`` for
+        every output."""
+        return self._all("SELECT o.id, m.name, o.prompt_id, o.identity, p.key, p.prompt, "
+                         "o.output FROM outputs o JOIN models m ON m.id = o.model_id "
+                         "JOIN prompts p ON p.id = o.prompt_id ORDER BY o.id")
 
     def models(self) -> list[str]:
         return [r[0] for r in self._all("SELECT name FROM models ORDER BY name")]
@@ -243,26 +246,23 @@ class Store:
         return int(row[0])
 
     def create_battle(self, battle_id: str, voter_id: int, prompt_id: int,
-                      slots: Sequence[tuple[str, int]]) -> tuple[str, list[tuple[str, str]]]:
-        """Store a battle (``slots``: ``(slot, output_id)``); returns the prompt and the
-        ``(slot, output)`` texts, in slot order."""
+                      slots: Sequence[tuple[str, int]]) -> float:
+        """Store a battle (``slots``: ``(slot, output_id)``) before it is shown; returns its
+        creation time."""
+        now = time.time()
         with self._tx() as run:
             run("INSERT INTO battles (id, voter_id, prompt_id, created_at) VALUES (?, ?, ?, ?)",
-                (battle_id, voter_id, prompt_id, time.time()))
+                (battle_id, voter_id, prompt_id, now))
             for slot, output_id in slots:
                 run("INSERT INTO battle_slots (battle_id, slot, output_id, model_id) VALUES "
                     "(?, ?, ?, (SELECT model_id FROM outputs WHERE id = ?))",
                     (battle_id, slot, output_id, output_id))
-            prompt = run("SELECT prompt FROM prompts WHERE id = ?", (prompt_id,)).fetchone()[0]
-            texts = run("SELECT s.slot, o.output FROM battle_slots s JOIN outputs o ON "
-                        "o.id = s.output_id WHERE s.battle_id = ? ORDER BY s.slot",
-                        (battle_id,)).fetchall()
-        return prompt, [(s, t) for s, t in texts]
+        return now
 
     def battle(self, battle_id: str) -> dict[str, Any] | None:
         """The battle with its slots (``slot -> (model, identity words)``), its voter key,
         prompt key, creation time and the vote already cast on it (or ``None``)."""
-        with self._tx() as run:
+        with self._tx(write=False) as run:
             head = run("SELECT b.created_at, v.key, p.key FROM battles b JOIN prompts p ON "
                        "p.id = b.prompt_id LEFT JOIN voters v ON v.id = b.voter_id "
                        "WHERE b.id = ?", (battle_id,)).fetchone()
