@@ -103,3 +103,35 @@ def test_bad_configs_are_refused():
         SamplingConfig(top_p=0)
     with pytest.raises(ValueError, match="num_generations"):
         SamplingConfig(num_generations=0)
+
+
+def test_the_prompt_once_for_its_completions_equals_full_rows(model, tok):
+    from prefkit.rl.logprobs import shared_token_logps
+
+    s = sample(model, tok, PROMPTS, SamplingConfig(num_generations=3, max_new_tokens=8,
+                                                   temperature=0.7), seed=1)
+    mask = s.mask.clone()
+    mask[1, 5:] = False  # a shorter completion
+    rows = completion_rows(s.prompt_ids, s.prompt_mask, s.prompt_index, s.completion_ids, mask)
+    weights = torch.randn(mask.shape, generator=torch.Generator().manual_seed(0))
+    grads = []
+    for shared in (False, True):
+        model.zero_grad()
+        model.train()
+        lp = (shared_token_logps(model, s.prompt_ids, s.prompt_mask, s.prompt_index,
+                                 s.completion_ids, mask, temperature=0.7) if shared
+              else token_logps(model, rows, temperature=0.7))
+        (lp * weights).sum().backward()
+        grads.append(([p.grad.clone() for p in model.parameters()], lp.detach()))
+    model.eval()
+    (g_full, lp_full), (g_shared, lp_shared) = grads
+    torch.testing.assert_close(lp_shared, lp_full, rtol=0, atol=1e-5)
+    assert bool((lp_shared[~mask] == 0).all())
+    for a, b in zip(g_full, g_shared, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    # a micro-batch of rows from different prompts
+    mb = torch.tensor([1, 2, 3, 7])
+    with torch.no_grad():
+        sub = shared_token_logps(model, s.prompt_ids, s.prompt_mask, s.prompt_index[mb],
+                                 s.completion_ids[mb], mask[mb], temperature=0.7)
+    torch.testing.assert_close(sub, lp_full[mb], rtol=0, atol=1e-5)

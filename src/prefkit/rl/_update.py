@@ -24,7 +24,12 @@ from prefkit.rl.advantages import (
     rloo_advantages,
 )
 from prefkit.rl.generate import Samples
-from prefkit.rl.logprobs import CompletionRows, completion_rows, token_logps
+from prefkit.rl.logprobs import (
+    CompletionRows,
+    completion_rows,
+    shared_token_logps,
+    token_logps,
+)
 from prefkit.rl.losses import k3_kl
 from prefkit.rl.types import TokenLogps
 from prefkit.runs import json_num
@@ -35,10 +40,34 @@ if TYPE_CHECKING:
 __all__ = ["update"]
 
 
-def _rows(st: RLState, samples: Samples, mask: Tensor) -> CompletionRows:
-    pad = st.tokenizer.pad_token_id
-    return completion_rows(samples.prompt_ids, samples.prompt_mask, samples.prompt_index,
-                           samples.completion_ids, mask, pad).to(st.device)
+class _Scorer:
+    """Per-token log-probs of chosen completion rows under the policy (or the reference):
+    the prompt once for its completions (:func:`~prefkit.rl.logprobs.shared_token_logps`)
+    when ``share_prefill`` and the model's head splits; else full prompt + completion rows
+    (:func:`~prefkit.rl.logprobs.token_logps`), built on first use."""
+
+    def __init__(self, st: RLState, samples: Samples, mask: Tensor) -> None:
+        self.st, self.samples, self.mask = st, samples, mask
+        self.shared = st.config.share_prefill
+        self._rows: CompletionRows | None = None
+
+    def __call__(self, idx: Tensor, reference: Any = None) -> Tensor:
+        st, s, cfg = self.st, self.samples, self.st.config
+        if self.shared:
+            out = shared_token_logps(
+                st.model, s.prompt_ids, s.prompt_mask, s.prompt_index[idx.cpu()].to(st.device),
+                s.completion_ids[idx], self.mask[idx], temperature=cfg.temperature,
+                reference=reference, chunk_size=cfg.chunk_size)
+            if out is not None:
+                return out
+            self.shared = False  # the head does not split: full rows from now on
+        if self._rows is None:
+            self._rows = completion_rows(s.prompt_ids, s.prompt_mask, s.prompt_index,
+                                         s.completion_ids, self.mask,
+                                         st.tokenizer.pad_token_id).to(st.device)
+        return token_logps(st.model, _select_rows(self._rows, idx, st.device),
+                           temperature=cfg.temperature, reference=reference,
+                           chunk_size=cfg.chunk_size)
 
 
 def _micro(st: RLState, n: int) -> list[Tensor]:
@@ -47,12 +76,9 @@ def _micro(st: RLState, n: int) -> list[Tensor]:
 
 
 @torch.no_grad()
-def _reference_logps(st: RLState, rows: CompletionRows, n: int) -> Tensor:
+def _reference_logps(st: RLState, scorer: _Scorer, n: int) -> Tensor:
     """(N, T) the reference's per-token log-probs, micro-batch by micro-batch."""
-    parts = [token_logps(st.model, _select_rows(rows, mb, st.device),
-                         temperature=st.config.temperature, reference=st.reference,
-                         chunk_size=st.config.chunk_size) for mb in _micro(st, n)]
-    return torch.cat(parts)
+    return torch.cat([scorer(mb, reference=st.reference) for mb in _micro(st, n)])
 
 
 def update(st: RLState, samples: Samples, rewards: Tensor) -> dict[str, Any]:
@@ -90,8 +116,8 @@ def _policy_update(st: RLState, samples: Samples, rewards: Tensor) -> dict[str, 
         flat = (grouped.max(1).values == grouped.min(1).values).repeat_interleave(g)
         mask &= ~flat[:, None]
     old = samples.old_logps
-    rows = _rows(st, samples, mask)
-    ref = _reference_logps(st, rows, mask.shape[0]) if st.reference is not None else None
+    scorer = _Scorer(st, samples, mask)
+    ref = _reference_logps(st, scorer, mask.shape[0]) if st.reference is not None else None
     adv = _advantages(st, rewards, mask, old, ref)
     hyper = config.rl_hyper()
     stats = torch.zeros(5, dtype=torch.float64, device=st.device)  # loss, norm, lo, hi, tok
@@ -100,9 +126,7 @@ def _policy_update(st: RLState, samples: Samples, rewards: Tensor) -> dict[str, 
         st.opt.zero_grad(set_to_none=True)
         norm_total, parts = 0.0, _micro(st, mask.shape[0])
         for mb in parts:
-            sub = _select_rows(rows, mb, st.device)
-            policy = token_logps(st.model, sub, temperature=config.temperature,
-                                 chunk_size=config.chunk_size)
+            policy = scorer(mb)
             x = TokenLogps(policy, mask[mb], adv[mb], old=old[mb],
                            reference=None if ref is None or loss.kl_in != "loss" else ref[mb])
             out = loss(x, **hyper)
@@ -111,7 +135,8 @@ def _policy_update(st: RLState, samples: Samples, rewards: Tensor) -> dict[str, 
                 total = total / max(float(out.normaliser), 1.0) / len(parts)
             else:
                 norm_total += float(out.normaliser)
-            total.backward()
+            if total.requires_grad:  # a micro-batch whose tokens all dropped has none
+                total.backward()
             d = out.diagnostics
             stats += torch.stack([total.detach().double(), torch.tensor(
                 float(out.normaliser), dtype=torch.float64, device=st.device),
@@ -168,11 +193,10 @@ def _dpo_update(st: RLState, samples: Samples, rewards: Tensor) -> dict[str, Any
     base = torch.arange(r.shape[0], device=r.device) * g
     chosen, rejected = (base + best)[valid], (base + worst)[valid]
     order = torch.cat([chosen, rejected])  # response-major: all chosen, then all rejected
-    rows = _select_rows(_rows(st, samples, samples.mask), order, st.device)
+    scorer = _Scorer(st, samples, samples.mask)
     mask = samples.mask[order]
     with torch.no_grad():
-        ref = token_logps(st.model, rows, temperature=config.temperature,
-                          reference=st.reference, chunk_size=config.chunk_size)
+        ref = scorer(order, reference=st.reference)
     b = int(valid.sum())
     lengths = mask.sum(1).float().view(2, b).t()
     dpo = get_align_loss("dpo")
@@ -180,8 +204,7 @@ def _dpo_update(st: RLState, samples: Samples, rewards: Tensor) -> dict[str, Any
     grad_norm = torch.zeros(())
     for _ in range(config.num_iterations):
         st.opt.zero_grad(set_to_none=True)
-        policy = token_logps(st.model, rows, temperature=config.temperature,
-                             chunk_size=config.chunk_size)
+        policy = scorer(order)
         logps = SequenceLogps(policy=policy.sum(1).view(2, b).t(), lengths=lengths,
                               reference=ref.sum(1).view(2, b).t())
         out = dpo(logps, beta=config.dpo_beta)

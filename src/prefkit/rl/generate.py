@@ -35,6 +35,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from prefkit.align.logprobs import split_lm_head
+
 __all__ = ["Samples", "SamplingConfig", "sample"]
 
 
@@ -280,8 +282,10 @@ def _shared_prefill(model: nn.Module, ids: Tensor, mask: Tensor, g: int) -> Any:
     head, head_mask = ids[:, :-1], mask[:, :-1]
     positions = (head_mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=getattr(model, "config", None))
-    model(input_ids=head, attention_mask=head_mask, position_ids=positions,
-          past_key_values=cache, use_cache=True)
+    split = split_lm_head(model)  # the backbone alone: no (P, Lp, vocab) logits
+    (split.backbone if split is not None else model)(
+        input_ids=head, attention_mask=head_mask, position_ids=positions,
+        past_key_values=cache, use_cache=True)
     if g > 1:
         cache.batch_repeat_interleave(g)
     return cache

@@ -13,6 +13,14 @@ only the scored positions are kept and the head is applied a chunk at a time, so
 ``(rows, T, vocab)`` logits tensor is ever built. The temperature is folded into the head's
 logit scale. A model whose head cannot be split (or with a logit soft-cap, where dividing
 by the temperature does not commute) uses its own logits.
+
+**The prompt once for its G completions** (:func:`shared_token_logps`): the prompts run
+through the backbone once, filling a KV cache *with gradients*; the cache is indexed out to
+the completions' rows and only the completion tokens run on top of it. The token before a
+completion's first one is the prompt's last, whose hidden state comes from the prompt pass.
+For a prompt of ``Lp`` tokens and completions of ``T``, a batch costs ``P * Lp + N * T``
+token-passes instead of ``N * (Lp + T)``; log-probs and gradients equal the full rows' to
+float rounding (tested).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from torch import Tensor, nn
 
 from prefkit.align.logprobs import LMHead, chunked_token_logps, split_lm_head
 
-__all__ = ["CompletionRows", "completion_rows", "token_logps"]
+__all__ = ["CompletionRows", "completion_rows", "shared_token_logps", "token_logps"]
 
 
 @dataclass
@@ -119,3 +127,42 @@ def token_logps(model: nn.Module, rows: CompletionRows, *, temperature: float = 
     n, t = rows.shape
     full = torch.zeros(n * t, dtype=torch.float32, device=tok.device)
     return full.index_put((rows.slots,), tok.float()).view(n, t)
+
+
+def shared_token_logps(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor,
+                       prompt_index: Tensor, completion_ids: Tensor, mask: Tensor, *,
+                       temperature: float = 1.0, reference: Any = None,
+                       chunk_size: int | None = None) -> Tensor | None:
+    """(N, T) float32 log-probs of the completion tokens (0 elsewhere), each prompt run once
+    for all its completions: the prompts' forward pass fills a KV cache (with gradients),
+    the cache is indexed out to the completions' rows and the completions attend to it.
+    None when the model's head cannot be split (then use :func:`token_logps`)."""
+    from transformers import DynamicCache
+
+    lm, ctx = _context(model, reference)
+    grad = reference is None and torch.is_grad_enabled()
+    with torch.set_grad_enabled(grad), ctx():
+        split = _split(lm, temperature)
+        if split is None:
+            return None
+        uniq, rows_prompt = torch.unique(prompt_index, return_inverse=True)
+        p_ids, p_mask = prompt_ids[uniq], prompt_mask[uniq]
+        p_pos = (p_mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=getattr(lm, "config", None))
+        out = split.backbone(input_ids=p_ids, attention_mask=p_mask, position_ids=p_pos,
+                             past_key_values=cache, use_cache=True)
+        p_last = out.last_hidden_state[:, -1]  # (U, H): predicts each completion's 1st token
+        cache.batch_select_indices(rows_prompt.to(p_ids.device))  # (N, ...) one per row
+        n, t = completion_ids.shape
+        c_mask = mask.to(p_mask.dtype)
+        attn = torch.cat([p_mask[rows_prompt], c_mask], dim=1)  # (N, Lp + T)
+        pos = p_mask.sum(1)[rows_prompt][:, None] + torch.arange(t, device=p_ids.device)
+        c_out = split.backbone(input_ids=completion_ids, attention_mask=attn,
+                               position_ids=pos, past_key_values=cache, use_cache=True)
+        hidden = torch.cat([p_last[rows_prompt][:, None], c_out.last_hidden_state[:, :-1]],
+                           dim=1)  # (N, T, H): the state before each completion token
+        keep = mask.bool()
+        tok, _ = chunked_token_logps(hidden[keep], split, completion_ids[keep],
+                                     chunk_size=chunk_size)
+    full = torch.zeros((n, t), dtype=torch.float32, device=tok.device)
+    return full.masked_scatter(keep, tok.float())
