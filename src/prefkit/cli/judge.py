@@ -347,3 +347,75 @@ def _summary(records: list[dict[str, Any]], kind: str, output: Path, backend: An
         out["position_consistency"] = (sum(r["winner"] != "inconsistent" for r in both)
                                        / len(both)) if both else None
     return out
+
+
+# -- a judge as a reward model: `prefkit reward eval --judge` --------------------------------
+#: the judge options of `prefkit reward eval` (declared here, next to the judge they drive)
+JudgeOpt = Annotated[Optional[str], typer.Option("--judge", help="Evaluate an LLM judge instead of a reward model: the model name an OpenAI-compatible server answers with (--base-url, default $OPENAI_BASE_URL); each pair is judged pairwise and scored by the judge's preference for the chosen answer.")]
+JudgeLocalOpt = Annotated[Optional[Path], typer.Option("--local", help="Evaluate a local transformers causal LM folder as the judge (its next-token distribution over the labels read directly with one-token templates, e.g. --template alpaca_eval).")]
+JudgeUrlOpt = Annotated[Optional[str], typer.Option("--base-url", help="--judge: the OpenAI-compatible server (default $OPENAI_BASE_URL, else api.openai.com with $OPENAI_API_KEY).")]
+JudgeTemplateOpt = Annotated[str, typer.Option("--template", help="--judge: pairwise template: mtbench_pair, arena_hard, alpaca_eval or a template file.")]
+JudgeOrdersOpt = Annotated[bool, typer.Option("--both-orders/--one-order", help="--judge: judge each pair in both presentation orders and average them (--one-order: once, the chosen answer first in a fixed half of the pairs).")]
+JudgeCacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="--judge: SQLite cache of the judge's answers (a rerun makes no calls).")]
+JudgeConcurrencyOpt = Annotated[int, typer.Option("--concurrency", help="--judge: requests in flight at once.", min=1)]
+JudgeVerdictsOpt = Annotated[Optional[Path], typer.Option("--verdicts", help="--judge: also write the judge's verdicts (JSONL, as prefkit judge run writes them; model_a/model_b are 'chosen'/'rejected').")]
+
+
+def judge_pair_scores(pairs: Any, *, judge: str | None, local: Path | None,
+                      base_url: str | None, template: str, both_orders: bool,
+                      cache: Path | None, concurrency: int, verdicts: Path | None,
+                      data: Path, quiet: bool) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    """Judge every chosen/rejected pair (:mod:`prefkit.judge.evaluate`) and return (the
+    judged pairs, chosen scores, rejected scores, :class:`JudgeScores`, a JSON summary).
+    Error verdicts are counted and the first ones shown with their pair's line; a pair with
+    none valid is left out of the accuracy, and said."""
+    from prefkit.judge.evaluate import judge_scores, pair_items
+    from prefkit.judge.protocols import judge_pairs
+    from prefkit.judge.templates import load_template
+
+    try:
+        tpl = load_template(template, kind="pairwise")
+    except (ValueError, OSError) as e:
+        fail(f"--template: {e}")
+    if tpl.kind != "pairwise":
+        fail(f"--template {template}: a judge is evaluated on pairs, and {tpl.name!r} is a "
+             f"{tpl.kind} template; use mtbench_pair, arena_hard or alpaca_eval")
+    if verdicts is not None and verdicts.is_dir():
+        fail(f"--verdicts {verdicts} is a folder; give a file name, e.g. "
+             f"{verdicts}/verdicts.jsonl")
+    backend = _backend(judge or "", base_url, local, cache, concurrency)
+    items = pair_items(pairs, both_orders=both_orders)
+    records = judge_pairs(backend, items, tpl, both_orders=both_orders, model=judge or "",
+                          concurrency=concurrency, progress=not quiet)
+    if verdicts is not None:
+        import json
+
+        verdicts.parent.mkdir(parents=True, exist_ok=True)
+        verdicts.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                    for r in records), encoding="utf-8")
+    js = judge_scores(records)
+    lines = pairs.source_line if pairs.source_line is not None else range(1, len(pairs) + 1)
+    name = getattr(backend, "name", "") or judge or str(local)
+    summary = {"name": name, "template": tpl.name, "both_orders": both_orders, **js.counts(),
+               "accuracy_with_unjudged_as_ties": js.accuracy_with_unjudged_as_ties()}
+    if hasattr(backend, "hits"):
+        summary |= {"cached": backend.hits, "calls": backend.calls}
+    if js.errors and not quiet:
+        note(f"{len(js.errors):,} of {js.counts()['orders_asked']:,} verdicts are errors "
+             "(failed or unparsed), each left out; the first ones:")
+        for i, order, reason, text in js.errors[:5]:
+            shown = " ".join(text.split())[:120]
+            note(f"  {data}:{lines[i]} (order {order}): {reason}"
+                 + (f": {shown!r}" if shown else ""), style="")
+    if js.single_order and not quiet:
+        note(f"{js.single_order:,} pair(s) scored from the one order with a valid verdict",
+             style="")
+    if not js.judged.any():
+        fail(f"the judge gave no valid verdict on any of the {len(pairs):,} pairs of {data}; "
+             "see the errors above (run with --verdicts FILE to keep its answers)")
+    if js.unjudged and not quiet:
+        note(f"{js.unjudged:,} of {len(pairs):,} pairs have no valid verdict and are left out "
+             f"of the accuracy (counted as ties, RewardBench's generative rule: "
+             f"{summary['accuracy_with_unjudged_as_ties']:.3f})")
+    s_c, s_r = js.scores()
+    return pairs.select(js.judged), s_c, s_r, js, summary

@@ -29,6 +29,16 @@ from prefkit.cli._common import (
     report_skipped,
     run_errors,
 )
+from prefkit.cli.judge import (
+    JudgeCacheOpt,
+    JudgeConcurrencyOpt,
+    JudgeLocalOpt,
+    JudgeOpt,
+    JudgeOrdersOpt,
+    JudgeTemplateOpt,
+    JudgeUrlOpt,
+    JudgeVerdictsOpt,
+)
 
 reward_app = typer.Typer(
     help="Reward models on a frozen text encoder: train on chosen/rejected pairs, "
@@ -37,6 +47,7 @@ reward_app = typer.Typer(
     rich_markup_mode="markdown",
     epilog="Examples:\n\n  prefkit reward train pairs.jsonl --output runs/rm\n\n"
            "  prefkit reward eval runs/rm test_pairs.jsonl\n\n"
+           "  prefkit reward eval --judge qwen --base-url http://127.0.0.1:8000/v1 pairs.json\n\n"
            "  prefkit reward score runs/rm answers.jsonl\n",
 )
 
@@ -83,6 +94,10 @@ Examples:
   prefkit reward eval runs/hh hh.jsonl.gz --split test --plot eval.png
 
   prefkit reward eval runs/hh llmbar_natural.json --json > eval.json
+
+  prefkit reward eval --judge qwen --base-url http://127.0.0.1:8000/v1 llmbar_natural.json
+
+  prefkit reward eval --local ./judge-model --template alpaca_eval --cache j.sqlite pairs.jsonl
 """
 _SCORE_EXAMPLES = """
 Examples:
@@ -323,49 +338,81 @@ def train(
 # -- eval ------------------------------------------------------------------------------------
 @reward_app.command("eval", epilog=_EVAL_EXAMPLES)
 def evaluate(
-    model_dir: Annotated[Path, typer.Argument(metavar="DIR", help="Model folder written by `prefkit reward train`.")],
-    data: Annotated[Path, typer.Argument(metavar="DATA", help="Held-out preference pairs (any format `train` reads).")],
+    model_dir: Annotated[Optional[Path], typer.Argument(metavar="DIR", help="Model folder written by `prefkit reward train` (with --judge or --local: leave it out).", show_default=False)] = None,
+    data: Annotated[Optional[Path], typer.Argument(metavar="DATA", help="Held-out preference pairs (any format `train` reads).", show_default=False)] = None,
     fmt: FmtOpt = "auto",
     column: ColumnOpt = None,
     split: SplitOpt = Split.all,
     plot: Annotated[Optional[Path], typer.Option(help="Write accuracy by category and the calibration curve (PNG/SVG).")] = None,
+    judge: JudgeOpt = None,
+    local: JudgeLocalOpt = None,
+    base_url: JudgeUrlOpt = None,
+    template: JudgeTemplateOpt = "mtbench_pair",
+    both_orders: JudgeOrdersOpt = True,
+    cache: JudgeCacheOpt = None,
+    concurrency: JudgeConcurrencyOpt = 16,
+    verdicts: JudgeVerdictsOpt = None,
     skip_invalid: SkipOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Evaluate a reward model on held-out pairs: accuracy, baselines, calibration.
+    """Evaluate a reward model (or an LLM judge) on held-out pairs: accuracy, baselines, calibration.
 
     Scores chosen and rejected responses; prints accuracy with its 95% (Wilson) interval,
     per category, next to the random / longer / shorter baselines, and calibration (ECE,
-    Brier). Ties count 0.5.
+    Brier). Ties count 0.5. A RewardBench file also gets RewardBench's section scores (a
+    tie counts as wrong there).
+
+    With --judge NAME (a server's model) or --local DIR (a transformers folder) an LLM judge
+    replaces the reward model: each pair is judged pairwise (both presentation orders by
+    default) and scored by the judge's expected vote for the chosen answer (verdict
+    probabilities where the judge gives them); a pair whose orders disagree is a tie, and
+    a pair with no valid verdict is left out and counted (prefkit.judge.evaluate).
     """
     from prefkit.reward.evaluate import evaluate_scores
-    from prefkit.reward.heads import embed_pairs
 
     t0 = time.perf_counter()
     check_plot(plot)
-    _check_model_arg(model_dir, data, "eval", "DATA")
-    model = _load_model(model_dir)
-    pairs, res = _read_pairs(data, fmt, column, skip_invalid, split, as_json)
-    note_cut(data, [*pairs.texts("chosen"), *pairs.texts("rejected")], *_reader(model))
-    if not hasattr(model, "score_embeddings"):  # a fine-tuned sequence scorer reads text
-        s_c = model.score(pairs.prompt, pairs.chosen)
-        s_r = model.score(pairs.prompt, pairs.rejected)
-    else:  # embed exactly as in training (TextPairs.texts), then score the embeddings
-        feats = embed_pairs(pairs, model.encoder, prompts=model.head.needs_prompt,
-                            progress=not as_json)
-        prompt = None if feats.prompt is None else feats.prompt.numpy()
-        s_c = model.score_embeddings(feats.chosen.numpy(), prompt)
-        s_r = model.score_embeddings(feats.rejected.numpy(), prompt)
+    judging = judge is not None or local is not None
+    if judging and data is None:  # the one positional argument is the pairs file
+        model_dir, data = None, model_dir
+    if judging and model_dir is not None:
+        fail(f"--judge/--local replace the reward-model folder: give only the pairs file "
+             f"(`prefkit reward eval --judge NAME {data}`), not {model_dir}")
+    if data is None:
+        fail("give a reward-model folder and a pairs file (`prefkit reward eval DIR DATA`), "
+             "or a judge and a pairs file (`prefkit reward eval --judge NAME DATA`)")
+    if judging:
+        from prefkit.cli.judge import judge_pair_scores
+
+        pairs, res = _read_pairs(data, fmt, column, skip_invalid, split, as_json)
+        pairs, s_c, s_r, _, judged = judge_pair_scores(
+            pairs, judge=judge, local=local, base_url=base_url, template=template,
+            both_orders=both_orders, cache=cache, concurrency=concurrency, verdicts=verdicts,
+            data=data, quiet=as_json)
+        scorer = f"judge {judged['name']}"
+    elif model_dir is None:
+        fail("give a reward-model folder and a pairs file (`prefkit reward eval DIR DATA`)")
+    else:
+        _check_model_arg(model_dir, data, "eval", "DATA")
+        model = _load_model(model_dir)
+        pairs, res = _read_pairs(data, fmt, column, skip_invalid, split, as_json)
+        s_c, s_r = _model_scores(model, pairs, data, as_json)
+        scorer, judged = f"reward model {model_dir}", None
     report = evaluate_scores(pairs, s_c, s_r)
+    bench = _rewardbench(pairs, res, s_c, s_r)
     if plot is not None:
         report.plot(plot)
     if as_json:
         d = report.to_dict()
-        d |= {"model": str(model_dir), "input": _input(data, res, split),
-              "seconds": round(time.perf_counter() - t0, 3)}
+        d |= {"model": str(model_dir) if judged is None else judged["name"],
+              "input": _input(data, res, split), "seconds": round(time.perf_counter() - t0, 3)}
+        if judged is not None:
+            d["judge"] = judged
+        if bench is not None:
+            d["rewardbench"] = bench.to_dict()
         print_json(d)
         return
-    out.print(f"reward model {model_dir} on {len(pairs):,} pairs of {data} (format "
+    out.print(f"{scorer} on {len(pairs):,} pairs of {data} (format "
               f"{res.format}" + (f", {split.value} split" if split is not Split.all else "")
               + ")", highlight=False)
     out.print(report.table(), highlight=False, markup=False)
@@ -373,8 +420,39 @@ def evaluate(
     shorter = report.baselines["shorter"].accuracy
     out.print(f"accuracy {a.accuracy:.3f} [95% {a.low:.3f}, {a.high:.3f}] vs longer-wins "
               f"{longer:.3f}, shorter-wins {shorter:.3f}, random 0.5", highlight=False)
+    if bench is not None:
+        out.print(f"RewardBench score {bench.score:.3f}: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in bench.sections.items())
+            + (f" (no subset of {', '.join(bench.missing_sections)} in the file: 0, as "
+               "RewardBench counts it)" if bench.missing_sections else ""), highlight=False)
     console.print(f"[dim]{time.perf_counter() - t0:.1f}s"
                   + (f"; plot written to {plot}" if plot else "") + "[/]")
+
+
+def _rewardbench(pairs: Any, res: Any, s_c: Any, s_r: Any) -> Any:
+    """RewardBench 1 scoring of a RewardBench file's pairs (subset = category), else None."""
+    if res.format != "rewardbench" or pairs.category is None:
+        return None
+    from prefkit.reward.rewardbench import rewardbench_scores
+
+    return rewardbench_scores(s_c, s_r, pairs.category)
+
+
+def _model_scores(model: Any, pairs: Any, data: Path, quiet: bool) -> tuple[Any, Any]:
+    """A reward model's (chosen, rejected) scores of text pairs."""
+    from prefkit.reward.heads import embed_pairs
+
+    note_cut(data, [*pairs.texts("chosen"), *pairs.texts("rejected")], *_reader(model))
+    if not hasattr(model, "score_embeddings"):  # a fine-tuned sequence scorer reads text
+        s_c = model.score(pairs.prompt, pairs.chosen)
+        s_r = model.score(pairs.prompt, pairs.rejected)
+    else:  # embed exactly as in training (TextPairs.texts), then score the embeddings
+        feats = embed_pairs(pairs, model.encoder, prompts=model.head.needs_prompt,
+                            progress=not quiet)
+        prompt = None if feats.prompt is None else feats.prompt.numpy()
+        s_c = model.score_embeddings(feats.chosen.numpy(), prompt)
+        s_r = model.score_embeddings(feats.rejected.numpy(), prompt)
+    return s_c, s_r
 
 
 # -- score -----------------------------------------------------------------------------------

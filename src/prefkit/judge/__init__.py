@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         non_transitivity,
         position_consistency,
     )
+    from prefkit.judge.evaluate import JudgeScores, judge_scores, pair_items
     from prefkit.judge.inputs import read_judge_inputs
     from prefkit.judge.io import JudgeData, read_verdicts
     from prefkit.judge.parse import (
@@ -62,6 +63,7 @@ __getattr__, __dir__ = _lazy_exports(__name__, {
     "prefkit.judge.consistency": ["NonTransitivity", "Ratio", "classify_triad",
                                   "conflict_ratio", "first_position_rate",
                                   "non_transitivity", "position_consistency"],
+    "prefkit.judge.evaluate": ["JudgeScores", "judge_scores", "pair_items"],
     "prefkit.judge.inputs": ["read_judge_inputs"],
     "prefkit.judge.io": ["JudgeData", "read_verdicts"],
     "prefkit.judge.parse": ["expected_score", "label_probabilities", "parse_pairwise",
@@ -79,6 +81,7 @@ __all__ = [
     "Grades",
     "JudgeData",
     "JudgeReport",
+    "JudgeScores",
     "LengthControlled",
     "NonTransitivity",
     "Ratio",
@@ -94,12 +97,14 @@ __all__ = [
     "gold_from_annotations",
     "identity",
     "judge_pairs",
+    "judge_scores",
     "judge_verdict",
     "label_probabilities",
     "length_controlled_win_rate",
     "likelihood_aggregate",
     "load_template",
     "non_transitivity",
+    "pair_items",
     "parse_pairwise",
     "parse_ranking",
     "parse_rating",
