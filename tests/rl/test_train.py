@@ -154,3 +154,29 @@ def test_gsm8k_end_to_end_with_the_exact_answer_checker(sft_folder: Path,
     total, _ = parse_reward("exact", answer_kind=task.answer_kind)(
         task.prompts, task.columns["answer"], task.columns)
     assert total.tolist() == [1.0] * 4
+
+
+def test_dense_process_rewards_alone_train_the_policy(sft_folder: Path, tmp_path: Path) -> None:
+    # the outcome reward pays nothing; a process reward scoring the one step (the answer)
+    # right or wrong is the only signal: success must rise through the per-token advantages
+    model, tok = _load(sft_folder)
+    before = success(model, tok)
+
+    def steps_right(prompts, steps):  # P(step right): the step is the sum of the prompt
+        return [[float(s.strip() == str(eval(p.rstrip("=")))) for s in st]
+                for p, st in zip(prompts, steps, strict=True)]
+
+    def nothing(prompts, completions, **kw):
+        return [0.0] * len(completions)
+
+    res = train_rl(model, TASK, nothing, tokenizer=tok, output_dir=tmp_path / "prm",
+                   progress=False, process_reward=steps_right,
+                   config=RLConfig(num_generations=8, batch_size=8, max_new_tokens=3,
+                                   max_steps=30, learning_rate=5e-3))
+    assert success(model, tok) > before + 0.1
+    assert all("process_reward" in r for r in res.history)
+    assert json.loads((tmp_path / "prm" / "prefkit_rl.json").read_text())["task"][
+        "process"] == "steps_right"
+    with pytest.raises(ValueError, match="per-token advantages"):
+        train_rl(model, TASK, nothing, tokenizer=tok, output_dir=tmp_path / "x",
+                 progress=False, process_reward=steps_right, config=RLConfig(algo="rloo"))

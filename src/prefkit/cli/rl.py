@@ -34,7 +34,7 @@ _EXAMPLES = """Examples:
 """
 
 #: config fields named as the command line names them, for error messages
-CONFIG_FLAGS = {"num_generations": "--num-generations", "max_new_tokens": "--max-new-tokens",
+CONFIG_FLAGS = {"process_weight": "--process-weight", "num_generations": "--num-generations", "max_new_tokens": "--max-new-tokens",
                 "batch_size": "--batch-size", "max_steps": "--max-steps", "beta": "--beta",
                 "learning_rate": "--learning-rate", "lora_r": "--lora-r",
                 "temperature": "--temperature", "top_p": "--top-p",
@@ -87,6 +87,8 @@ def rl_command(
     lora_r: Annotated[int, typer.Option(help="LoRA rank (0: full fine-tuning); the reference is then the adapter off.")] = 0,
     template: Annotated[Optional[str], typer.Option(help="Format each prompt from the row's columns, e.g. 'Q: {question}\\nA:'.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N prompts of --task.")] = None,
+    process_reward: Annotated[Optional[Path], typer.Option(help="A process reward model folder (prefkit prm train): its step scores become dense per-token advantages (DeepSeekMath's process supervision).")] = None,
+    process_weight: Annotated[float, typer.Option(help="Weight of the process advantages next to the outcome ones.")] = 1.0,
     watch: Annotated[Optional[Path], typer.Option(help="Held-out questions (a --task file) to watch the reward on: checker success, reward, length; flags over-optimisation and plots watch.png.")] = None,
     watch_reward: Annotated[Optional[str], typer.Option(help="The watch's checker (a reward spec scoring 0..1; default: exact, from the file's layout).")] = None,
     watch_every: Annotated[int, typer.Option(help="Watch every N steps.")] = 5,
@@ -133,7 +135,7 @@ def rl_command(
             stop=tuple(stop or ()), batch_size=batch_size, micro_batch_size=micro_batch_size,
             num_iterations=num_iterations, max_steps=max_steps, beta=beta, epsilon=epsilon,
             epsilon_high=epsilon_high, scale_rewards=scale_rewards, dpo_beta=dpo_beta,
-            learning_rate=learning_rate, lora_r=lora_r, seed=seed,
+            learning_rate=learning_rate, lora_r=lora_r, seed=seed, process_weight=process_weight,
             checkpoint_every=checkpoint_every)
     except (ValueError, TypeError) as e:
         fail(_flags(str(e)))
@@ -164,6 +166,9 @@ def rl_command(
             fail(e.for_cli())
         except (ValueError, TypeError, FileNotFoundError) as e:
             fail(f"--watch {watch}: {e}")
+    if process_reward is not None and not (process_reward / "config.json").is_file():
+        fail(f"--process-reward {process_reward}: not a PRM folder (no config.json); give the "
+             "folder of prefkit prm train")
     if not Path(model).exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
         fail(f"--model {model}: no such folder (give a folder with config.json, the weights and "
              "the tokenizer, or a Hub id that is in the local cache)")
@@ -174,7 +179,8 @@ def rl_command(
         with run_errors():
             result = train_rl(model, data, rewards, config=config, output_dir=output,
                               resume=resume, overwrite=overwrite, progress=not as_json,
-                              stop_after=stop_after, on_step=on_step)
+                              stop_after=stop_after, on_step=on_step,
+                              process_reward=process_reward)
     except (ValueError, TypeError, OSError) as e:
         fail(_flags(str(e)))
     summary = {"output": str(result.output_dir), "algo": config.algo,

@@ -31,6 +31,7 @@ from prefkit.rl.logprobs import (
     token_logps,
 )
 from prefkit.rl.losses import k3_kl
+from prefkit.rl.process_rewards import process_advantages, step_token_ends
 from prefkit.rl.types import TokenLogps
 from prefkit.runs import json_num
 
@@ -81,11 +82,27 @@ def _reference_logps(st: RLState, scorer: _Scorer, n: int) -> Tensor:
     return torch.cat([scorer(mb, reference=st.reference) for mb in _micro(st, n)])
 
 
-def update(st: RLState, samples: Samples, rewards: Tensor) -> dict[str, Any]:
-    """Steps 4-6 of the loop: the update of one sampled batch; returns its metrics."""
+def update(st: RLState, samples: Samples, rewards: Tensor, prompts: list[str]
+           ) -> dict[str, Any]:
+    """Steps 4-6 of the loop: the update of one sampled batch (``prompts``: each
+    completion's); returns its metrics."""
     if st.config.algo == "online_dpo":
         return _dpo_update(st, samples, rewards)
-    return _policy_update(st, samples, rewards)
+    return _policy_update(st, samples, rewards, prompts)
+
+
+def _process_advantages(st: RLState, samples: Samples, prompts: list[str]
+                        ) -> tuple[Tensor, float]:
+    """(N, T) the process reward's per-token advantages and the mean step reward."""
+    assert st.process is not None
+    spans, step_rewards = st.process(prompts, samples.texts)
+    ids = samples.completion_ids.tolist()
+    ends = [step_token_ends(row[:n], [e for _, e in sp], st.tokenizer)
+            for row, n, sp in zip(ids, samples.lengths.tolist(), spans, strict=True)]
+    adv = process_advantages(step_rewards, ends, tuple(samples.mask.shape),
+                             num_generations=st.config.num_generations)
+    flat = [r for rs in step_rewards for r in rs if not math.isnan(r)]
+    return adv.to(st.device), float(np.mean(flat)) if flat else math.nan
 
 
 def _advantages(st: RLState, rewards: Tensor, mask: Tensor, old: Tensor,
@@ -103,7 +120,8 @@ def _advantages(st: RLState, rewards: Tensor, mask: Tensor, old: Tensor,
                                    baseline="group" if g > 1 else "none", num_generations=g)
 
 
-def _policy_update(st: RLState, samples: Samples, rewards: Tensor) -> dict[str, Any]:
+def _policy_update(st: RLState, samples: Samples, rewards: Tensor, prompts: list[str]
+                   ) -> dict[str, Any]:
     """Advantages, then ``num_iterations`` optimizer steps of the RL loss."""
     config, loss = st.config, st.loss
     assert loss is not None
@@ -119,6 +137,11 @@ def _policy_update(st: RLState, samples: Samples, rewards: Tensor) -> dict[str, 
     scorer = _Scorer(st, samples, mask)
     ref = _reference_logps(st, scorer, mask.shape[0]) if st.reference is not None else None
     adv = _advantages(st, rewards, mask, old, ref)
+    process_mean = None
+    if st.process is not None:  # dense step rewards: per-token advantages
+        p_adv, process_mean = _process_advantages(st, samples, prompts)
+        adv = (adv[:, None] if adv.ndim == 1 else adv) + config.process_weight * p_adv
+        adv = adv * mask.to(adv.dtype)
     hyper = config.rl_hyper()
     stats = torch.zeros(5, dtype=torch.float64, device=st.device)  # loss, norm, lo, hi, tok
     grad_norm = torch.zeros(())
@@ -157,6 +180,8 @@ def _policy_update(st: RLState, samples: Samples, rewards: Tensor) -> dict[str, 
     row = {"loss": json_num(loss_value), "grad_norm": json_num(float(grad_norm)),
            "clip_low": s[2] / tokens, "clip_high": s[3] / tokens,
            "clip_region": (s[2] + s[3]) / tokens}
+    if process_mean is not None:
+        row["process_reward"] = json_num(process_mean)
     if ref is not None:  # k3 of the sampling policy against the reference, per token
         m = mask.to(old.dtype)
         row["kl"] = json_num(float((k3_kl(old, ref) * m).sum() / m.sum().clamp(min=1.0)))

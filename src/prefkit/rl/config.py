@@ -44,6 +44,9 @@ class RLConfig(ConfigIO):
     RLOO's whitening. ``drop_zero_std_groups``: DAPO's dynamic sampling, groups whose
     rewards are all equal are left out of the loss (their tokens do not count either).
     ``mask_truncated``: completions without EOS or stop string are left out (DAPO).
+    ``process_weight``: with a process reward (``train_rl(process_reward=...)``), each
+    token's advantage is the outcome advantage plus this times the process advantage
+    (:mod:`prefkit.rl.process_rewards`; 0 outcome reward terms: process only).
     Sampling: ``max_new_tokens``, ``temperature``, ``top_p``, ``top_k``, ``stop``,
     ``share_prefill`` (each prompt's forward pass run once for its G samples; False runs it
     G times, as plain ``generate`` does -- the same draws, for comparison).
@@ -74,6 +77,7 @@ class RLConfig(ConfigIO):
     drop_zero_std_groups: bool = False
     mask_truncated: bool = False
     dpo_beta: float = 0.1
+    process_weight: float = 1.0
     learning_rate: float = 1e-6
     weight_decay: float = 0.0
     warmup: float = 0.0
@@ -108,6 +112,8 @@ class RLConfig(ConfigIO):
         if self.scale_rewards not in SCALES:
             raise ValueError(f"scale_rewards must be one of {SCALES}, got "
                              f"{self.scale_rewards!r}")
+        if not (math.isfinite(self.process_weight) and self.process_weight >= 0):
+            raise ValueError(f"process_weight must be >= 0, got {self.process_weight}")
         for name in ("learning_rate", "temperature", "dpo_beta"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):

@@ -47,7 +47,7 @@ import copy
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ from prefkit.rl._update import update
 from prefkit.rl.config import RLConfig
 from prefkit.rl.generate import Samples, SamplingConfig, sample
 from prefkit.rl.losses import RLLoss, get_rl_loss
+from prefkit.rl.process_rewards import ProcessReward
 from prefkit.rl.rewards import CombinedReward, parse_reward
 from prefkit.rl.tasks import Task, as_task
 from prefkit.runs import (
@@ -117,7 +118,7 @@ class RLState:
     epoch: int = 0
     pos: int = 0  # prompts of this epoch used
     episodes: int = 0
-    extra_rows: list[Callable[[RLState], dict[str, Any]]] = field(default_factory=list)
+    process: ProcessReward | None = None  # dense step rewards, or None
 
 
 # -- the loop --------------------------------------------------------------------------------------
@@ -127,16 +128,20 @@ def train_rl(model: nn.Module | str | Path, task: Any, reward: Any, *,
              stop_after: int | None = None, device: str | torch.device | None = None,
              checkpoint_seconds: float | None = CHECKPOINT_SECONDS,
              on_step: Callable[[RLState, dict[str, Any]], dict[str, Any] | None] | None = None,
-             ) -> RLResult:
+             process_reward: Any = None) -> RLResult:
     """Train ``model`` (a causal LM or its folder) online on ``task`` (a file,
     :class:`~prefkit.rl.tasks.Task`, a list of prompts or ``{"prompt": [...], ...}``) with
     ``reward`` (reward specs, functions or a :class:`~prefkit.rl.rewards.CombinedReward`);
     write ``output_dir`` (a new or empty folder; an earlier run needs ``resume`` or
     ``overwrite``). ``stop_after`` stops after that many steps with a checkpoint.
-    ``on_step(state, row)`` may add values to each metrics row (a watch)."""
+    ``on_step(state, row)`` may add values to each metrics row (a watch).
+    ``process_reward``: dense step rewards added to the advantages (a prefkit PRM folder, a
+    :class:`~prefkit.rl.process_rewards.ProcessReward`, or ``f(prompts, steps) -> per
+    completion an array of step scores``; token-level losses only)."""
     config = config or RLConfig()
     st = _setup(model, task, reward, config, output_dir=output_dir, tokenizer=tokenizer,
-                resume=resume, overwrite=overwrite, device=device)
+                resume=resume, overwrite=overwrite, device=device,
+                process_reward=process_reward)
     bar = progress_bar(config.max_steps, f"rl {config.algo}", st.step, enabled=progress)
     due = Checkpointing(config.checkpoint_every, checkpoint_seconds)
     t0 = time.perf_counter()
@@ -146,7 +151,8 @@ def train_rl(model: nn.Module | str | Path, task: Any, reward: Any, *,
             t_sample = time.perf_counter()
             samples, rewards, parts = _sample_and_score(st, idx)  # 2. sample, 3. score
             t_update = time.perf_counter()
-            row = update(st, samples, rewards)  # 4.-6. reference, advantages, update
+            prompts = [st.task.prompts[i] for i in idx for _ in range(config.num_generations)]
+            row = update(st, samples, rewards, prompts)  # 4.-6. reference, advantages, update
             st.step += 1
             st.episodes += len(rewards)
             row.update(_sample_metrics(samples, rewards, parts, config.num_generations))
@@ -212,16 +218,33 @@ def _load(model: Any, tokenizer: Any, config: RLConfig, device: torch.device
     return model.to(device).train(), tokenizer, source, peft
 
 
-def _fingerprint(task: Task, reward: CombinedReward) -> dict[str, Any]:
+def _fingerprint(task: Task, reward: CombinedReward, process: ProcessReward | None
+                 ) -> dict[str, Any]:
     h = hashlib.sha256()
     for p in task.prompts:
         h.update(p.encode("utf-8") + b"\x00")
     return {"task": h.hexdigest()[:16], "prompts": len(task),
-            "reward": [[t.name, t.weight] for t in reward.terms]}
+            "reward": [[t.name, t.weight] for t in reward.terms],
+            "process": None if process is None else process.name}
+
+
+def _process(process_reward: Any, config: RLConfig) -> ProcessReward | None:
+    if process_reward is None:
+        return None
+    if config.algo == "online_dpo" or get_rl_loss(config.loss_name).advantage == "rloo":
+        raise ValueError(f"a process reward gives per-token advantages, which the "
+                         f"{config.loss_name!r} loss does not take; use grpo (dapo, grpo, "
+                         "dr_grpo, bnpo) or reinforce_pp")
+    if isinstance(process_reward, ProcessReward):
+        return process_reward
+    if isinstance(process_reward, (str, Path)):
+        return ProcessReward.load(process_reward)
+    return ProcessReward(process_reward, name=getattr(process_reward, "__name__", "process"))
 
 
 def _setup(model: Any, task: Any, reward: Any, config: RLConfig, *, output_dir: str | Path,
-           tokenizer: Any, resume: bool, overwrite: bool, device: Any) -> RLState:
+           tokenizer: Any, resume: bool, overwrite: bool, device: Any,
+           process_reward: Any = None) -> RLState:
     """The run folder, the model (LoRA), the reference, the task and reward, AdamW and its
     schedule, the data order -- and a checkpoint's state when resuming."""
     run = RunFolder(Path(output_dir), KIND, resume=resume, overwrite=overwrite)
@@ -232,13 +255,14 @@ def _setup(model: Any, task: Any, reward: Any, config: RLConfig, *, output_dir: 
         raise ValueError("the task holds no prompts")
     combined = reward if isinstance(reward, CombinedReward) else parse_reward(
         reward, answer_kind=data.answer_kind)
+    process = _process(process_reward, config)
     model, tokenizer, source, peft = _load(model, tokenizer, config, device)
     ref: Any = None
     if config.needs_reference:
         ref = model.disable_adapter if peft else copy.deepcopy(model).eval()
         if isinstance(ref, nn.Module):
             ref.requires_grad_(False)
-    fingerprints = _fingerprint(data, combined)
+    fingerprints = _fingerprint(data, combined, process)
     ck = run.load_checkpoint(config, fingerprints) if run.resuming else None
     if ck is None:
         run.start(config.to_dict(), versions=package_versions(("peft",)))
@@ -254,7 +278,7 @@ def _setup(model: Any, task: Any, reward: Any, config: RLConfig, *, output_dir: 
                  params=params, opt=opt, sched=sched, data_gen=data_gen,
                  perm=torch.arange(len(data)),
                  metrics=Metrics(run.metrics_path, 0 if ck is None else ck["metrics_rows"]),
-                 fingerprints=fingerprints)
+                 fingerprints=fingerprints, process=process)
     if ck is not None:
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         if trainable - set(ck["model"]):
