@@ -433,9 +433,12 @@ def read_judge_votes(src: str | Path | Table, *, columns: Any = None, items: Any
                      strong_weight: float = 3.0) -> Parsed:
     """``judge_pairs`` files as votes, arena-hard style (``show_result.py``): every judged
     order is one vote in model terms (``model_a`` = side a), a strong verdict weighs
-    ``strong_weight``; an ``error`` verdict is an invalid row (re-judge it, or
-    ``--skip-invalid``); an order not judged gives no vote. The judge is the annotator,
-    ``question_id`` the prompt, ``length_a``/``length_b`` the ``length`` style feature."""
+    ``strong_weight``; an order not judged gives no vote. An ``error`` verdict makes its row
+    invalid (re-judge it, or ``--skip-invalid``); skipping it drops **only the error
+    order**: a pair whose other order has a valid verdict keeps that order's vote (a
+    single-order vote), and each such row's problem says so and how many there are. The
+    judge is the annotator, ``question_id`` the prompt, ``length_a``/``length_b`` the
+    ``length`` style feature."""
     from prefkit.data.records import ItemIndex, PairwiseVotes
 
     parsed = read_judge_pairs(src)
@@ -445,18 +448,17 @@ def read_judge_votes(src: str | Path | Table, *, columns: Any = None, items: Any
         return Parsed(None, problems, parsed.n_read)
     a_l, b_l, out_l, w_l, j_l, p_l, la, lb = [], [], [], [], [], [], [], []
     table = Table.of(src)
+    failed: list[tuple[int, list[str], list[str]]] = []  # (row, error orders, valid orders)
     for k in range(len(v)):
+        bad, good = [], []
         for order, code, strong in (("ab", v.ab[k], v.strong_ab[k]),
                                     ("ba", v.ba[k], v.strong_ba[k])):
             if code == NOT_JUDGED:
                 continue
             if code == ERROR:
-                line = int(str(v.source[k]).rsplit(":", 1)[1])
-                problems.append(table.problem(
-                    line, f"the judge's verdict in order {order} is an error", "re-judge this "
-                    "pair, or skip the row", "judge_error", field=f"winner_{order}",
-                    value="error"))
+                bad.append(order)
                 continue
+            good.append(order)
             ident = code if order == "ab" else {FIRST: SECOND, SECOND: FIRST}.get(code, code)
             a_l.append(v.model_a[k])
             b_l.append(v.model_b[k])
@@ -466,6 +468,9 @@ def read_judge_votes(src: str | Path | Table, *, columns: Any = None, items: Any
             p_l.append(v.prompt[k])
             la.append(v.length_a[k])
             lb.append(v.length_b[k])
+        if bad:
+            failed.append((k, bad, good))
+    problems += _error_order_problems(table, v, failed)
     if not a_l:
         return Parsed(None, problems, parsed.n_read)
     index = items if items is not None else ItemIndex.from_names(a_l, b_l)
@@ -476,3 +481,26 @@ def read_judge_votes(src: str | Path | Table, *, columns: Any = None, items: Any
                           np.asarray(w_l), np.asarray(j_l, dtype=object),
                           np.asarray(p_l, dtype=object), feats)
     return Parsed(votes, problems, parsed.n_read)
+
+
+def _error_order_problems(table: Table, v: Any, failed: list[tuple[int, list[str], list[str]]]
+                          ) -> list[Any]:
+    """One problem per row with an error verdict, saying which orders failed and whether
+    the row keeps a single-order vote (numbered: "single-order vote 2 of 5")."""
+    n_single = sum(1 for _, _, good in failed if good)
+    out, i = [], 0
+    for k, bad, good in failed:
+        line = int(str(v.source[k]).rsplit(":", 1)[1])
+        if good:
+            i += 1
+            reason = (f"the judge's verdict in order {bad[0]} is an error: skipping it drops "
+                      f"that order only, order {good[0]}'s vote still counts (single-order "
+                      f"vote {i} of {n_single} in {table.name})")
+        elif len(bad) == 2:
+            reason = "the judge's verdicts in both orders are errors: the pair gives no vote"
+        else:
+            reason = f"the judge's verdict in order {bad[0]} is an error: the pair gives no vote"
+        orders = f"order{'s' if len(bad) > 1 else ''} {' and '.join(bad)}"
+        out.append(table.problem(line, reason, f"re-judge {orders} of this pair",
+                                 "judge_error", field=f"winner_{bad[0]}", value="error"))
+    return out
