@@ -43,8 +43,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import NDArray
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 Array = NDArray[np.float64]
 
@@ -89,6 +92,8 @@ class Pattern:
         r = np.concatenate([self.lo, self.hi, diag])
         c = np.concatenate([self.hi, self.lo, diag])
         tag = np.arange(r.size, dtype=np.float64)  # exact integers: which entry went where
+        import scipy.sparse as sp  # only above SPARSE_MIN_ITEMS: a short run skips its import
+
         m = sp.csr_matrix((tag, (r, c)), shape=(n, n))
         self.perm = m.data.astype(np.int64)
         self.indices, self.indptr = m.indices, m.indptr
@@ -100,6 +105,8 @@ class Pattern:
         w = d2 if self.pair is None else np.bincount(self.pair, d2, self.n_pairs)
         deg = np.bincount(self.lo, w, self.n) + np.bincount(self.hi, w, self.n) + extra_diag
         vals = np.concatenate([-w, -w, deg])
+        import scipy.sparse as sp
+
         return sp.csr_matrix((vals[self.perm], self.indices, self.indptr), shape=(self.n, self.n))
 
 
@@ -136,6 +143,8 @@ class SparseHessian:
         """The whole ``k x k`` matrix, sparse (the border as dense rows and columns)."""
         if not self.C.shape[0]:
             return self.L.tocsc()
+        import scipy.sparse as sp
+
         return sp.bmat([[self.L, sp.csr_matrix(self.B)],
                         [sp.csr_matrix(self.B.T), sp.csr_matrix(self.C)]], format="csc")
 

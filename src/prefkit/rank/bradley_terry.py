@@ -123,15 +123,26 @@ def _covariance(H: NDArray[np.float64], n: int, constrained: bool) -> NDArray[np
     """Inverse Hessian (all parameters). With the sum-to-zero constraint, ``H`` is singular
     along ``v = [1, ..., 1, 0, ...] / sqrt(n)`` (shifting every score changes nothing), and
     the covariance of the centred scores is the pseudo-inverse ``(H + v v^T)^-1 - v v^T``.
-    The inverse goes through a Cholesky factorisation (the matrix is positive definite)."""
-    from scipy.linalg import LinAlgError as ScipyLinAlgError
-    from scipy.linalg.lapack import dpotrf, dpotri
-
+    The inverse goes through a Cholesky factorisation (the matrix is positive definite):
+    LAPACK's ``potri`` above ``_NUMPY_INVERSE_MAX`` parameters; below, numpy's Cholesky and
+    a triangular solve, which spares a short run importing ``scipy.linalg`` (~0.2 s CPU,
+    a fifth of ``prefkit rank --intervals none`` on the 1.67M Arena votes)."""
     k = H.shape[0]
     v = np.zeros(k)
     if constrained:
         v[:n] = 1.0 / np.sqrt(n)
     A = H + np.outer(v, v)
+    if k <= _NUMPY_INVERSE_MAX:
+        try:
+            c = np.linalg.cholesky(A)
+        except np.linalg.LinAlgError:
+            raise np.linalg.LinAlgError("the Hessian is not positive definite") from None
+        c_inv = np.linalg.solve(c, np.eye(k))
+        inv = c_inv.T @ c_inv
+        return (inv + inv.T) / 2.0 - np.outer(v, v)
+    from scipy.linalg import LinAlgError as ScipyLinAlgError
+    from scipy.linalg.lapack import dpotrf, dpotri
+
     c, info = dpotrf(A, lower=1)
     if info != 0:
         raise np.linalg.LinAlgError("the Hessian is not positive definite")
@@ -140,6 +151,10 @@ def _covariance(H: NDArray[np.float64], n: int, constrained: bool) -> NDArray[np
         raise ScipyLinAlgError("could not invert the Hessian")
     inv = np.tril(inv) + np.tril(inv, -1).T
     return inv - np.outer(v, v)
+
+
+#: up to this many parameters :func:`_covariance` inverts with numpy (no scipy import)
+_NUMPY_INVERSE_MAX = 400
 
 
 def hessian_covariance(
