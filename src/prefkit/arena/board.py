@@ -183,6 +183,22 @@ class Tally:
         return aggregate(votes)
 
 
+def full_rank(counts: Any, rounds: int, seed: int) -> dict[str, Any]:
+    """``prefkit rank``'s leaderboard of ``counts`` (default options, ``rounds``, ``seed``)
+    as a dict; an unrankable state gives ``{"error", "leaderboard": []}``. Picklable: the
+    server runs it in a worker process, away from the requests' interpreter lock."""
+    import warnings
+
+    from prefkit.rank import rank
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return rank(counts, rounds=rounds, rng=np.random.default_rng(seed)).to_dict()
+        except Exception as e:  # noqa: BLE001 - e.g. every vote set aside: shown, not raised
+            return {"error": str(e), "leaderboard": []}
+
+
 def _provisional(counts: Any, why: str) -> dict[str, Any]:
     """A leaderboard while the data cannot be ranked (e.g. a disconnected comparison graph):
     MAP scores under a N(0, 1) prior (:meth:`MatchState.fit`), every row provisional."""
@@ -224,6 +240,7 @@ class BoardConfig:
     policy: str = "exclude"
     both_bad: str = "tie"
     refresh: float = 0.25  # seconds between checks for new votes
+    bootstrap_process: bool = True  # bootstrap in a worker process (else a thread)
 
 
 class LiveBoard:
@@ -250,6 +267,7 @@ class LiveBoard:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._pool: Any = None
 
     # -- state ---------------------------------------------------------------------------------
     def update(self) -> bool:
@@ -308,10 +326,6 @@ class LiveBoard:
     def full_fit(self) -> None:
         """The full :func:`prefkit.rank.rank` of the current counts (what ``prefkit rank``
         does with the default options, ``rounds`` and ``seed``)."""
-        import warnings
-
-        from prefkit.rank import rank
-
         with self._lock:
             counts, key = self.counts, (self.tally.last_seq, self._flag_version)
             n_rows = len(self.tally.a)
@@ -319,14 +333,10 @@ class LiveBoard:
         if counts is None or key == self.full_key:
             return
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                lb = rank(counts, rounds=self.config.rounds,
-                          rng=np.random.default_rng(self.config.seed))
-                d = lb.to_dict()
-            except Exception as e:  # noqa: BLE001 - e.g. every vote set aside: shown, not raised
-                d = {"error": str(e), "leaderboard": []}
+        if self._pool is not None:
+            d = self._pool.submit(full_rank, counts, self.config.rounds, self.config.seed).result()
+        else:
+            d = full_rank(counts, self.config.rounds, self.config.seed)
         d["input"] = {"file": self.store.describe(), "format": "arena", "rows_read": n_rows,
                       "rows_skipped": 0, "items_dropped": []}
         d["seconds"] = round(time.perf_counter() - t0, 4)
@@ -393,6 +403,13 @@ class LiveBoard:
 
     # -- threads ---------------------------------------------------------------------------
     def start(self) -> None:
+        """Start refitting in the background; the bootstrap in a worker process (spawned,
+        so that it shares no lock with the server) unless ``bootstrap_process`` is off."""
+        if self.config.bootstrap_process:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         for target in (self._point_loop, self._full_loop):
             t = threading.Thread(target=target, daemon=True, name=f"arena-{target.__name__}")
             t.start()
@@ -403,6 +420,8 @@ class LiveBoard:
         self._wake.set()
         for t in self._threads:
             t.join(timeout=30)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def poke(self) -> None:
         """A vote arrived: refit soon."""
