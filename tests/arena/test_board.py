@@ -59,3 +59,35 @@ def test_rank_breaking_of_a_ranking():
     got = {(names[a], names[b], o) for a, b, o in zip(t.a, t.b, t.outcome)}
     assert got == {("x", "y", 0), ("x", "z", 0), ("x", "w", 0), ("y", "z", 2), ("y", "w", 0),
                    ("z", "w", 0)}
+
+
+def test_live_board_says_when_the_bootstrap_lags(tmp_path):
+    from prefkit.arena.board import BoardConfig, LiveBoard
+    from prefkit.arena.store import open_store
+
+    store = open_store(str(tmp_path / "a.db"))
+    board = LiveBoard(store, BoardConfig(rounds=30, bootstrap_process=False))
+    assert board.leaderboard()["arena"]["message"] == "no votes yet"
+    store.import_votes([("x", "y", "a", "v", "p"), ("y", "z", "a", "v", "p"),
+                        ("z", "x", "b", "v", "p"), ("x", "z", "tie", "v", "p"),
+                        ("y", "x", "a", "v", "p"), ("z", "y", "a", "v", "p")] * 5)
+    assert board.update()
+    first = board.leaderboard()
+    assert first["arena"]["lagging"] and "first bootstrap" in first["arena"]["message"]
+    board.full_fit()
+    caught = board.leaderboard()
+    assert caught["arena"] == {**caught["arena"], "lagging": False, "bootstrap_lag_votes": 0,
+                               "votes_seq": 30}
+    store.import_votes([("y", "x", "a", "w", "p")])
+    board.update()
+    lag = board.leaderboard()
+    assert lag["arena"]["lagging"] and lag["arena"]["bootstrap_lag_votes"] == 1
+    old = {r["item"]: r for r in caught["leaderboard"]}
+    for r in lag["leaderboard"]:  # fresh rating, the old interval's width around it
+        o = old[r["item"]]
+        assert r["rating"] != o["rating"]
+        assert abs((r["upper"] - r["lower"]) - (o["upper"] - o["lower"])) < 1e-9
+        assert r["tier"] == o["tier"]
+    board.full_fit()
+    assert not board.leaderboard()["arena"]["lagging"]
+    store.close()

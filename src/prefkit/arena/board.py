@@ -347,9 +347,14 @@ class LiveBoard:
         """The JSON of ``GET /api/leaderboard``: ``prefkit rank --json``'s, plus ``arena``
         (votes counted, bootstrap lag)."""
         point, full = self.point, self.full
-        if full is None or point is None:
-            return {"leaderboard": [], "arena": {"votes": 0, "bootstrap_lag_votes": 0,
-                                                 "message": "no votes yet"}}
+        if point is None:
+            return {"leaderboard": [], "arena": {"votes_seq": 0, "bootstrap_lag_votes": 0,
+                                                 "lagging": False, "message": "no votes yet"}}
+        if full is None:
+            return finite({**point, "arena": {
+                "votes_seq": self.point_seq, "bootstrap_lag_votes": self.point_seq,
+                "lagging": True, "message": "ratings are current; the first bootstrap "
+                                            "(intervals, rank ranges, tiers) is running"}})
         lag = self.point_seq - self.full_key[0]
         if "error" in full and "error" not in point and lag <= 0:
             out = {**point, "input": full["input"]}
