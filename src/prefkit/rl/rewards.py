@@ -325,6 +325,19 @@ def _term(spec: str, answer_kind: str | None) -> tuple[str, RewardFn]:
         return s, partial(length_reward, scale=scale)
     if kind == "model":
         return s, reward_model_reward(arg)
+    if kind == "code":
+        from prefkit.rl.code_reward import code_tests_reward
+
+        column = arg or "tests"
+
+        def code(prompts: Sequence[str], completions: Sequence[str], **columns: Any
+                 ) -> list[float]:
+            if column not in columns:
+                raise ValueError(f"reward 'code' runs the task's {column!r} column, which it "
+                                 "lacks; name the column of tests with code:COLUMN")
+            return code_tests_reward(prompts, completions, tests=columns[column])
+
+        return f"code:{column}", code
     if kind == "judge":
         name, _, url = arg.partition("@")
         if not name:
@@ -334,7 +347,7 @@ def _term(spec: str, answer_kind: str | None) -> tuple[str, RewardFn]:
         fn = load_function(s)
         return getattr(fn, "__name__", s), fn
     raise ValueError(f"unknown reward {spec!r}; use exact[:gsm8k|math], format:REGEX, game24, "
-                     "length:SCALE, model:DIR, judge:MODEL[@URL], PATH.py:FUNCTION, or "
+                     "code[:COLUMN], length:SCALE, model:DIR, judge:MODEL[@URL], PATH.py:FUNCTION, or "
                      "logsigmoid(SPEC;ref=...), each optionally WEIGHT*SPEC")
 
 
