@@ -6,8 +6,10 @@ from its submodule on first use (PEP 562).
 * :mod:`prefkit.rl.advantages` -- group, leave-one-out and REINFORCE++ advantages;
 * :mod:`prefkit.rl.losses` -- the policy losses, by name from :data:`RL_LOSSES`;
 * :mod:`prefkit.rl.generate` -- G samples per prompt, the prompt's prefill shared;
-* :mod:`prefkit.rl.rewards` -- TRL-signature rewards, rule rewards, reward models, weights
-  and the log-sigmoid transform; :mod:`prefkit.rl.tasks` -- prompt sets;
+* :mod:`prefkit.rl.rewards` -- TRL-signature rewards, rule rewards, reward models, LLM
+  judges, weights and the log-sigmoid transform; :mod:`prefkit.rl.code_reward` -- code run
+  against tests in a limited subprocess; :mod:`prefkit.rl.process_rewards` -- dense step
+  rewards from a PRM; :mod:`prefkit.rl.tasks` -- prompt sets;
 * :mod:`prefkit.rl.train` -- :func:`train_rl`, the loop; :class:`RLConfig`;
 * :mod:`prefkit.rl.watch` -- :class:`Watch`, held-out checker success while training and
   an over-optimisation flag.
