@@ -36,7 +36,8 @@ from torch import nn
 from prefkit.process.processbench import DEFAULT_THRESHOLD
 from prefkit.runs import write_json
 
-__all__ = ["ImplicitPRM", "fit_lm", "outcome_pairs", "response_text", "train_implicit_prm"]
+__all__ = ["ImplicitPRM", "fit_lm", "outcome_pairs", "outcome_rows", "response_text",
+           "train_implicit_prm"]
 
 
 def response_text(steps: Sequence[str]) -> str:
@@ -59,6 +60,14 @@ def outcome_pairs(prompts: Sequence[str], steps: Sequence[Sequence[str]],
         for j in rng.permutation(len(pairs))[:max_pairs_per_prompt]:
             rows.append({"prompt": p, "chosen": pairs[j][0], "rejected": pairs[j][1]})
     return rows
+
+
+def outcome_rows(prompts: Sequence[str], steps: Sequence[Sequence[str]],
+                 outcomes: Sequence[bool]) -> list[dict[str, Any]]:
+    """Unpaired rows ``{prompt, completion, label}`` (label = the final answer is right) for
+    the unpaired losses of :mod:`prefkit.align` (``kto``, ``apo_zero_unpaired``)."""
+    return [{"prompt": p, "completion": response_text(st), "label": bool(ok)}
+            for p, st, ok in zip(prompts, steps, outcomes)]
 
 
 def fit_lm(model: nn.Module, tokenizer: Any, texts: Sequence[str], *, epochs: int = 10,
@@ -171,12 +180,13 @@ class ImplicitPRM:
                    threshold=float(info.get("threshold", DEFAULT_THRESHOLD)))
 
 
-def train_implicit_prm(model: nn.Module, tokenizer: Any, pairs: Sequence[dict[str, str]],
+def train_implicit_prm(model: nn.Module, tokenizer: Any, pairs: Sequence[dict[str, Any]],
                        output_dir: str | Path, *, beta: float = 0.1, loss: str = "dpo",
                        align_config: Any = None, progress: bool = False,
                        overwrite: bool = False) -> ImplicitPRM:
     """Train the implicit PRM: ``model`` (the reference, saved first under ``reference/``)
-    is aligned on outcome ``pairs`` (:func:`outcome_pairs`) with ``loss`` by
+    is aligned on outcome ``pairs`` (:func:`outcome_pairs`; or unpaired
+    :func:`outcome_rows` with an unpaired loss such as ``kto``) with ``loss`` by
     :func:`prefkit.align.align` into ``policy/``; returns the PRM (also written as a folder
     :func:`~prefkit.process.load_prm` reads)."""
     import copy

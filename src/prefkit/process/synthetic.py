@@ -26,13 +26,15 @@ after an error are not judged); the last line ("The answer is ...") is a step to
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from prefkit.data._formats_steps import StepSolutions
 
-__all__ = ["MAX_VALUE", "Problem", "make_problem", "make_solutions", "solve"]
+__all__ = ["MAX_VALUE", "Problem", "continue_solution", "make_problem", "make_solutions",
+           "parse_problem", "solve"]
 
 MAX_VALUE = 9
 _OPS = ("+", "-")
@@ -122,3 +124,30 @@ def make_solutions(n: int, rng: np.random.Generator, *, p_error: float = 0.5,
         out.add(i + 1, prob.text, steps, labels, id_=f"synthetic-{i}")
         outcome.append(final == prob.answer)
     return out, outcome
+
+
+def parse_problem(prompt: str) -> Problem:
+    """The problem a :attr:`Problem.text` describes (``"Compute 7 + 2 - 5."``)."""
+    m = re.fullmatch(r"Compute (\d+)((?: [+-] \d+)+)\.", prompt.strip())
+    if m is None:
+        raise ValueError(f"not a synthetic problem: {prompt!r}")
+    ops = re.findall(r"([+-]) (\d+)", m.group(2))
+    return Problem(int(m.group(1)), tuple((op, int(x)) for op, x in ops))
+
+
+def continue_solution(prompt: str, steps: list[str], rng: np.random.Generator, *,
+                      p_error: float = 0.0) -> list[str]:
+    """The synthetic generator rolled out from a partial solution: the remaining operations
+    computed from the last value written, each wrong by 1 or 2 with probability ``p_error``
+    (the rollouts of Monte-Carlo step labels)."""
+    prob = parse_problem(prompt)
+    done = [s for s in steps if not s.startswith("The answer is")]
+    v = int(done[-1].split()[-1]) if done else prob.start
+    out = list(steps)
+    if len(done) < len(steps):  # already finished
+        return out
+    for op, x in prob.ops[len(done):]:
+        w = _apply(v, op, x) + (int(rng.choice([-2, -1, 1, 2])) if rng.random() < p_error else 0)
+        out.append(f"{v} {op} {x} = {w}")
+        v = w
+    return out + [f"The answer is {v}"]
