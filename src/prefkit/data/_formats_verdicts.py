@@ -27,8 +27,49 @@ __all__ = ["read_alpaca_eval_verdicts", "read_fastchat_pair_verdicts", "read_jud
            "read_judge_votes", "read_mtbench_grades", "read_pandalm_verdicts"]
 
 FIRST, SECOND, TIE, ERROR, NOT_JUDGED = 0, 1, 2, -1, -2
-#: positional verdict words (judge_pairs files: mtbench_repro and ``prefkit judge run``)
-POSITIONAL = {"a": FIRST, "b": SECOND, "tie": TIE, "error": ERROR}
+#: positional verdict words (judge_pairs files: mtbench_repro and ``prefkit judge run``), any
+#: casing, with or without FastChat's brackets: ``C`` / ``[[C]]`` is pair-v2's tie
+POSITIONAL = {"a": FIRST, "b": SECOND, "tie": TIE, "c": TIE, "error": ERROR}
+#: both-orders outcomes some files write where one order's verdict belongs: refused with
+#: this explanation (the order's own verdict is unknown)
+COMBINED = ("inconsistent", "tie (inconsistent)")
+
+
+def _word(v: Any) -> str:
+    """A verdict word as the readers compare it: stripped, lower case, ``[[x]]`` -> ``x``."""
+    w = str(v).strip().lower()
+    return w[2:-2].strip() if w.startswith("[[") and w.endswith("]]") else w
+
+
+def _turn(rows: _Rows, line: int, rec: Mapping[str, Any], default: int) -> int | None:
+    """The record's ``turn`` (absent or null: ``default``); a turn that is not a whole
+    number is a problem of the row (None)."""
+    v = rec.get("turn")
+    if v is None:
+        return default
+    x = _float(v)
+    if isinstance(v, bool) or not math.isfinite(x) or x != int(x) or x < 0:
+        rows.bad(line, "turn", v, f"turn {v!r} is not a whole number",
+                 "turn is 1 or 2 (the MT-Bench turn judged), or leave it out", "bad_value")
+        return None
+    return int(x)
+
+
+def _judge_name(rec: Mapping[str, Any], keys: tuple[str, ...], table: Table) -> str:
+    """The judge named by the first of ``keys`` present; a file without one is its own
+    judge (its file name), so two unnamed judges' files are never pooled."""
+    for k in keys:
+        name = _text(rec.get(k)).strip()
+        if name:
+            return name
+    return f"({table.name})"
+
+
+def _prompt_id(rec: Mapping[str, Any], line: int) -> str:
+    """``question_id``; a row without one is its own prompt (never pooled with others into
+    one prompt's triads)."""
+    q = _text(rec.get("question_id")).strip()
+    return q if q else f"(no question_id, line {line})"
 
 
 def _records(src: str | Path | Table) -> tuple[Table, Any]:
@@ -113,22 +154,25 @@ def _check_names(rows: _Rows, line: int, rec: Mapping[str, Any], a: str, b: str)
 
 # -- judge pairs: mtbench_repro and prefkit judge run -------------------------------------
 def _is_judge_pairs(kind: str, keys: frozenset[str], first: object = None) -> bool:
-    return {"model_a", "model_b", "winner_ab", "winner_ba"} <= keys
+    return {"model_a", "model_b", "winner_ab"} <= keys  # winner_ba: absent = one order
 
 
 @register("judge_pairs", family="verdicts", gives="Verdicts", priority=10,
           detect=_is_judge_pairs,
           describe="pairwise judge verdicts in both orders (mt_bench_repro, prefkit judge "
-          "run): question_id, model_a, model_b, winner_ab, winner_ba (A|B|tie|error), "
-          "judge_id, turn")
+          "run): question_id, model_a, model_b, winner_ab, winner_ba (A|B|tie|error; "
+          "C or [[C]] = tie; winner_ba absent or null = one order), judge_id, turn")
 def read_judge_pairs(src: str | Path | Table, *, columns: Any = None) -> Parsed:
     """Pairwise verdicts in both presentation orders, one record per pair.
 
     The layout of kook222/mt_bench_repro (``data/en/judgments/<judge>/pairwise/``) and of
     ``prefkit judge run``'s output: ``winner_ab`` is the verdict with ``model_a``'s answer
     shown first, ``winner_ba`` with ``model_b``'s shown first, both *positional* (``A`` =
-    the answer shown first, ``B``, ``tie``, ``error``); ``null``/absent = that order was
-    not asked. ``judgment_ab``/``judgment_ba`` (or ``output_ab``/``output_ba``) are the
+    the answer shown first, ``B``, ``tie``, ``error``; any casing, ``C`` and FastChat's
+    ``[[A]]``/``[[B]]``/``[[C]]`` too); ``null``/absent = that order was not asked, and a
+    row with neither order is an invalid row. Without ``judge_id`` the file is its own
+    judge (its name in parentheses); without ``question_id`` a row is its own prompt.
+    ``judgment_ab``/``judgment_ba`` (or ``output_ab``/``output_ba``) are the
     judge's texts; ``probs_ab``/``probs_ba`` (``{"A": p, "B": p, "tie": p}``), ``score_ab``
     (``A>>B``: strong) and ``length_a``/``length_b`` are read when present.
     """
@@ -142,20 +186,26 @@ def read_judge_pairs(src: str | Path | Table, *, columns: Any = None) -> Parsed:
         codes = []
         for key in ("winner_ab", "winner_ba"):
             v = rec.get(key)
-            code = NOT_JUDGED if v is None else POSITIONAL.get(str(v).strip().lower())
+            code = NOT_JUDGED if v is None else POSITIONAL.get(_word(v))
             if code is None:
-                rows.bad(line, key, v, f"unknown positional verdict {v!r}",
-                         "expected A (the answer shown first), B, tie, error, or null "
-                         "(order not judged)")
+                rows.bad(line, key, v, f"unknown positional verdict {v!r}" + (
+                    " (a both-orders outcome, not this order's verdict)"
+                    if _word(v) in COMBINED else ""),
+                    "expected A (the answer shown first), B, tie (C), error, or null "
+                    "(order not judged)")
             codes.append(code)
-        if None in codes:
+        if codes == [NOT_JUDGED, NOT_JUDGED]:
+            rows.bad(line, "winner_ab", None, "no verdict in either order (winner_ab and "
+                     "winner_ba are null)", "judge the pair, or drop the row",
+                     "missing_value")
+            continue
+        turn = _turn(rows, line, rec, 0)
+        if None in codes or turn is None:
             continue
         scores = [str(rec.get(f"score_{o}") or "") for o in ("ab", "ba")]
-        rows.add(line, judge=_text(rec.get("judge_id", rec.get("judge"))),
-                 prompt=_text(rec.get("question_id")), model_a=_text(rec["model_a"]),
-                 model_b=_text(rec["model_b"]), ab=codes[0], ba=codes[1],
-                 turn=int(_float(rec.get("turn")) if math.isfinite(_float(rec.get("turn")))
-                          else 0),
+        rows.add(line, judge=_judge_name(rec, ("judge_id", "judge"), table),
+                 prompt=_prompt_id(rec, line), model_a=_text(rec["model_a"]),
+                 model_b=_text(rec["model_b"]), ab=codes[0], ba=codes[1], turn=turn,
                  prob_ab=_probs(rec.get("probs_ab")), prob_ba=_probs(rec.get("probs_ba")),
                  strong_ab=">>" in scores[0] or "<<" in scores[0],
                  strong_ba=">>" in scores[1] or "<<" in scores[1],
@@ -197,7 +247,10 @@ def read_fastchat_pair_verdicts(src: str | Path | Table, *, columns: Any = None)
     already mapped back to ``model_1``/``model_2`` (``gen_judgment.py``/``common.py
     play_a_match_pair``), so game 2's positional verdict is ``A`` when ``g2_winner`` is
     ``model_2``. ``error`` (FastChat's unparsed ``[[A]]``) is kept as an error verdict with
-    the judge's text. Answer lengths come from game 1's prompt (single-turn pair-v2).
+    the judge's text. Any casing; ``[[C]]``-style brackets and ``tie (bothbad)`` read as
+    their word (a tie); a null or absent ``g2_winner`` is a game not played (one order);
+    ``tie (inconsistent)`` is a both-games outcome, not a game's verdict: an invalid row.
+    Answer lengths come from game 1's prompt (single-turn pair-v2).
     """
     if columns:
         raise ValueError("fastchat_pair files take no columns= mapping")
@@ -208,19 +261,26 @@ def read_fastchat_pair_verdicts(src: str | Path | Table, *, columns: Any = None)
             continue
         codes = []
         for g in (1, 2):
-            v = str(rec.get(f"g{g}_winner")).strip().lower()
-            code = {"tie": TIE, "error": ERROR}.get(v, _FASTCHAT_POS.get((g, v)))
+            raw = rec.get(f"g{g}_winner")
+            v = _word(raw)
+            code = NOT_JUDGED if raw is None and g == 2 else {
+                "tie": TIE, "tie (bothbad)": TIE, "c": TIE, "error": ERROR}.get(
+                v, _FASTCHAT_POS.get((g, v)))
             if code is None:
-                rows.bad(line, f"g{g}_winner", rec.get(f"g{g}_winner"),
-                         f"unknown winner {rec.get(f'g{g}_winner')!r}",
-                         "expected model_1, model_2, tie or error")
+                rows.bad(line, f"g{g}_winner", raw, f"unknown winner {raw!r}" + (
+                    f" (a both-games outcome, not game {g}'s verdict)"
+                    if v in COMBINED else ""),
+                    "expected model_1, model_2, tie or error" + (
+                        " (null: game 2 not played)" if g == 2 else ""))
             codes.append(code)
-        if None in codes:
+        turn = _turn(rows, line, rec, 1)
+        if None in codes or turn is None:
             continue
         p1 = rec.get("g1_user_prompt")
-        rows.add(line, judge=_text(rec.get("judge")), prompt=_text(rec.get("question_id")),
+        rows.add(line, judge=_judge_name(rec, ("judge", "judge_id"), table),
+                 prompt=_prompt_id(rec, line),
                  model_a=_text(rec["model_1"]), model_b=_text(rec["model_2"]), ab=codes[0],
-                 ba=codes[1], turn=int(_float(rec.get("turn", 1)) or 1),
+                 ba=codes[1], turn=turn or 1,
                  length_a=_answer_length(p1, "A"), length_b=_answer_length(p1, "B"),
                  raw_ab=rec.get("g1_judgment"), raw_ba=rec.get("g2_judgment"))
     return rows.parsed(recs.n_read)
@@ -236,9 +296,15 @@ def _first_token_probs(raw: Any, tokens: tuple[str, str]) -> tuple[float, float]
     except (KeyError, IndexError, TypeError):
         return math.nan, math.nan
     p = {t: 0.0 for t in tokens}
+    if not isinstance(top, list):
+        return math.nan, math.nan
     for alt in top:
-        if alt.get("token") in p:
-            p[alt["token"]] += math.exp(float(alt["logprob"]))
+        if not isinstance(alt, Mapping) or alt.get("token") not in p:
+            continue
+        lp = _float(alt.get("logprob"))
+        if math.isnan(lp) or lp > 0:  # not a log-probability: no probabilities at all
+            return math.nan, math.nan
+        p[alt["token"]] += math.exp(lp)
     return p[tokens[0]], p[tokens[1]]
 
 
@@ -299,7 +365,8 @@ def read_alpaca_eval_verdicts(src: str | Path | Table, *, columns: Any = None,
                    f"raw_{order}": json.dumps(raw)[:2000] if raw is not None else None}
         if order == "ba":
             verdict["ab"] = NOT_JUDGED
-        rows.add(line, judge=_text(rec.get("annotator")), prompt=_text(rec.get("instruction")),
+        rows.add(line, judge=_judge_name(rec, ("annotator",), table),
+                 prompt=_text(rec.get("instruction")),
                  model_a=_text(rec["generator_1"]), model_b=_text(rec["generator_2"]),
                  length_a=float(len(out1)) if isinstance(out1, str) else math.nan,
                  length_b=float(len(out2)) if isinstance(out2, str) else math.nan,
@@ -348,7 +415,10 @@ def read_pandalm_verdicts(src: str | Path | Table, *, columns: Any = None,
     for rec, line in zip(recs.rows, recs.lines):
         key = "gpt_result" if "gpt_result" in rec else "pandalm_result"
         judge = "gpt-3.5-turbo" if key == "gpt_result" else "pandalm-7b"
-        v = _strip(rec.get(key)).lower()
+        raw = rec.get(key)
+        v = _word(raw) if raw is not None else ""
+        if isinstance(raw, float) and raw.is_integer():
+            v = str(int(raw))
         code = ERROR if v == "garbage" else _PANDALM.get(v)
         if code is None:
             rows.bad(line, key, rec.get(key), f"unknown verdict {rec.get(key)!r}",
@@ -404,11 +474,18 @@ def read_mtbench_grades(src: str | Path | Table, *, columns: Any = None) -> Pars
         if "score_turn1" in rec or "score_turn2" in rec:
             turns = [(1, rec.get("score_turn1")), (2, rec.get("score_turn2"))]
         else:
-            turns = [(int(_float(rec.get("turn", 1)) or 1), rec.get("score"))]
+            t = _float(rec.get("turn", 1) if rec.get("turn") is not None else 1)
+            if not math.isfinite(t) or t != int(t) or isinstance(rec.get("turn"), bool):
+                problems.append(table.problem(line, f"turn {rec.get('turn')!r} is not a whole "
+                                              "number", "turn is 1 or 2 (the MT-Bench turn "
+                                              "graded), or leave it out", "bad_value",
+                                              field="turn", value=rec.get("turn")))
+                continue
+            turns = [(int(t) or 1, rec.get("score"))]
         for turn, raw in turns:
             x = _float(raw)
-            if raw is not None and math.isnan(x) and str(raw).strip().lower() not in (
-                    "nan", "none", ""):
+            if isinstance(raw, bool) or raw is not None and math.isnan(x) and str(
+                    raw).strip().lower() not in ("nan", "none", ""):
                 problems.append(table.problem(line, f"grade {raw!r} is not a number",
                                               "a grade is a number (-1 or null: none)",
                                               "bad_number", field=f"score_turn{turn}",
