@@ -180,3 +180,29 @@ def test_dense_process_rewards_alone_train_the_policy(sft_folder: Path, tmp_path
     with pytest.raises(ValueError, match="per-token advantages"):
         train_rl(model, TASK, nothing, tokenizer=tok, output_dir=tmp_path / "x",
                  progress=False, process_reward=steps_right, config=RLConfig(algo="rloo"))
+
+
+def test_online_dpo_labelled_by_an_llm_judge(sft_folder: Path, tmp_path: Path,
+                                             monkeypatch) -> None:
+    # a judge on a real local OpenAI-compatible server labels the policy's own pairs
+    from prefkit.llm.server import LocalServer, canned_responder
+
+    monkeypatch.setenv("PREFKIT_CACHE_DIR", str(tmp_path / "cache"))
+
+    def judge(request) -> str:
+        text = request.messages[-1]["content"]
+        prompt = text.split("[Prompt]\n")[1].split("\n")[0]
+        answer = text.split("[Response]\n")[1].split("\n\nReply")[0]
+        return "Rating: 9" if answer.strip() == str(eval(prompt.rstrip("="))) else "Rating: 2"
+
+    server = LocalServer(canned_responder(judge))
+    model, tok = _load(sft_folder)
+    before = success(model, tok)
+    with server as url:
+        res = train_rl(model, TASK, f"judge:tiny@{url}", tokenizer=tok,
+                       output_dir=tmp_path / "odpo", progress=False,
+                       config=RLConfig(algo="online_dpo", num_generations=8, batch_size=8,
+                                       max_new_tokens=3, max_steps=40, learning_rate=5e-3))
+    assert server.stats.requests > 0
+    assert all(r["pairs"] >= 0 for r in res.history)
+    assert success(model, tok) > before + 0.1
