@@ -102,7 +102,13 @@ def prefkit_command() -> list[str]:
 
 
 def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("PREFKIT_")}
+    """The caller's environment without prefkit's settings, and with bytecode caches on: a
+    user's Python writes them, so with ``PYTHONDONTWRITEBYTECODE`` inherited (some shells
+    and containers set it) every run would recompile each module edited since its last
+    cache (~20 ms for a large one) and the contestant with the freshest edits would lose.
+    Thread counts are left as the caller set them: each program chooses its own default."""
+    drop = ("PREFKIT_", "PYTHONDONTWRITEBYTECODE")
+    return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
 def _children_cpu() -> float:
