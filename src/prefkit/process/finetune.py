@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,9 @@ KIND = "prm-finetune"
 @dataclass(frozen=True)
 class FinetunePRMConfig(ConfigIO):
     """A fine-tuned PRM run (saved in ``config.json``); ``backbone`` None is the offline
-    MiniLM's transformer."""
+    MiniLM's transformer. ``group_by_length``: each epoch's shuffled windows are sorted by
+    length within chunks of 32 batches and the batches shuffled again (less padding; the
+    same examples per epoch)."""
 
     backbone: str | None = None
     max_length: int = 256
@@ -57,6 +60,7 @@ class FinetunePRMConfig(ConfigIO):
     weight_decay: float = 0.0
     val_fraction: float = 0.2
     seed: int = 0
+    group_by_length: bool = True
 
     def __post_init__(self) -> None:
         get_process_loss(self.loss)
@@ -157,6 +161,21 @@ def _batch(items: Sequence[Any], pad: int) -> tuple[Tensor, ...]:
             torch.tensor(ys, dtype=torch.float32))
 
 
+def _epoch_batches(items: Sequence[Any], size: int, gen: torch.Generator, group: bool
+                   ) -> list[list[int]]:
+    """One epoch's batches of indices: shuffled, and with ``group`` sorted by length within
+    chunks of 32 batches, the batches then shuffled (``gen`` draws everything)."""
+    perm = torch.randperm(len(items), generator=gen).tolist()
+    if group:
+        chunk = size * 32
+        perm = [j for c in range(0, len(perm), chunk)
+                for j in sorted(perm[c:c + chunk], key=lambda j: len(items[j][0]))]
+    batches = [perm[b:b + size] for b in range(0, len(perm), size)]
+    if group:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+    return batches
+
+
 class FinetunedPRM:
     """A fine-tuned PRM: :meth:`score` gives P(step right) per step."""
 
@@ -241,13 +260,13 @@ def finetune_prm(config: FinetunePRMConfig, output_dir: str | Path, data: StepSo
     per_epoch = math.ceil(len(train) / config.batch_size)
     bar = progress_bar(config.epochs * per_epoch, "fine-tuning", step, enabled=progress)
     # -- epochs ------------------------------------------------------------------------------
+    loop_seconds = 0.0
     while epoch < config.epochs:
+        t_epoch = time.perf_counter()
         scorer.train()
-        perm = torch.randperm(len(train), generator=gen).tolist()
+        batches = _epoch_batches(train, config.batch_size, gen, config.group_by_length)
         for b in range(per_epoch):
-            ids, attn, rows, cols, y = _batch([train[j] for j in
-                                               perm[b * config.batch_size:
-                                                    (b + 1) * config.batch_size]], pad)
+            ids, attn, rows, cols, y = _batch([train[j] for j in batches[b]], pad)
             logits = scorer(ids, attn, rows, cols)  # (n_markers,)
             loss = loss_fn(logits[None], y[None]).reduce()
             opt.zero_grad(set_to_none=True)
@@ -258,6 +277,7 @@ def finetune_prm(config: FinetunePRMConfig, output_dir: str | Path, data: StepSo
             metrics.log({"kind": "train", "step": step, "epoch": epoch, "loss": loss.item()})
             bar.update(step, f"epoch {epoch + 1} loss {loss.item():.4f}")
         epoch += 1
+        loop_seconds += time.perf_counter() - t_epoch
         run.save_checkpoint(config=config.to_dict(), model=scorer.state_dict(), optimizer=opt,
                             rng={"data": gen.get_state()}, step=step, epoch=epoch,
                             step_in_epoch=0, data=digest, metrics_rows=len(metrics.history))
@@ -273,6 +293,7 @@ def finetune_prm(config: FinetunePRMConfig, output_dir: str | Path, data: StepSo
     save_file({k: v.contiguous() for k, v in scorer.head.state_dict().items()},
               str(out / "head.safetensors"))
     summary = {"steps": step, "epochs_run": epoch, "threshold": threshold,
+               "train_loop_seconds": round(loop_seconds, 3),
                "n_train_windows": len(train), "n_val_solutions": len(va)}
     write_json(out / "config.json", {
         "kind": "finetune", "config": config.to_dict(), "threshold": threshold,
