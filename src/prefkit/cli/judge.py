@@ -417,5 +417,8 @@ def judge_pair_scores(pairs: Any, *, judge: str | None, local: Path | None,
         note(f"{js.unjudged:,} of {len(pairs):,} pairs have no valid verdict and are left out "
              f"of the accuracy (counted as ties, RewardBench's generative rule: "
              f"{summary['accuracy_with_unjudged_as_ties']:.3f})")
+    if not quiet and not summary["from_probabilities"]:
+        note("the judge gave no verdict probabilities (label-token logprobs): each order's "
+             "vote is 0, 1/2 or 1, so the calibration below describes hard votes", style="dim")
     s_c, s_r = js.scores()
     return pairs.select(js.judged), s_c, s_r, js, summary
