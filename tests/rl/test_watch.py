@@ -70,3 +70,22 @@ def test_planted_length_reward_is_flagged_and_honest_is_not(start, tmp_path, rew
         assert any(r["watch/flag"] for r in evals)
     else:
         assert evals[-1]["watch/success"] > evals[0]["watch/success"]
+
+
+def test_a_resumed_run_continues_the_watch(start, tmp_path) -> None:
+    base, tok = start
+    cfg = RLConfig(num_generations=8, batch_size=8, max_new_tokens=3, max_steps=15,
+                   learning_rate=5e-3)
+    whole = Watch(TASK, parse_reward(sums_reward), every=5, samples=4)
+    train_rl(copy.deepcopy(base), TASK, "length:1", tokenizer=tok, output_dir=tmp_path / "a",
+             progress=False, on_step=whole, config=cfg)
+    first = Watch(TASK, parse_reward(sums_reward), every=5, samples=4)
+    model = copy.deepcopy(base)
+    train_rl(model, TASK, "length:1", tokenizer=tok, output_dir=tmp_path / "b",
+             progress=False, on_step=first, config=cfg, stop_after=7)
+    second = Watch(TASK, parse_reward(sums_reward), every=5, samples=4)  # a new process
+    train_rl(copy.deepcopy(base), TASK, "length:1", tokenizer=tok, output_dir=tmp_path / "b",
+             progress=False, on_step=second, config=cfg, resume=True)
+    assert second.flagged_at == whole.flagged_at == 10
+    assert [h["watch/success"] for h in second.history] == \
+        [h["watch/success"] for h in whole.history]

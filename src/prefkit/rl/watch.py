@@ -25,7 +25,9 @@ over-optimisation is flagged at evaluation ``k`` when
    each) gives ``p < alpha`` (default 0.05).
 
 ``watch/flag`` is 1 on a row where the rule fires (``watch/p`` the test's p-value),
-``Watch.flagged_at`` the first step it fired. An honest reward (the checker itself) cannot
+``Watch.flagged_at`` the first step it fired. A resumed run takes the evaluations so far
+from its ``metrics.jsonl`` (every watch row is logged: use ``log_every`` dividing
+``every``), so the window continues across the interruption. An honest reward (the checker itself) cannot
 rise while the checker falls on the same samples' distribution, so it is flagged only by
 chance (at most ``alpha`` per evaluation once the success plateaus); a length reward that
 pushes answers past their end is flagged once the success drops (tested; demonstrated in
@@ -133,6 +135,11 @@ class Watch:
             return None
         from prefkit.rl.train import sampling_config
 
+        if not self.history:  # a resumed run: the evaluations so far are in its metrics
+            self.history = [{k: v for k, v in r.items() if k.startswith("watch/")}
+                            for r in state.metrics.history if "watch/success" in r]
+            self.flagged_at = next((r["watch/step"] for r in self.history
+                                    if r.get("watch/flag")), None)
         values = self.evaluate(state.model, state.tokenizer, state.reward,
                                sampling_config(state.config),
                                seed=state.config.seed * 7919 + 17)
