@@ -206,3 +206,29 @@ def test_online_dpo_labelled_by_an_llm_judge(sft_folder: Path, tmp_path: Path,
     assert server.stats.requests > 0
     assert all(r["pairs"] >= 0 for r in res.history)
     assert success(model, tok) > before + 0.1
+
+
+def test_conversational_prompts_go_through_the_chat_template(sft_folder: Path,
+                                                             tmp_path: Path) -> None:
+    from prefkit.rl.tasks import prompt_inputs
+
+    task = tmp_path / "chat.jsonl"
+    task.write_text("".join(json.dumps({"prompt": [{"role": "user", "content": q}],
+                                        "answer": a}) + "\n"
+                            for q, a in zip(PROMPTS[:4], ANSWERS[:4], strict=True)))
+    model, tok = _load(sft_folder)
+    got = read_task(task)
+    assert got.prompts[0] == [{"role": "user", "content": "0+0="}]
+    ids = prompt_inputs(tok, got.prompts[:1])[0]
+    # the template's text, BOS once: <s><|user|>0+0=\n<|assistant|>
+    assert tok.decode(ids) == "<s><|user|>0+0=\n<|assistant|>" and ids.count(tok.bos_token_id) == 1
+    seen = []
+
+    def reward(prompts, completions, answer, **kw):
+        seen.extend(prompts)
+        return [float(c.strip() == a) for c, a in zip(completions, answer, strict=True)]
+
+    res = train_rl(model, got, reward, tokenizer=tok, output_dir=tmp_path / "chat",
+                   progress=False, config=RLConfig(num_generations=2, batch_size=2,
+                                                   max_new_tokens=3, max_steps=2))
+    assert res.finished and seen and all(isinstance(p, list) for p in seen)  # TRL gives lists

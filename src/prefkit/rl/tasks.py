@@ -8,7 +8,8 @@ Layouts, recognised from the columns (or named with ``layout=``):
 =========  ==================================  ===========================================
 layout     columns                             prompt / what the rewards get
 =========  ==================================  ===========================================
-prompt     ``prompt`` (TRL's standard)         the prompt; every other column as is
+prompt     ``prompt`` (TRL's standard; text    the prompt; every other column as is
+           or conversational messages)
 gsm8k      ``question``, ``answer``            the question; ``answer`` (``#### N``)
 math       ``problem``, ``answer``             the problem; ``answer`` (MATH-500)
 game24     ``Puzzles`` (CSV)                   the four numbers; ``numbers`` column
@@ -18,6 +19,11 @@ Files: JSONL (``.jsonl``, ``.jsonl.gz``) or CSV (``.csv``, ``.csv.gz``). A row w
 layout's prompt column, or with an empty prompt, stops the read with the file, line and
 field (:class:`~prefkit.data.errors.InvalidInputError`), never silently dropped.
 ``template`` (``"{question}\\nAnswer:"``) formats each prompt from the row's columns.
+
+A conversational prompt (TRL's format: a list of ``{"role", "content"}`` messages) is kept
+as the list: the model sees it through its tokenizer's chat template with the generation
+prompt (:func:`prompt_inputs`), reward functions get the list, as TRL gives it to them
+(completions stay text).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from typing import Any
 
 from prefkit.data.errors import InvalidInputError, InvalidRow
 
-__all__ = ["LAYOUTS", "Task", "as_task", "read_task"]
+__all__ = ["LAYOUTS", "Task", "as_task", "prompt_inputs", "read_task"]
 
 #: layout -> (prompt column, the answer checker's kind or None)
 LAYOUTS: dict[str, tuple[str, str | None]] = {
@@ -48,7 +54,7 @@ LAYOUTS: dict[str, tuple[str, str | None]] = {
 class Task:
     """Prompts and their columns (every column a list as long as ``prompts``)."""
 
-    prompts: list[str]
+    prompts: list[Any]  # text, or a list of {"role", "content"} messages
     columns: dict[str, list[Any]] = field(default_factory=dict)
     layout: str = "prompt"
     source: str | None = None
@@ -61,7 +67,7 @@ class Task:
         """``"gsm8k"`` / ``"math"`` for the exact-answer checker, None otherwise."""
         return LAYOUTS[self.layout][1]
 
-    def rows(self, index: Sequence[int]) -> tuple[list[str], dict[str, list[Any]]]:
+    def rows(self, index: Sequence[int]) -> tuple[list[Any], dict[str, list[Any]]]:
         """The prompts and columns of rows ``index``."""
         return ([self.prompts[i] for i in index],
                 {k: [v[i] for i in index] for k, v in self.columns.items()})
@@ -144,6 +150,11 @@ def read_task(path: str | Path, *, layout: str | None = None, template: str | No
     columns: dict[str, list[Any]] = {}
     for line, rec in rows:
         value = rec.get(col)
+        if layout == "prompt" and _is_chat(value):
+            prompts.append(value)
+            for k in set(columns) | set(rec):
+                columns.setdefault(k, [None] * (len(prompts) - 1)).append(rec.get(k))
+            continue
         if not isinstance(value, str) or not value.strip():
             problems.append(InvalidRow(str(path), line, col, value,
                                        f"the {col!r} field is missing or empty",
@@ -170,6 +181,29 @@ def read_task(path: str | Path, *, layout: str | None = None, template: str | No
     return Task(prompts, columns, layout, str(path))
 
 
+def _is_chat(value: Any) -> bool:
+    return (isinstance(value, list) and bool(value)
+            and all(isinstance(m, dict) and isinstance(m.get("role"), str)
+                    and isinstance(m.get("content"), str) for m in value))
+
+
+def prompt_inputs(tokenizer: Any, prompts: Sequence[Any]) -> list[str | list[int]]:
+    """What the model reads for each prompt: text as is; messages through the tokenizer's
+    chat template with the generation prompt, as token ids (the template's own special
+    tokens, none added twice)."""
+    out: list[str | list[int]] = []
+    for p in prompts:
+        if isinstance(p, str):
+            out.append(p)
+            continue
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError("a conversational prompt needs a tokenizer with a chat template")
+        text = tokenizer.apply_chat_template(list(p), tokenize=False,
+                                             add_generation_prompt=True)
+        out.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return out
+
+
 def as_task(data: Task | str | Path | Sequence[str] | Mapping[str, Any]) -> Task:
     """A :class:`Task` from a task, a file, a list of prompt strings or ``{"prompt": [...],
     other columns}``."""
@@ -180,5 +214,5 @@ def as_task(data: Task | str | Path | Sequence[str] | Mapping[str, Any]) -> Task
     if isinstance(data, Mapping):
         cols = {k: list(v) for k, v in data.items()}
         prompts = cols.pop("prompt")
-        return Task([str(p) for p in prompts], cols)
-    return Task([str(p) for p in data])
+        return Task([p if _is_chat(p) else str(p) for p in prompts], cols)
+    return Task([p if _is_chat(p) else str(p) for p in data])

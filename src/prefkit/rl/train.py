@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ from prefkit.rl.generate import Samples, SamplingConfig, sample
 from prefkit.rl.losses import RLLoss, get_rl_loss
 from prefkit.rl.process_rewards import ProcessReward
 from prefkit.rl.rewards import CombinedReward, parse_reward
-from prefkit.rl.tasks import Task, as_task
+from prefkit.rl.tasks import Task, as_task, prompt_inputs
 from prefkit.runs import (
     CHECKPOINT_SECONDS,
     Checkpointing,
@@ -222,7 +223,8 @@ def _fingerprint(task: Task, reward: CombinedReward, process: ProcessReward | No
                  ) -> dict[str, Any]:
     h = hashlib.sha256()
     for p in task.prompts:
-        h.update(p.encode("utf-8") + b"\x00")
+        h.update((p if isinstance(p, str) else json.dumps(p, sort_keys=True)).encode("utf-8")
+                 + b"\x00")
     return {"task": h.hexdigest()[:16], "prompts": len(task),
             "reward": [[t.name, t.weight] for t in reward.terms],
             "process": None if process is None else process.name}
@@ -318,7 +320,8 @@ def _sample_and_score(st: RLState, idx: list[int]
                       ) -> tuple[Samples, Tensor, dict[str, np.ndarray]]:
     config, g = st.config, st.config.num_generations
     prompts, columns = st.task.rows(idx)
-    samples = sample(st.model, st.tokenizer, prompts, sampling_config(config),
+    samples = sample(st.model, st.tokenizer, prompt_inputs(st.tokenizer, prompts),
+                     sampling_config(config),
                      seed=config.seed * 1_000_003 + st.step)
     rep = [i for i in range(len(prompts)) for _ in range(g)]  # prompt-major, as the samples
     cols = {k: [v[i] for i in rep] for k, v in columns.items()}

@@ -45,7 +45,7 @@ import numpy as np
 
 from prefkit.rl.generate import SamplingConfig, sample
 from prefkit.rl.rewards import CombinedReward
-from prefkit.rl.tasks import Task
+from prefkit.rl.tasks import Task, prompt_inputs
 
 __all__ = ["Watch", "two_proportion_p", "wilson"]
 
@@ -97,7 +97,8 @@ class Watch:
         cfg = SamplingConfig(num_generations=n, max_new_tokens=sampling.max_new_tokens,
                              temperature=sampling.temperature, top_p=sampling.top_p,
                              top_k=sampling.top_k, stop=sampling.stop)
-        s = sample(model, tokenizer, self.task.prompts, cfg, seed=seed)
+        s = sample(model, tokenizer, prompt_inputs(tokenizer, self.task.prompts), cfg,
+                   seed=seed)
         rep = [i for i in range(len(self.task)) for _ in range(n)]
         prompts = [self.task.prompts[i] for i in rep]
         cols = {k: [v[i] for i in rep] for k, v in self.task.columns.items()}
