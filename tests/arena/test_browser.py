@@ -53,6 +53,14 @@ def _wait(cond, timeout=60.0, what=""):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def board(browser) -> list[list[str]]:
+    """The leaderboard table's cell texts, read in one script call (the page replaces its
+    rows on every live refresh, so element handles would go stale)."""
+    return browser.execute_script(
+        "return [...document.querySelectorAll('#board tbody tr')].map("
+        "tr => [...tr.querySelectorAll('td')].map(td => td.textContent));")
+
+
 def test_vote_in_a_browser(browser, servers, sqlite_db, tmp_path, capsys):
     from selenium.webdriver.common.by import By
 
@@ -66,7 +74,7 @@ def test_vote_in_a_browser(browser, servers, sqlite_db, tmp_path, capsys):
     browser.get(s.url + "/leaderboard")
     _wait(lambda: "no votes yet" in browser.find_element(By.ID, "status").text, what="status")
     browser.save_screenshot(str(shots / "1_leaderboard_empty.png"))
-    assert browser.find_elements(By.CSS_SELECTOR, "#board tbody tr") == []
+    assert board(browser) == []
 
     # a battle: outputs shown, no identity on the page before the vote
     browser.get(s.url + "/")
@@ -95,11 +103,9 @@ def test_vote_in_a_browser(browser, servers, sqlite_db, tmp_path, capsys):
 
     # the leaderboard changes (live refresh: the page is not reloaded)
     browser.get(s.url + "/leaderboard")
-    rows = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#board tbody tr"),
-                 what="leaderboard rows")
-    cells = [r.find_elements(By.TAG_NAME, "td") for r in rows]
-    assert [c[1].text for c in cells] == [winner, loser]
-    assert float(cells[0][2].text) > float(cells[1][2].text)
+    cells = _wait(lambda: board(browser), what="leaderboard rows")
+    assert [c[1] for c in cells] == [winner, loser]
+    assert float(cells[0][2]) > float(cells[1][2])
     assert _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#heatmap td"),
                  what="heatmap")
     browser.save_screenshot(str(shots / "4_leaderboard.png"))
@@ -114,8 +120,7 @@ def test_vote_in_a_browser(browser, servers, sqlite_db, tmp_path, capsys):
     browser.switch_to.window(browser.window_handles[0])
 
     def total_votes() -> float:
-        return sum(float(r.find_elements(By.TAG_NAME, "td")[6].text or 0) for r in
-                   browser.find_elements(By.CSS_SELECTOR, "#board tbody tr"))
+        return sum(float(c[6] or 0) for c in board(browser))
 
     _wait(lambda: total_votes() == 4, what="the live refresh to show the second vote")
     browser.save_screenshot(str(shots / "5_leaderboard_live.png"))

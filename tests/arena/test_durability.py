@@ -80,7 +80,7 @@ def test_migrations_and_append_only(db):
     store = open_store(db)
     assert store.schema_version() == MIGRATIONS[-1][0]
     assert store.migrate() == []  # idempotent
-    store.add_outputs([("p1", "q", "m1", "o1", ""), ("p1", "q", "m2", "o2", "")])
+    store.add_outputs([("p1", "q", "m1", "o1", "", ""), ("p1", "q", "m2", "o2", "", "")])
     store.import_votes([("m1", "m2", "a", "v", "p1")])
     store.add_flags([(1, None, "manual", "test")])
     for table in ("votes", "flags", "audit"):

@@ -32,6 +32,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -41,7 +42,7 @@ from starlette.routing import Route
 
 from prefkit.arena import guard, pages
 from prefkit.arena.board import BoardConfig, LiveBoard
-from prefkit.arena.content import identity_words
+from prefkit.arena.content import identity_words, media_kind
 from prefkit.arena.matchmaking import Matchmaker
 from prefkit.arena.store import Store, open_store
 
@@ -94,7 +95,7 @@ class Arena:
         self.ip_buckets = guard.Buckets(config.ip_rate, config.ip_burst)
         self.cap = guard.DailyCap(config.daily_cap)
         self._voter_ids: dict[str, int] = {}
-        self.outputs: dict[int, tuple[str, str, str, str, str]] = {}
+        self.outputs: dict[int, tuple[str, str, str, str, str, str]] = {}
         self.battles: dict[str, dict[str, Any]] = {}
 
     def startup(self) -> None:
@@ -109,8 +110,8 @@ class Arena:
 
     def reload_content(self) -> None:
         content = self.store.content()
-        self.outputs = {oid: (model, ident, key, prompt, text)
-                        for oid, model, _, ident, key, prompt, text in content}
+        self.outputs = {oid: (model, ident, key, prompt, text, media)
+                        for oid, model, _, ident, key, prompt, text, media in content}
         self.match.set_content(content)
         self.match.refresh(self.board.counts)
 
@@ -233,9 +234,15 @@ async def create_battle(request: Request) -> Response:
     shown = {s: arena.outputs[oid] for s, _, oid in slots}
     arena.remember(battle_id, {"created_at": created, "voter": voter,
                                "prompt_key": shown["a"][2], "vote": None,
-                               "slots": {s: (o[0], o[1]) for s, o in shown.items()}})
-    resp = _ok({"battle_id": battle_id, "prompt": shown["a"][3],
-                "outputs": [{"slot": s, "output": shown[s][4]} for s in sorted(shown)]})
+                               "slots": {s: (o[0], o[1], o[5]) for s, o in shown.items()}})
+    outputs = []
+    for s in sorted(shown):
+        out: dict[str, Any] = {"slot": s, "output": shown[s][4]}
+        if shown[s][5]:  # media: a neutral URL, whatever the file or original URL is called
+            out["media"] = f"/media/{battle_id}/{s}"
+            out["media_type"] = media_kind(shown[s][5])
+        outputs.append(out)
+    resp = _ok({"battle_id": battle_id, "prompt": shown["a"][3], "outputs": outputs})
     return _with_cookies(resp, request, voter, new)
 
 
@@ -354,9 +361,11 @@ async def admin_outputs(request: Request) -> Response:
         rows = json.loads(await request.body())
         names = set(arena.store.models()) | {str(r["model"]) for r in rows}
         data = [(str(r["prompt_id"]), str(r["prompt"]), str(r["model"]), str(r["output"]),
-                 ",".join(identity_words(str(r["output"]), names))) for r in rows]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        return _error(400, f"send a JSON list of {{prompt_id, prompt, model, output}} ({e})")
+                 ",".join(identity_words(str(r["output"]), names)), _url(r.get("media")))
+                for r in rows]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        return _error(400, f"send a JSON list of {{prompt_id, prompt, model, output, media "
+                           f"(optional http(s) URL)}} ({e})")
     done = arena.store.add_outputs(data, actor="admin-api")
     arena.reload_content()
     return _ok(done)
@@ -393,6 +402,48 @@ async def admin_audit(request: Request) -> Response:
                 for i, at, a, act, d in arena.store.audit_log()])
 
 
+def _url(media: Any) -> str:
+    """Media given through the API: an http(s) URL only (files come through the CLI)."""
+    if not media:
+        return ""
+    if not str(media).startswith(("http://", "https://")) or media_kind(str(media)) is None:
+        raise ValueError(f"media {media!r} must be an http(s) URL of an image, audio or video")
+    return str(media)
+
+
+async def media(request: Request) -> Response:
+    """A battle's image, audio or video, under a neutral name: the bytes and their type,
+    never the original path, URL or file name; only for the battle's voter."""
+    arena: Arena = request.app.state.arena
+    voter, _ = arena.voter(request)
+    battle_id, slot = request.path_params["battle_id"], request.path_params["slot"]
+    b = await arena.call(arena.battle, battle_id)
+    if b is None or slot not in b["slots"] or b["voter"] != voter:
+        return _error(404, "no such media")
+    location = b["slots"][slot][2] if len(b["slots"][slot]) > 2 else ""
+    if not location:
+        location = await arena.call(arena.store.battle_media, battle_id, slot)
+    if not location:
+        return _error(404, "no such media")
+    import mimetypes
+
+    kind = mimetypes.guess_type(location.split("?")[0])[0] or "application/octet-stream"
+    if location.startswith(("http://", "https://")):
+        import httpx
+
+        async with httpx.AsyncClient(timeout=20, follow_redirects=True) as client:
+            r = await client.get(location)
+        if r.status_code != 200:
+            return _error(502, f"the media could not be fetched (status {r.status_code})")
+        data = r.content
+    else:
+        try:
+            data = Path(location).read_bytes()
+        except OSError:
+            return _error(404, "no such media")
+    return Response(data, media_type=kind, headers={"Cache-Control": "no-store"})
+
+
 def create_app(config: ArenaConfig, *, quiet: bool = False) -> Starlette:
     """The Starlette app of an arena on ``config.db`` (migrated on start)."""
     arena = Arena(config)
@@ -409,6 +460,7 @@ def create_app(config: ArenaConfig, *, quiet: bool = False) -> Starlette:
         Route("/leaderboard", page_leaderboard),
         Route("/static/{name}", asset),
         Route("/api/session", session),
+        Route("/media/{battle_id}/{slot}", media),
         Route("/api/battles", create_battle, methods=["POST"]),
         Route("/api/battles/{battle_id}/vote", vote, methods=["POST"]),
         Route("/api/leaderboard", leaderboard),

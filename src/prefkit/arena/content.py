@@ -2,7 +2,10 @@
 outputs that name a model (identity leaks).
 
 An outputs file has one row per (prompt, model): ``prompt_id, prompt, model, output``
-(JSONL objects or CSV columns with those names). Bad rows stop the import with one
+(JSONL objects or CSV columns with those names), and optionally ``media``: an image, audio
+or video output as a file path (relative to the outputs file) or an ``http(s)://`` URL; the
+app serves it under a neutral name (``/media/<battle>/<slot>``), never by its path or URL,
+and ``output`` may then be empty (a caption otherwise). Bad rows stop the import with one
 :class:`~prefkit.data.errors.InvalidRow` per problem (file, line, field, fix); nothing is
 dropped silently.
 
@@ -92,8 +95,20 @@ def _records(path: Path) -> Iterable[tuple[int, dict]]:
             yield reader.line_num, rec
 
 
-def read_outputs(path: str | Path) -> list[tuple[str, str, str, str]]:
-    """Read ``(prompt_id, prompt, model, output)`` rows from JSONL or CSV.
+MEDIA_TYPES = {"image", "audio", "video"}
+
+
+def media_kind(location: str) -> str | None:
+    """``"image"``, ``"audio"`` or ``"video"`` from a media path's or URL's extension."""
+    import mimetypes
+
+    kind = (mimetypes.guess_type(location.split("?")[0])[0] or "").split("/")[0]
+    return kind if kind in MEDIA_TYPES else None
+
+
+def read_outputs(path: str | Path) -> list[tuple[str, str, str, str, str]]:
+    """Read ``(prompt_id, prompt, model, output, media)`` rows from JSONL or CSV (``media``
+    an absolute path, a URL or ``""``).
 
     Raises :class:`~prefkit.data.errors.InvalidInputError` listing every bad row (a
     missing or empty field, a prompt id given with two different prompts, a (prompt,
@@ -104,19 +119,34 @@ def read_outputs(path: str | Path) -> list[tuple[str, str, str, str]]:
         raise InvalidInputError([_problem(name, None, None, None, "no such file",
                                           "give the path of a JSONL or CSV outputs file",
                                           "missing_file")])
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[tuple[str, str, str, str, str]] = []
     problems: list[InvalidRow] = []
     prompts: dict[str, tuple[str, int]] = {}
     seen: dict[tuple[str, str], int] = {}
     for line, rec in _records(path):
         vals = {}
+        media = str(rec.get("media") or "").strip()
         for f in FIELDS:
             v = rec.get(f)
-            if v is None or (isinstance(v, str) and not v.strip()):
+            if f == "output" and media and v in (None, ""):
+                v = ""
+            elif v is None or (isinstance(v, str) and not v.strip()):
                 problems.append(_problem(name, line, f, v, f"missing or empty {f}",
                                          f"give every row a non-empty {f}", "missing_value"))
             vals[f] = "" if v is None else str(v)
-        if any(p.line == line for p in problems[-4:]):
+        if media:
+            if not media.startswith(("http://", "https://")):
+                media_path = (path.parent / media).resolve()
+                if not media_path.is_file():
+                    problems.append(_problem(name, line, "media", media, "no such media file "
+                                             f"({media_path})", "give a path relative to the "
+                                             "outputs file, or an http(s) URL", "missing_file"))
+                media = str(media_path)
+            if media_kind(media) is None:
+                problems.append(_problem(name, line, "media", media, "not an image, audio or "
+                                         "video file by its extension", "use e.g. .png, .jpg, "
+                                         ".webp, .mp3, .wav, .mp4", "bad_media"))
+        if any(p.line == line for p in problems[-5:]):
             continue
         key, prompt, model = vals["prompt_id"], vals["prompt"], vals["model"]
         if key in prompts and prompts[key][0] != prompt:
@@ -132,7 +162,7 @@ def read_outputs(path: str | Path) -> list[tuple[str, str, str, str]]:
                 "keep one output per prompt and model", "duplicate"))
             continue
         seen[key, model] = line
-        rows.append((key, prompt, model, vals["output"]))
+        rows.append((key, prompt, model, vals["output"], media))
     if problems:
         raise InvalidInputError(problems)
     if not rows:

@@ -15,6 +15,7 @@ nav a { margin-right: 1rem; }
 .sides { display: grid; grid-template-columns: repeat(auto-fit, minmax(18rem, 1fr)); gap: 1rem; }
 .side { border: 1px solid #ccc; border-radius: 6px; padding: .8rem; }
 .side pre { white-space: pre-wrap; font-family: inherit; }
+.media img, .media video { max-width: 100%; }
 .reveal { font-weight: bold; color: #0a5; min-height: 1.2em; }
 button { font-size: 1rem; margin: .3rem; padding: .4rem .9rem; }
 table { border-collapse: collapse; margin-top: 1rem; }
@@ -34,8 +35,8 @@ BATTLE = _HEAD.format(title="Arena: vote") + """
 <p>Two anonymous models answered the same prompt. Vote; then you see which models they were.</p>
 <div class="prompt" id="prompt">loading…</div>
 <div class="sides">
-  <div class="side"><h2>A</h2><pre id="out-a"></pre><div class="reveal" id="reveal-a"></div></div>
-  <div class="side"><h2>B</h2><pre id="out-b"></pre><div class="reveal" id="reveal-b"></div></div>
+  <div class="side"><h2>A</h2><div class="media" id="media-a"></div><pre id="out-a"></pre><div class="reveal" id="reveal-a"></div></div>
+  <div class="side"><h2>B</h2><div class="media" id="media-b"></div><pre id="out-b"></pre><div class="reveal" id="reveal-b"></div></div>
 </div>
 <div id="votes">
   <button data-vote="a">A is better</button><button data-vote="b">B is better</button>
@@ -84,7 +85,18 @@ async function arenaBattle() {
       battle = await post("/api/battles", {}, csrf);
     } catch (e) { text("prompt", "No battle: " + e.message); return; }
     text("prompt", battle.prompt);
-    for (const o of battle.outputs) { text("out-" + o.slot, o.output); }
+    for (const o of battle.outputs) {
+      text("out-" + o.slot, o.output);
+      const box = document.getElementById("media-" + o.slot);
+      box.innerHTML = "";
+      if (o.media) {
+        const tag = {image: "img", audio: "audio", video: "video"}[o.media_type] || "img";
+        const el = document.createElement(tag);
+        el.src = o.media; el.alt = "output " + o.slot.toUpperCase();
+        if (tag !== "img") el.controls = true;
+        box.appendChild(el);
+      }
+    }
     document.body.dataset.battle = "ready";
   }
   document.querySelectorAll("[data-vote]").forEach(button => {

@@ -61,6 +61,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE TABLE audit (id {serial}, at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL, "
         "action TEXT NOT NULL, detail TEXT)",
     ]),
+    (2, "output_media", [
+        # an image/audio/video output: a file path (absolute) or an http(s) URL, served by
+        # the app under a neutral name; '' for text
+        "ALTER TABLE outputs ADD COLUMN media TEXT NOT NULL DEFAULT ''",
+    ]),
 ]
 
 _SQLITE_GUARD = ("CREATE TRIGGER {t}_no_{op} BEFORE {OP} ON {t} BEGIN "
@@ -199,9 +204,9 @@ class Store:
         return int(self._all("SELECT MAX(version) FROM schema_migrations")[0][0] or 0)
 
     # -- content -----------------------------------------------------------------------------
-    def add_outputs(self, rows: Iterable[tuple[str, str, str, str, str]],
+    def add_outputs(self, rows: Iterable[tuple[str, str, str, str, str, str]],
                     actor: str = "admin") -> dict[str, int]:
-        """Insert ``(prompt_key, prompt, model, output, identity)`` rows; an existing
+        """Insert ``(prompt_key, prompt, model, output, identity, media)`` rows; an existing
         (prompt, model) output is replaced only by a new row for it (outputs are content,
         not votes). Returns counts of models, prompts and outputs written."""
         now = time.time()
@@ -209,15 +214,16 @@ class Store:
         models: set[str] = set()
         prompts: set[str] = set()
         with self._tx() as run:
-            for key, prompt, model, output, identity in rows:
+            for key, prompt, model, output, identity, media in rows:
                 run("INSERT INTO models (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                     (model, now))
                 run("INSERT INTO prompts (key, prompt) VALUES (?, ?) ON CONFLICT (key) "
                     "DO UPDATE SET prompt = excluded.prompt", (key, prompt))
-                run("INSERT INTO outputs (prompt_id, model_id, output, identity) VALUES "
+                run("INSERT INTO outputs (prompt_id, model_id, output, identity, media) VALUES "
                     "((SELECT id FROM prompts WHERE key = ?), (SELECT id FROM models WHERE name = ?), "
-                    "?, ?) ON CONFLICT (prompt_id, model_id) DO UPDATE SET output = excluded.output, "
-                    "identity = excluded.identity", (key, model, output, identity))
+                    "?, ?, ?) ON CONFLICT (prompt_id, model_id) DO UPDATE SET output = "
+                    "excluded.output, identity = excluded.identity, media = excluded.media",
+                    (key, model, output, identity, media))
                 n_out += 1
                 models.add(model)
                 prompts.add(key)
@@ -226,11 +232,11 @@ class Store:
                 (now, actor, "add_outputs", json.dumps(detail)))
         return detail
 
-    def content(self) -> list[tuple[int, str, int, str, str, str, str]]:
-        """``(output_id, model, prompt_id, identity, prompt key, prompt, output)`` for
-        every output."""
+    def content(self) -> list[tuple[int, str, int, str, str, str, str, str]]:
+        """``(output_id, model, prompt_id, identity, prompt key, prompt, output, media)``
+        for every output."""
         return self._all("SELECT o.id, m.name, o.prompt_id, o.identity, p.key, p.prompt, "
-                         "o.output FROM outputs o JOIN models m ON m.id = o.model_id "
+                         "o.output, o.media FROM outputs o JOIN models m ON m.id = o.model_id "
                          "JOIN prompts p ON p.id = o.prompt_id ORDER BY o.id")
 
     def models(self) -> list[str]:
@@ -277,6 +283,12 @@ class Store:
                 "slots": {s: (m, ident) for s, m, ident in slots},
                 "vote": None if vote is None else {"seq": vote[0], "outcome": vote[1],
                                                    "ranking": vote[2]}}
+
+    def battle_media(self, battle_id: str, slot: str) -> str:
+        """The media location of the output in a battle's slot (``""`` if none)."""
+        rows = self._all("SELECT o.media FROM battle_slots s JOIN outputs o ON o.id = "
+                         "s.output_id WHERE s.battle_id = ? AND s.slot = ?", (battle_id, slot))
+        return rows[0][0] if rows else ""
 
     # -- votes ----------------------------------------------------------------------------------
     def record_vote(self, battle_id: str, voter_id: int, *, model_a: str | None,

@@ -102,7 +102,7 @@ def serve(
                    "outputs.jsonl --db arena.db\n\n  prefkit arena add-outputs outputs.csv "
                    "--db postgresql://localhost/arena --json\n")
 def add_outputs(
-    file: Annotated[Path, typer.Argument(help="JSONL or CSV with prompt_id, prompt, model, output.")],
+    file: Annotated[Path, typer.Argument(help="JSONL or CSV with prompt_id, prompt, model, output (and optionally media: an image/audio/video path or URL).")],
     db: DbOpt,
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
@@ -116,7 +116,8 @@ def add_outputs(
         fail(e.for_cli())
     store = _open(db)
     names = set(store.models()) | {r[2] for r in rows}
-    data = [(k, p, m, o, ",".join(identity_words(o, names))) for k, p, m, o in rows]
+    data = [(k, p, m, o, ",".join(identity_words(o, names)), media)
+            for k, p, m, o, media in rows]
     done = store.add_outputs(data, actor="cli")
     store.close()
     done["identity_flagged"] = sum(1 for r in data if r[4])
