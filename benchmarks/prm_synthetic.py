@@ -1,13 +1,15 @@
 """The implicit PRM on a task with exactly known step correctness (prefkit.process.synthetic).
 
-    python benchmarks/prm_synthetic.py           # about 10-15 minutes on two busy CPU cores
+    python benchmarks/prm_synthetic.py           # about 15 minutes on two busy CPU cores
 
 1. A reference LM (a tiny Llama, char-level) is fitted on correct solutions of fresh
    problems: the stand-in for a pretrained model that can do arithmetic.
-2. A generator's samples -- K solutions per training problem, half of them with an error,
-   a fifth of those *lucky* (a second error brings the answer back) -- are labelled by their
-   **final answer only**; right/wrong pairs of the same problem train the policy with DPO
-   (prefkit.align.align). No step label is used in training.
+2. A generator's samples -- K = 4 solutions per training problem, half of them with an
+   error, a fifth of those *lucky* (a second error brings the answer back) -- are labelled by
+   their **final answer only** and train the policy through prefkit.align.align: unpaired
+   rows with APO-zero (``apo_zero_unpaired``: pushes ``beta * log(pi/pi_ref)`` up for right
+   answers and down for wrong ones, anchored at 0, like the paper's cross-entropy loss), or
+   right/wrong pairs with ``--loss dpo``. No step label is used in training.
 3. ProcessBench F1 on fresh test solutions from the step rewards beta*log(pi/pi_ref): at the
    fixed threshold (r_k < 0 flags the step, no step labels at all) and at a threshold tuned
    on training solutions' step labels; with the baselines.
@@ -37,7 +39,13 @@ from prefkit.process import (
     tune_threshold,
     weighted_vote,
 )
-from prefkit.process.implicit import fit_lm, outcome_pairs, response_text, train_implicit_prm
+from prefkit.process.implicit import (
+    fit_lm,
+    outcome_pairs,
+    outcome_rows,
+    response_text,
+    train_implicit_prm,
+)
 from prefkit.process.synthetic import make_solutions
 
 
@@ -53,13 +61,15 @@ def main() -> None:
     ap.add_argument("--pretrain", type=int, default=2000,
                     help="correct solutions for the reference")
     ap.add_argument("--pretrain-epochs", type=int, default=12)
-    ap.add_argument("--problems", type=int, default=300,
+    ap.add_argument("--problems", type=int, default=1500,
                     help="training problems (K=4 samples each)")
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--beta", type=float, default=0.1)
-    ap.add_argument("--learning-rate", type=float, default=1e-4)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--learning-rate", type=float, default=1e-3)
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--loss", default="apo_zero_unpaired", help="an align loss (unpaired: "
+                    "outcome rows; pairwise: right/wrong pairs)")
     ap.add_argument("--n", type=int, default=4, help="candidates per best-of-N problem")
     ap.add_argument("--bon-problems", type=int, default=300)
     ap.add_argument("--p-error", type=float, default=0.7, help="best-of-N generator error rate")
@@ -81,16 +91,21 @@ def main() -> None:
     # -- 2. outcome labels only -> DPO ---------------------------------------------------------
     rng = np.random.default_rng(0)
     train, outcome = make_solutions(args.problems * 4, rng, per_problem=4)
-    pairs = outcome_pairs(train.prompts, train.steps, outcome, rng)
+    from prefkit.align import ALIGN_LOSSES
+
+    if ALIGN_LOSSES[args.loss].kind == "unpaired":
+        pairs = outcome_rows(train.prompts, train.steps, outcome)
+    else:
+        pairs = outcome_pairs(train.prompts, train.steps, outcome, rng)
     out = WORK / "prm_synthetic"
     shutil.rmtree(out, ignore_errors=True)
-    cfg = AlignConfig(loss="dpo", loss_kwargs={"beta": args.beta},
+    cfg = AlignConfig(loss=args.loss, loss_kwargs={"beta": args.beta},
                       learning_rate=args.learning_rate, batch_size=16, epochs=args.epochs)
     prm = train_implicit_prm(model, tok, pairs, out, align_config=cfg)
     n_lucky = sum(ok and f >= 0 for ok, f in zip(outcome, train.first_error))
-    print(f"implicit PRM: {len(pairs)} outcome pairs from {len(train)} samples ({n_lucky} "
-          f"right answers through a wrong step, labelled right) ({time.perf_counter() - t0:.0f} s)",
-          flush=True)
+    print(f"implicit PRM ({args.loss}): {len(pairs)} outcome rows from {len(train)} samples "
+          f"({n_lucky} right answers through a wrong step, labelled right) "
+          f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
     # -- 3. ProcessBench F1 on fresh solutions ---------------------------------------------------
     test, _ = make_solutions(600, np.random.default_rng(99))

@@ -32,12 +32,14 @@ __getattr__, __dir__ = _lazy_exports(__name__, {
     "prefkit.process.finetune": ["FinetunePRMConfig", "FinetunedPRM", "finetune_prm"],
     "prefkit.process.implicit": ["ImplicitPRM", "outcome_pairs", "outcome_rows",
                                  "train_implicit_prm"],
+    "prefkit.process.search": ["BeamResult", "beam_search"],
     "prefkit.process.pairs": ["consensus", "monte_carlo_values", "rise_rows", "step_dpo_rows"],
 })
 
 __all__ = [
     "AGGREGATES",
     "PROCESS_LOSSES",
+    "BeamResult",
     "FinetunePRMConfig",
     "FinetunedPRM",
     "FrozenPRM",
@@ -48,6 +50,7 @@ __all__ = [
     "Tasks",
     "aggregate_steps",
     "baselines",
+    "beam_search",
     "best_of_n",
     "consensus",
     "evaluate_steps",
