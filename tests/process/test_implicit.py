@@ -118,3 +118,27 @@ def test_train_writes_a_loadable_folder(tmp_path: Path) -> None:
     assert loaded.threshold == 0.5 and math.isclose(loaded.beta, 0.1)
     with pytest.raises(FileExistsError, match="not empty"):
         train_implicit_prm(model, tok, pairs, tmp_path / "imp")
+
+
+def test_cli_eval_reads_an_implicit_folder(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from prefkit.cli.main import app
+
+    tok = char_tokenizer()
+    model = tiny_llama(len(tok), seed=0)
+    data, outcome = make_solutions(16, np.random.default_rng(4), per_problem=4)
+    rows = outcome_pairs(data.prompts, data.steps, outcome, np.random.default_rng(0))
+    train_implicit_prm(model, tok, rows, tmp_path / "imp")
+    test, _ = make_solutions(20, np.random.default_rng(5))
+    (tmp_path / "test.json").write_text(json.dumps(
+        [{"problem": p, "steps": s, "label": f}
+         for p, s, f in zip(test.prompts, test.steps, test.first_error)]))
+    r = CliRunner().invoke(app, ["prm", "eval", str(tmp_path / "imp"),
+                                 str(tmp_path / "test.json"), "--json"])
+    assert r.exit_code == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["threshold"] == 0.5 and 0.0 <= res["f1"] <= 1.0
+    assert set(res["baselines"]) == {"never_flags", "first_step"}  # no training stats here
