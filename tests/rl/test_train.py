@@ -5,6 +5,7 @@ is the adapter disabled, and GSM8K runs end to end (plumbing and checker only)."
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,15 @@ def test_conversational_prompts_go_through_the_chat_template(sft_folder: Path,
                    progress=False, config=RLConfig(num_generations=2, batch_size=2,
                                                    max_new_tokens=3, max_steps=2))
     assert res.finished and seen and all(isinstance(p, list) for p in seen)  # TRL gives lists
+
+
+def test_bf16_autocast_runs(sft_folder: Path, tmp_path: Path) -> None:
+    model, tok = _load(sft_folder)
+    res = train_rl(model, TASK, sums_reward, tokenizer=tok, output_dir=tmp_path / "bf16",
+                   progress=False, config=RLConfig(num_generations=4, batch_size=4,
+                                                   max_new_tokens=3, max_steps=2, beta=0.05,
+                                                   precision="bf16", learning_rate=5e-3))
+    assert all(r["loss"] is not None and math.isfinite(r["loss"]) for r in res.history)
+    assert next(model.parameters()).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision"):
+        RLConfig(precision="fp16")

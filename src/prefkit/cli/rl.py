@@ -85,6 +85,7 @@ def rl_command(
     stop: Annotated[Optional[list[str]], typer.Option(help="A string that ends a completion (repeatable).")] = None,
     learning_rate: Annotated[float, typer.Option(help="AdamW learning rate (linear decay to 0).")] = 1e-6,
     lora_r: Annotated[int, typer.Option(help="LoRA rank (0: full fine-tuning); the reference is then the adapter off.")] = 0,
+    precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast for sampling and forward passes; fp32 weights).")] = "fp32",
     template: Annotated[Optional[str], typer.Option(help="Format each prompt from the row's columns, e.g. 'Q: {question}\\nA:'.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N prompts of --task.")] = None,
     process_reward: Annotated[Optional[Path], typer.Option(help="A process reward model folder (prefkit prm train): its step scores become dense per-token advantages (DeepSeekMath's process supervision).")] = None,
@@ -136,6 +137,7 @@ def rl_command(
             num_iterations=num_iterations, max_steps=max_steps, beta=beta, epsilon=epsilon,
             epsilon_high=epsilon_high, scale_rewards=scale_rewards, dpo_beta=dpo_beta,
             learning_rate=learning_rate, lora_r=lora_r, seed=seed, process_weight=process_weight,
+            precision=precision,
             checkpoint_every=checkpoint_every)
     except (ValueError, TypeError) as e:
         fail(_flags(str(e)))

@@ -53,6 +53,11 @@ class _Scorer:
         self._rows: CompletionRows | None = None
 
     def __call__(self, idx: Tensor, reference: Any = None) -> Tensor:
+        with torch.autocast(self.st.device.type, dtype=torch.bfloat16,
+                            enabled=self.st.config.precision == "bf16"):
+            return self._logps(idx, reference)
+
+    def _logps(self, idx: Tensor, reference: Any) -> Tensor:
         st, s, cfg = self.st, self.samples, self.st.config
         if self.shared:
             out = shared_token_logps(

@@ -50,6 +50,8 @@ class RLConfig(ConfigIO):
     Sampling: ``max_new_tokens``, ``temperature``, ``top_p``, ``top_k``, ``stop``,
     ``share_prefill`` (each prompt's forward pass run once for its G samples; False runs it
     G times, as plain ``generate`` does -- the same draws, for comparison).
+    ``precision="bf16"``: sampling and forward passes under bfloat16 autocast (fp32
+    weights, optimizer and log-prob reductions), as prefkit align's.
     ``lora_r > 0`` trains a LoRA adapter; the reference is then the adapter disabled,
     otherwise a frozen copy of the initial weights (only made when ``beta > 0`` or for
     online DPO).
@@ -87,6 +89,7 @@ class RLConfig(ConfigIO):
     lora_dropout: float = 0.0
     lora_target_modules: tuple[str, ...] | None = None
     seed: int = 0
+    precision: str = "fp32"
     chunk_size: int | None = None
     log_every: int = 1
     checkpoint_every: int = 0
@@ -112,6 +115,8 @@ class RLConfig(ConfigIO):
         if self.scale_rewards not in SCALES:
             raise ValueError(f"scale_rewards must be one of {SCALES}, got "
                              f"{self.scale_rewards!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if not (math.isfinite(self.process_weight) and self.process_weight >= 0):
             raise ValueError(f"process_weight must be >= 0, got {self.process_weight}")
         for name in ("learning_rate", "temperature", "dpo_beta"):

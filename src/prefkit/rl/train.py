@@ -320,9 +320,10 @@ def _sample_and_score(st: RLState, idx: list[int]
                       ) -> tuple[Samples, Tensor, dict[str, np.ndarray]]:
     config, g = st.config, st.config.num_generations
     prompts, columns = st.task.rows(idx)
-    samples = sample(st.model, st.tokenizer, prompt_inputs(st.tokenizer, prompts),
-                     sampling_config(config),
-                     seed=config.seed * 1_000_003 + st.step)
+    with torch.autocast(st.device.type, dtype=torch.bfloat16,
+                        enabled=config.precision == "bf16"):
+        samples = sample(st.model, st.tokenizer, prompt_inputs(st.tokenizer, prompts),
+                         sampling_config(config), seed=config.seed * 1_000_003 + st.step)
     rep = [i for i in range(len(prompts)) for _ in range(g)]  # prompt-major, as the samples
     cols = {k: [v[i] for i in rep] for k, v in columns.items()}
     cols["completion_ids"] = [r[:n] for r, n in zip(samples.completion_ids.tolist(),
