@@ -206,3 +206,50 @@ def test_single_grades_odd_values(tmp_path: Path) -> None:
     np.testing.assert_array_equal(g.score, [7, np.nan, 8, np.nan, np.nan])
     j = _analyze(str(p), "--skip-invalid")
     assert j["skipped_rows"] == 2 and j["judges"][0]["counts"]["grades"] == 5
+
+
+def _conv(answer: str, second: str = "same") -> list[dict[str, str]]:
+    return [{"role": "user", "content": "q"}, {"role": "assistant", "content": answer},
+            {"role": "user", "content": "more"}, {"role": "assistant", "content": second}]
+
+
+def test_both_orders_outcomes_as_mt_bench_gpt4_pair_writes_them(tmp_path: Path) -> None:
+    """winner = model_a / model_b / tie / tie (inconsistent) per pair (MT-Bench's gpt4_pair
+    split), any casing, a model's name, tie (bothbad), error: position consistency is the
+    share not inconsistent, the first-position rate does not apply (null), P(longer)
+    counts each consistent non-tie outcome once, and agreement reads an inconsistent pair
+    as a tie (FastChat's rule)."""
+    from prefkit.judge.repair import judge_verdict
+
+    rows = [(81, "x", "y", "model_a", 1, "aaaa", "bb"),       # x, the longer
+            (81, "y", "z", "Model_B", 1, "c", "dddd"),        # z, the longer
+            (81, "x", "z", "tie (inconsistent)", 1, "eeeee", "f"),
+            (82, "x", "y", "TIE", 1, "g", "h"),
+            (82, "y", "z", "error", 1, "i", "j"),
+            (82, "x", "z", "z", 1, "kk", "l"),                # z by name, the shorter
+            (82, "x", "w", "tie (bothbad)", 2, "k", "llll"),
+            (83, "x", "y", "model_c", 1, "a", "b")]           # invalid
+    p = _jsonl(tmp_path / "gpt4_pair.jsonl", [
+        {"question_id": q, "model_a": a, "model_b": b, "winner": w, "judge": "gpt4_pair",
+         "turn": t, "conversation_a": _conv(ca), "conversation_b": _conv(cb)}
+        for q, a, b, w, t, ca, cb in rows])
+    with pytest.raises(InvalidInputError, match="unknown winner 'model_c'"):
+        read_verdicts(p)
+    d = read_verdicts(p, skip_invalid=True)
+    v = d.verdicts
+    assert d.formats == ["judge_winners"] and not v.positional.any()
+    assert judge_verdict(v).tolist() == [0, 1, TIE, TIE, -1, 1, TIE]
+    assert v.length_a.tolist() == [4, 1, 5, 1, 1, 2, 4]  # turn 2: "same" (4 characters)
+    j = _analyze(str(p), "--skip-invalid")
+    rep = j["judges"][0]
+    assert rep["position_consistency"] == pytest.approx(5 / 6)  # the error pair left out
+    assert rep["first_position_rate"] is None
+    assert rep["counts"]["prefers_longer"] == pytest.approx(2 / 3)
+    assert rep["counts"]["length_compared"] == 3 and j["skipped_lines"] == [8]
+    # beside a positional file of the same judge, only its rows count for position
+    q = _jsonl(tmp_path / "j.jsonl", [{"question_id": 90, "model_a": "x", "model_b": "y",
+                                       "judge_id": "gpt4_pair", "winner_ab": "A",
+                                       "winner_ba": "A"}])
+    rep = _analyze(str(p), str(q), "--skip-invalid")["judges"][0]
+    assert rep["first_position_rate"] == 1.0 and rep["counts"]["positional_non_tie"] == 2
+    assert rep["position_consistency"] == pytest.approx(5 / 7)

@@ -107,7 +107,7 @@ class _Rows:
 
     FIELDS = ("judge", "prompt", "model_a", "model_b", "ab", "ba", "turn", "prob_ab",
               "prob_ba", "strong_ab", "strong_ba", "length_a", "length_b", "category",
-              "source", "raw_ab", "raw_ba")
+              "source", "raw_ab", "raw_ba", "positional")
 
     def __init__(self, table: Table) -> None:
         self.table = table
@@ -118,7 +118,7 @@ class _Rows:
         defaults = {"turn": 0, "prob_ab": [math.nan] * 3, "prob_ba": [math.nan] * 3,
                     "strong_ab": False, "strong_ba": False, "length_a": math.nan,
                     "length_b": math.nan, "category": "", "raw_ab": None, "raw_ba": None,
-                    "ba": NOT_JUDGED}
+                    "ba": NOT_JUDGED, "positional": True}
         row = {**defaults, **row, "source": f"{self.table.name}:{line}"}
         for f in self.FIELDS:
             self.cols[f].append(row[f])

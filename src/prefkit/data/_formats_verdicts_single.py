@@ -1,8 +1,9 @@
-"""Readers of recorded LLM judges judged in one order, and of single grades (family
-``verdicts``): AlpacaEval annotations (the presentation order recovered from the judge's
-token log-probabilities), PandaLM's judges (joined to its human test set) and single-answer
-grades (mt_bench_repro, FastChat ``*_single.jsonl``). The row helpers and conventions are
-those of :mod:`prefkit.data._formats_verdicts`.
+"""Readers of recorded LLM judges that give one verdict per pair, and of single grades
+(family ``verdicts``): AlpacaEval annotations (one order, recovered from the judge's token
+log-probabilities), PandaLM's judges (one order, joined to its human test set), both-orders
+outcomes (``judge_winners``: MT-Bench's ``gpt4_pair`` judgments with ``tie
+(inconsistent)``) and single-answer grades (mt_bench_repro, FastChat ``*_single.jsonl``).
+The row helpers and conventions are those of :mod:`prefkit.data._formats_verdicts`.
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ from prefkit.data._formats_verdicts import (
     _check_names,
     _float,
     _judge_name,
+    _prompt_id,
     _records,
     _Rows,
     _text,
+    _turn,
     _word,
 )
 from prefkit.data.formats import Parsed, register
 from prefkit.data.table import Table
 
-__all__ = ["read_alpaca_eval_verdicts", "read_mtbench_grades", "read_pandalm_verdicts"]
+__all__ = ["read_alpaca_eval_verdicts", "read_judge_winners", "read_mtbench_grades",
+           "read_pandalm_verdicts"]
 
 
 # -- AlpacaEval annotations with token log-probabilities --------------------------------
@@ -189,6 +193,71 @@ def read_pandalm_verdicts(src: str | Path | Table, *, columns: Any = None,
                  length_b=float(len(r2)) if r2 is not None else math.nan,
                  category=_strip(pair.get("motivation_app")) if pair else "",
                  raw_ab=_strip(rec.get("gpt_reason", rec.get("pandalm_reason"))))
+    return rows.parsed(recs.n_read)
+
+
+# -- both-orders outcomes: MT-Bench gpt4_pair judgments -------------------------------
+#: a pair's both-orders outcome -> (ab, ba) codes standing for it (model terms; see
+#: ``Verdicts.positional``): agreeing orders, or FIRST twice (they disagree) when inconsistent
+_OUTCOMES = {"model_a": (FIRST, SECOND), "model_b": (SECOND, FIRST), "tie": (TIE, TIE),
+             "tie (bothbad)": (TIE, TIE), "tie (inconsistent)": (FIRST, FIRST),
+             "inconsistent": (FIRST, FIRST), "error": (ERROR, ERROR)}
+
+
+def _answer_chars(conversation: Any, turn: int) -> float:
+    """Characters of the assistant's answer of ``turn`` (1-based; 0 reads 1) in a chat
+    ``[{"role", "content"}, ...]``; NaN when the record does not hold it."""
+    if not isinstance(conversation, list):
+        return math.nan
+    answers = [m.get("content") for m in conversation
+               if isinstance(m, Mapping) and m.get("role") == "assistant"]
+    t = max(turn, 1)
+    text = answers[t - 1] if len(answers) >= t else None
+    return float(len(text)) if isinstance(text, str) else math.nan
+
+
+@register("judge_winners", family="verdicts", gives="Verdicts", priority=45,
+          detect=lambda kind, keys, first: {"model_a", "model_b", "winner"} <= keys
+          and "winner_ab" not in keys and bool(keys & {"judge", "judge_id"}),
+          describe="one both-orders outcome per pair (MT-Bench gpt4_pair judgments): "
+          "question_id, model_a, model_b, winner (model_a|model_b|tie|tie (bothbad)|"
+          "tie (inconsistent)|error, or a model's name), judge, turn")
+def read_judge_winners(src: str | Path | Table, *, columns: Any = None) -> Parsed:
+    """A judge's both-orders outcome per pair, as the MT-Bench human-judgments release
+    writes GPT-4's pair judgments (split ``gpt4_pair``: ``winner`` is ``model_a``,
+    ``model_b``, ``tie``, or ``tie (inconsistent)`` when the two presentation orders
+    disagreed) and as mt_bench_repro's ``winner`` column does (a model's name,
+    ``inconsistent``). Any casing; ``tie (bothbad)`` is a tie; ``error`` keeps the row as an
+    error verdict in both orders (counted as two error verdicts, as a pair-v2 file's
+    ``error``/``error`` row is). The rows are not positional (``Verdicts.positional``): position
+    consistency (the share not inconsistent), the conflict ratio, non-transitivity and
+    agreement apply; the first-position rate does not (null). Answer lengths come from
+    ``conversation_a``/``conversation_b`` (the judged turn's answer) when present.
+    """
+    if columns:
+        raise ValueError("judge_winners files take no columns= mapping")
+    table, recs = _records(src)
+    rows = _Rows(table)
+    for rec, line in zip(recs.rows, recs.lines):
+        if not _check_names(rows, line, rec, "model_a", "model_b"):
+            continue
+        raw = rec.get("winner")
+        w = _word(raw) if raw is not None else ""
+        ma, mb = _text(rec["model_a"]), _text(rec["model_b"])
+        w = {ma.lower(): "model_a", mb.lower(): "model_b"}.get(w, w)
+        codes = _OUTCOMES.get(w)
+        if codes is None:
+            rows.bad(line, "winner", raw, "missing winner" if raw is None
+                     else f"unknown winner {raw!r}", "expected model_a, model_b, tie, "
+                     "tie (bothbad), tie (inconsistent), error, or one of the two models")
+        turn = _turn(rows, line, rec, 0)
+        if codes is None or turn is None:
+            continue
+        rows.add(line, judge=_judge_name(rec, ("judge", "judge_id"), table),
+                 prompt=_prompt_id(rec, line), model_a=ma, model_b=mb, ab=codes[0],
+                 ba=codes[1], turn=turn, category=_text(rec.get("category")),
+                 length_a=_answer_chars(rec.get("conversation_a"), turn),
+                 length_b=_answer_chars(rec.get("conversation_b"), turn), positional=False)
     return rows.parsed(recs.n_read)
 
 

@@ -43,7 +43,8 @@ def prefers_longer(v: Verdicts) -> Ratio:
     """P(prefers the longer answer): over every parsed non-tie verdict (each judged order
     counts once, as AlpacaEval counts each annotation), the share whose winner is the
     longer answer (in characters). Left out and counted: ``tie``, ``error``,
-    ``same_length`` and ``unknown_length``.
+    ``same_length`` and ``unknown_length``; a row recorded as one both-orders outcome
+    counts once, and not at all when inconsistent (``inconsistent``).
 
     >>> from prefkit.judge.records import Verdicts
     >>> v = Verdicts(judge=["j"] * 3, prompt=list("123"), model_a=["x"] * 3,
@@ -56,7 +57,15 @@ def prefers_longer(v: Verdicts) -> Ratio:
     count = total = 0
     left = {"tie": 0, "error": 0, "same_length": 0, "unknown_length": 0}
     la, lb = v.length_a, v.length_b
-    for order, col in (("ab", v.ab), ("ba", v.ba)):
+    ab, ba = v.ab, v.ba
+    combined = ~v.positional
+    if combined.any():  # a both-orders outcome counts once; an inconsistent one not at all
+        ab, ba = ab.copy(), ba.copy()
+        bad = combined & (identity(v.ab, "ab") != identity(v.ba, "ba"))
+        left["inconsistent"] = int(bad.sum())
+        ab[bad] = NOT_JUDGED
+        ba[combined] = NOT_JUDGED
+    for order, col in (("ab", ab), ("ba", ba)):
         ident = identity(col, order)
         judged = col != NOT_JUDGED
         left["tie"] += int((judged & (ident == TIE)).sum())

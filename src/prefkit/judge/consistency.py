@@ -93,7 +93,8 @@ def first_position_rate(v: Verdicts) -> Ratio:
     """Share of parsed positional verdicts, ties excluded, that pick the answer shown first.
 
     Every judged order of every row is one verdict. Denominator: verdicts ``A`` or ``B``.
-    Left out and counted: ``tie`` and ``error`` verdicts. 0.5 is a judge without position
+    Left out and counted: ``tie`` and ``error`` verdicts, and (``not_positional``) rows
+    recorded as both-orders outcomes. 0.5 is a judge without position
     bias; above 0.5 it favours the first position.
 
     >>> from prefkit.judge.records import Verdicts
@@ -103,10 +104,14 @@ def first_position_rate(v: Verdicts) -> Ratio:
     >>> r.count, r.total, r.left_out
     (3, 4, {'tie': 1, 'error': 1})
     """
-    codes = np.concatenate([v.ab, v.ba])
+    pos = v.positional
+    codes = np.concatenate([v.ab[pos], v.ba[pos]])
     codes = codes[codes != NOT_JUDGED]
+    left = {"tie": int((codes == TIE).sum()), "error": int((codes == ERROR).sum())}
+    if not pos.all():  # rows recorded as both-orders outcomes: no position to count
+        left["not_positional"] = int((~pos).sum())
     return Ratio(int((codes == FIRST).sum()), int(((codes == FIRST) | (codes == SECOND)).sum()),
-                 {"tie": int((codes == TIE).sum()), "error": int((codes == ERROR).sum())})
+                 left)
 
 
 def consistent_verdict(v: Verdicts, *, orders: Literal["both", "any"] = "both") -> np.ndarray:

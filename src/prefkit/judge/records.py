@@ -91,6 +91,12 @@ class Verdicts:
         category: the prompt's category ("" if unknown).
         source: ``file:line`` of each row, for reports.
         raw_ab, raw_ba: the judge's output per order (``None`` when not kept).
+        positional: ``False`` for a row recorded as one both-orders outcome (a file that
+            writes ``winner`` = model_a / model_b / tie / ``tie (inconsistent)`` per pair,
+            e.g. MT-Bench's ``gpt4_pair`` judgments): its ``ab``/``ba`` stand for that
+            outcome in model terms -- agreeing orders, or (inconsistent) ``FIRST`` in both,
+            which disagree -- and say nothing about positions, so position metrics leave
+            the row out (:func:`~prefkit.judge.consistency.first_position_rate`).
     """
 
     judge: NDArray[np.object_]
@@ -110,6 +116,7 @@ class Verdicts:
     source: NDArray[np.object_] | None = None
     raw_ab: NDArray[np.object_] | None = None
     raw_ba: NDArray[np.object_] | None = None
+    positional: NDArray[np.bool_] | None = None
 
     def __post_init__(self) -> None:
         n = len(np.asarray(self.ab))
@@ -137,6 +144,7 @@ class Verdicts:
         for name, fill in (("category", ""), ("source", ""), ("raw_ab", None),
                            ("raw_ba", None)):
             s(self, name, _col(getattr(self, name), n, object, name, fill))
+        s(self, "positional", _col(self.positional, n, bool, "positional", True))
         if np.any(self.model_a == self.model_b):
             k = int(np.flatnonzero(self.model_a == self.model_b)[0])
             raise ValueError(f"row {k} ({self.source[k]}) compares {self.model_a[k]!r} with "
