@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common as C
 
-from prefkit.arena.integrity import (  # noqa: E402
+from prefkit.arena.integrity import (
     VoteTable,
     bot_timing,
     favouritism,

@@ -8,4 +8,4 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from arena_helpers import db, servers, sqlite_db  # noqa: E402,F401
+from arena_helpers import db, servers, sqlite_db  # noqa: F401 - fixtures

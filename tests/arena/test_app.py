@@ -137,7 +137,6 @@ def test_export_reproduces_leaderboard(db, servers, tmp_path):
     prefkit("arena", "add-outputs", str(write_outputs(tmp_path / "o.jsonl")), "--db", db)
     s = servers(db, "--rounds", "60", "--seed", "7", "--voter-rate", "0")
     c = api(s, "v")
-    strength = {"alpha": 3, "bravo": 2, "charlie": 1, "delta": 0}
     n = 0
     for k in range(40):
         b = c.post("/api/battles").json()

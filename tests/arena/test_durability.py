@@ -85,9 +85,9 @@ def test_migrations_and_append_only(db):
     store.add_flags([(1, None, "manual", "test")])
     for table in ("votes", "flags", "audit"):
         with pytest.raises(Exception, match="append-only"):
-            store._all(f"DELETE FROM {table}")  # noqa: SLF001 - the guard is what is tested
+            store._all(f"DELETE FROM {table}")
         with pytest.raises(Exception, match="append-only"):
-            store._all(f"UPDATE {table} SET id = id" if table != "votes"  # noqa: SLF001
+            store._all(f"UPDATE {table} SET id = id" if table != "votes"
                        else "UPDATE votes SET outcome = 'b'")
     assert store.vote_count() == 1
     assert [a[3] for a in store.audit_log()] == ["add_outputs", "import_votes", "flag"]
@@ -99,11 +99,11 @@ def test_migrations_and_append_only(db):
 
 def test_fsync_every_vote_sets_synchronous_full(tmp_path):
     store = open_store(str(tmp_path / "a.db"), fsync_every_vote=True)
-    assert store._all("PRAGMA synchronous")[0][0] == 2  # noqa: SLF001 - FULL
-    assert store._all("PRAGMA journal_mode")[0][0] == "wal"  # noqa: SLF001
+    assert store._all("PRAGMA synchronous")[0][0] == 2
+    assert store._all("PRAGMA journal_mode")[0][0] == "wal"
     store.close()
     store = open_store(str(tmp_path / "b.db"))
-    assert store._all("PRAGMA synchronous")[0][0] == 1  # noqa: SLF001 - NORMAL
+    assert store._all("PRAGMA synchronous")[0][0] == 1
     store.close()
 
 

@@ -35,7 +35,7 @@ def _fastchat_pair_stats(battles: pd.DataFrame) -> dict:
         stats.setdefault(pair, {"win": 0, "loss": 0, "tie": 0})
         if row["winner"] in ["tie", "tie (bothbad)"]:
             stats[pair]["tie"] += 1
-        elif row["winner"] == "model_a" and row["model_a"] == min(pair):
+        elif row["winner"] == "model_a" and row["model_a"] == min(pair):  # noqa: SIM114
             stats[pair]["win"] += 1
         elif row["winner"] == "model_b" and row["model_b"] == min(pair):
             stats[pair]["win"] += 1
@@ -56,7 +56,7 @@ def _fastchat_outlier_detect(stats, battles, max_vote=100, alpha=0.05) -> dict:
             pair = tuple(sorted([row["model_a"], row["model_b"]]))
             if row["winner"] in ["tie", "tie (bothbad)"]:
                 vote = 0.5
-            elif row["winner"] == "model_a" and row["model_a"] == pair[0]:
+            elif row["winner"] == "model_a" and row["model_a"] == pair[0]:  # noqa: SIM114
                 vote = 1
             elif row["winner"] == "model_b" and row["model_b"] == pair[0]:
                 vote = 1

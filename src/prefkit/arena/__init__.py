@@ -6,7 +6,8 @@ leaderboard updates live (Starlette + SQLite/PostgreSQL, on top of :mod:`prefkit
 - :mod:`prefkit.arena.board`: votes as ranking data, export, the live leaderboard.
 - :mod:`prefkit.arena.matchmaking`: the next battle (active matchmaking).
 - :mod:`prefkit.arena.guard`: voters, CSRF, admin token, rate limits.
-- :mod:`prefkit.arena.app`: the Starlette app (pages, JSON API, admin routes).
+- :mod:`prefkit.arena.app`: the Starlette app (pages, JSON API); :mod:`prefkit.arena.admin`
+  its admin and media routes; :mod:`prefkit.arena.pages` the HTML and JavaScript.
 - :mod:`prefkit.arena.integrity`: vote-rigging checks.
 """
 
@@ -21,5 +22,15 @@ __getattr__, __dir__ = _lazy_exports(__name__, {
     "prefkit.arena.store": ["Store", "open_store"],
 })
 
-__all__ = ["ArenaConfig", "IDENTITY_WORDS", "LiveBoard", "Store", "Tally", "create_app",
-           "export_rows", "identity_words", "open_store", "read_outputs"]
+__all__ = [
+    "IDENTITY_WORDS",
+    "ArenaConfig",
+    "LiveBoard",
+    "Store",
+    "Tally",
+    "create_app",
+    "export_rows",
+    "identity_words",
+    "open_store",
+    "read_outputs",
+]

@@ -23,6 +23,7 @@ interval widths, rank ranges and tiers.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 import time
@@ -33,6 +34,8 @@ from typing import Any
 import numpy as np
 
 from prefkit.arena.store import Store, VoteRows
+
+_log = logging.getLogger("prefkit.arena")
 
 __all__ = ["EXPORT_COLUMNS", "LiveBoard", "Tally", "export_rows", "finite"]
 
@@ -92,7 +95,8 @@ class Tally:
             if rows.ranking[k]:
                 pairs = list(_pairs(rows.ranking[k]))  # type: ignore[arg-type]
             else:
-                pairs = [(rows.model_a[k], rows.model_b[k], OUTCOMES[rows.outcome[k]])]  # type: ignore[index]
+                outcome = OUTCOMES[rows.outcome[k]]  # type: ignore[index]
+                pairs = [(rows.model_a[k], rows.model_b[k], outcome)]
             for x, y, o in pairs:
                 self.a.append(self._id(x))  # type: ignore[arg-type]
                 self.b.append(self._id(y))  # type: ignore[arg-type]
@@ -195,7 +199,7 @@ def full_rank(counts: Any, rounds: int, seed: int) -> dict[str, Any]:
         warnings.simplefilter("ignore")
         try:
             return rank(counts, rounds=rounds, rng=np.random.default_rng(seed)).to_dict()
-        except Exception as e:  # noqa: BLE001 - e.g. every vote set aside: shown, not raised
+        except Exception as e:  # noqa: BLE001 - an unrankable state is shown, not raised
             return {"error": str(e), "leaderboard": []}
 
 
@@ -207,7 +211,7 @@ def _provisional(counts: Any, why: str) -> dict[str, Any]:
 
     try:
         scores = MatchState.fit(counts, prior=1.0).scores
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - shown, not raised
         return {"error": f"{why}; {e}", "leaderboard": []}
     ratings = to_elo(scores)
     m = counts.matrix("half")
@@ -440,7 +444,7 @@ class LiveBoard:
             try:
                 self.update()
             except Exception:  # noqa: BLE001 - a database hiccup must not stop the thread
-                pass
+                _log.exception("arena: refit failed; retrying")
             self._stop.wait(self.config.refresh)
 
     def _full_loop(self) -> None:
@@ -450,6 +454,6 @@ class LiveBoard:
             t0 = time.perf_counter()
             try:
                 self.full_fit()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception:  # noqa: BLE001 - as above
+                _log.exception("arena: bootstrap failed; retrying")
             self._stop.wait(max(self.config.refresh, 3.0 * (time.perf_counter() - t0)))

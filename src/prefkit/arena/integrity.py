@@ -81,7 +81,8 @@ def _first_side_value(t: VoteTable) -> tuple[NDArray, NDArray, NDArray]:
     hi = np.where(a_first, t.b, t.a)
     won_a = t.outcome == 0
     won_b = t.outcome == 1
-    value = np.where(t.outcome >= 2, 0.5, np.where((won_a & a_first) | (won_b & ~a_first), 1.0, 0.0))
+    first_won = (won_a & a_first) | (won_b & ~a_first)
+    value = np.where(t.outcome >= 2, 0.5, np.where(first_won, 1.0, 0.0))
     return lo, hi, value
 
 

@@ -40,26 +40,26 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (1, "initial", [
         "CREATE TABLE models (id {serial}, name TEXT NOT NULL UNIQUE, created_at DOUBLE PRECISION)",
         "CREATE TABLE prompts (id {serial}, key TEXT NOT NULL UNIQUE, prompt TEXT NOT NULL)",
-        "CREATE TABLE outputs (id {serial}, prompt_id INTEGER NOT NULL REFERENCES prompts(id), "
-        "model_id INTEGER NOT NULL REFERENCES models(id), output TEXT NOT NULL, "
-        "identity TEXT NOT NULL DEFAULT '', UNIQUE (prompt_id, model_id))",
-        "CREATE TABLE voters (id {serial}, key TEXT NOT NULL UNIQUE, created_at DOUBLE PRECISION, "
-        "ip TEXT)",
-        "CREATE TABLE battles (id TEXT PRIMARY KEY, voter_id INTEGER REFERENCES voters(id), "
-        "prompt_id INTEGER NOT NULL REFERENCES prompts(id), created_at DOUBLE PRECISION NOT NULL)",
-        "CREATE TABLE battle_slots (battle_id TEXT NOT NULL REFERENCES battles(id), "
-        "slot TEXT NOT NULL, output_id INTEGER NOT NULL REFERENCES outputs(id), "
-        "model_id INTEGER NOT NULL REFERENCES models(id), PRIMARY KEY (battle_id, slot))",
-        "CREATE TABLE votes (seq {serial}, battle_id TEXT UNIQUE REFERENCES battles(id), "
-        "voter_id INTEGER REFERENCES voters(id), model_a INTEGER REFERENCES models(id), "
-        "model_b INTEGER REFERENCES models(id), outcome TEXT, ranking TEXT, prompt_key TEXT, "
-        "created_at DOUBLE PRECISION NOT NULL, elapsed DOUBLE PRECISION, source TEXT NOT NULL)",
+        ("CREATE TABLE outputs (id {serial}, prompt_id INTEGER NOT NULL REFERENCES prompts(id), "
+         "model_id INTEGER NOT NULL REFERENCES models(id), output TEXT NOT NULL, "
+         "identity TEXT NOT NULL DEFAULT '', UNIQUE (prompt_id, model_id))"),
+        ("CREATE TABLE voters (id {serial}, key TEXT NOT NULL UNIQUE, created_at DOUBLE PRECISION, "
+         "ip TEXT)"),
+        ("CREATE TABLE battles (id TEXT PRIMARY KEY, voter_id INTEGER REFERENCES voters(id), "
+         "prompt_id INTEGER NOT NULL REFERENCES prompts(id), created_at DOUBLE PRECISION NOT NULL)"),
+        ("CREATE TABLE battle_slots (battle_id TEXT NOT NULL REFERENCES battles(id), "
+         "slot TEXT NOT NULL, output_id INTEGER NOT NULL REFERENCES outputs(id), "
+         "model_id INTEGER NOT NULL REFERENCES models(id), PRIMARY KEY (battle_id, slot))"),
+        ("CREATE TABLE votes (seq {serial}, battle_id TEXT UNIQUE REFERENCES battles(id), "
+         "voter_id INTEGER REFERENCES voters(id), model_a INTEGER REFERENCES models(id), "
+         "model_b INTEGER REFERENCES models(id), outcome TEXT, ranking TEXT, prompt_key TEXT, "
+         "created_at DOUBLE PRECISION NOT NULL, elapsed DOUBLE PRECISION, source TEXT NOT NULL)"),
         "CREATE INDEX votes_voter ON votes (voter_id, created_at)",
-        "CREATE TABLE flags (id {serial}, vote_seq INTEGER REFERENCES votes(seq), "
-        "voter_id INTEGER REFERENCES voters(id), reason TEXT NOT NULL, detail TEXT, "
-        "created_at DOUBLE PRECISION NOT NULL)",
-        "CREATE TABLE audit (id {serial}, at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL, "
-        "action TEXT NOT NULL, detail TEXT)",
+        ("CREATE TABLE flags (id {serial}, vote_seq INTEGER REFERENCES votes(seq), "
+         "voter_id INTEGER REFERENCES voters(id), reason TEXT NOT NULL, detail TEXT, "
+         "created_at DOUBLE PRECISION NOT NULL)"),
+        ("CREATE TABLE audit (id {serial}, at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL, "
+         "action TEXT NOT NULL, detail TEXT)"),
     ]),
     (2, "output_media", [
         # an image/audio/video output: a file path (absolute) or an http(s) URL, served by

@@ -9,7 +9,7 @@ import csv
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -75,7 +75,7 @@ def serve(
     ip_rate: Annotated[float, typer.Option(help="Requests per second per client address (0: no limit).")] = 50.0,
     ip_burst: Annotated[float, typer.Option(help="Burst of requests per client address.")] = 500.0,
     daily_cap: Annotated[int, typer.Option(help="Votes per voter per UTC day (0: no cap).")] = 1000,
-    trust_proxy: Annotated[Optional[list[str]], typer.Option("--trust-proxy", help="Address of a reverse proxy whose X-Forwarded-For is trusted (repeatable).")] = None,
+    trust_proxy: Annotated[list[str] | None, typer.Option("--trust-proxy", help="Address of a reverse proxy whose X-Forwarded-For is trusted (repeatable).")] = None,
 ) -> None:
     """Serve the arena: the voting page, the live leaderboard and the JSON API."""
     import uvicorn
