@@ -269,3 +269,58 @@ def test_registry_follows_the_shared_contract() -> None:
                             beta=0.1)
     out = get_rl_loss("dapo")(TokenLogps(torch.zeros(1, 2), torch.ones(1, 2), torch.ones(1)))
     assert isinstance(out, LossOutput) and out.losses.shape == (1, 2)
+
+
+# -- PPO: GAE, per-token rewards and the clipped value loss, by hand ---------------------------------
+def test_gae_by_hand() -> None:
+    from prefkit.rl.advantages import gae, ppo_token_rewards
+
+    # one completion of 3 tokens, reward 1 at the end, values 0.5, 0.2, 0.4; gamma 0.9, lam 0.8
+    r = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
+    v = torch.tensor([[0.5, 0.2, 0.4, 9.9]])  # the last is padding: ignored
+    m = torch.tensor([[1, 1, 1, 0]])
+    adv, ret = gae(r, v, m, gamma=0.9, lam=0.8)
+    d2 = 1.0 - 0.4  # no next value past the end
+    d1 = 0.0 + 0.9 * 0.4 - 0.2
+    d0 = 0.0 + 0.9 * 0.2 - 0.5
+    a2, a1 = d2, d1 + 0.72 * d2
+    a0 = d0 + 0.72 * a1
+    torch.testing.assert_close(adv, torch.tensor([[a0, a1, a2, 0.0]]))
+    torch.testing.assert_close(ret, torch.tensor([[a0 + 0.5, a1 + 0.2, a2 + 0.4, 0.0]]))
+    # gamma = lam = 1 and zero values: every token's advantage is the final reward
+    adv, _ = gae(r, torch.zeros_like(r), m, gamma=1.0, lam=1.0)
+    assert adv.tolist() == [[1.0, 1.0, 1.0, 0.0]]
+    # per-token rewards: -beta (old - ref) on each token, the score added at the last
+    tr = ppo_token_rewards(torch.tensor([2.0]), m, old=torch.tensor([[-1.0, -1.0, -1.0, 0.0]]),
+                           reference=torch.tensor([[-2.0, -1.0, -0.5, 0.0]]), beta=0.1)
+    torch.testing.assert_close(tr, torch.tensor([[-0.1, 0.0, 0.05 + 2.0, 0.0]]))
+
+
+def test_ppo_value_loss_by_hand() -> None:
+    from prefkit.rl.losses import ppo_loss
+
+    p = torch.zeros(1, 2, requires_grad=True)
+    values = torch.tensor([[1.0, 0.1]], requires_grad=True)
+    old_v = torch.tensor([[0.5, 0.0]])
+    ret = torch.tensor([[0.0, 1.0]])
+    x = TokenLogps(p, torch.ones(1, 2), torch.tensor([[1.0, -1.0]]), values=values,
+                   old_values=old_v, returns=ret)
+    out = ppo_loss(x, value_clip=0.2, vf_coef=0.5)
+    # token 0: unclipped (1 - 0)^2 = 1, clipped (0.7 - 0)^2 = 0.49 -> 0.5 * 1
+    # token 1: unclipped (0.1 - 1)^2 = 0.81, clipped (0.1 - 1)^2 (inside the clip) -> 0.405
+    # policy on-policy: -A per token -> -1, +1; total = (-1 + 0.25) + (1 + 0.2025)
+    assert math.isclose(float(out.reduce().detach()), ((-1 + 0.25) + (1 + 0.2025)) / 2,
+                        rel_tol=1e-6)
+    out.reduce().backward()
+    # dL/dV = vf_coef * (V - R) on token 0 (the unclipped term is the max), / 2 tokens
+    assert math.isclose(float(values.grad[0, 0]), 0.5 * 1.0 / 2, rel_tol=1e-6)
+    # the value moved more than the clip on the clipped side: max picks the clipped term
+    x2 = TokenLogps(torch.zeros(1, 1), torch.ones(1, 1), torch.tensor([[0.0]]),
+                    values=torch.tensor([[2.0]], requires_grad=True),
+                    old_values=torch.tensor([[0.0]]), returns=torch.tensor([[3.0]]))
+    out2 = ppo_loss(x2, value_clip=0.2, vf_coef=1.0)
+    # unclipped (2-3)^2 = 1; clipped (0.2-3)^2 = 7.84 -> 3.92, no gradient to V
+    assert math.isclose(float(out2.reduce().detach()), 3.92, rel_tol=1e-6)
+    assert out2.diagnostics["value_clipped"].item() == 1
+    with pytest.raises(ValueError, match="value head"):
+        ppo_loss(TokenLogps(p, torch.ones(1, 2), torch.ones(1, 2)))

@@ -245,3 +245,32 @@ def test_bf16_autocast_runs(sft_folder: Path, tmp_path: Path) -> None:
     assert next(model.parameters()).dtype == torch.float32
     with pytest.raises(ValueError, match="precision"):
         RLConfig(precision="fp16")
+
+
+def test_ppo_with_a_value_head_trains_and_resumes(sft_folder: Path, tmp_path: Path) -> None:
+    model, tok = _load(sft_folder)
+    before = success(model, tok)
+    cfg = RLConfig(algo="ppo", num_generations=8, batch_size=8, max_new_tokens=3,
+                   max_steps=40, learning_rate=5e-3, beta=0.02, num_iterations=2)
+    res = train_rl(model, TASK, sums_reward, tokenizer=tok, output_dir=tmp_path / "ppo",
+                   progress=False, config=cfg)
+    assert success(model, tok) > before + 0.1
+    rows = res.history
+    assert rows[0]["value_mean"] == 0.0  # zero-initialised head
+    assert rows[-1]["value_mean"] > 0.1 and rows[-1]["value_loss"] < rows[0]["value_loss"]
+    assert (tmp_path / "ppo" / "value_head.pt").is_file()
+    # resume equals uninterrupted, value head and all
+    short = RLConfig(algo="ppo", num_generations=4, batch_size=4, max_new_tokens=3,
+                     max_steps=4, learning_rate=5e-3)
+    model, tok = _load(sft_folder)
+    whole = train_rl(model, TASK, sums_reward, tokenizer=tok, output_dir=tmp_path / "w",
+                     progress=False, config=short)
+    w = model.lm_head.weight.detach().clone()
+    model, tok = _load(sft_folder)
+    train_rl(model, TASK, sums_reward, tokenizer=tok, output_dir=tmp_path / "p",
+             progress=False, config=short, stop_after=2)
+    model, tok = _load(sft_folder)
+    rest = train_rl(model, TASK, sums_reward, tokenizer=tok, output_dir=tmp_path / "p",
+                    progress=False, config=short, resume=True)
+    torch.testing.assert_close(model.lm_head.weight, w, rtol=0, atol=0)
+    assert rest.history[-1]["value_loss"] == whole.history[-1]["value_loss"]

@@ -63,7 +63,7 @@ def _flags(message: str) -> str:
 
 
 def rl_command(
-    algo: Annotated[str, typer.Option(help="grpo, rloo, reinforce-pp or online-dpo.")] = "grpo",
+    algo: Annotated[str, typer.Option(help="grpo, rloo, reinforce-pp, ppo (with a value head) or online-dpo.")] = "grpo",
     model: Annotated[Optional[str], typer.Option(help="Folder of a transformers causal LM (config.json, weights, tokenizer), or a Hub id in the local cache.")] = None,
     task: Annotated[Optional[Path], typer.Option(help="Prompts: JSONL/CSV (.gz too) with a 'prompt' column, or GSM8K / MATH-500 / Game of 24 files as distributed.")] = None,
     reward: Annotated[Optional[list[str]], typer.Option(help="A reward, repeatable and weighted (W*SPEC): exact[:gsm8k|math], format:REGEX, game24, length:SCALE, model:DIR, PATH.py:FUNCTION, logsigmoid(SPEC;ref=COLUMN|NUMBER).")] = None,

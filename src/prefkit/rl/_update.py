@@ -18,8 +18,11 @@ from torch import Tensor
 from prefkit.align.losses import get_align_loss
 from prefkit.align.types import SequenceLogps
 from prefkit.rl.advantages import (
+    gae,
     group_advantages,
     kl_penalised_rewards,
+    masked_whiten,
+    ppo_token_rewards,
     reinforce_pp_advantages,
     rloo_advantages,
 )
@@ -56,6 +59,20 @@ class _Scorer:
         with torch.autocast(self.st.device.type, dtype=torch.bfloat16,
                             enabled=self.st.config.precision == "bf16"):
             return self._logps(idx, reference)
+
+    def with_values(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """(log-probs, values) of rows ``idx`` under the policy and its value head (PPO)."""
+        st, s, cfg = self.st, self.samples, self.st.config
+        with torch.autocast(st.device.type, dtype=torch.bfloat16,
+                            enabled=cfg.precision == "bf16"):
+            out = shared_token_logps(
+                st.model, s.prompt_ids, s.prompt_mask, s.prompt_index[idx.cpu()].to(st.device),
+                s.completion_ids[idx], self.mask[idx], temperature=cfg.temperature,
+                chunk_size=cfg.chunk_size, value_head=st.value_head)
+        if out is None:
+            raise ValueError("PPO's value head reads the LM head's input: this model's head "
+                             "does not split (or soft-caps its logits); use grpo or rloo")
+        return out
 
     def _logps(self, idx: Tensor, reference: Any) -> Tensor:
         st, s, cfg = self.st, self.samples, self.st.config
@@ -141,7 +158,16 @@ def _policy_update(st: RLState, samples: Samples, rewards: Tensor, prompts: list
     old = samples.old_logps
     scorer = _Scorer(st, samples, mask)
     ref = _reference_logps(st, scorer, mask.shape[0]) if st.reference is not None else None
-    adv = _advantages(st, rewards, mask, old, ref)
+    old_values = returns = None
+    if loss.advantage == "gae":  # PPO: values at sampling, per-token rewards, GAE
+        with torch.no_grad():
+            old_values = torch.cat([scorer.with_values(mb)[1] for mb in _micro(st, len(mask))])
+        token_r = ppo_token_rewards(rewards, mask, old=old, reference=ref, beta=config.beta)
+        adv, returns = gae(token_r, old_values, mask, gamma=config.gamma, lam=config.lam)
+        adv = masked_whiten(adv, mask)
+    else:
+        adv = _advantages(st, rewards, mask, old, ref)
+    value_stats = torch.zeros(2, dtype=torch.float64, device=st.device)
     process_mean = None
     if st.process is not None:  # dense step rewards: per-token advantages
         p_adv, process_mean = _process_advantages(st, samples, prompts)
@@ -154,9 +180,16 @@ def _policy_update(st: RLState, samples: Samples, rewards: Tensor, prompts: list
         st.opt.zero_grad(set_to_none=True)
         norm_total, parts = 0.0, _micro(st, mask.shape[0])
         for mb in parts:
-            policy = scorer(mb)
+            values = None
+            if old_values is None:
+                policy = scorer(mb)
+            else:
+                policy, values = scorer.with_values(mb)
             x = TokenLogps(policy, mask[mb], adv[mb], old=old[mb],
-                           reference=None if ref is None or loss.kl_in != "loss" else ref[mb])
+                           reference=None if ref is None or loss.kl_in != "loss" else ref[mb],
+                           values=values,
+                           old_values=None if old_values is None else old_values[mb],
+                           returns=None if returns is None else returns[mb])
             out = loss(x, **hyper)
             total = out.losses.sum()
             if loss.reduction == "micro_batch":
@@ -166,6 +199,9 @@ def _policy_update(st: RLState, samples: Samples, rewards: Tensor, prompts: list
             if total.requires_grad:  # a micro-batch whose tokens all dropped has none
                 total.backward()
             d = out.diagnostics
+            if "value" in d:
+                value_stats += torch.stack([d["value"].sum().double(),
+                                            d["value_clipped"].sum().double()])
             stats += torch.stack([total.detach().double(), torch.tensor(
                 float(out.normaliser), dtype=torch.float64, device=st.device),
                 d["clipped_low"].sum().double(), d["clipped_high"].sum().double(),
@@ -187,6 +223,12 @@ def _policy_update(st: RLState, samples: Samples, rewards: Tensor, prompts: list
            "clip_region": (s[2] + s[3]) / tokens}
     if process_mean is not None:
         row["process_reward"] = json_num(process_mean)
+    if old_values is not None:  # PPO: the value loss and clip fraction per token
+        v = value_stats.tolist()
+        row["value_loss"] = json_num(v[0] / tokens)
+        row["value_clipped"] = v[1] / tokens
+        m = mask.to(old_values.dtype)
+        row["value_mean"] = json_num(float((old_values * m).sum() / m.sum().clamp(min=1.0)))
     if ref is not None:  # k3 of the sampling policy against the reference, per token
         m = mask.to(old.dtype)
         row["kl"] = json_num(float((k3_kl(old, ref) * m).sum() / m.sum().clamp(min=1.0)))

@@ -20,6 +20,13 @@ gets advantage 0 (TRL 1.16's rule).
   batch** (global batch normalisation: mean 0, unbiased variance 1, as verl's
   ``compute_reinforce_plus_plus_outcome_advantage`` and ``masked_whiten``).
   ``baseline="group"`` subtracts each group's mean reward first (REINFORCE++-baseline).
+* :func:`ppo_token_rewards` and :func:`gae` -- PPO (Schulman et al. 2017; in RLHF as
+  Ouyang et al. 2022 and Secrets of RLHF I, Zheng et al. 2023): per-token rewards
+  ``-beta (log pi_old - log pi_ref)`` with the outcome score added at the last token, then
+  generalised advantage estimation against a value head's estimates,
+  ``delta_t = r_t + gamma V_{t+1} - V_t``, ``A_t = delta_t + gamma lam A_{t+1}`` (``V`` and
+  ``A`` are 0 past the completion's end), returns ``A + V``; the advantages are then
+  whitened over the batch's tokens (PPO-max's advantage normalisation).
 
 >>> import torch
 >>> group_advantages(torch.tensor([1.0, 0.0, 1.0, 1.0]), 2, scale="none").tolist()
@@ -35,10 +42,12 @@ from torch import Tensor
 
 __all__ = [
     "SCALES",
+    "gae",
     "group_advantages",
     "kl_penalised_rewards",
     "masked_whiten",
     "nanstd",
+    "ppo_token_rewards",
     "reinforce_pp_advantages",
     "rloo_advantages",
 ]
@@ -158,3 +167,37 @@ def reinforce_pp_advantages(rewards: Tensor, mask: Tensor, *, token_kl: Tensor |
         returns[:, t] = running
         running = running * m[:, t]
     return masked_whiten(returns, m)
+
+
+def ppo_token_rewards(scores: Tensor, mask: Tensor, *, old: Tensor | None = None,
+                      reference: Tensor | None = None, beta: float = 0.0) -> Tensor:
+    """(N, T) PPO's per-token rewards: ``-beta (old - reference)`` on every completion
+    token (when both are given) plus the outcome ``scores`` (N,) at the last one (NaN
+    scores count 0)."""
+    m = mask.to(torch.float32)
+    out = torch.zeros_like(m)
+    if old is not None and reference is not None and beta:
+        out = out - beta * (old.float() - reference.float()) * m
+    lengths = m.sum(dim=1).long()
+    has = lengths > 0
+    last = (lengths - 1).clamp(min=0)
+    out[has, last[has]] += torch.nan_to_num(scores.float(), nan=0.0)[has]
+    return out
+
+
+def gae(rewards: Tensor, values: Tensor, mask: Tensor, *, gamma: float = 1.0,
+        lam: float = 0.95) -> tuple[Tensor, Tensor]:
+    """Generalised advantage estimation over ``(N, T)`` per-token ``rewards`` and value
+    estimates ``values`` (Schulman et al. 2016, arXiv:1506.02438): returns
+    ``(advantages, returns)``, both 0 outside ``mask``; ``returns = advantages + values``."""
+    m = mask.to(torch.float32)
+    v = values.detach().float() * m
+    r = rewards.float() * m
+    adv = torch.zeros_like(m)
+    running = torch.zeros(m.shape[0], dtype=m.dtype, device=m.device)
+    for t in range(m.shape[1] - 1, -1, -1):
+        next_v = v[:, t + 1] if t + 1 < m.shape[1] else torch.zeros_like(running)
+        delta = r[:, t] + gamma * next_v - v[:, t]
+        running = (delta + gamma * lam * running) * m[:, t]
+        adv[:, t] = running
+    return adv, (adv + v) * m

@@ -20,6 +20,7 @@ ALGORITHMS: dict[str, str | None] = {
     "grpo": "dapo",
     "rloo": "rloo",
     "reinforce_pp": "reinforce_pp",
+    "ppo": "ppo",
     "online_dpo": None,
 }
 
@@ -52,6 +53,9 @@ class RLConfig(ConfigIO):
     G times, as plain ``generate`` does -- the same draws, for comparison).
     ``precision="bf16"``: sampling and forward passes under bfloat16 autocast (fp32
     weights, optimizer and log-prob reductions), as prefkit align's.
+    PPO (``algo="ppo"``): a value head (a linear layer on the policy's last hidden state,
+    zero-initialised) trained with it; GAE with ``gamma`` / ``lam``, the value loss with
+    ``value_clip`` and weight ``vf_coef``; the KL (``beta``) in the per-token reward.
     ``lora_r > 0`` trains a LoRA adapter; the reference is then the adapter disabled,
     otherwise a frozen copy of the initial weights (only made when ``beta > 0`` or for
     online DPO).
@@ -80,6 +84,10 @@ class RLConfig(ConfigIO):
     mask_truncated: bool = False
     dpo_beta: float = 0.1
     process_weight: float = 1.0
+    gamma: float = 1.0
+    lam: float = 0.95
+    value_clip: float = 0.2
+    vf_coef: float = 0.1
     learning_rate: float = 1e-6
     weight_decay: float = 0.0
     warmup: float = 0.0
@@ -117,6 +125,8 @@ class RLConfig(ConfigIO):
                              f"{self.scale_rewards!r}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
+            raise ValueError(f"gamma and lam must be in [0, 1], got {self.gamma}, {self.lam}")
         if not (math.isfinite(self.process_weight) and self.process_weight >= 0):
             raise ValueError(f"process_weight must be >= 0, got {self.process_weight}")
         for name in ("learning_rate", "temperature", "dpo_beta"):
@@ -154,6 +164,8 @@ class RLConfig(ConfigIO):
             hyper["beta"] = self.beta
         if "max_tokens" in spec.defaults:
             hyper["max_tokens"] = self.max_new_tokens
+        if "value_clip" in spec.defaults:
+            hyper.update(value_clip=self.value_clip, vf_coef=self.vf_coef)
         return {**hyper, **self.loss_kwargs}
 
     @property

@@ -132,11 +132,14 @@ def token_logps(model: nn.Module, rows: CompletionRows, *, temperature: float = 
 def shared_token_logps(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor,
                        prompt_index: Tensor, completion_ids: Tensor, mask: Tensor, *,
                        temperature: float = 1.0, reference: Any = None,
-                       chunk_size: int | None = None) -> Tensor | None:
+                       chunk_size: int | None = None, value_head: nn.Module | None = None
+                       ) -> Any:
     """(N, T) float32 log-probs of the completion tokens (0 elsewhere), each prompt run once
     for all its completions: the prompts' forward pass fills a KV cache (with gradients),
     the cache is indexed out to the completions' rows and the completions attend to it.
-    None when the model's head cannot be split (then use :func:`token_logps`)."""
+    None when the model's head cannot be split (then use :func:`token_logps`). With
+    ``value_head`` (PPO), ``(log-probs, values)``: the head applied to the same hidden
+    states (the state before each completion token), ``(N, T)`` float32, 0 elsewhere."""
     from transformers import DynamicCache
 
     lm, ctx = _context(model, reference)
@@ -162,7 +165,12 @@ def shared_token_logps(model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor
         hidden = torch.cat([p_last[rows_prompt][:, None], c_out.last_hidden_state[:, :-1]],
                            dim=1)  # (N, T, H): the state before each completion token
         keep = mask.bool()
-        tok, _ = chunked_token_logps(hidden[keep], split, completion_ids[keep],
+        states = hidden[keep]  # (n, H)
+        tok, _ = chunked_token_logps(states, split, completion_ids[keep],
                                      chunk_size=chunk_size)
+        values = None if value_head is None else value_head(states.float()).squeeze(-1)
     full = torch.zeros((n, t), dtype=torch.float32, device=tok.device)
-    return full.masked_scatter(keep, tok.float())
+    logps = full.masked_scatter(keep, tok.float())
+    if values is None:
+        return logps
+    return logps, torch.zeros_like(full).masked_scatter(keep, values.float())

@@ -27,7 +27,15 @@ name           element of ``losses`` ``(B, T)``                  ``normaliser`` 
 ``rloo``       per completion: ``-min(R A, clip(R) A)``,        ``B``                RLOO
                ``R = exp(sum_t log pi_theta - log pi_old)``
 ``reinforce_pp``  ``dapo`` with per-token advantages ``(B, T)``  active tokens        --
+``ppo``        ``l_t + vf_coef v_t`` (GAE advantages ``(B, T)``)  active tokens        --
 =============  ===============================================  ===================  ========
+
+PPO's value term per token (Schulman et al. 2017, with the value clipping of OpenAI's
+baselines that Secrets of RLHF I keeps): with ``V`` the value head now, ``V_old`` at
+sampling and ``R`` the GAE returns, ``v_t = 0.5 max((V - R)^2, (V_old + clip(V - V_old,
+-value_clip, value_clip) - R)^2)``; the policy and value parts are in the diagnostics
+(``policy``, ``value``, summed per completion) and ``value_clipped`` counts the tokens
+where the clipped term was the larger.
 
 Normalisers are additive (``prefkit.losses``): a step's loss is the sum of its
 micro-batches' ``losses`` over the sum of their normalisers, so ``dapo`` divides by the
@@ -69,6 +77,7 @@ __all__ = [
     "clipped_token_loss",
     "get_rl_loss",
     "k3_kl",
+    "ppo_loss",
     "rloo_loss",
 ]
 
@@ -159,6 +168,28 @@ def rloo_loss(x: TokenLogps, *, epsilon: float = 0.2, epsilon_high: float | None
     return LossOutput(losses, diagnostics=diag)
 
 
+def ppo_loss(x: TokenLogps, *, epsilon: float = 0.2, epsilon_high: float | None = None,
+             value_clip: float = 0.2, vf_coef: float = 0.1) -> LossOutput:
+    """PPO's clipped policy loss plus ``vf_coef`` times its clipped value loss, per token
+    (module docstring); ``x`` needs per-token ``advantages`` ``(B, T)``, ``values``,
+    ``old_values`` and ``returns``. Normaliser: the active tokens (additive)."""
+    if x.values is None or x.old_values is None or x.returns is None:
+        raise ValueError("ppo_loss needs values, old_values and returns (a value head)")
+    policy = clipped_token_loss(x, aggregation="dapo", epsilon=epsilon,
+                                epsilon_high=epsilon_high)
+    m = x.float_mask()
+    ret = x.returns.detach()
+    old_v = x.old_values.detach()
+    v_clipped = old_v + torch.clamp(x.values - old_v, -value_clip, value_clip)
+    unclipped, clipped = (x.values - ret) ** 2, (v_clipped - ret) ** 2
+    value = 0.5 * torch.max(unclipped, clipped) * m  # (B, T)
+    losses = policy.losses + vf_coef * value
+    diag = {**policy.diagnostics, "policy": policy.losses.detach().sum(1),
+            "value": value.detach().sum(1),
+            "value_clipped": ((clipped > unclipped).to(m.dtype) * m).sum(1)}
+    return LossOutput(losses, normaliser=policy.normaliser, diagnostics=diag)
+
+
 #: where each hyper-parameter is defined: (low, high, why)
 _RANGES: dict[str, tuple[float, float, str]] = {
     "epsilon": (0.0, 1.0, ("the ratio is clipped to [1 - epsilon, 1 + epsilon_high] "
@@ -167,6 +198,8 @@ _RANGES: dict[str, tuple[float, float, str]] = {
     "beta": (0.0, math.inf, "the KL coefficient (0: no KL term; DeepSeek-R1: 0.001)"),
     "delta": (1.0, math.inf, "INTELLECT-2's cap on the ratio, above 1 + epsilon_high"),
     "max_tokens": (1.0, math.inf, "Dr. GRPO's constant, the longest completion allowed"),
+    "value_clip": (0.0, math.inf, "PPO's clip of the value change (0.2)"),
+    "vf_coef": (0.0, math.inf, "the value loss's weight (0.1)"),
 }
 
 
@@ -176,7 +209,7 @@ class RLLoss(LossSpec):
     takes a :class:`~prefkit.rl.types.TokenLogps`, plus what the loop needs to know:
 
     advantage: the estimator the loss is meant for (``"group"``, ``"rloo"``,
-               ``"reinforce_pp"``; :mod:`prefkit.rl.advantages`).
+               ``"reinforce_pp"``, ``"gae"`` with a value head; :mod:`prefkit.rl.advantages`).
     kl_in:     ``"loss"`` (the loss's ``beta``) or ``"reward"`` (the loop penalises the
                reward with ``beta`` before the advantages).
     reduction: ``"step"`` (normalisers summed over the step's micro-batches) or
@@ -225,6 +258,8 @@ _SPECS = [
           kl_in="reward"),
     _spec("reinforce_pp", clipped_token_loss, "Hu 2025, arXiv:2501.03262",
           advantage="reinforce_pp", kl_in="reward", aggregation="dapo"),
+    _spec("ppo", ppo_loss, "Schulman et al. 2017, arXiv:1707.06347; Zheng et al. 2023 "
+          "(Secrets of RLHF I), arXiv:2307.04964", advantage="gae", kl_in="reward"),
 ]
 
 #: other spellings accepted

@@ -120,6 +120,7 @@ class RLState:
     pos: int = 0  # prompts of this epoch used
     episodes: int = 0
     process: ProcessReward | None = None  # dense step rewards, or None
+    value_head: nn.Module | None = None  # PPO's, or None
 
 
 # -- the loop --------------------------------------------------------------------------------------
@@ -230,6 +231,17 @@ def _fingerprint(task: Task, reward: CombinedReward, process: ProcessReward | No
             "process": None if process is None else process.name}
 
 
+def _value_head(model: nn.Module, config: RLConfig, device: torch.device) -> nn.Module:
+    """PPO's value head: a linear layer on the last hidden state, zero-initialised (the
+    first values are 0), float32."""
+    cfg = model.config
+    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    head = nn.Linear(int(cfg.hidden_size), 1)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    return head.to(device)
+
+
 def _process(process_reward: Any, config: RLConfig) -> ProcessReward | None:
     if process_reward is None:
         return None
@@ -268,7 +280,12 @@ def _setup(model: Any, task: Any, reward: Any, config: RLConfig, *, output_dir: 
     ck = run.load_checkpoint(config, fingerprints) if run.resuming else None
     if ck is None:
         run.start(config.to_dict(), versions=package_versions(("peft",)))
+    value_head = _value_head(model, config, device) \
+        if config.algo != "online_dpo" and get_rl_loss(config.loss_name).advantage == "gae" \
+        else None
     params = [p for p in model.parameters() if p.requires_grad]
+    if value_head is not None:
+        params += list(value_head.parameters())
     opt = adamw(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     total = config.max_steps * config.num_iterations  # optimizer steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(
@@ -280,12 +297,14 @@ def _setup(model: Any, task: Any, reward: Any, config: RLConfig, *, output_dir: 
                  params=params, opt=opt, sched=sched, data_gen=data_gen,
                  perm=torch.arange(len(data)),
                  metrics=Metrics(run.metrics_path, 0 if ck is None else ck["metrics_rows"]),
-                 fingerprints=fingerprints, process=process)
+                 fingerprints=fingerprints, process=process, value_head=value_head)
     if ck is not None:
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         if trainable - set(ck["model"]):
             raise ValueError(f"{run.checkpoint_path} lacks trainable weights")
         run.restore(ck, model, opt, sched, data_gen, strict=False)
+        if value_head is not None:
+            value_head.load_state_dict(ck["value_head"])
         st.step, st.epoch, st.pos = ck["step"], ck["epoch"], ck["step_in_epoch"]
         st.perm, st.episodes = ck["rng"]["perm"], ck["episodes"]
     elif config.shuffle:
@@ -360,7 +379,8 @@ def _checkpoint(st: RLState) -> None:
         optimizer=st.opt, scheduler=st.sched,
         rng={"data": st.data_gen.get_state(), "perm": st.perm},
         step=st.step, epoch=st.epoch, step_in_epoch=st.pos, data=st.fingerprints,
-        metrics_rows=len(st.metrics.history), episodes=st.episodes)
+        metrics_rows=len(st.metrics.history), episodes=st.episodes,
+        value_head=None if st.value_head is None else st.value_head.state_dict())
 
 
 def _result(st: RLState, *, finished: bool) -> RLResult:
@@ -375,6 +395,8 @@ def _finish(st: RLState) -> RLResult:
     st.model.eval()
     st.model.save_pretrained(st.run.path)
     st.tokenizer.save_pretrained(st.run.path)
+    if st.value_head is not None:  # PPO's value head, beside the policy
+        torch.save(st.value_head.state_dict(), st.run.path / "value_head.pt")
     summary = {"step": st.step, "episodes": st.episodes, "metrics": result.metrics}
     write_json(st.run.path / "prefkit_rl.json", {
         "kind": "prefkit-rl", "config": st.config.to_dict(), "model": st.source,

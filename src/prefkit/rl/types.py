@@ -31,6 +31,9 @@ class TokenLogps:
     old:        (B, T) log-probs under the policy that sampled (pi_old), no gradients;
                 None: the sample is on-policy, ``old = policy.detach()`` (ratio 1).
     reference:  (B, T) log-probs under the frozen reference, or None (no KL term).
+    values:     (B, T) the value head's estimates now (with gradients; PPO), or None.
+    old_values: (B, T) its estimates when the batch was sampled (PPO's value clipping).
+    returns:    (B, T) the value targets (PPO: advantages + old values, by GAE).
     """
 
     policy: Tensor
@@ -38,13 +41,16 @@ class TokenLogps:
     advantages: Tensor
     old: Tensor | None = None
     reference: Tensor | None = None
+    values: Tensor | None = None
+    old_values: Tensor | None = None
+    returns: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.policy.ndim != 2:
             raise ValueError(f"policy log-probs must be (batch, tokens), got shape "
                              f"{tuple(self.policy.shape)}")
         shape = tuple(self.policy.shape)
-        for name in ("mask", "old", "reference"):
+        for name in ("mask", "old", "reference", "values", "old_values", "returns"):
             value = getattr(self, name)
             if value is not None and tuple(value.shape) != shape:
                 raise ValueError(f"{name} has shape {tuple(value.shape)} but policy has "
