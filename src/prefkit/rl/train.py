@@ -14,9 +14,12 @@ Each step (:func:`train_rl`):
 4. **reference** -- when needed (``beta > 0``, online DPO), the reference's per-token
    log-probs of the completions, once per batch (LoRA: the adapter disabled);
 5. **advantages** -- the estimator the loss names (GRPO group, RLOO leave-one-out with
-   the KL in the reward, REINFORCE++ per token; :mod:`prefkit.rl.advantages`);
+   the KL in the reward, REINFORCE++ per token, PPO's GAE against a value head;
+   :mod:`prefkit.rl.advantages`), plus dense step advantages from a process reward
+   (:mod:`prefkit.rl.process_rewards`) when one is given;
 6. **update** -- ``num_iterations`` optimizer steps on the batch, each over micro-batches:
-   per-token log-probs through align's chunked head (:mod:`prefkit.rl.logprobs`), the
+   per-token log-probs through align's chunked head, each prompt run once for its
+   completions (:mod:`prefkit.rl.logprobs`), the
    loss from :data:`~prefkit.rl.losses.RL_LOSSES`, ``sum(losses)`` backpropagated and the
    gradients divided by the step's summed normalisers (so micro-batching changes nothing;
    ``bnpo``: by each micro-batch's own, then averaged), clipped, AdamW, linear schedule.
@@ -34,11 +37,16 @@ of KL(policy || reference) at the first inner update; with a reference), ``clip_
 ``clip_high`` / ``clip_region`` (fraction of tokens whose ratio was clipped, over all inner
 updates), ``loss``, ``grad_norm`` (before clipping, last inner update), ``lr``,
 ``episodes`` (completions sampled so far), ``sample_s`` / ``update_s`` / ``elapsed_s``
-(seconds generating, updating, in all).
+(seconds generating, updating, in all); online DPO: ``pairs`` (prompts whose samples were
+not all tied) and ``margin`` (the DPO margin); PPO: ``value_loss``, ``value_clipped``
+(fraction of tokens whose clipped value term was the larger), ``value_mean`` (the value
+head's mean estimate at sampling); with a process reward, ``process_reward`` (the mean step
+score); with a watch, ``watch/*`` (:mod:`prefkit.rl.watch`).
 
 The output folder: ``prefkit_run.json`` (kind ``rl``), ``metrics.jsonl``,
 ``checkpoint.pt``, and at the end the model (``save_pretrained``; LoRA: the adapter), its
-tokenizer and ``prefkit_rl.json`` (config, reward terms, summary).
+tokenizer, ``prefkit_rl.json`` (config, reward terms, summary) and, for PPO,
+``value_head.pt``.
 """
 
 from __future__ import annotations
