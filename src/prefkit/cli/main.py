@@ -73,7 +73,7 @@ _VERBS: dict[str, tuple[str, str, str, Callable[[Any], dict[str, Any]]]] = {
               lambda m: {}),
     "rl": ("prefkit.cli.rl", "rl_command",
            "Train a causal language model online from rewards (GRPO and its Dr. GRPO / DAPO "
-           "variants, RLOO, REINFORCE++, online DPO).",
+           "variants, RLOO, REINFORCE++, PPO, online DPO).",
            lambda m: {"epilog": m._EXAMPLES}),
     # reward_finetune adds `finetune` to the group defined in prefkit.cli.reward
     "reward": ("prefkit.cli.reward_finetune", "reward_app",

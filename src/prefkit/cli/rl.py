@@ -1,5 +1,5 @@
 """`prefkit rl`: train a causal language model online from rewards (GRPO, RLOO,
-REINFORCE++, online DPO).
+REINFORCE++, PPO, online DPO).
 
 A thin command over :func:`prefkit.rl.train.train_rl` (the loop),
 :func:`prefkit.rl.tasks.read_task` (the prompts, read here so a bad file stops before the
@@ -103,7 +103,7 @@ def rl_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
     """Train a causal language model online from rewards (GRPO and its Dr. GRPO / DAPO
-    variants, RLOO, REINFORCE++, online DPO).
+    variants, RLOO, REINFORCE++, PPO, online DPO).
 
     Each step samples --num-generations completions for --batch-size prompts, scores them
     with the --reward terms, forms advantages and updates the model; a progress bar shows
