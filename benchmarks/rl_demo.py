@@ -1,5 +1,6 @@
-"""Online RL shown to work: GRPO, RLOO and online DPO each raise a checker's success rate
-over an SFT start, and the watch flags a planted exploitable reward but not an honest one.
+"""Online RL shown to work: GRPO, RLOO, online DPO and PPO each raise a checker's success
+rate over an SFT start, and the watch flags a planted exploitable reward but not an honest
+one.
 
 The task (``tests/rl/rl_sums.py``): the 25 sums ``a+b=`` with single digits 0..4, answered
 by a tiny Llama (2 layers, hidden 32, character tokenizer; built from a config) taught the
@@ -9,7 +10,8 @@ checker: the completion (stripped) equals the sum.
 
 For each seed (``--seeds``, default 5): the SFT start, then each algorithm from that start
 (``RLConfig(num_generations=8, batch_size=8, max_new_tokens=3, max_steps=40,
-learning_rate=5e-3)``; online DPO: its own best/worst pair per prompt, ``dpo_beta=0.1``).
+learning_rate=5e-3)``; online DPO: its own best/worst pair per prompt, ``dpo_beta=0.1``;
+PPO: a value head, GAE with gamma 1 and lambda 0.95, vf_coef 0.1).
 Success is measured on 16 sampled answers per sum (400 completions, temperature 1, a fixed
 evaluation seed) before and after; each row shows the seed's Wilson interval, the summary
 the mean gain over seeds with a 95% t-interval.
@@ -42,7 +44,7 @@ from prefkit.rl.tasks import Task
 from prefkit.rl.watch import Watch, wilson
 
 TASK = Task(PROMPTS, {"answer": ANSWERS})
-ALGOS = ("grpo", "rloo", "online_dpo")
+ALGOS = ("grpo", "rloo", "online_dpo", "ppo")
 
 
 def success(model, tok, n: int = 16, seed: int = 123) -> float:
