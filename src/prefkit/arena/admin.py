@@ -92,7 +92,7 @@ async def media(request: Request) -> Response:
     arena: Arena = request.app.state.arena
     voter, _ = arena.voter(request)
     battle_id, slot = request.path_params["battle_id"], request.path_params["slot"]
-    b = await arena.call(arena.battle, battle_id)
+    b = arena.battles.get(battle_id) or await arena.call(arena.battle, battle_id)
     if b is None or slot not in b["slots"] or b["voter"] != voter:
         return _error(404, "no such media")
     location = b["slots"][slot][2] if len(b["slots"][slot]) > 2 else ""

@@ -141,6 +141,10 @@ class Arena:
             return key[:128], False
         return guard.new_token(), True
 
+    def known_voter(self, key: str) -> int | None:
+        """The voter's id if already seen (no database call)."""
+        return self._voter_ids.get(key)
+
     def voter_id(self, key: str, ip: str) -> int:
         vid = self._voter_ids.get(key)
         if vid is None:
@@ -224,7 +228,7 @@ async def create_battle(request: Request) -> Response:
                            "shared prompt; add outputs (prefkit arena add-outputs)")
     prompt_id, slots = pick
     battle_id = guard.new_token(16)
-    vid = await arena.call(arena.voter_id, voter, ip)
+    vid = arena.known_voter(voter) or await arena.call(arena.voter_id, voter, ip)
     created = await arena.call(arena.store.create_battle, battle_id, vid, prompt_id,
                                [(s, oid) for s, _, oid in slots])
     shown = {s: arena.outputs[oid] for s, _, oid in slots}
@@ -273,7 +277,7 @@ async def vote(request: Request) -> Response:
     if err:
         return _error(400, err)
     battle_id = request.path_params["battle_id"]
-    b = await arena.call(arena.battle, battle_id)
+    b = arena.battles.get(battle_id) or await arena.call(arena.battle, battle_id)
     if b is None:
         return _error(404, f"no battle {battle_id!r}; start one with POST /api/battles")
     if b["voter"] != voter:
@@ -290,7 +294,7 @@ async def vote(request: Request) -> Response:
     limited = arena.limited(voter, ip)
     if limited:
         return limited
-    vid = await arena.call(arena.voter_id, voter, ip)
+    vid = arena.known_voter(voter) or await arena.call(arena.voter_id, voter, ip)
     if not arena.cap.known(vid):
         arena.cap.seed(vid, await arena.call(arena.store.votes_today, vid,
                                              arena.cap.day() * 86400.0))

@@ -123,7 +123,7 @@ class Store:
         if conn is None or conn.closed:
             import psycopg
 
-            conn = psycopg.connect(self.url)
+            conn = psycopg.connect(self.url, autocommit=True)  # _tx opens transactions
             self._local.conn = conn
             with self._lock:
                 self._conns.append(conn)
@@ -148,6 +148,14 @@ class Store:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
+        """One statement in its own (implicit) transaction: one round trip, no BEGIN or
+        COMMIT; the statement is atomic and committed when this returns."""
+        if self.postgres:
+            return self._conn().execute(sql.replace("?", "%s"), params or None).fetchone()
+        with self._lock:
+            return self._sqlite.execute(sql, params).fetchone()
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self._tx(write=not sql.lstrip().upper().startswith(("SELECT", "PRAGMA"))) as run:
@@ -296,15 +304,22 @@ class Store:
                     prompt_key: str | None, elapsed: float | None,
                     flags: Sequence[tuple[str, str]] = ()) -> tuple[int, bool]:
         """Commit one vote on a battle with its flags (``(reason, detail)``), or find the
-        vote already cast: returns ``(seq, created)``. Idempotent: one vote per battle."""
+        vote already cast: returns ``(seq, created)``. Idempotent: one vote per battle.
+        Without flags the vote is one statement (one round trip on PostgreSQL)."""
+        insert = ("INSERT INTO votes (battle_id, voter_id, model_a, model_b, outcome, ranking, "
+                  "prompt_key, created_at, elapsed, source) VALUES (?, ?, "
+                  "(SELECT id FROM models WHERE name = ?), (SELECT id FROM models WHERE name = ?), "
+                  "?, ?, ?, ?, ?, 'live') ON CONFLICT (battle_id) DO NOTHING RETURNING seq")
+        params = (battle_id, voter_id, model_a, model_b, outcome, ranking, prompt_key,
+                  time.time(), elapsed)
+        if not flags:
+            row = self._one(insert, params)
+            if row is None:
+                row = self._one("SELECT seq FROM votes WHERE battle_id = ?", (battle_id,))
+                return int(row[0]), False  # type: ignore[index]
+            return int(row[0]), True
         with self._tx() as run:
-            row = run(
-                "INSERT INTO votes (battle_id, voter_id, model_a, model_b, outcome, ranking, "
-                "prompt_key, created_at, elapsed, source) VALUES (?, ?, "
-                "(SELECT id FROM models WHERE name = ?), (SELECT id FROM models WHERE name = ?), "
-                "?, ?, ?, ?, ?, 'live') ON CONFLICT (battle_id) DO NOTHING RETURNING seq",
-                (battle_id, voter_id, model_a, model_b, outcome, ranking, prompt_key,
-                 time.time(), elapsed)).fetchone()
+            row = run(insert, params).fetchone()
             if row is None:
                 seq = run("SELECT seq FROM votes WHERE battle_id = ?", (battle_id,)).fetchone()
                 return int(seq[0]), False
