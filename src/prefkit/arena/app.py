@@ -2,7 +2,8 @@
 
 JSON API:
 
-- ``POST /api/battles`` (body optional: ``{"k": 2}``) -> ``{"battle_id", "prompt",
+- ``POST /api/battles`` (body optional: ``{"k": 2}``; ``{"prompt": "..."}`` has the models
+  answer the voter's own prompt, :mod:`prefkit.arena.generate`) -> ``{"battle_id", "prompt",
   "outputs": [{"slot": "a", "output": ...}, ...]}``. No model identity anywhere: the
   battle id is random, slots are shuffled per battle, outputs are stored before the
   battle is shown (no timing differences), responses carry ``Cache-Control: no-store``.
@@ -64,6 +65,7 @@ class ArenaConfig:
     explore: float = 0.1
     max_k: int = 4
     seed: int | None = None
+    endpoints: str | None = None  # a JSON file: model -> OpenAI-compatible endpoint
     board: BoardConfig = field(default_factory=BoardConfig)
 
 
@@ -87,6 +89,13 @@ class Arena:
         self.admin_token = token or guard.new_token(24)
         self.board = LiveBoard(self.store, config.board)
         self.match = Matchmaker(explore=config.explore, seed=config.seed)
+        self.gen_match = Matchmaker(explore=config.explore, seed=config.seed)
+        self.endpoints: dict[str, Any] = {}
+        self.backends: dict[str, Any] = {}
+        if config.endpoints:
+            from prefkit.arena.generate import read_endpoints
+
+            self.endpoints = read_endpoints(config.endpoints)
         self.voter_buckets = guard.Buckets(config.voter_rate, config.voter_burst)
         self.ip_buckets = guard.Buckets(config.ip_rate, config.ip_burst)
         self.cap = guard.DailyCap(config.daily_cap)
@@ -97,6 +106,12 @@ class Arena:
     def startup(self) -> None:
         self.reload_content()
         self.board.listeners.append(lambda b: self.match.refresh(b.counts))
+        if self.endpoints:
+            from prefkit.arena.generate import clients
+
+            self.backends = clients(self.endpoints)
+            self.gen_match.set_models(sorted(self.endpoints))
+            self.board.listeners.append(lambda b: self.gen_match.refresh(b.counts))
         self.board.update()
         self.board.start()
 
@@ -222,7 +237,12 @@ async def create_battle(request: Request) -> Response:
     limited = arena.limited(voter, ip)
     if limited:
         return limited
-    pick = arena.match.next_battle(k)
+    if body and "prompt" in body:
+        pick = await _generated(arena, body["prompt"], k)
+        if isinstance(pick, Response):
+            return pick
+    else:
+        pick = arena.match.next_battle(k)
     if pick is None:
         return _error(503, f"no battle possible: fewer than {k} models have outputs for a "
                            "shared prompt; add outputs (prefkit arena add-outputs)")
@@ -244,6 +264,35 @@ async def create_battle(request: Request) -> Response:
         outputs.append(out)
     resp = _ok({"battle_id": battle_id, "prompt": shown["a"][3], "outputs": outputs})
     return _with_cookies(resp, request, voter, new)
+
+
+async def _generated(arena: Arena, prompt: Any, k: int
+                     ) -> tuple[int, list[tuple[str, str, int]]] | Response:
+    """A battle on the voter's own prompt: models drawn, every answer generated (at once)
+    and stored before anything is shown."""
+    from prefkit.arena.content import identity_words
+    from prefkit.arena.generate import generate_answers
+
+    if not arena.endpoints:
+        return _error(400, "this arena has no model endpoints, so it cannot answer your own "
+                           "prompt; leave out 'prompt' (or start the server with --endpoints)")
+    if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > 20_000:
+        return _error(400, "field 'prompt' must be a non-empty string of at most 20,000 "
+                           "characters")
+    group = arena.gen_match.next_models(k)
+    if group is None:
+        return _error(503, f"fewer than {k} models have endpoints")
+    texts = await generate_answers(arena.backends, arena.endpoints, [m for _, m in group],
+                                   prompt)
+    if texts is None:
+        return _error(502, "a model did not answer; try again (no battle was created)")
+    names = set(arena.endpoints)
+    rows = [(m, t, ",".join(identity_words(t, names))) for (_, m), t in zip(group, texts)]
+    key = "voter:" + guard.new_token(9)  # a prompt of its own, never matched again
+    pid, oids = await arena.call(arena.store.add_generated, key, prompt, rows)
+    for (_, m), t, oid, (_, _, ident) in zip(group, texts, oids, rows):
+        arena.outputs[oid] = (m, ident, key, prompt, t, "")
+    return pid, [(s, m, oid) for (s, m), oid in zip(group, oids)]
 
 
 def _parse_vote(body: dict[str, Any], slots: list[str]) -> tuple[str | None, list | None, str]:

@@ -45,6 +45,15 @@ class Matchmaker:
             self._queue.clear()
             self._state = None
 
+    def set_models(self, models: list[str]) -> None:
+        """Models without stored outputs (answers generated per battle): any group goes."""
+        self.set_content([(-1, m, -1) for m in models])
+
+    def next_models(self, k: int = 2) -> list[tuple[str, str]] | None:
+        """``[(slot, model), ...]`` for a battle whose outputs are generated on demand."""
+        pick = self.next_battle(k)
+        return None if pick is None else [(slot, model) for slot, model, _ in pick[1]]
+
     def refresh(self, counts: Any) -> None:
         """New votes: refit the belief (MAP, warm) and drop the old proposals."""
         from prefkit.data.records import ItemIndex, PairCounts

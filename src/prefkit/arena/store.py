@@ -240,6 +240,23 @@ class Store:
                 (now, actor, "add_outputs", json.dumps(detail)))
         return detail
 
+    def add_generated(self, prompt_key: str, prompt: str,
+                      rows: Sequence[tuple[str, str, str]]) -> tuple[int, list[int]]:
+        """Store a voter's prompt and the answers generated for it (``(model, output,
+        identity)``); returns the prompt id and the output ids, in order."""
+        now = time.time()
+        with self._tx() as run:
+            pid = run("INSERT INTO prompts (key, prompt) VALUES (?, ?) RETURNING id",
+                      (prompt_key, prompt)).fetchone()[0]
+            ids = []
+            for model, output, identity in rows:
+                run("INSERT INTO models (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    (model, now))
+                ids.append(run("INSERT INTO outputs (prompt_id, model_id, output, identity) "
+                               "VALUES (?, (SELECT id FROM models WHERE name = ?), ?, ?) "
+                               "RETURNING id", (pid, model, output, identity)).fetchone()[0])
+        return int(pid), [int(i) for i in ids]
+
     def content(self) -> list[tuple[int, str, int, str, str, str, str, str]]:
         """``(output_id, model, prompt_id, identity, prompt key, prompt, output, media)``
         for every output."""

@@ -75,6 +75,7 @@ def serve(
     ip_rate: Annotated[float, typer.Option(help="Requests per second per client address (0: no limit).")] = 50.0,
     ip_burst: Annotated[float, typer.Option(help="Burst of requests per client address.")] = 500.0,
     daily_cap: Annotated[int, typer.Option(help="Votes per voter per UTC day (0: no cap).")] = 1000,
+    endpoints: Annotated[Path | None, typer.Option(help="JSON file mapping models to OpenAI-compatible endpoints, for battles on voters' own prompts (see prefkit.arena.generate).")] = None,
     trust_proxy: Annotated[list[str] | None, typer.Option("--trust-proxy", help="Address of a reverse proxy whose X-Forwarded-For is trusted (repeatable).")] = None,
 ) -> None:
     """Serve the arena: the voting page, the live leaderboard and the JSON API."""
@@ -84,10 +85,18 @@ def serve(
     from prefkit.arena.board import BoardConfig
 
     _open(db).close()
+    if endpoints is not None:
+        from prefkit.arena.generate import read_endpoints
+
+        try:
+            read_endpoints(endpoints)
+        except ValueError as e:
+            fail(f"--endpoints {e}")
     config = ArenaConfig(
         db=db, fsync_every_vote=fsync_every_vote, voter_rate=voter_rate,
         voter_burst=voter_burst, ip_rate=ip_rate, ip_burst=ip_burst, daily_cap=daily_cap,
         trusted_proxies=tuple(trust_proxy or ()),
+        endpoints=str(endpoints) if endpoints else None,
         board=BoardConfig(rounds=rounds, seed=seed, policy=flag_policy.value,
                           both_bad=both_bad.value))
     note(f"prefkit arena on http://{host}:{port} (db {db}; votes survive "
