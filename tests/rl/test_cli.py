@@ -32,7 +32,7 @@ def _reward_file(tmp_path: Path) -> Path:
 def test_list_losses() -> None:
     out = runner.invoke(app, ["rl", "--list-losses"])
     assert out.exit_code == 0
-    for name in ("dapo", "dr_grpo", "bnpo", "rloo", "reinforce_pp", "online DPO"):
+    for name in ("dapo", "dr_grpo", "bnpo", "rloo", "reinforce_pp", "ppo", "online DPO"):
         assert name in out.output
 
 
@@ -82,7 +82,7 @@ def test_bad_input_is_refused_in_the_flags_words(sft_folder: Path, tmp_path: Pat
     assert out.exit_code == 2 and "exact:gsm8k or exact:math" in out.output
     out = runner.invoke(app, base + ["--reward", "length", "--num-generations", "1"])
     assert out.exit_code == 2 and "--num-generations must be >= 2" in out.output
-    out = runner.invoke(app, base + ["--reward", "length", "--algo", "ppo"])
+    out = runner.invoke(app, base + ["--reward", "length", "--algo", "trpo"])
     assert out.exit_code == 2 and "algo must be one of" in out.output
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a"}\n{"text": "b"}\n')
