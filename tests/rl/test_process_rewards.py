@@ -54,3 +54,40 @@ def test_a_process_reward_function() -> None:
     bad = ProcessReward(lambda p, st: [np.array([1.0])] * len(st))
     with pytest.raises(ValueError, match="1 scores for 2 steps"):
         bad(["q"], ["a\n\nb"])
+
+
+def test_a_prefkit_prm_folder_as_the_process_reward(tmp_path, monkeypatch) -> None:
+    # a frozen-MiniLM PRM (prefkit.process) trained on step-labelled sums, loaded by folder,
+    # drives the loop's dense advantages (plumbing: the folder, its separator, its scores)
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from rl_sums import ANSWERS, PROMPTS, sft_noisy_sums
+
+    from prefkit.process import StepSolutions
+    from prefkit.process.frozen import FrozenPRMConfig, train_frozen_prm
+    from prefkit.rl import RLConfig, train_rl
+
+    monkeypatch.setenv("PREFKIT_CACHE_DIR", str(tmp_path / "cache"))
+    data = StepSolutions()
+    line = 0
+    for p, a in zip(PROMPTS, ANSWERS, strict=True):
+        for guess in (a, str((int(a) + 3) % 10), str((int(a) + 7) % 10)):
+            line += 1
+            data.add(line, p, [guess], [float(guess == a)])
+    train_frozen_prm(FrozenPRMConfig(epochs=80, hidden=0), tmp_path / "prm", data,
+                     progress=False)
+    prm = ProcessReward.load(tmp_path / "prm")
+    assert prm.name == "prm:prm"
+    _, scores = prm(PROMPTS[:5] * 2, ANSWERS[:5] + ["9", "8", "0", "1", "2"])
+    right, wrong = [s[0] for s in scores[:5]], [s[0] for s in scores[5:]]
+    assert np.mean(right) > np.mean(wrong)
+    model, tok = sft_noisy_sums(steps=50)
+    res = train_rl(model, {"prompt": PROMPTS, "answer": ANSWERS},
+                   lambda completions, **kw: [0.0] * len(completions), tokenizer=tok,
+                   output_dir=tmp_path / "run", progress=False,
+                   process_reward=tmp_path / "prm",
+                   config=RLConfig(num_generations=4, batch_size=4, max_new_tokens=3,
+                                   max_steps=2))
+    assert all(0.0 <= r["process_reward"] <= 1.0 for r in res.history)
