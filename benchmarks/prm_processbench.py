@@ -9,6 +9,14 @@ at the tuned threshold and at 0.5 beside the baselines (never flags, always the 
 the training split's position prior). The first run embeds every step prefix with MiniLM
 (~8,600 texts, about 35 minutes on two busy CPU cores; cached by content, later runs take
 seconds). Wall and CPU time are printed.
+
+Measured 2026-12-04 (F1 / acc. erroneous / acc. correct):
+  gsm8k -> math:  tuned (0.873) 0.019 / 0.199 / 0.010; at 0.5 0.003; never flags 0.000;
+                  first step 0.000; position prior 0.010
+  math -> gsm8k:  tuned (0.875) 0.201 / 0.126 / 0.503; at 0.5 0.000; never flags 0.000;
+                  first step 0.000; position prior 0.019
+A head on frozen MiniLM sentence embeddings cannot check arithmetic: it barely beats the
+baselines, and a threshold tuned on one split does not carry to the other.
 """
 
 from __future__ import annotations

@@ -18,6 +18,14 @@
    solution, i.e. an outcome reward model trained on the same labels), majority voting and
    PRM-weighted voting; accuracy with 95% bootstrap intervals over problems, and paired
    bootstrap intervals of the differences.
+
+Measured 2026-12-04 (defaults; wall 311 s, CPU 180 s): 6,000 outcome rows (589 right answers
+reached through a wrong step, labelled right); ProcessBench on 600 fresh solutions: F1 0.919
+(acc. erroneous 0.853, correct 0.997) at the threshold tuned on 400 training solutions' step
+labels, 0.528 at the fixed r_k < 0; baselines 0.000. Best-of-4 on 300 problems (error rate
+0.7): implicit PRM (min) 0.750 [0.700, 0.797], outcome reward (sum) 0.713 [0.660, 0.763],
+majority vote 0.530 [0.473, 0.583], PRM-weighted vote 0.730 [0.680, 0.780], any right
+0.873; PRM - majority +0.220 [+0.160, +0.277], PRM - outcome +0.037 [+0.013, +0.063].
 """
 
 from __future__ import annotations

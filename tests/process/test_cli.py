@@ -5,6 +5,7 @@ wrong model argument stop with a clear message."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,16 @@ def run(*args: str) -> tuple[int, str, str]:
     return r.exit_code, r.stdout, r.stderr
 
 
+@pytest.fixture(scope="module", autouse=True)
+def own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Embeddings cached in this module's own folder, not the user's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PREFKIT_CACHE_DIR", str(tmp_path_factory.mktemp("prm_cache")))
+        yield
+
+
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def trained(own_cache: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("prm_cli")
     rows = json.loads(GSM.read_text())
     (tmp / "train.json").write_text(json.dumps(rows[::7]))  # 58: 28 correct
