@@ -94,13 +94,20 @@ def test_bad_input_is_refused_in_the_flags_words(sft_folder: Path, tmp_path: Pat
 
 def test_watch_from_the_command_line(sft_folder: Path, tmp_path: Path) -> None:
     task = _task(tmp_path)
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": "a" * (i + 2),
+                                         "rejected": "a"}) + "\n" for i in range(6)))
     out = runner.invoke(app, [
         "rl", "--model", str(sft_folder), "--task", str(task), "--reward", "length:1",
         "--watch", str(task), "--watch-reward", f"{_reward_file(tmp_path)}:right",
-        "--watch-every", "2", "--output", str(tmp_path / "w"), "--num-generations", "4",
+        "--watch-pairs", str(pairs), "--watch-every", "2", "--output", str(tmp_path / "w"),
+        "--num-generations", "4",
         "--batch-size", "4", "--max-new-tokens", "3", "--max-steps", "6",
         "--learning-rate", "5e-3", "--json"])
     assert out.exit_code == 0, out.output
     summary = json.loads(out.stdout)
     assert summary["watch"]["evaluations"] == 4  # steps 1, 2, 4, 6
     assert (tmp_path / "w" / "watch.png").stat().st_size > 1000
+    rows = [json.loads(x) for x in (tmp_path / "w" / "metrics.jsonl").read_text().split("\n")
+            if x]
+    assert [r["watch/agreement"] for r in rows if "watch/agreement" in r] == [1.0] * 4

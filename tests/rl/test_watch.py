@@ -89,3 +89,31 @@ def test_a_resumed_run_continues_the_watch(start, tmp_path) -> None:
     assert second.flagged_at == whole.flagged_at == 10
     assert [h["watch/success"] for h in second.history] == \
         [h["watch/success"] for h in whole.history]
+
+
+def test_agreement_with_held_out_pairs_and_a_drifting_judge() -> None:
+    pairs = {"prompt": ["p"] * 4, "chosen": ["aaa", "aaaa", "aa", "bb"],
+             "rejected": ["a", "aa", "a", "cc"]}
+    watch = Watch(TASK, parse_reward(sums_reward), pairs=pairs)
+    got = watch.pair_agreement(parse_reward("length:1"))
+    # margins 2, 2, 1, 0: three right, one tie (half) -> 0.875
+    assert got["watch/agreement"] == 0.875 and got["watch/pairs"] == 4
+    brier = sum((1 - 1 / (1 + math.exp(-d))) ** 2 for d in (2, 2, 1, 0)) / 4
+    assert got["watch/brier"] == pytest.approx(brier, rel=1e-12)
+
+    calls = {"n": 0}
+
+    def drifting(prompts, completions, **kw):  # agrees with length, then flips
+        calls["n"] += 1
+        sign = 1.0 if calls["n"] <= 4 else -1.0
+        return [sign * len(c) for c in completions]
+
+    many = {"prompt": ["p"] * 200, "chosen": ["aa"] * 200, "rejected": ["a"] * 200}
+    w = Watch(TASK, parse_reward(sums_reward), pairs=many)
+    flags = []
+    for _ in range(3):  # two evaluations agree (each scores chosen and rejected), one flips
+        row = {"watch/reward": 0.5, "watch/success": 0.5, "watch/completions": 100,
+               **w.pair_agreement(parse_reward(drifting))}
+        flags.append(w.check(row)["watch/flag"])
+    assert [h["watch/agreement"] for h in w.history] == [1.0, 1.0, 0.0]
+    assert flags == [0, 0, 1]

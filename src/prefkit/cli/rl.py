@@ -92,6 +92,7 @@ def rl_command(
     process_weight: Annotated[float, typer.Option(help="Weight of the process advantages next to the outcome ones.")] = 1.0,
     watch: Annotated[Optional[Path], typer.Option(help="Held-out questions (a --task file) to watch the reward on: checker success, reward, length; flags over-optimisation and plots watch.png.")] = None,
     watch_reward: Annotated[Optional[str], typer.Option(help="The watch's checker (a reward spec scoring 0..1; default: exact, from the file's layout).")] = None,
+    watch_pairs: Annotated[Optional[Path], typer.Option(help="Held-out human preference pairs (prompt/chosen/rejected, any format prefkit reads) on which the watch measures the reward's agreement and calibration; needs --watch.")] = None,
     watch_every: Annotated[int, typer.Option(help="Watch every N steps.")] = 5,
     watch_samples: Annotated[int, typer.Option(help="Completions per held-out question at each watch.")] = 4,
     checkpoint_every: Annotated[int, typer.Option(help="Write checkpoint.pt every N steps (0: every few minutes, at Ctrl-C and at the end).")] = 0,
@@ -156,14 +157,26 @@ def rl_command(
     except (ValueError, TypeError, FileNotFoundError, OSError) as e:
         fail(f"--reward: {e}")
     on_step = None
+    if watch_pairs is not None and watch is None:
+        fail("--watch-pairs needs --watch (held-out questions the watch samples on)")
     if watch is not None:
         from prefkit.rl.watch import Watch
 
+        pairs = None
+        if watch_pairs is not None:
+            from prefkit.data import read_preferences
+
+            try:
+                pairs = read_preferences(watch_pairs).data
+            except InvalidInputError as e:
+                fail(e.for_cli())
+            if not hasattr(pairs, "chosen"):
+                fail(f"--watch-pairs {watch_pairs}: not chosen/rejected pairs")
         try:
             held = read_task(watch)
             on_step = Watch(held, parse_reward(watch_reward or "exact",
                                                answer_kind=held.answer_kind),
-                            every=watch_every, samples=watch_samples)
+                            every=watch_every, samples=watch_samples, pairs=pairs)
         except InvalidInputError as e:
             fail(e.for_cli())
         except (ValueError, TypeError, FileNotFoundError) as e:

@@ -15,6 +15,17 @@ sampling settings). Then, on those completions:
   the ``m = prompts * samples`` completions;
 * ``watch/length`` -- mean completion length (tokens), ``watch/reward_per_token``.
 
+**Held-out preference pairs** (``pairs``: ``{"prompt", "chosen", "rejected"}`` lists, e.g.
+``read_preferences(file).data``): the *training reward* scores both responses of every
+pair at each evaluation; ``watch/agreement`` is its agreement with the people (the share of
+pairs where the chosen response scores higher, a tie counting half:
+:func:`prefkit.losses.preference_accuracy`), ``watch/brier`` its calibration, the Brier
+score of ``sigmoid(r_chosen - r_rejected)`` as the probability that the chosen response
+wins (Bradley-Terry; 0.25 is a constant 50%). A fixed reward model gives the same numbers at
+every evaluation; a judge that drifts (a hosted model updated, a cache cleared) does not,
+and a fall of the agreement is flagged like the checker's (rule 2 with the agreement in
+place of the success, over the pairs).
+
 **The flag.** Over the last ``window`` evaluations ``k - window + 1 .. k`` (default 3):
 over-optimisation is flagged at evaluation ``k`` when
 
@@ -81,6 +92,7 @@ class Watch:
     samples: int = 4
     window: int = 3
     alpha: float = 0.05
+    pairs: Any = None  # held-out {"prompt", "chosen", "rejected"} (or TextPairs), or None
     history: list[dict[str, Any]] = field(default_factory=list)
     flagged_at: int | None = None
 
@@ -109,9 +121,32 @@ class Watch:
         low, high = wilson(success, m)
         length = float(s.lengths.float().mean())
         r = float(np.nanmean(proxy))
-        return {"watch/reward": r, "watch/success": success, "watch/success_low": low,
-                "watch/success_high": high, "watch/length": length,
-                "watch/reward_per_token": r / max(length, 1.0), "watch/completions": m}
+        out = {"watch/reward": r, "watch/success": success, "watch/success_low": low,
+               "watch/success_high": high, "watch/length": length,
+               "watch/reward_per_token": r / max(length, 1.0), "watch/completions": m}
+        if self.pairs is not None:
+            out.update(self.pair_agreement(reward))
+        return out
+
+    def pair_agreement(self, reward: CombinedReward) -> dict[str, Any]:
+        """The reward's agreement with the held-out pairs and its Brier score."""
+        import torch
+
+        from prefkit.losses import preference_accuracy
+
+        get = (self.pairs.get if isinstance(self.pairs, dict)
+               else lambda k: getattr(self.pairs, k))
+        prompts, chosen, rejected = list(get("prompt")), list(get("chosen")), \
+            list(get("rejected"))
+        r_c, _ = reward(prompts, chosen, {})
+        r_r, _ = reward(prompts, rejected, {})
+        margin = np.nan_to_num(r_c - r_r)
+        acc = preference_accuracy(torch.as_tensor(margin)).double().mean().item()
+        brier = float(np.mean((1.0 - 1.0 / (1.0 + np.exp(-margin))) ** 2))
+        low, high = wilson(acc, len(margin))
+        return {"watch/agreement": acc, "watch/agreement_low": low,
+                "watch/agreement_high": high, "watch/brier": brier,
+                "watch/pairs": len(margin)}
 
     def check(self, values: dict[str, Any]) -> dict[str, Any]:
         """Add this evaluation to the history and apply the rule (module docstring)."""
@@ -128,6 +163,13 @@ class Watch:
             out["watch/p"] = p
             if p < self.alpha:
                 out["watch/flag"] = 1
+        if "watch/agreement" in now:  # the reward itself drifting away from the people
+            best_a = max(h["watch/agreement"] for h in win[:-1])
+            if now["watch/agreement"] < best_a:
+                p = two_proportion_p(best_a, now["watch/agreement"], int(now["watch/pairs"]))
+                out["watch/agreement_p"] = p
+                if p < self.alpha:
+                    out["watch/flag"] = 1
         return out
 
     def __call__(self, state: Any, row: dict[str, Any]) -> dict[str, Any] | None:
@@ -167,8 +209,11 @@ def plot_watch(rows: list[dict[str, Any]], path: Any) -> None:
     ax.plot(steps, [r["watch/success"] for r in evals], "o-", label="checker success")
     ax.fill_between(steps, [r["watch/success_low"] for r in evals],
                     [r["watch/success_high"] for r in evals], alpha=0.2)
+    if all("watch/agreement" in r for r in evals):
+        ax.plot(steps, [r["watch/agreement"] for r in evals], "^:", color="tab:green",
+                label="reward's agreement with held-out pairs")
     ax.set_xlabel("step")
-    ax.set_ylabel("held-out checker success")
+    ax.set_ylabel("held-out checker success (agreement)")
     ax2 = ax.twinx()
     ax2.plot(steps, [r["watch/reward"] for r in evals], "s--", color="tab:orange",
              label="training reward (held-out)")
