@@ -191,9 +191,13 @@ def _flat(feats: Sequence[np.ndarray], labels: Sequence[Sequence[float]]
 
 def train_frozen_prm(config: FrozenPRMConfig, output_dir: str | Path, data: StepSolutions, *,
                      encoder: Any = None, resume: bool = False, overwrite: bool = False,
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
     """Train the frozen-encoder PRM on ``data``; write ``output_dir``; return the summary
-    (``threshold``, best epoch, validation loss and ProcessBench F1 at both thresholds)."""
+    (``threshold``, best epoch, validation loss and ProcessBench F1 at both thresholds).
+
+    ``stop_after`` stops after that many epochs in total, with a checkpoint (the summary
+    says ``finished: False``); ``resume=True`` continues it, and the result equals an
+    uninterrupted run's (data order and dropout draw from their own saved generators)."""
     from safetensors.torch import save_file
 
     from prefkit.reward.backbones import FrozenEncoder
@@ -220,6 +224,7 @@ def train_frozen_prm(config: FrozenPRMConfig, output_dir: str | Path, data: Step
                             weight_decay=config.weight_decay)
     loss_fn = get_process_loss(config.loss)
     gen = torch.Generator().manual_seed(config.seed + 1)
+    dropout_state = torch.Generator().manual_seed(config.seed + 2).get_state()
     step, epoch = 0, 0
     best: dict[str, Any] = {"val_loss": None, "epoch": None, "state": None}
     bad = 0
@@ -227,6 +232,7 @@ def train_frozen_prm(config: FrozenPRMConfig, output_dir: str | Path, data: Step
     if ck is not None:
         step, epoch, _ = run.restore(ck, head, opt, None, gen)
         best, bad = ck["best"], ck["bad_epochs"]
+        dropout_state = ck["rng"]["dropout"]
     else:
         run.start(config.to_dict())
     metrics = Metrics(run.metrics_path, 0 if ck is None else ck["metrics_rows"])
@@ -238,7 +244,10 @@ def train_frozen_prm(config: FrozenPRMConfig, output_dir: str | Path, data: Step
         perm = torch.randperm(len(y_tr), generator=gen)
         for b in range(per_epoch):
             idx = perm[b * config.batch_size:(b + 1) * config.batch_size]
-            logits = head(x_tr[idx])  # (B, 1): one step per row
+            with torch.random.fork_rng(devices=[]):  # dropout from its own saved stream
+                torch.set_rng_state(dropout_state)
+                logits = head(x_tr[idx])  # (B, 1): one step per row
+                dropout_state = torch.get_rng_state()
             loss = loss_fn(logits, y_tr[idx, None]).reduce()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -256,9 +265,13 @@ def train_frozen_prm(config: FrozenPRMConfig, output_dir: str | Path, data: Step
             bad += 1
         epoch += 1
         run.save_checkpoint(config=config.to_dict(), model=head.state_dict(), optimizer=opt,
-                            rng={"data": gen.get_state()}, step=step, epoch=epoch,
+                            rng={"data": gen.get_state(), "dropout": dropout_state},
+                            step=step, epoch=epoch,
                             step_in_epoch=0, data=digest, metrics_rows=len(metrics.history),
                             best=best, bad_epochs=bad)
+        if stop_after is not None and epoch >= stop_after and epoch < config.epochs:
+            bar.close()
+            return {"finished": False, "epochs_run": epoch, "steps": step}
     bar.close()
     # -- finish: best weights, threshold on the validation solutions, the folder -------------
     if best["state"] is not None:
@@ -268,7 +281,8 @@ def train_frozen_prm(config: FrozenPRMConfig, output_dir: str | Path, data: Step
     val_first = [data.first_error[i] for i in va]
     both = -1 in val_first and any(x != -1 for x in val_first)
     threshold = tune_threshold(val_scores, val_first) if both else DEFAULT_THRESHOLD
-    summary = {"best_epoch": best["epoch"], "val_loss": json_num(best["val_loss"]),
+    summary = {"finished": True, "best_epoch": best["epoch"],
+               "val_loss": json_num(best["val_loss"]),
                "epochs_run": epoch, "steps": step, "threshold": threshold,
                "n_train_solutions": len(tr), "n_val_solutions": len(va)}
     try:
