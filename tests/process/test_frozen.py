@@ -34,7 +34,6 @@ def test_features(encoder) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_resume_equals_uninterrupted(encoder, tmp_path: Path) -> None:  # type: ignore
-
     data, _ = make_solutions(40, np.random.default_rng(0))
     cfg = FrozenPRMConfig(epochs=6, patience=100, batch_size=32, dropout=0.3)
     whole = train_frozen_prm(cfg, tmp_path / "a", data, encoder=encoder, progress=False)
