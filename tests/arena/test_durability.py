@@ -111,3 +111,22 @@ def test_server_refuses_a_database_it_cannot_open(tmp_path):
     r = prefkit("arena", "add-outputs", str(write_outputs(tmp_path / "o.jsonl")), "--db",
                 str(tmp_path / "missing" / "a.db"), check=False)
     assert r.returncode == 2 and "does not exist; create it" in " ".join(r.stderr.split())
+
+
+def test_checkpoints_run_off_the_writers_path(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "a.db"
+    store = open_store(str(path))
+    store.checkpoint_in_background(every=0.05)
+    assert store._all("PRAGMA wal_autocheckpoint")[0][0] == 0
+    size0 = path.stat().st_size
+    store.add_outputs([("p1", "q", "m1", "o1", "", ""), ("p1", "q", "m2", "o2", "", "")])
+    store.import_votes([("m1", "m2", "a", "v", "p1")] * 500)
+    deadline = time.monotonic() + 10
+    while path.stat().st_size == size0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.stat().st_size > size0  # the background thread moved the WAL into the file
+    store.close()
+    with sqlite3.connect(path) as c:  # all there after close
+        assert c.execute("SELECT COUNT(*) FROM votes").fetchone()[0] == 500

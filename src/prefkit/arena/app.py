@@ -104,6 +104,7 @@ class Arena:
         self.battles: dict[str, dict[str, Any]] = {}
 
     def startup(self) -> None:
+        self.store.checkpoint_in_background()
         self.reload_content()
         self.board.listeners.append(lambda b: self.match.refresh(b.counts))
         if self.endpoints:

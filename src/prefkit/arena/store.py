@@ -114,6 +114,30 @@ class Store:
             conn.execute("PRAGMA foreign_keys=ON")
             self._sqlite = conn
         self.migrate()
+        self._checkpointer: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def checkpoint_in_background(self, every: float = 1.0) -> None:
+        """SQLite: move WAL checkpoints (and their fsync of the database file) off the
+        writers' path: automatic checkpoints off, a thread with its own connection runs a
+        ``PASSIVE`` checkpoint every ``every`` seconds (writers go on meanwhile). The
+        durability of a committed vote does not depend on checkpoints (it is in the WAL)."""
+        if self.postgres or self._checkpointer is not None:
+            return
+        with self._lock:
+            self._sqlite.execute("PRAGMA wal_autocheckpoint=0")
+
+        def run() -> None:
+            conn = sqlite3.connect(self.url, timeout=30.0)
+            try:
+                while not self._stop.wait(every):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                conn.close()
+
+        self._checkpointer = threading.Thread(target=run, daemon=True, name="arena-checkpoint")
+        self._checkpointer.start()
 
     # -- connection and transaction ----------------------------------------------------------
     def _conn(self) -> Any:
@@ -162,6 +186,9 @@ class Store:
             return list(run(sql, params).fetchall())
 
     def close(self) -> None:
+        self._stop.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=30)
         with self._lock:
             if not self.postgres:
                 self._sqlite.close()
