@@ -39,6 +39,17 @@ prm_app = typer.Typer(
 )
 
 
+def _command(name: str) -> Any:
+    """``prm_app.command(name)`` with the docstring's ``Examples:`` moved to the epilog, so
+    that the help ends with them (as every prefkit command's does)."""
+    from prefkit.cli.main import examples_last
+
+    def deco(fn: Any) -> Any:
+        return prm_app.command(name, **examples_last(fn, {}))(fn)
+
+    return deco
+
+
 class Aggregate(str, Enum):
     min = "min"
     last = "last"
@@ -109,7 +120,7 @@ def _load(folder: Path) -> Any:
 
 
 # -- train ------------------------------------------------------------------------------------
-@prm_app.command("train")
+@_command("train")
 def train(
     data: Annotated[Path, typer.Argument(help="Step-labelled solutions (ProcessBench JSON, TRL stepwise, Math-Shepherd, PRM800K).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the run (new or empty, or an earlier run with --resume/--overwrite).")],
@@ -184,7 +195,7 @@ def _report(rep: Any) -> dict[str, Any]:
     return rep.as_dict()
 
 
-@prm_app.command("eval")
+@_command("eval")
 def evaluate(
     model: Annotated[Path, typer.Argument(help="A PRM folder (prefkit prm train --output).")],
     data: Annotated[Path, typer.Argument(help="Step-labelled solutions to score (ProcessBench JSON, ...).")],
@@ -251,7 +262,7 @@ def evaluate(
 
 
 # -- score ------------------------------------------------------------------------------------
-@prm_app.command("score")
+@_command("score")
 def score(
     model: Annotated[Path, typer.Argument(help="A PRM folder (prefkit prm train --output).")],
     data: Annotated[Path, typer.Argument(help="Solutions: prompt with steps (a list) or candidates; or any step-labelled file.")],
@@ -295,7 +306,7 @@ def _num(x: float) -> float | None:
 
 
 # -- best-of-n --------------------------------------------------------------------------------
-@prm_app.command("best-of-n")
+@_command("best-of-n")
 def best_of_n_command(
     model: Annotated[Path, typer.Argument(help="A PRM folder (prefkit prm train --output).")],
     candidates: Annotated[Path, typer.Argument(help="JSONL: prompt, candidates (each a list of steps or a text), answer (optional).")],
