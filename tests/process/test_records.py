@@ -130,3 +130,15 @@ def test_public_names_resolve_and_import_is_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_processbench_as_parquet_and_jsonl(tmp_path: Path) -> None:
+    """The Hugging Face copy of ProcessBench is Parquet/JSONL with the same columns."""
+    pd = pytest.importorskip("pandas")
+    rows = json.loads(_need(PRM / "processbench_gsm8k.json").read_text())[:30]
+    pd.DataFrame(rows).to_parquet(tmp_path / "pb.parquet")
+    _jsonl(tmp_path / "pb.jsonl", rows)
+    for name in ("pb.parquet", "pb.jsonl"):
+        res = read_steps(tmp_path / name)
+        assert res.format == "processbench" and res.data.first_error == [r["label"] for r in rows]
+        assert res.data.steps == [r["steps"] for r in rows]
