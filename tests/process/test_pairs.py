@@ -71,3 +71,32 @@ def test_step_dpo_and_rise_rows_feed_align(tmp_path: Path) -> None:
     assert res.response_prefix is not None and res.responses[0] == ["b = 2", "b = 5"]
     assert inject_error("no digits", np.random.default_rng(0)) is None
     assert inject_error("2 + 3 = 5", np.random.default_rng(0)) != "2 + 3 = 5"
+
+
+def test_monte_carlo_with_a_language_model_sampler() -> None:
+    """Rollouts from a real (tiny, briefly fitted) Llama through the shared sampler, checked
+    with prefkit.answers: values are shares of n rollouts and the draw is reproducible."""
+    from prefkit.align.tiny import char_tokenizer, tiny_llama
+    from prefkit.answers import final_answer
+    from prefkit.process.implicit import fit_lm, response_text
+    from prefkit.process.pairs import lm_completer
+
+    tok = char_tokenizer()
+    model = tiny_llama(len(tok), seed=0)
+    data, _ = make_solutions(64, np.random.default_rng(0), p_error=0.0)
+    fit_lm(model, tok, [p + response_text(s) for p, s in zip(data.prompts, data.steps)],
+           epochs=2)
+    prompt, steps = data.prompts[0], data.steps[0]
+    answer = str(parse_problem(prompt).answer)
+
+    def check(text: str) -> bool:
+        return final_answer(text.split("</s>")[0]) == answer
+
+    vals = monte_carlo_values(prompt, steps, lm_completer(model, tok, max_new_tokens=40),
+                              check, n=4)
+    again = monte_carlo_values(prompt, steps, lm_completer(model, tok, max_new_tokens=40),
+                               check, n=4)
+    assert vals == again and len(vals) == len(steps)
+    assert all(v in (0.0, 0.25, 0.5, 0.75, 1.0) for v in vals)
+    rolls = lm_completer(model, tok, max_new_tokens=10)(prompt, steps[:1], 3)
+    assert len(rolls) == 3 and all(r.startswith(prompt + "\n" + steps[0]) for r in rolls)

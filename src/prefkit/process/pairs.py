@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["consensus", "first_error_of", "inject_error", "monte_carlo_values", "rise_rows",
-           "step_dpo_rows"]
+__all__ = ["consensus", "first_error_of", "inject_error", "lm_completer", "monte_carlo_values",
+           "rise_rows", "step_dpo_rows"]
 
 #: ``complete(prompt, steps_so_far, n) -> n full solutions (texts or step lists)``
 Completer = Callable[[str, Sequence[str], int], Sequence[Any]]
@@ -45,6 +45,30 @@ def monte_carlo_values(prompt: str, steps: Sequence[str], complete: Completer,
         rolls = complete(prompt, list(steps[:k + 1]), n)
         out.append(float(np.mean([bool(check(r)) for r in rolls])) if len(rolls) else 0.0)
     return out
+
+
+def lm_completer(model: Any, tokenizer: Any, *, max_new_tokens: int = 256,
+                 temperature: float = 1.0, top_p: float = 1.0, seed: int = 0) -> Completer:
+    """A :data:`Completer` that rolls out a causal LM with the shared sampler
+    (:func:`prefkit.rl.generate.sample`): the prompt and the steps so far, written as
+    :func:`~prefkit.process.implicit.response_text` does (one step per line), continued
+    ``n`` times; each rollout is returned as the whole solution text (prefix + completion).
+    Each call draws with its own seed (``seed``, ``seed + 1``, ...), so a run is
+    reproducible."""
+    from prefkit.process.implicit import response_text
+    from prefkit.rl.generate import SamplingConfig, sample
+
+    calls = [seed]
+
+    def complete(prompt: str, steps: Sequence[str], n: int) -> list[str]:
+        prefix = prompt + response_text(steps)
+        cfg = SamplingConfig(num_generations=n, max_new_tokens=max_new_tokens,
+                             temperature=temperature, top_p=top_p)
+        got = sample(model, tokenizer, [prefix], cfg, seed=calls[0])
+        calls[0] += 1
+        return [prefix + t for t in got.texts]
+
+    return complete
 
 
 def first_error_of(values: ArrayLike, *, hard: bool = True) -> int:
