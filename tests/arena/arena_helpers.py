@@ -57,9 +57,26 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        self.id = uuid.uuid4().hex
+
+    def processes(self) -> list[int]:
+        """Every live process this server started (itself and its bootstrap worker)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                env = (entry / "environ").read_bytes()
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if f"PREFKIT_ARENA_TEST_ID={self.id}".encode() in env and state != "Z":
+                found.append(int(entry.name))
+        return found
 
     def start(self) -> Server:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PREFKIT_ARENA_TOKEN": self.token}
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PREFKIT_ARENA_TOKEN": self.token,
+               "PREFKIT_ARENA_TEST_ID": self.id}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "prefkit.cli.main", "arena", "serve", "--db", self.db,
              "--port", str(self.port), *self.args],

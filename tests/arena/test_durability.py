@@ -49,6 +49,11 @@ def test_kill_9_keeps_every_acknowledged_vote(db, servers, tmp_path, capsys):
     s.kill()  # SIGKILL while voters are mid-request
     for t in threads:
         t.join(timeout=60)
+    # the bootstrap worker process follows the server (no orphan keeps running)
+    deadline = time.monotonic() + 10
+    while s.processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert s.processes() == []
     n_acked = len(acked)
     assert n_acked >= KILL_AFTER
     assert sent["votes_sent"] < N_VOTERS * MAX_ROUNDS  # the kill came mid-run

@@ -187,6 +187,19 @@ class Tally:
         return aggregate(votes)
 
 
+def _watch_parent(parent: int) -> None:
+    """In the bootstrap worker: exit as soon as the server is gone (a ``kill -9`` of the
+    server leaves no orphan worker behind)."""
+    import os
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def full_rank(counts: Any, rounds: int, seed: int) -> dict[str, Any]:
     """``prefkit rank``'s leaderboard of ``counts`` (default options, ``rounds``, ``seed``)
     as a dict; an unrankable state gives ``{"error", "leaderboard": []}``. Picklable: the
@@ -416,9 +429,11 @@ class LiveBoard:
         so that it shares no lock with the server) unless ``bootstrap_process`` is off."""
         if self.config.bootstrap_process:
             import multiprocessing
+            import os
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_watch_parent, initargs=(os.getpid(),))
         for target in (self._point_loop, self._full_loop):
             t = threading.Thread(target=target, daemon=True, name=f"arena-{target.__name__}")
             t.start()
@@ -430,7 +445,7 @@ class LiveBoard:
         for t in self._threads:
             t.join(timeout=30)
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def poke(self) -> None:
         """A vote arrived: refit soon."""
