@@ -24,13 +24,17 @@ from prefkit.process import (
 
 
 def _script_logic(records: list[dict]) -> tuple[float, float, float]:
-    """What run_eval.py prints, from records with 'label' and 'prediction' (percentages)."""
+    """The rule run_eval.py applies, computed here from counts (no transcription): the
+    percentage of exact first-error matches among solutions with an error, among solutions
+    without one, and their harmonic mean (NaN where the script would divide by zero)."""
+    hits = {True: 0, False: 0}
+    totals = {True: 0, False: 0}
     for d in records:
-        d["match"] = d["prediction"] == d["label"]
-    error_data = [d for d in records if d["label"] != -1]
-    correct_data = [d for d in records if d["label"] == -1]
-    acc1 = float(np.mean([d["match"] for d in error_data])) * 100
-    acc2 = float(np.mean([d["match"] for d in correct_data])) * 100
+        has_error = d["label"] >= 0
+        totals[has_error] += 1
+        hits[has_error] += int(d["prediction"] == d["label"])
+    acc1 = 100.0 * hits[True] / totals[True]
+    acc2 = 100.0 * hits[False] / totals[False]
     return acc1, acc2, (2 * acc1 * acc2 / (acc1 + acc2) if acc1 + acc2 else math.nan)
 
 
