@@ -95,9 +95,9 @@ Examples:
 
   prefkit reward eval runs/hh llmbar_natural.json --json > eval.json
 
-  prefkit reward eval --judge qwen --base-url http://127.0.0.1:8000/v1 llmbar_natural.json
+  prefkit reward eval --judge qwen --base-url http://127.0.0.1:8000/v1 pairs.json
 
-  prefkit reward eval --local ./judge-model --template alpaca_eval --cache j.sqlite pairs.jsonl
+  prefkit reward eval --local ./judge --template alpaca_eval pairs.jsonl
 """
 _SCORE_EXAMPLES = """
 Examples:
