@@ -47,7 +47,7 @@ reward_app = typer.Typer(
     rich_markup_mode="markdown",
     epilog="Examples:\n\n  prefkit reward train pairs.jsonl --output runs/rm\n\n"
            "  prefkit reward eval runs/rm test_pairs.jsonl\n\n"
-           "  prefkit reward eval --judge qwen --base-url http://127.0.0.1:8000/v1 pairs.json\n\n"
+           "  prefkit reward eval --judge qwen --base-url http://127.0.0.1:8000/v1 p.json\n\n"
            "  prefkit reward score runs/rm answers.jsonl\n",
 )
 
@@ -95,7 +95,7 @@ Examples:
 
   prefkit reward eval runs/hh llmbar_natural.json --json > eval.json
 
-  prefkit reward eval --judge qwen --base-url http://127.0.0.1:8000/v1 pairs.json
+  prefkit reward eval --judge qwen --base-url http://127.0.0.1:8000/v1 p.json
 
   prefkit reward eval --local ./judge --template alpaca_eval pairs.jsonl
 """
