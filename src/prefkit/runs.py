@@ -508,7 +508,8 @@ def _legacy_kind(path: Path) -> str | None:
 
 
 _KINDS = {"reward-train": "prefkit reward train", "reward-finetune": "prefkit reward finetune",
-          "align": "prefkit align"}
+          "align": "prefkit align", "rl": "prefkit rl", "prm-train": "prefkit prm train",
+          "prm-finetune": "prefkit prm train --finetune"}
 
 
 def run_kind(path: str | Path) -> str | None:
