@@ -127,3 +127,40 @@ def test_vote_in_a_browser(browser, servers, sqlite_db, tmp_path, capsys):
     assert len(list(shots.glob("*.png"))) == 5
     with capsys.disabled():
         print(f"\n[browser] screenshots in {shots}")
+
+
+def test_own_prompt_in_a_browser(browser, servers, tmp_path):
+    """A voter types a question; two scripted OpenAI-compatible servers answer it before
+    the battle appears; the vote reveals which model wrote which answer."""
+    import json
+
+    from selenium.webdriver.common.by import By
+    from test_generate import _fake_server
+
+    one, two = _fake_server(0.05, "First:"), _fake_server(0.3, "Second:")
+    ep = {"left-model": {"base_url": f"http://127.0.0.1:{one.server_address[1]}/v1"},
+          "right-model": {"base_url": f"http://127.0.0.1:{two.server_address[1]}/v1"}}
+    (tmp_path / "ep.json").write_text(json.dumps(ep))
+    s = servers(str(tmp_path / "a.db"), "--rounds", "20", "--endpoints", str(tmp_path / "ep.json"))
+    try:
+        browser.get(s.url + "/")
+        _wait(lambda: "No battle" in browser.find_element(By.ID, "prompt").text,
+              what="no stored battle yet")
+        browser.find_element(By.ID, "own").send_keys("why is the sky blue")
+        browser.find_element(By.CSS_SELECTOR, "#ask button").click()
+        _wait(lambda: browser.find_element(By.ID, "prompt").text == "why is the sky blue",
+              what="the answers")
+        answers = {browser.find_element(By.ID, f"out-{x}").text for x in "ab"}
+        assert answers == {"First: eulb yks eht si yhw", "Second: eulb yks eht si yhw"}
+        page = browser.page_source.lower()
+        assert "left-model" not in page and "right-model" not in page
+        browser.find_element(By.CSS_SELECTOR, "[data-vote='b']").click()
+        _wait(lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-battle")
+              == "voted", what="the vote")
+        b_text = browser.find_element(By.ID, "out-b").text
+        b_model = browser.find_element(By.ID, "reveal-b").text.split(": ")[1]
+        assert b_model == ("left-model" if b_text.startswith("First:") else "right-model")
+        browser.save_screenshot(str(tmp_path / "own_prompt.png"))
+    finally:
+        one.shutdown()
+        two.shutdown()

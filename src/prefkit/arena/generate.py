@@ -28,7 +28,8 @@ __all__ = ["Endpoint", "generate_answers", "read_endpoints"]
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One model's server: the API root, the model id it serves, generation options."""
+    """One model's server: the API root, the model id it serves (default: the arena's name
+    of the model), generation options."""
 
     base_url: str
     model: str = ""
@@ -66,7 +67,7 @@ def clients(endpoints: dict[str, Endpoint]) -> dict[str, Any]:
     """One :class:`~prefkit.llm.client.OpenAIClient` per arena model."""
     from prefkit.llm.client import OpenAIClient
 
-    return {name: OpenAIClient(base_url=e.base_url, model=e.model, timeout=e.timeout,
+    return {name: OpenAIClient(base_url=e.base_url, model=e.model or name, timeout=e.timeout,
                                max_retries=2, name=name,
                                api_key=os.environ.get(e.api_key_env) if e.api_key_env else None)
             for name, e in endpoints.items()}
@@ -80,7 +81,7 @@ async def generate_answers(backends: dict[str, Any], endpoints: dict[str, Endpoi
 
     async def one(m: str) -> Any:
         e = endpoints[m]
-        return await backends[m].chat(ChatRequest.of(prompt, model=e.model,
+        return await backends[m].chat(ChatRequest.of(prompt, model=e.model or m,
                                                      max_tokens=e.max_tokens,
                                                      temperature=e.temperature))
 

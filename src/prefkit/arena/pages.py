@@ -44,6 +44,10 @@ BATTLE = _HEAD.format(title="Arena: vote") + """
 </div>
 <p id="result"></p>
 <button id="next" hidden>Next battle</button>
+<form id="ask"><p><label for="own">Or ask your own question (answered by two anonymous
+models when this arena has model endpoints):</label></p>
+<textarea id="own" name="prompt" rows="3" cols="80"></textarea><br>
+<button type="submit">Ask</button></form>
 <script src="/static/arena.js"></script><script>arenaBattle();</script>
 </body></html>"""
 
@@ -76,13 +80,14 @@ function text(id, value) { document.getElementById(id).textContent = value; }
 async function arenaBattle() {
   const csrf = await arenaSession();
   let battle = null;
-  async function load() {
+  async function load(body) {
     for (const s of ["a", "b"]) { text("reveal-" + s, ""); }
     text("result", "");
     document.getElementById("next").hidden = true;
     document.querySelectorAll("[data-vote]").forEach(b => b.disabled = false);
     try {
-      battle = await post("/api/battles", {}, csrf);
+      text("prompt", body && body.prompt ? "the models are answering…" : "loading…");
+      battle = await post("/api/battles", body || {}, csrf);
     } catch (e) { text("prompt", "No battle: " + e.message); return; }
     text("prompt", battle.prompt);
     for (const o of battle.outputs) {
@@ -112,7 +117,12 @@ async function arenaBattle() {
       document.getElementById("next").hidden = false;
     });
   });
-  document.getElementById("next").addEventListener("click", load);
+  document.getElementById("next").addEventListener("click", () => load());
+  document.getElementById("ask").addEventListener("submit", ev => {
+    ev.preventDefault();
+    const prompt = document.getElementById("own").value.trim();
+    if (prompt) load({prompt});
+  });
   await load();
 }
 function fmt(x) { return x === null || x === undefined ? "–" : Number(x).toFixed(1); }
