@@ -151,15 +151,9 @@ def test_influence_removal_moves_close_neighbours():
     assert res[1]["max_places"] == 1 and res[10]["votes_removed"] >= 2
 
 
-def test_admin_integrity_flags_a_rigger(sqlite_db, servers, tmp_path):
-    """Outputs carry their quality; honest voters pick the better one, a rigger always
-    picks quality 0; the admin route flags the rigger and the leaderboard drops its votes."""
-    rows = [{"prompt_id": f"p{p}", "prompt": f"Q{p}", "model": f"m{q}",
-             "output": f"quality {q} answer {p}"} for p in range(5) for q in range(4)]
-    (tmp_path / "o.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    prefkit("arena", "add-outputs", str(tmp_path / "o.jsonl"), "--db", sqlite_db)
-    s = servers(sqlite_db, "--rounds", "20", "--voter-rate", "0", "--ip-rate", "0")
-    rng = np.random.default_rng(0)
+def _rigged_votes(s, rng) -> int:
+    """12 honest voters x 12 votes by the shown quality, then a rigger's 60 votes for the
+    quality-0 model whenever it is shown; returns the number of votes."""
 
     def quality(o):
         return int(re.search(r"quality (\d)", o["output"]).group(1))
@@ -181,6 +175,40 @@ def test_admin_integrity_flags_a_rigger(sqlite_db, servers, tmp_path):
         win = "a" if qa == 0 else ("b" if qb == 0 else ["a", "b"][int(rng.random() < 0.5)])
         r.post(f"/api/battles/{b['battle_id']}/vote", json={"winner": win})
         n += 1
+    return n
+
+
+def _quality_outputs(tmp_path, db) -> None:
+    rows = [{"prompt_id": f"p{p}", "prompt": f"Q{p}", "model": f"m{q}",
+             "output": f"quality {q} answer {p}"} for p in range(5) for q in range(4)]
+    (tmp_path / "o.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prefkit("arena", "add-outputs", str(tmp_path / "o.jsonl"), "--db", db)
+
+
+def test_auto_flag_rounds_flag_the_rigger(sqlite_db, servers, tmp_path):
+    _quality_outputs(tmp_path, sqlite_db)
+    s = servers(sqlite_db, "--rounds", "20", "--voter-rate", "0", "--ip-rate", "0",
+                "--auto-flag", "1", "--auto-flag-reasons", "favouritism")
+    _rigged_votes(s, np.random.default_rng(0))
+    deadline = __import__("time").monotonic() + 60
+    while True:
+        flags = httpx.get(s.url + "/api/admin/flags", headers=s.admin()).json()
+        if flags:
+            break
+        assert __import__("time").monotonic() < deadline, "no automatic flag in 60 s"
+        __import__("time").sleep(0.5)
+    assert {(f["voter"], f["reason"]) for f in flags} == {("rigger", "favouritism")}
+    assert any(a["actor"] == "integrity" for a in
+               httpx.get(s.url + "/api/admin/audit", headers=s.admin()).json())
+
+
+def test_admin_integrity_flags_a_rigger(sqlite_db, servers, tmp_path):
+    """Outputs carry their quality; honest voters pick the better one, a rigger always
+    picks quality 0; the admin route flags the rigger and the leaderboard drops its votes."""
+    _quality_outputs(tmp_path, sqlite_db)
+    s = servers(sqlite_db, "--rounds", "20", "--voter-rate", "0", "--ip-rate", "0")
+    n = _rigged_votes(s, np.random.default_rng(0))
+
     before = {x["item"]: x for x in wait_caught_up(s, n)["leaderboard"]}
     assert httpx.post(s.url + "/api/admin/integrity").status_code == 401
     # scripted voters are bots by their timing (all of them); flag by the vote patterns only

@@ -66,6 +66,8 @@ class ArenaConfig:
     max_k: int = 4
     seed: int | None = None
     endpoints: str | None = None  # a JSON file: model -> OpenAI-compatible endpoint
+    auto_flag: float = 0.0  # run the integrity checks every so many seconds (0: only on demand)
+    auto_flag_reasons: tuple[str, ...] = ("outlier", "favouritism")
     board: BoardConfig = field(default_factory=BoardConfig)
 
 
@@ -115,6 +117,22 @@ class Arena:
             self.board.listeners.append(lambda b: self.gen_match.refresh(b.counts))
         self.board.update()
         self.board.start()
+        if self.config.auto_flag > 0:
+            import threading
+
+            threading.Thread(target=self._auto_flag, daemon=True, name="arena-integrity").start()
+
+    def _auto_flag(self) -> None:
+        """Run the integrity checks on a timer and flag what they find (audit-logged)."""
+        import logging
+
+        from prefkit.arena.integrity import check_arena
+
+        while not self.board._stop.wait(self.config.auto_flag):
+            try:
+                check_arena(self.board, write=True, reasons=self.config.auto_flag_reasons)
+            except Exception:
+                logging.getLogger("prefkit.arena").exception("arena: integrity round failed")
 
     def shutdown(self) -> None:
         self.board.stop()

@@ -75,6 +75,8 @@ def serve(
     ip_rate: Annotated[float, typer.Option(help="Requests per second per client address (0: no limit).")] = 50.0,
     ip_burst: Annotated[float, typer.Option(help="Burst of requests per client address.")] = 500.0,
     daily_cap: Annotated[int, typer.Option(help="Votes per voter per UTC day (0: no cap).")] = 1000,
+    auto_flag: Annotated[float, typer.Option(help="Run the integrity checks every N seconds and set flagged voters' votes aside (0: only through POST /api/admin/integrity).")] = 0.0,
+    auto_flag_reasons: Annotated[str, typer.Option(help="Checks that flag in automatic rounds, comma-separated: outlier, favouritism, timing.")] = "outlier,favouritism",
     endpoints: Annotated[Path | None, typer.Option(help="JSON file mapping models to OpenAI-compatible endpoints, for battles on voters' own prompts (see prefkit.arena.generate).")] = None,
     trust_proxy: Annotated[list[str] | None, typer.Option("--trust-proxy", help="Address of a reverse proxy whose X-Forwarded-For is trusted (repeatable).")] = None,
 ) -> None:
@@ -85,6 +87,11 @@ def serve(
     from prefkit.arena.board import BoardConfig
 
     _open(db).close()
+    from prefkit.arena.integrity import REASONS
+
+    reasons = tuple(r.strip() for r in auto_flag_reasons.split(",") if r.strip())
+    if not reasons or set(reasons) - set(REASONS):
+        fail(f"--auto-flag-reasons {auto_flag_reasons!r}: choose from {', '.join(REASONS)}")
     if endpoints is not None:
         from prefkit.arena.generate import read_endpoints
 
@@ -97,6 +104,7 @@ def serve(
         voter_burst=voter_burst, ip_rate=ip_rate, ip_burst=ip_burst, daily_cap=daily_cap,
         trusted_proxies=tuple(trust_proxy or ()),
         endpoints=str(endpoints) if endpoints else None,
+        auto_flag=auto_flag, auto_flag_reasons=reasons,
         board=BoardConfig(rounds=rounds, seed=seed, policy=flag_policy.value,
                           both_bad=both_bad.value))
     note(f"prefkit arena on http://{host}:{port} (db {db}; votes survive "
