@@ -13,6 +13,8 @@ name is imported from its submodule on first use (PEP 562), torch with it.
 * :mod:`prefkit.align.losses` -- the losses, chosen by name from :data:`ALIGN_LOSSES`;
 * :mod:`prefkit.align.logprobs` -- response log-probabilities without the full logits;
 * :mod:`prefkit.align.reference` -- reference log-probabilities, computed once and cached;
+* :mod:`prefkit.align.model` -- the model a loop starts from (seeded loading, LoRA,
+  dropout off), shared with prefkit.rl;
 * :mod:`prefkit.align.trainer` -- :func:`align`, the loop; :class:`AlignConfig`;
 * :mod:`prefkit.align.tiny` -- tiny offline models for tests and examples.
 """
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
         get_align_loss,
         sft_term,
     )
+    from prefkit.align.model import load_causal_lm, prepare_causal_lm
     from prefkit.align.trainer import AlignConfig, AlignResult, align
     from prefkit.align.types import LossOutput, SequenceLogps
 
@@ -53,6 +56,7 @@ __getattr__, __dir__ = _lazy_exports(__name__, {
     "prefkit.align.logprobs": ["response_logps"],
     "prefkit.align.losses": ["ALIGN_LOSSES", "AlignLoss", "combine_losses", "get_align_loss",
                              "sft_term"],
+    "prefkit.align.model": ["load_causal_lm", "prepare_causal_lm"],
     "prefkit.align.trainer": ["AlignConfig", "AlignResult", "align"],
     "prefkit.align.types": ["LossOutput", "SequenceLogps"],
 })
@@ -73,6 +77,8 @@ __all__ = [
     "combine_losses",
     "get_align_loss",
     "load_aligned",
+    "load_causal_lm",
+    "prepare_causal_lm",
     "read_alignment_data",
     "response_logps",
     "sft_term",

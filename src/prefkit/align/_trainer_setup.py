@@ -1,17 +1,15 @@
 """Set-up and bookkeeping for :func:`prefkit.align.trainer.align`, so the loop there reads top
-to bottom: the model (seeded loading, LoRA, dropout), the data (read, tokenize, what was left
-out or cut), the live reference, the optimizer and schedule, the checkpoint's weights, the
+to bottom: the data (read, tokenize, what was left out or cut), the live reference, the optimizer and schedule, the checkpoint's weights, the
 metric tally and the model folder. The run folder, the checkpoint format, AdamW, the LR
-schedule and RNG states are :mod:`prefkit.runs`' (shared with the reward loops).
+schedule and RNG states are :mod:`prefkit.runs`' (shared with the reward loops); loading the
+model (seeded, LoRA, dropout) is :mod:`prefkit.align.model`'s (shared with prefkit.rl).
 
 Private: nothing here is public API.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +25,7 @@ from prefkit.align.data import (
     tokenize_alignment,
 )
 from prefkit.align.losses import AlignLoss
+from prefkit.align.model import load_causal_lm
 from prefkit.align.reference import ReferenceLogps, cached_reference_logps
 from prefkit.align.types import LossOutput, SequenceLogps
 from prefkit.losses import StepPass, preference_accuracy
@@ -44,9 +43,7 @@ __all__ = [
     "checked_step_pass",
     "kl_only",
     "live_reference",
-    "load_model",
     "make_optimizer",
-    "setup_model",
     "tokenized",
     "trainable",
     "versions",
@@ -61,78 +58,9 @@ _ACTIONS = ("dropped", "prompt_cut", "response_cut", "boundary_moved", "unscored
 _SHOWN = 3  # notes quoted in a warning
 
 
-# -- the model -------------------------------------------------------------------------------------
+# -- versions --------------------------------------------------------------------------------------
 def versions() -> dict[str, str]:
     return package_versions(("peft", "accelerate"))
-
-
-def load_model(model: Any, seed: int) -> tuple[nn.Module, str | None]:
-    """(model in float32, the path or Hub id it came from). A local folder is loaded by its
-    absolute path, so the saved model (a LoRA adapter's ``base_model_name_or_path``, the
-    ``config.json``'s ``_name_or_path``) names a path that works from any directory."""
-    if isinstance(model, nn.Module):
-        return model, None
-    from transformers import AutoModelForCausalLM
-
-    local = Path(model).expanduser()
-    name = os.path.abspath(local) if local.exists() else str(model)
-    if Path(name).exists() and not Path(name).is_dir():
-        raise FileNotFoundError(f"model {name!r} is a file; pass the folder of a transformers "
-                                "causal LM (config.json + weights) or a Hub id")
-    try:
-        with torch.random.fork_rng(devices=[]):  # any freshly initialised weight is seeded
-            torch.manual_seed(seed)
-            return AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32), name
-    except (OSError, ValueError) as exc:
-        raise FileNotFoundError(
-            f"cannot load a causal LM from {name!r}: it is not a model folder here, and not a "
-            "Hub id that could be downloaded or found in the local cache") from exc
-
-
-def _is_peft(model: nn.Module) -> bool:
-    return hasattr(model, "peft_config") and callable(getattr(model, "disable_adapter", None))
-
-
-def _add_lora(model: nn.Module, config: AlignConfig) -> nn.Module:
-    from peft import LoraConfig, get_peft_model
-    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
-
-    targets: Any = config.lora_target_modules
-    if targets is None and getattr(model.config, "model_type", None) not in DEFAULTS:
-        targets = "all-linear"
-    lcfg = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
-                      lora_dropout=config.lora_dropout, task_type="CAUSAL_LM",
-                      target_modules=list(targets) if isinstance(targets, tuple) else targets)
-    with torch.random.fork_rng(devices=[]):  # the adapter's initial weights come from the seed
-        torch.manual_seed(config.seed)
-        return get_peft_model(model, lcfg)
-
-
-def setup_model(model: Any, tokenizer: Any, config: AlignConfig, device: torch.device
-                ) -> tuple[nn.Module, str | None, Any, bool]:
-    """The model (loaded seeded, with a fresh LoRA adapter when ``lora_r``, dropout off,
-    gradient checkpointing as configured) on ``device`` in train mode; where it came from;
-    the tokenizer (by default the model folder's); whether it is a peft model."""
-    model, source = load_model(model, config.seed)
-    if tokenizer is None and source is not None:
-        from transformers import AutoTokenizer
-
-        with contextlib.suppress(OSError, ValueError):
-            tokenizer = AutoTokenizer.from_pretrained(source)
-    if config.lora_r and _is_peft(model):
-        raise ValueError("the model already has a peft adapter; set lora_r=0 to train it as "
-                         "it is (the reference is then the model with the adapter disabled)")
-    if config.lora_r:
-        model = _add_lora(model, config)
-    peft = _is_peft(model)
-    if config.disable_dropout:
-        for m in model.modules():
-            if isinstance(m, nn.Dropout):
-                m.p = 0.0
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.to(device).train()
-    return model, source, tokenizer, peft
 
 
 # -- the data --------------------------------------------------------------------------------------
@@ -243,7 +171,7 @@ def live_reference(loss: AlignLoss, config: AlignConfig, model: nn.Module,
     elif peft:
         live = model.disable_adapter
     elif source is not None:
-        live = load_model(source, config.seed)[0].to(device).eval()
+        live = load_causal_lm(source, config.seed)[0].to(device).eval()
     else:
         raise ValueError(
             f"the {loss.name!r} loss needs the reference model at every step "

@@ -53,10 +53,11 @@ The output folder:
 The code reads in that order: :func:`align` is the loop; :func:`_setup` builds the run's
 :class:`AlignState` (everything the loop's functions share); :func:`_train_step` is one
 optimizer step (forward, backward, update); then logging, :func:`_evaluate`,
-:func:`_checkpoint` and :func:`_finish`. The set-up's parts (model loading, LoRA,
-tokenizing, the metric tally, the model folder) live in
-:mod:`prefkit.align._trainer_setup`; the run folder, checkpoints, metrics file, progress bar,
-AdamW and the LR schedule in :mod:`prefkit.runs`.
+:func:`_checkpoint` and :func:`_finish`. Model loading and LoRA live in
+:mod:`prefkit.align.model` (public, shared with prefkit.rl); the other set-up parts
+(tokenizing, the metric tally, the model folder) in :mod:`prefkit.align._trainer_setup`; the
+run folder, checkpoints, metrics file, progress bar, AdamW and the LR schedule in
+:mod:`prefkit.runs`.
 """
 
 from __future__ import annotations
@@ -83,7 +84,6 @@ from prefkit.align._trainer_setup import (
     kl_only,
     live_reference,
     make_optimizer,
-    setup_model,
     tokenized,
     trainable,
     versions,
@@ -92,6 +92,7 @@ from prefkit.align._trainer_setup import (
 from prefkit.align.data import TokenizedAlignData, collate
 from prefkit.align.logprobs import response_logps
 from prefkit.align.losses import AlignLoss, get_align_loss, sft_term
+from prefkit.align.model import prepare_causal_lm
 from prefkit.align.reference import (
     ReferenceLogps,
     data_fingerprint,
@@ -392,7 +393,11 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
     barrier()  # every process has looked before the main one writes anything
 
     # -- model (seeded), adapter, tokenizer --------------------------------------------------------
-    model, source, tokenizer, peft = setup_model(model, tokenizer, config, device)
+    model, source, tokenizer, peft = prepare_causal_lm(
+        model, tokenizer, device=device, seed=config.seed, lora_r=config.lora_r,
+        lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        lora_target_modules=config.lora_target_modules, disable_dropout=config.disable_dropout,
+        gradient_checkpointing=config.gradient_checkpointing)
 
     # -- data: tokenized, what was left out said out loud ------------------------------------------
     # the extra pass the loss declares (KTO: its reference point, estimated from mismatched

@@ -64,6 +64,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from prefkit.align.model import prepare_causal_lm
 from prefkit.rl._update import update
 from prefkit.rl.config import RLConfig
 from prefkit.rl.generate import Samples, SamplingConfig, sample
@@ -193,39 +194,19 @@ def train_rl(model: nn.Module | str | Path, task: Any, reward: Any, *,
 # -- set-up ----------------------------------------------------------------------------------------
 def _load(model: Any, tokenizer: Any, config: RLConfig, device: torch.device
           ) -> tuple[nn.Module, Any, str | None, bool]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    source = None
-    if not isinstance(model, nn.Module):
-        source = str(Path(model).resolve()) if Path(model).exists() else str(model)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-        if tokenizer is None:
-            tokenizer = AutoTokenizer.from_pretrained(source)
+    """The policy (:func:`prefkit.align.model.prepare_causal_lm`: seeded, LoRA on every linear
+    layer unless ``lora_target_modules`` names others, dropout always off -- the ratio must be
+    1 on-policy), its tokenizer (padding with EOS when it has no pad token), source, peft."""
+    model, source, tokenizer, peft = prepare_causal_lm(
+        model, tokenizer, device=device, seed=config.seed, lora_r=config.lora_r,
+        lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        lora_target_modules=config.lora_target_modules or "all-linear", disable_dropout=True)
     if tokenizer is None:
         raise ValueError("pass tokenizer= with a model object (or give the model as a folder "
                          "holding its tokenizer)")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    peft = hasattr(model, "peft_config") and callable(getattr(model, "disable_adapter", None))
-    if config.lora_r:
-        if peft:
-            raise ValueError("the model already has a peft adapter; set lora_r=0")
-        from peft import LoraConfig, get_peft_model
-
-        targets: Any = list(config.lora_target_modules) if config.lora_target_modules \
-            else "all-linear"
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            model = get_peft_model(model, LoraConfig(
-                r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                task_type="CAUSAL_LM", target_modules=targets))
-        peft = True
-    for m in model.modules():  # dropout off: the ratio must be 1 on-policy
-        if isinstance(m, nn.Dropout):
-            m.p = 0.0
-    return model.to(device).train(), tokenizer, source, peft
+    return model, tokenizer, source, peft
 
 
 def _fingerprint(task: Task, reward: CombinedReward, process: ProcessReward | None
