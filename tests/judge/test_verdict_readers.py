@@ -176,3 +176,14 @@ def test_judge_files_are_votes_for_rank(tmp_path: Path) -> None:
     assert v.outcome.tolist() == [0, 1, 2] and v.weight.tolist() == [3.0, 1.0, 1.0]
     assert v.features["length"][1].tolist() == [20.0, 20.0, 5.0]
     assert v.annotator.tolist() == ["j"] * 3 and v.prompt.tolist() == ["1", "1", "2"]
+
+
+@pytest.mark.parametrize("fmt", ["judge_pairs", "fastchat_pair", "alpaca_eval_verdicts",
+                                 "pandalm_judge", "judge_winners", "mtbench_grades"])
+def test_fixed_column_readers_refuse_a_columns_mapping(fmt: str, tmp_path: Path) -> None:
+    from prefkit.data.formats import FORMATS
+
+    f = tmp_path / "rows.jsonl"
+    f.write_text(json.dumps({"model_a": "x", "model_b": "y", "winner_ab": "A"}) + "\n")
+    with pytest.raises(ValueError, match=f"^{fmt} files take no columns= mapping$"):
+        FORMATS[fmt].read(f, columns={"model_a": "m"})

@@ -72,7 +72,11 @@ def _prompt_id(rec: Mapping[str, Any], line: int) -> str:
     return q if q else f"(no question_id, line {line})"
 
 
-def _records(src: str | Path | Table) -> tuple[Table, Any]:
+def _records(src: str | Path | Table, columns: Any, fmt: str) -> tuple[Table, Any]:
+    """A reader's start: a ``columns=`` mapping refused (these formats have fixed columns),
+    the file's table and its records (an empty file refused)."""
+    if columns:
+        raise ValueError(f"{fmt} files take no columns= mapping")
     table = Table.of(src)
     recs = table.records()
     if recs.n_read == 0:
@@ -176,9 +180,7 @@ def read_judge_pairs(src: str | Path | Table, *, columns: Any = None) -> Parsed:
     judge's texts; ``probs_ab``/``probs_ba`` (``{"A": p, "B": p, "tie": p}``), ``score_ab``
     (``A>>B``: strong) and ``length_a``/``length_b`` are read when present.
     """
-    if columns:
-        raise ValueError("judge_pairs files take no columns= mapping")
-    table, recs = _records(src)
+    table, recs = _records(src, columns, "judge_pairs")
     rows = _Rows(table)
     for rec, line in zip(recs.rows, recs.lines):
         if not _check_names(rows, line, rec, "model_a", "model_b"):
@@ -252,9 +254,7 @@ def read_fastchat_pair_verdicts(src: str | Path | Table, *, columns: Any = None)
     ``tie (inconsistent)`` is a both-games outcome, not a game's verdict: an invalid row.
     Answer lengths come from game 1's prompt (single-turn pair-v2).
     """
-    if columns:
-        raise ValueError("fastchat_pair files take no columns= mapping")
-    table, recs = _records(src)
+    table, recs = _records(src, columns, "fastchat_pair")
     rows = _Rows(table)
     for rec, line in zip(recs.rows, recs.lines):
         if not _check_names(rows, line, rec, "model_1", "model_2"):

@@ -83,9 +83,7 @@ def read_alpaca_eval_verdicts(src: str | Path | Table, *, columns: Any = None,
     ``preference`` 0 is AlpacaEval's legacy draw (a tie); missing or outside [1, 2] is an
     invalid row. Lengths are the characters of ``output_1``/``output_2``.
     """
-    if columns:
-        raise ValueError("alpaca_eval_verdicts files take no columns= mapping")
-    table, recs = _records(src)
+    table, recs = _records(src, columns, "alpaca_eval_verdicts")
     rows = _Rows(table)
     for rec, line in zip(recs.rows, recs.lines):
         if not _check_names(rows, line, rec, "generator_1", "generator_2"):
@@ -156,9 +154,7 @@ def read_pandalm_verdicts(src: str | Path | Table, *, columns: Any = None,
     ``cmp_key`` ``"m1_m2"`` names response1's then response2's model), joined on ``idx``;
     without it the models are ``response1``/``response2`` and the prompt is ``idx``.
     """
-    if columns:
-        raise ValueError("pandalm_judge files take no columns= mapping")
-    table, recs = _records(src)
+    table, recs = _records(src, columns, "pandalm_judge")
     if pairs is None and table.path is not None:
         pairs = table.path.parent / "testset-v1.json"
     lookup = _pandalm_pairs(Path(pairs) if pairs is not None else None)
@@ -234,9 +230,7 @@ def read_judge_winners(src: str | Path | Table, *, columns: Any = None) -> Parse
     agreement apply; the first-position rate does not (null). Answer lengths come from
     ``conversation_a``/``conversation_b`` (the judged turn's answer) when present.
     """
-    if columns:
-        raise ValueError("judge_winners files take no columns= mapping")
-    table, recs = _records(src)
+    table, recs = _records(src, columns, "judge_winners")
     rows = _Rows(table)
     for rec, line in zip(recs.rows, recs.lines):
         if not _check_names(rows, line, rec, "model_a", "model_b"):
@@ -275,9 +269,7 @@ def read_mtbench_grades(src: str | Path | Table, *, columns: Any = None) -> Pars
     mark of an unparsed ``[[rating]]`` and is kept as a missing grade (NaN), counted."""
     from prefkit.judge.records import Grades
 
-    if columns:
-        raise ValueError("mtbench_grades files take no columns= mapping")
-    table, recs = _records(src)
+    table, recs = _records(src, columns, "mtbench_grades")
     cols: dict[str, list[Any]] = {k: [] for k in ("judge", "prompt", "model", "score", "turn",
                                                   "source")}
     problems = []
