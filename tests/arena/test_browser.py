@@ -164,3 +164,35 @@ def test_own_prompt_in_a_browser(browser, servers, tmp_path):
     finally:
         one.shutdown()
         two.shutdown()
+
+
+def test_rank_three_in_a_browser(browser, servers, sqlite_db, tmp_path):
+    """K-wise: three anonymous answers, ranked with a tie; the three models revealed; the
+    leaderboard counts the three pairs."""
+    import httpx
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    prefkit("arena", "add-outputs", str(write_outputs(tmp_path / "o.jsonl", leak=False)),
+            "--db", sqlite_db)
+    s = servers(sqlite_db, "--rounds", "20")
+    browser.get(s.url + "/?k=3")
+    _wait(lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-battle")
+          == "ready", what="the battle")
+    assert browser.find_element(By.ID, "votes").get_attribute("hidden") is not None
+    assert all(browser.find_element(By.ID, f"out-{x}").text.startswith("Answer") for x in "abc")
+    page = browser.page_source.lower()
+    assert not any(m in page for m in MODELS)
+    Select(browser.find_element(By.ID, "rank-a")).select_by_value("2")
+    Select(browser.find_element(By.ID, "rank-b")).select_by_value("1")
+    Select(browser.find_element(By.ID, "rank-c")).select_by_value("2")
+    browser.find_element(By.CSS_SELECTOR, "#rank button").click()
+    _wait(lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-battle")
+          == "voted", what="the ranking")
+    shown = {x: browser.find_element(By.ID, f"reveal-{x}").text.split(": ")[1] for x in "abc"}
+    assert len(set(shown.values())) == 3
+    browser.save_screenshot(str(tmp_path / "ranked.png"))
+    lb = _wait(lambda: (d := httpx.get(s.url + "/api/leaderboard").json())["leaderboard"] and d,
+               what="the leaderboard")
+    assert lb["leaderboard"][0]["item"] == shown["b"]
+    assert sum(r["votes"] for r in lb["leaderboard"]) == 6  # (b>a, b>c, a=c) x 2 sides

@@ -32,16 +32,16 @@ _HEAD = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 
 BATTLE = _HEAD.format(title="Arena: vote") + """
 <h1>Which answer is better?</h1>
-<p>Two anonymous models answered the same prompt. Vote; then you see which models they were.</p>
+<p>Anonymous models answered the same prompt (two, or K with <code>?k=3</code>). Vote; then
+you see which models they were.</p>
 <div class="prompt" id="prompt">loading…</div>
-<div class="sides">
-  <div class="side"><h2>A</h2><div class="media" id="media-a"></div><pre id="out-a"></pre><div class="reveal" id="reveal-a"></div></div>
-  <div class="side"><h2>B</h2><div class="media" id="media-b"></div><pre id="out-b"></pre><div class="reveal" id="reveal-b"></div></div>
-</div>
+<div class="sides" id="sides"></div>
 <div id="votes">
   <button data-vote="a">A is better</button><button data-vote="b">B is better</button>
   <button data-vote="tie">Tie</button><button data-vote="both_bad">Both are bad</button>
 </div>
+<form id="rank" hidden><p>Rank the answers (1 = best; the same rank for a tie):</p>
+<span id="rank-slots"></span><button type="submit">Submit ranking</button></form>
 <p id="result"></p>
 <button id="next" hidden>Next battle</button>
 <form id="ask"><p><label for="own">Or ask your own question (answered by two anonymous
@@ -77,45 +77,83 @@ async function post(url, body, csrf) {
   return data;
 }
 function text(id, value) { document.getElementById(id).textContent = value; }
+function side(slot) {
+  const div = document.createElement("div");
+  div.className = "side";
+  div.innerHTML = '<h2></h2><div class="media"></div><pre></pre><div class="reveal"></div>';
+  div.querySelector("h2").textContent = slot.toUpperCase();
+  div.querySelector(".media").id = "media-" + slot;
+  div.querySelector("pre").id = "out-" + slot;
+  div.querySelector(".reveal").id = "reveal-" + slot;
+  return div;
+}
 async function arenaBattle() {
   const csrf = await arenaSession();
+  const k = Number(new URLSearchParams(location.search).get("k") || 2);
   let battle = null;
+  function enable(on) {
+    document.querySelectorAll("[data-vote], #rank button, #rank select")
+      .forEach(b => b.disabled = !on);
+  }
   async function load(body) {
-    for (const s of ["a", "b"]) { text("reveal-" + s, ""); }
     text("result", "");
     document.getElementById("next").hidden = true;
-    document.querySelectorAll("[data-vote]").forEach(b => b.disabled = false);
+    enable(true);
     try {
       text("prompt", body && body.prompt ? "the models are answering…" : "loading…");
-      battle = await post("/api/battles", body || {}, csrf);
+      battle = await post("/api/battles", Object.assign({k: k}, body || {}), csrf);
     } catch (e) { text("prompt", "No battle: " + e.message); return; }
     text("prompt", battle.prompt);
+    const sides = document.getElementById("sides");
+    sides.innerHTML = "";
+    const ranks = document.getElementById("rank-slots");
+    ranks.innerHTML = "";
     for (const o of battle.outputs) {
+      sides.appendChild(side(o.slot));
       text("out-" + o.slot, o.output);
-      const box = document.getElementById("media-" + o.slot);
-      box.innerHTML = "";
       if (o.media) {
         const tag = {image: "img", audio: "audio", video: "video"}[o.media_type] || "img";
         const el = document.createElement(tag);
         el.src = o.media; el.alt = "output " + o.slot.toUpperCase();
         if (tag !== "img") el.controls = true;
-        box.appendChild(el);
+        document.getElementById("media-" + o.slot).appendChild(el);
       }
+      const label = document.createElement("label");
+      label.textContent = " " + o.slot.toUpperCase() + ": ";
+      const select = document.createElement("select");
+      select.id = "rank-" + o.slot;
+      battle.outputs.forEach((_, r) => select.add(new Option(String(r + 1), String(r + 1))));
+      label.appendChild(select);
+      ranks.appendChild(label);
     }
+    const pair = battle.outputs.length === 2;
+    document.getElementById("votes").hidden = !pair;
+    document.getElementById("rank").hidden = pair;
     document.body.dataset.battle = "ready";
   }
+  async function cast(vote) {
+    enable(false);
+    try {
+      const res = await post("/api/battles/" + battle.battle_id + "/vote", vote, csrf);
+      for (const m of res.models) { text("reveal-" + m.slot, "Model " + m.slot.toUpperCase() + ": " + m.model); }
+      text("result", "Vote recorded." + (res.flags.length ? " (set aside: " + res.flags.join(", ") + ")" : ""));
+      document.body.dataset.battle = "voted";
+    } catch (e) { text("result", "Vote failed: " + e.message); }
+    document.getElementById("next").hidden = false;
+  }
   document.querySelectorAll("[data-vote]").forEach(button => {
-    button.addEventListener("click", async () => {
-      document.querySelectorAll("[data-vote]").forEach(b => b.disabled = true);
-      try {
-        const res = await post("/api/battles/" + battle.battle_id + "/vote",
-                               {winner: button.dataset.vote}, csrf);
-        for (const m of res.models) { text("reveal-" + m.slot, "Model " + m.slot.toUpperCase() + ": " + m.model); }
-        text("result", "Vote recorded." + (res.flags.length ? " (set aside: " + res.flags.join(", ") + ")" : ""));
-        document.body.dataset.battle = "voted";
-      } catch (e) { text("result", "Vote failed: " + e.message); }
-      document.getElementById("next").hidden = false;
-    });
+    button.addEventListener("click", () => cast({winner: button.dataset.vote}));
+  });
+  document.getElementById("rank").addEventListener("submit", ev => {
+    ev.preventDefault();
+    const levels = {};
+    for (const o of battle.outputs) {
+      const r = Number(document.getElementById("rank-" + o.slot).value);
+      (levels[r] = levels[r] || []).push(o.slot);
+    }
+    const ranking = Object.keys(levels).map(Number).sort((x, y) => x - y)
+      .map(r => levels[r].length === 1 ? levels[r][0] : levels[r]);
+    cast({ranking: ranking});
   });
   document.getElementById("next").addEventListener("click", () => load());
   document.getElementById("ask").addEventListener("submit", ev => {
