@@ -84,6 +84,27 @@ def run_errors() -> Iterator[None]:
         fail(e.for_cli(), code=130)
 
 
+@contextlib.contextmanager
+def input_errors(what: object = None,
+                 also: tuple[type[Exception], ...] = (ValueError, KeyError)) -> Iterator[None]:
+    """Errors reading an input, in the command line's words (exit 2): an
+    :class:`~prefkit.data.errors.InvalidInputError` as its rows say (file, line, field, fix);
+    an error of a type in ``also`` as ``what: message`` (the message alone when ``what`` is
+    None). Other errors pass through.
+
+        with input_errors(path):
+            result = read_votes(path)
+    """
+    from prefkit.data.errors import InvalidInputError
+
+    try:
+        yield
+    except InvalidInputError as e:
+        fail(e.for_cli())
+    except also as e:
+        fail(str(e) if what is None else f"{what}: {e}")
+
+
 def parse_mapping(pairs: list[str] | None, what: str) -> dict[str, str]:
     """``["a=model_x", "b=model_y"]`` -> ``{"a": "model_x", "b": "model_y"}``."""
     result: dict[str, str] = {}
@@ -106,7 +127,6 @@ def read_input(
 ) -> Any:
     """Read votes (or the embedded Chatbot Arena counts when ``path`` is None) and report
     skipped rows on stderr. Returns the ``ReadResult``."""
-    from prefkit.data.errors import InvalidInputError
     from prefkit.data.readers import read_votes
 
     if path is None:
@@ -122,13 +142,9 @@ def read_input(
         fail(f"{path} is a folder; give a votes file (CSV, JSONL, JSON or Parquet) in it")
     if not path.exists():
         fail(f"{path}: no such file")
-    try:
+    with input_errors(path):
         result = read_votes(path, format=fmt, columns=columns or None, skip_invalid=skip_invalid,
                             aggregate=aggregate)
-    except InvalidInputError as e:
-        fail(e.for_cli())
-    except (ValueError, KeyError) as e:
-        fail(f"{path}: {e}")
     report_skipped(path, result.skipped, len(result.skipped))
     total = _total_weight(result.votes)
     if total is not None and total <= 0:

@@ -20,6 +20,7 @@ from prefkit.cli._common import (
     console,
     fail,
     flag_words,
+    input_errors,
     note,
     parse_mapping,
     print_json,
@@ -234,7 +235,6 @@ def align_command(
     from prefkit.data.alignment import convert_kind
     from prefkit.align.losses import get_align_loss
     from prefkit.align.trainer import AlignConfig, align
-    from prefkit.data.errors import InvalidInputError
 
     try:
         spec = get_align_loss(loss)
@@ -281,14 +281,10 @@ def align_command(
         if not path.exists():
             fail(f"{what} {path}: no such file")
         want = spec.kind if kind == "auto" else kind
-        try:
+        with input_errors(path):
             records = read_alignment_data(path, kind="auto", format=fmt,
                                           columns=parse_mapping(column, "--column") or None,
                                           skip_invalid=skip_invalid)
-        except InvalidInputError as e:
-            fail(e.for_cli())
-        except (ValueError, KeyError) as e:
-            fail(f"{path}: {e}")
         try:
             converted = convert_kind(records, want)
         except ValueError:

@@ -11,6 +11,7 @@ from prefkit.cli._common import (
     check_plot,
     console,
     fail,
+    input_errors,
     note,
     out,
     parse_mapping,
@@ -117,7 +118,6 @@ def inspect(
 
 
 def _read(file: Path, fmt: str, columns: dict[str, str], skip_invalid: bool) -> Any:
-    from prefkit.data.errors import InvalidInputError
     from prefkit.inspect import read_annotations
 
     if str(file) == "-":
@@ -126,13 +126,9 @@ def _read(file: Path, fmt: str, columns: dict[str, str], skip_invalid: bool) -> 
         fail(f"{file} is a folder; give an annotations file (JSON, JSONL, CSV or Parquet)")
     if not file.exists():
         fail(f"{file}: no such file")
-    try:
+    with input_errors(file):
         return read_annotations(file, format=fmt, columns=columns or None,
                                 skip_invalid=skip_invalid)
-    except InvalidInputError as e:
-        fail(e.for_cli())
-    except (ValueError, KeyError) as e:
-        fail(f"{file}: {e}")
 
 
 def _reward_models(folders: list[Path], *, progress: bool) -> tuple[list[Any], list[str]]:

@@ -7,7 +7,15 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from prefkit.cli._common import console, fail, note, out, print_json, report_skipped
+from prefkit.cli._common import (
+    console,
+    fail,
+    input_errors,
+    note,
+    out,
+    print_json,
+    report_skipped,
+)
 
 judge_app = typer.Typer(
     help="LLM judges: judge answer pairs with a model in both presentation orders (cached), "
@@ -57,7 +65,6 @@ def analyze(
     consistent) that no weak order explains. Fractions in [0, 1]; null where a metric does
     not apply.
     """
-    from prefkit.data.errors import InvalidInputError
     from prefkit.judge.analyze import analyze as run
     from prefkit.judge.io import read_verdicts
 
@@ -66,24 +73,16 @@ def analyze(
     for f in files:
         if not f.exists():
             fail(f"{f}: no such file or folder")
-    try:
+    with input_errors(also=(ValueError, FileNotFoundError)):
         data = read_verdicts(files, format=fmt, skip_invalid=skip_invalid)
-    except InvalidInputError as e:
-        fail(e.for_cli())
-    except (ValueError, FileNotFoundError) as e:
-        fail(str(e))
     report_skipped(", ".join(map(str, files)), data.skipped, len({(p.file, p.line)
                                                                  for p in data.skipped}))
     labels = _gold(gold) if gold is not None else None
     if answers and data.verdicts is not None:
         from prefkit.judge.io import answer_lengths, with_lengths
 
-        try:
+        with input_errors("--answers", also=(ValueError, FileNotFoundError)):
             data.verdicts = with_lengths(data.verdicts, answer_lengths(answers))
-        except InvalidInputError as e:
-            fail(e.for_cli())
-        except (ValueError, FileNotFoundError) as e:
-            fail(f"--answers: {e}")
     if repair != "none" and data.verdicts is not None:
         data.verdicts = _repaired(data.verdicts, repair, tolerance, quiet=as_json)
     reports = run(data.verdicts, data.grades, ks=tuple(k or [4]), conflict_turn=conflict_turn,
@@ -119,7 +118,7 @@ def _gold(path: Path) -> dict[tuple[str, str, str], int]:
     from prefkit.data.formats import read_format
     from prefkit.judge.repair import gold_from_annotations
 
-    try:
+    with input_errors(f"--gold {path}", also=(ValueError, FileNotFoundError)):
         try:
             _, parsed, _ = read_format(path, ("annotations",))
             return gold_from_annotations(parsed.data)
@@ -129,10 +128,6 @@ def _gold(path: Path) -> dict[tuple[str, str, str], int]:
         from prefkit.judge.inputs import read_gold_labels
 
         return read_gold_labels(path)  # one gold label per pair (LLMBar)
-    except InvalidInputError as e:
-        fail(e.for_cli())
-    except (ValueError, FileNotFoundError) as e:
-        fail(f"--gold {path}: {e}")
 
 
 def _pct(x: float | None) -> str:
@@ -239,7 +234,6 @@ def run(
     gives them; a failed request or an unparsed answer is written as an error verdict with
     its reason and counted, never replaced by a default.
     """
-    from prefkit.data.errors import InvalidInputError
     from prefkit.judge.inputs import read_judge_inputs
     from prefkit.judge.templates import load_template
 
@@ -254,10 +248,8 @@ def run(
         fail(f"{data}: no such file")
     if output.exists() and output.is_dir():
         fail(f"--output {output} is a folder; give a file name, e.g. {output}/verdicts.jsonl")
-    try:
+    with input_errors(also=()):
         items, skipped = read_judge_inputs(data, k, skip_invalid=skip_invalid)
-    except InvalidInputError as e:
-        fail(e.for_cli())
     report_skipped(data, skipped, len({p.line for p in skipped}))
     backend = _backend(model, base_url, local, cache, concurrency)
     records = _judge(backend, items, tpl, k, both_orders, model, top_logprobs, concurrency,

@@ -22,6 +22,7 @@ from prefkit.cli._common import (
     console,
     fail,
     flag_words,
+    input_errors,
     note,
     out,
     parse_mapping,
@@ -114,19 +115,14 @@ Examples:
 def _read_pairs(path: Path, fmt: str, column: list[str] | None, skip_invalid: bool,
                 split: Split, quiet: bool) -> tuple[Any, Any]:
     """(TextPairs, TextReadResult); bad input exits with code 2 and the readers' message."""
-    from prefkit.data.errors import InvalidInputError
     from prefkit.data.text import TextPairs, split_train_test
     from prefkit.data.text_readers import read_preferences
 
     if not path.exists():
         fail(f"{path}: no such file")
-    try:
+    with input_errors(path):
         res = read_preferences(path, format=fmt, columns=parse_mapping(column, "--column") or None,
                                skip_invalid=skip_invalid)
-    except InvalidInputError as e:
-        fail(e.for_cli())
-    except (ValueError, KeyError) as e:
-        fail(f"{path}: {e}")
     if not isinstance(res.data, TextPairs):
         fail(f"{path} holds {type(res.data).__name__} (format {res.format}), not chosen/rejected "
              "pairs; give a pairs file (formats trl, hh_rlhf, llmbar, rewardbench, generic)")
@@ -459,15 +455,12 @@ def _model_scores(model: Any, pairs: Any, data: Path, quiet: bool) -> tuple[Any,
 def _read_texts(path: Path, default_prompt: str, skip_invalid: bool) -> tuple[list[Any], list[str], list[int]]:
     """(prompts, responses, lines) from a TXT, JSONL/JSON, CSV or Parquet file
     (:func:`prefkit.data.read_responses`)."""
-    from prefkit.data.errors import InvalidInputError
     from prefkit.data.text_readers import read_responses
 
     if not path.exists():
         fail(f"{path}: no such file")
-    try:
+    with input_errors(also=()):
         res = read_responses(path, prompt=default_prompt, skip_invalid=skip_invalid)
-    except InvalidInputError as e:
-        fail(e.for_cli())
     report_skipped(path, res.skipped, res.n_skipped)
     data = res.data
     lines = list(data.source_line or range(1, len(data) + 1))

@@ -14,7 +14,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from prefkit.cli._common import check_output, fail, note, print_json, run_errors
+from prefkit.cli._common import (
+    check_output,
+    fail,
+    input_errors,
+    note,
+    print_json,
+    run_errors,
+)
 
 _EXAMPLES = """Examples:
 
@@ -124,7 +131,6 @@ def rl_command(
     t0 = time.perf_counter()
     check_output(output, "rl", resume, overwrite)  # before anything slow
 
-    from prefkit.data.errors import InvalidInputError
     from prefkit.rl.config import RLConfig
     from prefkit.rl.rewards import parse_reward
     from prefkit.rl.tasks import read_task
@@ -146,12 +152,8 @@ def rl_command(
         fail(f"--stop-after must be at least 1 (steps), got {stop_after}")
     if not task.exists():
         fail(f"--task {task}: no such file")
-    try:
+    with input_errors(f"--task {task}", also=(ValueError, FileNotFoundError)):
         data = read_task(task, template=template, limit=limit)
-    except InvalidInputError as e:
-        fail(e.for_cli())
-    except (ValueError, FileNotFoundError) as e:
-        fail(f"--task {task}: {e}")
     try:
         rewards = parse_reward(reward, answer_kind=data.answer_kind)
     except (ValueError, TypeError, FileNotFoundError, OSError) as e:
@@ -166,21 +168,15 @@ def rl_command(
         if watch_pairs is not None:
             from prefkit.data import read_preferences
 
-            try:
+            with input_errors(also=()):
                 pairs = read_preferences(watch_pairs).data
-            except InvalidInputError as e:
-                fail(e.for_cli())
             if not hasattr(pairs, "chosen"):
                 fail(f"--watch-pairs {watch_pairs}: not chosen/rejected pairs")
-        try:
+        with input_errors(f"--watch {watch}", also=(ValueError, TypeError, FileNotFoundError)):
             held = read_task(watch)
             on_step = Watch(held, parse_reward(watch_reward or "exact",
                                                answer_kind=held.answer_kind),
                             every=watch_every, samples=watch_samples, pairs=pairs)
-        except InvalidInputError as e:
-            fail(e.for_cli())
-        except (ValueError, TypeError, FileNotFoundError) as e:
-            fail(f"--watch {watch}: {e}")
     if process_reward is not None and not (process_reward / "config.json").is_file():
         fail(f"--process-reward {process_reward}: not a PRM folder (no config.json); give the "
              "folder of prefkit prm train")

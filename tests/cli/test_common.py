@@ -1,0 +1,41 @@
+"""cli._common.input_errors: every command's reading errors said one way (exit 2)."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+
+from prefkit.cli._common import input_errors
+from prefkit.data.errors import InvalidInputError, InvalidRow
+
+
+def _exit(capsys: pytest.CaptureFixture[str], error: Exception, **kwargs: object
+          ) -> tuple[int, str]:
+    with pytest.raises(typer.Exit) as info, input_errors(**kwargs):  # type: ignore[arg-type]
+        raise error
+    return info.value.exit_code, " ".join(capsys.readouterr().err.split())
+
+
+def test_invalid_rows_print_file_line_field_and_the_flag(capsys) -> None:
+    err = InvalidInputError([InvalidRow("v.csv", 3, "winner", "x", "unknown winner 'x'",
+                                        "write a, b or tie")])
+    code, text = _exit(capsys, err, what="--task v.csv")
+    assert code == 2
+    assert "v.csv" in text and "line 3" in text and "unknown winner 'x'" in text
+    assert "--skip-invalid" in text and "--task" not in text  # its own words, no prefix
+
+
+def test_other_errors_are_prefixed_with_what(capsys) -> None:
+    assert _exit(capsys, ValueError("bad value"), what="data.csv") == (
+        2, "error: data.csv: bad value")
+    assert _exit(capsys, KeyError("col"), what="data.csv") == (2, "error: data.csv: 'col'")
+    assert _exit(capsys, ValueError("bad value")) == (2, "error: bad value")
+    assert _exit(capsys, FileNotFoundError("gone"), what="--answers",
+                 also=(FileNotFoundError,)) == (2, "error: --answers: gone")
+
+
+def test_errors_not_named_pass_through() -> None:
+    with pytest.raises(ValueError, match="not caught"), input_errors(also=()):
+        raise ValueError("not caught")
+    with pytest.raises(FileNotFoundError), input_errors("x"):  # default: ValueError, KeyError
+        raise FileNotFoundError("x")
