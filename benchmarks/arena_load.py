@@ -181,7 +181,7 @@ def run_engine(db: str, voters: int, battles: int, outputs: Path, rate: float) -
 
 def refit_timing(repeats: int = 50) -> dict:
     """The board's refit path on the 1.67M-vote counts after one new vote."""
-    from prefkit.arena.board import Tally
+    from prefkit.arena.tally import Tally
     from prefkit.data.readers import read_votes
     from prefkit.rank import fit_bradley_terry
     from prefkit.rank.matchmaking import MatchState

@@ -8,8 +8,8 @@ import json
 
 import numpy as np
 
-from prefkit.arena.board import Tally
 from prefkit.arena.store import VoteRows
+from prefkit.arena.tally import Tally
 
 
 def _rows(rng, n, start=1):

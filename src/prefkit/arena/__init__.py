@@ -3,7 +3,8 @@ leaderboard updates live (Starlette + SQLite/PostgreSQL, on top of :mod:`prefkit
 
 - :mod:`prefkit.arena.store`: all SQL (SQLite WAL by default, PostgreSQL through psycopg).
 - :mod:`prefkit.arena.content`: reading outputs files, identity words.
-- :mod:`prefkit.arena.board`: votes as ranking data, export, the live leaderboard.
+- :mod:`prefkit.arena.tally`: votes as ranking data, the flag policy, the export.
+- :mod:`prefkit.arena.board`: the live leaderboard.
 - :mod:`prefkit.arena.matchmaking`: the next battle (active matchmaking).
 - :mod:`prefkit.arena.guard`: voters, CSRF, admin token, rate limits.
 - :mod:`prefkit.arena.app`: the Starlette app (pages, JSON API); :mod:`prefkit.arena.admin`
@@ -17,7 +18,8 @@ from prefkit import _lazy_exports
 
 __getattr__, __dir__ = _lazy_exports(__name__, {
     "prefkit.arena.app": ["ArenaConfig", "create_app"],
-    "prefkit.arena.board": ["LiveBoard", "Tally", "export_rows"],
+    "prefkit.arena.board": ["LiveBoard"],
+    "prefkit.arena.tally": ["Tally", "export_rows"],
     "prefkit.arena.content": ["IDENTITY_WORDS", "identity_words", "read_outputs"],
     "prefkit.arena.store": ["Store", "open_store"],
 })

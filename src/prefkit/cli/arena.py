@@ -158,7 +158,8 @@ def export(
     both_bad: BothBadOpt = BothBad.tie,
 ) -> None:
     """Export every vote in prefkit's vote format with its flags (weight 0 = set aside)."""
-    from prefkit.arena.board import EXPORT_COLUMNS, BoardConfig, LiveBoard, export_rows
+    from prefkit.arena.board import BoardConfig, LiveBoard
+    from prefkit.arena.tally import EXPORT_COLUMNS, export_rows
 
     store = _open(db)
     board = LiveBoard(store, BoardConfig(policy=flag_policy.value, both_bad=both_bad.value))
