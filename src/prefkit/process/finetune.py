@@ -94,10 +94,11 @@ def encode_solution(tokenizer: Any, prompt: str, steps: Sequence[str]
     start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else \
         tokenizer.bos_token_id
     ids = [] if start is None else [int(start)]
-    ids += tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    # verbose=False: a long solution is cut into windows later, the length warning is moot
+    ids += tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
     where = []
     for s in steps:
-        ids += tokenizer("\n" + s, add_special_tokens=False)["input_ids"]
+        ids += tokenizer("\n" + s, add_special_tokens=False, verbose=False)["input_ids"]
         ids.append(marker)
         where.append(len(ids) - 1)
     return ids, where
