@@ -178,6 +178,20 @@ def bradley_terry_margin_loss(
     return _pair_output(-log_bradley_terry(c - r - m), c, r)
 
 
+def _smoothed_bradley_terry(chosen_rewards: Tensor, rejected_rewards: Tensor,
+                            label_smoothing: float, loss: str) -> LossOutput:
+    """``-(1 - eps) log sigmoid(d) - eps log sigmoid(-d)``, ``d = r_c - r_r``, per pair, with
+    ``eps = label_smoothing`` checked to lie in [0, 0.5]; ``loss`` names the caller in errors."""
+    _check_pair(chosen_rewards, rejected_rewards)
+    if not 0.0 <= float(label_smoothing) <= 0.5:
+        raise ValueError(f"label_smoothing is the probability that a label is flipped: it "
+                         f"must lie in [0, 0.5], got {label_smoothing!r}")
+    c = _scalar(chosen_rewards, loss)
+    r = _scalar(rejected_rewards, loss)
+    return _pair_output(-log_bradley_terry(c - r, label_smoothing=float(label_smoothing)),
+                        c, r)
+
+
 def label_smoothing_loss(
     chosen_rewards: Tensor, rejected_rewards: Tensor, batch: Batch | None = None, *,
     label_smoothing: float = 0.1,
@@ -192,14 +206,8 @@ def label_smoothing_loss(
     References: Mitchell (2023) "A note on DPO with noisy preferences and relationship to
     IPO" (cDPO; TRL's DPO ``label_smoothing``); Wang et al. (2024) "Secrets of RLHF part II".
     """
-    _check_pair(chosen_rewards, rejected_rewards)
-    if not 0.0 <= float(label_smoothing) <= 0.5:
-        raise ValueError(f"label_smoothing is the probability that a label is flipped: it "
-                         f"must lie in [0, 0.5], got {label_smoothing!r}")
-    c = _scalar(chosen_rewards, "label_smoothing")
-    r = _scalar(rejected_rewards, "label_smoothing")
-    loss = -log_bradley_terry(c - r, label_smoothing=float(label_smoothing))
-    return _pair_output(loss, c, r)
+    return _smoothed_bradley_terry(chosen_rewards, rejected_rewards, label_smoothing,
+                                   "label_smoothing")
 
 
 def reward_centering_loss(
@@ -377,14 +385,8 @@ def pluralistic_loss(
     References: Chen, Chen, Rege & Vinayak (2024) "PAL: Pluralistic Alignment Framework for
     Learning from Heterogeneous Preferences" (arXiv:2406.08469), the ideal-point model.
     """
-    _check_pair(chosen_rewards, rejected_rewards)
-    if not 0.0 <= float(label_smoothing) <= 0.5:
-        raise ValueError(f"label_smoothing is the probability that a label is flipped: it "
-                         f"must lie in [0, 0.5], got {label_smoothing!r}")
-    c = _scalar(chosen_rewards, "pluralistic")
-    r = _scalar(rejected_rewards, "pluralistic")
-    return _pair_output(-log_bradley_terry(c - r, label_smoothing=float(label_smoothing)),
-                        c, r)
+    return _smoothed_bradley_terry(chosen_rewards, rejected_rewards, label_smoothing,
+                                   "pluralistic")
 
 
 def _reward_spec(name: str, fn: Any, paper: str, needs: tuple[str, ...] = (),
