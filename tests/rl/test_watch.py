@@ -22,6 +22,9 @@ def test_wilson_and_the_two_proportion_test() -> None:
     # 30 of 100 -> [0.2189, 0.3958]
     low, high = wilson(0.3, 100)
     assert (round(low, 4), round(high, 4)) == (0.2189, 0.3958)
+    # 99%: centre (0.3 + z^2/200) / (1 + z^2/100) = 0.31244, half-width 0.11498 by hand
+    assert wilson(0.3, 100, z=2.5758293035489004) == pytest.approx((0.1975, 0.4274), abs=1e-4)
+    assert wilson(0.5, 0) == (0.0, 1.0)  # no trials: nothing known
     # pooled z-test: 60/100 vs 45/100 -> z = 0.15 / sqrt(0.525 * 0.475 * 0.02)
     z = 0.15 / math.sqrt(0.525 * 0.475 * 2 / 100)
     assert two_proportion_p(0.6, 0.45, 100) == pytest.approx(stats.norm.sf(z), rel=1e-12)

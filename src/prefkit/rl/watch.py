@@ -62,12 +62,14 @@ __all__ = ["Watch", "two_proportion_p", "wilson"]
 
 
 def wilson(p: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """The Wilson score interval of a proportion ``p`` over ``n`` trials."""
+    """The Wilson score interval of a proportion ``p`` over ``n`` trials, ``z`` standard
+    errors wide (default: 95%): :func:`prefkit.reward.evaluate.wilson_interval` at the
+    confidence ``erf(z / sqrt(2))``; no trials: (0, 1)."""
+    from prefkit.reward.evaluate import wilson_interval
+
     if n == 0:
         return (0.0, 1.0)
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    return wilson_interval(p, n, confidence=math.erf(z / math.sqrt(2)))
 
 
 def two_proportion_p(high: float, low: float, n: int) -> float:
