@@ -20,12 +20,23 @@ fi
 command -v chromium >/dev/null && command -v chromedriver >/dev/null \
     || _arena_fail "chromium/chromedriver missing after install"
 _arena_port="${PREFKIT_TEST_POSTGRES_PORT:-55432}"
+# a port something else already listens on (an earlier run's server) is skipped
+while (echo >"/dev/tcp/127.0.0.1/$_arena_port") 2>/dev/null; do
+    _arena_port=$((_arena_port + 1))
+    [ "$_arena_port" -lt 55532 ] || _arena_fail "no free port for PostgreSQL near 55432"
+done
 _arena_data="$(mktemp -d /tmp/prefkit-pg.XXXXXX)"
 chown postgres "$_arena_data" || _arena_fail "cannot hand $_arena_data to the postgres user"
 su postgres -s /bin/sh -c "$_arena_pgbin/initdb -D $_arena_data -U postgres --auth=trust -E UTF8 >/dev/null" \
     || _arena_fail "initdb failed"
 su postgres -s /bin/sh -c "$_arena_pgbin/pg_ctl -D $_arena_data -o '-p $_arena_port -k /tmp -c listen_addresses=127.0.0.1' -l $_arena_data/log -w start >/dev/null" \
     || _arena_fail "PostgreSQL did not start (log: $_arena_data/log)"
+# stopped (and its folder removed) when the calling script exits, however it exits
+_arena_stop() {
+    su postgres -s /bin/sh -c "$_arena_pgbin/pg_ctl -D $_arena_data -m fast -w stop" >/dev/null 2>&1 || true
+    rm -rf "$_arena_data"
+}
+trap _arena_stop EXIT
 export PREFKIT_TEST_POSTGRES="postgresql://postgres@127.0.0.1:$_arena_port/postgres"
 export PREFKIT_REQUIRE_ARENA_SERVICES=1
 echo "arena CI: PostgreSQL 15 at $PREFKIT_TEST_POSTGRES (data $_arena_data); chromium $(chromium --version 2>/dev/null | head -1)" >&2
