@@ -17,6 +17,11 @@ Measured 2026-12-04 (F1 / acc. erroneous / acc. correct):
                   first step 0.000; position prior 0.019
 A head on frozen MiniLM sentence embeddings cannot check arithmetic: it barely beats the
 baselines, and a threshold tuned on one split does not carry to the other.
+
+Fine-tuned MiniLM (``prefkit prm train processbench_gsm8k.json --finetune --output ft``: 2
+epochs, 514 windows of 256 tokens, 422 s; then ``prefkit prm eval ft processbench_math.json.gz
+--json``, 431 s, every step scored): gsm8k -> math F1 0.086 (acc. erroneous 0.214, correct
+0.054) at the tuned 0.861; 0.000 at 0.5.
 """
 
 from __future__ import annotations
