@@ -5,7 +5,8 @@ fresh LoRA adapter when asked, dropout off, on its device in train mode.
                                                        seed=0, lora_r=8)
 
 Shared by :func:`prefkit.align.align` and :func:`prefkit.rl.train_rl` (one owner for how a
-policy is loaded, so both loops seed, name and adapt it alike).
+policy is loaded, so both loops seed, name and adapt it alike); :func:`add_lora` also gives
+prefkit.reward's fine-tuned scorers their adapter.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["is_peft_model", "load_causal_lm", "prepare_causal_lm"]
+__all__ = ["add_lora", "is_peft_model", "load_causal_lm", "prepare_causal_lm"]
 
 
 def load_causal_lm(model: Any, seed: int = 0) -> tuple[nn.Module, str | None]:
@@ -55,14 +56,20 @@ def is_peft_model(model: nn.Module) -> bool:
     return hasattr(model, "peft_config") and callable(getattr(model, "disable_adapter", None))
 
 
-def _add_lora(model: nn.Module, *, seed: int, r: int, alpha: float, dropout: float,
-              targets: str | Sequence[str] | None) -> nn.Module:
+def add_lora(model: nn.Module, r: int, *, alpha: float = 16.0, dropout: float = 0.0,
+             target_modules: str | Sequence[str] | None = None, seed: int = 0,
+             task_type: str | None = "CAUSAL_LM") -> nn.Module:
+    """``model`` with a fresh rank-``r`` LoRA adapter (peft's ``get_peft_model``: the base
+    weights frozen), its initial weights drawn from ``seed``. ``target_modules``: module
+    names, ``"all-linear"``, or None for peft's default for the model type (``"all-linear"``
+    where peft has none). ``task_type`` None for a bare backbone (a reward model's encoder)."""
     from peft import LoraConfig, get_peft_model
     from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
 
+    targets = target_modules
     if targets is None and getattr(model.config, "model_type", None) not in DEFAULTS:
         targets = "all-linear"
-    lcfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type="CAUSAL_LM",
+    lcfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, task_type=task_type,
                       target_modules=targets if targets is None or isinstance(targets, str)
                       else list(targets))
     with torch.random.fork_rng(devices=[]):  # the adapter's initial weights come from the seed
@@ -96,8 +103,8 @@ def prepare_causal_lm(model: Any, tokenizer: Any = None, *, device: torch.device
         raise ValueError("the model already has a peft adapter; set lora_r=0 to train it as "
                          "it is (the reference is then the model with the adapter disabled)")
     if lora_r:
-        model = _add_lora(model, seed=seed, r=lora_r, alpha=lora_alpha, dropout=lora_dropout,
-                          targets=lora_target_modules)
+        model = add_lora(model, lora_r, alpha=lora_alpha, dropout=lora_dropout,
+                         target_modules=lora_target_modules, seed=seed)
     peft = is_peft_model(model)
     if disable_dropout:
         for m in model.modules():

@@ -231,16 +231,10 @@ class SequenceScorer(ScoresResponses, nn.Module):
         """Freeze the backbone and give it a rank-``r`` LoRA adapter (peft; ``target_modules``
         None: peft's default for the model type, else every linear layer); the head stays
         trainable. The adapter's initial weights come from ``seed``."""
-        from peft import LoraConfig, get_peft_model
-        from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+        from prefkit.align.model import add_lora
 
-        targets: Any = list(target_modules) if target_modules is not None else None
-        if targets is None and self.backbone.config.model_type not in DEFAULTS:
-            targets = "all-linear"
-        cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.backbone = get_peft_model(self.backbone, cfg)
+        self.backbone = add_lora(self.backbone, r, alpha=alpha, dropout=dropout,
+                                 target_modules=target_modules, seed=seed, task_type=None)
 
     def merge_lora(self) -> None:
         """Fold a LoRA adapter into the backbone's weights: a plain model again, every
