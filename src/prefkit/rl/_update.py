@@ -129,14 +129,17 @@ def _process_advantages(st: RLState, samples: Samples, prompts: list[str]
 
 def _advantages(st: RLState, rewards: Tensor, mask: Tensor, old: Tensor,
                 ref: Tensor | None) -> Tensor:
-    config, loss, g = st.config, st.loss, st.config.num_generations
+    config, loss, g, procs = st.config, st.loss, st.config.num_generations, st.procs
     assert loss is not None
+    # several processes: formed over every process's rewards, each keeping its share
     if loss.advantage == "group":
-        return group_advantages(rewards, g, scale=config.scale_rewards)
+        return procs.local(group_advantages(procs.gather_cat(rewards), g,
+                                            scale=config.scale_rewards))
     if loss.advantage == "rloo":
         r = rewards if ref is None else kl_penalised_rewards(rewards, old, ref, mask,
                                                              beta=config.beta)
-        return rloo_advantages(r, g, normalize=config.normalize_advantages)
+        return procs.local(rloo_advantages(procs.gather_cat(r), g,
+                                           normalize=config.normalize_advantages))
     kl = None if ref is None else (old - ref)  # REINFORCE++: KL in the per-token reward
     return reinforce_pp_advantages(rewards, mask, token_kl=kl, beta=config.beta,
                                    baseline="group" if g > 1 else "none", num_generations=g)
@@ -206,18 +209,21 @@ def _policy_update(st: RLState, samples: Samples, rewards: Tensor, prompts: list
                 float(out.normaliser), dtype=torch.float64, device=st.device),
                 d["clipped_low"].sum().double(), d["clipped_high"].sum().double(),
                 d["tokens"].sum().double()])
+        # the gradients summed over processes, divided by the step's normaliser (bnpo:
+        # averaged over processes)
         if loss.reduction == "step":
-            scale = 1.0 / max(norm_total, 1.0)
-            for p in st.params:
-                if p.grad is not None:
-                    p.grad.mul_(scale)
+            norm_total = float(st.procs.all_reduce_(torch.tensor(
+                norm_total, dtype=torch.float64, device=st.device)))
+            st.procs.sum_grads(st.params, 1.0 / max(norm_total, 1.0))
+        else:
+            st.procs.sum_grads(st.params, 1.0 / st.procs.world)
         grad_norm = torch.nn.utils.clip_grad_norm_(st.params, config.grad_clip or math.inf)
         st.opt.step()
         st.sched.step()
-    s = stats.tolist()
+    s = st.procs.all_reduce_(stats).tolist()
     iters = config.num_iterations
     tokens = max(s[4], 1.0)
-    loss_value = s[0] / iters if loss.reduction == "micro_batch" else s[0] / max(s[1], 1.0)
+    loss_value = s[0] / iters / st.procs.world if loss.reduction == "micro_batch" else s[0] / max(s[1], 1.0)
     row = {"loss": json_num(loss_value), "grad_norm": json_num(float(grad_norm)),
            "clip_low": s[2] / tokens, "clip_high": s[3] / tokens,
            "clip_region": (s[2] + s[3]) / tokens}
@@ -231,7 +237,9 @@ def _policy_update(st: RLState, samples: Samples, rewards: Tensor, prompts: list
         row["value_mean"] = json_num(float((old_values * m).sum() / m.sum().clamp(min=1.0)))
     if ref is not None:  # k3 of the sampling policy against the reference, per token
         m = mask.to(old.dtype)
-        row["kl"] = json_num(float((k3_kl(old, ref) * m).sum() / m.sum().clamp(min=1.0)))
+        kl = st.procs.all_reduce_(torch.stack([(k3_kl(old, ref) * m).sum().double(),
+                                               m.sum().double()])).tolist()
+        row["kl"] = json_num(kl[0] / max(kl[1], 1.0))
     return row
 
 

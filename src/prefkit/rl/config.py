@@ -51,6 +51,9 @@ class RLConfig(ConfigIO):
     Sampling: ``max_new_tokens``, ``temperature``, ``top_p``, ``top_k``, ``stop``,
     ``share_prefill`` (each prompt's forward pass run once for its G samples; False runs it
     G times, as plain ``generate`` does -- the same draws, for comparison).
+    ``sample_shards``: a step's prompts are sampled in this many equal shards, each seeded
+    on its own (None: one per process; :mod:`prefkit.rl.distributed`), so a 1-process run
+    with ``sample_shards=W`` draws what a ``W``-process run draws.
     ``precision="bf16"``: sampling and forward passes under bfloat16 autocast (fp32
     weights, optimizer and log-prob reductions), as prefkit align's.
     PPO (``algo="ppo"``): a value head (a linear layer on the policy's last hidden state,
@@ -71,6 +74,7 @@ class RLConfig(ConfigIO):
     top_k: int = 0
     stop: tuple[str, ...] = ()
     share_prefill: bool = True
+    sample_shards: int | None = None
     batch_size: int = 4
     micro_batch_size: int | None = None
     num_iterations: int = 1
@@ -118,6 +122,10 @@ class RLConfig(ConfigIO):
         if self.algo in ("grpo", "rloo", "online_dpo") and self.num_generations < 2:
             raise ValueError(f"{self.algo} compares the samples of a prompt: num_generations "
                              f"must be >= 2, got {self.num_generations}")
+        if self.sample_shards is not None and not (
+                self.sample_shards >= 1 and self.batch_size % self.sample_shards == 0):
+            raise ValueError(f"sample_shards must be >= 1 and divide batch_size="
+                             f"{self.batch_size}, got {self.sample_shards}")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise ValueError(f"micro_batch_size must be >= 1, got {self.micro_batch_size}")
         if self.scale_rewards not in SCALES:

@@ -56,7 +56,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,15 @@ from torch import Tensor, nn
 from prefkit.align.model import prepare_causal_lm
 from prefkit.rl._update import update
 from prefkit.rl.config import RLConfig
+from prefkit.rl.distributed import (
+    Processes,
+    check_supported,
+    concat_samples,
+    gather_for_metrics,
+    join_processes,
+    local_shards,
+    shard_seed,
+)
 from prefkit.rl.generate import Samples, SamplingConfig, sample
 from prefkit.rl.losses import RLLoss, get_rl_loss
 from prefkit.rl.process_rewards import ProcessReward
@@ -130,6 +139,7 @@ class RLState:
     episodes: int = 0
     process: ProcessReward | None = None  # dense step rewards, or None
     value_head: nn.Module | None = None  # PPO's, or None
+    procs: Processes = field(default_factory=Processes)  # rank, world (distributed.py)
 
 
 # -- the loop --------------------------------------------------------------------------------------
@@ -153,24 +163,28 @@ def train_rl(model: nn.Module | str | Path, task: Any, reward: Any, *,
     st = _setup(model, task, reward, config, output_dir=output_dir, tokenizer=tokenizer,
                 resume=resume, overwrite=overwrite, device=device,
                 process_reward=process_reward)
-    bar = progress_bar(config.max_steps, f"rl {config.algo}", st.step, enabled=progress)
-    due = Checkpointing(config.checkpoint_every, checkpoint_seconds)
+    bar = progress_bar(config.max_steps, f"rl {config.algo}", st.step,
+                       enabled=progress and st.procs.main)
+    due = Checkpointing(config.checkpoint_every, checkpoint_seconds,
+                        clock=st.procs.world == 1)  # processes agree on every checkpoint
     t0 = time.perf_counter()
     with due:
         while st.step < config.max_steps:
             idx = _next_prompts(st)  # 1. prompts
             t_sample = time.perf_counter()
-            samples, rewards, parts = _sample_and_score(st, idx)  # 2. sample, 3. score
+            # 2. sample, 3. score: this process's share of the prompts (all of them in one)
+            samples, rewards, parts, mine = _sample_and_score(st, idx)
             t_update = time.perf_counter()
-            prompts = [st.task.prompts[i] for i in idx for _ in range(config.num_generations)]
+            prompts = [st.task.prompts[i] for i in mine for _ in range(config.num_generations)]
             row = update(st, samples, rewards, prompts)  # 4.-6. reference, advantages, update
             st.step += 1
-            st.episodes += len(rewards)
-            row.update(_sample_metrics(samples, rewards, parts, config.num_generations))
+            st.episodes += len(rewards) * st.procs.world
+            row.update(_sample_metrics(*gather_for_metrics(st.procs, samples, rewards, parts),
+                                       config.num_generations))
             row.update({"sample_s": round(t_update - t_sample, 3),
                         "update_s": round(time.perf_counter() - t_update, 3)})
             # -- 7. log, checkpoint ------------------------------------------------------------
-            if on_step is not None:
+            if on_step is not None and st.procs.main:  # a watch: the main process
                 row.update(on_step(st, row) or {})
             last = st.step == config.max_steps
             stopping = stop_after is not None and st.step >= stop_after
@@ -251,8 +265,10 @@ def _setup(model: Any, task: Any, reward: Any, config: RLConfig, *, output_dir: 
     """The run folder, the model (LoRA), the reference, the task and reward, AdamW and its
     schedule, the data order -- and a checkpoint's state when resuming."""
     run = RunFolder(Path(output_dir), KIND, resume=resume, overwrite=overwrite)
-    device = torch.device(device) if device is not None else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu")
+    procs, default_device = join_processes()  # accelerate launch / torchrun: the group
+    check_supported(config, procs, process_reward=process_reward is not None)
+    device = torch.device(device) if device is not None else default_device
+    procs.barrier()  # every process has looked before the main one writes anything
     data = as_task(task)
     if not len(data):
         raise ValueError("the task holds no prompts")
@@ -266,9 +282,10 @@ def _setup(model: Any, task: Any, reward: Any, config: RLConfig, *, output_dir: 
         if isinstance(ref, nn.Module):
             ref.requires_grad_(False)
     fingerprints = _fingerprint(data, combined, process)
-    ck = run.load_checkpoint(config, fingerprints) if run.resuming else None
-    if ck is None:
+    ck = run.load_checkpoint(config, fingerprints, main=procs.main) if run.resuming else None
+    if ck is None and procs.main:
         run.start(config.to_dict(), versions=package_versions(("peft",)))
+    procs.barrier()
     value_head = _value_head(model, config, device) \
         if config.algo != "online_dpo" and get_rl_loss(config.loss_name).advantage == "gae" \
         else None
@@ -285,8 +302,10 @@ def _setup(model: Any, task: Any, reward: Any, config: RLConfig, *, output_dir: 
                  loss=None if config.algo == "online_dpo" else get_rl_loss(config.loss_name),
                  params=params, opt=opt, sched=sched, data_gen=data_gen,
                  perm=torch.arange(len(data)),
-                 metrics=Metrics(run.metrics_path, 0 if ck is None else ck["metrics_rows"]),
-                 fingerprints=fingerprints, process=process, value_head=value_head)
+                 metrics=Metrics(run.metrics_path, 0 if ck is None else ck["metrics_rows"],
+                                 write=procs.main),
+                 fingerprints=fingerprints, process=process, value_head=value_head,
+                 procs=procs)
     if ck is not None:
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         if trainable - set(ck["model"]):
@@ -325,19 +344,27 @@ def sampling_config(config: RLConfig) -> SamplingConfig:
 
 
 def _sample_and_score(st: RLState, idx: list[int]
-                      ) -> tuple[Samples, Tensor, dict[str, np.ndarray]]:
+                      ) -> tuple[Samples, Tensor, dict[str, np.ndarray], list[int]]:
+    """This process's shards of the step's prompts ``idx`` sampled (each shard seeded on
+    its own, :func:`~prefkit.rl.distributed.shard_seed`) and scored; and which prompts."""
     config, g = st.config, st.config.num_generations
-    prompts, columns = st.task.rows(idx)
+    shards = local_shards(len(idx), config.sample_shards, st.procs)
+    mine = [i for _, sl in shards for i in idx[sl]]
+    prompts, columns = st.task.rows(mine)
+    parts_s = []
     with torch.autocast(st.device.type, dtype=torch.bfloat16,
                         enabled=config.precision == "bf16"):
-        samples = sample(st.model, st.tokenizer, prompt_inputs(st.tokenizer, prompts),
-                         sampling_config(config), seed=config.seed * 1_000_003 + st.step)
+        for k, sl in shards:
+            parts_s.append(sample(
+                st.model, st.tokenizer, prompt_inputs(st.tokenizer, st.task.rows(idx[sl])[0]),
+                sampling_config(config), seed=shard_seed(config.seed * 1_000_003 + st.step, k)))
+    samples = concat_samples(parts_s, st.tokenizer.pad_token_id)
     rep = [i for i in range(len(prompts)) for _ in range(g)]  # prompt-major, as the samples
     cols = {k: [v[i] for i in rep] for k, v in columns.items()}
     cols["completion_ids"] = [r[:n] for r, n in zip(samples.completion_ids.tolist(),
                                                     samples.lengths.tolist(), strict=True)]
     total, parts = st.reward([prompts[i] for i in rep], samples.texts, cols)
-    return samples, torch.tensor(total, dtype=torch.float32, device=st.device), parts
+    return samples, torch.tensor(total, dtype=torch.float32, device=st.device), parts, mine
 
 
 def _sample_metrics(samples: Samples, rewards: Tensor, parts: dict[str, np.ndarray],
@@ -361,6 +388,8 @@ def _sample_metrics(samples: Samples, rewards: Tensor, parts: dict[str, np.ndarr
 
 # -- checkpoints, the end --------------------------------------------------------------------------
 def _checkpoint(st: RLState) -> None:
+    if not st.procs.main:  # one writer
+        return
     st.run.save_checkpoint(
         config=st.config.to_dict(),
         model={n: p.detach().cpu().clone() for n, p in st.model.named_parameters()
@@ -382,6 +411,9 @@ def _finish(st: RLState) -> RLResult:
     _checkpoint(st)
     result = _result(st, finished=True)
     st.model.eval()
+    if not st.procs.main:  # one writer; the others wait for it
+        st.procs.barrier()
+        return result
     st.model.save_pretrained(st.run.path)
     st.tokenizer.save_pretrained(st.run.path)
     if st.value_head is not None:  # PPO's value head, beside the policy
@@ -395,6 +427,7 @@ def _finish(st: RLState) -> RLResult:
                                               "paper": st.loss.paper},
         "versions": package_versions(("peft",)), "summary": summary})
     st.run.finish(st.config.to_dict(), summary)
+    st.procs.barrier()
     return result
 
 

@@ -1,0 +1,220 @@
+"""Several processes for :func:`prefkit.rl.train.train_rl` (``accelerate launch`` /
+``torchrun``), data-parallel, as :func:`prefkit.align.align` runs them.
+
+**The split.** Every process walks the same seeded prompt order; of each step's
+``batch_size`` prompts, process ``r`` of ``W`` takes the contiguous ``r``-th slice of
+``batch_size / W`` prompts and samples, scores and scores log-probs of *their* ``G``
+completions: a prompt's group lives on one process, so its group statistics are local.
+
+**Sampling shards.** transformers' ``generate`` draws the tokens of a whole batch from one
+random stream, so the draws of a prompt depend on which other prompts share its batch. A
+step's prompts are therefore sampled in ``sample_shards`` contiguous shards (RLConfig;
+None: one per process), shard ``k`` seeded by :func:`shard_seed` -- shard 0 keeps the
+one-process seed. A 1-process run with ``sample_shards=W`` draws exactly what a
+``W``-process run draws (each process samples its own shards), and then makes the same
+updates (tested to float rounding, ``tests/rl/test_distributed.py``); a 1-process run with
+``sample_shards=1`` draws other samples from the same distribution.
+
+**The update.** Advantages that need statistics beyond a group (``scale_rewards="batch"``,
+RLOO's ``normalize_advantages``) are formed over the gathered rewards of all processes,
+each process keeping its slice. The loss's normaliser (tokens, for ``dapo`` /
+``dr_grpo`` / ``grpo``) is summed over processes, the gradients all-reduced (summed) and
+divided by it, so the update equals one process's over the global batch. ``bnpo``
+normalises per micro-batch: the processes' gradients are averaged, which equals one process
+whose micro-batches are each process's share. Metrics are computed over the gathered
+values; process 0 writes ``metrics.jsonl``, checkpoints and the model.
+
+Not on several processes (refused with an error): REINFORCE++ and PPO (they whiten
+advantages over every token of the batch), online DPO and process rewards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from prefkit.rl.generate import Samples
+
+__all__ = ["GatheredSamples", "Processes", "concat_samples", "join_processes", "shard_seed",
+           "shard_slices"]
+
+#: shard ``k``'s sampling seed is the step's seed plus ``k`` times this (shard 0: the seed)
+SHARD_STRIDE = 2**32
+
+
+@dataclass(frozen=True)
+class Processes:
+    """This process's place in the run: ``rank`` of ``world`` (1: no distributed call)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def all_reduce_(self, t: Tensor) -> Tensor:
+        """Sum ``t`` over processes, in place (returned)."""
+        if self.world > 1:
+            torch.distributed.all_reduce(t)
+        return t
+
+    def local(self, t: Tensor) -> Tensor:
+        """This process's equal share (rank order) of a gathered ``t`` (first dim)."""
+        return t if self.world == 1 else t.view(self.world, -1, *t.shape[1:])[self.rank]
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every process's ``obj``, in rank order (one process: ``[obj]``)."""
+        if self.world == 1:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def gather_cat(self, t: Tensor) -> Tensor:
+        """The processes' equal-length 1-D ``t`` concatenated in rank order."""
+        if self.world == 1:
+            return t
+        parts = [torch.empty_like(t) for _ in range(self.world)]
+        torch.distributed.all_gather(parts, t.contiguous())
+        return torch.cat(parts)
+
+    def sum_grads(self, params: Sequence[nn.Parameter], scale: float = 1.0) -> None:
+        """Every gradient summed over processes (missing ones as zeros), times ``scale``;
+        one flat all-reduce."""
+        if self.world == 1:
+            if scale != 1.0:
+                for p in params:
+                    if p.grad is not None:
+                        p.grad.mul_(scale)
+            return
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        torch.distributed.all_reduce(flat)
+        if scale != 1.0:
+            flat.mul_(scale)
+        pos = 0
+        for p in params:
+            n = p.grad.numel()
+            p.grad.copy_(flat[pos:pos + n].view_as(p.grad))
+            pos += n
+
+
+def join_processes() -> tuple[Processes, torch.device]:
+    """Join the process group when launched by ``accelerate launch`` / ``torchrun``
+    (accelerate's ``PartialState``: NCCL on GPUs, gloo on CPUs); the process's place and
+    its device."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    dist = torch.distributed
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return Processes(dist.get_rank() if world > 1 else 0, world), state.device
+
+
+def shard_slices(n_prompts: int, shards: int) -> list[slice]:
+    """``shards`` contiguous equal slices of a step's ``n_prompts`` prompts."""
+    if shards < 1 or n_prompts % shards:
+        raise ValueError(f"batch_size={n_prompts} prompts cannot be split into "
+                         f"{shards} equal sampling shards (one per process unless "
+                         "sample_shards is set): make batch_size a multiple of it")
+    size = n_prompts // shards
+    return [slice(k * size, (k + 1) * size) for k in range(shards)]
+
+
+def shard_seed(step_seed: int, shard: int) -> int:
+    """The sampling seed of shard ``shard`` of a step seeded ``step_seed``."""
+    return step_seed + shard * SHARD_STRIDE
+
+
+def local_shards(n_prompts: int, shards: int | None, procs: Processes) -> list[tuple[int, slice]]:
+    """``(shard index, prompt slice)`` of the step's shards this process samples: shards
+    ``rank * S / W`` to ``(rank + 1) * S / W - 1`` (contiguous prompts)."""
+    s = procs.world if shards is None else shards
+    if s % procs.world:
+        raise ValueError(f"sample_shards={s} must be a multiple of the number of processes "
+                         f"({procs.world})")
+    per = s // procs.world
+    all_ = shard_slices(n_prompts, s)
+    return [(k, all_[k]) for k in range(procs.rank * per, (procs.rank + 1) * per)]
+
+
+def concat_samples(parts: Sequence[Samples], pad_id: int) -> Samples:
+    """Samples of consecutive prompt shards as one (prompts left-padded, completions
+    right-padded to the widest; padding masked out)."""
+    if len(parts) == 1:
+        return parts[0]
+    lp = max(int(p.prompt_ids.shape[1]) for p in parts)
+    t = max(int(p.completion_ids.shape[1]) for p in parts)
+
+    def left(x: Tensor, width: int, fill: Any) -> Tensor:
+        pad = torch.full((x.shape[0], width - x.shape[1]), fill, dtype=x.dtype, device=x.device)
+        return torch.cat([pad, x], dim=1)
+
+    def right(x: Tensor, width: int, fill: Any) -> Tensor:
+        pad = torch.full((x.shape[0], width - x.shape[1]), fill, dtype=x.dtype, device=x.device)
+        return torch.cat([x, pad], dim=1)
+
+    first = parts[0]
+    return Samples(
+        torch.cat([left(p.prompt_ids, lp, pad_id) for p in parts]),
+        torch.cat([left(p.prompt_mask, lp, 0) for p in parts]),
+        torch.cat([right(p.completion_ids, t, pad_id) for p in parts]),
+        torch.cat([right(p.mask, t, False) for p in parts]),
+        torch.cat([right(p.old_logps, t, 0.0) for p in parts]),
+        [x for p in parts for x in p.texts],
+        torch.cat([p.truncated for p in parts]), first.num_generations, first.temperature)
+
+
+@dataclass
+class GatheredSamples:
+    """What the step's sample metrics read, over all processes: ``lengths`` and
+    ``truncated`` (N_global,)."""
+
+    lengths: Tensor
+    truncated: Tensor
+
+
+def gather_for_metrics(procs: Processes, samples: Samples, rewards: Tensor,
+                       parts: dict[str, Any]) -> tuple[Any, Tensor, dict[str, Any]]:
+    """``(samples-like, rewards, parts)`` over every process (one process: as given)."""
+    if procs.world == 1:
+        return samples, rewards, parts
+    import numpy as np
+
+    got = procs.gather((samples.lengths.cpu(), samples.truncated.cpu(), rewards.cpu(),
+                        {k: np.asarray(v) for k, v in parts.items()}))
+    return (GatheredSamples(torch.cat([g[0] for g in got]), torch.cat([g[1] for g in got])),
+            torch.cat([g[2] for g in got]),
+            {k: np.concatenate([g[3][k] for g in got]) for k in parts})
+
+
+def check_supported(config: Any, procs: Processes, *, process_reward: bool) -> None:
+    """Refuse what has no multi-process form yet (see the module)."""
+    if procs.world == 1:
+        return
+    from prefkit.rl.losses import get_rl_loss
+
+    what = None
+    if config.algo == "online_dpo":
+        what = "online DPO"
+    elif get_rl_loss(config.loss_name).advantage in ("gae", "reinforce_pp"):
+        what = f"the {config.loss_name!r} loss (it whitens advantages over the whole batch)"
+    elif process_reward:
+        what = "a process reward"
+    if what is not None:
+        raise ValueError(f"{what} does not run on several processes yet; run it in one "
+                         "process, or use grpo (dapo, dr_grpo, bnpo) or rloo")
+    if config.batch_size % procs.world:
+        raise ValueError(f"batch_size={config.batch_size} must be a multiple of the number "
+                         f"of processes ({procs.world}): each takes an equal share")
