@@ -31,10 +31,11 @@ PROMPTS = [f"{a}+{b}=" for a in range(4) for b in range(4)]
 #: the runs compared: GRPO (dapo) with a KL to the reference, RLOO whitened over the batch
 #: (its advantages need every process's rewards)
 CONFIGS = {
-    "dapo": dict(num_generations=4, batch_size=4, max_new_tokens=4, max_steps=3,
-                 learning_rate=1e-3, beta=0.04, seed=3),
-    "rloo": dict(algo="rloo", num_generations=4, batch_size=4, max_new_tokens=4, max_steps=3,
-                 learning_rate=1e-3, normalize_advantages=True, micro_batch_size=3, seed=5),
+    "dapo": {"num_generations": 4, "batch_size": 4, "max_new_tokens": 4, "max_steps": 3,
+             "learning_rate": 1e-3, "beta": 0.04, "seed": 3},
+    "rloo": {"algo": "rloo", "num_generations": 4, "batch_size": 4, "max_new_tokens": 4,
+             "max_steps": 3, "learning_rate": 1e-3, "normalize_advantages": True,
+             "micro_batch_size": 3, "seed": 5},
 }
 #: two processes sum their gradients in another order than one process: float32 rounding,
 #: carried through three AdamW steps (measured: max 1.5e-8 dapo, 1.6e-7 rloo; a 1-process run
@@ -132,10 +133,10 @@ def test_concat_samples_equals_the_shards() -> None:
 
 
 @pytest.mark.parametrize("cfg, match", [
-    (dict(algo="ppo"), "'ppo' loss"),
-    (dict(algo="reinforce_pp", num_generations=2), "'reinforce_pp' loss"),
-    (dict(algo="online_dpo"), "online DPO"),
-    (dict(batch_size=3), "multiple of the number of processes"),
+    ({"algo": "ppo"}, "'ppo' loss"),
+    ({"algo": "reinforce_pp", "num_generations": 2}, "'reinforce_pp' loss"),
+    ({"algo": "online_dpo"}, "online DPO"),
+    ({"batch_size": 3}, "multiple of the number of processes"),
 ])
 def test_what_two_processes_refuse(cfg, match) -> None:
     with pytest.raises(ValueError, match=match):

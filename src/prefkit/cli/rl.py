@@ -93,6 +93,7 @@ def rl_command(
     learning_rate: Annotated[float, typer.Option(help="AdamW learning rate (linear decay to 0).")] = 1e-6,
     lora_r: Annotated[int, typer.Option(help="LoRA rank (0: full fine-tuning); the reference is then the adapter off.")] = 0,
     precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast for sampling and forward passes; fp32 weights).")] = "fp32",
+    generator: Annotated[str, typer.Option(help="transformers, or vllm (GPU only, pip install vllm; the weights synced to the engine after each update).")] = "transformers",
     template: Annotated[Optional[str], typer.Option(help="Format each prompt from the row's columns, e.g. 'Q: {question}\\nA:'.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N prompts of --task.")] = None,
     process_reward: Annotated[Optional[Path], typer.Option(help="A process reward model folder (prefkit prm train): its step scores become dense per-token advantages (DeepSeekMath's process supervision).")] = None,
@@ -144,10 +145,19 @@ def rl_command(
             num_iterations=num_iterations, max_steps=max_steps, beta=beta, epsilon=epsilon,
             epsilon_high=epsilon_high, scale_rewards=scale_rewards, dpo_beta=dpo_beta,
             learning_rate=learning_rate, lora_r=lora_r, seed=seed, process_weight=process_weight,
-            precision=precision,
+            precision=precision, generator=generator,
             checkpoint_every=checkpoint_every)
     except (ValueError, TypeError) as e:
         fail(_flags(str(e)))
+    if generator == "vllm":
+        from prefkit.rl.train import sampling_config
+        from prefkit.rl.vllm_generate import logprobs_mode, require_vllm
+
+        try:
+            logprobs_mode(sampling_config(config))
+            require_vllm()
+        except (ImportError, RuntimeError, ValueError) as e:
+            fail(f"--generator vllm: {e}")
     if stop_after is not None and stop_after < 1:
         fail(f"--stop-after must be at least 1 (steps), got {stop_after}")
     if not task.exists():

@@ -53,7 +53,9 @@ class RLConfig(ConfigIO):
     G times, as plain ``generate`` does -- the same draws, for comparison).
     ``sample_shards``: a step's prompts are sampled in this many equal shards, each seeded
     on its own (None: one per process; :mod:`prefkit.rl.distributed`), so a 1-process run
-    with ``sample_shards=W`` draws what a ``W``-process run draws.
+    with ``sample_shards=W`` draws what a ``W``-process run draws. ``generator``:
+    ``transformers`` (:mod:`prefkit.rl.generate`) or ``vllm`` (:mod:`prefkit.rl.vllm_generate`:
+    GPU only, weights synced after each update; untested on these machines).
     ``precision="bf16"``: sampling and forward passes under bfloat16 autocast (fp32
     weights, optimizer and log-prob reductions), as prefkit align's.
     PPO (``algo="ppo"``): a value head (a linear layer on the policy's last hidden state,
@@ -75,6 +77,7 @@ class RLConfig(ConfigIO):
     stop: tuple[str, ...] = ()
     share_prefill: bool = True
     sample_shards: int | None = None
+    generator: str = "transformers"
     batch_size: int = 4
     micro_batch_size: int | None = None
     num_iterations: int = 1
@@ -126,6 +129,9 @@ class RLConfig(ConfigIO):
                 self.sample_shards >= 1 and self.batch_size % self.sample_shards == 0):
             raise ValueError(f"sample_shards must be >= 1 and divide batch_size="
                              f"{self.batch_size}, got {self.sample_shards}")
+        if self.generator not in ("transformers", "vllm"):
+            raise ValueError(f"generator must be 'transformers' or 'vllm', got "
+                             f"{self.generator!r}")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise ValueError(f"micro_batch_size must be >= 1, got {self.micro_batch_size}")
         if self.scale_rewards not in SCALES:

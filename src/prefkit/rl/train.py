@@ -57,6 +57,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,7 @@ class RLState:
     process: ProcessReward | None = None  # dense step rewards, or None
     value_head: nn.Module | None = None  # PPO's, or None
     procs: Processes = field(default_factory=Processes)  # rank, world (distributed.py)
+    generator: Any = None  # a VLLMGenerator (vllm_generate.py), or None: transformers
 
 
 # -- the loop --------------------------------------------------------------------------------------
@@ -267,6 +269,11 @@ def _setup(model: Any, task: Any, reward: Any, config: RLConfig, *, output_dir: 
     run = RunFolder(Path(output_dir), KIND, resume=resume, overwrite=overwrite)
     procs, default_device = join_processes()  # accelerate launch / torchrun: the group
     check_supported(config, procs, process_reward=process_reward is not None)
+    if config.generator == "vllm":  # refused now, before anything is loaded or written
+        from prefkit.rl.vllm_generate import logprobs_mode, require_vllm
+
+        logprobs_mode(sampling_config(config))
+        require_vllm()
     device = torch.device(device) if device is not None else default_device
     procs.barrier()  # every process has looked before the main one writes anything
     data = as_task(task)
@@ -317,6 +324,11 @@ def _setup(model: Any, task: Any, reward: Any, config: RLConfig, *, output_dir: 
         st.perm, st.episodes = ck["rng"]["perm"], ck["episodes"]
     elif config.shuffle:
         st.perm = torch.randperm(len(data), generator=data_gen)
+    if config.generator == "vllm":
+        from prefkit.rl.vllm_generate import VLLMGenerator
+
+        st.generator = VLLMGenerator(source, sampling_config(config), rank=procs.rank,
+                                     world=procs.world, local_rank=device.index or 0)
     return st
 
 
@@ -354,8 +366,9 @@ def _sample_and_score(st: RLState, idx: list[int]
     parts_s = []
     with torch.autocast(st.device.type, dtype=torch.bfloat16,
                         enabled=config.precision == "bf16"):
+        draw = sample if st.generator is None else partial(st.generator.sample, step=st.step)
         for k, sl in shards:
-            parts_s.append(sample(
+            parts_s.append(draw(
                 st.model, st.tokenizer, prompt_inputs(st.tokenizer, st.task.rows(idx[sl])[0]),
                 sampling_config(config), seed=shard_seed(config.seed * 1_000_003 + st.step, k)))
     samples = concat_samples(parts_s, st.tokenizer.pad_token_id)
