@@ -227,7 +227,9 @@ def test_conversational_prompts_go_through_the_chat_template(sft_folder: Path,
 
     def reward(prompts, completions, answer, **kw):
         seen.extend(prompts)
-        return [float(c.strip() == a) for c, a in zip(completions, answer, strict=True)]
+        # TRL's form for chat prompts: [{"role": "assistant", "content": text}]
+        return [float(c[0]["content"].strip() == a)
+                for c, a in zip(completions, answer, strict=True)]
 
     res = train_rl(model, got, reward, tokenizer=tok, output_dir=tmp_path / "chat",
                    progress=False, config=RLConfig(num_generations=2, batch_size=2,

@@ -7,7 +7,10 @@ A reward function is what TRL's ``GRPOTrainer`` takes::
 
 called by keyword, as TRL calls it; ``columns`` are the task's other columns, one value per
 completion (GSM8K's ``answer``, a Game of 24 puzzle's ``numbers``), plus ``completion_ids``
-from the loop; a function that does not take ``**kwargs`` gets only the keywords it names. ``None`` means "cannot score this one" (NaN:
+from the loop; a function that does not take ``**kwargs`` gets only the keywords it names.
+For conversational prompts (message lists), such a function gets each completion as TRL
+does, ``[{"role": "assistant", "content": text}]`` (read ``completions[i][0]["content"]``);
+the built-in rewards below always read the text. ``None`` means "cannot score this one" (NaN:
 left out of the group statistics, advantage 0, as TRL).
 
 Built in (:func:`parse_reward` names):
@@ -68,6 +71,7 @@ __all__ = [
     "CombinedReward",
     "RewardFn",
     "RewardTerm",
+    "as_messages",
     "call_reward",
     "exact_answer_reward",
     "format_reward",
@@ -229,7 +233,10 @@ def logsigmoid_centred(fn: RewardFn, *, reference: str | float) -> RewardFn:
                 raise ValueError(f"logsigmoid: the task has no column {reference!r} of "
                                  "reference responses; name one with ref=COLUMN or give a "
                                  "number, ref=0.5")
-            r_ref = call_reward(fn, prompts, [str(c) for c in columns[reference]], columns)
+            refs = [str(c) for c in columns[reference]]
+            if completions and not isinstance(completions[0], str):  # TRL's message form
+                refs = [[{"role": "assistant", "content": c}] for c in refs]
+            r_ref = call_reward(fn, prompts, refs, columns)
         else:
             r_ref = np.full_like(r, float(reference))
         d = r - r_ref
@@ -242,11 +249,24 @@ def logsigmoid_centred(fn: RewardFn, *, reference: str | float) -> RewardFn:
 # -- combining ----------------------------------------------------------------------------------
 @dataclass
 class RewardTerm:
-    """One weighted reward function; ``name`` labels its metrics."""
+    """One weighted reward function; ``name`` labels its metrics. ``messages``: the
+    function is the user's (TRL's signature), so for conversational prompts it gets each
+    completion as TRL 1.16's ``GRPOTrainer`` passes it, ``[{"role": "assistant",
+    "content": text}]``; prefkit's own rewards read the text."""
 
     name: str
     fn: RewardFn
     weight: float = 1.0
+    messages: bool = False
+
+
+def as_messages(prompts: Sequence[Any], completions: Sequence[str]) -> list[Any]:
+    """``completions`` as TRL hands them to reward functions: for conversational prompts
+    (message lists) each one ``[{"role": "assistant", "content": text}]``
+    (``trl/trainer/grpo_trainer.py``, the decoding of completions), else the texts."""
+    if not prompts or isinstance(prompts[0], str):
+        return list(completions)
+    return [[{"role": "assistant", "content": c}] for c in completions]
 
 
 @dataclass
@@ -261,7 +281,10 @@ class CombinedReward:
                  ) -> tuple[NDArray[np.float64], dict[str, NDArray[np.float64]]]:
         if not self.terms:
             raise ValueError("no reward: give at least one reward function")
-        parts = {t.name: call_reward(t.fn, prompts, completions, columns, t.name)
+        chat = as_messages(prompts, completions) if any(t.messages for t in self.terms) \
+            else completions
+        parts = {t.name: call_reward(t.fn, prompts, chat if t.messages else completions,
+                                     columns, t.name)
                  for t in self.terms}
         stacked = np.stack([parts[t.name] * t.weight for t in self.terms], axis=1)
         total = np.nansum(stacked, axis=1)
@@ -351,6 +374,15 @@ def _term(spec: str, answer_kind: str | None) -> tuple[str, RewardFn]:
                      "logsigmoid(SPEC;ref=...), each optionally WEIGHT*SPEC")
 
 
+def _user_function(spec: str) -> bool:
+    """Whether ``spec`` (inside any ``logsigmoid(...)``) names a user's ``PATH.py:NAME``."""
+    s = spec.strip()
+    m = re.fullmatch(r"logsigmoid\((.+)\)", s, re.DOTALL)
+    if m:
+        return _user_function(m.group(1).rpartition(";ref=")[0])
+    return s.rpartition(":")[0].endswith(".py")
+
+
 def parse_reward(specs: str | Sequence[str] | RewardFn | Sequence[RewardFn], *,
                  answer_kind: str | None = None) -> CombinedReward:
     """A :class:`CombinedReward` from specs (module docstring) or reward functions;
@@ -359,7 +391,8 @@ def parse_reward(specs: str | Sequence[str] | RewardFn | Sequence[RewardFn], *,
     terms: list[RewardTerm] = []
     for item in items:
         if callable(item):
-            terms.append(RewardTerm(getattr(item, "__name__", f"reward{len(terms)}"), item))
+            terms.append(RewardTerm(getattr(item, "__name__", f"reward{len(terms)}"), item,
+                                    messages=True))
             continue
         m = _WEIGHT.match(item)
         weight, body = (float(m.group(1)), m.group(2)) if m else (1.0, item)
@@ -368,7 +401,7 @@ def parse_reward(specs: str | Sequence[str] | RewardFn | Sequence[RewardFn], *,
         name, fn = _term(body, answer_kind)
         while name in {t.name for t in terms}:
             name += "'"
-        terms.append(RewardTerm(name, fn, weight))
+        terms.append(RewardTerm(name, fn, weight, messages=_user_function(body)))
     if not terms:
         raise ValueError("no reward: give at least one --reward")
     return CombinedReward(terms)
