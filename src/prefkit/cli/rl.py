@@ -93,6 +93,7 @@ def rl_command(
     learning_rate: Annotated[float, typer.Option(help="AdamW learning rate (linear decay to 0).")] = 1e-6,
     lora_r: Annotated[int, typer.Option(help="LoRA rank (0: full fine-tuning); the reference is then the adapter off.")] = 0,
     precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast for sampling and forward passes; fp32 weights).")] = "fp32",
+    max_resample_rounds: Annotated[int, typer.Option(help="DAPO's dynamic sampling: leave out groups whose rewards are all equal and refill the batch from more prompts, at most N extra rounds a step (0: off).")] = 0,
     generator: Annotated[str, typer.Option(help="transformers, or vllm (GPU only, pip install vllm; the weights synced to the engine after each update).")] = "transformers",
     template: Annotated[Optional[str], typer.Option(help="Format each prompt from the row's columns, e.g. 'Q: {question}\\nA:'.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N prompts of --task.")] = None,
@@ -146,6 +147,8 @@ def rl_command(
             epsilon_high=epsilon_high, scale_rewards=scale_rewards, dpo_beta=dpo_beta,
             learning_rate=learning_rate, lora_r=lora_r, seed=seed, process_weight=process_weight,
             precision=precision, generator=generator,
+            max_resample_rounds=max_resample_rounds,
+            drop_zero_std_groups=max_resample_rounds > 0,
             checkpoint_every=checkpoint_every)
     except (ValueError, TypeError) as e:
         fail(_flags(str(e)))

@@ -43,7 +43,9 @@ class RLConfig(ConfigIO):
     ``epsilon_high``: the clip range (clip-higher: ``epsilon_high`` 0.28).
     ``scale_rewards``: GRPO's ``group`` / ``batch`` / ``none``. ``normalize_advantages``:
     RLOO's whitening. ``drop_zero_std_groups``: DAPO's dynamic sampling, groups whose
-    rewards are all equal are left out of the loss (their tokens do not count either).
+    rewards are all equal are left out of the loss (their tokens do not count either);
+    ``max_resample_rounds`` > 0 also refills the batch with informative groups from more
+    prompts, at most that many extra rounds per step (:mod:`prefkit.rl.dynamic`).
     ``mask_truncated``: completions without EOS or stop string are left out (DAPO).
     ``process_weight``: with a process reward (``train_rl(process_reward=...)``), each
     token's advantage is the outcome advantage plus this times the process advantage
@@ -88,6 +90,7 @@ class RLConfig(ConfigIO):
     scale_rewards: str = "group"
     normalize_advantages: bool = False
     drop_zero_std_groups: bool = False
+    max_resample_rounds: int = 0
     mask_truncated: bool = False
     dpo_beta: float = 0.1
     process_weight: float = 1.0
@@ -132,6 +135,11 @@ class RLConfig(ConfigIO):
         if self.generator not in ("transformers", "vllm"):
             raise ValueError(f"generator must be 'transformers' or 'vllm', got "
                              f"{self.generator!r}")
+        if self.max_resample_rounds < 0 or (self.max_resample_rounds
+                                            and not self.drop_zero_std_groups):
+            raise ValueError("max_resample_rounds refills the groups drop_zero_std_groups "
+                             "leaves out: set drop_zero_std_groups=True, and rounds >= 0, got "
+                             f"{self.max_resample_rounds}")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise ValueError(f"micro_batch_size must be >= 1, got {self.micro_batch_size}")
         if self.scale_rewards not in SCALES:

@@ -25,7 +25,9 @@ whose micro-batches are each process's share. Metrics are computed over the gath
 values; process 0 writes ``metrics.jsonl``, checkpoints and the model.
 
 Not on several processes (refused with an error): REINFORCE++ and PPO (they whiten
-advantages over every token of the batch), online DPO and process rewards.
+advantages over every token of the batch), online DPO, process rewards and dynamic
+sampling's refill (``max_resample_rounds``: the processes would keep unequal numbers of
+groups).
 """
 
 from __future__ import annotations
@@ -212,6 +214,8 @@ def check_supported(config: Any, procs: Processes, *, process_reward: bool) -> N
         what = f"the {config.loss_name!r} loss (it whitens advantages over the whole batch)"
     elif process_reward:
         what = "a process reward"
+    elif config.max_resample_rounds:
+        what = "dynamic sampling's refill (max_resample_rounds)"
     if what is not None:
         raise ValueError(f"{what} does not run on several processes yet; run it in one "
                          "process, or use grpo (dapo, dr_grpo, bnpo) or rloo")

@@ -41,7 +41,13 @@ updates), ``loss``, ``grad_norm`` (before clipping, last inner update), ``lr``,
 not all tied) and ``margin`` (the DPO margin); PPO: ``value_loss``, ``value_clipped``
 (fraction of tokens whose clipped value term was the larger), ``value_mean`` (the value
 head's mean estimate at sampling); with a process reward, ``process_reward`` (the mean step
-score); with a watch, ``watch/*`` (:mod:`prefkit.rl.watch`).
+score); with a watch, ``watch/*`` (:mod:`prefkit.rl.watch`); with DAPO's refill
+(``max_resample_rounds``), ``groups_drawn`` / ``groups_dropped`` / ``groups_kept`` /
+``resample_rounds`` (:mod:`prefkit.rl.dynamic`).
+
+Several processes (``accelerate launch`` / ``torchrun``): each samples, scores and
+updates on its share of every step's prompts, gradients summed across processes, process 0
+writing (:mod:`prefkit.rl.distributed`).
 
 The output folder: ``prefkit_run.json`` (kind ``rl``), ``metrics.jsonl``,
 ``checkpoint.pt``, and at the end the model (``save_pretrained``; LoRA: the adapter), its
@@ -77,6 +83,7 @@ from prefkit.rl.distributed import (
     local_shards,
     shard_seed,
 )
+from prefkit.rl.dynamic import ROUND_STRIDE, refill
 from prefkit.rl.generate import Samples, SamplingConfig, sample
 from prefkit.rl.losses import RLLoss, get_rl_loss
 from prefkit.rl.process_rewards import ProcessReward
@@ -175,14 +182,16 @@ def train_rl(model: nn.Module | str | Path, task: Any, reward: Any, *,
             idx = _next_prompts(st)  # 1. prompts
             t_sample = time.perf_counter()
             # 2. sample, 3. score: this process's share of the prompts (all of them in one)
-            samples, rewards, parts, mine = _sample_and_score(st, idx)
+            samples, rewards, parts, mine, counts = _draw_batch(st, idx)
             t_update = time.perf_counter()
             prompts = [st.task.prompts[i] for i in mine for _ in range(config.num_generations)]
             row = update(st, samples, rewards, prompts)  # 4.-6. reference, advantages, update
             st.step += 1
-            st.episodes += len(rewards) * st.procs.world
+            st.episodes += counts.get("groups_drawn", len(mine)) * config.num_generations \
+                * st.procs.world
             row.update(_sample_metrics(*gather_for_metrics(st.procs, samples, rewards, parts),
                                        config.num_generations))
+            row.update(counts)
             row.update({"sample_s": round(t_update - t_sample, 3),
                         "update_s": round(time.perf_counter() - t_update, 3)})
             # -- 7. log, checkpoint ------------------------------------------------------------
@@ -355,7 +364,19 @@ def sampling_config(config: RLConfig) -> SamplingConfig:
                           share_prefill=config.share_prefill)
 
 
-def _sample_and_score(st: RLState, idx: list[int]
+def _draw_batch(st: RLState, idx: list[int]
+                ) -> tuple[Samples, Tensor, dict[str, np.ndarray], list[int], dict[str, int]]:
+    """The step's batch and, with ``max_resample_rounds``, DAPO's refill (rounds after the
+    first take the next prompts of the data order; :func:`prefkit.rl.dynamic.refill`)."""
+    if not st.config.max_resample_rounds:
+        return (*_sample_and_score(st, idx), {})
+    (samples, rewards, parts, mine), counts = refill(
+        lambda r: _sample_and_score(st, idx if r == 0 else _next_prompts(st), r),
+        len(idx), st.config.max_resample_rounds, st.tokenizer.pad_token_id)
+    return samples, rewards, parts, mine, counts
+
+
+def _sample_and_score(st: RLState, idx: list[int], round_: int = 0
                       ) -> tuple[Samples, Tensor, dict[str, np.ndarray], list[int]]:
     """This process's shards of the step's prompts ``idx`` sampled (each shard seeded on
     its own, :func:`~prefkit.rl.distributed.shard_seed`) and scored; and which prompts."""
@@ -370,7 +391,8 @@ def _sample_and_score(st: RLState, idx: list[int]
         for k, sl in shards:
             parts_s.append(draw(
                 st.model, st.tokenizer, prompt_inputs(st.tokenizer, st.task.rows(idx[sl])[0]),
-                sampling_config(config), seed=shard_seed(config.seed * 1_000_003 + st.step, k)))
+                sampling_config(config),
+                seed=shard_seed(config.seed * 1_000_003 + st.step + round_ * ROUND_STRIDE, k)))
     samples = concat_samples(parts_s, st.tokenizer.pad_token_id)
     rep = [i for i in range(len(prompts)) for _ in range(g)]  # prompt-major, as the samples
     cols = {k: [v[i] for i in rep] for k, v in columns.items()}
