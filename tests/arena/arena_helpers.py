@@ -10,8 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -173,3 +175,28 @@ def wait_caught_up(server: Server, n_votes_seq: int, timeout: float = 120) -> di
             return lb
         time.sleep(0.3)
     raise AssertionError(f"leaderboard did not catch up with vote {n_votes_seq}: {lb}")
+
+
+def fake_chat_server(delay: float, reply: str, fail: bool = False) -> ThreadingHTTPServer:
+    """A scripted OpenAI-compatible chat server on 127.0.0.1 (real HTTP): answers
+    ``REPLY <the prompt reversed>`` after ``delay`` seconds, or HTTP 500 with ``fail``."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            time.sleep(delay)
+            prompt = body["messages"][-1]["content"]
+            data = json.dumps({"choices": [{"index": 0, "finish_reason": "stop", "message": {
+                "role": "assistant", "content": f"{reply} {prompt[::-1]}"}}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 5}}).encode()
+            self.send_response(500 if fail else 200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd

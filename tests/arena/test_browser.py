@@ -134,10 +134,10 @@ def test_own_prompt_in_a_browser(browser, servers, tmp_path):
     the battle appears; the vote reveals which model wrote which answer."""
     import json
 
+    from arena_helpers import fake_chat_server
     from selenium.webdriver.common.by import By
-    from test_generate import _fake_server
 
-    one, two = _fake_server(0.05, "First:"), _fake_server(0.3, "Second:")
+    one, two = fake_chat_server(0.05, "First:"), fake_chat_server(0.3, "Second:")
     ep = {"left-model": {"base_url": f"http://127.0.0.1:{one.server_address[1]}/v1"},
           "right-model": {"base_url": f"http://127.0.0.1:{two.server_address[1]}/v1"}}
     (tmp_path / "ep.json").write_text(json.dumps(ep))

@@ -5,39 +5,14 @@ shown; no identity in the answer; a failing endpoint gives no battle and names n
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from arena_helpers import api, prefkit
-
-
-def _fake_server(delay: float, reply: str, fail: bool = False) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            time.sleep(delay)
-            prompt = body["messages"][-1]["content"]
-            data = json.dumps({"choices": [{"index": 0, "finish_reason": "stop", "message": {
-                "role": "assistant", "content": f"{reply} {prompt[::-1]}"}}],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 5}}).encode()
-            self.send_response(500 if fail else 200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd
+from arena_helpers import api, fake_chat_server, prefkit
 
 
 def test_own_prompt_answered_by_both_before_the_battle(sqlite_db, servers, tmp_path):
-    fast, slow = _fake_server(0.05, "Sure:"), _fake_server(0.8, "Well,")
-    broken = _fake_server(0.0, "x", fail=True)
+    fast, slow = fake_chat_server(0.05, "Sure:"), fake_chat_server(0.8, "Well,")
+    broken = fake_chat_server(0.0, "x", fail=True)
     ep = {"quick-model": {"base_url": f"http://127.0.0.1:{fast.server_address[1]}/v1",
                           "model": "q"},
           "slow-model": {"base_url": f"http://127.0.0.1:{slow.server_address[1]}/v1",
@@ -70,7 +45,7 @@ def test_own_prompt_answered_by_both_before_the_battle(sqlite_db, servers, tmp_p
     # an endpoint that fails: 502, no battle, no side named
     ep["slow-model"]["base_url"] = f"http://127.0.0.1:{broken.server_address[1]}/v1"
     (tmp_path / "ep2.json").write_text(json.dumps(ep))
-    fast2 = _fake_server(0.0, "ok")
+    fast2 = fake_chat_server(0.0, "ok")
     ep["quick-model"]["base_url"] = f"http://127.0.0.1:{fast2.server_address[1]}/v1"
     (tmp_path / "ep2.json").write_text(json.dumps(ep))
     s2 = servers(str(tmp_path / "b.db"), "--endpoints", str(tmp_path / "ep2.json"))
