@@ -207,6 +207,10 @@ def rl_command(
                               process_reward=process_reward)
     except (ValueError, TypeError, OSError) as e:
         fail(_flags(str(e)))
+    import torch
+
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return  # several processes (torchrun / accelerate launch): process 0 reports
     summary = {"output": str(result.output_dir), "algo": config.algo,
                "loss": None if config.algo == "online_dpo" else config.loss_name,
                "step": result.step, "finished": result.finished,
