@@ -29,17 +29,19 @@ from prefkit.rl.train import train_rl
 
 PROMPTS = [f"{a}+{b}=" for a in range(4) for b in range(4)]
 #: the runs compared: GRPO (dapo) with a KL to the reference, RLOO whitened over the batch
-#: (its advantages need every process's rewards)
+#: (its advantages need every process's rewards), online DPO (the mean over all pairs)
 CONFIGS = {
     "dapo": {"num_generations": 4, "batch_size": 4, "max_new_tokens": 4, "max_steps": 3,
              "learning_rate": 1e-3, "beta": 0.04, "seed": 3},
     "rloo": {"algo": "rloo", "num_generations": 4, "batch_size": 4, "max_new_tokens": 4,
              "max_steps": 3, "learning_rate": 1e-3, "normalize_advantages": True,
              "micro_batch_size": 3, "seed": 5},
+    "online_dpo": {"algo": "online_dpo", "num_generations": 4, "batch_size": 4,
+                   "max_new_tokens": 4, "max_steps": 3, "learning_rate": 1e-3, "seed": 7},
 }
 #: two processes sum their gradients in another order than one process: float32 rounding,
-#: carried through three AdamW steps (measured: max 1.5e-8 dapo, 1.6e-7 rloo; a 1-process run
-#: with sample_shards=1 -- other draws -- differs by 4e-3)
+#: carried through three AdamW steps (measured: max 1.5e-8 dapo, 1.6e-7 rloo, 6.3e-8 online
+#: DPO; a 1-process run with sample_shards=1 -- other draws -- differs by 4e-3)
 PARAM_ATOL = 1e-5
 
 
@@ -94,8 +96,9 @@ def test_two_processes_equal_one_sampling_the_same_shards(tmp_path: Path) -> Non
         assert len(rows1) == len(rows2) == 3
         for a, b in zip(rows1, rows2, strict=True):
             assert a["episodes"] == b["episodes"]
+            extra = {"dapo": ("kl",), "online_dpo": ("pairs", "margin")}.get(name, ())
             for key in ("reward", "reward_std", "completion_length", "frac_reward_zero_std",
-                        "loss", "grad_norm") + (("kl",) if name == "dapo" else ()):
+                        "loss", "grad_norm", *extra):
                 assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (name, key)
         assert (two / name / "model.safetensors").is_file()  # process 0 wrote the model
 
@@ -135,7 +138,9 @@ def test_concat_samples_equals_the_shards() -> None:
 @pytest.mark.parametrize("cfg, match", [
     ({"algo": "ppo"}, "'ppo' loss"),
     ({"algo": "reinforce_pp", "num_generations": 2}, "'reinforce_pp' loss"),
-    ({"algo": "online_dpo"}, "online DPO"),
+    ({"algo": "online_dpo", "drop_zero_std_groups": True, "max_resample_rounds": 2},
+     "online DPO with a refill"),
+    ({"drop_zero_std_groups": True, "max_resample_rounds": 2}, "refill"),
     ({"batch_size": 3}, "multiple of the number of processes"),
 ])
 def test_what_two_processes_refuse(cfg, match) -> None:

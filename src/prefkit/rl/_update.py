@@ -263,36 +263,48 @@ def _select_rows(rows: CompletionRows, mb: Tensor, device: torch.device) -> Comp
 def _dpo_update(st: RLState, samples: Samples, rewards: Tensor) -> dict[str, Any]:
     """Online DPO: each prompt's best and worst sample by the reward as (chosen, rejected)
     (ties and unscorable groups skipped), prefkit.align's ``dpo`` loss on the policy's and
-    the reference's sequence log-probs, ``num_iterations`` optimizer steps."""
-    config, g = st.config, st.config.num_generations
+    the reference's sequence log-probs, ``num_iterations`` optimizer steps. Several
+    processes: the mean over every process's pairs (gradients summed, each process's loss
+    divided by the global number of pairs; a process without pairs adds zeros)."""
+    config, g, procs = st.config, st.config.num_generations, st.procs
     r = torch.nan_to_num(rewards.view(-1, g), nan=-math.inf)
     best, worst = r.argmax(1), r.argmin(1)
     valid = (r.max(1).values > r.min(1).values) & torch.isfinite(r.max(1).values)
-    if not bool(valid.any()):
+    b = int(valid.sum())
+    b_all = int(procs.all_reduce_(torch.tensor(float(b), dtype=torch.float64,
+                                               device=st.device)).item())
+    if b_all == 0:
         return {"loss": None, "grad_norm": None, "pairs": 0}
     base = torch.arange(r.shape[0], device=r.device) * g
     chosen, rejected = (base + best)[valid], (base + worst)[valid]
     order = torch.cat([chosen, rejected])  # response-major: all chosen, then all rejected
     scorer = _Scorer(st, samples, samples.mask)
     mask = samples.mask[order]
-    with torch.no_grad():
-        ref = scorer(order, reference=st.reference)
-    b = int(valid.sum())
+    if b:
+        with torch.no_grad():
+            ref = scorer(order, reference=st.reference)
     lengths = mask.sum(1).float().view(2, b).t()
     dpo = get_align_loss("dpo")
     losses_out = []
     grad_norm = torch.zeros(())
+    margin = 0.0
     for _ in range(config.num_iterations):
         st.opt.zero_grad(set_to_none=True)
-        policy = scorer(order)
-        logps = SequenceLogps(policy=policy.sum(1).view(2, b).t(), lengths=lengths,
-                              reference=ref.sum(1).view(2, b).t())
-        out = dpo(logps, beta=config.dpo_beta)
-        loss = out.losses.mean()
-        loss.backward()
+        stats = torch.zeros(2, dtype=torch.float64, device=st.device)  # loss, margins
+        if b:
+            policy = scorer(order)
+            logps = SequenceLogps(policy=policy.sum(1).view(2, b).t(), lengths=lengths,
+                                  reference=ref.sum(1).view(2, b).t())
+            out = dpo(logps, beta=config.dpo_beta)
+            loss = out.losses.sum() / b_all  # the mean over all processes' pairs
+            loss.backward()
+            stats += torch.stack([loss.detach().double(), out.margins.detach().sum().double()])
+        procs.sum_grads(st.params)
+        procs.all_reduce_(stats)
         grad_norm = torch.nn.utils.clip_grad_norm_(st.params, config.grad_clip or math.inf)
         st.opt.step()
         st.sched.step()
-        losses_out.append(float(loss.detach()))
+        losses_out.append(float(stats[0]))
+        margin = float(stats[1]) / b_all
     return {"loss": json_num(float(np.mean(losses_out))), "grad_norm": json_num(float(grad_norm)),
-            "pairs": b, "margin": json_num(float(out.margins.mean()))}
+            "pairs": b_all, "margin": json_num(margin)}

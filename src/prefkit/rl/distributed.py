@@ -22,10 +22,11 @@ each process keeping its slice. The loss's normaliser (tokens, for ``dapo`` /
 divided by it, so the update equals one process's over the global batch. ``bnpo``
 normalises per micro-batch: the processes' gradients are averaged, which equals one process
 whose micro-batches are each process's share. Metrics are computed over the gathered
-values; process 0 writes ``metrics.jsonl``, checkpoints and the model.
+values; process 0 writes ``metrics.jsonl``, checkpoints and the model. Online DPO: each
+process's pairs, the loss the mean over every process's pairs.
 
 Not on several processes (refused with an error): REINFORCE++ and PPO (they whiten
-advantages over every token of the batch), online DPO, process rewards and dynamic
+advantages over every token of the batch), process rewards and dynamic
 sampling's refill (``max_resample_rounds``: the processes would keep unequal numbers of
 groups).
 """
@@ -209,7 +210,7 @@ def check_supported(config: Any, procs: Processes, *, process_reward: bool) -> N
 
     what = None
     if config.algo == "online_dpo":
-        what = "online DPO"
+        what = None if not config.max_resample_rounds else "online DPO with a refill"
     elif get_rl_loss(config.loss_name).advantage in ("gae", "reinforce_pp"):
         what = f"the {config.loss_name!r} loss (it whitens advantages over the whole batch)"
     elif process_reward:
