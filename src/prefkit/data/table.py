@@ -99,6 +99,12 @@ class Table:
         t = cls(p, str(source))
         if not p.is_file():
             t.fail(None, f"no such file {str(source)!r}", "check the path", "no_file")
+        if p.suffix == ".gz":
+            with open(p, "rb") as f:
+                if f.read(2) != b"\x1f\x8b":  # gzip's magic bytes
+                    t.fail(None, "named .gz but not gzip-compressed",
+                           f"rename it without .gz (mv {p.name} {p.name[:-3]}), or compress "
+                           f"it: gzip {p.name[:-3]}", "not_gzip")
         t.kind = "txt" if p.name.removesuffix(".gz").endswith(".txt") else t._sniff_kind()
         return t
 
