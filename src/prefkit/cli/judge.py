@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from prefkit.cli._common import (
+    _clip,
     console,
     fail,
     input_errors,
@@ -73,6 +74,9 @@ def analyze(
     for f in files:
         if not f.exists():
             fail(f"{f}: no such file or folder")
+    if any(x < 3 for x in k or []):
+        fail(f"--k {min(k or [])}: NTR_k needs sets of at least 3 answers (a triad); give "
+             "--k 3 or more, e.g. --k 4")
     with input_errors(also=(ValueError, FileNotFoundError)):
         data = read_verdicts(files, format=fmt, skip_invalid=skip_invalid)
     report_skipped(", ".join(map(str, files)), data.skipped, len({(p.file, p.line)
@@ -147,7 +151,7 @@ def _table(reports: list[Any], n_files: int) -> Any:
         c = r.counts
         pc = r.position_consistency
         nt = r.non_transitivity
-        t.add_row(Text(r.judge),
+        t.add_row(Text(_clip(r.judge)),
                   f"{c.get('pairs', 0):,}",
                   "—" if pc is None else f"{_pct(pc.value)} ({pc.count:,}/{pc.total:,})",
                   _pct(r.first_position_rate.value if r.first_position_rate else None),
@@ -188,7 +192,7 @@ def _notes(reports: list[Any], conflict_turn: int | None) -> None:
                          f"; after the Bradley-Terry repair {_pct(c['agreement_bt_repair'])} "
                          f"({_pct(c['agreement_bt_repair_without_ties'])})")
         if lines:
-            console.print(f"[bold]{r.judge}[/]:", highlight=False, markup=True)
+            note(f"{_clip(r.judge)}:", style="bold")
             for line in lines:
                 note("  " + line, style="")
         if r.unparsed:
@@ -244,8 +248,12 @@ def run(
     k = kind or tpl.kind
     if k != tpl.kind:
         fail(f"--kind {k} does not match template {tpl.name!r}, which is {tpl.kind}")
+    if data.is_dir():
+        fail(f"{data} is a folder; give a pairs file (JSON, JSONL, CSV or Parquet) in it")
     if not data.is_file():
         fail(f"{data}: no such file")
+    if cache is not None and cache.is_dir():
+        fail(f"--cache {cache} is a folder; give a file name, e.g. {cache}/judge.sqlite")
     if output.exists() and output.is_dir():
         fail(f"--output {output} is a folder; give a file name, e.g. {output}/verdicts.jsonl")
     with input_errors(also=()):
@@ -294,7 +302,13 @@ def _backend(model: str, base_url: str | None, local: Path | None, cache: Path |
     if cache is not None:
         from prefkit.llm.cache import CachedBackend
 
-        backend = CachedBackend(backend, cache)
+        import sqlite3
+
+        try:
+            backend = CachedBackend(backend, cache)
+        except sqlite3.Error as e:
+            fail(f"--cache {cache}: cannot open it as an SQLite cache ({e}); give a file in "
+                 "a folder that exists and that you can write, e.g. --cache judge.sqlite")
     return backend
 
 
