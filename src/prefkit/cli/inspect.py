@@ -101,10 +101,12 @@ def inspect(
             batch_size=batch_size, max_length=max_length)
     except ValueError as e:
         fail(f"{file}: {e}")
+    from prefkit.cli.rank import _write  # rank's rule: make the folder, refuse an OSError
+
     if plot is not None:
-        rep.plot(plot)
+        _write(plot, "--plot", rep.plot)
     if html_out is not None:
-        rep.write_html(html_out)
+        _write(html_out, "--html", rep.write_html)
     if as_json:
         print_json(rep.to_dict())
         return
