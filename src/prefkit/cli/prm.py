@@ -20,6 +20,7 @@ from prefkit.cli._common import (
     console,
     fail,
     flag_words,
+    input_errors,
     note,
     out,
     parse_mapping,
@@ -93,12 +94,17 @@ def _read_candidates(path: Path, fmt: str, column: list[str] | None, skip_invali
 
     if not path.exists():
         fail(f"{path}: no such file")
-    if not separator:
+    try:
+        sep = separator.encode().decode("unicode_escape")
+    except UnicodeDecodeError as e:
+        fail(f"--separator {separator!r}: not a valid escape ({e.reason}); write e.g. '\\n' "
+             "for a new line or '\\n\\n' for a blank line")
+    if not sep:
         fail("--separator must not be empty")
     try:
         res = read_candidates_file(path, format=fmt, skip_invalid=skip_invalid,
                                    columns=parse_mapping(column, "--column") or None,
-                                   separator=separator.encode().decode("unicode_escape"))
+                                   separator=sep)
     except InvalidInputError as e:
         fail(e.for_cli())
     except (ValueError, KeyError) as e:
@@ -130,7 +136,7 @@ def train(
     finetune: Annotated[bool, typer.Option("--finetune", help="Fine-tune the whole backbone, scoring at a marker token after each step, instead of a head on frozen embeddings.")] = False,
     backbone: Annotated[Optional[str], typer.Option(help="A local Hugging Face model folder (encoder, or causal LM) for --finetune, or a sentence-transformers folder for the frozen head; default the offline MiniLM.")] = None,
     max_length: Annotated[int, typer.Option("--max-length", help="--finetune: tokens per window (longer solutions are scored in overlapping windows).")] = 256,
-    hidden: Annotated[int, typer.Option(help="Hidden units of the frozen head (0: linear).")] = 256,
+    hidden: Annotated[int, typer.Option(help="Hidden units of the frozen head (0: linear).", min=0)] = 256,
     loss: Annotated[str, typer.Option(help="Step loss: step_bce (hard or soft labels) or step_mse.")] = "step_bce",
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 60 with early stopping for the frozen head, 2 for --finetune).")] = None,
     learning_rate: Annotated[Optional[float], typer.Option("--learning-rate", help="AdamW learning rate (default 1e-3 frozen head, 5e-5 --finetune).")] = None,
@@ -176,10 +182,14 @@ def train(
         fail(f"--backbone {backbone}: no such folder (give a local Hugging Face model folder)")
     steps = _read_steps(data, fmt, column, skip_invalid)
     t0 = time.perf_counter()
-    with run_errors():
+    with run_errors(), input_errors(data, also=(ValueError,)):
         trainer = finetune_prm if finetune else train_frozen_prm
-        summary = trainer(config, output, steps, resume=resume, overwrite=overwrite,
-                          progress=not json_out)
+        try:
+            summary = trainer(config, output, steps, resume=resume, overwrite=overwrite,
+                              progress=not json_out)
+        except OSError as e:
+            fail(f"--output {output}: cannot write the run there ({e.strerror or e}); "
+                 "choose another folder")
     summary = {**summary, "output": str(output), "n_solutions": len(steps),
                "seconds": round(time.perf_counter() - t0, 2)}
     if json_out:
@@ -222,6 +232,9 @@ def evaluate(
     """
     from prefkit.process import baselines, evaluate_steps
 
+    if threshold is not None and not 0 <= threshold <= 1:
+        fail(f"--threshold {threshold}: a step is flagged when P(right) falls below it, so it "
+             "must lie in [0, 1] (e.g. --threshold 0.5)")
     prm = _load(model)
     steps = _read_steps(data, fmt, column, skip_invalid)
     labels = steps.first_error

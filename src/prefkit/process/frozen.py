@@ -177,7 +177,9 @@ def _split(first_error: Sequence[int], fraction: float, seed: int
         va.extend(perm[:n_val])
         tr.extend(perm[n_val:])
     if not va:
-        raise ValueError("too few solutions to hold out a validation part")
+        raise ValueError(f"too few solutions ({len(kinds)}) to hold out a validation part "
+                         "for tuning the threshold; give at least two erroneous or two "
+                         "correct solutions")
     return np.sort(np.asarray(tr, dtype=np.int64)), np.sort(np.asarray(va, dtype=np.int64))
 
 
