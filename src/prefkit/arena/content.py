@@ -58,12 +58,29 @@ def identity_words(text: str, model_names: Iterable[str] = (),
 
 def _problem(path: str, line: int | None, field: str | None, value: object, reason: str,
              fix: str, kind: str) -> InvalidRow:
-    return InvalidRow(path, line, field, value, reason, fix, kind)
+    # add-outputs has no --skip-invalid: every problem stops the file (no hint to skip it)
+    return InvalidRow(path, line, field, value, reason, fix, kind, skippable=False)
 
 
 def _records(path: Path) -> Iterable[tuple[int, dict]]:
     """``(line, record)`` from a JSONL or CSV file (line numbers as an editor shows them)."""
     name = str(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".ndjson", ".json", ".csv"):
+        raise InvalidInputError([_problem(
+            name, None, None, None, f"not a JSONL or CSV file (its name ends in {suffix!r})",
+            "give a .jsonl or .csv file (decompress a .gz first: gzip -dc FILE.gz > FILE)",
+            "unknown_format")])
+    try:
+        yield from _read_records(path, name)
+    except UnicodeDecodeError as e:
+        raise InvalidInputError([_problem(
+            name, None, None, None, f"not UTF-8 text ({e.reason})",
+            f"re-save the file as UTF-8, e.g. iconv -f latin1 -t utf-8 {path.name} > "
+            f"utf8_{path.name}", "not_utf8")]) from None
+
+
+def _read_records(path: Path, name: str) -> Iterable[tuple[int, dict]]:
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         with path.open(encoding="utf-8") as f:
             for k, raw in enumerate(f, 1):
@@ -115,6 +132,10 @@ def read_outputs(path: str | Path) -> list[tuple[str, str, str, str, str]]:
     model) pair twice)."""
     path = Path(path)
     name = str(path)
+    if path.is_dir():
+        raise InvalidInputError([_problem(name, None, None, None, "is a folder, not a file",
+                                          "give the path of a JSONL or CSV outputs file",
+                                          "is_folder")])
     if not path.is_file():
         raise InvalidInputError([_problem(name, None, None, None, "no such file",
                                           "give the path of a JSONL or CSV outputs file",

@@ -64,18 +64,18 @@ def _open(db: str):  # type: ignore[no-untyped-def]
 def serve(
     db: DbOpt,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).", min=0, max=65535)] = 8000,
     fsync_every_vote: Annotated[bool, typer.Option("--fsync-every-vote", help="SQLite: fsync every vote (survives power loss; default: survives kill -9).")] = False,
     rounds: Annotated[int, typer.Option(help="Bootstrap rounds of the live leaderboard.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the live leaderboard's bootstrap.")] = 0,
     flag_policy: PolicyOpt = Policy.exclude,
     both_bad: BothBadOpt = BothBad.tie,
-    voter_rate: Annotated[float, typer.Option(help="Requests per second per voter (0: no limit).")] = 2.0,
-    voter_burst: Annotated[float, typer.Option(help="Burst of requests per voter.")] = 30.0,
-    ip_rate: Annotated[float, typer.Option(help="Requests per second per client address (0: no limit).")] = 50.0,
-    ip_burst: Annotated[float, typer.Option(help="Burst of requests per client address.")] = 500.0,
-    daily_cap: Annotated[int, typer.Option(help="Votes per voter per UTC day (0: no cap).")] = 1000,
-    auto_flag: Annotated[float, typer.Option(help="Run the integrity checks every N seconds and set flagged voters' votes aside (0: only through POST /api/admin/integrity).")] = 0.0,
+    voter_rate: Annotated[float, typer.Option(help="Requests per second per voter (0: no limit).", min=0)] = 2.0,
+    voter_burst: Annotated[float, typer.Option(help="Burst of requests per voter.", min=0)] = 30.0,
+    ip_rate: Annotated[float, typer.Option(help="Requests per second per client address (0: no limit).", min=0)] = 50.0,
+    ip_burst: Annotated[float, typer.Option(help="Burst of requests per client address.", min=0)] = 500.0,
+    daily_cap: Annotated[int, typer.Option(help="Votes per voter per UTC day (0: no cap).", min=0)] = 1000,
+    auto_flag: Annotated[float, typer.Option(help="Run the integrity checks every N seconds and set flagged voters' votes aside (0: only through POST /api/admin/integrity).", min=0)] = 0.0,
     auto_flag_reasons: Annotated[str, typer.Option(help="Checks that flag in automatic rounds, comma-separated: outlier, favouritism, timing.")] = "outlier,favouritism",
     endpoints: Annotated[Path | None, typer.Option(help="JSON file mapping models to OpenAI-compatible endpoints, for battles on voters' own prompts (see prefkit.arena.generate).")] = None,
     trust_proxy: Annotated[list[str] | None, typer.Option("--trust-proxy", help="Address of a reverse proxy whose X-Forwarded-For is trusted (repeatable).")] = None,
@@ -86,7 +86,6 @@ def serve(
     from prefkit.arena.app import ArenaConfig, create_app
     from prefkit.arena.board import BoardConfig
 
-    _open(db).close()
     from prefkit.arena.integrity import REASONS
 
     reasons = tuple(r.strip() for r in auto_flag_reasons.split(",") if r.strip())
@@ -99,6 +98,7 @@ def serve(
             read_endpoints(endpoints)
         except ValueError as e:
             fail(f"--endpoints {e}")
+    _open(db).close()  # after the checks above: a refused command creates no database
     config = ArenaConfig(
         db=db, fsync_every_vote=fsync_every_vote, voter_rate=voter_rate,
         voter_burst=voter_burst, ip_rate=ip_rate, ip_burst=ip_burst, daily_cap=daily_cap,
@@ -161,22 +161,34 @@ def export(
     from prefkit.arena.board import BoardConfig, LiveBoard
     from prefkit.arena.tally import EXPORT_COLUMNS, export_rows
 
+    if out.is_dir():
+        fail(f"{out} is a folder; give a file name, e.g. {out / 'votes.csv'}")
+    if out.suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
+        fail(f"{out}: the file name must end in .csv or .jsonl (the extension picks the "
+             "format)")
+    if not db.startswith(("postgresql://", "postgres://")) and not Path(db).is_file():
+        fail(f"--db {db}: no such database; give the file prefkit arena serve or "
+             "add-outputs wrote")
     store = _open(db)
     board = LiveBoard(store, BoardConfig(policy=flag_policy.value, both_bad=both_bad.value))
     tally, reasons, weights = board.snapshot()
     store.close()
     if not tally.a:
-        fail(f"{db} has no votes to export")
-    out.parent.mkdir(parents=True, exist_ok=True)
+        fail(f"{db} has no votes to export; collect some with prefkit arena serve, or bring "
+             "existing ones with prefkit arena import VOTES --db DB")
     rows = export_rows(tally, reasons, weights)
-    with out.open("w", encoding="utf-8", newline="") as f:
-        if out.suffix.lower() in (".jsonl", ".ndjson"):
-            for r in rows:
-                f.write(json.dumps(dict(zip(EXPORT_COLUMNS, r))) + "\n")
-        else:
-            w = csv.writer(f)
-            w.writerow(EXPORT_COLUMNS)
-            w.writerows(rows)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8", newline="") as f:
+            if out.suffix.lower() in (".jsonl", ".ndjson"):
+                for r in rows:
+                    f.write(json.dumps(dict(zip(EXPORT_COLUMNS, r))) + "\n")
+            else:
+                w = csv.writer(f)
+                w.writerow(EXPORT_COLUMNS)
+                w.writerows(rows)
+    except OSError as e:
+        fail(f"{out}: cannot write it ({e.strerror or e}); choose another path")
     aside = int((weights == 0).sum())
     console.print(f"wrote {len(tally.a)} votes to {out} ({aside} set aside with weight 0, "
                   f"flag policy {flag_policy.value}); `prefkit rank {out} --seed S --rounds R` "
