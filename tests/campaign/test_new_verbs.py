@@ -13,6 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -129,6 +135,9 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("jr.no_model", "judge run pairs.jsonl --output o.jsonl", 2, ["--model", "PREFKIT_JUDGE"]),
     ("jr.template", "judge run pairs.jsonl --output o.jsonl --model m --template nope", 2,
      ["--template", "nope", "mtbench_pair"]),
+    # was: judged every pair first, then a FileNotFoundError traceback from mkdir
+    ("jr.output_unwritable", f"judge run pairs.jsonl --output /proc/nope/o.jsonl --model m "
+     f"--base-url {NO_SERVER}", 2, ["--output /proc/nope/o.jsonl", "cannot write"]),
     # was: sqlite3.OperationalError traceback 'unable to open database file'
     ("jr.cache_dir", f"judge run pairs.jsonl --output o.jsonl --model m --cache adir "
      f"--base-url {NO_SERVER}", 2, ["--cache adir is a folder", "adir/judge.sqlite"]),
@@ -269,3 +278,61 @@ def test_export_reads_back(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert _invoke(["arena", "export", "--db", "votes.db", "again.csv"]).exit_code == 0
     rows = (tree / "again.csv").read_text().splitlines()
     assert len(rows) == 3, rows  # the header and the 2 imported votes, written once
+
+
+def _prefkit(args: list[str], cwd: Path, **kw):  # the console script, real stdout/stderr
+    exe = Path(sys.executable).with_name("prefkit")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([str(exe), *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_subprocess_streams(tree: Path) -> None:
+    """As installed: a refusal with --json leaves stdout empty; a scoring run prints only
+    JSON lines on stdout (progress and notes on stderr)."""
+    p = _prefkit(["judge", "analyze", "empty.jsonl", "--json"], tree)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and out == "" and "empty.jsonl" in err and "Traceback" not in err
+    p = _prefkit(["prm", "score", "prm1", "cands.jsonl"], tree)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["candidate"] for r in rows] == [0, 1] and len(rows[0]["step_scores"]) == 2
+
+
+def test_judge_run_ctrl_c(tree: Path) -> None:
+    """Ctrl-C while requests are in flight (a real server on 127.0.0.1 that accepts and
+    never answers): exit 130, a message on how to resume, no traceback, no output file."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    held: list[socket.socket] = []
+    accepted = threading.Event()
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            held.append(conn)
+            accepted.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = srv.getsockname()[1]
+    p = _prefkit(["judge", "run", "pairs.jsonl", "--output", "ctrl_c.jsonl", "--model", "m",
+                  "--base-url", f"http://127.0.0.1:{port}/v1", "--cache", "ctrl_c.sqlite"],
+                 tree)
+    try:
+        assert accepted.wait(120), "the judge never sent a request"
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill() if p.poll() is None else None
+        srv.close()
+        for c in held:
+            c.close()
+    assert p.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "interrupted" in err and "--cache ctrl_c.sqlite" in err
+    assert not (tree / "ctrl_c.jsonl").exists()

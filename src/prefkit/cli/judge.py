@@ -260,11 +260,20 @@ def run(
         items, skipped = read_judge_inputs(data, k, skip_invalid=skip_invalid)
     report_skipped(data, skipped, len({p.line for p in skipped}))
     backend = _backend(model, base_url, local, cache, concurrency)
-    records = _judge(backend, items, tpl, k, both_orders, model, top_logprobs, concurrency,
-                     scale, progress=not as_json)
+    try:  # the output's folder before any request, not after the last
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"--output {output}: cannot write it ({e.strerror or e}); choose another path")
+    try:
+        records = _judge(backend, items, tpl, k, both_orders, model, top_logprobs,
+                         concurrency, scale, progress=not as_json)
+    except KeyboardInterrupt:
+        fail(f"interrupted: nothing written to {output}; "
+             + (f"rerun the same command to resume from --cache {cache}" if cache else
+                "rerun with --cache judge.sqlite to keep answers across interruptions"),
+             code=130)
     import json
 
-    output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
                    encoding="utf-8")
