@@ -142,7 +142,8 @@ def _advantages(st: RLState, rewards: Tensor, mask: Tensor, old: Tensor,
                                            normalize=config.normalize_advantages))
     kl = None if ref is None else (old - ref)  # REINFORCE++: KL in the per-token reward
     return reinforce_pp_advantages(rewards, mask, token_kl=kl, beta=config.beta,
-                                   baseline="group" if g > 1 else "none", num_generations=g)
+                                   baseline="group" if g > 1 else "none", num_generations=g,
+                                   reduce=procs.all_reduce_ if procs.world > 1 else None)
 
 
 def _policy_update(st: RLState, samples: Samples, rewards: Tensor, prompts: list[str]
@@ -167,7 +168,8 @@ def _policy_update(st: RLState, samples: Samples, rewards: Tensor, prompts: list
             old_values = torch.cat([scorer.with_values(mb)[1] for mb in _micro(st, len(mask))])
         token_r = ppo_token_rewards(rewards, mask, old=old, reference=ref, beta=config.beta)
         adv, returns = gae(token_r, old_values, mask, gamma=config.gamma, lam=config.lam)
-        adv = masked_whiten(adv, mask)
+        adv = masked_whiten(adv, mask, reduce=st.procs.all_reduce_ if st.procs.world > 1
+                            else None)  # over every process's tokens
     else:
         adv = _advantages(st, rewards, mask, old, ref)
     value_stats = torch.zeros(2, dtype=torch.float64, device=st.device)
@@ -230,11 +232,13 @@ def _policy_update(st: RLState, samples: Samples, rewards: Tensor, prompts: list
     if process_mean is not None:
         row["process_reward"] = json_num(process_mean)
     if old_values is not None:  # PPO: the value loss and clip fraction per token
-        v = value_stats.tolist()
+        v = st.procs.all_reduce_(value_stats).tolist()
         row["value_loss"] = json_num(v[0] / tokens)
         row["value_clipped"] = v[1] / tokens
         m = mask.to(old_values.dtype)
-        row["value_mean"] = json_num(float((old_values * m).sum() / m.sum().clamp(min=1.0)))
+        vm = st.procs.all_reduce_(torch.stack([(old_values * m).sum().double(),
+                                               m.sum().double()])).tolist()
+        row["value_mean"] = json_num(vm[0] / max(vm[1], 1.0))
     if ref is not None:  # k3 of the sampling policy against the reference, per token
         m = mask.to(old.dtype)
         kl = st.procs.all_reduce_(torch.stack([(k3_kl(old, ref) * m).sum().double(),

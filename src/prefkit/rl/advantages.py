@@ -37,6 +37,8 @@ gets advantage 0 (TRL 1.16's rule).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -126,26 +128,35 @@ def kl_penalised_rewards(rewards: Tensor, old: Tensor, reference: Tensor, mask: 
     return rewards - beta * kl
 
 
-def masked_whiten(values: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
+def masked_whiten(values: Tensor, mask: Tensor, eps: float = 1e-8, *,
+                  reduce: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """``(v - mean) / sqrt(var + eps)`` over the masked entries (unbiased variance; verl's
-    ``masked_whiten``); entries outside the mask become 0."""
+    ``masked_whiten``); entries outside the mask become 0. ``reduce`` sums a tensor over
+    the processes of a multi-process run (the statistics are then the whole batch's)."""
     m = mask.to(values.dtype)
-    n = m.sum()
-    mean = (values * m).sum() / n
-    var = (((values - mean) ** 2) * m).sum() / n
+    sums = torch.stack([(values * m).sum(), m.sum()])
+    if reduce is not None:
+        sums = reduce(sums)
+    mean, n = sums[0] / sums[1], sums[1]
+    sq = (((values - mean) ** 2) * m).sum()
+    if reduce is not None:
+        sq = reduce(sq.reshape(1))[0]
+    var = sq / n
     var = var * n / (n - 1) if n > 1 else var
     return (values - mean) * torch.rsqrt(var + eps) * m
 
 
 def reinforce_pp_advantages(rewards: Tensor, mask: Tensor, *, token_kl: Tensor | None = None,
                             beta: float = 0.0, gamma: float = 1.0, baseline: str = "none",
-                            num_generations: int = 1) -> Tensor:
+                            num_generations: int = 1,
+                            reduce: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """REINFORCE++ per-token advantages ``(N, T)`` (see the module docstring).
 
     rewards:  (N,) outcome rewards; token_kl: (N, T) a per-token KL estimate (e.g.
     ``log pi_old - log pi_ref``) penalised with ``beta`` in the reward; mask: (N, T)
     completion tokens. ``baseline="group"`` centres the rewards within each group of
     ``num_generations`` before the returns (REINFORCE++-baseline); NaN rewards count 0.
+    ``reduce``: as :func:`masked_whiten`'s (several processes).
     """
     if baseline not in ("none", "group"):
         raise ValueError(f"baseline must be 'none' or 'group', got {baseline!r}")
@@ -166,7 +177,7 @@ def reinforce_pp_advantages(rewards: Tensor, mask: Tensor, *, token_kl: Tensor |
         running = token_rewards[:, t] + gamma * running
         returns[:, t] = running
         running = running * m[:, t]
-    return masked_whiten(returns, m)
+    return masked_whiten(returns, m, reduce=reduce)
 
 
 def ppo_token_rewards(scores: Tensor, mask: Tensor, *, old: Tensor | None = None,

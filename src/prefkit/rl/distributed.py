@@ -25,8 +25,10 @@ whose micro-batches are each process's share. Metrics are computed over the gath
 values; process 0 writes ``metrics.jsonl``, checkpoints and the model. Online DPO: each
 process's pairs, the loss the mean over every process's pairs.
 
-Not on several processes (refused with an error): REINFORCE++ and PPO (they whiten
-advantages over every token of the batch), process rewards and dynamic
+REINFORCE++ and PPO whiten their advantages over every token of every process (the sums
+all-reduced); PPO's value head is trained as the policy (its gradients summed).
+
+Not on several processes (refused with an error): process rewards and dynamic
 sampling's refill (``max_resample_rounds``: the processes would keep unequal numbers of
 groups).
 """
@@ -206,13 +208,9 @@ def check_supported(config: Any, procs: Processes, *, process_reward: bool) -> N
     """Refuse what has no multi-process form yet (see the module)."""
     if procs.world == 1:
         return
-    from prefkit.rl.losses import get_rl_loss
-
     what = None
     if config.algo == "online_dpo":
         what = None if not config.max_resample_rounds else "online DPO with a refill"
-    elif get_rl_loss(config.loss_name).advantage in ("gae", "reinforce_pp"):
-        what = f"the {config.loss_name!r} loss (it whitens advantages over the whole batch)"
     elif process_reward:
         what = "a process reward"
     elif config.max_resample_rounds:
