@@ -160,6 +160,11 @@ CASES: list[tuple[str, str, int, list[str]]] = [
      ["--html /proc/nope/r.html", "cannot write"]),
     ("in.json_bad", "inspect empty.json --json", 2, ["empty.json", "no rows"]),
     ("in.column", "inspect pandalm.json --column pair", 2, ["--column", "KEY=VALUE"]),
+    # was: "unknown key(s) 'foo' in columns=" (Python's word)
+    ("in.column_key", "inspect pandalm.json --column foo=bar", 2,
+     ["pandalm.json", "'foo' in --column", "'pair'"]),
+    ("pt.column_key", "prm train pb.json --output p3 --column foo=bar", 2,
+     ["pb.json", "'foo' in --column"]),
     ("in.reward_model", "inspect pandalm.json --reward-model adir", 2,
      ["adir", "reward-model folder"]),
     # -- prm train
@@ -172,7 +177,11 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     # was: ValueError traceback 'too few solutions to hold out a validation part'
     ("pt.one", "prm train pb_one.json --output p2 --epochs 1", 2,
      ["pb_one.json", "too few solutions (1)", "two erroneous or two correct"]),
-    ("pt.epochs0", "prm train pb.json --output p3 --epochs 0", 2, ["--epochs"]),
+    # was: "--epochs and batch_size must be >= 1 and --learning-rate > 0" (for any of them)
+    ("pt.epochs0", "prm train pb.json --output p3 --epochs 0", 2,
+     ["--epochs must be >= 1, got 0"]),
+    ("pt.lr0", "prm train pb.json --output p3 --learning-rate 0", 2,
+     ["--learning-rate must be > 0, got 0.0"]),
     ("pt.val0", "prm train pb.json --output p3 --val-fraction 0", 2, ["--val-fraction"]),
     # was: accepted (exit 0, a linear head)
     ("pt.hidden_neg", "prm train pb.json --output p3 --hidden -1", 2, ["--hidden"]),

@@ -11,6 +11,7 @@ from prefkit.cli._common import (
     check_plot,
     console,
     fail,
+    flag_words,
     input_errors,
     note,
     out,
@@ -120,6 +121,7 @@ def inspect(
 
 
 def _read(file: Path, fmt: str, columns: dict[str, str], skip_invalid: bool) -> Any:
+    from prefkit.data.errors import InvalidInputError
     from prefkit.inspect import read_annotations
 
     if str(file) == "-":
@@ -128,9 +130,14 @@ def _read(file: Path, fmt: str, columns: dict[str, str], skip_invalid: bool) -> 
         fail(f"{file} is a folder; give an annotations file (JSON, JSONL, CSV or Parquet)")
     if not file.exists():
         fail(f"{file}: no such file")
-    with input_errors(file):
-        return read_annotations(file, format=fmt, columns=columns or None,
-                                skip_invalid=skip_invalid)
+    with input_errors(file, also=(KeyError,)):
+        try:
+            return read_annotations(file, format=fmt, columns=columns or None,
+                                    skip_invalid=skip_invalid)
+        except InvalidInputError:
+            raise
+        except ValueError as e:  # in the command line's words: columns= is --column
+            fail(f"{file}: {flag_words(str(e), {'columns=': '--column'})}")
 
 
 def _reward_models(folders: list[Path], *, progress: bool) -> tuple[list[Any], list[str]]:

@@ -82,7 +82,7 @@ def _read_steps(path: Path, fmt: str, column: list[str] | None, skip_invalid: bo
     except InvalidInputError as e:
         fail(e.for_cli())
     except (ValueError, KeyError) as e:
-        fail(f"{path}: {e}")
+        fail(f"{path}: {flag_words(str(e), {'columns=': '--column'})}")
     report_skipped(path, res.skipped, len(res.skipped))
     return res.data
 
@@ -108,7 +108,7 @@ def _read_candidates(path: Path, fmt: str, column: list[str] | None, skip_invali
     except InvalidInputError as e:
         fail(e.for_cli())
     except (ValueError, KeyError) as e:
-        fail(f"{path}: {e}")
+        fail(f"{path}: {flag_words(str(e), {'columns=': '--column'})}")
     report_skipped(path, res.skipped, len(res.skipped))
     return res.data
 

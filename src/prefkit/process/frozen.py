@@ -83,8 +83,11 @@ class FrozenPRMConfig(ConfigIO):
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}: the "
                              "threshold is tuned on it")
-        if self.epochs < 1 or self.batch_size < 1 or not self.learning_rate > 0:
-            raise ValueError("epochs and batch_size must be >= 1 and learning_rate > 0")
+        for name, ok, rule in (("epochs", self.epochs >= 1, ">= 1"),
+                               ("batch_size", self.batch_size >= 1, ">= 1"),
+                               ("learning_rate", self.learning_rate > 0, "> 0")):
+            if not ok:
+                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)}")
 
 
 def prefix_texts(prompt: str, steps: Sequence[str], separator: str = SEPARATOR) -> list[str]:
