@@ -70,6 +70,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _jsonl(root / "cands_empty.jsonl", [{"prompt": "1+1?", "candidates": [], "answer": "2"}])
     _jsonl(root / "outputs.jsonl", [{"prompt_id": f"p{i}", "prompt": "hi", "model": m,
                                      "output": "o"} for i in range(2) for m in "ab"])
+    (root / "outputs_dup.jsonl").write_text((root / "outputs.jsonl").read_text() * 2)
     (root / "outputs.csv").write_text("prompt_id,prompt\n")
     (root / "votes.csv").write_text("model_a,model_b,winner\na,b,model_a\nb,a,tie\n")
     old = Path.cwd()
@@ -77,7 +78,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         for args in (["prm", "train", "pb.json", "--output", "prm1", "--epochs", "2",
                       "--json"],
-                     ["arena", "import", "votes.csv", "--db", "votes.db"]):
+                     ["arena", "import", "votes.csv", "--db", "votes.db"],
+                     ["arena", "import", "votes.csv", "--db", "twice.db"]):
             r = _invoke(args)
             assert r.exit_code == 0, (args, r.stdout, r.stderr, r.exception)
     finally:
@@ -250,6 +252,16 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("ax.output_unwritable", "arena export --db votes.db /proc/nope/ex.csv", 2,
      ["/proc/nope/ex.csv", "cannot write"]),
     ("ax.good", "arena export --db votes.db ex.jsonl", 0, ["wrote 2 votes to ex.jsonl"]),
+    ("ao.good", "arena add-outputs outputs.jsonl --db outputs.db", 0,
+     ["added or updated 4 outputs of 2 models on 2 prompts"]),
+    # was: 'added 4 outputs' again (they replace the first ones)
+    ("ao.again", "arena add-outputs outputs.jsonl --db outputs.db", 0,
+     ["added or updated 4 outputs"]),
+    ("ao.dup_rows", "arena add-outputs outputs_dup.jsonl --db outputs.db", 2,
+     ["outputs_dup.jsonl line 5", "a second output of model 'a'", "one output per prompt"]),
+    # was: silent (the votes counted twice)
+    ("ai.again", "arena import votes.csv --db twice.db", 0,
+     ["imported 2 votes", "already held 2 votes", "counts its votes twice"]),
 ]
 
 

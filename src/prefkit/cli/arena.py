@@ -141,7 +141,7 @@ def add_outputs(
     if as_json:
         print_json(done)
         return
-    console.print(f"added {done['outputs']} outputs of {done['models']} models on "
+    console.print(f"added or updated {done['outputs']} outputs of {done['models']} models on "
                   f"{done['prompts']} prompts to {db}")
     if done["identity_flagged"]:
         note(f"note: {done['identity_flagged']} output(s) contain identity words (a model or "
@@ -226,6 +226,10 @@ def import_votes(
              None if data.prompt is None else str(data.prompt[k]))
             for k in range(len(data)) if w is None or w[k] > 0]
     store = _open(db)
+    before = store.vote_count()
     n = store.import_votes(rows, actor="cli")
     store.close()
     console.print(f"imported {n} votes into {db}")
+    if before:
+        note(f"note: {db} already held {before} votes; the imported ones were added to them "
+             "(importing the same file twice counts its votes twice)")
