@@ -121,3 +121,31 @@ def test_samples_from_outputs_by_hand() -> None:
         samples_from_outputs(tok, ["x"], [[a]], [[-1.0]], [False], cfg)
     with pytest.raises(ValueError, match="completion 0: 2 tokens but 1 log-probs"):
         samples_from_outputs(tok, ["x"], [[a, b], [a]], [[-1.0], [-1.0]], [False, False], cfg)
+
+
+def test_weight_names_for_vllm_are_the_checkpoints() -> None:
+    """The tensors synced to vLLM carry the names of a transformers checkpoint (what its
+    load_weights reads): a plain model's own, a LoRA model's merged base weights without
+    peft's prefixes or adapter tensors (as TRL's _iter_named_params)."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    from prefkit.rl.vllm_generate import _vllm_names
+
+    tok = char_tokenizer()
+    plain = tiny_llama(len(tok))
+    want = {n for n, _ in plain.named_parameters()}
+    assert {n for n, _ in _vllm_names(plain)} == want
+    lora = get_peft_model(tiny_llama(len(tok)), LoraConfig(r=4, target_modules=["q_proj"]))
+    for n, p in lora.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.1)  # a trained adapter (B = 0 merges to nothing)
+    merged = copy.deepcopy(lora).merge_and_unload()
+    lora.merge_adapter()
+    got = dict(_vllm_names(lora))
+    assert set(got) == want
+    q = "model.layers.0.self_attn.q_proj.weight"
+    torch.testing.assert_close(got[q], merged.state_dict()[q])
+    assert not torch.equal(got[q], plain.state_dict()[q])
+    lora.unmerge_adapter()

@@ -175,7 +175,7 @@ class VLLMGenerator:
         prefix cache."""
         if self.synced_step == step:
             return
-        peft = hasattr(model, "merge_adapter")
+        peft = type(model).__module__.startswith("peft")  # a PeftModel: merge for the copy
         if peft:
             model.merge_adapter()
         try:
