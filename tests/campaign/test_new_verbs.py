@@ -11,6 +11,7 @@ valid JSON. Rows marked ``# was:`` failed before their fix (what they did then).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -46,6 +47,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "listshape.json").write_text("[1, 2, 3]")
     (root / "notgz.jsonl.gz").write_text('{"a": 1}\n')  # a .gz name over plain text
     (root / "notgz.json.gz").write_text("[1]")
+    (root / "zero.jsonl.gz").write_bytes(b"")
     v = [{"question_id": i, "model_a": "m1", "model_b": "m2", "judge_id": "j",
           "winner_ab": "A", "winner_ba": "B", "turn": 1} for i in range(3)]
     _jsonl(root / "verdicts.jsonl", v)
@@ -53,6 +55,11 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _jsonl(root / "verdicts_long.jsonl", [dict(x, model_a="模型😀", judge_id="j" * 100_000)
                                           for x in v])
     _jsonl(root / "one_verdict.jsonl", v[:1])
+    many = "".join(json.dumps(dict(v[0], question_id=i, judge_id=f"j{i * 7919 % 10007}"))
+                   + "\n" for i in range(20_000)).encode()
+    whole = gzip.compress(many)
+    (root / "cut_early.jsonl.gz").write_bytes(whole[:40])  # ends inside the first line
+    (root / "cut_late.jsonl.gz").write_bytes(whole[: len(whole) // 2])  # inside line ~10,000
     _jsonl(root / "pairs.jsonl", [{"prompt": f"q{i}", "response_a": "x", "response_b": "y"}
                                   for i in range(2)])
     pandalm = json.loads((JUDGE / "pandalm" / "testset-v1.json").read_text())[:30]
@@ -107,6 +114,11 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     # was: gzip.BadGzipFile traceback (every reader over data/table.py)
     ("ja.notgz", "judge analyze notgz.jsonl.gz", 2,
      ["notgz.jsonl.gz", "not gzip-compressed", "mv notgz.jsonl.gz notgz.jsonl"]),
+    # was: 'Aborted.' and exit 1 (click reads the EOFError of a cut gzip stream as Ctrl-D)
+    ("ja.cut_early", "judge analyze cut_early.jsonl.gz", 2,
+     ["cut_early.jsonl.gz", "damaged gzip", "gzip -t"]),
+    ("ja.cut_late", "judge analyze cut_late.jsonl.gz", 2, ["cut_late.jsonl.gz", "damaged gzip"]),
+    ("ja.zero_gz", "judge analyze zero.jsonl.gz", 2, ["zero.jsonl.gz", "no rows"]),
     ("ja.null", "judge analyze verdicts_null.jsonl", 2,
      ["verdicts_null.jsonl line 4", "model_a", "--skip-invalid"]),
     ("ja.one", "judge analyze one_verdict.jsonl", 0, ["100.0% (1/1)"]),
@@ -150,6 +162,7 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("in.header", "inspect header.csv", 2, ["header.csv", "below the header"]),
     ("in.wrongcols", "inspect wrongcols.jsonl", 2, ["annotations_long", "--format"]),
     ("in.notgz", "inspect notgz.json.gz", 2, ["notgz.json.gz", "not gzip-compressed"]),
+    ("in.cut_early", "inspect cut_early.jsonl.gz", 2, ["cut_early.jsonl.gz", "damaged gzip"]),
     ("in.bad_labels", "inspect pandalm_bad.json --rounds 5", 2,
      ["pandalm_bad.json line 1", "annotator1", "annotator2", "--skip-invalid"]),
     ("in.one_pair", "inspect pandalm_one.json --rounds 5", 0, ["alpha is undefined"]),
@@ -209,6 +222,7 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     # was: 'cands.jsonl: unicodeescape codec can't decode' (blamed the file)
     ("ps.separator", "prm score prm1 cands.jsonl --separator \\x", 2,
      ["--separator", "not a valid escape", "new line"]),
+    ("ps.cut_late", "prm score prm1 cut_late.jsonl.gz", 2, ["cut_late.jsonl.gz", "damaged"]),
     ("bn.empty", "prm best-of-n prm1 empty.jsonl --json", 2, ["empty.jsonl", "no rows"]),
     ("bn.notgz", "prm best-of-n prm1 notgz.jsonl.gz", 2, ["not gzip-compressed"]),
     ("bn.good", "prm best-of-n prm1 cands.jsonl", 0, ["accuracy on 1 prompts"]),
@@ -241,6 +255,7 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("ai.missing", "arena import nope.csv --db c.db", 2, ["nope.csv", "no such file"]),
     ("ai.dir", "arena import adir --db c.db", 2, ["adir", "folder"]),
     ("ai.wrongcols", "arena import wrongcols.jsonl --db c.db", 2, ["generic", "--format"]),
+    ("ai.cut_late", "arena import cut_late.jsonl.gz --db c.db", 2, ["damaged gzip"]),
     ("ai.notgz", "arena import notgz.jsonl.gz --db c.db", 2, ["not gzip-compressed"]),
     # was: created nope.db, then 'nope.db has no votes to export'
     ("ax.db_missing", "arena export --db nope.db ex.csv", 2, ["--db nope.db", "no such database"]),

@@ -101,11 +101,15 @@ class Table:
             t.fail(None, f"no such file {str(source)!r}", "check the path", "no_file")
         if p.suffix == ".gz":
             with open(p, "rb") as f:
-                if f.read(2) != b"\x1f\x8b":  # gzip's magic bytes
-                    t.fail(None, "named .gz but not gzip-compressed",
-                           f"rename it without .gz (mv {p.name} {p.name[:-3]}), or compress "
-                           f"it: gzip {p.name[:-3]}", "not_gzip")
-        t.kind = "txt" if p.name.removesuffix(".gz").endswith(".txt") else t._sniff_kind()
+                magic = f.read(2)
+            if not magic:
+                raise t.empty()
+            if magic != b"\x1f\x8b":  # gzip's magic bytes
+                t.fail(None, "named .gz but not gzip-compressed",
+                       f"rename it without .gz (mv {p.name} {p.name[:-3]}), or compress "
+                       f"it: gzip {p.name[:-3]}", "not_gzip")
+        with t.decoding():
+            t.kind = "txt" if p.name.removesuffix(".gz").endswith(".txt") else t._sniff_kind()
         return t
 
     @classmethod
@@ -174,10 +178,17 @@ class Table:
     def decoding(self) -> Iterator[None]:
         """Text that is not UTF-8, met anywhere while reading, becomes a problem that says
         the line and how to convert the file."""
+        import zlib
+
         try:
             yield
         except UnicodeDecodeError as e:
             raise self.not_utf8(e) from None
+        except (EOFError, zlib.error, gzip.BadGzipFile) as e:  # click reads EOFError as Ctrl-D
+            raise InvalidInputError([self.problem(
+                None, f"a damaged gzip file ({e or 'it ends too early'})",
+                "download or compress it again (gzip -t checks a .gz file)", "bad_gzip",
+                skippable=False)]) from None
 
     def not_utf8(self, e: UnicodeDecodeError) -> InvalidInputError:
         line = None
