@@ -45,6 +45,10 @@ CONFIGS = {
     "ppo": {"algo": "ppo", "num_generations": 2, "batch_size": 4, "max_new_tokens": 4,
             "max_steps": 3, "learning_rate": 1e-3, "beta": 0.04, "seed": 11},
 }
+#: DAPO's refill: each process refills its own share, so no 1-process run to equal
+REFILL = {"num_generations": 2, "batch_size": 4, "max_new_tokens": 4, "max_steps": 3,
+          "learning_rate": 1e-3, "drop_zero_std_groups": True, "max_resample_rounds": 4,
+          "seed": 13}
 #: two processes sum their gradients in another order than one process: float32 rounding,
 #: carried through three AdamW steps (measured: max 1.5e-8 dapo, 1.6e-7 rloo, 6.3e-8 online
 #: DPO, 1.9e-7 PPO; a 1-process run with sample_shards=1 -- other draws -- differs by 4e-3)
@@ -66,12 +70,12 @@ def char_reward(prompts, completions, **kwargs):
 _SCRIPT = """
 import json, sys, torch
 sys.path.insert(0, {tests!r})
-from test_distributed import CONFIGS, PROMPTS, char_reward
+from test_distributed import CONFIGS, PROMPTS, REFILL, char_reward
 from prefkit.align.tiny import char_tokenizer, tiny_llama
 from prefkit.rl.config import RLConfig
 from prefkit.rl.train import train_rl
 out = sys.argv[1]
-for name, cfg in CONFIGS.items():
+for name, cfg in [*CONFIGS.items(), ("refill", REFILL)]:
     tok = char_tokenizer()
     model = tiny_llama(len(tok))
     res = train_rl(model, PROMPTS, char_reward, tokenizer=tok, output_dir=f"{{out}}/{{name}}",
@@ -116,6 +120,19 @@ def test_two_processes_equal_one_sampling_the_same_shards(tmp_path: Path) -> Non
                         "loss", "grad_norm", *extra):
                 assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (name, key)
         assert (two / name / "model.safetensors").is_file()  # process 0 wrote the model
+    # the refill: processes agree; every step keeps 4 groups (2 a process) or says fewer
+    w0 = torch.load(two / "refill-weights0.pt", weights_only=True)
+    w1 = torch.load(two / "refill-weights1.pt", weights_only=True)
+    for k, v in w0.items():
+        torch.testing.assert_close(v, w1[k], atol=0, rtol=0)
+    rows = [json.loads(x) for x in (two / "refill" / "metrics.jsonl").open()]
+    assert len(rows) == 3
+    for r in rows:
+        assert r["groups_drawn"] == 4 * (r["resample_rounds"] + 1)  # both processes' groups
+        assert r["groups_kept"] in (0, 2, 4) and r["groups_dropped"] <= r["groups_drawn"]
+        assert r["groups_kept"] < 4 or r["frac_reward_zero_std"] == 0
+    assert sum(r["resample_rounds"] for r in rows) > 0  # some step refilled
+    assert rows[-1]["episodes"] == 2 * sum(r["groups_drawn"] for r in rows)
 
 
 def test_shards_split_the_step_contiguously() -> None:
@@ -151,9 +168,6 @@ def test_concat_samples_equals_the_shards() -> None:
 
 
 @pytest.mark.parametrize("cfg, match", [
-    ({"algo": "online_dpo", "drop_zero_std_groups": True, "max_resample_rounds": 2},
-     "online DPO with a refill"),
-    ({"drop_zero_std_groups": True, "max_resample_rounds": 2}, "refill"),
     ({"batch_size": 3}, "multiple of the number of processes"),
 ])
 def test_what_two_processes_refuse(cfg, match) -> None:

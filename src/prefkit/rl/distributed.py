@@ -28,9 +28,12 @@ process's pairs, the loss the mean over every process's pairs.
 REINFORCE++ and PPO whiten their advantages over every token of every process (the sums
 all-reduced); PPO's value head is trained as the policy (its gradients summed).
 
-Not on several processes (refused with an error): process rewards and dynamic
-sampling's refill (``max_resample_rounds``: the processes would keep unequal numbers of
-groups).
+Dynamic sampling's refill (``max_resample_rounds``): each process refills its own share
+(``batch_size / W`` groups) and every process draws every round until all are full or the
+rounds run out; a process then keeps as many groups as the emptiest one (the advantages
+gather equal shares), so the kept groups differ from a 1-process run's.
+
+Not on several processes (refused with an error): process rewards.
 """
 
 from __future__ import annotations
@@ -71,6 +74,22 @@ class Processes:
         if self.world > 1:
             torch.distributed.all_reduce(t)
         return t
+
+    def min_int(self, x: int) -> int:
+        """The smallest ``x`` over processes."""
+        if self.world == 1:
+            return x
+        t = torch.tensor([x], dtype=torch.int64)
+        if torch.distributed.get_backend() == "nccl":
+            t = t.cuda()
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+        return int(t.item())
+
+    def sum_ints(self, xs: Sequence[int]) -> list[int]:
+        """``xs`` summed element-wise over processes."""
+        if self.world == 1:
+            return list(xs)
+        return [sum(v) for v in zip(*self.gather(list(xs)), strict=True)]
 
     def local(self, t: Tensor) -> Tensor:
         """This process's equal share (rank order) of a gathered ``t`` (first dim)."""
@@ -209,12 +228,8 @@ def check_supported(config: Any, procs: Processes, *, process_reward: bool) -> N
     if procs.world == 1:
         return
     what = None
-    if config.algo == "online_dpo":
-        what = None if not config.max_resample_rounds else "online DPO with a refill"
-    elif process_reward:
+    if process_reward:
         what = "a process reward"
-    elif config.max_resample_rounds:
-        what = "dynamic sampling's refill (max_resample_rounds)"
     if what is not None:
         raise ValueError(f"{what} does not run on several processes yet; run it in one "
                          "process, or use grpo (dapo, dr_grpo, bnpo) or rloo")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from prefkit.rl.distributed import concat_samples
+from prefkit.rl.distributed import Processes, concat_samples
 from prefkit.rl.generate import Samples
 
 __all__ = ["ROUND_STRIDE", "informative_groups", "refill", "select_groups"]
@@ -60,10 +60,13 @@ def select_groups(draw: Draw, groups: list[int]) -> Draw:
             [mine[p] for p in groups])
 
 
-def refill(draw: Callable[[int], Draw], target: int, max_rounds: int, pad_id: int
-           ) -> tuple[Draw, dict[str, int]]:
+def refill(draw: Callable[[int], Draw], target: int, max_rounds: int, pad_id: int,
+           procs: Processes | None = None) -> tuple[Draw, dict[str, int]]:
     """Draw round 0, then rounds 1.. ``max_rounds`` while fewer than ``target`` groups are
-    informative; the kept groups (cut to ``target``) and the counts (see the module)."""
+    informative; the kept groups (cut to ``target``) and the counts (see the module).
+    ``procs`` (several processes, each with its own ``target``): every process draws until
+    all are full, then keeps as many groups as the emptiest; counts are over all."""
+    procs = procs or Processes()
     kept: list[Draw] = []
     n_kept = drawn = dropped = 0
     first: Draw | None = None
@@ -80,11 +83,22 @@ def refill(draw: Callable[[int], Draw], target: int, max_rounds: int, pad_id: in
         if take:
             kept.append(select_groups(d, take))
             n_kept += len(take)
-        if n_kept >= target:
+        if procs.min_int(n_kept) >= target:
             break
     assert first is not None
-    counts = {"groups_drawn": drawn, "groups_dropped": dropped, "groups_kept": n_kept,
-              "resample_rounds": rounds}
+    keep = procs.min_int(n_kept)  # equal shares across processes
+    if keep < n_kept:  # cut to the first ``keep`` groups
+        cut, left = [], keep
+        for d in kept:
+            if left <= 0:
+                break
+            n = d[0].num_prompts
+            cut.append(d if n <= left else select_groups(d, list(range(left))))
+            left -= n
+        kept = cut
+    drawn, dropped = procs.sum_ints([drawn, dropped])
+    counts = {"groups_drawn": drawn, "groups_dropped": dropped,
+              "groups_kept": keep * procs.world, "resample_rounds": rounds}
     if not kept:
         return first, {**counts, "groups_kept": 0}
     if len(kept) == 1:

@@ -187,8 +187,9 @@ def train_rl(model: nn.Module | str | Path, task: Any, reward: Any, *,
             prompts = [st.task.prompts[i] for i in mine for _ in range(config.num_generations)]
             row = update(st, samples, rewards, prompts)  # 4.-6. reference, advantages, update
             st.step += 1
-            st.episodes += counts.get("groups_drawn", len(mine)) * config.num_generations \
-                * st.procs.world
+            # every completion sampled, all processes (groups_drawn: over all already)
+            st.episodes += counts.get("groups_drawn", len(mine) * st.procs.world) \
+                * config.num_generations
             row.update(_sample_metrics(*gather_for_metrics(st.procs, samples, rewards, parts),
                                        config.num_generations))
             row.update(counts)
@@ -372,7 +373,8 @@ def _draw_batch(st: RLState, idx: list[int]
         return (*_sample_and_score(st, idx), {})
     (samples, rewards, parts, mine), counts = refill(
         lambda r: _sample_and_score(st, idx if r == 0 else _next_prompts(st), r),
-        len(idx), st.config.max_resample_rounds, st.tokenizer.pad_token_id)
+        len(idx) // st.procs.world, st.config.max_resample_rounds, st.tokenizer.pad_token_id,
+        st.procs)
     return samples, rewards, parts, mine, counts
 
 
