@@ -48,6 +48,9 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "notgz.jsonl.gz").write_text('{"a": 1}\n')  # a .gz name over plain text
     (root / "notgz.json.gz").write_text("[1]")
     (root / "zero.jsonl.gz").write_bytes(b"")
+    (root / "bad.jinja").write_text("{{ question \n{% if %}")
+    (root / "bad.json").write_text("{not json")
+    (root / "no_answers.txt").write_text("Judge this. Answer [[A]] or [[B]].")
     v = [{"question_id": i, "model_a": "m1", "model_b": "m2", "judge_id": "j",
           "winner_ab": "A", "winner_ba": "B", "turn": 1} for i in range(3)]
     _jsonl(root / "verdicts.jsonl", v)
@@ -152,6 +155,18 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     # was: judged every pair first, then a FileNotFoundError traceback from mkdir
     ("jr.output_unwritable", f"judge run pairs.jsonl --output /proc/nope/o.jsonl --model m "
      f"--base-url {NO_SERVER}", 2, ["--output /proc/nope/o.jsonl", "cannot write"]),
+    ("jr.template_jinja", "judge run pairs.jsonl --output o.jsonl --model m --template "
+     "bad.jinja", 2, ["--template", "bad.jinja", "not a valid Jinja template", "line 2"]),
+    # was: '--template: Expecting property name ...' (no file, no fix)
+    ("jr.template_json", "judge run pairs.jsonl --output o.jsonl --model m --template bad.json",
+     2, ["bad.json", "malformed JSON", '{"user": "..."}']),
+    # was: accepted: every pair sent as the same prompt (the answers never shown)
+    ("jr.template_no_answers", "judge run pairs.jsonl --output o.jsonl --model m --template "
+     "no_answers.txt", 2, ["no_answers.txt", "never reads answer_a, answer_b",
+                           "{{ answer_a }}"]),
+    # was: 'Pass base_url=' (Python's word)
+    ("jr.no_server", "judge run pairs.jsonl --output o.jsonl --model m", 2,
+     ["no server", "Pass --base-url", "OPENAI_BASE_URL"]),
     # was: sqlite3.OperationalError traceback 'unable to open database file'
     ("jr.cache_dir", f"judge run pairs.jsonl --output o.jsonl --model m --cache adir "
      f"--base-url {NO_SERVER}", 2, ["--cache adir is a folder", "adir/judge.sqlite"]),
@@ -291,6 +306,8 @@ def test_new_verb(tree: Path, cmd: str, code: int, words: list[str],
                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tree)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "PREFKIT_JUDGE_MODEL"):
+        monkeypatch.delenv(var, raising=False)
     before = _snapshot(tree)
     r = _invoke(cmd.split(" "))
     text = r.stdout + r.stderr

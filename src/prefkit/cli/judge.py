@@ -11,6 +11,7 @@ from prefkit.cli._common import (
     _clip,
     console,
     fail,
+    flag_words,
     input_errors,
     note,
     out,
@@ -307,7 +308,7 @@ def _backend(model: str, base_url: str | None, local: Path | None, cache: Path |
         try:
             backend = OpenAIClient(base_url=base_url, model=model, concurrency=concurrency)
         except ValueError as e:
-            fail(str(e))
+            fail(flag_words(str(e), {"base_url=": "--base-url"}))
     if cache is not None:
         from prefkit.llm.cache import CachedBackend
 

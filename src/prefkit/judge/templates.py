@@ -199,7 +199,12 @@ def load_template(name_or_path: str | Path, *, kind: Kind | None = None) -> Temp
                          f"{', '.join(TEMPLATES)} or a template file (.json, or a Jinja text)")
     text = p.read_text(encoding="utf-8")
     if p.suffix == ".json":
-        spec = json.loads(text)
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{p}: malformed JSON ({e.msg}, line {e.lineno}); a template "
+                             "file holds one JSON object such as {\"user\": \"...\"}, or is "
+                             "a Jinja text file (any other extension)") from None
         if not isinstance(spec, dict) or "user" not in spec:
             raise ValueError(f"{p}: a template file holds a JSON object with at least 'user' "
                              "(and optionally name, kind, system, verdict, labels, max_tokens)")
@@ -220,4 +225,21 @@ def load_template(name_or_path: str | Path, *, kind: Kind | None = None) -> Temp
                      {"scale": 10} if k == "single" else {})
     if t.kind not in ("pairwise", "single", "listwise"):
         raise ValueError(f"{p}: kind must be pairwise, single or listwise, got {t.kind!r}")
+    import jinja2
+
+    try:
+        read = t.fields()
+    except jinja2.TemplateSyntaxError as e:
+        raise ValueError(f"{p}: not a valid Jinja template ({e.message}, line {e.lineno}); "
+                         "write fields as {{ question }}") from None
+    # a template that never shows the answers would send one prompt for every item
+    missing = [f for f in _ANSWER_FIELDS[t.kind] if f not in read]
+    if missing:
+        shown = " and ".join("{{ " + f + " }}" for f in missing)
+        raise ValueError(f"{p}: the {t.kind} template never reads {', '.join(missing)}; "
+                         f"write {shown} where the answers go")
     return t
+
+
+_ANSWER_FIELDS = {"pairwise": ("answer_a", "answer_b"), "single": ("answer",),
+                  "listwise": ("answers",)}
