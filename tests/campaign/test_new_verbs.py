@@ -389,3 +389,19 @@ def test_judge_run_ctrl_c(tree: Path) -> None:
     assert p.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "interrupted" in err and "--cache ctrl_c.sqlite" in err
     assert not (tree / "ctrl_c.jsonl").exists()
+
+
+def test_arena_serve_port_in_use(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A port another server listens on (a real socket): refused before the database and
+    the admin token are made. Was: uvicorn's 'address already in use', exit 3, a new
+    database and a printed admin token."""
+    monkeypatch.chdir(tree)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = _invoke(["arena", "serve", "--db", "busy.db", "--port", str(port)])
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+    assert r.exit_code == 2, r.stderr
+    assert f"--port {port}" in r.stderr and "another --port" in r.stderr
+    assert not (tree / "busy.db").exists() and "admin token" not in r.stderr

@@ -64,7 +64,7 @@ def _open(db: str):  # type: ignore[no-untyped-def]
 def serve(
     db: DbOpt,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).", min=0, max=65535)] = 8000,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     fsync_every_vote: Annotated[bool, typer.Option("--fsync-every-vote", help="SQLite: fsync every vote (survives power loss; default: survives kill -9).")] = False,
     rounds: Annotated[int, typer.Option(help="Bootstrap rounds of the live leaderboard.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the live leaderboard's bootstrap.")] = 0,
@@ -98,6 +98,7 @@ def serve(
             read_endpoints(endpoints)
         except ValueError as e:
             fail(f"--endpoints {e}")
+    _check_port(host, port)
     _open(db).close()  # after the checks above: a refused command creates no database
     config = ArenaConfig(
         db=db, fsync_every_vote=fsync_every_vote, voter_rate=voter_rate,
@@ -113,6 +114,22 @@ def serve(
     # the app reads it itself, from --trust-proxy addresses only
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning",
                 access_log=False, proxy_headers=False)
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a --host/--port that cannot be listened on (in use, not this machine's)
+    before the database and the admin token are made (uvicorn would exit 3 after both)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(infos[0][4])
+    except OSError as e:
+        fail(f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); stop the "
+             "server using the port or choose another --port (--host must be an address of "
+             "this machine)")
 
 
 @arena_app.command("add-outputs", epilog="Examples:\n\n  prefkit arena add-outputs "
