@@ -30,7 +30,8 @@ from prefkit.rl.train import train_rl
 PROMPTS = [f"{a}+{b}=" for a in range(4) for b in range(4)]
 #: the runs compared: GRPO (dapo) with a KL to the reference, RLOO whitened over the batch
 #: (its advantages need every process's rewards), online DPO (the mean over all pairs),
-#: REINFORCE++ and PPO (advantages whitened over every process's tokens; PPO's value head)
+#: REINFORCE++ and PPO (advantages whitened over every process's tokens; PPO's value head),
+#: GRPO with a process reward (dense step advantages per group)
 CONFIGS = {
     "dapo": {"num_generations": 4, "batch_size": 4, "max_new_tokens": 4, "max_steps": 3,
              "learning_rate": 1e-3, "beta": 0.04, "seed": 3},
@@ -44,6 +45,8 @@ CONFIGS = {
                      "seed": 9},
     "ppo": {"algo": "ppo", "num_generations": 2, "batch_size": 4, "max_new_tokens": 4,
             "max_steps": 3, "learning_rate": 1e-3, "beta": 0.04, "seed": 11},
+    "process": {"num_generations": 4, "batch_size": 4, "max_new_tokens": 6, "max_steps": 3,
+                "learning_rate": 1e-3, "stop": ("\n\n",), "process": True, "seed": 17},
 }
 #: DAPO's refill: each process refills its own share, so no 1-process run to equal
 REFILL = {"num_generations": 2, "batch_size": 4, "max_new_tokens": 4, "max_steps": 3,
@@ -51,7 +54,8 @@ REFILL = {"num_generations": 2, "batch_size": 4, "max_new_tokens": 4, "max_steps
           "seed": 13}
 #: two processes sum their gradients in another order than one process: float32 rounding,
 #: carried through three AdamW steps (measured: max 1.5e-8 dapo, 1.6e-7 rloo, 6.3e-8 online
-#: DPO, 1.9e-7 PPO; a 1-process run with sample_shards=1 -- other draws -- differs by 4e-3)
+#: DPO, 1.9e-7 PPO, 2.0e-7 with a process reward; a 1-process run with sample_shards=1 --
+#: other draws -- differs by 4e-3)
 PARAM_ATOL = 1e-5
 #: REINFORCE++ whitens over every token, so its advantages sum to 0 and many gradients are
 #: cancellation residues of float32 rounding size, which AdamW (dividing by |g| + 1e-8)
@@ -62,6 +66,11 @@ PARAM_ATOL = 1e-5
 ATOL = {"reinforce_pp": 2e-4}
 
 
+def step_digits(prompts, steps):
+    """A process reward: each step's share of digits."""
+    return [[sum(ch.isdigit() for ch in st) / max(len(st), 1) for st in s] for s in steps]
+
+
 def char_reward(prompts, completions, **kwargs):
     """Pays for digits (TRL's signature): varied rewards from an untrained model."""
     return [float(sum(ch.isdigit() for ch in c)) for c in completions]
@@ -70,7 +79,7 @@ def char_reward(prompts, completions, **kwargs):
 _SCRIPT = """
 import json, sys, torch
 sys.path.insert(0, {tests!r})
-from test_distributed import CONFIGS, PROMPTS, REFILL, char_reward
+from test_distributed import CONFIGS, PROMPTS, REFILL, char_reward, step_digits
 from prefkit.align.tiny import char_tokenizer, tiny_llama
 from prefkit.rl.config import RLConfig
 from prefkit.rl.train import train_rl
@@ -79,7 +88,8 @@ for name, cfg in [*CONFIGS.items(), ("refill", REFILL)]:
     tok = char_tokenizer()
     model = tiny_llama(len(tok))
     res = train_rl(model, PROMPTS, char_reward, tokenizer=tok, output_dir=f"{{out}}/{{name}}",
-                   config=RLConfig(**cfg), progress=False)
+                   config=RLConfig(**{{k: v for k, v in cfg.items() if k != "process"}}),
+                   progress=False, process_reward=step_digits if "process" in cfg else None)
     rank = torch.distributed.get_rank()
     torch.save(model.state_dict(), f"{{out}}/{{name}}-weights{{rank}}.pt")
 """
@@ -99,7 +109,9 @@ def test_two_processes_equal_one_sampling_the_same_shards(tmp_path: Path) -> Non
         tok = char_tokenizer()
         one = tiny_llama(len(tok))
         train_rl(one, PROMPTS, char_reward, tokenizer=tok, output_dir=tmp_path / name,
-                 config=RLConfig(**cfg, sample_shards=2), progress=False)
+                 config=RLConfig(**{k: v for k, v in cfg.items() if k != "process"},
+                                 sample_shards=2), progress=False,
+                 process_reward=step_digits if "process" in cfg else None)
         w0 = torch.load(two / f"{name}-weights0.pt", weights_only=True)
         w1 = torch.load(two / f"{name}-weights1.pt", weights_only=True)
         start = tiny_llama(len(tok)).state_dict()
@@ -115,7 +127,8 @@ def test_two_processes_equal_one_sampling_the_same_shards(tmp_path: Path) -> Non
         for a, b in zip(rows1, rows2, strict=True):
             assert a["episodes"] == b["episodes"]
             extra = {"dapo": ("kl",), "online_dpo": ("pairs", "margin"),
-                     "ppo": ("kl", "value_loss", "value_mean")}.get(name, ())
+                     "ppo": ("kl", "value_loss", "value_mean"),
+                     "process": ("process_reward",)}.get(name, ())
             for key in ("reward", "reward_std", "completion_length", "frac_reward_zero_std",
                         "loss", "grad_norm", *extra):
                 assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (name, key)
@@ -171,8 +184,6 @@ def test_concat_samples_equals_the_shards() -> None:
     ({"batch_size": 3}, "multiple of the number of processes"),
 ])
 def test_what_two_processes_refuse(cfg, match) -> None:
-    with pytest.raises(ValueError, match="a process reward does not run on several"):
-        check_supported(RLConfig(), Processes(0, 2), process_reward=True)
     with pytest.raises(ValueError, match=match):
         check_supported(RLConfig(**cfg), Processes(0, 2), process_reward=False)
     check_supported(RLConfig(**cfg), Processes(), process_reward=False)  # one: anything

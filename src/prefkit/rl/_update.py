@@ -124,7 +124,12 @@ def _process_advantages(st: RLState, samples: Samples, prompts: list[str]
     adv = process_advantages(step_rewards, ends, tuple(samples.mask.shape),
                              num_generations=st.config.num_generations)
     flat = [r for rs in step_rewards for r in rs if not math.isnan(r)]
-    return adv.to(st.device), float(np.mean(flat)) if flat else math.nan
+    if st.procs.world == 1:
+        return adv.to(st.device), float(np.mean(flat)) if flat else math.nan
+    # several processes: the mean step reward over every process's steps
+    total, count = st.procs.all_reduce_(torch.tensor(
+        [float(sum(flat)), float(len(flat))], dtype=torch.float64, device=st.device)).tolist()
+    return adv.to(st.device), total / count if count else math.nan
 
 
 def _advantages(st: RLState, rewards: Tensor, mask: Tensor, old: Tensor,

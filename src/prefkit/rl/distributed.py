@@ -32,8 +32,8 @@ Dynamic sampling's refill (``max_resample_rounds``): each process refills its ow
 (``batch_size / W`` groups) and every process draws every round until all are full or the
 rounds run out; a process then keeps as many groups as the emptiest one (the advantages
 gather equal shares), so the kept groups differ from a 1-process run's.
-
-Not on several processes (refused with an error): process rewards.
+A process reward's advantages are per group, so per process; its mean step reward is
+summed over processes.
 """
 
 from __future__ import annotations
@@ -224,15 +224,10 @@ def gather_for_metrics(procs: Processes, samples: Samples, rewards: Tensor,
 
 
 def check_supported(config: Any, procs: Processes, *, process_reward: bool) -> None:
-    """Refuse what has no multi-process form yet (see the module)."""
+    """Refuse a run that does not split over the processes (every algorithm, reward and
+    process reward does; ``process_reward`` is kept for the callers)."""
     if procs.world == 1:
         return
-    what = None
-    if process_reward:
-        what = "a process reward"
-    if what is not None:
-        raise ValueError(f"{what} does not run on several processes yet; run it in one "
-                         "process, or use grpo (dapo, dr_grpo, bnpo) or rloo")
     if config.batch_size % procs.world:
         raise ValueError(f"batch_size={config.batch_size} must be a multiple of the number "
                          f"of processes ({procs.world}): each takes an equal share")
