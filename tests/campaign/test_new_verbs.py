@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -94,6 +95,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
             assert r.exit_code == 0, (args, r.stdout, r.stderr, r.exception)
     finally:
         os.chdir(old)
+    (root / "partial").mkdir()  # a PRM folder with only its config.json
+    shutil.copy(root / "prm1" / "config.json", root / "partial" / "config.json")
     return root
 
 
@@ -219,7 +222,13 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     # was: FileNotFoundError traceback from mkdir
     ("pt.output_unwritable", "prm train pb.json --output /proc/nope/run --epochs 1", 2,
      ["--output /proc/nope/run", "cannot write", "another folder"]),
+    # was: an OSError from the encoder reported as '--output p3: cannot write the run there'
+    ("pt.backbone", "prm train pb.json --output p3 --backbone nope --epochs 1", 2,
+     ["--backbone 'nope'", "neither a folder nor a Hub model", "no --backbone"]),
     # -- prm eval
+    # was: "[Errno 2] No such file or directory: 'partial/backbone.json'"
+    ("pe.partial_model", "prm eval partial pb.json", 2,
+     ["partial: not a finished PRM folder", "backbone.json is missing", "prm train"]),
     ("pe.model_missing", "prm eval nope pb.json", 2, ["nope", "prm train"]),
     ("pe.model_file", "prm eval pb.json pb.json", 2, ["pb.json is a file"]),
     ("pe.data_dir", "prm eval prm1 adir", 2, ["adir", "folder"]),

@@ -121,7 +121,12 @@ def _load(folder: Path) -> Any:
              "(prefkit prm train DATA --output DIR)")
     try:
         return load_prm(folder)
-    except (FileNotFoundError, ValueError) as e:
+    except FileNotFoundError as e:
+        if e.filename is None:
+            fail(str(e))
+        fail(f"{folder}: not a finished PRM folder ({Path(e.filename).name} is missing); give "
+             "the folder prefkit prm train DATA --output DIR wrote when it finished")
+    except ValueError as e:
         fail(str(e))
 
 
@@ -181,15 +186,22 @@ def train(
     if finetune and backbone is not None and not Path(backbone).is_dir():
         fail(f"--backbone {backbone}: no such folder (give a local Hugging Face model folder)")
     steps = _read_steps(data, fmt, column, skip_invalid)
+    try:  # the run's parent folder now, not after loading the encoder
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"--output {output}: cannot write the run there ({e.strerror or e}); choose "
+             "another folder")
     t0 = time.perf_counter()
     with run_errors(), input_errors(data, also=(ValueError,)):
         trainer = finetune_prm if finetune else train_frozen_prm
         try:
             summary = trainer(config, output, steps, resume=resume, overwrite=overwrite,
                               progress=not json_out)
-        except OSError as e:
-            fail(f"--output {output}: cannot write the run there ({e.strerror or e}); "
-                 "choose another folder")
+        except FileNotFoundError as e:  # a --backbone that is no folder nor cached Hub id
+            if e.filename is not None:
+                raise
+            fail(flag_words(str(e), {"encoder": "--backbone", "backbone": "--backbone"})
+                 .replace("(or None for", "(or no --backbone for"))
     summary = {**summary, "output": str(output), "n_solutions": len(steps),
                "seconds": round(time.perf_counter() - t0, 2)}
     if json_out:
