@@ -144,8 +144,8 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("jr.dir", "judge run adir --output o.jsonl --model m", 2, ["adir is a folder", "pairs file"]),
     ("jr.empty", f"judge run empty.jsonl --output o.jsonl --model m --base-url {NO_SERVER}", 2,
      ["empty.jsonl", "no rows"]),
-    ("jr.wrongcols", f"judge run wrongcols.jsonl --output o.jsonl --model m --base-url "
-     f"{NO_SERVER}", 2, ["wrongcols.jsonl", "question column"]),
+    ("jr.wrongcols", (f"judge run wrongcols.jsonl --output o.jsonl --model m --base-url "
+                      f"{NO_SERVER}"), 2, ["wrongcols.jsonl", "question column"]),
     ("jr.notgz", f"judge run notgz.jsonl.gz --output o.jsonl --model m --base-url {NO_SERVER}",
      2, ["notgz.jsonl.gz", "not gzip-compressed"]),
     ("jr.concurrency0", "judge run pairs.jsonl --output o.jsonl --model m --concurrency 0", 2,
@@ -156,23 +156,27 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("jr.template", "judge run pairs.jsonl --output o.jsonl --model m --template nope", 2,
      ["--template", "nope", "mtbench_pair"]),
     # was: judged every pair first, then a FileNotFoundError traceback from mkdir
-    ("jr.output_unwritable", f"judge run pairs.jsonl --output /proc/nope/o.jsonl --model m "
-     f"--base-url {NO_SERVER}", 2, ["--output /proc/nope/o.jsonl", "cannot write"]),
-    ("jr.template_jinja", "judge run pairs.jsonl --output o.jsonl --model m --template "
-     "bad.jinja", 2, ["--template", "bad.jinja", "not a valid Jinja template", "line 2"]),
+    ("jr.output_unwritable", (f"judge run pairs.jsonl --output /proc/nope/o.jsonl --model m "
+                              f"--base-url {NO_SERVER}"), 2,
+     ["--output /proc/nope/o.jsonl", "cannot write"]),
+    ("jr.template_jinja", ("judge run pairs.jsonl --output o.jsonl --model m --template "
+                           "bad.jinja"), 2,
+     ["--template", "bad.jinja", "not a valid Jinja template", "line 2"]),
     # was: '--template: Expecting property name ...' (no file, no fix)
     ("jr.template_json", "judge run pairs.jsonl --output o.jsonl --model m --template bad.json",
      2, ["bad.json", "malformed JSON", '{"user": "..."}']),
     # was: accepted: every pair sent as the same prompt (the answers never shown)
-    ("jr.template_no_answers", "judge run pairs.jsonl --output o.jsonl --model m --template "
-     "no_answers.txt", 2, ["no_answers.txt", "never reads answer_a, answer_b",
+    ("jr.template_no_answers", ("judge run pairs.jsonl --output o.jsonl --model m --template "
+                                "no_answers.txt"), 2,
+     ["no_answers.txt", "never reads answer_a, answer_b",
                            "{{ answer_a }}"]),
     # was: 'Pass base_url=' (Python's word)
     ("jr.no_server", "judge run pairs.jsonl --output o.jsonl --model m", 2,
      ["no server", "Pass --base-url", "OPENAI_BASE_URL"]),
     # was: sqlite3.OperationalError traceback 'unable to open database file'
-    ("jr.cache_dir", f"judge run pairs.jsonl --output o.jsonl --model m --cache adir "
-     f"--base-url {NO_SERVER}", 2, ["--cache adir is a folder", "adir/judge.sqlite"]),
+    ("jr.cache_dir", (f"judge run pairs.jsonl --output o.jsonl --model m --cache adir "
+                      f"--base-url {NO_SERVER}"), 2,
+     ["--cache adir is a folder", "adir/judge.sqlite"]),
     # -- inspect
     ("in.missing", "inspect nope.json", 2, ["nope.json", "no such file"]),
     ("in.dir", "inspect adir", 2, ["adir is a folder"]),
@@ -389,7 +393,7 @@ def test_judge_run_ctrl_c(tree: Path) -> None:
         assert accepted.wait(120), "the judge never sent a request"
         time.sleep(0.5)
         p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=60)
+        _, err = p.communicate(timeout=60)
     finally:
         p.kill() if p.poll() is None else None
         srv.close()

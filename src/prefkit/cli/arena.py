@@ -85,7 +85,6 @@ def serve(
 
     from prefkit.arena.app import ArenaConfig, create_app
     from prefkit.arena.board import BoardConfig
-
     from prefkit.arena.integrity import REASONS
 
     reasons = tuple(r.strip() for r in auto_flag_reasons.split(",") if r.strip())

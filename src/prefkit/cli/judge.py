@@ -9,7 +9,6 @@ import typer
 
 from prefkit.cli._common import (
     _clip,
-    console,
     fail,
     flag_words,
     input_errors,
@@ -310,9 +309,9 @@ def _backend(model: str, base_url: str | None, local: Path | None, cache: Path |
         except ValueError as e:
             fail(flag_words(str(e), {"base_url=": "--base-url"}))
     if cache is not None:
-        from prefkit.llm.cache import CachedBackend
-
         import sqlite3
+
+        from prefkit.llm.cache import CachedBackend
 
         try:
             backend = CachedBackend(backend, cache)
