@@ -58,8 +58,9 @@ def identity_words(text: str, model_names: Iterable[str] = (),
 
 def _problem(path: str, line: int | None, field: str | None, value: object, reason: str,
              fix: str, kind: str) -> InvalidRow:
-    # add-outputs has no --skip-invalid: every problem stops the file (no hint to skip it)
-    return InvalidRow(path, line, field, value, reason, fix, kind, skippable=False)
+    # add-outputs has no --skip-invalid: every problem stops the file, and the command
+    # prints them with InvalidInputError.for_cli(can_skip=False) (no hint to skip a row)
+    return InvalidRow(path, line, field, value, reason, fix, kind)
 
 
 def _records(path: Path) -> Iterable[tuple[int, dict]]:

@@ -146,7 +146,7 @@ def add_outputs(
     try:
         rows = read_outputs(file)
     except InvalidInputError as e:
-        fail(e.for_cli())
+        fail(e.for_cli(can_skip=False))
     store = _open(db)
     names = set(store.models()) | {r[2] for r in rows}
     data = [(k, p, m, o, ",".join(identity_words(o, names)), media)
@@ -226,7 +226,7 @@ def import_votes(
     try:
         data = read_votes(votes, format=fmt).votes
     except InvalidInputError as e:
-        fail(e.for_cli())
+        fail(e.for_cli(can_skip=False))
     except (ValueError, KeyError, OSError) as e:
         fail(f"{votes}: {e}")
     if not isinstance(data, PairwiseVotes):

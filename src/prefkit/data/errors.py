@@ -155,11 +155,13 @@ class InvalidInputError(ValueError):
         self.note = note
         super().__init__(self._format(note))
 
-    def for_cli(self) -> str:
-        """The same message naming the command line's flag (``--skip-invalid``)."""
-        return self._format(self.note, CLI_SKIP_HINT)
+    def for_cli(self, *, can_skip: bool = True) -> str:
+        """The same message naming the command line's flag (``--skip-invalid``); a command
+        without that flag passes ``can_skip=False`` (each row still named with its field,
+        no hint to skip it)."""
+        return self._format(self.note, CLI_SKIP_HINT if can_skip else None)
 
-    def _format(self, note: str, skip_hint: str = SKIP_HINT) -> str:
+    def _format(self, note: str, skip_hint: str | None = SKIP_HINT) -> str:
         probs = self.problems
         files = sorted({p.file for p in probs})
         where = files[0] if len(files) == 1 else f"{len(files)} files"
