@@ -89,7 +89,7 @@ def _read_steps(path: Path, fmt: str, column: list[str] | None, skip_invalid: bo
 
 def _read_candidates(path: Path, fmt: str, column: list[str] | None, skip_invalid: bool,
                      separator: str) -> Any:
-    from prefkit.data._formats_steps import read_candidates_file
+    from prefkit.data.steps import read_candidates_file
     from prefkit.data.errors import InvalidInputError
 
     if not path.exists():

@@ -102,8 +102,8 @@ class Format:
 
 #: the modules whose readers register themselves on import (every family)
 _FORMAT_MODULES = ("_formats", "_formats_align", "_formats_judges", "_formats_other",
-                   "_formats_text", "_formats_verdicts", "_formats_annotations",
-                   "_formats_steps", "_formats_verdicts_single")
+                   "_formats_text", "_formats_verdicts", "annotations",
+                   "steps", "_formats_verdicts_single")
 
 
 class _Registry(dict):  # type: ignore[type-arg]

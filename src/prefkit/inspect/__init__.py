@@ -18,7 +18,7 @@ from prefkit import _lazy_exports
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from prefkit.data._formats_annotations import (
+    from prefkit.data.annotations import (
         FIRST,
         MISSING,
         SECOND,
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS = {
-    "prefkit.data._formats_annotations": ["FIRST", "MISSING", "SECOND", "TIE", "Annotations",
+    "prefkit.data.annotations": ["FIRST", "MISSING", "SECOND", "TIE", "Annotations",
                                           "parse_label", "read_annotations"],
     "prefkit.inspect.agreement": ["Agreement", "accuracy", "bootstrap_interval",
                                   "cohen_kappa", "coincidence_matrix", "confusion_matrix",

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from prefkit.data._formats_annotations import FIRST, MISSING, SECOND, TIE
+from prefkit.data.annotations import FIRST, MISSING, SECOND, TIE
 
 __all__ = ["Quality", "annotator_consensus", "cyclic_triads", "duplicates", "holm",
            "length_bias", "position_bias", "quality"]

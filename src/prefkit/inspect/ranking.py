@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from prefkit.data._formats_annotations import FIRST, SECOND
+from prefkit.data.annotations import FIRST, SECOND
 
 __all__ = ["EPS", "idealized_ranking_accuracy", "load_causal_lm", "pair_logps",
            "ranking_accuracy", "ranking_of_annotations"]

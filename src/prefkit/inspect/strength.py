@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from prefkit.data._formats_annotations import FIRST, SECOND
+from prefkit.data.annotations import FIRST, SECOND
 
 __all__ = ["Strength", "load_reward_models", "preference_strength", "strength_of_annotations"]
 

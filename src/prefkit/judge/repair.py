@@ -219,7 +219,7 @@ def agreement(v: Verdicts, gold: Mapping[Pair, int],
 
 def gold_from_annotations(annotations: object, *, min_votes: int = 2) -> dict[Pair, int]:
     """Gold labels per (prompt, model_a, model_b) from a
-    :class:`prefkit.data._formats_annotations.Annotations` (``read_annotations``, e.g. the
+    :class:`prefkit.data.annotations.Annotations` (``read_annotations``, e.g. the
     ``pandalm`` format): each pair's majority label with at least ``min_votes`` votes and
     no other label as frequent (pairs without one are left out). Label codes are the same
     (0 = the response shown first, ``model_a``; 1 = ``model_b``; 2 = tie)."""

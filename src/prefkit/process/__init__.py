@@ -18,7 +18,7 @@ Records and readers live in :mod:`prefkit.data` (family ``"steps"``): :class:`St
 from __future__ import annotations
 
 from prefkit import _lazy_exports
-from prefkit.data._formats_steps import StepSolutions, Tasks, read_steps, read_tasks
+from prefkit.data.steps import StepSolutions, Tasks, read_steps, read_tasks
 
 __getattr__, __dir__ = _lazy_exports(__name__, {
     "prefkit.process.processbench": ["ProcessBenchReport", "baselines", "evaluate_steps",

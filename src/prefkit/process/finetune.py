@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from prefkit.data._formats_steps import StepSolutions
+from prefkit.data.steps import StepSolutions
 from prefkit.process.frozen import _split
 from prefkit.process.losses import get_process_loss
 from prefkit.process.processbench import DEFAULT_THRESHOLD, tune_threshold

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from prefkit.data._formats_steps import StepSolutions
+from prefkit.data.steps import StepSolutions
 from prefkit.process.losses import get_process_loss
 from prefkit.process.processbench import DEFAULT_THRESHOLD, evaluate_steps, tune_threshold
 from prefkit.runs import (

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prefkit.data._formats_steps import StepSolutions
+from prefkit.data.steps import StepSolutions
 
 __all__ = ["MAX_VALUE", "Problem", "continue_solution", "make_problem", "make_solutions",
            "parse_problem", "solve"]
