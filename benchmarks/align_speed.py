@@ -56,7 +56,8 @@ the model's own allocation. Loss curves: max |prefkit - TRL| over the per-step l
     .venv/bin/python benchmarks/align_speed.py                  # ~6.5 min on a quiet 2-core CPU
     .venv/bin/python benchmarks/align_speed.py --vocab-size 128   # a small vocabulary, ~2 min
     .venv/bin/python benchmarks/align_speed.py --repeats 1 --steps 3 --trainers prefkit trl_precompute   # smoke, ~40 s
-    .venv/bin/python benchmarks/align_speed.py --size large --device cuda   # one GPU (not run yet)
+    .venv/bin/python benchmarks/align_speed.py --size large --device cuda   # one GPU
+    bash benchmarks/gpu_align.sh     # the whole GPU comparison (large at 2 batch settings, 1b)
 
 On a 2-core machine shared with other jobs (load average 4-6) the first command took 28 min
 and single runs slowed by up to 5x: compare only figures from the same run (the ratios),
@@ -66,6 +67,10 @@ Prints a table and the ratios; writes ``benchmarks/_work/align_speed.json`` (``-
 each child's output goes to ``_work/align_speed/logs_*/``. ``--size large`` (hidden 1024, 12
 layers, 217M parameters, max_length 1024, 8 pairs x 2 accumulation, 30 steps, bf16 autocast
 on CUDA) is for a GPU; on CUDA, TRL scores only the response positions with its Triton kernel.
+``--size 1b`` (Llama-3.2-1B's shape, 16 pairs x 1, 10 steps) too. Every run also reports
+tokens/s (both rows of every pair, no padding) and, on CUDA, model-FLOPs utilisation: 6 x
+non-embedding parameters x tokens/s / ``--peak-tflops`` (default 989, the H100/H200 SXM
+datasheet's dense bf16).
 """
 
 from __future__ import annotations
@@ -96,7 +101,15 @@ SIZES: dict[str, dict[str, Any]] = {
     "large": dict(model=dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=12,
                              num_attention_heads=16, num_key_value_heads=16),
                   max_length=1024, batch_size=8, grad_accum=2, steps=30, precision="bf16"),
+    # Llama-3.2-1B's shape (GQA 32/8 heads) with the 32k vocabulary: 1.10B parameters, 0.97B
+    # outside the embeddings; for one GPU (benchmarks/gpu_align.sh)
+    "1b": dict(model=dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                          num_attention_heads=32, num_key_value_heads=8),
+               max_length=1024, batch_size=16, grad_accum=1, steps=10, precision="bf16"),
 }
+#: the chip's dense bf16 peak for MFU: the H100/H200 SXM datasheet's 989 TFLOP/s
+#: (``--peak-tflops``; a matrix product measured 770-800 on the H200 lent here)
+PEAK_TFLOPS = 989.0
 
 
 # -- inputs: one model folder, one pairs file ------------------------------------------------
@@ -138,6 +151,35 @@ def make_pairs(n: int, max_length: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows[:n]))
     return path
+
+
+def flop_counts(model_dir: Path, pairs: Path, max_length: int) -> dict[str, int]:
+    """The model's parameters outside its input and output embeddings, and the tokens the
+    run trains on: every non-padding position of every pair's two rows (prompt + chosen,
+    prompt + rejected, cut at ``max_length`` as both trainers cut them) -- what a trainer that
+    pads, packs or shares prompts must all process in the standard formulation."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from prefkit.align.data import read_alignment_data, tokenize_alignment
+
+    with torch.device("meta"):  # shapes only, no memory
+        m = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
+    emb = {id(m.get_input_embeddings().weight), id(m.get_output_embeddings().weight)}
+    params = list(m.parameters())
+    toks = tokenize_alignment(read_alignment_data(pairs), AutoTokenizer.from_pretrained(
+        model_dir), max_length=max_length)
+    return {"params": sum(p.numel() for p in params),
+            "non_embedding_params": sum(p.numel() for p in params if id(p) not in emb),
+            "tokens": sum(len(e.prompt_ids) + len(r) for e in toks.examples for r in e.responses)}
+
+
+def add_flops(r: dict[str, Any], counts: dict[str, int], peak_tflops: float) -> None:
+    """``tokens_per_s`` (the training loop) and ``mfu``: model FLOPs utilisation, 6 x
+    non-embedding parameters x tokens/s over the chip's peak (the policy's forward and
+    backward; attention scores, the LM head and a live reference's forward not counted)."""
+    r["tokens_per_s"] = counts["tokens"] / r["loop_s"]
+    r["mfu"] = 6 * counts["non_embedding_params"] * r["tokens_per_s"] / (peak_tflops * 1e12)
 
 
 # -- running the children ------------------------------------------------------------------------
@@ -222,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gradient-checkpointing", action="store_true", help="in both")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads per child (default: 2 on CPU, all cores on CUDA)")
+    ap.add_argument("--peak-tflops", type=float, default=PEAK_TFLOPS,
+                    help="the chip's dense bf16 TFLOP/s for MFU (CUDA only)")
     ap.add_argument("--json", type=Path, default=WORK / "align_speed.json")
     args = ap.parse_args(argv)
 
@@ -245,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     spec_path.write_text(json.dumps(spec, indent=1))
     logs = HERE / f"logs_{tag}"
     logs.mkdir(exist_ok=True)
+    counts = flop_counts(model, pairs, max_length)
     print(f"model: {model.name} ({json.dumps(preset['model'])}, vocab {args.vocab_size}); "
           f"{steps} steps x {bs} pairs x {ga} accumulation = {steps * bs * ga} HH pairs, "
           f"max_length {max_length}, lr {args.lr}, {precision}, {args.device}, "
@@ -261,21 +306,31 @@ def main(argv: list[str] | None = None) -> int:
             if "error" in r:
                 print(f"  {trainer} (repeat {rep + 1}) FAILED: {r['error']}")
                 continue
+            add_flops(r, counts, args.peak_tflops)
             print(f"  repeat {rep + 1} {trainer:15s} {r['pairs_per_s']:7.2f} pairs/s "
                   f"(steady {r['steady_pairs_per_s']:6.2f}, end to end "
                   f"{r['end_to_end_pairs_per_s']:6.2f})  peak +{peak(r) / 2**20:7.1f} MiB"
                   f"  loop peak +{peak(r, loop=True) / 2**20:7.1f} MiB  "
-                  f"load {r['loadavg_start'][0]:.2f}", flush=True)
+                  f"{r['tokens_per_s']:8.0f} tokens/s"
+                  + (f"  MFU {100 * r['mfu']:5.2f}%" if cuda else "")
+                  + f"  load {r['loadavg_start'][0]:.2f}", flush=True)
     wall = time.perf_counter() - t0
 
     ok = [r for r in runs if "error" not in r]
     print(f"\n{'trainer':15s} {'rep':>3s} {'pairs/s':>8s} {'steady':>7s} {'e2e':>7s} "
-          f"{'loop s':>7s} {'call s':>7s} {'peak+MiB':>9s} {'loop+MiB':>9s} {'peakMiB':>9s}")
+          f"{'loop s':>7s} {'call s':>7s} {'peak+MiB':>9s} {'loop+MiB':>9s} {'peakMiB':>9s} "
+          f"{'tokens/s':>9s} {'MFU%':>6s}")
     for r in ok:
         print(f"{r['trainer']:15s} {r['repeat'] + 1:3d} {r['pairs_per_s']:8.2f} "
               f"{r['steady_pairs_per_s']:7.2f} {r['end_to_end_pairs_per_s']:7.2f} "
               f"{r['loop_s']:7.1f} {r['call_s']:7.1f} {mib(peak(r))} "
-              f"{mib(peak(r, loop=True))} {mib(r['memory']['peak_rss'])}")
+              f"{mib(peak(r, loop=True))} {mib(r['memory']['peak_rss'])} "
+              f"{r['tokens_per_s']:9.0f} {100 * r['mfu'] if cuda else float('nan'):6.2f}")
+    print(f"tokens: {counts['tokens']:,} trained (both rows of every pair, no padding); "
+          f"{counts['non_embedding_params']:,} non-embedding parameters of "
+          f"{counts['params']:,}; "
+          f"MFU = 6 x non-embedding params x tokens/s / {args.peak_tflops:g} TFLOP/s "
+          "(dense bf16 peak; CUDA only)")
     summary = summarise(runs, args.trainers)
     if cuda:
         print("(pairs/s: the training loop; steady: without step 1; e2e: the whole trainer call, "
@@ -312,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {"spec": spec, "size": args.size, "vocab_size": args.vocab_size,
               "model_config": preset["model"], "runs": runs, "summary": summary,
+              "flop_counts": counts, "peak_tflops": args.peak_tflops,
               "wall_s": wall, "machine": {"python": platform.python_version(),
                                           "platform": platform.platform(),
                                           "cpus": os.cpu_count(), "loadavg_end": load}}
