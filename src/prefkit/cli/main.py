@@ -30,6 +30,9 @@ import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
 from prefkit import __version__  # noqa: E402
+from prefkit.cli import _coerce  # noqa: E402
+
+_coerce.install()  # plain values without a pydantic schema per parameter (~0.15 s)
 
 #: verb -> (module, attribute, the first paragraph of its help as `prefkit --help` shows it,
 #: settings of its command given the imported module). An attribute that is a ``typer.Typer``
