@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 # messages (errors with paths, lines and fixes) print on whole lines at any terminal width:
 # rich must not insert line breaks into them
@@ -207,28 +207,22 @@ def _clip(text: str, limit: int = 48) -> str:
     return text if len(text) <= limit else f"{text[: limit - 24]}… ({len(text):,} characters)"
 
 
-def leaderboard_table(records: list[dict[str, Any]], *, title: str, top: int | None) -> Table:
-    t = Table(title=title, title_justify="left", header_style="bold")
-    has = {k for r in records for k in r}
-    t.add_column("rank", justify="right")
-    t.add_column("item", no_wrap=True)
-    t.add_column("rating", justify="right")
-    if "lower" in has:
-        t.add_column("interval", justify="right")
-    if "rank_lower" in has:
-        t.add_column("rank range", justify="right")
-    if "tier" in has:
-        t.add_column("tier", justify="right")
-    if "votes" in has:
-        t.add_column("votes", justify="right")
-    from rich.text import Text
+def leaderboard_table(records: list[dict[str, Any]], *, title: str, top: int | None) -> Text:
+    """The leaderboard as a boxed table (rich's heavy-head box), laid out here in one pass:
+    rich's ``Table`` measured and rendered every cell through its layout engine, ~60 ms for
+    the 129 Arena rows (a tenth of a fit-only `prefkit rank`); this is ~2 ms. Widths are
+    terminal cells (wide characters count two); lines are never wrapped (names are clipped
+    by :func:`_clip`)."""
+    from rich.cells import cell_len
 
+    has = {k for r in records for k in r}
+    columns: list[tuple[str, bool]] = [("rank", True), ("item", False), ("rating", True)]
+    columns += [(c, True) for c, key in (("interval", "lower"), ("rank range", "rank_lower"),
+                                         ("tier", "tier"), ("votes", "votes")) if key in has]
+    rows: list[list[str]] = []
+    provisional: list[bool] = []
     for r in records[: top or len(records)]:
-        name = Text(_clip(r["item"]))  # as is: brackets in names are not markup
-        if r.get("provisional"):
-            name.append(" (provisional)", style="yellow")
-        row: list[Any] = [str(r["rank"]), name]
-        row.append(f"{r['rating']:.1f}")
+        row = [str(r["rank"]), _clip(r["item"]), f"{r['rating']:.1f}"]
         if "lower" in has:
             row.append(f"{r['lower']:.1f} – {r['upper']:.1f}")
         if "rank_lower" in has:
@@ -238,5 +232,39 @@ def leaderboard_table(records: list[dict[str, Any]], *, title: str, top: int | N
             row.append(str(r["tier"]))
         if "votes" in has:
             row.append(f"{r['votes']:,.0f}")
-        t.add_row(*row)
+        rows.append(row)
+        provisional.append(bool(r.get("provisional")))
+    mark = " (provisional)"
+    widths = [cell_len(name) for name, _ in columns]
+    for row, prov in zip(rows, provisional):
+        for k, cell in enumerate(row):
+            widths[k] = max(widths[k], cell_len(cell) + (len(mark) if k == 1 and prov else 0))
+
+    def rule(left: str, fill: str, mid: str, right: str) -> str:
+        return left + mid.join(fill * (w + 2) for w in widths) + right + "\n"
+
+    def cell(text: str, k: int, extra: int = 0) -> str:
+        pad = " " * (widths[k] - cell_len(text) - extra)
+        return pad + text if columns[k][1] else text + pad
+
+    t = Text(no_wrap=True, overflow="ignore")
+    t.append(title + "\n", style="italic")
+    t.append(rule("┏", "━", "┳", "┓"))
+    t.append("┃")
+    for k, (name, _) in enumerate(columns):
+        t.append(" ")
+        t.append(cell(name, k), style="bold")
+        t.append(" ┃")
+    t.append("\n" + rule("┡", "━", "╇", "┩"))
+    for row, prov in zip(rows, provisional):
+        t.append("│")
+        for k, text in enumerate(row):
+            if k == 1 and prov:  # the name as is (no markup), the mark in yellow
+                t.append(" " + text)
+                t.append(mark, style="yellow")
+                t.append(" " * (widths[k] - cell_len(text) - len(mark)) + " │")
+            else:
+                t.append(f" {cell(text, k)} │")
+        t.append("\n")
+    t.append(rule("└", "─", "┴", "┘").rstrip("\n"))
     return t

@@ -147,7 +147,7 @@ def rank(
     what = (f"{len(data):,} rankings" if lb.model == "plackett_luce"
             else f"{n_votes:,.0f} votes")
     title = f"{lb.method} leaderboard — {lb.n_items} items, {what} (format {res.format})"
-    out.print(leaderboard_table(lb.to_records(), title=title, top=top))
+    out.print(leaderboard_table(lb.to_records(), title=title, top=top), soft_wrap=True)
     for name, coef in lb.coefficients.items():
         se = lb.info.get("coefficient_se", {}).get(name)
         out.print(f"style coefficient {name}: {coef:+.4f}" + (f" (se {se:.4f})" if se else ""))
