@@ -113,13 +113,18 @@ def read_pair_counts(
     columns: Mapping[str, str] | None = None,
     labels: Mapping[str, int] = OUTCOME_LABELS,
     skip_invalid: bool = False,
-    batch_size: int = 1 << 20,
+    batch_size: int = 1 << 18,
 ) -> tuple[PairCounts, list[InvalidRow], int]:
     """Read a Parquet table of votes (``model_a``/``item_a``, ``model_b``/``item_b``,
     ``winner``) into :class:`PairCounts`; returns ``(counts, skipped, n_rows)``.
 
     Raises :class:`InvalidInputError` listing every bad row (unknown outcome label, missing
     name, item compared with itself) unless ``skip_invalid``.
+
+    ``batch_size`` rows at a time keep every per-row temporary (int64) at 2 MiB: numpy asks
+    for transparent huge pages for arrays of 4 MiB and more, and first touching those fresh
+    pages cost more than the arithmetic -- 0.39 s CPU against 0.09 s at 2**18 rows for the
+    1.67M Arena votes in a fresh process (the second call in a process was fast either way).
     """
     import pyarrow.parquet as pq
 
