@@ -1,5 +1,6 @@
-"""Sampling with a shared prompt prefill: the same draws as plain ``generate``, the old
-log-probs equal to a full forward pass, completions ending at EOS / stop strings."""
+"""The shared sampler (prefkit.llm.sampling): with a shared prompt prefill it draws what plain
+``generate`` draws, the old log-probs equal a full forward pass, completions end at EOS /
+stop strings; prefkit.rl.generate re-exports the same objects (no second copy)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 from torch import nn
 
 from prefkit.align.tiny import char_tokenizer, tiny_llama
-from prefkit.rl.generate import SamplingConfig, sample
+from prefkit.llm.sampling import SamplingConfig, sample
 from prefkit.rl.logprobs import completion_rows, token_logps
 
 PROMPTS = ["ab+", "hello world", "x"]  # different lengths: left padding in the prefill
@@ -135,3 +136,16 @@ def test_the_prompt_once_for_its_completions_equals_full_rows(model, tok):
         sub = shared_token_logps(model, s.prompt_ids, s.prompt_mask, s.prompt_index[mb],
                                  s.completion_ids[mb], mask[mb], temperature=0.7)
     torch.testing.assert_close(sub, lp_full[mb], rtol=0, atol=1e-5)
+
+
+def test_rl_imports_the_one_sampler():
+    import prefkit.llm
+    import prefkit.llm.sampling as shared
+    import prefkit.rl
+    import prefkit.rl.generate as rl_generate
+
+    for name in ("Samples", "SamplingConfig", "sample"):
+        assert getattr(rl_generate, name) is getattr(shared, name), name
+        assert getattr(prefkit.rl, name) is getattr(shared, name), name
+        assert getattr(prefkit.llm, name) is getattr(shared, name), name
+    assert shared.sample.__module__ == "prefkit.llm.sampling"

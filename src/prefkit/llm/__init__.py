@@ -1,5 +1,7 @@
 """Chat backends: an OpenAI-compatible async client, a local transformers model, a
-content-keyed cache; one contract (:mod:`prefkit.llm.types`) for judges, the arena and RL.
+content-keyed cache; one contract (:mod:`prefkit.llm.types`) for judges, the arena and RL;
+and the shared sampler of a local causal LM (:mod:`prefkit.llm.sampling`: RL's groups,
+process rewards' rollouts).
 
     from prefkit.llm import CachedBackend, ChatRequest, OpenAIClient, run_requests
 
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from prefkit.llm.cache import CachedBackend, request_key
     from prefkit.llm.client import OpenAIClient
     from prefkit.llm.local import LabelDistribution, LocalModelBackend
+    from prefkit.llm.sampling import Samples, SamplingConfig, sample
     from prefkit.llm.server import (
         Faults,
         LocalServer,
@@ -37,6 +40,7 @@ __getattr__, __dir__ = _lazy_exports(__name__, {
     "prefkit.llm.cache": ["CachedBackend", "request_key"],
     "prefkit.llm.client": ["OpenAIClient"],
     "prefkit.llm.local": ["LabelDistribution", "LocalModelBackend"],
+    "prefkit.llm.sampling": ["Samples", "SamplingConfig", "sample"],
     "prefkit.llm.server": ["Faults", "LocalServer", "Reply", "ServerStats", "canned_responder",
                            "model_responder", "serve_responder"],
     "prefkit.llm.types": ["ChatBackend", "ChatRequest", "ChatResult", "TokenLogprob"],
@@ -44,7 +48,7 @@ __getattr__, __dir__ = _lazy_exports(__name__, {
 
 __all__ = [
     "CachedBackend", "ChatBackend", "ChatRequest", "ChatResult", "Faults", "LabelDistribution",
-    "LocalModelBackend", "LocalServer", "OpenAIClient", "Reply", "ServerStats", "TokenLogprob",
-    "arun_requests", "canned_responder", "model_responder", "request_key", "run_requests",
-    "serve_responder", "summarize",
+    "LocalModelBackend", "LocalServer", "OpenAIClient", "Reply", "Samples", "SamplingConfig",
+    "ServerStats", "TokenLogprob", "arun_requests", "canned_responder", "model_responder",
+    "request_key", "run_requests", "sample", "serve_responder", "summarize",
 ]

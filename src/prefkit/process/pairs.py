@@ -50,13 +50,13 @@ def monte_carlo_values(prompt: str, steps: Sequence[str], complete: Completer,
 def lm_completer(model: Any, tokenizer: Any, *, max_new_tokens: int = 256,
                  temperature: float = 1.0, top_p: float = 1.0, seed: int = 0) -> Completer:
     """A :data:`Completer` that rolls out a causal LM with the shared sampler
-    (:func:`prefkit.rl.generate.sample`): the prompt and the steps so far, written as
+    (:func:`prefkit.llm.sampling.sample`): the prompt and the steps so far, written as
     :func:`~prefkit.process.implicit.response_text` does (one step per line), continued
     ``n`` times; each rollout is returned as the whole solution text (prefix + completion).
     Each call draws with its own seed (``seed``, ``seed + 1``, ...), so a run is
     reproducible."""
+    from prefkit.llm.sampling import SamplingConfig, sample
     from prefkit.process.implicit import response_text
-    from prefkit.rl.generate import SamplingConfig, sample
 
     calls = [seed]
 
