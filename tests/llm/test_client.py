@@ -173,13 +173,74 @@ def test_a_400_is_not_retried(serve) -> None:
     assert r.error == "HTTP 400: bad request (injected) (1 attempt)"
 
 
-def test_connection_refused_is_retried_then_reported() -> None:
-    with socket.socket() as s:  # a port nobody listens on
+def _free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    c = OpenAIClient(base_url=f"http://127.0.0.1:{port}/v1", model="m", max_retries=2, **FAST)
+        return s.getsockname()[1]
+
+
+def test_connection_refused_is_retried_then_reported() -> None:
+    port = _free_port()
+    c = OpenAIClient(base_url=f"http://127.0.0.1:{port}/v1", model="m", max_retries=2,
+                     connect_backoff=0.01, **FAST)
     r = asyncio.run(c.chat(ChatRequest.of("a")))
-    assert r.attempts == 3 and r.error.startswith("ConnectError") and "(3 attempts)" in r.error
+    assert r.attempts == 3 and "(3 attempts)" in r.error
+    assert r.error.startswith(f"cannot connect to http://127.0.0.1:{port}/v1 (ConnectError")
+
+
+def test_a_refused_connection_fails_fast_with_the_default_retries() -> None:
+    """A server that is not listening (a real free port): openai-python's policy for a
+    connection error (DEFAULT_MAX_RETRIES 2; waits 0.5 * 2**r s less up to 25%, its
+    _calculate_retry_timeout), not the 6 back-offs of up to 30 s that 429/5xx get. Was: every
+    request waited through 6 back-offs (about 16 s each on average, up to 31.5 s), a judge
+    run of 200 requests about 1 min 46 s."""
+    port = _free_port()
+    c = OpenAIClient(base_url=f"http://127.0.0.1:{port}/v1", model="m", seed=0)
+    assert c.max_retries == 6 and c.connect_retries == 2  # 429/5xx/timeouts keep 6
+    t = time.perf_counter()
+    r = asyncio.run(c.chat(ChatRequest.of("a")))
+    one = time.perf_counter() - t
+    assert r.attempts == 3 and not r.ok
+    # the two waits: 0.5 and 1.0 s, each less up to 25% -> 1.125 .. 1.5 s in all
+    assert 1.1 <= one < 1.5 + 1.0, one
+    # a whole run: once one request gave up, a refused connection ends each later request
+    # at its first attempt (no wait), so 200 requests end in about the time of one
+    c = OpenAIClient(base_url=f"http://127.0.0.1:{port}/v1", model="m", seed=0,
+                     concurrency=16)
+    t = time.perf_counter()
+    results = run_requests(c, requests(200), progress=False)
+    elapsed = time.perf_counter() - t
+    assert all(not x.ok and "cannot connect to" in x.error for x in results)
+    assert elapsed < 6.0, elapsed
+    assert sum(x.attempts for x in results) <= 16 * 3 + 200
+
+
+def test_after_a_refusal_the_client_retries_again_once_the_server_answers(serve) -> None:
+    port = _free_port()
+    c = OpenAIClient(base_url=f"http://127.0.0.1:{port}/v1", model="tiny",
+                     connect_backoff=0.01, **FAST)
+
+    async def go():
+        first = await c.chat(ChatRequest.of("a"))    # gives up after 3 attempts
+        second = await c.chat(ChatRequest.of("b"))   # the server is down: 1 attempt
+        server = serve(port=port)                    # now it listens
+        third = await c.chat(ChatRequest.of("c"))
+        return first, second, third, server
+
+    first, second, third, server = asyncio.run(go())
+    assert (first.attempts, second.attempts) == (3, 1)
+    assert third.ok and third.text == "echo c" and server.stats.requests == 1
+    assert c._down is False  # answered: a later refusal is retried twice again
+
+
+def test_a_timeout_keeps_the_full_retry_policy(serve) -> None:
+    """Only a connection that cannot be made fails fast: a server that accepts and stalls
+    is retried max_retries times, as before."""
+    server = serve(Faults(delay=1.0))
+    c = client(server, timeout=0.05, max_retries=4, connect_retries=0)
+    r = asyncio.run(c.chat(ChatRequest.of("a")))
+    assert r.attempts == 5 and r.error.startswith("timeout after 0.05 s")
 
 
 def test_usage_and_finish_reason(serve) -> None:

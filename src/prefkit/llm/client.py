@@ -9,13 +9,20 @@ What it does for every request:
 
 * **bounded concurrency**: at most ``concurrency`` requests are on the wire at once, each on
   its own keep-alive connection (a slot); back-off sleeps hold no slot;
-* **retries** (``max_retries`` after the first attempt) on 408, 409, 429, 5xx, connection
-  errors, timeouts and a 200 whose body is not a chat completion, waiting what the server asks
+* **retries** (``max_retries`` after the first attempt) on 408, 409, 429, 5xx, dropped
+  connections, timeouts and a 200 whose body is not a chat completion, waiting what the server asks
   (``retry-after-ms``, then ``Retry-After`` in seconds or as an HTTP date, up to
   ``max_retry_after``) or else an exponential back-off with full jitter:
   ``uniform(0, min(max_backoff, backoff * 2**retry))`` (AWS Architecture Blog, "Exponential
   Backoff And Jitter", 2015). Other 4xx are the caller's mistake and are not retried; a server
   header ``x-should-retry: true|false`` overrides the status, as openai-python obeys it;
+* a connection that cannot be made at all (refused: nothing listens on the port; no such
+  host) **fails fast**: ``connect_retries`` (2) retries after ``connect_backoff * 2**r``
+  seconds less up to 25% (0.5 s, then 1 s: openai-python's ``_calculate_retry_timeout``
+  with its ``INITIAL_RETRY_DELAY``), so a server that is not listening is given up on in
+  about 1.5 s; once a request has given up so, a refused connection ends each later request
+  at its first attempt, without waiting, until the server answers one (a run of thousands
+  of requests against a server that is down ends in seconds, not minutes);
 * a **per-attempt timeout**: ``timeout`` seconds for the whole attempt (connect, send, wait,
   read), not per socket operation;
 * ``logprobs: true, top_logprobs: k`` on the wire when ``request.top_logprobs`` is k > 0, parsed
@@ -74,6 +81,12 @@ class OpenAIClient:
         Seconds one attempt may take, end to end.
     max_retries : int
         Retries after the first attempt (so at most ``max_retries + 1`` attempts).
+    connect_retries : int
+        Retries of a connection that could not be made (refused, unknown host), at most
+        ``max_retries``; see the module docstring.
+    connect_backoff : float
+        The first wait before a connection is tried again (doubled each retry, 8 s at most,
+        less up to 25%).
     backoff, max_backoff : float
         Exponential back-off with full jitter: retry r (0-based) waits
         ``uniform(0, min(max_backoff, backoff * 2**r))`` seconds when the server names no wait.
@@ -91,6 +104,7 @@ class OpenAIClient:
     def __init__(self, *, base_url: str | None = None, api_key: str | None = None,
                  model: str = "", concurrency: int = 16, timeout: float = 60.0,
                  max_retries: int = 6, backoff: float = 0.5, max_backoff: float = 30.0,
+                 connect_retries: int = 2, connect_backoff: float = 0.5,
                  max_retry_after: float = 120.0, name: str | None = None,
                  headers: dict[str, str] | None = None, seed: int | None = None) -> None:
         api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
@@ -104,8 +118,9 @@ class OpenAIClient:
             base_url = OPENAI_DEFAULT_BASE_URL
         if concurrency < 1:
             raise ValueError(f"OpenAIClient: concurrency must be >= 1, got {concurrency}")
-        if max_retries < 0:
-            raise ValueError(f"OpenAIClient: max_retries must be >= 0, got {max_retries}")
+        if max_retries < 0 or connect_retries < 0:
+            raise ValueError("OpenAIClient: max_retries and connect_retries must be >= 0, got "
+                             f"{max_retries} and {connect_retries}")
         if not timeout > 0:
             raise ValueError(f"OpenAIClient: timeout must be > 0 seconds, got {timeout}")
         self.base_url = base_url.rstrip("/")
@@ -117,6 +132,11 @@ class OpenAIClient:
         self.timeout = float(timeout)
         self.max_retries = max_retries
         self.backoff, self.max_backoff = float(backoff), float(max_backoff)
+        self.connect_retries = min(connect_retries, max_retries)
+        self.connect_backoff = float(connect_backoff)
+        # a request gave up on connecting, and the server has not answered since: a refused
+        # connection then ends a request at its first attempt instead of retrying
+        self._down = False
         self.max_retry_after = float(max_retry_after)
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
@@ -180,8 +200,9 @@ class OpenAIClient:
                 "no model: pass model= to OpenAIClient or to the ChatRequest"))
         payload = json.dumps(body).encode()
         error = ""
+        refused = 0  # attempts whose connection could not be made
         for attempt in range(1, self.max_retries + 2):
-            wait: float | None = None
+            wait: float | None = None  # None: the back-off; a server- or connect-set wait
             try:
                 http = await self._take()
                 try:
@@ -191,9 +212,18 @@ class OpenAIClient:
                     self._idle.put_nowait(http)  # type: ignore[union-attr]
             except (TimeoutError, httpx.TimeoutException):
                 error, retry = f"timeout after {self.timeout:g} s", True
+            except httpx.ConnectError as exc:  # nothing listens there, or no such host
+                refused += 1
+                error = (f"cannot connect to {self.base_url} ({type(exc).__name__}: "
+                         f"{exc or 'connection failed'})")
+                retry = refused <= (0 if self._down else self.connect_retries)
+                self._down = self._down or not retry
+                wait = max(1e-3, min(self.connect_backoff * 2.0 ** (refused - 1), 8.0)
+                           * (1.0 - 0.25 * self._rng.random()))
             except httpx.TransportError as exc:
                 error, retry = f"{type(exc).__name__}: {exc or 'connection failed'}", True
             else:
+                self._down = False  # the server answers
                 if response.status_code == 200:
                     try:
                         return parse_completion(response.json(), attempts=attempt)
