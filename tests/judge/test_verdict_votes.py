@@ -75,3 +75,48 @@ def test_rank_cli_counts_the_single_order_votes(tmp_path: Path) -> None:
         expected[b] = expected.get(b, 0) + 1
     assert board == expected == {"x": 7, "y": 7, "z": 4}
     assert "single-order vote 2 of 2" in r.stderr
+
+
+#: MT-Bench's gpt4_pair judgments as lmsys/mt_bench_human_judgments releases them (one row per
+#: pair and turn, GPT-4's both-orders outcome; FastChat's compute_agreement.py reads the
+#: layout): 'tie (inconsistent)' = the two presentation orders disagreed
+GPT4_PAIR = [
+    (81, "alpaca-13b", "gpt-3.5-turbo", "model_b", 1),
+    (81, "alpaca-13b", "gpt-3.5-turbo", "tie (inconsistent)", 2),
+    (82, "gpt-4", "claude-v1", "model_a", 1),
+    (82, "gpt-4", "vicuna-13b-v1.2", "tie", 1),
+    (83, "claude-v1", "gpt-3.5-turbo", "tie (inconsistent)", 1),
+]
+
+
+def _gpt4_pair(tmp_path: Path) -> Path:
+    p = tmp_path / "gpt4_pair.jsonl"
+    p.write_text("".join(json.dumps({
+        "question_id": q, "model_a": a, "model_b": b, "winner": w, "judge": ["gpt-4", "pair-v2"],
+        "conversation_a": [{"role": "user", "content": "q"}, {"role": "assistant", "content": a}],
+        "conversation_b": [{"role": "user", "content": "q"}, {"role": "assistant", "content": b}],
+        "turn": t}) + "\n" for q, a, b, w, t in GPT4_PAIR))
+    return p
+
+
+def test_fastchat_votes_read_tie_inconsistent_as_a_tie_and_say_so(tmp_path: Path) -> None:
+    """Was: 'unknown outcome label 'tie (inconsistent)'' on lines 2 and 5, nothing read."""
+    from prefkit.data.formats import read_format
+
+    p = _gpt4_pair(tmp_path)
+    res = read_votes(p)
+    assert res.format == "fastchat" and res.skipped == []
+    v = res.votes
+    names = v.items.names
+    got = [(names[a], names[b], int(o)) for a, b, o in zip(v.a, v.b, v.outcome)]
+    assert got == [("alpaca-13b", "gpt-3.5-turbo", 1), ("alpaca-13b", "gpt-3.5-turbo", 2),
+                   ("gpt-4", "claude-v1", 0), ("gpt-4", "vicuna-13b-v1.2", 2),
+                   ("claude-v1", "gpt-3.5-turbo", 2)]
+    _, parsed, _ = read_format(p, ("votes",))
+    assert [w.reason for w in parsed.warnings] == [
+        "2 rows with winner 'tie (inconsistent)' read as ties (the judge's two presentation "
+        "orders disagreed, as FastChat's MT-Bench judgments write it)"]
+    r = runner.invoke(app, ["rank", str(p), "--json", "--intervals", "none"])
+    assert r.exit_code == 0, r.output
+    board = {x["item"]: x["votes"] for x in json.loads(r.stdout)["leaderboard"]}
+    assert board["claude-v1"] == 2.0 and board["alpaca-13b"] == 2.0

@@ -6,10 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from prefkit.data._build import Items, Parsed, Problems, build_pairwise, check_number, map_labels
+from prefkit.data._build import (
+    Items,
+    Parsed,
+    Problems,
+    build_pairwise,
+    check_number,
+    map_labels,
+    norm_label,
+)
 from prefkit.data._frame import Need, load_frame
 from prefkit.data.formats import Role, need, register, resolve
 from prefkit.data.table import Table
@@ -38,9 +47,11 @@ def pairwise_table(
     maybe_features: Mapping[str, tuple[str, str]] | None = None,
     feature_fix: str = "",
     label_from_sides: bool = False,
+    label_notes: Mapping[str, str] | None = None,
 ) -> Parsed:
     """The common path of one-vote-per-row tables. Roles: ``a``, ``b``, ``winner`` and
-    optionally ``weight``, ``annotator``, ``prompt``."""
+    optionally ``weight``, ``annotator``, ``prompt``. ``label_notes``: winner label -> what
+    was made of it; the rows holding it are counted in one note (``Parsed.warnings``)."""
     col = resolve(src, roles, columns)
     cats: dict[str, Need] = {}
     for key in ("a", "b", "winner", "annotator", "prompt"):
@@ -63,10 +74,19 @@ def pairwise_table(
     feats = dict(features or {})
     feats.update({k: v for k, v in (maybe_features or {}).items()
                   if v[0] in frame.cols and v[1] in frame.cols})
-    return build_pairwise(
+    parsed = build_pairwise(
         frame, probs, items_, outcome, weight=col.get("weight"), annotator=col.get("annotator"),
         prompt=col.get("prompt"), features=feats, feature_fix=feature_fix,
     )
+    cat: Any = frame.cols[w]
+    for label, made in (label_notes or {}).items():
+        hit = [i for i, v in enumerate(cat.values) if norm_label(v) == label]
+        n = int(np.isin(cat.codes, hit).sum()) if hit else 0
+        if n:
+            parsed.warnings.append(src.problem(None, f"{n:,} row{'s' if n > 1 else ''} with "
+                                               f"{w} {label!r} {made}", "", "label_note",
+                                               field=w, value=label, skippable=True))
+    return parsed
 
 
 # -- generic ------------------------------------------------------------------------
@@ -174,8 +194,15 @@ def _style_columns(src: Table) -> dict[str, tuple[str, str]]:
     return out
 
 
+#: MT-Bench's both-orders judge outcome (its gpt4_pair judgments): the two presentation
+#: orders disagreed, and FastChat counts it as a tie (compute_agreement.py, show_result.py)
+INCONSISTENT = {"tie (inconsistent)": "read as ties (the judge's two presentation orders "
+                                      "disagreed, as FastChat's MT-Bench judgments write it)"}
+
+
 @register("fastchat", gives="PairwiseVotes", priority=80, describe="Chatbot Arena battles: model_a, model_b, winner "
-          "(model_a|model_b|tie|tie (bothbad)), judge, conv_metadata (FastChat clean_battle)",
+          "(model_a|model_b|tie|tie (bothbad); tie (inconsistent), MT-Bench's judge whose two "
+          "orders disagreed, read as a tie), judge, conv_metadata (FastChat clean_battle)",
           detect=lambda kind, keys, first: {"model_a", "model_b", "winner"} <= keys
           and bool(keys & _FASTCHAT_KEYS))
 def read_fastchat(
@@ -188,7 +215,10 @@ def read_fastchat(
     (auto) or ``True``, the style-control counts in ``conv_metadata`` become features
     ``length``, ``header``, ``list``, ``bold`` (raw counts per side; FastChat's
     normalisation belongs to the fit). Rows without them are invalid; ``style=False``
-    leaves them out.
+    leaves them out. MT-Bench's judgments in this layout (lmsys/mt_bench_human_judgments,
+    split ``gpt4_pair``) write ``tie (inconsistent)`` where the judge's two presentation
+    orders disagreed: a tie, as FastChat counts it, and the rows so read are counted in a
+    note (``Parsed.warnings``).
 
     >>> import tempfile, pathlib, json
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "b.jsonl"
@@ -204,7 +234,9 @@ def read_fastchat(
     if style and not feats:
         src.fail(None, "no style metadata (conv_metadata with sum_assistant_a_tokens, "
                  "header_count_a, ...)", "pass style=False, or add conv_metadata", "missing_column")
-    return pairwise_table(src, FASTCHAT_ROLES, columns, FASTCHAT_LABELS, items, features=feats,
+    return pairwise_table(src, FASTCHAT_ROLES, columns, {**FASTCHAT_LABELS,
+                                                         "tie (inconsistent)": TIE}, items,
+                          features=feats, label_notes=INCONSISTENT,
                           feature_fix="pass style=False to read without style features")
 
 
