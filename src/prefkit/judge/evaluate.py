@@ -128,10 +128,16 @@ class JudgeScores:
 
     def accuracy_with_unjudged_as_ties(self) -> float:
         """Accuracy over every pair with an unjudged pair counted 1/2 (RewardBench's
-        generative script's rule for an ``error`` verdict)."""
-        credit = np.where(self.p > 0.5, 1.0, np.where(self.p < 0.5, 0.0, 0.5))
-        credit[~self.judged] = 0.5
-        return float(credit.mean()) if credit.size else float("nan")
+        generative script's rule for an ``error`` verdict): the reward evaluation's own
+        :func:`prefkit.reward.pairwise_accuracy` (a tie counts 1/2) over the scores of
+        :meth:`scores`, an unjudged pair scored 0 and 0 (a tie)."""
+        from prefkit.reward.evaluate import pairwise_accuracy
+
+        if not len(self):
+            return float("nan")
+        chosen = np.zeros(len(self))
+        chosen[self.judged] = self.scores()[0]
+        return pairwise_accuracy(chosen, -chosen).accuracy
 
     def counts(self) -> dict[str, Any]:
         """JSON-ready counts: pairs, judged, unjudged, single-order, error verdicts, mass."""
