@@ -193,7 +193,7 @@ def test_judge_run_cli_then_analyze_and_rank(server, tmp_path: Path) -> None:
     assert summary["verdicts"] == 18 and summary["errors"] == 6  # the 'unsure' question
     assert summary["position_consistency"] == 1.0
     hits = server.stats.requests
-    r = runner.invoke(app, args)  # a rerun: every answer from the cache, no request
+    r = runner.invoke(app, [*args, "--overwrite"])  # a rerun: every answer from the cache
     assert r.exit_code == 0 and server.stats.requests == hits
     assert json.loads(r.stdout)["cached"] == 18
     # the verdict file is read back as verdicts with their probabilities ...
@@ -396,5 +396,5 @@ def test_judge_run_local_model_folder(tmp_path: Path) -> None:
     r = runner.invoke(app, ["judge", "analyze", str(out), "--repair", "likelihood", "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["judges"][0]["position_consistency"] == 1.0
     r = runner.invoke(app, ["judge", "run", str(_pairs(tmp_path)), "--local", str(tmp_path),
-                            "--output", str(out)])
+                            "--output", str(tmp_path / "v2.jsonl")])
     assert r.exit_code == 2 and "no config.json" in r.output

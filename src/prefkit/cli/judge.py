@@ -35,6 +35,8 @@ _ANALYZE_EXAMPLES = """Examples:
 
   prefkit judge analyze gpt-3.5-turbo-testset-v1.json --gold testset-v1.json
 
+  prefkit judge analyze gpt4_pair.jsonl --gold human.jsonl   # MT-Bench's human judgments
+
   prefkit judge analyze gpt-4_pair.jsonl gpt-4_single.jsonl --k 4 --k 5
 
   prefkit judge analyze mtbench_repro/judgments --answers mtbench_repro/answers
@@ -46,12 +48,13 @@ def analyze(
     files: Annotated[list[Path], typer.Argument(help="Verdict and grade files (JSON, JSONL, .gz), or folders of them.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="Verdict format of every file (see `prefkit formats`); auto-detected per file by default.")] = "auto",
     k: Annotated[Optional[list[int]], typer.Option("--k", help="Also report NTR_k over k-answer sets (repeatable; default 4).")] = None,
-    conflict_turn: Annotated[Optional[int], typer.Option(help="Compare pairwise verdicts with the single grades of this turn (default: the turn each verdict judged).")] = None,
-    gold: Annotated[Optional[Path], typer.Option(help="Human labels of the same pairs (an annotations file, e.g. PandaLM's testset-v1.json, or the pairs file judged by prefkit judge run with a label column, e.g. LLMBar): agreement before and after the Bradley-Terry repair.")] = None,
+    conflict_turn: Annotated[Optional[int], typer.Option(help="Compare pairwise verdicts with the single grades of this turn, one the grade files hold (default: the turn each verdict judged).")] = None,
+    scale: Annotated[float, typer.Option(help="Top grade of the single grades' scale (1..SCALE; MT-Bench's single-v1: 10) where a grade file does not say its own; a grade outside it is counted, shown and left out of the conflict ratio. At least 1.")] = 10,
+    gold: Annotated[Optional[Path], typer.Option(help="Human labels of the same pairs: MT-Bench's human judgments (majority per pair and turn), an annotations file (e.g. PandaLM's testset-v1.json), or the pairs file judged by prefkit judge run with a label column (e.g. LLMBar): agreement before and after the Bradley-Terry repair.")] = None,
     answers: Annotated[Optional[list[Path]], typer.Option(help="FastChat answer files (or a folder) for the length bias of verdict files without the answers (mt_bench_repro's answers/).")] = None,
     repair: Annotated[str, typer.Option(help="Measure repaired verdicts: 'likelihood' (sum both orders' verdict probabilities, TrustJudge) or 'bradley-terry' (per prompt); 'none' as recorded.")] = "none",
-    tolerance: Annotated[float, typer.Option(help="--repair likelihood: a tie when the two most likely verdicts differ by less than 2 x this (TrustJudge's tolerance gap).", min=0)] = 0.0,
-    show_unparsed: Annotated[int, typer.Option(help="Show this many error/unparsed verdicts per judge with their rows.", min=0)] = 5,
+    tolerance: Annotated[float, typer.Option(help="--repair likelihood: a tie when the two most likely verdicts differ by less than 2 x this (TrustJudge's tolerance gap); 0 or more.")] = 0.0,
+    show_unparsed: Annotated[int, typer.Option(help="Show this many error/unparsed verdicts per judge with their rows (0 or more).")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print {\"judges\": [...]} as JSON on stdout.")] = False,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip bad rows (each is reported) instead of stopping.")] = False,
 ) -> None:
@@ -69,6 +72,9 @@ def analyze(
     from prefkit.judge.analyze import analyze as run
     from prefkit.judge.io import read_verdicts
 
+    _in_range("--scale", scale, 1, what="the top grade of a 1..SCALE scale")
+    _in_range("--tolerance", tolerance, 0)
+    _in_range("--show-unparsed", show_unparsed, 0)
     if repair not in ("none", "likelihood", "bradley-terry"):
         fail(f"--repair must be none, likelihood or bradley-terry, got {repair!r}")
     for f in files:
@@ -81,7 +87,7 @@ def analyze(
         data = read_verdicts(files, format=fmt, skip_invalid=skip_invalid)
     report_skipped(", ".join(map(str, files)), data.skipped, len({(p.file, p.line)
                                                                  for p in data.skipped}))
-    labels = _gold(gold) if gold is not None else None
+    labels = _gold(gold, quiet=as_json) if gold is not None else None
     if answers and data.verdicts is not None:
         from prefkit.judge.io import answer_lengths, with_lengths
 
@@ -89,8 +95,12 @@ def analyze(
             data.verdicts = with_lengths(data.verdicts, answer_lengths(answers))
     if repair != "none" and data.verdicts is not None:
         data.verdicts = _repaired(data.verdicts, repair, tolerance, quiet=as_json)
-    reports = run(data.verdicts, data.grades, ks=tuple(k or [4]), conflict_turn=conflict_turn,
-                  gold=labels, show_unparsed=show_unparsed)
+    try:
+        reports = run(data.verdicts, data.grades, ks=tuple(k or [4]),
+                      conflict_turn=conflict_turn, gold=labels, show_unparsed=show_unparsed,
+                      scale=scale)
+    except ValueError as e:  # a --conflict-turn that no grade has
+        fail(flag_words(str(e), {"conflict_turn": "--conflict-turn"}))
     if as_json:
         print_json({"judges": [r.to_dict() for r in reports]})
         return
@@ -117,21 +127,27 @@ def _repaired(v: Any, repair: str, tolerance: float, quiet: bool) -> Any:
     return bradley_terry_repair(v)
 
 
-def _gold(path: Path) -> dict[tuple[str, str, str], int]:
-    from prefkit.data.errors import InvalidInputError
-    from prefkit.data.formats import read_format
-    from prefkit.judge.repair import gold_from_annotations
+def _gold(path: Path, quiet: bool) -> dict[tuple[Any, ...], int]:
+    from prefkit.judge.inputs import read_gold
 
+    if path.is_dir():
+        fail(f"--gold {path} is a folder; give the labels file in it")
     with input_errors(f"--gold {path}", also=(ValueError, FileNotFoundError)):
-        try:
-            _, parsed, _ = read_format(path, ("annotations",))
-            return gold_from_annotations(parsed.data)
-        except InvalidInputError as e:
-            if not any(p.kind == "unknown_format" for p in e.problems):
-                raise
-        from prefkit.judge.inputs import read_gold_labels
+        gold = read_gold(path)
+    if not quiet:
+        note(f"--gold {path}: {gold.summary}", style="")
+    return gold.labels
 
-        return read_gold_labels(path)  # one gold label per pair (LLMBar)
+
+def _in_range(flag: str, value: float, low: float, high: float | None = None, *,
+              what: str = "") -> None:
+    """Refuse a number outside [low, high] in our own words: on whole lines at any terminal
+    width (typer's min=/max= errors print in a panel wrapped at $COLUMNS, which splits the
+    flag's name in a narrow terminal)."""
+    if low <= value and (high is None or value <= high):
+        return
+    bound = f"at least {low:g}" if high is None else f"from {low:g} to {high:g}"
+    fail(f"{flag} must be {bound}" + (f" ({what})" if what else "") + f", got {value:g}")
 
 
 def _pct(x: float | None) -> str:
@@ -171,6 +187,15 @@ def _notes(reports: list[Any], conflict_turn: int | None) -> None:
             lines.append(f"conflict ratio compares with single grades of turn {turn}"
                          + (" (the turn the pairwise verdicts judged)" if conflict_turn is None
                             else " (--conflict-turn)"))
+        if c.get("grades_out_of_scale"):
+            top = c["grade_scale_top"]
+            shown = ", ".join(f"{src} ({x:g} of 1..{t:g})" for src, x, t in r.out_of_scale)
+            lines.append(f"{c['grades_out_of_scale']:,} single grade(s) outside the scale 1.."
+                         f"{top if isinstance(top, list) else f'{top:g}'} (--scale), left out "
+                         f"of the conflict ratio as not grades of that scale"
+                         + (f" ({c['conflict_out_of_scale']:,} pairs)"
+                            if "conflict_out_of_scale" in c else "") + f": {shown}"
+                         + (", ..." if len(r.out_of_scale) < c["grades_out_of_scale"] else ""))
         if c.get("verdict_orders") == "any":
             lines.append("judged in one order only: position consistency does not apply; "
                          "transitivity over the one-order verdicts")
@@ -211,6 +236,8 @@ _RUN_EXAMPLES = """Examples:
   prefkit judge run answers.jsonl --kind single --template mtbench_single --model m --output grades.jsonl
 
   prefkit judge run pairs.jsonl --local ./my-llama --template alpaca_eval --output v.jsonl --json
+
+  prefkit judge run pairs.jsonl --model m --cache judge.sqlite --output v.jsonl --overwrite
 """
 
 
@@ -224,10 +251,11 @@ def run(
     template: Annotated[str, typer.Option(help="mtbench_pair, mtbench_single, arena_hard, alpaca_eval, listwise, or a template file (.json or Jinja text).")] = "mtbench_pair",
     kind: Annotated[str, typer.Option(help="pairwise, single or listwise (default: the template's).")] = "",
     both_orders: Annotated[bool, typer.Option("--both-orders/--one-order", help="Judge each pair in both presentation orders.")] = True,
-    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.", min=1)] = 16,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once (at least 1).")] = 16,
     cache: Annotated[Optional[Path], typer.Option(help="SQLite cache: a rerun makes no calls, an interrupted run resumes.")] = None,
-    top_logprobs: Annotated[int, typer.Option(help="Alternatives per token to ask for (verdict probabilities); 0: none.", min=0, max=20)] = 5,
-    scale: Annotated[int, typer.Option(help="Top grade of a single rating (1..SCALE).", min=2)] = 10,
+    top_logprobs: Annotated[int, typer.Option(help="Alternatives per token to ask for (verdict probabilities), 0..20; 0: none.")] = 5,
+    scale: Annotated[int, typer.Option(help="Top grade of a single rating (1..SCALE), at least 2.")] = 10,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an --output file that exists (with --cache, the answers cached are not asked again).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a summary as JSON on stdout.")] = False,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip bad input rows (each is reported) instead of stopping.")] = False,
 ) -> None:
@@ -241,6 +269,9 @@ def run(
     from prefkit.judge.inputs import read_judge_inputs
     from prefkit.judge.templates import load_template
 
+    _in_range("--concurrency", concurrency, 1, what="requests in flight at once")
+    _in_range("--top-logprobs", top_logprobs, 0, 20, what="alternatives per token")
+    _in_range("--scale", scale, 2, what="the top grade of a 1..SCALE rating")
     try:
         tpl = load_template(template, kind=kind or None)  # type: ignore[arg-type]
     except (ValueError, OSError) as e:
@@ -256,6 +287,12 @@ def run(
         fail(f"--cache {cache} is a folder; give a file name, e.g. {cache}/judge.sqlite")
     if output.exists() and output.is_dir():
         fail(f"--output {output} is a folder; give a file name, e.g. {output}/verdicts.jsonl")
+    if output.exists() and not overwrite:
+        fail(f"--output {output} already exists; pass --overwrite to replace it, or choose "
+             "another --output" + (f" (the answers in --cache {cache} are not asked again)"
+                                   if cache is not None else
+                                   " (add --cache judge.sqlite so that a rerun asks again only "
+                                   "what is not cached)"))
     with input_errors(also=()):
         items, skipped = read_judge_inputs(data, k, skip_invalid=skip_invalid)
     report_skipped(data, skipped, len({p.line for p in skipped}))
@@ -272,6 +309,8 @@ def run(
              + (f"rerun the same command to resume from --cache {cache}" if cache else
                 "rerun with --cache judge.sqlite to keep answers across interruptions"),
              code=130)
+    _refuse_unreachable(records, k, getattr(getattr(backend, "backend", backend), "base_url",
+                                            base_url or ""), output)
     import json
 
     tmp = output.with_name(output.name + ".tmp")
@@ -288,6 +327,26 @@ def run(
          style="")
     for source, reason in summary["error_examples"]:
         note(f"  {source}: {reason}")
+    if summary.get("out_of_scale"):
+        note(f"  {summary['out_of_scale']:,} of the errors are grades outside the scale 1.."
+             f"{scale} (written with score null, the grade in the record's error and output; "
+             "a judge that grades on another scale needs --scale or its template)")
+
+
+def _refuse_unreachable(records: list[dict[str, Any]], kind: str, url: str,
+                        output: Path) -> None:
+    """Exit 2, writing nothing, when no request reached the server (every verdict failed
+    because the connection could not be made): the output would hold only errors."""
+    keys = ("error_ab", "error_ba") if kind == "pairwise" else ("error",)
+    reasons = [r.get(key) for r in records for key in keys
+               if key == "error" or r.get("winner_" + key[-2:]) is not None]
+    if not reasons or not all(isinstance(x, str) and x.startswith("request failed: ") and (
+            "cannot connect to " in x) for x in reasons):
+        return
+    why = reasons[0].removeprefix("request failed: ")
+    fail(f"--base-url {url}: no request reached the server: {why}. Start the server (or "
+         f"check --base-url and its port), then run the command again; nothing was written to "
+         f"{output}")
 
 
 def _backend(model: str, base_url: str | None, local: Path | None, cache: Path | None,
@@ -357,6 +416,8 @@ def _summary(records: list[dict[str, Any]], kind: str, output: Path, backend: An
     if hasattr(backend, "hits"):
         out["cached"] = backend.hits
         out["calls"] = backend.calls
+    if kind == "single":
+        out["out_of_scale"] = sum(bool(r.get("out_of_scale")) for r in records)
     if kind == "pairwise":
         both = [r for r in records if r["winner_ba"] is not None and r["winner"] != "error"]
         out["position_consistency"] = (sum(r["winner"] != "inconsistent" for r in both)
@@ -372,7 +433,7 @@ JudgeUrlOpt = Annotated[Optional[str], typer.Option("--base-url", help="--judge:
 JudgeTemplateOpt = Annotated[str, typer.Option("--template", help="--judge: pairwise template: mtbench_pair, arena_hard, alpaca_eval or a template file.")]
 JudgeOrdersOpt = Annotated[bool, typer.Option("--both-orders/--one-order", help="--judge: judge each pair in both presentation orders and average them (--one-order: once, the chosen answer first in a fixed half of the pairs).")]
 JudgeCacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="--judge: SQLite cache of the judge's answers (a rerun makes no calls).")]
-JudgeConcurrencyOpt = Annotated[int, typer.Option("--concurrency", help="--judge: requests in flight at once.", min=1)]
+JudgeConcurrencyOpt = Annotated[int, typer.Option("--concurrency", help="--judge: requests in flight at once (at least 1).")]
 JudgeVerdictsOpt = Annotated[Optional[Path], typer.Option("--verdicts", help="--judge: also write the judge's verdicts (JSONL, as prefkit judge run writes them; model_a/model_b are 'chosen'/'rejected').")]
 
 
@@ -388,6 +449,7 @@ def judge_pair_scores(pairs: Any, *, judge: str | None, local: Path | None,
     from prefkit.judge.protocols import judge_pairs
     from prefkit.judge.templates import load_template
 
+    _in_range("--concurrency", concurrency, 1, what="requests in flight at once")
     try:
         tpl = load_template(template, kind="pairwise")
     except (ValueError, OSError) as e:

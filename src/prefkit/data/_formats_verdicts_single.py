@@ -266,12 +266,15 @@ def read_mtbench_grades(src: str | Path | Table, *, columns: Any = None) -> Pars
     """Single-answer grades. mt_bench_repro's ``single_grade`` files hold both turns of one
     answer per record (``score_turn1``, ``score_turn2``): two grades. FastChat's
     ``*_single.jsonl`` holds one ``score`` per record for its ``turn``; ``-1`` is FastChat's
-    mark of an unparsed ``[[rating]]`` and is kept as a missing grade (NaN), counted."""
+    mark of an unparsed ``[[rating]]`` and is kept as a missing grade (NaN), counted. A
+    ``scale`` (the top grade the judge was asked for, as ``prefkit judge run`` writes it) is
+    kept per grade; a grade outside its scale is kept as read, and flagged by the analysis
+    (``Grades.out_of_scale``)."""
     from prefkit.judge.records import Grades
 
     table, recs = _records(src, columns, "mtbench_grades")
     cols: dict[str, list[Any]] = {k: [] for k in ("judge", "prompt", "model", "score", "turn",
-                                                  "source")}
+                                                  "source", "scale")}
     problems = []
     for rec, line in zip(recs.rows, recs.lines):
         model = _text(rec.get("model_id", rec.get("model")))
@@ -305,5 +308,7 @@ def read_mtbench_grades(src: str | Path | Table, *, columns: Any = None) -> Pars
             cols["score"].append(math.nan if x == -1 else x)
             cols["turn"].append(turn)
             cols["source"].append(f"{table.name}:{line}")
+            top = _float(rec.get("scale"))
+            cols["scale"].append(top if math.isfinite(top) and top > 1 else math.nan)
     data = Grades(**cols) if cols["score"] else None
     return Parsed(data, problems, recs.n_read)

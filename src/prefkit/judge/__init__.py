@@ -35,7 +35,7 @@ if TYPE_CHECKING:
         position_consistency,
     )
     from prefkit.judge.evaluate import JudgeScores, judge_scores, pair_items
-    from prefkit.judge.inputs import read_judge_inputs
+    from prefkit.judge.inputs import GoldLabels, read_gold, read_judge_inputs
     from prefkit.judge.io import JudgeData, read_verdicts
     from prefkit.judge.parse import (
         expected_score,
@@ -64,7 +64,7 @@ __getattr__, __dir__ = _lazy_exports(__name__, {
                                   "conflict_ratio", "first_position_rate",
                                   "non_transitivity", "position_consistency"],
     "prefkit.judge.evaluate": ["JudgeScores", "judge_scores", "pair_items"],
-    "prefkit.judge.inputs": ["read_judge_inputs"],
+    "prefkit.judge.inputs": ["GoldLabels", "read_gold", "read_judge_inputs"],
     "prefkit.judge.io": ["JudgeData", "read_verdicts"],
     "prefkit.judge.parse": ["expected_score", "label_probabilities", "parse_pairwise",
                             "parse_ranking", "parse_rating"],
@@ -78,6 +78,7 @@ __getattr__, __dir__ = _lazy_exports(__name__, {
 __all__ = [
     "TEMPLATES",
     "Agreement",
+    "GoldLabels",
     "Grades",
     "JudgeData",
     "JudgeReport",
@@ -113,6 +114,7 @@ __all__ = [
     "prefers_longer",
     "rank_answers",
     "rate_answers",
+    "read_gold",
     "read_judge_inputs",
     "read_verdicts",
     "self_preference",

@@ -132,7 +132,8 @@ def consistent_verdict(v: Verdicts, *, orders: Literal["both", "any"] = "both") 
     return out
 
 
-def conflict_ratio(v: Verdicts, grades: Grades, *, turn: int | None = None) -> Ratio:
+def conflict_ratio(v: Verdicts, grades: Grades, *, turn: int | None = None,
+                   scale: float | None = None) -> Ratio:
     """Score-comparison conflict ratio (TrustJudge's score-comparison inconsistency, in
     this stricter form): among pairs whose both-order verdict agrees and is not a tie, the
     share whose winner has a strictly **lower** single grade than its loser, grades from the
@@ -141,7 +142,10 @@ def conflict_ratio(v: Verdicts, grades: Grades, *, turn: int | None = None) -> R
 
     Denominator: consistent non-tie pairs with both grades. Left out and counted:
     ``not_consistent`` (error, one order, or the orders disagree), ``tie`` (a consistent
-    tie) and ``no_grade`` (either answer has no grade, or an unparsed one).
+    tie), ``no_grade`` (either answer has no grade, or an unparsed one) and, with
+    ``scale`` (the top grade where a row does not say its own,
+    :meth:`~prefkit.judge.records.Grades.out_of_scale`), ``out_of_scale`` (either grade
+    lies outside the scale the judge was asked to use: not a grade of that scale).
 
     >>> from prefkit.judge.records import Grades, Verdicts
     >>> v = Verdicts(judge=["j"] * 3, prompt=["1", "1", "2"], model_a=["x", "x", "x"],
@@ -154,21 +158,30 @@ def conflict_ratio(v: Verdicts, grades: Grades, *, turn: int | None = None) -> R
     """
     verdict = consistent_verdict(v)
     lookup = grades.lookup()
-    count = total = no_grade = 0
+    bad = set() if scale is None else {  # (judge, prompt, turn, model) graded off the scale
+        (j, p, int(t), m) for j, p, t, m in zip(*(x[grades.out_of_scale(scale)].tolist() for x
+                                                 in (grades.judge, grades.prompt, grades.turn,
+                                                     grades.model)))}
+    count = total = no_grade = off_scale = 0
     ties = int((verdict == TIE).sum())
     for k in np.flatnonzero((verdict == A_WINS) | (verdict == B_WINS)).tolist():
         t = int(v.turn[k]) if turn is None else turn
         key = (v.judge[k], v.prompt[k], t)
         sa = lookup.get((*key, v.model_a[k]), np.nan)
         sb = lookup.get((*key, v.model_b[k]), np.nan)
+        if (*key, v.model_a[k]) in bad or (*key, v.model_b[k]) in bad:
+            off_scale += 1
+            continue
         if not (np.isfinite(sa) and np.isfinite(sb)):
             no_grade += 1
             continue
         total += 1
         win, lose = (sa, sb) if verdict[k] == A_WINS else (sb, sa)
         count += int(win < lose)
-    return Ratio(count, total, {"not_consistent": int((verdict < 0).sum()), "tie": ties,
-                                "no_grade": no_grade})
+    left = {"not_consistent": int((verdict < 0).sum()), "tie": ties, "no_grade": no_grade}
+    if scale is not None:
+        left["out_of_scale"] = off_scale
+    return Ratio(count, total, left)
 
 
 # -- transitivity ---------------------------------------------------------------------

@@ -14,11 +14,14 @@ Answers: ``question``, ``answer`` (or ``response``/``output``), ``model``. Answe
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["read_gold_labels", "read_judge_inputs"]
+__all__ = ["GoldLabels", "read_gold", "read_gold_labels", "read_judge_inputs",
+           "read_mtbench_human_gold"]
 
 QUESTION = ("question", "prompt", "instruction", "input")
 SIDES = (("answer_a", "answer_b"), ("response_a", "response_b"), ("output_1", "output_2"),
@@ -152,3 +155,118 @@ def read_gold_labels(path: str | Path) -> dict[tuple[str, str, str], int]:
     if problems:
         raise InvalidInputError(problems)
     return out
+
+
+# -- gold labels of any kind, for prefkit judge analyze --gold --------------------------------
+@dataclass(frozen=True)
+class GoldLabels:
+    """Gold labels per pair, as :func:`prefkit.judge.analyze.analyze` takes them: codes 0 =
+    ``model_a`` (the key's second name), 1 = ``model_b``, 2 = tie, keyed by (prompt,
+    model_a, model_b) or (prompt, model_a, model_b, turn); ``kind`` and ``summary`` say what
+    was read, for the report."""
+
+    labels: dict[tuple[Any, ...], int]
+    kind: str
+    summary: str
+
+
+#: the columns of MT-Bench's human judgments (lmsys/mt_bench_human_judgments, split
+#: ``human``; FastChat's ``compute_agreement.py`` reads them): one row per vote
+MTBENCH_HUMAN = frozenset({"question_id", "model_a", "model_b", "winner", "judge"})
+
+
+def _is_mtbench_human(keys: set[str]) -> bool:
+    answers = {c for pair in SIDES for c in pair}
+    return MTBENCH_HUMAN <= keys and not keys & answers and "winner_ab" not in keys
+
+
+def read_mtbench_human_gold(path: str | Path) -> GoldLabels:
+    """Gold labels from MT-Bench's human judgments (the ``human`` split of
+    lmsys/mt_bench_human_judgments: ``question_id, model_a, model_b, winner, judge, turn``
+    and the two conversations; its ``gpt4_pair`` split has the same layout): one row per
+    expert's vote on one pair and turn. As FastChat's ``compute_agreement.py`` does, a pair
+    is the same whichever model is named first (the vote is mirrored) and every tie
+    (``tie``, ``tie (bothbad)``, ``tie (inconsistent)``) is a tie. The gold label of a
+    (question, pair, turn) is the strict majority of its votes (one vote is its own
+    majority); a split vote (1-1, 1-1-1) gives no label and is counted. Keys:
+    (question_id, model_a, model_b, turn), ``turn`` 1 when absent. A row whose winner is
+    none of model_a, model_b, a tie or one of the two names is an error naming its line.
+    """
+    from prefkit.data.errors import InvalidInputError
+    from prefkit.data.table import Table
+    from prefkit.judge.repair import majority_labels
+
+    table = Table.of(path)
+    with table.decoding():
+        recs = table.records()
+    if recs.n_read == 0:
+        raise table.empty()
+    votes: dict[tuple[str, str, str, int], list[int]] = defaultdict(list)
+    problems = list(recs.problems)
+    judges: set[str] = set()
+    for rec, line in zip(recs.rows, recs.lines):
+        a, b = (str(rec.get(k) or "").strip() for k in ("model_a", "model_b"))
+        w = str(rec.get("winner") or "").strip().lower()
+        code = {"model_a": 0, "model_b": 1, a.lower(): 0, b.lower(): 1}.get(w)
+        code = 2 if code is None and w.startswith("tie") else code
+        turn = 1 if rec.get("turn") is None else rec.get("turn")
+        bad = None
+        if not a or not b or a == b:
+            bad = ("model_b" if a else "model_a", rec.get("model_b" if a else "model_a"),
+                   "missing model name" if not (a and b) else f"model {a!r} compared with "
+                   "itself", "every vote names two different models")
+        elif code is None:
+            bad = ("winner", rec.get("winner"), f"unknown winner {rec.get('winner')!r}",
+                   "expected model_a, model_b, tie (or tie (bothbad), tie (inconsistent)) "
+                   "or one of the two models' names")
+        elif isinstance(turn, bool) or not isinstance(turn, (int, float)) or turn != int(turn):
+            bad = ("turn", turn, f"turn {turn!r} is not a whole number",
+                   "turn is 1 or 2 (the MT-Bench turn voted on)")
+        if bad is not None:
+            problems.append(table.problem(line, bad[2], bad[3], "bad_value", field=bad[0],
+                                          value=bad[1]))
+            continue
+        if a > b:  # one key per pair, whichever model the row names first
+            a, b, code = b, a, {0: 1, 1: 0, 2: 2}[code]
+        votes[(str(rec.get("question_id")), a, b, int(turn))].append(code)
+        judges.add(str(rec.get("judge")))
+    if problems:
+        raise InvalidInputError(problems, note=f"{len({p.line for p in problems}):,} of "
+                                f"{recs.n_read:,} votes are invalid, no gold label was read")
+    gold = majority_labels(votes)
+    n_votes = sum(map(len, votes.values()))
+    split = len(votes) - len(gold)
+    ties = sum(x == 2 for x in gold.values())
+    return GoldLabels(dict(gold), "mtbench_human", (
+        f"MT-Bench human judgments: {n_votes:,} votes by {len(judges):,} judges on "
+        f"{len(votes):,} pairs and turns; {len(gold):,} gold labels (the majority vote, "
+        f"{ties:,} ties), {split:,} pairs with a split vote left out"))
+
+
+def read_gold(path: str | Path) -> GoldLabels:
+    """Gold labels for ``prefkit judge analyze --gold``, from any of: MT-Bench's human
+    judgments (:func:`read_mtbench_human_gold`, per turn); an annotations file with several
+    labels per pair (PandaLM's ``testset-v1.json``: the majority of at least two, see
+    :func:`prefkit.judge.repair.gold_from_annotations`); a pairs file with one label per
+    pair (LLMBar, :func:`read_gold_labels`)."""
+    from prefkit.data.errors import InvalidInputError
+    from prefkit.data.formats import read_format
+    from prefkit.data.table import Table
+    from prefkit.judge.repair import gold_from_annotations
+
+    table = Table.of(path)
+    with table.decoding():
+        keys = set(table.header())
+    if _is_mtbench_human(keys):
+        return read_mtbench_human_gold(path)
+    try:
+        fmt, parsed, _ = read_format(path, ("annotations",))
+    except InvalidInputError as e:
+        if not any(p.kind == "unknown_format" for p in e.problems):
+            raise
+    else:
+        labels = gold_from_annotations(parsed.data)
+        return GoldLabels(labels, fmt.name, f"{len(parsed.data):,} pairs annotated ({fmt.name})"
+                          f"; {len(labels):,} with a majority label of at least 2 votes")
+    labels = read_gold_labels(path)  # one gold label per pair (LLMBar)
+    return GoldLabels(labels, "pairs", f"{len(labels):,} pairs with one gold label each")

@@ -42,6 +42,8 @@ class Parsed:
     value: Any = None
     strong: bool = False
     reason: str = ""
+    #: a rating that was read but lies outside the scale (unparsed, ``reason`` says it)
+    out_of_scale: bool = False
 
     @property
     def ok(self) -> bool:
@@ -112,7 +114,7 @@ def parse_rating(text: str | None, *, low: float = 1, high: float = 10,
     >>> parse_rating("Rating: [[7]]").value, parse_rating("[8.5]").value
     (7.0, 8.5)
     >>> parse_rating("Rating: [[11]]").reason
-    'rating 11.0 outside [1, 10]'
+    'rating 11 outside the scale [1, 10]'
     """
     if text is None:
         return Parsed(reason="no answer")
@@ -131,7 +133,8 @@ def parse_rating(text: str | None, *, low: float = 1, high: float = 10,
             return Parsed(reason=why + " ([[rating]])")
         x = float(v)
     if not (low <= x <= high) or math.isnan(x):
-        return Parsed(reason=f"rating {x} outside [{low:g}, {high:g}]")
+        return Parsed(reason=f"rating {x:g} outside the scale [{low:g}, {high:g}]",
+                      out_of_scale=True)
     return Parsed(x)
 
 

@@ -132,8 +132,10 @@ def rate_answers(backend: Any, answers: Sequence[Mapping[str, Any]], template: T
                  scale: int = 10, model: str = "", top_logprobs: int = 10,
                  concurrency: int | None = None, progress: bool = False) -> list[dict[str, Any]]:
     """Pointwise rating of each answer (``question_id``, ``question``, ``model``,
-    ``answer``, optional ``turn``) on 1..``scale``. Each record has the parsed ``score``
-    (null when unparsed, with ``error``), and from the label tokens ``1``..``scale`` at the
+    ``answer``, optional ``turn``) on 1..``scale``. Each record has the ``scale`` and the
+    parsed ``score`` (null when unparsed, with ``error``; a grade outside 1..``scale`` is
+    unparsed, its ``error`` saying the grade and ``out_of_scale`` true), and from the label
+    tokens ``1``..``scale`` at the
     rating's position: ``probs`` (per label, **not** renormalised), ``label_mass`` (their
     sum: the probability of a valid label) and ``expected_score`` (the mean grade given a
     valid label, i.e. divided by ``label_mass``, which is always reported with it).
@@ -157,11 +159,12 @@ def rate_answers(backend: Any, answers: Sequence[Mapping[str, Any]], template: T
         exp, mass = expected_score(read[0], range(1, scale + 1)) if read else (None, None)
         out.append({"question_id": a["question_id"], "model_id": a["model"],
                     "judge_id": judge, "template": template.name, "turn": a.get("turn", 1),
-                    "score": parsed.value,
+                    "scale": scale, "score": parsed.value,
                     "expected_score": None if exp is None or math.isnan(exp) else exp,
                     "label_mass": mass, "probs": probs,
                     "output": result.text, "error": None if parsed.ok else (
-                        parsed.reason if result.ok else f"request failed: {result.error}")})
+                        parsed.reason if result.ok else f"request failed: {result.error}"),
+                    "out_of_scale": parsed.out_of_scale})
     return out
 
 

@@ -202,6 +202,8 @@ class Grades:
         turn: the turn graded (``0`` when not known).
         score: the grade (NaN: the judge gave none or it could not be parsed).
         source: ``file:line`` of each row.
+        scale: the top grade of the scale the judge was asked to grade on (1..scale), where
+            the file says it (``prefkit judge run`` writes it); NaN: not said.
     """
 
     judge: NDArray[np.object_]
@@ -210,6 +212,7 @@ class Grades:
     score: NDArray[np.float64]
     turn: NDArray[np.int64] | None = None
     source: NDArray[np.object_] | None = field(default=None)
+    scale: NDArray[np.float64] | None = None
 
     def __post_init__(self) -> None:
         n = len(np.asarray(self.score))
@@ -220,6 +223,7 @@ class Grades:
         s(self, "score", _col(self.score, n, np.float64, "score"))
         s(self, "turn", _col(self.turn, n, np.int64, "turn", 0))
         s(self, "source", _col(self.source, n, object, "source", ""))
+        s(self, "scale", _col(self.scale, n, np.float64, "scale", np.nan))
 
     def __len__(self) -> int:
         return int(self.score.shape[0])
@@ -236,6 +240,19 @@ class Grades:
             raise ValueError("no grades to join")
         return cls(**{f: np.concatenate([getattr(p, f) for p in parts])
                       for f in cls.__dataclass_fields__})
+
+    def out_of_scale(self, high: float = 10, low: float = 1) -> NDArray[np.bool_]:
+        """Rows whose grade lies outside ``[low, top]``, ``top`` the row's own
+        :attr:`scale` where the file says it, else ``high`` (a missing grade is not out of
+        scale).
+
+        >>> g = Grades(judge=["j"] * 4, prompt=["1"] * 4, model=list("wxyz"),
+        ...            score=[11, 10, 0, float("nan")])
+        >>> g.out_of_scale().tolist(), g.out_of_scale(high=20).tolist()
+        ([True, False, True, False], [False, False, True, False])
+        """
+        top = np.where(np.isfinite(self.scale), self.scale, high)
+        return np.isfinite(self.score) & ((self.score < low) | (self.score > top))
 
     def lookup(self) -> dict[tuple[str, str, int, str], float]:
         """``(judge, prompt, turn, model) -> score``; a key graded twice keeps the last."""

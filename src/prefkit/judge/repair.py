@@ -34,8 +34,8 @@ from prefkit.judge.records import (
     identity,
 )
 
-__all__ = ["Agreement", "agreement", "bradley_terry_repair", "gold_from_annotations", "judge_verdict",
-           "likelihood_aggregate", "majority_labels"]
+__all__ = ["Agreement", "agreement", "bradley_terry_repair", "gold_from_annotations",
+           "gold_label", "judge_verdict", "likelihood_aggregate", "majority_labels"]
 
 Pair = tuple[str, str, str]  # prompt, model_a, model_b
 
@@ -180,11 +180,27 @@ class Agreement:
                 "left_out": dict(self.left_out)}
 
 
-def agreement(v: Verdicts, gold: Mapping[Pair, int],
+def gold_label(gold: Mapping[tuple[object, ...], int], prompt: str, a: str, b: str,
+               turn: int) -> int | None:
+    """The gold label of pair (``a``, ``b``) on ``prompt`` in model terms (A_WINS = ``a``):
+    the label of (prompt, a, b, turn) -- gold read per turn, e.g. MT-Bench's human
+    judgments -- else of (prompt, a, b); a label stored for (b, a) is mirrored. None: no
+    label."""
+    mirror = {A_WINS: B_WINS, B_WINS: A_WINS, TIE: TIE}
+    for key, flip in (((prompt, a, b, turn), False), ((prompt, b, a, turn), True),
+                      ((prompt, a, b), False), ((prompt, b, a), True)):
+        label = gold.get(key)
+        if label is not None:
+            return mirror[label] if flip else label
+    return None
+
+
+def agreement(v: Verdicts, gold: Mapping[tuple[object, ...], int],
               verdict: NDArray[np.int8] | None = None) -> Agreement:
     """How often the judge's verdict (:func:`judge_verdict`, or ``verdict``) equals the gold
-    label of the same (prompt, model_a, model_b) (a gold label stored for (prompt, b, a) is
-    mirrored). Left out and counted: ``no_verdict`` and ``no_label``.
+    label of the same (prompt, model_a, model_b), per turn where the gold is keyed by turn
+    too (:func:`gold_label`; a gold label stored for (prompt, b, a) is mirrored). Left out
+    and counted: ``no_verdict`` and ``no_label``.
 
     >>> from prefkit.judge.records import Verdicts
     >>> v = Verdicts(judge=["j"] * 3, prompt=["1", "2", "3"], model_a=["x"] * 3,
@@ -194,14 +210,9 @@ def agreement(v: Verdicts, gold: Mapping[Pair, int],
     (2, 3, 2, 2)
     """
     verdict = judge_verdict(v) if verdict is None else verdict
-    mirror = {A_WINS: B_WINS, B_WINS: A_WINS, TIE: TIE}
     hit = n = hit_nt = n_nt = no_verdict = no_label = 0
     for k in range(len(v)):
-        key = (v.prompt[k], v.model_a[k], v.model_b[k])
-        label = gold.get(key)
-        if label is None:
-            alt = gold.get((v.prompt[k], v.model_b[k], v.model_a[k]))
-            label = None if alt is None else mirror[alt]
+        label = gold_label(gold, v.prompt[k], v.model_a[k], v.model_b[k], int(v.turn[k]))
         if label is None:
             no_label += 1
             continue
