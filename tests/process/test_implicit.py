@@ -1,7 +1,11 @@
 """The synthetic task (exact step labels, lucky solutions) and the implicit PRM: its step
 rewards equal beta * log(pi/pi_ref) summed over each step's tokens, computed here from the
-two models' full logits (independently of prefkit.align's chunked engine); training runs
-prefkit.align on outcome pairs and writes a folder load_prm reads."""
+two models' full logits (independently of prefkit.align's chunked engine), and its score is
+sigmoid of their running sum (the paper's q_t, arXiv:2412.01981 Proposition 3.1); training
+runs prefkit.align on outcome rows and writes a folder load_prm reads; `prefkit prm train
+--kind implicit` end to end through the real CLI (outcomes from ProcessBench's
+final_answer_correct or from checked candidates; --stop-after then --resume equals one run;
+the tuned threshold recomputed here; bad rows named)."""
 
 from __future__ import annotations
 
@@ -85,7 +89,10 @@ def test_step_rewards_equal_the_log_ratio_of_full_logits() -> None:
     for g, p, st in zip(got, data.prompts, data.steps):
         np.testing.assert_allclose(g, _full_logits_rewards(prm, p, st), rtol=1e-4, atol=1e-5)
     s = prm.score(data.prompts, data.steps)
-    np.testing.assert_allclose(s[0], 1 / (1 + np.exp(-got[0])))
+    for g, sc, p, st in zip(got, s, data.prompts, data.steps):  # sigmoid(q_k), q_k = running sum
+        q = np.cumsum(_full_logits_rewards(prm, p, st))
+        np.testing.assert_allclose(sc, 1 / (1 + np.exp(-q)), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(prm.values([p], [st])[0], np.cumsum(g), rtol=1e-12)
     same = ImplicitPRM(policy, policy, tok, beta=0.3)  # pi == pi_ref: every reward 0
     assert all(np.allclose(r, 0.0) for r in same.step_rewards(data.prompts, data.steps))
 
@@ -116,7 +123,7 @@ def test_train_writes_a_loadable_folder(tmp_path: Path) -> None:
         assert np.isfinite(x).all()
     assert not all(np.allclose(x, 0) for x in a)  # the policy moved away from the reference
     assert loaded.threshold == 0.5 and math.isclose(loaded.beta, 0.1)
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(FileExistsError, match="already holds a run"):
         train_implicit_prm(model, tok, pairs, tmp_path / "imp")
 
 
@@ -142,3 +149,201 @@ def test_cli_eval_reads_an_implicit_folder(tmp_path: Path) -> None:
     res = json.loads(r.stdout)
     assert res["threshold"] == 0.5 and 0.0 <= res["f1"] <= 1.0
     assert set(res["baselines"]) == {"never_flags", "first_step"}  # no training stats here
+
+
+# -- prefkit prm train --kind implicit, end to end --------------------------------------------
+def _cli(*args: str) -> tuple[int, str, str]:
+    from typer.testing import CliRunner
+
+    from prefkit.cli.main import app
+
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    return r.exit_code, r.stdout, r.stderr
+
+
+TRAIN_ARGS = ("--kind", "implicit", "--learning-rate", "3e-3", "--batch-size", "8",
+              "--epochs", "2", "--val-fraction", "0.25", "--json")
+
+
+@pytest.fixture(scope="module")
+def implicit_cli(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A tiny Llama (a folder, as --model takes), ProcessBench rows of synthetic solutions
+    with final_answer_correct, and one uninterrupted CLI run."""
+    import json
+
+    tmp = tmp_path_factory.mktemp("implicit_cli")
+    tok = char_tokenizer()
+    model = tiny_llama(len(tok), seed=0)
+    model.save_pretrained(str(tmp / "lm"))
+    tok.save_pretrained(str(tmp / "lm"))
+    data, outcome = make_solutions(64, np.random.default_rng(11), per_problem=4, p_error=0.5,
+                                   p_lucky=0.3)
+    rows = [{"id": f"s{i}", "problem": p, "steps": st, "label": f, "final_answer_correct": ok}
+            for i, (p, st, f, ok) in enumerate(zip(data.prompts, data.steps, data.first_error,
+                                                   outcome))]
+    (tmp / "train.json").write_text(json.dumps(rows))
+    code, out, err = _cli("prm", "train", tmp / "train.json", "--model", tmp / "lm",
+                          "--output", tmp / "run", *TRAIN_ARGS)
+    assert code == 0, err
+    return {"tmp": tmp, "summary": json.loads(out), "data": data, "outcome": outcome,
+            "rows": rows}
+
+
+def test_cli_trains_an_implicit_prm_from_outcomes(implicit_cli: dict) -> None:
+    import json
+
+    tmp, s, data = implicit_cli["tmp"], implicit_cli["summary"], implicit_cli["data"]
+    run = tmp / "run"
+    assert s["finished"] and s["loss"] == "apo_zero_unpaired" and s["n_solutions"] == 64
+    assert s["n_train_solutions"] + s["n_val_solutions"] == 64 and s["n_val_solutions"] == 16
+    assert s["n_right_outcomes"] == sum(implicit_cli["outcome"])
+    lucky = sum(ok and f != -1 for ok, f in zip(implicit_cli["outcome"], data.first_error))
+    assert s["n_lucky"] == lucky > 0  # right outcomes through a wrong step, labelled right
+    # the rows trained on: one per training solution, labelled by its outcome only
+    trained = [json.loads(x) for x in (run / "outcome_rows.jsonl").read_text().splitlines()]
+    assert len(trained) == s["n_train_rows"] == s["n_train_solutions"] == 48
+    by_text = {(p + response_text(st)): ok for p, st, ok in
+               zip(data.prompts, data.steps, implicit_cli["outcome"])}
+    assert all(by_text[r["prompt"] + r["completion"]] == r["label"] for r in trained)
+    val = [json.loads(x) for x in (run / "outcome_rows_val.jsonl").read_text().splitlines()]
+    assert not {r["prompt"] for r in val} & {r["prompt"] for r in trained}  # whole prompts
+    # the folder load_prm reads; the threshold tuned on the held-out solutions' labels,
+    # recomputed here with ProcessBench's F1
+    from prefkit.process import evaluate_steps, tune_threshold
+
+    prm = load_prm(run)
+    assert isinstance(prm, ImplicitPRM) and prm.beta == 0.1
+    held = [i for i, p in enumerate(data.prompts) if p in {r["prompt"] for r in val}]
+    scores = prm.score([data.prompts[i] for i in held], [data.steps[i] for i in held])
+    labels = [data.first_error[i] for i in held]
+    assert prm.threshold == pytest.approx(tune_threshold(scores, labels))
+    assert s["threshold"] == pytest.approx(prm.threshold)
+    assert s["val_f1_tuned"] == pytest.approx(
+        evaluate_steps(scores, labels, threshold=prm.threshold).f1)
+    assert s["val_f1_fixed"] == pytest.approx(evaluate_steps(scores, labels).f1)
+    assert "tuned on 16 held-out" in prm.threshold_source
+    # the policy moved away from the reference, and scores are sigmoid(running sums)
+    r = prm.step_rewards(data.prompts[:4], data.steps[:4])
+    assert not all(np.allclose(x, 0) for x in r)
+    for x, sc in zip(r, prm.score(data.prompts[:4], data.steps[:4])):
+        np.testing.assert_allclose(sc, 1 / (1 + np.exp(-np.cumsum(x))), rtol=1e-6)
+
+
+def test_cli_stop_after_then_resume_equals_one_run(implicit_cli: dict) -> None:
+    import json
+
+    tmp, data = implicit_cli["tmp"], implicit_cli["data"]
+    part = tmp / "part"
+    args = ("prm", "train", tmp / "train.json", "--model", tmp / "lm", "--output", part)
+    code, out, err = _cli(*args, *TRAIN_ARGS, "--stop-after", "3")
+    assert code == 0, err
+    stopped = json.loads(out)
+    assert stopped["finished"] is False and stopped["steps"] == 3
+    code, _, err = _cli("prm", "eval", part, tmp / "train.json")
+    assert code == 2 and "has not finished" in err and "--resume" in err
+    code, _, err = _cli(*args, *TRAIN_ARGS)
+    assert code == 2 and "--resume" in err  # a used folder is not written without it
+    code, out, err = _cli(*args, *TRAIN_ARGS, "--resume")
+    assert code == 0, err
+    done = json.loads(out)
+    assert done["finished"] and done["steps"] == implicit_cli["summary"]["steps"] == 12
+    a = load_prm(tmp / "run").step_rewards(data.prompts[:8], data.steps[:8])
+    b = load_prm(part).step_rewards(data.prompts[:8], data.steps[:8])
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-7)
+    assert done["threshold"] == pytest.approx(implicit_cli["summary"]["threshold"])
+    code, out, err = _cli(*args, *TRAIN_ARGS, "--resume")  # finished: left as it is
+    assert code == 0 and json.loads(out)["resumed"] is True
+
+
+def test_cli_eval_score_best_of_n_load_the_implicit_folder(implicit_cli: dict) -> None:
+    import json
+
+    from prefkit.process import evaluate_steps
+
+    tmp = implicit_cli["tmp"]
+    test, _ = make_solutions(24, np.random.default_rng(5), p_error=0.5)
+    rows = [{"problem": p, "steps": s, "label": f}
+            for p, s, f in zip(test.prompts, test.steps, test.first_error)]
+    (tmp / "test.json").write_text(json.dumps(rows))
+    code, out, err = _cli("prm", "eval", tmp / "run", tmp / "test.json", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    prm = load_prm(tmp / "run")
+    scores = prm.score(test.prompts, test.steps)
+    assert res["f1"] == pytest.approx(evaluate_steps(scores, test.first_error,
+                                                     threshold=prm.threshold).f1)
+    assert res["at_0.5"]["f1"] == pytest.approx(evaluate_steps(scores, test.first_error).f1)
+    assert res["threshold_source"].startswith("tuned on 16 held-out")
+    assert set(res["baselines"]) == {"never_flags", "first_step", "position_prior"}
+    cands = tmp / "cands.jsonl"
+    cands.write_text(json.dumps({"prompt": test.prompts[0],
+                                 "candidates": [test.steps[0], test.steps[1]]}) + "\n")
+    code, out, err = _cli("prm", "best-of-n", tmp / "run", cands, "--aggregate", "min",
+                          "--json")
+    assert code == 0, err
+    pick = json.loads(out)["prompts"][0]
+    assert pick["scores"] == pytest.approx([float(np.min(x)) for x in prm.score(
+        [test.prompts[0]] * 2, [test.steps[0], test.steps[1]])], abs=1e-6)
+
+
+def test_cli_outcomes_from_candidates_checked_against_the_answer(implicit_cli: dict,
+                                                                  tmp_path: Path) -> None:
+    import json
+
+    from prefkit.process.synthetic import parse_problem
+
+    tmp = implicit_cli["tmp"]
+    data, outcome = make_solutions(32, np.random.default_rng(8), per_problem=4, p_error=0.5)
+    with (tmp_path / "cands.jsonl").open("w") as f:
+        for q in range(8):
+            p = data.prompts[4 * q]
+            f.write(json.dumps({"prompt": p, "candidates": data.steps[4 * q:4 * q + 4],
+                                "answer": str(parse_problem(p).answer)}) + "\n")
+    code, out, err = _cli("prm", "train", tmp_path / "cands.jsonl", "--model", tmp / "lm",
+                          "--checker", "gsm8k", "--output", tmp_path / "run", *TRAIN_ARGS)
+    assert code == 0, err
+    s = json.loads(out)
+    assert s["n_solutions"] == 32 and s["n_right_outcomes"] == sum(outcome)  # the generator's
+    assert s["threshold"] == 0.5 and s["threshold_source"].startswith("fixed 0.5")
+    assert s["n_lucky"] is None
+    assert load_prm(tmp_path / "run").threshold == 0.5
+
+
+def test_cli_implicit_refuses_bad_rows_and_options(implicit_cli: dict, tmp_path: Path) -> None:
+    import json
+
+    tmp, rows = implicit_cli["tmp"], [dict(r) for r in implicit_cli["rows"]]
+    args = ("prm", "train", tmp_path / "bad.json", "--model", tmp / "lm", "--output")
+    del rows[2]["final_answer_correct"]
+    rows[5]["final_answer_correct"] = "maybe"
+    (tmp_path / "bad.json").write_text(json.dumps(rows, indent=1))
+    code, _, err = _cli(*args, tmp_path / "o1", *TRAIN_ARGS)
+    assert code == 2 and "2 problems" in err and "missing outcome" in err
+    assert "outcome 'maybe' is not true/false in field 'final_answer_correct'" in err
+    assert "--skip-invalid" in err and not (tmp_path / "o1").exists()
+    code, out, err = _cli(*args, tmp_path / "o2", *TRAIN_ARGS, "--skip-invalid",
+                          "--stop-after", "1")
+    assert code == 0, err
+    assert json.loads(out)["n_solutions"] == 62 and "skipped 2 invalid row(s)" in err
+    for r in rows:
+        r.pop("final_answer_correct", None)
+    (tmp_path / "bad.json").write_text(json.dumps(rows))
+    code, _, err = _cli(*args, tmp_path / "o3", *TRAIN_ARGS)
+    assert code == 2 and "no row has the field 'final_answer_correct'" in err
+    assert "--outcome-column" in err and "--checker" in err
+    good = tmp / "train.json"
+    code, _, err = _cli("prm", "train", good, "--kind", "implicit", "--output", tmp_path / "o4")
+    assert code == 2 and "needs --model" in err
+    code, _, err = _cli("prm", "train", good, "--kind", "implicit", "--model",
+                        tmp_path / "nope", "--output", tmp_path / "o4")
+    assert code == 2 and "no such folder" in err
+    code, _, err = _cli("prm", "train", good, "--kind", "implicit", "--model", tmp / "lm",
+                        "--loss", "simpo", "--output", tmp_path / "o4")
+    assert code == 2 and "cannot train an implicit PRM" in err
+    code, _, err = _cli("prm", "train", good, "--model", tmp / "lm", "--output", tmp_path / "o4")
+    assert code == 2 and "--model is an option of --kind implicit" in err
+    code, _, err = _cli("prm", "train", good, "--finetune", "--kind", "implicit",
+                        "--output", tmp_path / "o4")
+    assert code == 2 and "contradict" in err
+    assert not (tmp_path / "o4").exists()

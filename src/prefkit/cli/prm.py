@@ -89,8 +89,8 @@ def _read_steps(path: Path, fmt: str, column: list[str] | None, skip_invalid: bo
 
 def _read_candidates(path: Path, fmt: str, column: list[str] | None, skip_invalid: bool,
                      separator: str) -> Any:
-    from prefkit.data.steps import read_candidates_file
     from prefkit.data.errors import InvalidInputError
+    from prefkit.data.steps import read_candidates_file
 
     if not path.exists():
         fail(f"{path}: no such file")
@@ -119,6 +119,10 @@ def _load(folder: Path) -> Any:
     if folder.is_file():
         fail(f"{folder} is a file; the first argument is the folder a PRM was trained into "
              "(prefkit prm train DATA --output DIR)")
+    if (folder / "prefkit_run.json").is_file() and not (folder / "config.json").is_file():
+        fail(f"{folder}: the training run there has not finished (stopped at --stop-after "
+             "or interrupted), so it holds no model yet; continue it with the same prefkit "
+             "prm train command and --resume")
     try:
         return load_prm(folder)
     except FileNotFoundError as e:
@@ -131,33 +135,52 @@ def _load(folder: Path) -> Any:
 
 
 # -- train ------------------------------------------------------------------------------------
+class Kind(str, Enum):
+    frozen = "frozen"
+    finetune = "finetune"
+    implicit = "implicit"
+
+
 @_command("train")
 def train(
-    data: Annotated[Path, typer.Argument(help="Step-labelled solutions (ProcessBench JSON, TRL stepwise, Math-Shepherd, PRM800K).")],
+    data: Annotated[Path, typer.Argument(help="Step-labelled solutions (ProcessBench JSON, TRL stepwise, Math-Shepherd, PRM800K); for --kind implicit also candidates with an answer (prompt, candidates, answer).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the run (new or empty, or an earlier run with --resume/--overwrite).")],
     fmt: FmtOpt = "auto",
     column: ColumnOpt = None,
     skip_invalid: SkipOpt = False,
-    finetune: Annotated[bool, typer.Option("--finetune", help="Fine-tune the whole backbone, scoring at a marker token after each step, instead of a head on frozen embeddings.")] = False,
+    kind: Annotated[Kind, typer.Option(help="frozen: a head on frozen embeddings (fast on CPU); finetune: a fine-tuned backbone scoring at a marker after each step; implicit: a causal LM trained on final-answer outcomes only, step reward beta*log(pi/pi_ref) (Free Process Rewards).")] = Kind.frozen,
+    finetune: Annotated[bool, typer.Option("--finetune", help="The same as --kind finetune.")] = False,
     backbone: Annotated[Optional[str], typer.Option(help="A local Hugging Face model folder (encoder, or causal LM) for --finetune, or a sentence-transformers folder for the frozen head; default the offline MiniLM.")] = None,
-    max_length: Annotated[int, typer.Option("--max-length", help="--finetune: tokens per window (longer solutions are scored in overlapping windows).")] = 256,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="--kind implicit: the causal LM to train, a local folder or a cached Hub id (it is also the reference pi_ref).")] = None,
+    outcome_column: Annotated[str, typer.Option("--outcome-column", help="--kind implicit: the field saying whether a solution's final answer is right (true/false), as ProcessBench's final_answer_correct.")] = "final_answer_correct",
+    checker: Annotated[Checker, typer.Option(help="--kind implicit on candidates with an answer: how a candidate's final answer is compared with it.")] = Checker.math,
+    separator: SepOpt = "\\n\\n",
+    max_length: Annotated[Optional[int], typer.Option("--max-length", help="--finetune: tokens per window (longer solutions are scored in overlapping windows; default 256); --kind implicit: tokens per prompt and solution (longer ones are cut, each cut reported; default 1024).")] = None,
     hidden: Annotated[int, typer.Option(help="Hidden units of the frozen head (0: linear).", min=0)] = 256,
-    loss: Annotated[str, typer.Option(help="Step loss: step_bce (hard or soft labels) or step_mse.")] = "step_bce",
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 60 with early stopping for the frozen head, 2 for --finetune).")] = None,
-    learning_rate: Annotated[Optional[float], typer.Option("--learning-rate", help="AdamW learning rate (default 1e-3 frozen head, 5e-5 --finetune).")] = None,
-    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of the solutions held out for early stopping and for tuning the threshold.")] = 0.2,
+    loss: Annotated[Optional[str], typer.Option(help="Step loss: step_bce (hard or soft labels, the default) or step_mse; --kind implicit: the align loss on outcomes, apo_zero_unpaired (default), kto or dpo.")] = None,
+    beta: Annotated[Optional[float], typer.Option(help="--kind implicit: beta of the reward beta*log(pi/pi_ref) (default 0.1).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="--kind implicit: solutions (or pairs) per optimizer step (default 8).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 60 with early stopping for the frozen head, 2 for --finetune, 1 for --kind implicit).")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option("--learning-rate", help="AdamW learning rate (default 1e-3 frozen head, 5e-5 --finetune, 1e-6 --kind implicit).")] = None,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of the solutions held out for early stopping and for tuning the threshold (--kind implicit: of the prompts).")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the split, the initial weights and the data order.")] = 0,
+    stop_after: Annotated[Optional[int], typer.Option("--stop-after", help="Stop after this many optimizer steps (epochs for the frozen head) with a checkpoint; --resume continues the run.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the run in --output again.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Train a process reward model on step labels: a head on the frozen offline MiniLM
-    reading each step with the problem and the steps before it, or (--finetune) a
-    fine-tuned backbone scoring at a marker token after each step.
+    """Train a process reward model: a head on the frozen offline MiniLM reading each step
+    with the problem and the steps before it, a fine-tuned backbone scoring at a marker
+    token after each step (--kind finetune), or the implicit PRM (--kind implicit): a causal
+    LM trained on whether each solution's final answer is right, no step label used.
 
     Every labelled step is one example (ProcessBench labels the steps up to the first
     wrong one). The threshold that flags a step is tuned for ProcessBench F1 on the held-out
-    solutions and saved with the model.
+    solutions and saved with the model. The implicit PRM reads each solution's outcome from
+    --outcome-column (ProcessBench's final_answer_correct), or, for candidates with an
+    answer column, checks each candidate's final answer with --checker; its step score is
+    sigmoid of the log-ratio up to the step's end (0.5: the prefix as likely to end right as
+    wrong), and its threshold stays 0.5 unless the data has step labels to tune it on.
 
     Examples:
 
@@ -168,17 +191,42 @@ def train(
       prefkit prm train math_shepherd_soft.jsonl --output runs/soft --loss step_mse
 
       prefkit prm train processbench_gsm8k.json --finetune --max-length 512 --output runs/ft
+
+      prefkit prm train processbench_gsm8k.json --kind implicit --model ./my-llama --output runs/implicit
+
+      prefkit prm train samples.jsonl --kind implicit --model ./my-llama --checker gsm8k --stop-after 100 --output runs/implicit
+
+      prefkit prm train samples.jsonl --kind implicit --model ./my-llama --checker gsm8k --output runs/implicit --resume
     """
     from prefkit.process import FrozenPRMConfig, train_frozen_prm
     from prefkit.process.finetune import FinetunePRMConfig, finetune_prm
 
+    if finetune and kind is Kind.implicit:
+        fail("--finetune and --kind implicit contradict each other: give one --kind")
+    kind = Kind.finetune if finetune else kind
+    if stop_after is not None and stop_after < 1:
+        fail(f"--stop-after must be at least 1, got {stop_after}")
+    if kind is Kind.implicit:
+        return _train_implicit(data, output, fmt=fmt, column=column, skip_invalid=skip_invalid,
+                               model=model, backbone=backbone, outcome_column=outcome_column,
+                               checker=checker, separator=separator, max_length=max_length,
+                               loss=loss, beta=beta, batch_size=batch_size, epochs=epochs,
+                               learning_rate=learning_rate, val_fraction=val_fraction,
+                               seed=seed, stop_after=stop_after, resume=resume,
+                               overwrite=overwrite, json_out=json_out)
+    for flag, value in (("--model", model), ("--beta", beta), ("--batch-size", batch_size)):
+        if value is not None:
+            fail(f"{flag} is an option of --kind implicit only"
+                 + (f"; the {kind.value} PRM's model is --backbone" if flag == "--model"
+                    else ""))
+    finetune = kind is Kind.finetune
     check_output(output, "prm-finetune" if finetune else "prm-train", resume, overwrite)
-    given = {k: v for k, v in (("epochs", epochs), ("learning_rate", learning_rate))
-             if v is not None}
+    given = {k: v for k, v in (("epochs", epochs), ("learning_rate", learning_rate),
+                               ("loss", loss)) if v is not None}
     try:
-        config: Any = FinetunePRMConfig(backbone=backbone, max_length=max_length, loss=loss,
+        config: Any = FinetunePRMConfig(backbone=backbone, max_length=max_length or 256,
                                         val_fraction=val_fraction, seed=seed, **given) \
-            if finetune else FrozenPRMConfig(encoder=backbone, hidden=hidden, loss=loss,
+            if finetune else FrozenPRMConfig(encoder=backbone, hidden=hidden,
                                              val_fraction=val_fraction, seed=seed, **given)
     except ValueError as e:
         fail(flag_words(str(e), {"val_fraction": "--val-fraction", "max_length": "--max-length",
@@ -186,30 +234,215 @@ def train(
     if finetune and backbone is not None and not Path(backbone).is_dir():
         fail(f"--backbone {backbone}: no such folder (give a local Hugging Face model folder)")
     steps = _read_steps(data, fmt, column, skip_invalid)
-    try:  # the run's parent folder now, not after loading the encoder
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        fail(f"--output {output}: cannot write the run there ({e.strerror or e}); choose "
-             "another folder")
+    _make_parent(output)
     t0 = time.perf_counter()
     with run_errors(), input_errors(data, also=(ValueError,)):
         trainer = finetune_prm if finetune else train_frozen_prm
         try:
             summary = trainer(config, output, steps, resume=resume, overwrite=overwrite,
-                              progress=not json_out)
+                              progress=not json_out, stop_after=stop_after)
         except FileNotFoundError as e:  # a --backbone that is no folder nor cached Hub id
             if e.filename is not None:
                 raise
             fail(flag_words(str(e), {"encoder": "--backbone", "backbone": "--backbone"})
                  .replace("(or None for", "(or no --backbone for"))
-    summary = {**summary, "output": str(output), "n_solutions": len(steps),
+    _train_report(summary, output, len(steps), t0, json_out, by_epochs=not finetune)
+
+
+def _make_parent(output: Path) -> None:
+    try:  # the run's parent folder now, not after loading a model
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"--output {output}: cannot write the run there ({e.strerror or e}); choose "
+             "another folder")
+
+
+def _train_report(summary: dict[str, Any], output: Path, n: int, t0: float,
+                  json_out: bool, *, by_epochs: bool = False) -> None:
+    summary = {**summary, "output": str(output), "n_solutions": n,
                "seconds": round(time.perf_counter() - t0, 2)}
     if json_out:
         print_json(summary)
         return
-    out.print(f"trained on {len(steps):,} solutions in {summary['seconds']:.1f}s; threshold "
-              f"{summary['threshold']:.3f} (tuned on {summary['n_val_solutions']} held-out "
-              f"solutions); model in {output}", highlight=False)
+    if not summary.get("finished", True):
+        done = f"{summary.get('epochs_run')} epochs" if by_epochs else \
+            f"{summary.get('steps')} optimizer steps"
+        out.print(f"stopped after {done} at --stop-after: a checkpoint (no model yet) is in "
+                  f"{output}; the same command with --resume continues", highlight=False)
+        return
+    source = summary.get("threshold_source") or \
+        f"tuned on {summary['n_val_solutions']} held-out solutions"
+    out.print(f"trained on {n:,} solutions in {summary['seconds']:.1f}s; threshold "
+              f"{summary['threshold']:.3f} ({source}); model in {output}", highlight=False)
+
+
+def _same_answer(checker: Checker) -> Any:
+    """``same(answer, reference)`` of --checker (a GSM8K reference may end in '#### N')."""
+    from prefkit.answers import math_equal, numbers_equal
+
+    def same(a: str | None, ref: str) -> bool:
+        if checker is Checker.gsm8k:
+            return bool(numbers_equal(a, ref.rsplit("####", 1)[-1].strip()))
+        return math_equal(a, ref)
+
+    return same
+
+
+def _is_candidates(path: Path, fmt: str, column: list[str] | None) -> bool:
+    """Whether ``path`` holds solutions to score (``candidates``) rather than step labels."""
+    from prefkit.data.errors import InvalidInputError
+    from prefkit.data.formats import detect
+    from prefkit.data.table import Table
+
+    if fmt != "auto":
+        return fmt == "candidates"
+    try:
+        table = Table.of(path)
+        with table.decoding():
+            return detect(table, ("steps",), parse_mapping(column, "--column") or None
+                          ).name == "candidates"
+    except InvalidInputError as e:
+        fail(e.for_cli())
+
+
+def _rows_of(table: Any, steps: Any) -> list[dict[str, Any]]:
+    """The row each solution was read from. The reader keeps the rows' order, skipping
+    bad ones (--skip-invalid); a line alone is no key (a JSON list may sit on one line), so
+    each solution is the next row of its line that holds its problem and steps."""
+    if len(steps) == len(table.rows):  # nothing skipped
+        return list(table.rows)
+
+    def holds(row: dict[str, Any], prompt: str, st: list[str]) -> bool:
+        texts = {v.strip() for v in row.values() if isinstance(v, str)}
+        lists = [[str(x).strip() for x in v] for v in row.values() if isinstance(v, list)]
+        return prompt.strip() in texts and [x.strip() for x in st] in lists
+
+    for strict in (True, False):  # by content, else (PRM800K's nested rows) by line alone
+        out, at = [], 0
+        for line, prompt, st in zip(steps.lines, steps.prompts, steps.steps):
+            while at < len(table.rows) and (table.lines[at] != line or strict and not holds(
+                    table.rows[at], prompt, st)):
+                at += 1
+            if at == len(table.rows):
+                break
+            out.append(table.rows[at])
+            at += 1
+        if len(out) == len(steps):
+            return out
+    raise AssertionError("the solutions read do not follow the file's rows")
+
+
+def _outcomes_of(path: Path, steps: Any, field: str, skip_invalid: bool) -> tuple[Any, list[bool]]:
+    """Each solution's outcome from ``field`` of its row (true/false); the solutions whose
+    value is missing or not a boolean are refused, or skipped with --skip-invalid."""
+    from prefkit.data.errors import InvalidInputError, InvalidRow
+    from prefkit.data.table import Table
+
+    table = Table.of(path)
+    rows = _rows_of(table, steps)
+    if not any(field in row for row in rows):
+        fail(f"{path}: no row has the field {field!r}; the implicit PRM trains on whether "
+             "each solution's final answer is right: give that field (true/false; "
+             "ProcessBench's is final_answer_correct), name it with --outcome-column, or "
+             "give candidates with an answer column (prompt, candidates, answer) and --checker")
+    keep, outcomes, problems = [], [], []
+    for i, (line, row) in enumerate(zip(steps.lines, rows)):
+        v = row.get(field)
+        if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+            v = v.strip().lower() == "true"
+        if isinstance(v, bool):
+            keep.append(i)
+            outcomes.append(v)
+            continue
+        problems.append(InvalidRow(
+            str(path), line, field, v, "missing outcome" if v is None else
+            f"outcome {v!r} is not true/false", "give whether the solution's final answer is "
+            "right as true or false", "missing_value" if v is None else "bad_value",
+            table.unit))
+    if problems and not skip_invalid:
+        fail(InvalidInputError(problems).for_cli())
+    report_skipped(path, problems, len(problems))
+    return steps.subset(keep), outcomes
+
+
+def _candidate_outcomes(path: Path, cands: Any, checker: Checker, skip_invalid: bool
+                        ) -> tuple[list[str], list[list[str]], list[bool]]:
+    """Every candidate as a solution, its outcome its final answer checked against the
+    row's answer; rows without an answer are refused (or skipped with --skip-invalid)."""
+    from prefkit.answers import final_answer
+    from prefkit.data.errors import InvalidInputError, InvalidRow
+
+    same = _same_answer(checker)
+    prompts, solutions, outcomes, problems = [], [], [], []
+    for prompt, cs, ref, line in zip(cands.prompts, cands.candidates, cands.answers,
+                                     cands.lines):
+        if ref is None or not str(ref).strip():
+            problems.append(InvalidRow(
+                str(path), line, "answer", ref, "no reference answer", "give each row the "
+                "answer its candidates are checked against (--checker), or a step-labelled "
+                "file with each solution's outcome (--outcome-column)", "missing_value"))
+            continue
+        for c in cs:
+            prompts.append(prompt)
+            solutions.append(c)
+            outcomes.append(same(final_answer("\n".join(c)), str(ref)))
+    if problems and not skip_invalid:
+        fail(InvalidInputError(problems).for_cli())
+    report_skipped(path, problems, len(problems))
+    return prompts, solutions, outcomes
+
+
+def _train_implicit(data: Path, output: Path, *, fmt: str, column: list[str] | None,
+                    skip_invalid: bool, model: str | None, backbone: str | None,
+                    outcome_column: str, checker: Checker, separator: str,
+                    max_length: int | None, loss: str | None, beta: float | None,
+                    batch_size: int | None, epochs: int | None, learning_rate: float | None,
+                    val_fraction: float, seed: int, stop_after: int | None, resume: bool,
+                    overwrite: bool, json_out: bool) -> None:
+    """``prm train --kind implicit``: outcomes read, the run of
+    :func:`prefkit.process.implicit.fit_implicit_prm`."""
+    from prefkit.process.implicit import ImplicitPRMConfig, fit_implicit_prm
+
+    if backbone is not None:
+        fail("--backbone is the encoder of the frozen and finetune PRMs; --kind implicit "
+             "trains the causal LM given as --model")
+    if model is None:
+        fail("--kind implicit needs --model: the causal LM to train (a local folder or a "
+             "cached Hub id), e.g. --model ./my-llama")
+    check_output(output, "prm-implicit", resume, overwrite)
+    if not Path(model).exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
+        fail(f"--model {model}: no such folder (give a folder with config.json, the weights "
+             "and the tokenizer, or a Hub id that is in the local cache)")
+    given = {k: v for k, v in (("loss", loss), ("beta", beta), ("batch_size", batch_size),
+                               ("epochs", epochs), ("learning_rate", learning_rate),
+                               ("max_length", max_length)) if v is not None}
+    try:
+        config = ImplicitPRMConfig(model=model, val_fraction=val_fraction, seed=seed, **given)
+    except ValueError as e:
+        fail(flag_words(str(e), {"val_fraction": "--val-fraction", "learning_rate":
+                                 "--learning-rate", "epochs": "--epochs", "batch_size":
+                                 "--batch-size", "beta": "--beta", "loss": "--loss"}))
+    first_error = None
+    if _is_candidates(data, fmt, column):
+        cands = _read_candidates(data, fmt, column, skip_invalid, separator)
+        prompts, solutions, outcomes = _candidate_outcomes(data, cands, checker, skip_invalid)
+    else:
+        steps, outcomes = _outcomes_of(data, _read_steps(data, fmt, column, skip_invalid),
+                                       outcome_column, skip_invalid)
+        prompts, solutions, first_error = steps.prompts, steps.steps, steps.first_error
+    if not prompts:
+        fail(f"{data}: no solution left to train on")
+    _make_parent(output)
+    t0 = time.perf_counter()
+    with run_errors(), input_errors(data, also=(ValueError,)):
+        try:
+            summary = fit_implicit_prm(config, output, prompts, solutions, outcomes,
+                                       first_error=first_error, resume=resume,
+                                       overwrite=overwrite, progress=not json_out,
+                                       stop_after=stop_after)
+        except OSError as e:  # a --model that is no folder nor cached Hub id
+            fail(f"--model {model}: cannot load it ({e})")
+    _train_report(summary, output, len(prompts), t0, json_out)
 
 
 # -- eval -------------------------------------------------------------------------------------
@@ -262,8 +495,10 @@ def evaluate(
     train = getattr(prm, "train_stats", None) or {}
     base = baselines([len(s) for s in steps.steps], labels,
                      train_n_steps=train.get("n_steps"), train_labels=train.get("labels"))
+    source = getattr(prm, "threshold_source", None) or \
+        "tuned on the training run's held-out solutions"
     result = {**_report(main), "threshold_source": "given" if threshold is not None
-              else "tuned on the training run's held-out solutions",
+              else source,
               "at_0.5": _report(fixed), "baselines": {k: _report(v) for k, v in base.items()},
               "n_solutions": len(steps), "n_steps": sum(len(s) for s in steps.steps),
               "seconds": round(time.perf_counter() - t0, 2)}

@@ -3,29 +3,46 @@ arXiv:2412.01981): a causal LM trained on **outcome labels only** whose reward, 
 token, is a process reward.
 
 With the outcome reward parameterised as ``r(y) = beta * log(pi(y|x) / pi_ref(y|x))`` and
-trained with a preference loss on whole solutions (here DPO on (right-outcome,
-wrong-outcome) pairs of the same problem, through :func:`prefkit.align.align`), the reward of
-step ``k`` is
+trained with a loss on whole solutions and their outcomes (through
+:func:`prefkit.align.align`: an unpaired loss on (solution, right?) rows, or DPO on
+(right-outcome, wrong-outcome) pairs of one problem), the reward of step ``k`` is
 
     r_k = beta * sum_{t in step k} log(pi(y_t | x, y_<t) / pi_ref(y_t | x, y_<t))
 
 computed by :func:`prefkit.align.logprobs.sequence_logps` (one row per step, the step's
-tokens in the loss mask, the reference in the same call). A step looks wrong when ``r_k``
-is negative: the trained model finds it less likely than the reference did. :meth:`score`
-returns ``sigmoid(r_k)`` so that the fixed ProcessBench threshold 0.5 is ``r_k = 0`` (it is no
-calibrated probability).
+tokens in the loss mask, the reference in the same call).
+
+**What a score means.** The paper's Proposition: ``q_k = r_1 + ... + r_k``, the log-ratio
+summed over every token up to the end of step ``k``, equals
+``beta * log E_{pi_ref}[exp(r(y) / beta) | the prefix]`` -- the (soft) expected outcome
+reward of the solutions the reference would write from that prefix, a Q value; the step
+reward is its change, ``r_k = q_k - q_{k-1}``. Trained with a loss anchored at 0 (the
+paper's cross-entropy ``sigmoid(r(y)) = P(right)``; here ``apo_zero_unpaired`` or ``kto``,
+which push ``r`` above 0 for right outcomes and below for wrong ones), ``q_k < 0`` says the
+prefix more likely ends wrong: a step is judged wrong when it brings the prefix's value below
+0. :meth:`ImplicitPRM.score` therefore returns ``sigmoid(q_k)``, whose 0.5 is ``q_k = 0``:
+the natural fixed threshold of ProcessBench. (``sigmoid(r_k)`` of the step reward alone puts
+0.5 at "this step changed nothing", and the small ups and downs of right steps then flag
+most right solutions: on the synthetic task, F1 0.53 at 0.5 against 0.92 at a tuned
+threshold; benchmarks/prm_synthetic.py.) A pairwise loss (DPO) fixes only differences of
+``r`` between solutions of one prompt, so its 0 is no boundary: tune the threshold there.
 
 ``pi_ref`` is the model before the outcome training: :func:`fit_lm` fits one on unlabelled
 solutions (the generator's own samples), standing in for a pretrained LM on small tasks.
 A folder holds ``policy/`` (align's run, the trained model), ``reference/`` and
-``config.json`` (kind ``"implicit"``, ``beta``, the threshold).
+``config.json`` (kind ``"implicit"``, ``beta``, the threshold). :func:`fit_implicit_prm` is
+the whole run from solutions and their outcomes (``prefkit prm train --kind implicit``):
+seeded split of the prompts, outcome rows, :func:`prefkit.align.align` (its checkpoints:
+``stop_after`` and ``resume``), the threshold.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +50,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from prefkit.process.processbench import DEFAULT_THRESHOLD
-from prefkit.runs import write_json
+from prefkit.process.processbench import DEFAULT_THRESHOLD, evaluate_steps, tune_threshold
+from prefkit.runs import ConfigIO, RunFolder, config_diff, package_versions, write_json
 
-__all__ = ["ImplicitPRM", "fit_lm", "outcome_pairs", "outcome_rows", "response_text",
-           "train_implicit_prm"]
+__all__ = ["ImplicitPRM", "ImplicitPRMConfig", "fit_implicit_prm", "fit_lm", "outcome_pairs",
+           "outcome_rows", "response_text", "train_implicit_prm"]
+
+KIND = "prm-implicit"
+FIXED = "fixed 0.5 (q_k = 0; no step labels)"
 
 
 def response_text(steps: Sequence[str]) -> str:
@@ -116,8 +136,9 @@ class ImplicitPRM:
                  beta: float, threshold: float = DEFAULT_THRESHOLD) -> None:
         self.policy, self.reference = policy.eval(), reference.eval()
         self.tokenizer, self.beta, self.threshold = tokenizer, float(beta), threshold
-        self.config = {"beta": beta}
+        self.config: dict[str, Any] = {"beta": beta}
         self.train_stats: dict[str, list[int]] = {}
+        self.threshold_source: str | None = None
 
     def _rows(self, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[tuple[int, int]]]:
         ids = self.tokenizer(prompt)["input_ids"]
@@ -142,6 +163,7 @@ class ImplicitPRM:
         out = [np.full(len(st), np.nan) for st in steps]
         pad = self.tokenizer.pad_token_id or 0
         bar = progress_bar(len(rows), "scoring steps", enabled=progress)
+        dev = next(self.policy.parameters()).device
         with torch.no_grad():
             for b in range(0, len(rows), batch_size):
                 part = rows[b:b + batch_size]
@@ -153,19 +175,27 @@ class ImplicitPRM:
                     ids[r, :len(x)] = torch.tensor(x)
                     attn[r, :len(x)] = 1
                     mask[r, s:e] = True  # (R, T): the step's tokens
-                got = sequence_logps(self.policy, ids, attn, mask, reference=self.reference)
-                ratio = (got["policy"] - got["reference"]).double().numpy()
+                got = sequence_logps(self.policy, ids.to(dev), attn.to(dev), mask.to(dev),
+                                     reference=self.reference)
+                ratio = (got["policy"] - got["reference"]).double().cpu().numpy()
                 for (i, k, _, _), v in zip(part, ratio):
                     out[i][k] = self.beta * v
                 bar.advance(len(part))
         bar.close()
         return out
 
+    def values(self, prompts: Sequence[str], steps: Sequence[Sequence[str]], *,
+               batch_size: int = 64, progress: bool = False) -> list[np.ndarray]:
+        """``q_k = r_1 + ... + r_k`` per step: the log-ratio of everything up to the end of
+        step ``k``, the implicit Q value of the prefix (module docstring)."""
+        return [np.cumsum(r) for r in
+                self.step_rewards(prompts, steps, batch_size=batch_size, progress=progress)]
+
     def score(self, prompts: Sequence[str], steps: Sequence[Sequence[str]], *,
               progress: bool = False) -> list[np.ndarray]:
-        """``sigmoid(r_k)`` per step: 0.5 where the step reward is 0."""
-        return [1.0 / (1.0 + np.exp(-r)) for r in
-                self.step_rewards(prompts, steps, progress=progress)]
+        """``sigmoid(q_k)`` per step: below 0.5 where the prefix up to step ``k`` more likely
+        ends wrong than right (module docstring)."""
+        return [1.0 / (1.0 + np.exp(-q)) for q in self.values(prompts, steps, progress=progress)]
 
     @classmethod
     def load(cls, folder: str | Path) -> ImplicitPRM:
@@ -176,8 +206,12 @@ class ImplicitPRM:
         policy = AutoModelForCausalLM.from_pretrained(str(folder / "policy"))
         reference = AutoModelForCausalLM.from_pretrained(str(folder / "reference"))
         tok = AutoTokenizer.from_pretrained(str(folder / "reference"))
-        return cls(policy, reference, tok, beta=info["beta"],
-                   threshold=float(info.get("threshold", DEFAULT_THRESHOLD)))
+        prm = cls(policy, reference, tok, beta=info["beta"],
+                  threshold=float(info.get("threshold", DEFAULT_THRESHOLD)))
+        prm.config = {"beta": info["beta"], **info.get("config", {})}
+        prm.train_stats = info.get("train_stats") or {}
+        prm.threshold_source = info.get("threshold_source")
+        return prm
 
 
 def train_implicit_prm(model: nn.Module, tokenizer: Any, pairs: Sequence[dict[str, Any]],
@@ -188,26 +222,235 @@ def train_implicit_prm(model: nn.Module, tokenizer: Any, pairs: Sequence[dict[st
     is aligned on outcome ``pairs`` (:func:`outcome_pairs`; or unpaired
     :func:`outcome_rows` with an unpaired loss such as ``kto``) with ``loss`` by
     :func:`prefkit.align.align` into ``policy/``; returns the PRM (also written as a folder
-    :func:`~prefkit.process.load_prm` reads)."""
-    import copy
-
-    from prefkit.align import AlignConfig, align
+    :func:`~prefkit.process.load_prm` reads, threshold 0.5). ``output_dir``: a new or empty
+    folder, or an earlier such run with ``overwrite=True``."""
+    from prefkit.align import AlignConfig
 
     out = Path(output_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} is not empty; choose a new folder or overwrite=True")
-    out.mkdir(parents=True, exist_ok=True)
+    run = RunFolder(out, KIND, overwrite=overwrite)
+    config = align_config or AlignConfig(loss=loss, loss_kwargs={"beta": beta},
+                                         learning_rate=1e-3, batch_size=16, epochs=2)
+    beta_used = dict(config.loss_kwargs).get("beta", beta)
+    run.start({"loss": config.loss, "beta": beta_used})
+    reference = _save_reference(model, tokenizer, out)
+    _align_policy(model, tokenizer, reference, pairs, None, out, config, resume=False,
+                  stop_after=None, progress=progress, device="cpu")
+    info = {"kind": "implicit", "beta": beta_used, "threshold": DEFAULT_THRESHOLD,
+            "threshold_source": FIXED, "loss": config.loss}
+    write_json(out / "config.json", info)
+    run.finish({"loss": config.loss, "beta": beta_used})
+    return ImplicitPRM(model, reference, tokenizer, beta=beta_used)
+
+
+def _save_reference(model: nn.Module, tokenizer: Any, out: Path) -> nn.Module:
+    """A frozen copy of ``model`` as it is now, saved (with the tokenizer) in
+    ``out/reference``."""
     reference = copy.deepcopy(model).eval()
     reference.save_pretrained(str(out / "reference"))
     tokenizer.save_pretrained(str(out / "reference"))
-    data = out / "outcome_pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in pairs))
-    config = align_config or AlignConfig(loss=loss, loss_kwargs={"beta": beta},
-                                         learning_rate=1e-3, batch_size=16, epochs=2)
-    align(model, str(data), config=config, output_dir=out / "policy", tokenizer=tokenizer,
-          reference_model=reference, progress=progress, overwrite=overwrite,
-          device="cpu")
-    beta_used = dict(config.loss_kwargs).get("beta", beta)
-    write_json(out / "config.json", {"kind": "implicit", "beta": beta_used,
-                                     "threshold": DEFAULT_THRESHOLD, "loss": config.loss})
-    return ImplicitPRM(model, reference, tokenizer, beta=beta_used)
+    return reference
+
+
+def _align_policy(model: nn.Module, tokenizer: Any, reference: nn.Module,
+                  rows: Sequence[dict[str, Any]], val_rows: Sequence[dict[str, Any]] | None,
+                  out: Path, config: Any, *, resume: bool, stop_after: int | None,
+                  progress: bool, device: Any) -> Any:
+    """``model`` aligned on the outcome rows (written to ``out/outcome_rows.jsonl``, and
+    ``outcome_rows_val.jsonl`` for align's validation) into ``out/policy``."""
+    from prefkit.align import align
+
+    data = out / "outcome_rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    val = None
+    if val_rows:
+        val = out / "outcome_rows_val.jsonl"
+        val.write_text("".join(json.dumps(r) + "\n" for r in val_rows))
+    return align(model, str(data), config=config, output_dir=out / "policy",
+                 tokenizer=tokenizer, reference_model=reference,
+                 validation=None if val is None else str(val), progress=progress,
+                 resume=resume, stop_after=stop_after, device=device)
+
+
+# -- the whole run from solutions and outcomes (prefkit prm train --kind implicit) -------------
+@dataclass(frozen=True)
+class ImplicitPRMConfig(ConfigIO):
+    """An implicit-PRM run (saved in ``config.json``): the causal LM ``model`` (a folder or a
+    cached Hub id; it is also the reference), the align ``loss`` (unpaired losses train on
+    every solution, pairwise ones on right/wrong pairs of a prompt, at most
+    ``max_pairs_per_prompt``) with its ``beta``, AdamW ``learning_rate``, ``batch_size``
+    rows per step, ``epochs``, ``max_length`` tokens per solution; ``val_fraction`` of the
+    prompts held out (align's validation, and the threshold when step labels are given);
+    ``checkpoint_every`` optimizer steps (0: by time only)."""
+
+    model: str = ""
+    loss: str = "apo_zero_unpaired"
+    beta: float = 0.1
+    learning_rate: float = 1e-6
+    batch_size: int = 8
+    epochs: int = 1
+    max_length: int | None = 1024
+    max_pairs_per_prompt: int = 4
+    val_fraction: float = 0.1
+    checkpoint_every: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from prefkit.align.losses import get_align_loss
+
+        spec = get_align_loss(self.loss)
+        if spec.kind not in ("pairwise", "unpaired") or not spec.needs_reference:
+            raise ValueError(
+                f"loss {self.loss!r} cannot train an implicit PRM: its reward must be beta * "
+                "log(pi/pi_ref) of whole solutions (a reference-based pairwise or unpaired "
+                "loss); use apo_zero_unpaired (default), kto or dpo")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
+        for name, ok, rule in (("epochs", self.epochs >= 1, ">= 1"),
+                               ("batch_size", self.batch_size >= 1, ">= 1"),
+                               ("learning_rate", self.learning_rate > 0, "> 0"),
+                               ("beta", self.beta > 0, "> 0"),
+                               ("max_pairs_per_prompt", self.max_pairs_per_prompt >= 1, ">= 1"),
+                               ("checkpoint_every", self.checkpoint_every >= 0, ">= 0")):
+            if not ok:
+                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)}")
+
+    def align_config(self) -> Any:
+        from prefkit.align import AlignConfig
+
+        return AlignConfig(loss=self.loss, loss_kwargs={"beta": self.beta},
+                           learning_rate=self.learning_rate, batch_size=self.batch_size,
+                           epochs=self.epochs, max_length=self.max_length, seed=self.seed,
+                           checkpoint_every=self.checkpoint_every)
+
+
+def _split_prompts(prompts: Sequence[str], fraction: float, seed: int
+                   ) -> tuple[list[int], list[int]]:
+    """Seeded (train, validation) solution indices: whole prompts are held out, so no
+    problem is on both sides."""
+    unique = list(dict.fromkeys(prompts))
+    n_val = min(len(unique) - 1, max(1, round(fraction * len(unique)))) \
+        if fraction > 0 and len(unique) > 1 else 0
+    held = {unique[j] for j in np.random.default_rng(seed).permutation(len(unique))[:n_val]}
+    tr = [i for i, p in enumerate(prompts) if p not in held]
+    va = [i for i, p in enumerate(prompts) if p in held]
+    return tr, va
+
+
+def _take(idx: Sequence[int], xs: Sequence[Any]) -> list[Any]:
+    return [xs[i] for i in idx]
+
+
+def _rows_for(loss: str, prompts: Sequence[str], steps: Sequence[Sequence[str]],
+              outcomes: Sequence[bool], seed: int, max_pairs: int) -> list[dict[str, Any]]:
+    from prefkit.align.losses import get_align_loss
+
+    if get_align_loss(loss).kind == "unpaired":
+        return outcome_rows(prompts, steps, outcomes)
+    return outcome_pairs(prompts, steps, outcomes, np.random.default_rng(seed),
+                         max_pairs_per_prompt=max_pairs)
+
+
+def fit_implicit_prm(config: ImplicitPRMConfig, output_dir: str | Path,
+                     prompts: Sequence[str], steps: Sequence[Sequence[str]],
+                     outcomes: Sequence[bool], *, first_error: Sequence[int] | None = None,
+                     resume: bool = False, overwrite: bool = False, progress: bool = True,
+                     stop_after: int | None = None, device: Any = None) -> dict[str, Any]:
+    """Train an implicit PRM from solutions and their **outcomes** (the final answer right
+    or not); write ``output_dir``; return the summary.
+
+    ``first_error`` (ProcessBench labels, when the data has them) is never trained on: it
+    tunes the threshold on the held-out prompts' solutions and feeds the position-prior
+    baseline of ``prefkit prm eval``; without it the threshold is the fixed 0.5 (``q_k =
+    0``). ``stop_after`` stops after that many optimizer steps with a checkpoint (the
+    summary says ``finished: False``); ``resume=True`` continues it, equal to an
+    uninterrupted run (align's checkpoints); a finished run is left as it is."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    n = len(prompts)
+    if not (len(steps) == len(outcomes) == n) or (first_error is not None
+                                                   and len(first_error) != n):
+        raise ValueError("prompts, steps, outcomes (and first_error) need one entry per "
+                         "solution")
+    out = Path(output_dir)
+    run = RunFolder(out, KIND, resume=resume, overwrite=overwrite)
+    saved = _saved_run(out) if resume and run.existing == KIND else None
+    if saved is not None and config_diff(saved["config"], config.to_dict()):
+        raise ValueError(f"{out} was started with other settings (fields "
+                         f"{config_diff(saved['config'], config.to_dict())}); resume with the "
+                         "same settings, or start again with overwrite")
+    if saved is not None and saved["status"] == "finished" and (out / "config.json").is_file():
+        return {**json.loads((out / "config.json").read_text())["summary"], "resumed": True}
+
+    # -- data: held-out prompts, outcome rows --------------------------------------------------
+    tr, va = _split_prompts(prompts, config.val_fraction, config.seed)
+    rows = _rows_for(config.loss, _take(tr, prompts), _take(tr, steps), _take(tr, outcomes),
+                     config.seed, config.max_pairs_per_prompt)
+    val_rows = _rows_for(config.loss, _take(va, prompts), _take(va, steps), _take(va, outcomes),
+                         config.seed + 1, config.max_pairs_per_prompt) if va else []
+    if not rows:
+        raise ValueError("no training pair: a pairwise loss needs prompts with both a right "
+                         "and a wrong solution; give several solutions per prompt, or use "
+                         "an unpaired loss (apo_zero_unpaired, kto)")
+    n_right = sum(bool(outcomes[i]) for i in tr)
+    if n_right in (0, len(tr)):
+        which = "right" if n_right else "wrong"
+        raise ValueError(f"every training solution's outcome is {which}; the implicit PRM "
+                         "learns from the difference: give solutions with right and with "
+                         "wrong final answers")
+
+    # -- the model, its reference (saved first), align ----------------------------------------
+    resuming = saved is not None and (out / "policy" / "checkpoint.pt").is_file() \
+        and (out / "reference").is_dir()
+    tokenizer = AutoTokenizer.from_pretrained(config.model)  # before the folder is touched
+    model = AutoModelForCausalLM.from_pretrained(config.model)
+    if not resuming:
+        run.start(config.to_dict())
+    if resuming:
+        reference = AutoModelForCausalLM.from_pretrained(str(out / "reference")).eval()
+    else:
+        reference = _save_reference(model, tokenizer, out)
+    result = _align_policy(model, tokenizer, reference, rows, val_rows, out,
+                           config.align_config(), resume=resuming, stop_after=stop_after,
+                           progress=progress, device=device)
+    summary: dict[str, Any] = {
+        "finished": bool(result.finished), "steps": result.step, "loss": config.loss,
+        "beta": config.beta, "n_train_solutions": len(tr), "n_val_solutions": len(va),
+        "n_train_rows": len(rows), "n_right_outcomes": int(sum(map(bool, outcomes))),
+        "n_lucky": None if first_error is None else
+        int(sum(bool(o) and f != -1 for o, f in zip(outcomes, first_error))),
+        "metrics": result.metrics, "validation": result.validation}
+    if not result.finished:
+        return summary
+
+    # -- the threshold: fixed, or tuned on the held-out solutions' step labels -------------------
+    model.eval()
+    prm = ImplicitPRM(model, reference.to(next(model.parameters()).device), tokenizer,
+                      beta=config.beta)
+    threshold, source = DEFAULT_THRESHOLD, FIXED
+    if first_error is not None and va:
+        val_first = _take(va, list(first_error))
+        val_scores = prm.score(_take(va, prompts), _take(va, steps), progress=progress)
+        if -1 in val_first and any(x != -1 for x in val_first):
+            threshold = tune_threshold(val_scores, val_first)
+            source = f"tuned on {len(va)} held-out training solutions' step labels"
+            summary["val_f1_fixed"] = evaluate_steps(val_scores, val_first).f1
+            summary["val_f1_tuned"] = evaluate_steps(val_scores, val_first,
+                                                     threshold=threshold).f1
+    summary.update(threshold=threshold, threshold_source=source)
+    write_json(out / "config.json", {
+        "kind": "implicit", "beta": config.beta, "threshold": threshold,
+        "threshold_source": source, "loss": config.loss, "config": config.to_dict(),
+        "train_stats": None if first_error is None else {
+            "n_steps": [len(s) for s in steps], "labels": [int(x) for x in first_error]},
+        "versions": package_versions(), "summary": summary})
+    run.finish(config.to_dict(), summary)
+    return summary
+
+
+def _saved_run(out: Path) -> dict[str, Any] | None:
+    """The marker of an earlier run in ``out`` (its config and status), if readable."""
+    try:
+        marker = json.loads((out / "prefkit_run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return {"config": marker.get("config", {}), "status": marker.get("status")}
