@@ -90,3 +90,42 @@ def test_finetune_a_causal_lm_decoder(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_length"):
         FinetunePRMConfig(max_length=2)
     assert math.isfinite(prm.threshold)
+
+
+def test_stopped_and_resumed_equals_uninterrupted(tmp_path: Path) -> None:
+    """stop_after k steps (mid-epoch), resume: the same losses, weights and threshold as an
+    uninterrupted run (prefkit.runs' checkpoint; the epoch's batches drawn again)."""
+    from safetensors.torch import load_file
+
+    data, _ = make_solutions(24, np.random.default_rng(0))
+    # dropout on: its draws must come from the saved stream too
+    cfg = FinetunePRMConfig(max_length=32, epochs=2, batch_size=4, learning_rate=1e-3,
+                            disable_dropout=False)
+
+    def run(out: Path, **kw: object) -> dict:
+        model, tok = _tiny_bert()
+        return finetune_prm(cfg, out, data, model=model, tokenizer=tok, progress=False, **kw)
+
+    whole = run(tmp_path / "whole")
+    assert whole["finished"] and whole["steps"] >= 8
+    stopped = run(tmp_path / "part", stop_after=3)
+    assert stopped == {"finished": False, "steps": 3, "epochs_run": 0}
+    ck = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)
+    assert (ck["kind"], ck["step"], ck["step_in_epoch"]) == ("prm-finetune", 3, 3)
+    resumed = run(tmp_path / "part", resume=True)
+    assert resumed["finished"] and resumed["steps"] == whole["steps"]
+    assert resumed["threshold"] == whole["threshold"]
+
+    def rows(out: Path) -> list[dict]:
+        return [json.loads(line) for line in (out / "metrics.jsonl").open()]
+
+    assert rows(tmp_path / "part") == rows(tmp_path / "whole")
+    assert len(rows(tmp_path / "whole")) == whole["steps"]
+    for name in ("backbone/model.safetensors", "head.safetensors"):
+        a, b = load_file(str(tmp_path / "whole" / name)), load_file(str(tmp_path / "part" / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # a run stopped at an epoch end resumes too
+    per_epoch = whole["steps"] // 2
+    assert run(tmp_path / "edge", stop_after=per_epoch)["epochs_run"] == 1
+    run(tmp_path / "edge", resume=True)
+    assert rows(tmp_path / "edge") == rows(tmp_path / "whole")

@@ -14,6 +14,16 @@ that contains it (the one that gives it the most context before it), so every st
 and windows after the first start inside the solution (they do not see the problem). Training
 uses the same windows, so a step is trained as it is scored.
 
+**Speed** (the same loss and scores, less work; ``benchmarks/prm_speed.py``): for a
+BERT-family encoder (the offline MiniLM) the forward computes only what the head reads
+(:mod:`prefkit.process._fastpath`: the last layer at the markers only, no padding in the
+matrix products, one Q/K/V product, PyTorch's SDPA attention kernel); for a causal LM the
+tokens after a window's last marker that counts (labelled, in training) are cut, which
+changes nothing a causal model computes before them. Training batches are grouped by
+length, AdamW is the fused kernel, dropout is off by default (as TRL's ``PRMConfig``:
+``disable_dropout=True``), and a marker without a label is not projected while training
+(it adds nothing to the loss).
+
 The run folder (:mod:`prefkit.runs`): ``config.json`` (kind ``"finetune"``, the config, the
 threshold tuned on the held-out solutions), ``backbone/`` (the fine-tuned backbone and its
 tokenizer, ``save_pretrained``), ``head.safetensors``, ``metrics.jsonl``, ``checkpoint.pt``.
@@ -34,10 +44,21 @@ import torch
 from torch import Tensor, nn
 
 from prefkit.data.steps import StepSolutions
+from prefkit.process._fastpath import bert_at_markers, dropout_active, supports
 from prefkit.process.frozen import _split
 from prefkit.process.losses import get_process_loss
 from prefkit.process.processbench import DEFAULT_THRESHOLD, tune_threshold
-from prefkit.runs import ConfigIO, Metrics, RunFolder, package_versions, progress_bar, write_json
+from prefkit.runs import (
+    CHECKPOINT_SECONDS,
+    Checkpointing,
+    ConfigIO,
+    Metrics,
+    RunFolder,
+    adamw,
+    package_versions,
+    progress_bar,
+    write_json,
+)
 
 __all__ = ["FinetunePRMConfig", "FinetunedPRM", "encode_solution", "finetune_prm"]
 
@@ -49,7 +70,13 @@ class FinetunePRMConfig(ConfigIO):
     """A fine-tuned PRM run (saved in ``config.json``); ``backbone`` None is the offline
     MiniLM's transformer. ``group_by_length``: each epoch's shuffled windows are sorted by
     length within chunks of 32 batches and the batches shuffled again (less padding; the
-    same examples per epoch)."""
+    same examples per epoch). ``disable_dropout`` zeroes every dropout probability of the
+    backbone (TRL's ``PRMConfig`` default). ``attention``: the attention kernel, "default"
+    (the backbone's own: transformers' SDPA where the model has it), "sdpa" or "eager" (in
+    float32 on an AVX2 CPU SDPA is the faster: a MiniLM step takes ~10% longer with
+    "eager"). ``fast_path``: compute only what the head reads
+    where the backbone allows it (module docstring); False runs the backbone's own forward
+    (the same numbers, up to float rounding)."""
 
     backbone: str | None = None
     max_length: int = 256
@@ -61,9 +88,15 @@ class FinetunePRMConfig(ConfigIO):
     val_fraction: float = 0.2
     seed: int = 0
     group_by_length: bool = True
+    disable_dropout: bool = True
+    attention: str = "default"
+    fast_path: bool = True
 
     def __post_init__(self) -> None:
         get_process_loss(self.loss)
+        if self.attention not in ("eager", "sdpa", "default"):
+            raise ValueError(f"attention must be 'default', 'eager' or 'sdpa', got "
+                             f"{self.attention!r}")
         if self.max_length < 8:
             raise ValueError(f"max_length must be >= 8 tokens, got {self.max_length}")
         if not 0.0 < self.val_fraction < 1.0:
@@ -124,15 +157,44 @@ def windows(n_tokens: int, markers: Sequence[int], max_length: int
     return sorted(out.items())
 
 
+def is_causal(backbone: nn.Module) -> bool:
+    """Whether ``backbone`` attends only to earlier tokens (a decoder-only LM, or a BERT
+    configured as a decoder); a model type that also has a masked-LM head reads both ways."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    cfg = backbone.config
+    if getattr(cfg, "is_decoder", False):
+        return True
+    kind = getattr(cfg, "model_type", "")
+    return kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and \
+        kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
 class _Scorer(nn.Module):
-    def __init__(self, backbone: nn.Module) -> None:
+    """The backbone and the step head; ``fast``: :func:`~prefkit.process._fastpath.
+    bert_at_markers` where the backbone allows it and no dropout draws."""
+
+    def __init__(self, backbone: nn.Module, *, attention: str = "default",
+                 fast: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = nn.Linear(backbone.config.hidden_size, 1)
+        self.fast = fast and supports(backbone)
+        if attention != "default" and hasattr(backbone, "set_attn_implementation"):
+            backbone.set_attn_implementation(attention)
+        own = getattr(backbone.config, "_attn_implementation", None)
+        self.core = own if own in ("eager", "sdpa") else "sdpa"  # the fast path's kernel
 
     def forward(self, ids: Tensor, attn: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
-        h = self.backbone(input_ids=ids, attention_mask=attn).last_hidden_state  # (B, T, H)
-        return self.head(h[rows, cols]).squeeze(-1)  # (n_markers,)
+        if self.fast and not dropout_active(self.backbone):
+            h = bert_at_markers(self.backbone, ids, attn, rows, cols,
+                                attention=self.core)  # (n_markers, H)
+        else:
+            h = self.backbone(input_ids=ids, attention_mask=attn).last_hidden_state[rows, cols]
+        return self.head(h).squeeze(-1)  # (n_markers,)
 
 
 def _examples(tokenizer: Any, data: StepSolutions, idx: Sequence[int], max_length: int
@@ -144,6 +206,22 @@ def _examples(tokenizer: Any, data: StepSolutions, idx: Sequence[int], max_lengt
         for s, ks in windows(len(ids), where, max_length):
             out.append((ids[s:s + max_length], [where[k] - s for k in ks],
                         [data.labels[i][k] for k in ks], int(i), ks))
+    return out
+
+
+def _trim(items: Sequence[Any], *, labelled: bool, causal: bool) -> list[Any]:
+    """Windows with only what changes the result: with ``labelled`` the labelled markers
+    (windows without one dropped; an unlabelled step adds nothing to the loss), with
+    ``causal`` no token after the last marker kept (a causal model computes the earlier
+    positions without them)."""
+    out = []
+    for ids, pos, lab, i, ks in items:
+        if labelled:
+            keep = [j for j, y in enumerate(lab) if not math.isnan(y)]
+            if not keep:
+                continue
+            pos, lab, ks = [pos[j] for j in keep], [lab[j] for j in keep], [ks[j] for j in keep]
+        out.append((ids[:max(pos) + 1] if causal and pos else ids, pos, lab, i, ks))
     return out
 
 
@@ -191,12 +269,13 @@ class FinetunedPRM:
         data = StepSolutions()
         for i, (p, st) in enumerate(zip(prompts, steps)):
             data.add(i + 1, p, list(st), [math.nan] * len(st))
-        items = _examples(self.tokenizer, data, range(len(data)), self.config.max_length)
+        items = _trim(_examples(self.tokenizer, data, range(len(data)), self.config.max_length),
+                      labelled=False, causal=is_causal(self.scorer.backbone))
         out = [np.full(len(st), np.nan) for st in steps]
         order = sorted(range(len(items)), key=lambda j: len(items[j][0]))
         bar = progress_bar(len(items), "scoring", enabled=progress)
         pad = self.tokenizer.pad_token_id or 0
-        with torch.no_grad():
+        with torch.inference_mode():
             for b in range(0, len(order), batch_size):
                 part = [items[j] for j in order[b:b + batch_size]]
                 ids, attn, rows, cols, _ = _batch(part, pad)
@@ -218,7 +297,7 @@ class FinetunedPRM:
         info = json.loads((folder / "config.json").read_text())
         config = FinetunePRMConfig.from_dict(info["config"])
         backbone = AutoModel.from_pretrained(str(folder / "backbone"))
-        scorer = _Scorer(backbone)
+        scorer = _Scorer(backbone, attention=config.attention, fast=config.fast_path)
         scorer.head.load_state_dict(load_file(str(folder / "head.safetensors")))
         tok = AutoTokenizer.from_pretrained(str(folder / "backbone"))
         return cls(scorer, tok, config, float(info["threshold"]), info.get("train_stats"))
@@ -226,9 +305,19 @@ class FinetunedPRM:
 
 def finetune_prm(config: FinetunePRMConfig, output_dir: str | Path, data: StepSolutions, *,
                  resume: bool = False, overwrite: bool = False, progress: bool = True,
-                 model: nn.Module | None = None, tokenizer: Any = None) -> dict[str, Any]:
+                 model: nn.Module | None = None, tokenizer: Any = None,
+                 stop_after: int | None = None,
+                 checkpoint_seconds: float | None = CHECKPOINT_SECONDS) -> dict[str, Any]:
     """Fine-tune ``config.backbone`` (or the given ``model``/``tokenizer``: an encoder or a
-    causal LM's base model) with a step head on ``data``; write ``output_dir``."""
+    causal LM's base model) with a step head on ``data``; write ``output_dir``; return the
+    summary (``finished``, ``steps``, ``threshold``, ...).
+
+    ``stop_after`` stops after that many optimizer steps in total, with a checkpoint (the
+    summary says ``finished: False``); ``resume=True`` continues it, and the run equals an
+    uninterrupted one (the epoch's batches are drawn again from the saved generator state).
+    Checkpoints: at every epoch end, every ``checkpoint_seconds`` of training (None: never by
+    time), and at SIGINT/SIGTERM, which then stop the run
+    (:class:`prefkit.runs.RunInterrupted`)."""
     from safetensors.torch import save_file
     from transformers import AutoModel, AutoTokenizer
 
@@ -241,47 +330,78 @@ def finetune_prm(config: FinetunePRMConfig, output_dir: str | Path, data: StepSo
     backbone = model if model is not None else AutoModel.from_pretrained(path)
     if hasattr(backbone, "get_decoder") and hasattr(backbone, "lm_head"):
         backbone = backbone.get_decoder()  # a causal LM: its transformer, no LM head
-    scorer = _Scorer(backbone)
+    if config.disable_dropout:
+        for m in backbone.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0
+    scorer = _Scorer(backbone, attention=config.attention, fast=config.fast_path)
     tr, va = _split(data.first_error, config.val_fraction, config.seed)
-    train = [x for x in _examples(tokenizer, data, tr, config.max_length)
-             if any(not math.isnan(y) for y in x[2])]
+    train = _trim(_examples(tokenizer, data, tr, config.max_length), labelled=True,
+                  causal=is_causal(backbone))
     pad = tokenizer.pad_token_id or 0
-    opt = torch.optim.AdamW(scorer.parameters(), lr=config.learning_rate,
-                            weight_decay=config.weight_decay)
+    opt = adamw(scorer.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     loss_fn = get_process_loss(config.loss)
-    gen = torch.Generator().manual_seed(config.seed + 1)
-    digest = {"n_train_windows": len(train), "n_val": len(va)}
-    step, epoch = 0, 0
+    gen = torch.Generator().manual_seed(config.seed + 1)  # each epoch's batches
+    dropout_state = torch.Generator().manual_seed(config.seed + 2).get_state()
+    digest = {"n_train_windows": len(train), "n_val": len(va),
+              "n_tokens": sum(len(x[0]) for x in train)}
+    step, epoch, step_in_epoch = 0, 0, 0
     ck = run.load_checkpoint(config, digest) if run.resuming else None
     if ck is not None:
-        step, epoch, _ = run.restore(ck, scorer, opt, None, gen)
+        step, epoch, step_in_epoch = run.restore(ck, scorer, opt, None, gen)
+        dropout_state = ck["rng"]["dropout"]
     else:
         run.start(config.to_dict())
     metrics = Metrics(run.metrics_path, 0 if ck is None else ck["metrics_rows"])
     per_epoch = math.ceil(len(train) / config.batch_size)
-    bar = progress_bar(config.epochs * per_epoch, "fine-tuning", step, enabled=progress)
-    # -- epochs ------------------------------------------------------------------------------
-    loop_seconds = 0.0
-    while epoch < config.epochs:
-        t_epoch = time.perf_counter()
-        scorer.train()
-        batches = _epoch_batches(train, config.batch_size, gen, config.group_by_length)
-        for b in range(per_epoch):
-            ids, attn, rows, cols, y = _batch([train[j] for j in batches[b]], pad)
-            logits = scorer(ids, attn, rows, cols)  # (n_markers,)
-            loss = loss_fn(logits[None], y[None]).reduce()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(scorer.parameters(), 1.0)
-            opt.step()
-            step += 1
-            metrics.log({"kind": "train", "step": step, "epoch": epoch, "loss": loss.item()})
-            bar.update(step, f"epoch {epoch + 1} loss {loss.item():.4f}")
-        epoch += 1
-        loop_seconds += time.perf_counter() - t_epoch
+    total = config.epochs * per_epoch
+    bar = progress_bar(total, "fine-tuning", step, enabled=progress)
+    due = Checkpointing(0, checkpoint_seconds)
+    epoch_state = gen.get_state()  # the generator at the start of the current epoch
+
+    def checkpoint() -> None:
+        # mid-epoch: the state the epoch's batches are drawn from again; at its end: the next
         run.save_checkpoint(config=config.to_dict(), model=scorer.state_dict(), optimizer=opt,
-                            rng={"data": gen.get_state()}, step=step, epoch=epoch,
-                            step_in_epoch=0, data=digest, metrics_rows=len(metrics.history))
+                            rng={"data": epoch_state if step_in_epoch else gen.get_state(),
+                                 "dropout": dropout_state},
+                            step=step, epoch=epoch, step_in_epoch=step_in_epoch, data=digest,
+                            metrics_rows=len(metrics.history))
+
+    # -- epochs ------------------------------------------------------------------------------
+    loop_seconds, loop_cpu = 0.0, 0.0
+    with due:  # SIGINT/SIGTERM: checkpoint, then stop
+        while epoch < config.epochs:
+            t_epoch, c_epoch = time.perf_counter(), time.process_time()
+            scorer.train()
+            epoch_state = gen.get_state()
+            batches = _epoch_batches(train, config.batch_size, gen, config.group_by_length)
+            for b in range(step_in_epoch, per_epoch):
+                ids, attn, rows, cols, y = _batch([train[j] for j in batches[b]], pad)
+                with torch.random.fork_rng(devices=[]):  # dropout: its own saved stream
+                    torch.set_rng_state(dropout_state)
+                    logits = scorer(ids, attn, rows, cols)  # (n_markers,)
+                    loss = loss_fn(logits[None], y[None]).reduce()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    dropout_state = torch.get_rng_state()
+                torch.nn.utils.clip_grad_norm_(scorer.parameters(), 1.0)
+                opt.step()
+                step, step_in_epoch = step + 1, b + 1
+                value = loss.item()
+                metrics.log({"kind": "train", "step": step, "epoch": epoch, "loss": value})
+                bar.update(step, f"epoch {epoch + 1} loss {value:.4f}")
+                if step_in_epoch == per_epoch:
+                    epoch, step_in_epoch = epoch + 1, 0
+                if due(step) or step_in_epoch == 0:
+                    checkpoint()
+                    due.raise_if_interrupted(step, out, bar)
+                if stop_after is not None and step >= stop_after and step < total:
+                    if step_in_epoch:  # (an epoch end was just written)
+                        checkpoint()
+                    bar.close()
+                    return {"finished": False, "steps": step, "epochs_run": epoch}
+            loop_seconds += time.perf_counter() - t_epoch
+            loop_cpu += time.process_time() - c_epoch
     bar.close()
     # -- threshold on the held-out solutions, the folder ---------------------------------------
     prm = FinetunedPRM(scorer, tokenizer, config)
@@ -293,8 +413,9 @@ def finetune_prm(config: FinetunePRMConfig, output_dir: str | Path, data: StepSo
     tokenizer.save_pretrained(str(out / "backbone"))
     save_file({k: v.contiguous() for k, v in scorer.head.state_dict().items()},
               str(out / "head.safetensors"))
-    summary = {"steps": step, "epochs_run": epoch, "threshold": threshold,
+    summary = {"finished": True, "steps": step, "epochs_run": epoch, "threshold": threshold,
                "train_loop_seconds": round(loop_seconds, 3),
+               "train_loop_cpu_seconds": round(loop_cpu, 3),
                "n_train_windows": len(train), "n_val_solutions": len(va)}
     write_json(out / "config.json", {
         "kind": "finetune", "config": config.to_dict(), "threshold": threshold,
@@ -302,4 +423,3 @@ def finetune_prm(config: FinetunePRMConfig, output_dir: str | Path, data: StepSo
         "versions": package_versions(), "summary": summary})
     run.finish(config.to_dict(), summary)
     return summary
-
