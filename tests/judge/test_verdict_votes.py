@@ -114,8 +114,8 @@ def test_fastchat_votes_read_tie_inconsistent_as_a_tie_and_say_so(tmp_path: Path
                    ("claude-v1", "gpt-3.5-turbo", 2)]
     _, parsed, _ = read_format(p, ("votes",))
     assert [w.reason for w in parsed.warnings] == [
-        "2 rows with winner 'tie (inconsistent)' read as ties (the judge's two presentation "
-        "orders disagreed, as FastChat's MT-Bench judgments write it)"]
+        ("2 rows with winner 'tie (inconsistent)' read as ties (the judge's two presentation "
+         "orders disagreed, as FastChat's MT-Bench judgments write it)")]
     r = runner.invoke(app, ["rank", str(p), "--json", "--intervals", "none"])
     assert r.exit_code == 0, r.output
     board = {x["item"]: x["votes"] for x in json.loads(r.stdout)["leaderboard"]}

@@ -213,12 +213,12 @@ def read_mtbench_human_gold(path: str | Path) -> GoldLabels:
         bad = None
         if not a or not b or a == b:
             bad = ("model_b" if a else "model_a", rec.get("model_b" if a else "model_a"),
-                   "missing model name" if not (a and b) else f"model {a!r} compared with "
-                   "itself", "every vote names two different models")
+                   "missing model name" if not (a and b) else
+                   f"model {a!r} compared with itself", "every vote names two different models")
         elif code is None:
             bad = ("winner", rec.get("winner"), f"unknown winner {rec.get('winner')!r}",
-                   "expected model_a, model_b, tie (or tie (bothbad), tie (inconsistent)) "
-                   "or one of the two models' names")
+                   ("expected model_a, model_b, tie (or tie (bothbad), tie (inconsistent)) "
+                    "or one of the two models' names"))
         elif isinstance(turn, bool) or not isinstance(turn, (int, float)) or turn != int(turn):
             bad = ("turn", turn, f"turn {turn!r} is not a whole number",
                    "turn is 1 or 2 (the MT-Bench turn voted on)")
