@@ -192,3 +192,16 @@ def test_what_two_processes_refuse(cfg, match) -> None:
 def test_sample_shards_is_checked() -> None:
     with pytest.raises(ValueError, match="sample_shards must be >= 1 and divide"):
         RLConfig(batch_size=4, sample_shards=3)
+
+
+def test_process_handling_is_shared_with_align() -> None:
+    """rl and align join processes through one helper (prefkit.processes), not two copies."""
+    import prefkit.align.trainer as align_trainer
+    import prefkit.processes as shared
+    import prefkit.rl.distributed as rl_distributed
+
+    assert rl_distributed.Processes is shared.Processes is align_trainer.Processes
+    assert rl_distributed.join_processes is shared.join_processes is align_trainer.join_processes
+    procs = shared.Processes()
+    t = torch.ones(3)
+    assert procs.main and procs.all_reduce_(t) is t and procs.gather(5) == [5]  # no group

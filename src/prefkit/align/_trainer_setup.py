@@ -29,6 +29,7 @@ from prefkit.align.model import load_causal_lm
 from prefkit.align.reference import ReferenceLogps, cached_reference_logps
 from prefkit.align.types import LossOutput, SequenceLogps
 from prefkit.losses import StepPass, preference_accuracy
+from prefkit.processes import Processes
 from prefkit.runs import adamw, json_num, linear_schedule, package_versions, write_json
 
 if TYPE_CHECKING:
@@ -275,10 +276,9 @@ class Tally:
         elif logps.reference is not None:  # the mean log-ratio log pi_theta - log pi_ref
             self.add("kl", logps.policy - logps.reference, valid)
 
-    def means(self, world: int) -> dict[str, float | None]:
-        if world > 1:
-            torch.distributed.all_reduce(self.t)
-        s, c = self.t.tolist()
+    def means(self, procs: Processes) -> dict[str, float | None]:
+        """The means over every process's examples (their sums and counts all-reduced)."""
+        s, c = procs.all_reduce_(self.t).tolist()
         out = {k: (s[i] / c[i] if c[i] else None) for i, k in enumerate(METRICS)}
         if out["margins"] is None and None not in (out["rewards/chosen"],
                                                     out["rewards/rejected"]):

@@ -27,10 +27,15 @@ Each prompt's mismatched completion (its ``kl_completion``) is fixed before trai
 TRL's KTO fixes it: the completions rotated by one within data-order chunks of
 ``batch_size`` (:func:`~prefkit.align.data.kl_partners`), whatever the shuffled order.
 
-Several processes (``accelerate launch`` or ``torchrun``): each takes every ``world``-th
-prompt of a step, gradients are summed across processes before the optimizer step (every
-process divides by the step's global number of prompts), so a run on N GPUs makes the same
-updates as one process with N times the accumulation. One process uses no distributed call.
+Several processes (``accelerate launch`` or ``torchrun``; :mod:`prefkit.processes`): each
+takes every ``world``-th prompt of a step and trains through accelerate's prepared model
+(DDP), which averages the gradients over the processes in the backward of a step's last
+micro-batch only (the others run under ``no_sync``); every process divides its loss by the
+step's global number of prompts and multiplies it by ``world``, so a run on N GPUs makes the
+same updates as one process with N times the accumulation. A process left without prompts
+(a last step of fewer prompts than processes) joins the all-reduce with a pass of weight 0.
+Checkpoints keep :mod:`prefkit.runs`' one-file format (the main process writes them; every
+process resumes from it). One process uses no distributed call.
 
 The output folder:
 
@@ -62,7 +67,9 @@ run folder, checkpoints, metrics file, progress bar, AdamW and the LR schedule i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -101,6 +108,13 @@ from prefkit.align.reference import (
 )
 from prefkit.align.types import LossOutput, SequenceLogps
 from prefkit.losses import StepPass
+from prefkit.processes import (
+    PreparedModel,
+    Processes,
+    join_processes,
+    prepare_model,
+    training_accelerator,
+)
 from prefkit.runs import (
     CHECKPOINT_SECONDS,
     Checkpointing,
@@ -237,10 +251,10 @@ class AlignState:
     step_pass: StepPass | None  # the loss's extra pass per step (KTO: kl_estimate), or None
     run: RunFolder
     device: torch.device
-    world: int  # processes; this one is ``rank``, the main one rank 0
-    rank: int
-    # the model and its reference
+    procs: Processes  # this process is ``procs.rank`` of ``procs.world``, the main one rank 0
+    # the model (as loaded, and as prepared for the processes) and its reference
     model: nn.Module
+    prepared: PreparedModel  # training forward passes go through it (DDP on several)
     source: str | None  # where the model was loaded from (absolute path / Hub id)
     given: str | None  # the model argument as given (None: a model object)
     tokenizer: Any
@@ -272,11 +286,7 @@ class AlignState:
 
     @property
     def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
+        return self.procs.main
 
 
 # -- the loop --------------------------------------------------------------------------------------
@@ -326,7 +336,7 @@ def align(
                 overwrite=overwrite, progress=progress, device=device)
     bar = progress_bar(st.total, "aligning", st.step, enabled=progress and st.main)
     # by time and at signals only in one process: several must agree on every checkpoint
-    due = Checkpointing(config.checkpoint_every, checkpoint_seconds, clock=st.world == 1)
+    due = Checkpointing(config.checkpoint_every, checkpoint_seconds, clock=st.procs.world == 1)
     t0 = time.perf_counter()
 
     with due:  # SIGINT/SIGTERM: checkpoint, then stop
@@ -373,24 +383,15 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
     the data (tokenized, what was left out warned about), the reference (cached log-probs or
     a live model), AdamW and its schedule, the RNG streams -- and a checkpoint's state when
     resuming."""
-    from accelerate import PartialState
-
     out = Path(output_dir)
     run = RunFolder(out, "align", resume=resume, overwrite=overwrite)  # looks, writes nothing
     given = None if isinstance(model, nn.Module) else str(model)
     loss = get_align_loss(config.loss)
-    state = PartialState()  # joins the process group under accelerate launch / torchrun
-    dist = torch.distributed
-    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-    rank = dist.get_rank() if world > 1 else 0
-    main = rank == 0
-    device = torch.device(device) if device is not None else state.device
-
-    def barrier() -> None:
-        if world > 1:
-            dist.barrier()
-
-    barrier()  # every process has looked before the main one writes anything
+    procs, default_device = join_processes()  # accelerate launch / torchrun: the group
+    accelerator = training_accelerator(procs)  # several: DDP (refuses what it cannot run)
+    main = procs.main
+    device = torch.device(device) if device is not None else default_device
+    procs.barrier()  # every process has looked before the main one writes anything
 
     # -- model (seeded), adapter, tokenizer --------------------------------------------------------
     model, source, tokenizer, peft = prepare_causal_lm(
@@ -417,19 +418,19 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
     ck = run.load_checkpoint(config, fingerprints, main=main) if run.resuming else None
     if ck is None and main:
         run.start(config.to_dict(), versions=versions())  # an old run is cleared whole first
-    barrier()
+    procs.barrier()
     ref_train: ReferenceLogps | None = None
     ref_val: ReferenceLogps | None = None
     if loss.needs_reference and live_ref is None:  # before any checkpoint weights are loaded
         ref_train, ref_val = cached_references(
             model, reference_model, peft, train, val, out, config=config, device=device,
-            kl_pairs=kl_pairs, progress=progress and main, main=main, barrier=barrier)
+            kl_pairs=kl_pairs, progress=progress and main, main=main, barrier=procs.barrier)
     kl_train = mismatched_examples(train.examples, max_length=train.max_length) \
         if kl_pairs else []
 
     # -- optimizer, schedule, RNG ------------------------------------------------------------------
     n = len(train)
-    per_step = config.batch_size * config.grad_accum * world  # prompts per optimizer step
+    per_step = config.batch_size * config.grad_accum * procs.world  # prompts per optimizer step
     steps_per_epoch = math.ceil(n / per_step)
     total = config.max_steps or config.epochs * steps_per_epoch
     params, opt, sched = make_optimizer(model, config, total)
@@ -444,10 +445,11 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
         step, epoch, step_in_epoch = run.restore(ck, model, opt, sched, data_gen, strict=False)
         dropout_state, perm = ck["rng"]["dropout"], ck["rng"]["epoch_perm"]
     metrics = Metrics(run.metrics_path, 0 if ck is None else ck["metrics_rows"], write=main)
+    prepared = prepare_model(model, accelerator)  # DDP on several processes; one: the model
 
     return AlignState(
-        config=config, loss=loss, step_pass=step_pass, run=run, device=device, world=world,
-        rank=rank, model=model, source=source, given=given, tokenizer=tokenizer, peft=peft,
+        config=config, loss=loss, step_pass=step_pass, run=run, device=device, procs=procs,
+        model=model, prepared=prepared, source=source, given=given, tokenizer=tokenizer, peft=peft,
         live_ref=live_ref, ref_train=ref_train, ref_val=ref_val, train=train, val=val,
         counts=counts, fingerprints=fingerprints,
         kl_train=kl_train, per_step=per_step, steps_per_epoch=steps_per_epoch, total=total,
@@ -481,10 +483,14 @@ def _inputs(data: Any, validation: Any, tokenizer: Any, config: AlignConfig, los
 def _train_step(st: AlignState, idx: Tensor) -> tuple[Tally, Tensor]:
     """One optimizer step on prompts ``idx`` (all processes'): this process's share in
     micro-batches of ``batch_size``, each loss divided by the step's prompts and
-    backpropagated, gradients summed across processes, clipped, AdamW and the schedule
-    stepped. Returns the step's metric tally and the gradient norm before clipping."""
-    config, device = st.config, st.device
-    mine = idx[st.rank::st.world]  # this process's share, split into micro-batches
+    backpropagated through the prepared model -- whose gradients are averaged over the
+    processes in the last micro-batch's backward, the others under ``no_sync`` -- then
+    clipped, AdamW and the schedule stepped. Returns the step's metric tally and the
+    gradient norm before clipping."""
+    config, device, procs = st.config, st.device, st.procs
+    mine = idx[procs.rank::procs.world]  # this process's share, split into micro-batches
+    # DDP averages the processes' gradients: a loss times ``world`` makes that their sum
+    share = procs.world if st.prepared.averaged else 1
     st.opt.zero_grad(set_to_none=True)
     tally = Tally(device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -492,17 +498,18 @@ def _train_step(st: AlignState, idx: Tensor) -> tuple[Tally, Tensor]:
         # the loss's step pass (KTO: one reference point for the whole step)
         stats = {} if st.step_pass is None else {st.step_pass.hyper: _mean_log_ratio(
             st, mine.tolist(), st.kl_train, kl_only(st.ref_train))}
-        for mb in mine.split(config.batch_size):
-            logps = _score(st, st.train.examples, mb.tolist(), st.ref_train)
-            out, losses = _example_losses(st, logps, stats)  # (b,)
-            (losses.sum() / len(idx)).backward()  # the mean over the step's prompts
-            tally.add_output(out, losses, logps)
+        micro = list(mine.split(config.batch_size))
+        if not len(mine):  # fewer prompts than processes: a pass of weight 0 joins the all-reduce
+            micro, share = [idx[:1]], 0
+        for i, mb in enumerate(micro):
+            # all but the last micro-batch keep their gradients local
+            with st.prepared.no_sync() if i < len(micro) - 1 else contextlib.nullcontext():
+                logps = _score(st, st.train.examples, mb.tolist(), st.ref_train)
+                out, losses = _example_losses(st, logps, stats)  # (b,)
+                (losses.sum() * share / len(idx)).backward()  # the mean over the step's prompts
+            if share:
+                tally.add_output(out, losses, logps)
         st.dropout_state = rng_state(device)
-    if st.world > 1:  # sum the processes' shares of the mean
-        for p in st.params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            torch.distributed.all_reduce(p.grad)
     grad_norm = torch.nn.utils.clip_grad_norm_(st.params, config.grad_clip or math.inf)
     st.opt.step()
     st.sched.step()
@@ -518,8 +525,9 @@ def _score(st: AlignState, examples: Sequence[Any], idx: list[int],
                                 kl_loss_mask=None).to(device)  # KTO's pairs: kl_estimate
     with torch.autocast(device.type, dtype=torch.bfloat16,
                         enabled=st.config.precision == "bf16"):
-        logps = response_logps(st.model, batch, chunk_size=st.config.chunk_size,
-                               reference=st.live_ref, token_kl=st.loss.needs_token_kl)
+        logps = st.prepared(functools.partial(
+            response_logps, batch=batch, chunk_size=st.config.chunk_size,
+            reference=st.live_ref, token_kl=st.loss.needs_token_kl))
     if ref is not None:
         logps.reference = ref.take(idx, batch.num_responses, device)[0]
     return logps
@@ -544,8 +552,8 @@ def _mean_log_ratio(st: AlignState, idx: list[int], examples: Sequence[Any],
     log pi_theta - log pi_ref over their ``examples`` (mismatched pairs), no gradient."""
     config, device = st.config, st.device
     total_diff = torch.zeros(2, dtype=torch.float64, device=device)
-    for mb in torch.tensor(idx, dtype=torch.long).split(config.eval_batch_size):
-        rows = mb.tolist()
+    for i in range(0, len(idx), config.eval_batch_size):  # none: a process without prompts
+        rows = idx[i:i + config.eval_batch_size]
         b = collate([examples[i] for i in rows], st.train.pad_token_id).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16,
                             enabled=config.precision == "bf16"):
@@ -554,8 +562,7 @@ def _mean_log_ratio(st: AlignState, idx: list[int], examples: Sequence[Any],
         r = got["reference"] if ref is None else ref.take(rows, 1, device)[1]
         total_diff += torch.stack([(got["policy"] - r).double().sum(),
                                    torch.tensor(float(len(rows)), device=device)])
-    if st.world > 1:
-        torch.distributed.all_reduce(total_diff)
+    st.procs.all_reduce_(total_diff)
     return (total_diff[0] / total_diff[1].clamp(min=1)).float()
 
 
@@ -567,7 +574,7 @@ def _log_step(st: AlignState, tally: Tally, grad_norm: Tensor, bar: Any, t0: flo
     if not row:
         bar.update(st.step, where)
         return
-    values = {"kind": "train", "step": st.step, "epoch": st.epoch, **tally.means(st.world),
+    values = {"kind": "train", "step": st.step, "epoch": st.epoch, **tally.means(st.procs),
               "lr": st.sched.get_last_lr()[0], "grad_norm": json_num(float(grad_norm)),
               "elapsed_s": round(time.perf_counter() - t0, 3)}
     st.metrics.log(values)
@@ -581,16 +588,16 @@ def _evaluate(st: AlignState) -> dict[str, Any]:
     assert val is not None
     st.model.eval()
     tally = Tally(st.device)
-    idx = list(range(st.rank, len(val), st.world))
+    idx = list(range(st.procs.rank, len(val), st.procs.world))
     stats: dict[str, Tensor] = {}
     if st.step_pass is not None:
         kl_val = mismatched_examples(val.examples, max_length=val.max_length)
         stats = {st.step_pass.hyper: _mean_log_ratio(st, idx, kl_val, kl_only(st.ref_val))}
-    for mb in torch.tensor(idx, dtype=torch.long).split(st.config.eval_batch_size):
-        logps = _score(st, val.examples, mb.tolist(), st.ref_val)
+    for i in range(0, len(idx), st.config.eval_batch_size):  # none: fewer rows than processes
+        logps = _score(st, val.examples, idx[i:i + st.config.eval_batch_size], st.ref_val)
         tally.add_output(*_example_losses(st, logps, stats), logps)
     st.model.train()
-    return {f"val_{k}": v for k, v in tally.means(st.world).items()}
+    return {f"val_{k}": v for k, v in tally.means(st.procs).items()}
 
 
 def _checkpoint(st: AlignState) -> None:
@@ -603,7 +610,7 @@ def _checkpoint(st: AlignState) -> None:
                  "epoch_perm": st.perm},
             step=st.step, epoch=st.epoch, step_in_epoch=st.step_in_epoch,
             data=st.fingerprints, metrics_rows=len(st.metrics.history), versions=versions())
-    st.barrier()
+    st.procs.barrier()
 
 
 def _relative_to(source: str | None, run: Path) -> str | None:

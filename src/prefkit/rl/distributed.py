@@ -34,6 +34,10 @@ rounds run out; a process then keeps as many groups as the emptiest one (the adv
 gather equal shares), so the kept groups differ from a 1-process run's.
 A process reward's advantages are per group, so per process; its mean step reward is
 summed over processes.
+
+The process handling itself -- joining the group, :class:`~prefkit.processes.Processes`
+(rank, world, barrier, sums, gathers, the flat gradient all-reduce) -- is
+:mod:`prefkit.processes`', shared with :func:`prefkit.align.align`; it is re-exported here.
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from prefkit.processes import Processes, join_processes
 from prefkit.rl.generate import Samples
 
 __all__ = ["GatheredSamples", "Processes", "concat_samples", "join_processes", "shard_seed",
@@ -52,98 +57,6 @@ __all__ = ["GatheredSamples", "Processes", "concat_samples", "join_processes", "
 
 #: shard ``k``'s sampling seed is the step's seed plus ``k`` times this (shard 0: the seed)
 SHARD_STRIDE = 2**32
-
-
-@dataclass(frozen=True)
-class Processes:
-    """This process's place in the run: ``rank`` of ``world`` (1: no distributed call)."""
-
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
-
-    def all_reduce_(self, t: Tensor) -> Tensor:
-        """Sum ``t`` over processes, in place (returned)."""
-        if self.world > 1:
-            torch.distributed.all_reduce(t)
-        return t
-
-    def min_int(self, x: int) -> int:
-        """The smallest ``x`` over processes."""
-        if self.world == 1:
-            return x
-        t = torch.tensor([x], dtype=torch.int64)
-        if torch.distributed.get_backend() == "nccl":
-            t = t.cuda()
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
-        return int(t.item())
-
-    def sum_ints(self, xs: Sequence[int]) -> list[int]:
-        """``xs`` summed element-wise over processes."""
-        if self.world == 1:
-            return list(xs)
-        return [sum(v) for v in zip(*self.gather(list(xs)), strict=True)]
-
-    def local(self, t: Tensor) -> Tensor:
-        """This process's equal share (rank order) of a gathered ``t`` (first dim)."""
-        return t if self.world == 1 else t.view(self.world, -1, *t.shape[1:])[self.rank]
-
-    def gather(self, obj: Any) -> list[Any]:
-        """Every process's ``obj``, in rank order (one process: ``[obj]``)."""
-        if self.world == 1:
-            return [obj]
-        out: list[Any] = [None] * self.world
-        torch.distributed.all_gather_object(out, obj)
-        return out
-
-    def gather_cat(self, t: Tensor) -> Tensor:
-        """The processes' equal-length 1-D ``t`` concatenated in rank order."""
-        if self.world == 1:
-            return t
-        parts = [torch.empty_like(t) for _ in range(self.world)]
-        torch.distributed.all_gather(parts, t.contiguous())
-        return torch.cat(parts)
-
-    def sum_grads(self, params: Sequence[nn.Parameter], scale: float = 1.0) -> None:
-        """Every gradient summed over processes (missing ones as zeros), times ``scale``;
-        one flat all-reduce."""
-        if self.world == 1:
-            if scale != 1.0:
-                for p in params:
-                    if p.grad is not None:
-                        p.grad.mul_(scale)
-            return
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        flat = torch.cat([p.grad.reshape(-1) for p in params])
-        torch.distributed.all_reduce(flat)
-        if scale != 1.0:
-            flat.mul_(scale)
-        pos = 0
-        for p in params:
-            n = p.grad.numel()
-            p.grad.copy_(flat[pos:pos + n].view_as(p.grad))
-            pos += n
-
-
-def join_processes() -> tuple[Processes, torch.device]:
-    """Join the process group when launched by ``accelerate launch`` / ``torchrun``
-    (accelerate's ``PartialState``: NCCL on GPUs, gloo on CPUs); the process's place and
-    its device."""
-    from accelerate import PartialState
-
-    state = PartialState()
-    dist = torch.distributed
-    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-    return Processes(dist.get_rank() if world > 1 else 0, world), state.device
 
 
 def shard_slices(n_prompts: int, shards: int) -> list[slice]:
