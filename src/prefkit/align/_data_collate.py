@@ -66,16 +66,21 @@ def _pad(rows: list[tuple[list[int], list[int]]], pad_token_id: int,
     t = max(t, 1)
     if multiple:
         t = -(-t // multiple) * multiple
-    ids = torch.full((len(rows), t), pad_token_id, dtype=torch.long)
-    att = torch.zeros((len(rows), t), dtype=torch.long)
-    loss = torch.zeros((len(rows), t), dtype=torch.bool)
-    for i, (p, r) in enumerate(rows):
+    ids: list[int] = []
+    att: list[int] = []
+    loss: list[bool] = []
+    for p, r in rows:  # flat lists, one tensor each: no tensor operations per row
         n = len(p) + len(r)
-        if n:
-            ids[i, :n] = torch.tensor(p + r, dtype=torch.long)
-            att[i, :n] = 1
-        loss[i, max(len(p), 1):n] = True
-    return ids, att, loss
+        start = min(max(len(p), 1), n)  # position 0 is never scored
+        ids += p
+        ids += r
+        ids += [pad_token_id] * (t - n)
+        att += [1] * n + [0] * (t - n)
+        loss += [False] * start + [True] * (n - start) + [False] * (t - n)
+    shape = (len(rows), t)
+    return (torch.tensor(ids, dtype=torch.long).view(shape),
+            torch.tensor(att, dtype=torch.long).view(shape),
+            torch.tensor(loss, dtype=torch.bool).view(shape))
 
 
 def collate(
@@ -105,14 +110,13 @@ def collate(
     bsz = len(examples)
     k_max = max(len(e.responses) for e in examples)
     rows: list[tuple[list[int], list[int]]] = []
-    valid = torch.zeros((bsz, k_max), dtype=torch.bool)
+    ok = [[k < len(e.responses) and (e.valid is None or bool(e.valid[k])) for k in range(k_max)]
+          for e in examples]  # (B, K), one tensor below: no tensor operation per prompt
     for k in range(k_max):
         for b, e in enumerate(examples):
-            ok = k < len(e.responses) and (e.valid is None or bool(e.valid[k]))
-            valid[b, k] = ok
-            rows.append((list(e.prompt_ids), list(e.responses[k]) if ok else []))
+            rows.append((list(e.prompt_ids), list(e.responses[k]) if ok[b][k] else []))
     ids, att, loss = _pad(rows, pad_token_id, pad_to_multiple_of)
-    batch = AlignBatch(ids, att, loss, k_max, valid)
+    batch = AlignBatch(ids, att, loss, k_max, torch.tensor(ok, dtype=torch.bool).view(bsz, k_max))
     labels = [e.label for e in examples]
     if any(x is not None for x in labels):
         if any(x is None for x in labels) or k_max != 1:
