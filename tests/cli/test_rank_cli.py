@@ -283,3 +283,20 @@ def test_help_examples_run_on_the_shipped_data() -> None:
     from prefkit.cli.rank import EXAMPLES
 
     assert "--format football --style home --largest-component" in EXAMPLES
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_rank_says_inconsistent_ties_were_read_as_ties(tmp_path: Path, suffix: str) -> None:
+    rows = [{"model_a": "x", "model_b": "y", "winner": w, "judge": "gpt-4"}
+            for w in ("model_a", "model_b", "tie (inconsistent)", "model_a")]
+    f = tmp_path / f"gpt4_pair{suffix}"
+    if suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), f)
+    else:
+        f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, err = run("rank", str(f), "--intervals", "none")
+    assert code == 0, err
+    assert "1 row with winner 'tie (inconsistent)' read as ties" in " ".join(err.split())

@@ -306,7 +306,8 @@ def test_unknown_outcome_label(tmp_path: Path) -> None:
     path = write(tmp_path / "votes.jsonl", _battles(12, {12: {"winner": "model_c"}}))
     (p,) = problems(path)
     assert str(p) == (f"unknown outcome label 'model_c' in field 'winner' at {path} line 12; "
-                      f"expected one of model_a, model_b, tie, tie (bothbad); {SKIP}")
+                      f"expected one of model_a, model_b, tie, tie (bothbad), tie (inconsistent); "
+                      f"{SKIP}")
     assert (p.file, p.line, p.field, p.value, p.kind) == (str(path), 12, "winner", "model_c",
                                                           "unknown_label")
 

@@ -76,3 +76,25 @@ def test_a_mapped_weight_column_is_not_streamed(tmp_path: Path) -> None:
     res = read_votes(path, aggregate=True, columns={"weight": "n"})
     assert res.format != "parquet-stream"
     assert res.votes.n_votes == 10
+
+
+def test_inconsistent_ties_streamed_as_ties_and_counted(tmp_path: Path) -> None:
+    """MT-Bench's gpt4_pair judgments (lmsys/mt_bench_human_judgments, Parquet) write
+    'tie (inconsistent)' where the judge's two orders disagreed; FastChat counts a tie
+    (show_result.py). Streamed: a tie, counted in one note, like the row-by-row reader."""
+    path = tmp_path / "gpt4_pair.parquet"
+    pq.write_table(pa.table({"model_a": ["x", "y", "x", "x"], "model_b": ["y", "x", "y", "y"],
+                             "winner": ["model_a", "tie (inconsistent)", "tie (inconsistent)",
+                                        "tie"]}), path)
+    warnings: list = []
+    counts, skipped, n = read_pair_counts(path, batch_size=3, warnings=warnings)
+    assert n == 4 and not skipped
+    np.testing.assert_array_equal(counts.counts, [[1, 0, 3, 0]])  # x-y: 1 win, 3 ties
+    assert [w.reason for w in warnings] == [
+        "2 rows with winner 'tie (inconsistent)' read as ties (the judge's two presentation "
+        "orders disagreed, as FastChat's MT-Bench judgments write it)"]
+    streamed = read_votes(path, aggregate=True)
+    assert streamed.format == "parquet-stream" and len(streamed.warnings) == 1
+    rows = read_votes(path)
+    assert [w.reason for w in rows.warnings] == [w.reason for w in warnings]
+    np.testing.assert_array_equal(aggregate(rows.votes).counts, counts.counts)

@@ -146,6 +146,8 @@ def read_input(
         result = read_votes(path, format=fmt, columns=columns or None, skip_invalid=skip_invalid,
                             aggregate=aggregate)
     report_skipped(path, result.skipped, len(result.skipped))
+    for w in getattr(result, "warnings", ()):
+        note(f"note: {path}: {w.reason}")
     total = _total_weight(result.votes)
     if total is not None and total <= 0:
         fail(f"{path}: every vote has weight 0, so there is nothing to rank; give the votes "

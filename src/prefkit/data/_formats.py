@@ -21,6 +21,7 @@ from prefkit.data._build import (
 )
 from prefkit.data._frame import Need, load_frame
 from prefkit.data.formats import Role, need, register, resolve
+from prefkit.data.stream import LABEL_NOTES
 from prefkit.data.table import Table
 from prefkit.data.records import ItemIndex
 
@@ -105,7 +106,7 @@ def _has_sides(keys: frozenset[str]) -> bool:
 
 
 @register("generic", gives="PairwiseVotes", priority=90, describe="one vote per row: item_a|model_a, item_b|model_b, "
-          "winner (a|b|tie|both_bad or 0|1|2|3), optional weight, annotator, prompt, <f>_a/<f>_b",
+          "winner (a|b|tie|both_bad or 0|1|2|3; tie (inconsistent) read as a tie), optional weight, annotator, prompt, <f>_a/<f>_b",
           detect=lambda kind, keys, first: _has_sides(keys) and "winner" in keys)
 def read_generic(
     src: str | Path | Table, *, columns: Columns = None, items: ItemIndex | None = None,
@@ -117,7 +118,9 @@ def read_generic(
     "annotator": ..., "prompt": ...}``): ``item_a``/``model_a``, ``item_b``/``model_b``,
     ``winner``; optional ``weight``, ``annotator``/``judge``, ``prompt``/``question_id``.
     Winner labels (any case): ``a``/``model_a``/``item_a``/``0`` (side a wins),
-    ``b``/``model_b``/``item_b``/``1``, ``tie``/``2``, ``both_bad``/``tie (bothbad)``/``3``;
+    ``b``/``model_b``/``item_b``/``1``, ``tie``/``2``, ``both_bad``/``tie (bothbad)``/``3``
+    (``tie (inconsistent)``, MT-Bench's judge whose two orders disagreed, is read as a tie,
+    counted in a note, as by the fastchat reader and the Parquet stream);
     also the name of the side's column (e.g. ``left`` when ``columns={"a": "left"}``).
     Per-side features: every numeric column pair ``<name>_a``/``<name>_b`` (e.g.
     ``length_a, length_b``), or only those named in ``features=``.
@@ -141,8 +144,9 @@ def read_generic(
         fixed = None
     else:
         maybe, fixed = None, {f: (f"{f}_a", f"{f}_b") for f in features}
-    return pairwise_table(src, GENERIC_ROLES, columns, GENERIC_LABELS, items, features=fixed,
-                          maybe_features=maybe, label_from_sides=True)
+    return pairwise_table(src, GENERIC_ROLES, columns, {**GENERIC_LABELS, **_AS_TIE}, items,
+                          features=fixed, maybe_features=maybe, label_from_sides=True,
+                          label_notes=INCONSISTENT)
 
 
 # -- fastchat -----------------------------------------------------------------------
@@ -194,10 +198,9 @@ def _style_columns(src: Table) -> dict[str, tuple[str, str]]:
     return out
 
 
-#: MT-Bench's both-orders judge outcome (its gpt4_pair judgments): the two presentation
-#: orders disagreed, and FastChat counts it as a tie (compute_agreement.py, show_result.py)
-INCONSISTENT = {"tie (inconsistent)": "read as ties (the judge's two presentation orders "
-                                      "disagreed, as FastChat's MT-Bench judgments write it)"}
+#: labels read as another outcome (MT-Bench's 'tie (inconsistent)'), one note each
+INCONSISTENT = LABEL_NOTES
+_AS_TIE = {label: TIE for label in LABEL_NOTES}
 
 
 @register("fastchat", gives="PairwiseVotes", priority=80, describe="Chatbot Arena battles: model_a, model_b, winner "
@@ -234,8 +237,7 @@ def read_fastchat(
     if style and not feats:
         src.fail(None, "no style metadata (conv_metadata with sum_assistant_a_tokens, "
                  "header_count_a, ...)", "pass style=False, or add conv_metadata", "missing_column")
-    return pairwise_table(src, FASTCHAT_ROLES, columns, {**FASTCHAT_LABELS,
-                                                         "tie (inconsistent)": TIE}, items,
+    return pairwise_table(src, FASTCHAT_ROLES, columns, {**FASTCHAT_LABELS, **_AS_TIE}, items,
                           features=feats, label_notes=INCONSISTENT,
                           feature_fix="pass style=False to read without style features")
 

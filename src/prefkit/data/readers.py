@@ -62,6 +62,8 @@ class ReadResult:
     skipped: list[InvalidRow] = field(default_factory=list)
     format: str = ""
     n_read: int = 0
+    #: rows kept but read in a way worth saying (e.g. a label read as a tie), one note each
+    warnings: list[InvalidRow] = field(default_factory=list)
 
     @property
     def n_skipped(self) -> int:
@@ -130,17 +132,20 @@ def read_votes(
         from prefkit.data.stream import can_stream, read_pair_counts
 
         if can_stream(path, columns):
+            warnings: list[InvalidRow] = []
             counts, skipped, n_rows = read_pair_counts(path, columns=columns,
-                                                       skip_invalid=skip_invalid)
-            return ReadResult(counts, skipped, "parquet-stream", n_rows)
+                                                       skip_invalid=skip_invalid,
+                                                       warnings=warnings)
+            return ReadResult(counts, skipped, "parquet-stream", n_rows, warnings)
     if aggregate:
         res = read_votes(path, format=format, columns=columns, skip_invalid=skip_invalid,
                          items=items, **options)
         if isinstance(res.votes, PairwiseVotes) and res.votes.soft is None:
             from prefkit.data.records import aggregate as _aggregate
 
-            return ReadResult(_aggregate(res.votes), res.skipped, res.format, res.n_read)
+            return ReadResult(_aggregate(res.votes), res.skipped, res.format, res.n_read,
+                              res.warnings)
         return res
     fmt, parsed, _ = read_format(path, ("votes",), format=format, columns=columns,
                                  skip_invalid=skip_invalid, items=items, **options)
-    return ReadResult(parsed.data, parsed.problems, fmt.name, parsed.n_read)
+    return ReadResult(parsed.data, parsed.problems, fmt.name, parsed.n_read, parsed.warnings)

@@ -25,7 +25,15 @@ __all__ = ["OUTCOME_LABELS", "can_stream", "read_pair_counts"]
 #: Outcome labels understood in the ``winner`` column (FastChat's and prefkit's).
 OUTCOME_LABELS: Mapping[str, int] = {
     "model_a": 0, "a": 0, "model_b": 1, "b": 1, "tie": 2, "tie (bothbad)": 3, "both_bad": 3,
+    "tie (inconsistent)": 2,
 }
+#: Labels read as another outcome, and what a note says was made of them. MT-Bench's
+#: both-orders judge (its gpt4_pair judgments) writes ``tie (inconsistent)`` where its two
+#: presentation orders disagreed; FastChat counts it as a tie (compute_agreement.py,
+#: show_result.py).
+LABEL_NOTES: Mapping[str, str] = {
+    "tie (inconsistent)": "read as ties (the judge's two presentation orders disagreed, as "
+                          "FastChat's MT-Bench judgments write it)"}
 _ROLE_NAMES = {"a": ("model_a", "item_a"), "b": ("model_b", "item_b"), "winner": ("winner",)}
 #: Largest dense cell table (n^2 * 4 float64 = 256 MiB); beyond it, sparse keys.
 DENSE_CELL_LIMIT = 1 << 25
@@ -114,12 +122,15 @@ def read_pair_counts(
     labels: Mapping[str, int] = OUTCOME_LABELS,
     skip_invalid: bool = False,
     batch_size: int = 1 << 18,
+    warnings: list[InvalidRow] | None = None,
 ) -> tuple[PairCounts, list[InvalidRow], int]:
     """Read a Parquet table of votes (``model_a``/``item_a``, ``model_b``/``item_b``,
     ``winner``) into :class:`PairCounts`; returns ``(counts, skipped, n_rows)``.
 
     Raises :class:`InvalidInputError` listing every bad row (unknown outcome label, missing
-    name, item compared with itself) unless ``skip_invalid``.
+    name, item compared with itself) unless ``skip_invalid``. Rows whose label is read as
+    another outcome (:data:`LABEL_NOTES`) are counted in one note each, appended to
+    ``warnings`` when a list is given.
 
     ``batch_size`` rows at a time keep every per-row temporary (int64) at 2 MiB: numpy asks
     for transparent huge pages for arrays of 4 MiB and more, and first touching those fresh
@@ -143,11 +154,18 @@ def read_pair_counts(
     cap, dense = 0, np.zeros(0)
     sparse: list[tuple[NDArray[np.int64], NDArray[np.float64]]] = []
     row0 = 0
+    noted: dict[str, int] = {}
     for batch in f.iter_batches(batch_size=batch_size, columns=list(cols.values())):
         da, ia, va = _codes(batch, cols["a"])
         db, ib, vb = _codes(batch, cols["b"])
         dw, iw, vw = _codes(batch, cols["winner"])
-        lab = np.asarray([labels.get(str(x), -1) for x in dw.to_pylist()], np.int64)
+        words = [str(x) for x in dw.to_pylist()]
+        lab = np.asarray([labels.get(x, -1) for x in words], np.int64)
+        if any(x in LABEL_NOTES for x in words):
+            per = np.bincount(iw[vw], minlength=len(words))
+            for k, x in enumerate(words):
+                if x in LABEL_NOTES and per[k]:
+                    noted[x] = noted.get(x, 0) + int(per[k])
         a, b = names.map(da)[ia], names.map(db)[ib]
         out = lab[iw] if lab.size else np.full(iw.size, -1)
         bad_label = vw & (out < 0)
@@ -180,6 +198,12 @@ def read_pair_counts(
     if problems and not skip_invalid:
         n_bad = len({p.line for p in problems})
         raise InvalidInputError(problems, note=f"{n_bad:,} of {row0:,} rows are invalid, nothing was read")
+    if warnings is not None:
+        for label, n in noted.items():
+            warnings.append(InvalidRow(
+                str(path), None, cols["winner"], label,
+                f"{n:,} row{'s' if n > 1 else ''} with {cols['winner']} {label!r} "
+                f"{LABEL_NOTES[label]}", "", "label_note", unit="row", skippable=True))
     items, perm = names.sorted_index()
     if sparse:
         keys, inv = np.unique(np.concatenate([k for k, _ in sparse]), return_inverse=True)
