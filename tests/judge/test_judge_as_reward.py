@@ -284,3 +284,25 @@ def test_judge_scores_by_hand_and_bad_arguments(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "pairs" in r.output
     r = runner.invoke(app, ["reward", "eval"])
     assert r.exit_code == 2 and "--judge NAME DATA" in r.output
+
+
+def test_verdicts_file_is_never_replaced_silently(tmp_path: Path) -> None:
+    """An existing --verdicts file is refused before any request (was: replaced silently);
+    --overwrite replaces it; --verdicts without a judge is refused."""
+    data = LLMBAR / "llmbar_natural.json"
+    v = tmp_path / "v.jsonl"
+    v.write_text("keep me\n")
+    s = serve_responder(canned_responder(biased_judge), model="biased")
+    try:
+        args = ["reward", "eval", "--judge", "biased", "--base-url", s.base_url, str(data),
+                "--verdicts", str(v), "--json"]
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2 and "already exists" in " ".join(r.output.split())
+        assert v.read_text() == "keep me\n" and s.stats.requests == 0
+        r = runner.invoke(app, [*args, "--overwrite"])
+        assert r.exit_code == 0, r.output
+        assert s.stats.requests == 200 and len(v.read_text().splitlines()) == 100  # a pair a line
+    finally:
+        s.close()
+    r = runner.invoke(app, ["reward", "eval", str(tmp_path), str(data), "--verdicts", str(v)])
+    assert r.exit_code == 2 and "--judge or --local" in " ".join(r.output.split())

@@ -348,6 +348,7 @@ def evaluate(
     cache: JudgeCacheOpt = None,
     concurrency: JudgeConcurrencyOpt = 16,
     verdicts: JudgeVerdictsOpt = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a --verdicts file that exists.")] = False,
     skip_invalid: SkipOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -377,6 +378,11 @@ def evaluate(
     if data is None:
         fail("give a reward-model folder and a pairs file (`prefkit reward eval DIR DATA`), "
              "or a judge and a pairs file (`prefkit reward eval --judge NAME DATA`)")
+    if verdicts is not None and not judging:
+        fail("--verdicts writes an LLM judge's verdicts: give it with --judge or --local")
+    if verdicts is not None and verdicts.exists() and not overwrite:
+        fail(f"--verdicts {verdicts} already exists; pass --overwrite to replace it, or choose "
+             "another file (with --cache, answers already cached are not asked again)")
     if judging:
         from prefkit.cli.judge import judge_pair_scores
 
