@@ -198,7 +198,7 @@ def cached_references(model: nn.Module, reference_model: nn.Module | None, peft:
     ctx = model.disable_adapter if peft and reference_model is None else None
     opts = dict(pad_token_id=train.pad_token_id, reference=ctx, kl_pairs=kl_pairs,
                 precision=config.precision, batch_size=config.eval_batch_size,
-                chunk_size=config.chunk_size, progress=progress)
+                chunk_size=config.chunk_size, progress=progress, packing=config.packing)
 
     def cached(data: TokenizedAlignData, name: str) -> ReferenceLogps:
         return cached_reference_logps(ref_model, data.examples, out / name,

@@ -40,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -48,8 +48,8 @@ from torch import Tensor, nn
 
 from prefkit.align.types import SequenceLogps
 
-__all__ = ["response_logps", "sequence_logps", "split_lm_head", "chunked_token_logps", "LMHead",
-           "DEFAULT_CHUNK_ELEMENTS"]
+__all__ = ["response_logps", "sequence_logps", "packed_sequence_logps", "split_lm_head",
+           "chunked_token_logps", "LMHead", "DEFAULT_CHUNK_ELEMENTS"]
 
 #: Default chunk: about this many logits (float32: 4 bytes each) in memory at once.
 DEFAULT_CHUNK_ELEMENTS = 1 << 24
@@ -114,15 +114,14 @@ def split_lm_head(model: nn.Module) -> LMHead | None:
                   float(softcap) if softcap else None)
 
 
-def _checked_split(model: nn.Module, input_ids: Tensor, attention_mask: Tensor) -> LMHead | None:
+def _checked_split(model: nn.Module, inputs: _Inputs) -> LMHead | None:
     """:func:`split_lm_head`, checked once per model against its own forward on one row."""
     split = split_lm_head(model)
     lm = _unwrap(model)
     if split is None or _CHECKED.get(lm, True) is False:
         return None
     if lm not in _CHECKED:
-        n = min(_CHECK_TOKENS, int(attention_mask[0].sum()))
-        ids, mask = input_ids[:1, :n], attention_mask[:1, :n]
+        ids, mask = inputs.check_row()
         was_training = lm.training
         lm.eval()
         try:
@@ -140,9 +139,42 @@ def _checked_split(model: nn.Module, input_ids: Tensor, attention_mask: Tensor) 
     return split if _CHECKED[lm] else None
 
 
-def _last_hidden(backbone: nn.Module, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-    out = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+def _last_hidden(backbone: nn.Module, input_ids: Tensor, attention_mask: Tensor,
+                 **kwargs: Any) -> Tensor:
+    out = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs)
     return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+
+@dataclass
+class _Inputs:
+    """What a forward pass takes: right-padded rows with a 2D mask, or a
+    :class:`~prefkit.align.packing.PackedBatch` (position ids and a 4D mask, in the dtype the
+    model's attention takes, built once per dtype)."""
+
+    input_ids: Tensor
+    attention_mask: Tensor | None = None
+    packed: Any = None
+    _masks: dict[torch.dtype, Tensor] = field(default_factory=dict)
+
+    def kwargs(self, model: nn.Module) -> dict[str, Any]:
+        if self.packed is None:
+            return {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
+        from prefkit.align.packing import mask_dtype
+
+        dtype = mask_dtype(_unwrap(model))
+        if dtype not in self._masks:
+            self._masks[dtype] = self.packed.attention_mask(dtype)
+        return {"input_ids": self.input_ids, "attention_mask": self._masks[dtype],
+                "position_ids": self.packed.position_ids}
+
+    def check_row(self) -> tuple[Tensor, Tensor]:
+        """The start of row 0 as one plain sequence (ids, 2D mask) for the split check."""
+        if self.packed is None:
+            n = min(_CHECK_TOKENS, int(self.attention_mask[0].sum()))
+            return self.input_ids[:1, :n], self.attention_mask[:1, :n]
+        n = max(1, min(_CHECK_TOKENS, self.packed.check_length))
+        ids = self.input_ids[:1, :n]
+        return ids, torch.ones_like(ids)
 
 
 # -- the chunked head ------------------------------------------------------------------------------
@@ -169,14 +201,14 @@ class _ChunkedTokenLogps(torch.autograd.Function):
         logps = torch.zeros(n, dtype=torch.float32, device=hidden.device)  # (n,)
         kl = torch.zeros(n if ref_logq is not None else 0, dtype=torch.float32,
                          device=hidden.device)
-        w = weight.to(dtype)
+        w, h_all, tgt = weight.to(dtype), hidden.to(dtype), targets[:, None]  # once, not per chunk
         with torch.autocast(hidden.device.type, enabled=False):
             for s in range(0, n, chunk):
                 e = min(s + chunk, n)
-                y = _project(hidden[s:e].to(dtype), w, bias, dtype)  # (c, V) fp32
+                y = _project(h_all[s:e], w, bias, dtype)  # (c, V) fp32
                 z = spec.transform(y)[0]
                 lse = torch.logsumexp(z, dim=-1)  # (c,)
-                logps[s:e] = z.gather(1, targets[s:e, None]).squeeze(1) - lse
+                torch.sub(z.gather(1, tgt[s:e]).squeeze(1), lse, out=logps[s:e])
                 if ref_logq is not None:
                     logq = ref_logq(s, e)  # (c, V) fp32
                     kl[s:e] = (logq.exp() * (logq - z + lse[:, None])).sum(-1)
@@ -189,37 +221,39 @@ class _ChunkedTokenLogps(torch.autograd.Function):
         hidden, weight, bias, targets = ctx.saved_tensors
         spec, chunk, dtype = ctx.spec, ctx.chunk, ctx.dtype
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
-        grad_h = torch.zeros(hidden.shape, dtype=torch.float32, device=hidden.device) \
-            if need_h else None
+        grad_h = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device) \
+            if need_h else None  # every row is written below
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) \
             if need_w else None
         grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) \
             if need_b and bias is not None else None
         if ctx.ref_logq is None:
             g_kl = None
-        w = weight.to(dtype)
+        if g_logps is None and g_kl is None:
+            return (None,) * 8
+        w, h_all, tgt = weight.to(dtype), hidden.to(dtype), targets[:, None]
+        # per token, once: dz = g_logp * (onehot - p) + g_kl * (p - q) = coef * p + ...
+        g_tok = None if g_logps is None else g_logps.float()[:, None]  # (n, 1)
+        g_q = None if g_kl is None else g_kl.float()[:, None]  # (n, 1)
+        coef = -g_tok if g_q is None else (g_q if g_tok is None else g_q - g_tok)
         with torch.autocast(hidden.device.type, enabled=False):
             for s in range(0, hidden.shape[0], chunk):
                 e = min(s + chunk, hidden.shape[0])
-                h = hidden[s:e].to(dtype)
+                h = h_all[s:e]
                 z, dz_dy = spec.transform(_project(h, w, bias, dtype))  # (c, V) fp32
-                # dz = g_logp * (onehot - p) + g_kl * (p - q), built in p's buffer
-                dz = torch.softmax(z, dim=-1)  # p
+                dz = torch.softmax(z, dim=-1)  # p; dz is built in its buffer
                 del z
-                coef = torch.zeros((e - s, 1), dtype=torch.float32, device=dz.device)
-                if g_logps is not None:
-                    coef -= g_logps[s:e, None].float()
-                if g_kl is not None:
-                    coef += g_kl[s:e, None].float()
-                dz.mul_(coef)
-                if g_logps is not None:
-                    dz.scatter_add_(1, targets[s:e, None], g_logps[s:e, None].float())
-                if g_kl is not None:
-                    dz.sub_(ctx.ref_logq(s, e).exp_().mul_(g_kl[s:e, None].float()))
+                dz.mul_(coef[s:e])
+                if g_tok is not None:
+                    dz.scatter_add_(1, tgt[s:e], g_tok[s:e])
+                if g_q is not None:
+                    dz.sub_(ctx.ref_logq(s, e).exp_().mul_(g_q[s:e]))
                 if not (isinstance(dz_dy, float) and dz_dy == 1.0):
                     dz.mul_(dz_dy)  # through the scale / soft-cap
                 dy = dz.to(dtype)  # (c, V): d loss / d (h @ W.T + b)
-                if grad_h is not None:
+                if grad_h is not None and dtype == torch.float32:
+                    torch.mm(dy, w, out=grad_h[s:e])
+                elif grad_h is not None:
                     grad_h[s:e] = (dy @ w).float()
                 if grad_w is not None and dtype == torch.float32:
                     grad_w.addmm_(dy.t(), h)
@@ -278,15 +312,14 @@ class _Scored:
         return fn
 
 
-def _score_positions(model: nn.Module, input_ids: Tensor, attention_mask: Tensor,
-                     where: Tensor) -> _Scored:
+def _score_positions(model: nn.Module, inputs: _Inputs, where: Tensor) -> _Scored:
     """Run ``model`` on all rows once; keep its output at the flat positions ``where``
     (``(n,)`` indices into ``R * T``: the positions whose next token is scored)."""
-    split = _checked_split(model, input_ids, attention_mask)
+    split = _checked_split(model, inputs)
     if split is not None:
-        hidden = _last_hidden(split.backbone, input_ids, attention_mask)  # (R, T, H)
+        hidden = _last_hidden(split.backbone, **inputs.kwargs(model))  # (R, T, H)
         return _Scored(split, hidden=hidden.flatten(0, 1).index_select(0, where))  # (n, H)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    logits = model(**inputs.kwargs(model), use_cache=False).logits
     return _Scored(None, logits=logits.flatten(0, 1).index_select(0, where))  # (n, V)
 
 
@@ -309,10 +342,12 @@ def _token_values(scored: _Scored, targets: Tensor, chunk_size: int | None,
 
 
 # -- the public entry points -----------------------------------------------------------------------
-def _rows(values: Tensor, prev: Tensor) -> Tensor:
-    """Per-token values (n,) -> per-row sums (R,), in float32, deterministic order."""
-    full = torch.zeros(prev.shape, dtype=torch.float32, device=prev.device)
-    return full.masked_scatter(prev, values.float()).sum(dim=1)
+def _rows(values: Tensor, shape: tuple[int, int], index: Tensor) -> Tensor:
+    """Per-token values (n,) -> per-row sums (R,), in float32, deterministic order: value
+    ``i`` goes to the flat slot ``index[i]`` of an ``(R, S)`` table (an index, not a mask:
+    neither way needs the device to say how many there are)."""
+    full = torch.zeros(shape[0] * shape[1], dtype=torch.float32, device=values.device)
+    return full.index_put((index,), values.float()).view(shape).sum(dim=1)
 
 
 def _trim(input_ids: Tensor, attention_mask: Tensor, loss_mask: Tensor
@@ -361,21 +396,46 @@ def sequence_logps(model: nn.Module, input_ids: Tensor, attention_mask: Tensor,
     prev[:, :-1] = mask[:, 1:]  # (R, T): the output at t - 1 scores the token at t
     where = prev.flatten().nonzero().squeeze(1)  # (n,) flat positions
     targets = ids.flatten().index_select(0, where + 1)  # (n,) the next tokens
-    out: dict[str, Tensor] = {"lengths": prev.sum(dim=1).to(torch.float32)}
+    return _sums(model, _Inputs(ids, attn), where, targets, prev, where,
+                 chunk_size=chunk_size, reference=reference, token_kl=token_kl)
+
+
+def packed_sequence_logps(model: nn.Module, batch: Any, *, chunk_size: int | None = None,
+                          reference: Any = None, token_kl: bool = False) -> dict[str, Tensor]:
+    """:func:`sequence_logps` of a :class:`~prefkit.align.packing.PackedBatch`: per response
+    (``(K*B,)``, response-major) sums over its scored tokens; one forward pass over the
+    packed rows, no device synchronisation to find the scored positions."""
+    return _sums(model, _Inputs(batch.input_ids, packed=batch), batch.where, batch.targets,
+                 batch.scored, batch.slot_index, chunk_size=chunk_size, reference=reference,
+                 token_kl=token_kl)
+
+
+def _sums(model: nn.Module, inputs: _Inputs, where: Tensor, targets: Tensor, slots: Tensor,
+          index: Tensor, *, chunk_size: int | None, reference: Any, token_kl: bool
+          ) -> dict[str, Tensor]:
+    """The per-row sums of :func:`sequence_logps`: outputs at ``where`` (n,) score
+    ``targets`` (n,); ``slots`` (R, S) bool marks the table slots they fill, ``index``
+    (n,) names each one's flat slot."""
+    out: dict[str, Tensor] = {"lengths": slots.sum(dim=1).to(torch.float32)}
+    shape = (slots.shape[0], slots.shape[1])
+
+    def rows(values: Tensor) -> Tensor:
+        return _rows(values, shape, index)
+
     ref_scored = None
     if reference is not None:
         ref_model, ref_context = _as_reference(model, reference)
         with torch.no_grad(), ref_context():
-            ref_scored = _score_positions(ref_model, ids, attn, where)
-            out["reference"] = _rows(_token_values(ref_scored, targets, chunk_size)[0], prev)
+            ref_scored = _score_positions(ref_model, inputs, where)
+            out["reference"] = rows(_token_values(ref_scored, targets, chunk_size)[0])
     elif token_kl:
         raise ValueError("token_kl=True needs a reference (a model, or a callable such as "
                          "peft_model.disable_adapter)")
-    scored = _score_positions(model, ids, attn, where)
+    scored = _score_positions(model, inputs, where)
     tok, kl = _token_values(scored, targets, chunk_size, ref_scored if token_kl else None)
-    out["policy"] = _rows(tok, prev)
+    out["policy"] = rows(tok)
     if kl is not None:
-        out["token_kl"] = _rows(kl, prev)
+        out["token_kl"] = rows(kl)
     return out
 
 
@@ -392,22 +452,30 @@ def response_logps(model: nn.Module, batch: Any, *, chunk_size: int | None = Non
     :data:`DEFAULT_CHUNK_ELEMENTS` logits).
     """
     k = int(batch.num_responses)
-    rows = batch.input_ids.shape[0]
+    packed = getattr(batch, "position_ids", None) is not None  # a PackedBatch
+    rows = batch.scored.shape[0] if packed else batch.input_ids.shape[0]
     if k < 1 or rows % k:
         raise ValueError(f"{rows} rows cannot hold {k} responses per prompt")
     b = rows // k
-    got = sequence_logps(model, batch.input_ids, batch.attention_mask, batch.loss_mask,
-                         chunk_size=chunk_size, reference=reference, token_kl=token_kl)
+    if packed:
+        got = packed_sequence_logps(model, batch, chunk_size=chunk_size, reference=reference,
+                                    token_kl=token_kl)
+    else:
+        got = sequence_logps(model, batch.input_ids, batch.attention_mask, batch.loss_mask,
+                             chunk_size=chunk_size, reference=reference, token_kl=token_kl)
 
     def table(x: Tensor | None) -> Tensor | None:  # (K*B,) response-major -> (B, K)
         return None if x is None else x.view(k, b).t()
 
     extra: dict[str, Tensor | None] = {}
     kl_ids = getattr(batch, "kl_input_ids", None)
-    if kl_ids is not None:  # KTO: mismatched (prompt, completion) pairs, no gradients
+    kl_packed = getattr(batch, "kl", None) if packed else None
+    if kl_ids is not None or kl_packed is not None:  # KTO: mismatched pairs, no gradients
         with torch.no_grad():
-            kl = sequence_logps(model, kl_ids, batch.kl_attention_mask, batch.kl_loss_mask,
-                                chunk_size=chunk_size, reference=reference)
+            kl = packed_sequence_logps(model, kl_packed, chunk_size=chunk_size,
+                                       reference=reference) if packed else \
+                sequence_logps(model, kl_ids, batch.kl_attention_mask, batch.kl_loss_mask,
+                               chunk_size=chunk_size, reference=reference)
         extra = {"kl_policy": kl["policy"], "kl_reference": kl.get("reference")}
     return SequenceLogps(
         policy=table(got["policy"]), lengths=table(got["lengths"]),

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from prefkit.align.logprobs import _unwrap, sequence_logps
+from prefkit.align.logprobs import _unwrap, packed_sequence_logps, sequence_logps
 
 __all__ = ["ReferenceLogps", "model_fingerprint", "data_fingerprint", "mismatched_examples",
            "compute_reference_logps", "cached_reference_logps"]
@@ -159,23 +159,33 @@ def _default_collate() -> Callable[..., Any]:
 def _logps_over(model: nn.Module, examples: Sequence[Any], *, collate: Callable[..., Any],
                 pad_token_id: int, batch_size: int, chunk_size: int | None,
                 context: Callable[[], Any], precision: str, device: torch.device,
-                bar: Any, done: list[int]) -> Tensor:
+                bar: Any, done: list[int], packing: str = "none") -> Tensor:
     """(N, K_max) summed log-probs of ``examples`` under ``model`` (inside ``context()``),
-    batched longest first (least padding)."""
+    batched longest first (least padding); ``packing`` as :class:`AlignConfig`'s."""
+    from prefkit.align.packing import pack_examples, resolve_packing
+
     n = len(examples)
     k_max = max((len(e.responses) for e in examples), default=1)
     out = torch.zeros((n, k_max), dtype=torch.float32)
     order = sorted(range(n), key=lambda i: -(len(examples[i].prompt_ids)
                                              + max(map(len, examples[i].responses))))
+    mode = resolve_packing(packing, model) if n else "none"
     for s in range(0, n, batch_size):
         idx = order[s:s + batch_size]
-        batch = collate([examples[i] for i in idx], pad_token_id)
-        k = int(batch.num_responses)
+        chosen = [examples[i] for i in idx]
         with context(), torch.autocast(device.type, dtype=torch.bfloat16,
                                        enabled=precision == "bf16"):
-            got = sequence_logps(model, batch.input_ids.to(device),
-                                 batch.attention_mask.to(device), batch.loss_mask.to(device),
-                                 chunk_size=chunk_size)["policy"]  # (k * b,)
+            if mode != "none":
+                batch = pack_examples(chosen, pad_token_id, mode=mode, kl_pairs=False)
+                got = packed_sequence_logps(model, batch.to(device),
+                                            chunk_size=chunk_size)["policy"]  # (k * b,)
+            else:
+                batch = collate(chosen, pad_token_id)
+                got = sequence_logps(model, batch.input_ids.to(device),
+                                     batch.attention_mask.to(device),
+                                     batch.loss_mask.to(device),
+                                     chunk_size=chunk_size)["policy"]  # (k * b,)
+        k = int(batch.num_responses)
         out[torch.as_tensor(idx)[:, None], torch.arange(k)] = got.cpu().view(k, -1).t()
         done[0] += len(idx)
         bar.update(done[0], "reference log-probs")
@@ -202,24 +212,27 @@ def compute_reference_logps(
     precision: str = "fp32",
     collate: Callable[..., Any] | None = None,
     progress: bool = False,
+    packing: str = "none",
 ) -> ReferenceLogps:
     """Reference log-probs of every response of ``examples`` (and of KTO's mismatched pairs
     with ``kl_pairs``), in eval mode without gradients.
 
     ``model`` is the reference itself, or -- with ``reference`` a context-manager factory
     such as ``peft_model.disable_adapter`` -- the policy that becomes the reference under
-    it. ``collate`` defaults to :func:`prefkit.align.data.collate`.
+    it. ``collate`` defaults to :func:`prefkit.align.data.collate` (used when ``packing``
+    resolves to ``"none"``; see :mod:`prefkit.align.packing`).
     """
     return _compute(model, examples, _key(model, examples, precision, kl_pairs, max_length),
                     pad_token_id=pad_token_id, reference=reference, kl_pairs=kl_pairs,
                     max_length=max_length, batch_size=batch_size, chunk_size=chunk_size,
-                    precision=precision, collate=collate, progress=progress)
+                    precision=precision, collate=collate, progress=progress, packing=packing)
 
 
 def _compute(model: nn.Module, examples: Sequence[Any], key: dict[str, Any], *,
              pad_token_id: int, reference: Any, kl_pairs: bool, max_length: int | None,
              batch_size: int, chunk_size: int | None, precision: str,
-             collate: Callable[..., Any] | None, progress: bool) -> ReferenceLogps:
+             collate: Callable[..., Any] | None, progress: bool,
+             packing: str = "none") -> ReferenceLogps:
     from prefkit.runs import progress_bar
 
     if reference is not None and (isinstance(reference, nn.Module) or not callable(reference)):
@@ -230,7 +243,8 @@ def _compute(model: nn.Module, examples: Sequence[Any], key: dict[str, Any], *,
     bar = progress_bar(len(examples) + len(kl_rows), "reference log-probs", enabled=progress)
     run = dict(collate=collate or _default_collate(), pad_token_id=pad_token_id,
                batch_size=batch_size, chunk_size=chunk_size, precision=precision,
-               device=device, context=reference or contextlib.nullcontext, bar=bar, done=[0])
+               device=device, context=reference or contextlib.nullcontext, bar=bar, done=[0],
+               packing=packing)
     was_training = model.training
     model.eval()
     try:
@@ -265,7 +279,8 @@ def cached_reference_logps(
             saved = {}
         if saved.get("key") == want:
             return ReferenceLogps(saved["logps"], saved["kl"], saved["key"], loaded=True)
-    opts = {"batch_size": 8, "chunk_size": None, "collate": None, "progress": False, **kwargs}
+    opts = {"batch_size": 8, "chunk_size": None, "collate": None, "progress": False,
+            "packing": "none", **kwargs}
     ref = _compute(model, examples, want, pad_token_id=pad_token_id, reference=reference,
                    kl_pairs=kl_pairs, max_length=max_length, precision=precision, **opts)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -100,6 +100,7 @@ from prefkit.align.data import TokenizedAlignData, collate
 from prefkit.align.logprobs import response_logps
 from prefkit.align.losses import AlignLoss, get_align_loss, sft_term
 from prefkit.align.model import prepare_causal_lm
+from prefkit.align.packing import PACKING_MODES, pack_examples, resolve_packing
 from prefkit.align.reference import (
     ReferenceLogps,
     data_fingerprint,
@@ -148,6 +149,10 @@ class AlignConfig(ConfigIO):
     ``lora_r > 0`` trains a LoRA adapter (``lora_target_modules`` None: peft's default for
     the architecture, else all linear layers); the reference is then the adapter disabled.
     ``chunk_size`` is tokens per chunk of the output layer (None: automatic).
+    ``packing`` lays out a micro-batch's sequences (:mod:`prefkit.align.packing`): ``"none"``
+    padded rows, ``"pack"`` without padding, ``"prefix"`` also each prompt once for all its
+    responses (a tree mask); ``"auto"`` is ``"prefix"`` when the model takes 4D masks
+    (eager / SDPA attention), else ``"none"`` -- the same numbers every way (to float rounding).
     ``eval_every`` / ``checkpoint_every`` / ``log_every`` are in optimizer steps (the first
     two 0: only at the end). Every field is checked here, so a bad value fails before any
     model is loaded.
@@ -177,6 +182,7 @@ class AlignConfig(ConfigIO):
     gradient_checkpointing: bool = False
     precompute_reference: bool = True
     chunk_size: int | None = None
+    packing: str = "auto"
     eval_batch_size: int = 16
     eval_every: int = 0
     checkpoint_every: int = 0
@@ -187,6 +193,9 @@ class AlignConfig(ConfigIO):
         get_align_loss(self.loss).resolve(**self.loss_kwargs)  # fail early on a typo
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.packing not in ("auto", *PACKING_MODES):
+            raise ValueError(f"packing must be one of auto, {', '.join(PACKING_MODES)}; got "
+                             f"{self.packing!r}")
         for name in ("batch_size", "grad_accum", "epochs", "eval_batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -520,9 +529,14 @@ def _score(st: AlignState, examples: Sequence[Any], idx: list[int],
            ref: ReferenceLogps | None) -> SequenceLogps:
     """Log-probs of examples ``idx``: one forward pass, the reference cached or live."""
     device = st.device
-    batch = collate([examples[i] for i in idx], st.train.pad_token_id)
-    batch = dataclasses.replace(batch, kl_input_ids=None, kl_attention_mask=None,
-                                kl_loss_mask=None).to(device)  # KTO's pairs: kl_estimate
+    mode = resolve_packing(st.config.packing, st.model)
+    if mode != "none":  # KTO's pairs: kl_estimate
+        batch = pack_examples([examples[i] for i in idx], st.train.pad_token_id, mode=mode,
+                              kl_pairs=False).to(device)
+    else:
+        batch = collate([examples[i] for i in idx], st.train.pad_token_id)
+        batch = dataclasses.replace(batch, kl_input_ids=None, kl_attention_mask=None,
+                                    kl_loss_mask=None).to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16,
                         enabled=st.config.precision == "bf16"):
         logps = st.prepared(functools.partial(

@@ -111,7 +111,7 @@ CONFIG_FLAGS = {
     "max_prompt_length": "--max-prompt-length", "sft_weight": "--sft-weight",
     "lora_r": "--lora-r", "lora_alpha": "--lora-alpha", "precision": "--precision",
     "eval_every": "--eval-every", "checkpoint_every": "--checkpoint-every",
-    "log_every": "--log-every", "seed": "--seed",
+    "log_every": "--log-every", "seed": "--seed", "packing": "--packing",
 }
 
 
@@ -204,6 +204,7 @@ def align_command(
     lora_alpha: Annotated[float, typer.Option(help="LoRA alpha.")] = 16.0,
     precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast on the forward pass; fp32 weights).")] = "fp32",
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Trade compute for activation memory.")] = False,
+    packing: Annotated[str, typer.Option(help="Layout of a forward pass: none (padded rows), pack (no padding), prefix (no padding, each prompt once for all its responses), auto (prefix when the model's attention takes it, else none); the same numbers every way.")] = "auto",
     checkpoint_every: Annotated[int, typer.Option(help="Write checkpoint.pt every N optimizer steps (0: by time only); one is also written every few minutes of training, at --stop-after, at Ctrl-C / SIGTERM and at the end.")] = 0,
     log_every: Annotated[int, typer.Option(help="Write a metrics.jsonl row every N optimizer steps.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of the data order, dropout and any new weights.", envvar="PREFKIT_SEED")] = 0,
@@ -254,7 +255,7 @@ def align_command(
             warmup=warmup, max_length=max_length, max_prompt_length=max_prompt_length,
             seed=seed, precision=precision, lora_r=lora_r, lora_alpha=lora_alpha,
             gradient_checkpointing=gradient_checkpointing, eval_every=eval_every,
-            checkpoint_every=checkpoint_every, log_every=log_every)
+            checkpoint_every=checkpoint_every, log_every=log_every, packing=packing)
     except (ValueError, TypeError) as e:
         fail(flag_words(str(e), CONFIG_FLAGS))
     if kind not in ("auto", "pairwise", "unpaired", "listwise"):

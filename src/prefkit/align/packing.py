@@ -1,0 +1,330 @@
+"""Padding-free batches: a step's sequences packed into a few rows, each prompt run once.
+
+    batch = pack_examples(examples, pad_token_id, mode="prefix")   # a PackedBatch
+    logps = response_logps(model, batch)        # the same numbers as collate()'s padded batch
+
+A padded batch (:func:`~prefkit.align.data.collate`) spends its forward pass on padding (28%
+of the positions on HH pairs) and runs every prompt ``K`` times, once per response. Here:
+
+* ``mode="pack"``: each (prompt, response) sequence once, without padding, several per row;
+  position ids restart at 0 for every sequence and the attention mask keeps sequences apart
+  (block-diagonal and causal);
+* ``mode="prefix"``: each prompt once, followed by all its ``K`` responses (a *tree*): prompt
+  tokens attend causally to the prompt, the tokens of response ``k`` to the whole prompt and
+  causally to response ``k`` only; every response's position ids continue from the prompt's
+  end (so each response sees exactly the context it has in its own padded row). The first
+  token of every response is scored from the prompt's last position, shared.
+
+Sequences (``pack``) or trees (``prefix``) are placed whole, longest first, into rows of
+``capacity`` tokens (default: the longest one's length, so a row's attention costs no more
+than a padded row's), first fit; the rest of a row is filler that attends only to itself.
+The mask is built on the batch's device from two ``(rows, L)`` tensors (``segment``,
+``branch``) by :meth:`PackedBatch.attention_mask`: ``(rows, 1, L, L)``, boolean for SDPA,
+additive (0 / the dtype's minimum) for eager attention, the 4D form transformers' models take
+as is. The scoring layout (which output scores which token, in response-major order) is made
+here, on the host, with the batch: the engine needs no device synchronisation to find it.
+
+:func:`packing_supported` checks once per model that its forward with such a mask and
+position ids gives the logits of separate rows (attention implementations that ignore 4D
+masks, such as flash-attention kernels, fail it).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["PACKING_MODES", "PackedBatch", "pack_examples", "packing_supported"]
+
+#: The layouts of a step's sequences: padded rows, packed sequences, packed prompt trees.
+PACKING_MODES = ("none", "pack", "prefix")
+
+
+@dataclass
+class PackedBatch:
+    """``B`` prompts with ``K`` responses each, packed into ``rows`` rows of ``L`` tokens.
+
+    input_ids, position_ids: (rows, L) long.
+    segment:       (rows, L) long: which sequence (``pack``) or prompt tree (``prefix``) a
+                   token belongs to; filler tokens have their own negative ids.
+    branch:        (rows, L) long: -1 on tokens every response sees (a tree's prompt; every
+                   token in ``pack``), ``k`` on the tokens of response ``k``.
+    where:         (n,) flat positions into ``rows * L`` whose output scores a token,
+                   response-major (response ``k * B + b`` after ``k * B + b - 1``), in order.
+    targets:       (n,) the scored tokens.
+    scored:        (K*B, S) bool: row ``k * B + b`` True at its first ``lengths`` slots.
+    slot_index:    (n,) the flat slot in ``scored`` of each scored token.
+    num_responses: K.   valid: (B, K) bool.   label: (B,) bool, unpaired data only.
+    check_length:  tokens at the start of row 0 that form one plain causal sequence from
+                   position 0 (the one-row check of the split LM head uses them).
+    kl:            KTO's mismatched pairs (prompt b with its ``kl_completion``), packed the
+                   same way, or None.
+    """
+
+    input_ids: Tensor
+    position_ids: Tensor
+    segment: Tensor
+    branch: Tensor
+    where: Tensor
+    targets: Tensor
+    scored: Tensor
+    slot_index: Tensor
+    num_responses: int
+    valid: Tensor
+    label: Tensor | None = None
+    mode: str = "prefix"
+    check_length: int = 0
+    kl: PackedBatch | None = None
+
+    @property
+    def batch_size(self) -> int:
+        """B, the number of prompts."""
+        return int(self.valid.shape[0])
+
+    def to(self, device: Any) -> PackedBatch:
+        """Every tensor moved to ``device``."""
+        moved: dict[str, Any] = {f.name: getattr(self, f.name).to(device) for f in fields(self)
+                                 if isinstance(getattr(self, f.name), Tensor)}
+        if self.kl is not None:
+            moved["kl"] = self.kl.to(device)
+        return replace(self, **moved)
+
+    def attention_mask(self, dtype: torch.dtype = torch.bool) -> Tensor:
+        """(rows, 1, L, L): True (or 0) where a query token may attend to a key token: the
+        same segment, not later in the row, and either a shared (prompt) key or the query's
+        own branch. ``dtype`` bool for SDPA; a float dtype gives the additive form (0 or the
+        dtype's minimum) for eager attention."""
+        seg, br = self.segment, self.branch  # (rows, L)
+        n = seg.shape[1]
+        causal = torch.ones((n, n), dtype=torch.bool, device=seg.device).tril_()
+        mask = (seg[:, :, None] == seg[:, None, :]) & causal  # (rows, L, L): query, key
+        mask &= (br[:, None, :] < 0) | (br[:, :, None] == br[:, None, :])
+        mask = mask[:, None]  # (rows, 1, L, L)
+        if dtype == torch.bool:
+            return mask
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
+            ~mask, torch.finfo(dtype).min)
+
+
+def _layout(examples: Sequence[Any], responses: list[list[list[int]]], mode: str
+            ) -> tuple[list[tuple[list[int], list[int], list[int]]],
+                       list[list[tuple[int, list[int], list[int]]]]]:
+    """Segments ``(ids, positions, branches)`` and, per segment, its scored responses
+    ``(response row, output offsets in the segment, targets)``."""
+    bsz, k_max = len(examples), len(responses[0]) if responses else 0
+    segs: list[tuple[list[int], list[int], list[int]]] = []
+    scores: list[list[tuple[int, list[int], list[int]]]] = []
+    for b, e in enumerate(examples):
+        p = list(e.prompt_ids)
+        n_p = len(p)
+        if mode == "prefix":
+            ids, pos, br = list(p), list(range(n_p)), [-1] * n_p
+            sc = []
+            for k in range(k_max):
+                r = responses[b][k]
+                start = len(ids)
+                ids += r
+                pos += range(n_p, n_p + len(r))
+                br += [k] * len(r)
+                # r[0] from the prompt's last output (none without a prompt: position 0 is
+                # never scored), r[j] from r[j - 1]'s
+                outs = ([n_p - 1] if n_p and r else []) + list(range(start, start + len(r) - 1))
+                sc.append((k * bsz + b, outs, r if n_p else r[1:]))
+            segs.append((ids, pos, br))
+            scores.append(sc)
+        else:
+            for k in range(k_max):
+                r = responses[b][k]
+                if not r:
+                    continue  # an invalid (or empty) response: nothing to run or score
+                seq = p + r
+                first = max(n_p, 1)
+                segs.append((seq, list(range(len(seq))), [-1] * len(seq)))
+                scores.append([(k * bsz + b, list(range(first - 1, len(seq) - 1)),
+                                seq[first:])])
+    return segs, scores
+
+
+def pack_examples(
+    examples: Sequence[Any],
+    pad_token_id: int,
+    *,
+    mode: str = "prefix",
+    capacity: int | None = None,
+    kl_max_length: int | None = None,
+    kl_pairs: bool = True,
+) -> PackedBatch:
+    """One :class:`PackedBatch` from :class:`~prefkit.align.data.AlignExample` s (``K`` = the
+    most responses; missing or invalid ones score nothing), ``mode`` ``"pack"`` or
+    ``"prefix"`` (module docstring). ``capacity``: tokens per row (at least the longest
+    sequence or tree). Unpaired examples that all carry a ``kl_completion`` also give KTO's
+    mismatched pairs (``kl``, cut to ``kl_max_length``) unless ``kl_pairs=False``.
+
+    >>> from prefkit.align.data import AlignExample
+    >>> b = pack_examples([AlignExample([1, 5], [[6, 2], [7, 8, 2]])], 0)
+    >>> b.input_ids.tolist(), b.position_ids.tolist(), b.branch.tolist()
+    ([[1, 5, 6, 2, 7, 8, 2]], [[0, 1, 2, 3, 2, 3, 4]], [[-1, -1, 0, 0, 1, 1, 1]])
+    >>> b.where.tolist(), b.targets.tolist()  # response 0: 6, 2; response 1: 7, 8, 2
+    ([1, 2, 1, 4, 5], [6, 2, 7, 8, 2])
+    """
+    if mode not in ("pack", "prefix"):
+        raise ValueError(f"mode must be 'pack' or 'prefix', got {mode!r}")
+    if not examples:
+        raise ValueError("pack_examples needs at least one example")
+    bsz = len(examples)
+    k_max = max(len(e.responses) for e in examples)
+    valid = [[k < len(e.responses) and (e.valid is None or bool(e.valid[k]))
+              for k in range(k_max)] for e in examples]
+    responses = [[list(e.responses[k]) if valid[b][k] else [] for k in range(k_max)]
+                 for b, e in enumerate(examples)]
+    segs, scores = _layout(examples, responses, mode)
+
+    # -- rows: segments longest first, first fit -----------------------------------------------
+    longest = max((len(s[0]) for s in segs), default=1)
+    cap = max(longest, capacity or 0, 1)
+    order = sorted(range(len(segs)), key=lambda i: (-len(segs[i][0]), i))
+    rows: list[list[int]] = []
+    used: list[int] = []
+    for i in order:
+        n = len(segs[i][0])
+        for r, u in enumerate(used):
+            if u + n <= cap:
+                rows[r].append(i)
+                used[r] += n
+                break
+        else:
+            rows.append([i])
+            used.append(n)
+    width = max(used, default=1) or 1
+    n_rows = max(len(rows), 1)
+    ids, pos, seg_id, br = ([pad_token_id] * (n_rows * width), [0] * (n_rows * width),
+                            [-1 - (j % width) for j in range(n_rows * width)],
+                            [-1] * (n_rows * width))
+    per_resp: list[tuple[list[int], list[int]]] = [([], []) for _ in range(k_max * bsz)]
+    for r, members in enumerate(rows):
+        at = r * width
+        for i in members:
+            s_ids, s_pos, s_br = segs[i]
+            n = len(s_ids)
+            ids[at:at + n], pos[at:at + n], br[at:at + n] = s_ids, s_pos, s_br
+            seg_id[at:at + n] = [i] * n
+            for resp, outs, tg in scores[i]:
+                per_resp[resp][0].extend(at + o for o in outs)
+                per_resp[resp][1].extend(tg)
+            at += n
+    where = [x for outs, _ in per_resp for x in outs]
+    targets = [x for _, tg in per_resp for x in tg]
+    lengths = [len(tg) for _, tg in per_resp]
+    counts = torch.tensor(lengths, dtype=torch.long)
+    slots = max(max(lengths, default=0), 1)
+    shape = (n_rows, width)
+    first = rows[0][0] if rows and rows[0] else None
+    check = 0
+    if first is not None:  # the segment's prompt + first response: one plain sequence
+        s_br = segs[first][2]
+        check = next((j for j, x in enumerate(s_br) if x > 0), len(s_br))
+    batch = PackedBatch(
+        input_ids=torch.tensor(ids, dtype=torch.long).view(shape),
+        position_ids=torch.tensor(pos, dtype=torch.long).view(shape),
+        segment=torch.tensor(seg_id, dtype=torch.long).view(shape),
+        branch=torch.tensor(br, dtype=torch.long).view(shape),
+        where=torch.tensor(where, dtype=torch.long), targets=torch.tensor(targets, dtype=torch.long),
+        scored=torch.arange(slots)[None, :] < counts[:, None],
+        slot_index=torch.tensor([i * slots + j for i, (_, tg) in enumerate(per_resp)
+                                 for j in range(len(tg))], dtype=torch.long),
+        num_responses=k_max, valid=torch.tensor(valid, dtype=torch.bool).view(bsz, k_max),
+        mode=mode, check_length=check)
+    labels = [e.label for e in examples]
+    if any(x is not None for x in labels):
+        if any(x is None for x in labels) or k_max != 1:
+            raise ValueError("unpaired examples (with a label) need one response each and "
+                             "cannot be mixed with unlabelled ones")
+        batch.label = torch.tensor(labels, dtype=torch.bool)
+    if kl_pairs and batch.label is not None and all(e.kl_completion is not None
+                                                    for e in examples):
+        from prefkit.align.reference import mismatched_examples
+
+        batch.kl = pack_examples(mismatched_examples(examples, max_length=kl_max_length),
+                                 pad_token_id, mode=mode, capacity=capacity)
+    return batch
+
+
+# -- does a model take such a mask? ----------------------------------------------------------------
+_SUPPORTED: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
+_MASK_DTYPE_IMPLS = ("eager",)  # attention that adds the mask; SDPA takes it as booleans
+
+
+def mask_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the 4D mask ``model``'s attention takes: boolean for SDPA, additive in
+    the weights' dtype for eager attention."""
+    cfg = getattr(model, "config", None)
+    impl = getattr(cfg, "_attn_implementation", None) or "sdpa"
+    if impl in _MASK_DTYPE_IMPLS:
+        return next(model.parameters()).dtype
+    return torch.bool
+
+
+def packing_supported(model: nn.Module) -> bool:
+    """Whether ``model`` (a transformers causal LM, possibly inside peft / DDP) gives, for a
+    prompt tree packed with :func:`pack_examples`, the logits of its separate rows (to
+    1e-4, or 2e-2 in low precision); checked once per model, in eval mode without
+    gradients."""
+    from prefkit.align.logprobs import _unwrap  # the engine imports this module's batches
+
+    lm = _unwrap(model)
+    if lm in _SUPPORTED:
+        return _SUPPORTED[lm]
+    ok = False
+    was_training = lm.training
+    lm.eval()
+    try:
+        vocab = int(lm.get_input_embeddings().weight.shape[0])
+        ids = [(3 + 7 * j) % vocab for j in range(12)]
+        prompt, resp = ids[:5], [ids[5:8], ids[8:12]]
+
+        class _Ex:  # the fields pack_examples reads
+            prompt_ids, responses, label, valid, kl_completion = prompt, resp, None, None, None
+
+        packed = pack_examples([_Ex()], 0, mode="prefix")
+        dev = next(lm.parameters()).device
+        with torch.no_grad(), torch.autocast(dev.type, enabled=False):
+            tree = lm(input_ids=packed.input_ids.to(dev),
+                      position_ids=packed.position_ids.to(dev),
+                      attention_mask=packed.to(dev).attention_mask(mask_dtype(lm)),
+                      use_cache=False).logits[0].float()
+            want = [lm(input_ids=torch.tensor([prompt + r], device=dev),
+                       use_cache=False).logits[0].float() for r in resp]
+        got = [torch.cat([tree[:5], tree[5:8]]), torch.cat([tree[:5], tree[8:12]])]
+        tol = 1e-4 if next(lm.parameters()).dtype == torch.float32 else 2e-2
+        ok = all(torch.allclose(g, w, rtol=tol, atol=tol * (1 + float(w.abs().max())))
+                 for g, w in zip(got, want))
+    except Exception:  # noqa: BLE001 -- a model that cannot take the mask is not packed
+        ok = False
+    finally:
+        lm.train(was_training)
+    _SUPPORTED[lm] = ok
+    return ok
+
+
+def resolve_packing(mode: str, model: nn.Module) -> str:
+    """The layout to use for ``model``: ``"auto"`` is ``"prefix"`` where
+    :func:`packing_supported`, else ``"none"``; ``"pack"`` / ``"prefix"`` on a model that
+    fails the check raise a ValueError that says what to use instead."""
+    if mode == "none":
+        return mode
+    if mode == "auto":
+        return "prefix" if packing_supported(model) else "none"
+    if mode not in PACKING_MODES:
+        raise ValueError(f"packing must be one of auto, {', '.join(PACKING_MODES)}; got {mode!r}")
+    if not packing_supported(model):
+        cfg = getattr(getattr(model, "config", None), "_attn_implementation", None)
+        raise ValueError(f"packing={mode!r}: this model's attention ({cfg or 'unknown'}) does "
+                         "not give a packed row's logits equal to separate rows' (it needs a "
+                         "4D attention mask: attn_implementation 'sdpa' or 'eager'); use "
+                         "packing='none' or 'auto'")
+    return mode
