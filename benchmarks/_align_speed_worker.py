@@ -30,7 +30,7 @@ for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_
                "HF_HUB_DISABLE_TELEMETRY": "1"}.items():
     os.environ.setdefault(_k, _v)
 
-TRAINERS = ("prefkit", "trl", "trl_precompute")
+TRAINERS = ("prefkit", "trl", "trl_precompute", "prefkit_none", "prefkit_pack", "prefkit_prefix")
 
 
 # -- memory --------------------------------------------------------------------------------
@@ -88,9 +88,22 @@ class RssSampler(threading.Thread):
 
 # -- the two trainers ----------------------------------------------------------------------
 def run_prefkit(spec: dict[str, Any], model: Any, tok: Any, rows: list[dict[str, str]],
-                run_dir: Path) -> dict[str, Any]:
+                run_dir: Path, packing: str) -> dict[str, Any]:
+    from prefkit.align import trainer as tr
     from prefkit.align.data import read_alignment_data
     from prefkit.align.trainer import AlignConfig, align
+
+    loop_cpu = [0.0]  # process CPU time inside the optimizer steps
+    step = tr._train_step
+
+    def timed_step(*a: Any, **kw: Any) -> Any:
+        c0 = time.process_time()
+        try:
+            return step(*a, **kw)
+        finally:
+            loop_cpu[0] += time.process_time() - c0
+
+    tr._train_step = timed_step
 
     records = read_alignment_data(spec["pairs"])
     assert len(records) == len(rows)
@@ -101,7 +114,8 @@ def run_prefkit(spec: dict[str, Any], model: Any, tok: Any, rows: list[dict[str,
         max_length=spec["max_length"], precision=spec["precision"],
         gradient_checkpointing=spec["gradient_checkpointing"], shuffle=False,
         log_every=1, eval_every=0, checkpoint_every=0,
-        eval_batch_size=spec["batch_size"])  # the reference pass batch: TRL's default
+        eval_batch_size=spec["batch_size"],  # the reference pass batch: TRL's default
+        **({"packing": packing} if packing != "auto" else {}))
     t_start = time.time()
     res = align(model, records, config=cfg, output_dir=run_dir, tokenizer=tok,
                 overwrite=True, progress=False, device=spec["device"])
@@ -115,7 +129,7 @@ def run_prefkit(spec: dict[str, Any], model: Any, tok: Any, rows: list[dict[str,
             "step_end_s": [r["elapsed_s"] for r in train],
             "loss": [r["loss"] for r in train], "grad_norm": [r["grad_norm"] for r in train],
             "lr": [r["lr"] for r in train],
-            "reward_margin": [r["margins"] for r in train],
+            "reward_margin": [r["margins"] for r in train], "loop_cpu_s": loop_cpu[0],
             "config": cfg.to_dict()}
 
 
@@ -131,10 +145,11 @@ def run_trl(spec: dict[str, Any], model: Any, tok: Any, rows: list[dict[str, str
         """Wall-clock times of the training loop's start and of every step's end."""
 
         def __init__(self) -> None:
-            self.begin, self.steps = 0.0, []
+            self.begin, self.steps, self.cpu = 0.0, [], [0.0, 0.0]
 
         def on_train_begin(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
             self.begin = time.time()
+            self.cpu[0] = time.process_time()
 
         def on_step_end(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
             if cuda:  # the step's kernels done (prefkit's loop syncs when it logs)
@@ -142,6 +157,7 @@ def run_trl(spec: dict[str, Any], model: Any, tok: Any, rows: list[dict[str, str
 
                 torch.cuda.synchronize()
             self.steps.append(time.time())
+            self.cpu[1] = time.process_time()
 
     # TRL 1.16 DPOConfig defaults, except what must match prefkit's run (see the driver)
     changed = dict(
@@ -172,7 +188,7 @@ def run_trl(spec: dict[str, Any], model: Any, tok: Any, rows: list[dict[str, str
             "loss": [r["loss"] for r in logs], "grad_norm": [r.get("grad_norm") for r in logs],
             "lr": [r.get("learning_rate") for r in logs],
             "reward_margin": [r.get("rewards/margins") for r in logs],
-            "token_ids_identical": same_ids,
+            "token_ids_identical": same_ids, "loop_cpu_s": clock.cpu[1] - clock.cpu[0],
             "dpo_config_changed": {k: v for k, v in changed.items() if k != "output_dir"},
             "optim": str(args.optim), "lr_scheduler_type": str(args.lr_scheduler_type),
             "max_grad_norm": args.max_grad_norm, "weight_decay": args.weight_decay,
@@ -235,8 +251,9 @@ def main(trainer: str, spec_path: str, out_path: str) -> int:
     base_rss = sampler.rss()
     sampler.start()
     load = os.getloadavg()
-    if trainer == "prefkit":
-        got = run_prefkit(spec, model, tok, rows, run_dir)
+    if trainer.startswith("prefkit"):
+        packing = trainer.split("_", 1)[1] if "_" in trainer else spec.get("packing", "auto")
+        got = run_prefkit(spec, model, tok, rows, run_dir, packing)
     else:
         got = run_trl(spec, model, tok, rows, run_dir, precompute=trainer == "trl_precompute")
     sampler.stop()

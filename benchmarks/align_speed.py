@@ -91,7 +91,7 @@ HERE = WORK / "align_speed"
 HH = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "reward" / \
     "hh_rlhf_harmless_base_test.jsonl.gz"
 WORKER = Path(__file__).resolve().parent / "_align_speed_worker.py"
-TRAINERS = ("prefkit", "trl", "trl_precompute")
+TRAINERS = ("prefkit", "trl", "trl_precompute", "prefkit_none", "prefkit_pack", "prefkit_prefix")
 
 #: Model and run presets. ``tiny``: measurable on 2 CPU cores in minutes; ``large``: for a GPU.
 SIZES: dict[str, dict[str, Any]] = {
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", choices=sorted(SIZES), default="tiny")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:n]")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--trainers", nargs="+", choices=TRAINERS, default=list(TRAINERS))
+    ap.add_argument("--trainers", nargs="+", choices=TRAINERS, default=list(TRAINERS[:3]))
     ap.add_argument("--vocab-size", type=int, default=32000)
     ap.add_argument("--steps", type=int, default=None, help="optimizer steps (preset's)")
     ap.add_argument("--batch-size", type=int, default=None, help="pairs per micro-batch")
@@ -266,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="torch threads per child (default: 2 on CPU, all cores on CUDA)")
     ap.add_argument("--peak-tflops", type=float, default=PEAK_TFLOPS,
                     help="the chip's dense bf16 TFLOP/s for MFU (CUDA only)")
+    ap.add_argument("--packing", default="auto", choices=("auto", "none", "pack", "prefix"),
+                    help="the prefkit contestant's AlignConfig.packing (prefkit_none, "
+                         "prefkit_pack, prefkit_prefix: prefkit with that layout, as peers)")
     ap.add_argument("--json", type=Path, default=WORK / "align_speed.json")
     args = ap.parse_args(argv)
 
@@ -284,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = {"model": str(model), "pairs": str(pairs), "steps": steps, "batch_size": bs,
             "grad_accum": ga, "max_length": max_length, "lr": args.lr, "beta": 0.1,
             "precision": precision, "gradient_checkpointing": args.gradient_checkpointing,
-            "device": args.device, "threads": threads, "runs": str(HERE / f"runs_{tag}")}
+            "device": args.device, "threads": threads, "runs": str(HERE / f"runs_{tag}"),
+            "packing": args.packing}
     spec_path = HERE / f"spec_{tag}.json"
     spec_path.write_text(json.dumps(spec, indent=1))
     logs = HERE / f"logs_{tag}"
@@ -313,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"  loop peak +{peak(r, loop=True) / 2**20:7.1f} MiB  "
                   f"{r['tokens_per_s']:8.0f} tokens/s"
                   + (f"  MFU {100 * r['mfu']:5.2f}%" if cuda else "")
-                  + f"  load {r['loadavg_start'][0]:.2f}", flush=True)
+                  + f"  loop CPU {r.get('loop_cpu_s', float('nan')):6.1f} s / wall "
+                  f"{r['loop_s']:6.1f} s  load {r['loadavg_start'][0]:.2f}", flush=True)
     wall = time.perf_counter() - t0
 
     ok = [r for r in runs if "error" not in r]
