@@ -15,10 +15,22 @@ Refit: the board's path after one new vote — per-pair counts to ``PairCounts``
 (129 models, 1.67M votes), a warm-started Bradley-Terry fit, and the matchmaking posterior —
 timed over repeated single-vote updates (median and p99), next to a cold fit.
 
+Flags: the board's update after a flag on one voter and after its lift, on a SQLite arena
+of ``--flag-votes`` imported votes (the counts move incrementally: only the flagged voter's
+rows), next to the update after one new vote.
+
+PostgreSQL: ``source tests/arena/ci_services.sh`` (as ``.ci/run`` does; it installs and starts
+PostgreSQL 15 on a free port, exports ``PREFKIT_TEST_POSTGRES`` and stops the server when the
+calling shell exits), or ``--postgres URL``; each run creates a throwaway database on it.
+To compare with another version of the code, put its ``src`` first on ``PYTHONPATH`` (the
+server subprocesses inherit it).
+
 Usage:
     python benchmarks/arena_load.py                         # SQLite (+ PostgreSQL if
                                                              # PREFKIT_TEST_POSTGRES is set)
     python benchmarks/arena_load.py --battles 100 --json benchmarks/_work/arena_load.json
+    python benchmarks/arena_load.py --only load --engine postgresql   # battles and votes
+    python benchmarks/arena_load.py --only flags --flag-votes 300000
 """
 
 from __future__ import annotations
@@ -113,9 +125,23 @@ def _summary(lat: list[float], ok: int, wall: float) -> dict:
             "wall_s": wall}
 
 
-async def _load(port: int, voters: int, battles: int, rate: float) -> dict:
+def _pg_cpu() -> float:
+    """CPU seconds of every PostgreSQL server process on this machine (0 if none)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    total += _cpu(int(entry.name))
+            except OSError:
+                continue
+    return total
+
+
+async def _load(port: int, voters: int, battles: int, rate: float, pid: int) -> dict:
     """Battles created back to back; votes back to back on half of them (saturation),
-    then paced at ``rate`` votes/s on the other half."""
+    then paced at ``rate`` votes/s on the other half. Each phase's CPU seconds of the
+    server and of PostgreSQL's processes are counted beside its wall time."""
     conns = [Conn("127.0.0.1", port, f"load-{uuid.uuid4().hex[:8]}-{k}") for k in range(voters)]
     for c in conns:
         await c.open()
@@ -126,7 +152,10 @@ async def _load(port: int, voters: int, battles: int, rate: float) -> dict:
             yield "/api/battles", b""
             c.battles.append(json.loads(c.last)["battle_id"])
 
+    cpu = (_cpu(pid), _pg_cpu())
     battles_ = _summary(*await _phase(conns, create))
+    battles_["server_cpu_ms_each"] = (_cpu(pid) - cpu[0]) * 1000 / max(1, battles_["n"])
+    battles_["postgres_cpu_ms_each"] = (_pg_cpu() - cpu[1]) * 1000 / max(1, battles_["n"])
     half = battles // 2
 
     def vote(part):
@@ -167,7 +196,7 @@ def run_engine(db: str, voters: int, battles: int, outputs: Path, rate: float) -
             except httpx.HTTPError:
                 time.sleep(0.1)
         cpu0, ccpu0 = _cpu(proc.pid), time.process_time()
-        res = asyncio.run(_load(port, voters, battles, rate))
+        res = asyncio.run(_load(port, voters, battles, rate, proc.pid))
         res["server_cpu_s"] = _cpu(proc.pid) - cpu0
         res["client_cpu_s"] = time.process_time() - ccpu0
     finally:
@@ -215,6 +244,41 @@ def refit_timing(repeats: int = 50) -> dict:
             statistics.median(match_times) * 1000}
 
 
+def flag_timing(tmp: Path, n_votes: int, n_voters: int = 1000) -> dict:
+    """The live board's update (wall and CPU) after a flag on one voter, after its lift and
+    after one new vote, on an arena of ``n_votes`` imported votes over 20 models."""
+    from prefkit.arena.board import BoardConfig, LiveBoard
+    from prefkit.arena.store import open_store
+
+    rng = np.random.default_rng(0)
+    models = [f"model-{k:02d}" for k in range(20)]
+    a = rng.integers(0, 20, n_votes)
+    b = (a + rng.integers(1, 20, n_votes)) % 20
+    outcome = rng.choice(["a", "b", "tie"], n_votes)
+    store = open_store(str(tmp / "flags.db"))
+    store.import_votes((models[a[k]], models[b[k]], str(outcome[k]), f"voter{k % n_voters}",
+                        "p") for k in range(n_votes))
+    board = LiveBoard(store, BoardConfig(bootstrap_process=False))
+    board.update()
+
+    def timed(change) -> tuple[float, float]:
+        change()
+        w, c = time.perf_counter(), time.process_time()
+        assert board.update()
+        return (time.perf_counter() - w) * 1000, (time.process_time() - c) * 1000
+
+    out = {"votes": n_votes, "voters": n_voters}
+    out["flag_ms"], out["flag_cpu_ms"] = timed(
+        lambda: store.add_flags([(None, "voter7", "outlier", "")]))
+    if hasattr(store, "lift_flags"):
+        out["lift_ms"], out["lift_cpu_ms"] = timed(
+            lambda: store.lift_flags([store.flags()[-1][0]]))
+    out["vote_ms"], out["vote_cpu_ms"] = timed(
+        lambda: store.import_votes([(models[0], models[1], "a", "voter1", "p")]))
+    store.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--voters", type=int, default=32)
@@ -224,7 +288,15 @@ def main() -> None:
     ap.add_argument("--postgres", default=os.environ.get("PREFKIT_TEST_POSTGRES"),
                     help="postgresql:// URL of a server to create a throwaway database on")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--only", action="append", choices=["load", "refit", "flags"],
+                    help="run only these parts (repeatable; default: all)")
+    ap.add_argument("--engine", action="append", choices=["sqlite", "postgresql"],
+                    help="load only on these engines (repeatable; default: both when a "
+                         "PostgreSQL URL is given)")
+    ap.add_argument("--flag-votes", type=int, default=200_000,
+                    help="votes in the arena whose flag update is timed")
     args = ap.parse_args()
+    parts = set(args.only or ["load", "refit", "flags"])
     out: dict = {"machine": C.machine() if hasattr(C, "machine") else os.uname().nodename}
     with tempfile.TemporaryDirectory() as tmp:
         outputs = Path(tmp) / "outputs.jsonl"
@@ -232,13 +304,16 @@ def main() -> None:
                                                "model": f"model-{m}", "output": f"answer {p}.{m}"})
                                    + "\n" for p in range(50) for m in range(10)))
         engines = {"sqlite": str(Path(tmp) / "arena.db")}
-        if args.postgres:
+        if args.postgres and "load" in parts and "postgresql" in (args.engine or
+                                                                  ["postgresql"]):
             import psycopg
 
             name = "arena_load_" + uuid.uuid4().hex[:8]
             with psycopg.connect(args.postgres, autocommit=True) as c:
                 c.execute(f"CREATE DATABASE {name}")
             engines["postgresql"] = args.postgres.rpartition("/")[0] + "/" + name
+        if args.engine and "sqlite" not in args.engine or "load" not in parts:
+            del engines["sqlite"]
         for engine, db in engines.items():
             r = run_engine(db, args.voters, args.battles, outputs, args.rate)
             out[engine] = r
@@ -253,11 +328,27 @@ def main() -> None:
                   f"p99 {pv['p99_ms']:5.1f} ms [goal >= {GOAL_VOTES_PER_S}/s sustained, "
                   f"p99 < {GOAL_P99_MS} ms: {'PASS' if ok else 'FAIL'}]")
             print(f"{'':10s} POST battles: {b['n']}, {b['per_s']:7.0f}/s, p50 {b['p50_ms']:5.1f} "
-                  f"ms, p99 {b['p99_ms']:5.1f} ms; server CPU {r['server_cpu_s']:.1f} s, client "
+                  f"ms, p99 {b['p99_ms']:5.1f} ms, CPU per battle: server "
+                  f"{b['server_cpu_ms_each']:.2f} ms, PostgreSQL {b['postgres_cpu_ms_each']:.2f} "
+                  f"ms; server CPU {r['server_cpu_s']:.1f} s, client "
                   f"CPU {r['client_cpu_s']:.1f} s over {v['wall_s'] + b['wall_s'] + pv['wall_s']:.1f} s "
                   f"wall; "
                   f"stored votes {r['stored_votes']} (= acknowledged: "
                   f"{r['stored_votes'] == v['n'] + pv['n']})")
+        if "flags" in parts:
+            ft = flag_timing(Path(tmp), args.flag_votes)
+            out["flags"] = ft
+            print(f"board update on {ft['votes']:,} votes ({ft['voters']} voters): after a flag "
+                  f"on one voter {ft['flag_ms']:.1f} ms (CPU {ft['flag_cpu_ms']:.1f} ms)"
+                  + (f", after its lift {ft['lift_ms']:.1f} ms (CPU {ft['lift_cpu_ms']:.1f} ms)"
+                     if "lift_ms" in ft else ", lifts: not in this version")
+                  + f", after one new vote {ft['vote_ms']:.1f} ms (CPU "
+                  f"{ft['vote_cpu_ms']:.1f} ms)")
+    if "refit" not in parts:
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(out, indent=2))
+        return
     rf = refit_timing()
     out["refit"] = rf
     print(f"refit of the {rf['votes']:,.0f}-vote counts ({rf['models']} models) after one vote: "

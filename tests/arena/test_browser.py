@@ -25,8 +25,7 @@ CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--disable-component-update", "--disable-sync", "--window-size=1200,900")
 
 
-@pytest.fixture
-def browser(tmp_path):
+def _chrome(tmp_path, javascript: bool = True):
     if not (CHROMIUM and DRIVER):
         missing("chromium and chromedriver are not installed")
     from selenium import webdriver
@@ -37,8 +36,24 @@ def browser(tmp_path):
     for f in CHROME_FLAGS:
         opts.add_argument(f)
     opts.add_argument(f"--user-data-dir={tmp_path / 'chrome-profile'}")
+    if not javascript:  # the page's scripts do not run (Chrome's content setting)
+        opts.add_experimental_option(
+            "prefs", {"profile.managed_default_content_settings.javascript": 2})
     driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
     driver.set_page_load_timeout(60)
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = _chrome(tmp_path)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def browser_without_js(tmp_path):
+    driver = _chrome(tmp_path, javascript=False)
     yield driver
     driver.quit()
 
@@ -196,3 +211,40 @@ def test_rank_three_in_a_browser(browser, servers, sqlite_db, tmp_path):
                what="the leaderboard")
     assert lb["leaderboard"][0]["item"] == shown["b"]
     assert sum(r["votes"] for r in lb["leaderboard"]) == 6  # (b>a, b>c, a=c) x 2 sides
+
+
+def test_vote_in_a_browser_without_javascript(browser_without_js, servers, sqlite_db,
+                                              tmp_path):
+    """JavaScript off: the battle page points to the plain forms; a battle, a vote (the
+    forms' own POSTs, cookies and CSRF token as the browser keeps them), the models
+    revealed after the vote only, and the vote on the leaderboard."""
+    import httpx
+    from selenium.webdriver.common.by import By
+
+    b = browser_without_js
+    prefkit("arena", "add-outputs", str(write_outputs(tmp_path / "o.jsonl", leak=False)),
+            "--db", sqlite_db)
+    s = servers(sqlite_db, "--rounds", "20")
+    b.get(s.url + "/")
+    assert b.find_element(By.ID, "prompt").text == ""  # the script did not run: hidden
+    assert b.find_element(By.ID, "prompt").is_displayed() is False
+    link = b.find_element(By.CSS_SELECTOR, "#noscript a")
+    assert link.is_displayed()
+    link.click()
+    b.find_element(By.ID, "start").click()
+    page = b.page_source.lower()
+    assert "/vote/battles/" in b.current_url and not any(m in page for m in MODELS)
+    assert b.find_element(By.ID, "out-a").text.startswith("Answer")
+    b.save_screenshot(str(tmp_path / "nojs_battle.png"))
+    b.find_element(By.CSS_SELECTOR, "button[name='winner'][value='b']").click()
+    assert b.find_element(By.ID, "result").text == "Vote recorded."
+    ra = b.find_element(By.ID, "reveal-a").text.split(": ")[1]
+    rb = b.find_element(By.ID, "reveal-b").text.split(": ")[1]
+    assert {ra, rb} <= set(MODELS) and ra != rb
+    b.save_screenshot(str(tmp_path / "nojs_revealed.png"))
+    lb = _wait(lambda: (d := httpx.get(s.url + "/api/leaderboard").json())["leaderboard"] and d,
+               what="the leaderboard")
+    assert [r["item"] for r in lb["leaderboard"]] == [rb, ra]
+    # the next battle from the same page
+    b.find_element(By.ID, "start").click()
+    assert b.find_element(By.CSS_SELECTOR, "button[name='winner'][value='a']").is_displayed()

@@ -135,3 +135,38 @@ def test_checkpoints_run_off_the_writers_path(tmp_path):
     store.close()
     with sqlite3.connect(path) as c:  # all there after close
         assert c.execute("SELECT COUNT(*) FROM votes").fetchone()[0] == 500
+
+
+def test_postgres_battle_skips_the_flush_for_itself_only(db):
+    """A battle commits with synchronous_commit off for its own transaction (one
+    statement); the pooled connection is back to the server's setting afterwards, so a
+    vote on it still waits for the WAL flush. Both pools (threads', event loop's)."""
+    import asyncio
+
+    if not db.startswith("postgres"):
+        pytest.skip("PostgreSQL only (SQLite's battles and votes share synchronous=NORMAL)")
+    store = open_store(db)
+    store.add_outputs([("p1", "q", "m1", "o1", "", ""), ("p1", "q", "m2", "o2", "", "")])
+    oids = [r[0] for r in store.content()]
+    vid = store.voter_id("v")
+    assert store.voter_id("v") == vid
+    store.create_battle("b1", vid, 1, [("a", oids[0]), ("b", oids[1])])
+    assert store._one("SHOW synchronous_commit") == ("on",)  # the same (LIFO) connection
+
+    async def on_the_loop() -> tuple:
+        assert await store.avoter_id("v") == vid
+        await store.acreate_battle("b2", vid, 1, [("a", oids[1]), ("b", oids[0])])
+        shown = await store._aone("SHOW synchronous_commit")
+        await store.aclose()
+        return shown
+
+    assert asyncio.run(on_the_loop()) == ("on",)
+    for bid, order in (("b1", ["m1", "m2"]), ("b2", ["m2", "m1"])):
+        b = store.battle(bid)
+        assert [b["slots"][s][0] for s in "ab"] == order and b["shown"]["a"] == f"o{order[0][1]}"
+    seq, created = store.record_vote("b2", vid, model_a="m2", model_b="m1", outcome="a",
+                                     ranking=None, prompt_key="p1", elapsed=1.0)
+    assert created and store.record_vote("b2", vid, model_a="m2", model_b="m1", outcome="b",
+                                         ranking=None, prompt_key="p1",
+                                         elapsed=1.0) == (seq, False)
+    store.close()

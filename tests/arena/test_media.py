@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import os
 import threading
 import zlib
 
@@ -75,3 +76,108 @@ def test_media_errors_name_the_row(tmp_path):
                 str(tmp_path / "a.db"), check=False)
     assert r.returncode == 2
     assert "no such media file" in r.stderr and "line 1" in r.stderr and "'media'" in r.stderr
+
+
+class _Counting(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder and counts the GETs (how often the arena fetched a URL)."""
+
+    gets = 0
+
+    def do_GET(self):
+        type(self).gets += 1
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(folder) -> tuple[http.server.ThreadingHTTPServer, type]:
+    handler = type("Handler", (_Counting,), {"gets": 0})
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, handler
+
+
+def _web_outputs(tmp_path, db: str, prompt_id: str,
+                 files: dict[str, tuple[str, bytes]]) -> tuple[http.server.HTTPServer, type]:
+    """Media outputs by URL (``model -> (file name, bytes)``), served by a real counting
+    HTTP server on 127.0.0.1, added to the arena at ``db``."""
+    web = tmp_path / f"web-{prompt_id}"
+    web.mkdir()
+    for name, data in files.values():
+        (web / name).write_bytes(data)
+    httpd, handler = _serve(web)
+    port = httpd.server_address[1]
+    rows = [{"prompt_id": prompt_id, "prompt": "q", "model": m, "output": "",
+             "media": f"http://127.0.0.1:{port}/{name}"} for m, (name, _) in files.items()]
+    out = tmp_path / f"{prompt_id}.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prefkit("arena", "add-outputs", str(out), "--db", db)
+    return httpd, handler
+
+
+def test_media_cached_with_etag_and_fetched_once(sqlite_db, servers, tmp_path):
+    """Immutable per battle: ``Cache-Control: private, immutable`` and a strong ETag (a
+    hash of the bytes); ``If-None-Match`` gives 304 without the bytes; the URL is fetched
+    from its origin once for many battles and requests."""
+    import hashlib
+
+    httpd, handler = _web_outputs(tmp_path, sqlite_db, "p1", {
+        "m-one": ("one.png", _png((10, 20, 30))), "m-two": ("two.png", _png((40, 50, 60)))})
+    s = servers(sqlite_db, "--rounds", "20", "--voter-rate", "0")
+    c = api(s, "viewer")
+    try:
+        for _ in range(5):
+            b = c.post("/api/battles").json()
+            for o in b["outputs"]:
+                m = c.get(o["media"])
+                assert m.status_code == 200
+                assert m.headers["cache-control"] == "private, max-age=31536000, immutable"
+                etag = m.headers["etag"]
+                assert etag == '"' + hashlib.sha256(m.content).hexdigest()[:32] + '"'
+                again = c.get(o["media"], headers={"If-None-Match": etag})
+                assert again.status_code == 304 and again.content == b""
+                assert again.headers["etag"] == etag
+                assert c.get(o["media"], headers={"If-None-Match": '"other"'}
+                             ).status_code == 200
+        assert handler.gets == 2  # each URL once, for 5 battles x 3 requests each
+    finally:
+        httpd.shutdown()
+
+
+def test_media_size_cap(sqlite_db, servers, tmp_path):
+    """add-outputs refuses a file over --max-media-mb naming file, line, field and cap; the
+    server refuses a URL answer over its cap (502, the cap named) and keeps serving."""
+    big = tmp_path / "big.png"
+    big.write_bytes(_png((1, 2, 3)) + b"\0" * 5000)
+    (tmp_path / "o.jsonl").write_text(
+        json.dumps({"prompt_id": "p", "prompt": "q", "model": "m", "output": "",
+                    "media": "big.png"}) + "\n")
+    r = prefkit("arena", "add-outputs", str(tmp_path / "o.jsonl"), "--db", sqlite_db,
+                "--max-media-mb", "0.001", check=False)
+    assert r.returncode == 2
+    said = " ".join(r.stderr.split())
+    assert f"{tmp_path / 'o.jsonl'} line 1" in said and "'media'" in said
+    assert f"media file {big} is {big.stat().st_size:,} bytes, over the cap of 1,048 bytes" \
+        in said
+    assert "raise the cap (--max-media-mb)" in said
+    assert not os.path.exists(sqlite_db)  # a refused file writes nothing
+    ok = prefkit("arena", "add-outputs", str(tmp_path / "o.jsonl"), "--db", sqlite_db,
+                 "--max-media-mb", "1")
+    assert "added or updated 1 outputs" in " ".join((ok.stdout + ok.stderr).split())
+    # served with a smaller cap than the file (a URL is only measured when fetched)
+    httpd, _ = _web_outputs(tmp_path, sqlite_db, "u", {
+        "m": ("huge.png", big.read_bytes()), "n": ("small.png", _png((9, 9, 9)))})
+    s = servers(sqlite_db, "--rounds", "20", "--voter-rate", "0", "--max-media-mb", "0.001")
+    c = api(s, "viewer")
+    try:
+        b = c.post("/api/battles").json()  # prompt u: the only one two models share
+        got = {c.get(o["media"]).status_code: c.get(o["media"]) for o in b["outputs"]}
+        assert sorted(got) == [200, 502]
+        assert got[502].json()["error"] == (
+            f"the media is {big.stat().st_size:,} bytes, over this arena's cap of 1,048 bytes "
+            "(prefkit arena serve --max-media-mb)")
+        assert got[200].content == _png((9, 9, 9))
+    finally:
+        httpd.shutdown()

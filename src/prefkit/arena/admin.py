@@ -1,14 +1,16 @@
-"""The arena's admin routes (the token is checked first) and the media route.
+"""The arena's admin routes (the token is checked first).
 
-Admin: ``POST /api/admin/outputs`` (a JSON list of ``{prompt_id, prompt, model, output,
-media}``, media an http(s) URL), ``POST|GET /api/admin/integrity?reasons=...``, ``GET
-/api/admin/flags``, ``GET /api/admin/audit``. Media: ``GET /media/{battle_id}/{slot}``.
+``POST /api/admin/outputs`` (a JSON list of ``{prompt_id, prompt, model, output, media}``,
+media an http(s) URL), ``POST|GET /api/admin/integrity?reasons=...``, ``GET
+/api/admin/flags`` (each with ``lifted``), ``POST /api/admin/flags/lift`` (``{"ids": [...],
+"why": "..."}``: the flags are withdrawn, their votes count again; the flags stay in the
+append-only log, and an automatic integrity round does not raise them again), ``GET
+/api/admin/audit``.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -17,7 +19,7 @@ from starlette.responses import Response
 from prefkit.arena.app import Arena, _error, _ok
 from prefkit.arena.content import identity_words, media_kind
 
-__all__ = ["admin_audit", "admin_flags", "admin_integrity", "admin_outputs", "media"]
+__all__ = ["admin_audit", "admin_flags", "admin_integrity", "admin_lift_flags", "admin_outputs"]
 
 
 def _admin(request: Request) -> Arena | Response:
@@ -65,8 +67,25 @@ async def admin_flags(request: Request) -> Response:
     arena = _admin(request)
     if isinstance(arena, Response):
         return arena
-    return _ok([{"id": i, "vote_seq": s, "voter": v, "reason": r, "detail": d}
-                for i, s, v, r, d in arena.store.flags()])
+    lifted = set(arena.store.flag_lifts())
+    return _ok([{"id": i, "vote_seq": s, "voter": v, "reason": r, "detail": d,
+                 "lifted": i in lifted} for i, s, v, r, d in arena.store.flags()])
+
+
+async def admin_lift_flags(request: Request) -> Response:
+    arena = _admin(request)
+    if isinstance(arena, Response):
+        return arena
+    try:
+        body = json.loads(await request.body())
+        ids = [int(i) for i in body["ids"]]
+        why = str(body.get("why", ""))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        return _error(400, f"send {{\"ids\": [flag ids], \"why\": \"...\"}} (GET "
+                           f"/api/admin/flags lists the ids) ({e})")
+    done = arena.store.lift_flags(ids, actor="admin-api", why=why)
+    arena.board.poke()
+    return _ok({"lifted": done, "not_lifted": [i for i in ids if i not in done]})
 
 
 async def admin_audit(request: Request) -> Response:
@@ -84,36 +103,3 @@ def _url(media: Any) -> str:
     if not str(media).startswith(("http://", "https://")) or media_kind(str(media)) is None:
         raise ValueError(f"media {media!r} must be an http(s) URL of an image, audio or video")
     return str(media)
-
-
-async def media(request: Request) -> Response:
-    """A battle's image, audio or video, under a neutral name: the bytes and their type,
-    never the original path, URL or file name; only for the battle's voter."""
-    arena: Arena = request.app.state.arena
-    voter, _ = arena.voter(request)
-    battle_id, slot = request.path_params["battle_id"], request.path_params["slot"]
-    b = arena.battles.get(battle_id) or await arena.call(arena.battle, battle_id)
-    if b is None or slot not in b["slots"] or b["voter"] != voter:
-        return _error(404, "no such media")
-    location = b["slots"][slot][2] if len(b["slots"][slot]) > 2 else ""
-    if not location:
-        location = await arena.call(arena.store.battle_media, battle_id, slot)
-    if not location:
-        return _error(404, "no such media")
-    import mimetypes
-
-    kind = mimetypes.guess_type(location.split("?")[0])[0] or "application/octet-stream"
-    if location.startswith(("http://", "https://")):
-        import httpx
-
-        async with httpx.AsyncClient(timeout=20, follow_redirects=True) as client:
-            r = await client.get(location)
-        if r.status_code != 200:
-            return _error(502, f"the media could not be fetched (status {r.status_code})")
-        data = r.content
-    else:
-        try:
-            data = Path(location).read_bytes()
-        except OSError:
-            return _error(404, "no such media")
-    return Response(data, media_type=kind, headers={"Cache-Control": "no-store"})

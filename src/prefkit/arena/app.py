@@ -1,6 +1,6 @@
-"""The arena web app (Starlette): pages, the JSON API and the admin routes.
+"""The arena web app (Starlette): the app's state, its pages and the table of routes.
 
-JSON API:
+JSON API (:mod:`prefkit.arena.api`):
 
 - ``POST /api/battles`` (body optional: ``{"k": 2}``; ``{"prompt": "..."}`` has the models
   answer the voter's own prompt, :mod:`prefkit.arena.generate`) -> ``{"battle_id", "prompt",
@@ -14,7 +14,11 @@ JSON API:
 - ``GET /api/leaderboard`` -> the JSON ``prefkit rank --json`` prints, plus ``arena``.
 - ``GET /api/winrates`` -> observed pairwise win rates (the heatmap).
 - ``GET /api/session`` -> ``{"csrf": ...}`` and the voter and CSRF cookies.
-- Admin (token) and media routes: :mod:`prefkit.arena.admin`.
+
+Without JavaScript (:mod:`prefkit.arena.plain`): ``GET /vote`` and plain HTML forms
+(``POST /vote/battles``, ``POST /vote/battles/{battle_id}``), under the same guards.
+Admin routes (token): :mod:`prefkit.arena.admin`; media under neutral names:
+:mod:`prefkit.arena.media`. Both paths share :mod:`prefkit.arena.voting`.
 
 Status codes: 400 bad body (the message names the field and the fix), 401 admin token,
 403 CSRF or another voter's battle, 404 unknown battle, 429 rate limit or daily cap (with
@@ -23,15 +27,14 @@ Status codes: 400 bad body (the message names the field and the fix), 401 admin 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -39,11 +42,11 @@ from starlette.routing import Route
 
 from prefkit.arena import guard, pages
 from prefkit.arena.board import BoardConfig, LiveBoard
-from prefkit.arena.content import media_kind
+from prefkit.arena.content import MAX_MEDIA_BYTES
 from prefkit.arena.matchmaking import Matchmaker
 from prefkit.arena.store import Store, open_store
 
-__all__ = ["ArenaConfig", "create_app"]
+__all__ = ["ArenaConfig", "Refusal", "create_app"]
 
 #: Battles whose hidden side is kept in memory (the oldest are forgotten first).
 BATTLE_CACHE = 200_000
@@ -51,7 +54,9 @@ BATTLE_CACHE = 200_000
 
 @dataclass(frozen=True)
 class ArenaConfig:
-    """Everything ``prefkit arena serve`` sets. Rates are per second; 0 turns a limit off."""
+    """Everything ``prefkit arena serve`` sets. Rates are per second; 0 turns a limit off.
+    ``seed`` seeds the matchmaking (which models, which prompt, which slot): ``None`` draws
+    from the operating system, so that nobody can predict the slots of a battle."""
 
     db: str
     admin_token: str | None = None
@@ -68,7 +73,22 @@ class ArenaConfig:
     endpoints: str | None = None  # a JSON file: model -> OpenAI-compatible endpoint
     auto_flag: float = 0.0  # run the integrity checks every so many seconds (0: only on demand)
     auto_flag_reasons: tuple[str, ...] = ("outlier", "favouritism")
+    max_media_bytes: int = MAX_MEDIA_BYTES  # a media file or URL larger than this is refused
     board: BoardConfig = field(default_factory=BoardConfig)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request refused by a guard or a check: the status and the message that says what
+    to do (rendered as JSON by the API, as a page by the HTML forms)."""
+
+    status: int
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+#: What a JSON client does about a failed CSRF check.
+CSRF_FIX = "send the X-CSRF-Token header (GET /api/session gives it) or an X-Voter header"
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -90,8 +110,9 @@ class Arena:
         self.token_printed = token is None
         self.admin_token = token or guard.new_token(24)
         self.board = LiveBoard(self.store, config.board)
-        self.match = Matchmaker(explore=config.explore, seed=config.seed)
-        self.gen_match = Matchmaker(explore=config.explore, seed=config.seed)
+        stored, generated = np.random.SeedSequence(config.seed).spawn(2)
+        self.match = Matchmaker(explore=config.explore, seed=stored)
+        self.gen_match = Matchmaker(explore=config.explore, seed=generated)
         self.endpoints: dict[str, Any] = {}
         self.backends: dict[str, Any] = {}
         if config.endpoints:
@@ -104,9 +125,13 @@ class Arena:
         self._voter_ids: dict[str, int] = {}
         self.outputs: dict[int, tuple[str, str, str, str, str, str]] = {}
         self.battles: dict[str, dict[str, Any]] = {}
+        from prefkit.arena.media import MediaCache
+
+        self.media = MediaCache()
 
     def startup(self) -> None:
         self.store.checkpoint_in_background()
+        self.store.warm()
         self.reload_content()
         self.board.listeners.append(lambda b: self.match.refresh(b.counts))
         if self.endpoints:
@@ -163,9 +188,14 @@ class Arena:
         if len(self.battles) > BATTLE_CACHE:
             self.battles.pop(next(iter(self.battles)))
 
-    def battle(self, battle_id: str) -> dict[str, Any] | None:
+    async def battle(self, battle_id: str) -> dict[str, Any] | None:
+        """A battle's hidden side: from memory, else from the store (kept in memory then)."""
         b = self.battles.get(battle_id)
-        return b if b is not None else self.store.battle(battle_id)
+        if b is None:
+            b = await self.call(self.store.battle, battle_id)
+            if b is not None:
+                self.remember(battle_id, b)
+        return b
 
     # -- who ----------------------------------------------------------------------------------
     def voter(self, request: Request) -> tuple[str, bool]:
@@ -175,14 +205,11 @@ class Arena:
             return key[:128], False
         return guard.new_token(), True
 
-    def known_voter(self, key: str) -> int | None:
-        """The voter's id if already seen (no database call)."""
-        return self._voter_ids.get(key)
-
-    def voter_id(self, key: str, ip: str) -> int:
+    async def voter_id(self, key: str, ip: str) -> int:
+        """The voter's id (from memory once seen)."""
         vid = self._voter_ids.get(key)
         if vid is None:
-            vid = self._voter_ids[key] = self.store.voter_id(key, ip)
+            vid = self._voter_ids[key] = await self.store.avoter_id(key, ip)
         return vid
 
     def address(self, request: Request) -> str:
@@ -193,12 +220,22 @@ class Arena:
     def own_origin(self, request: Request) -> str:
         return f"{request.url.scheme}://{request.headers.get('host', '')}"
 
-    def limited(self, voter: str, ip: str) -> Response | None:
+    def limited(self, voter: str, ip: str) -> Refusal | None:
         wait = max(self.voter_buckets.take(f"v:{voter}"), self.ip_buckets.take(f"ip:{ip}"))
         if wait > 0:
-            return _error(429, f"too many requests; retry in {wait:.1f} s",
-                          **{"Retry-After": str(max(1, round(wait)))})
+            return Refusal(429, f"too many requests; retry in {wait:.1f} s",
+                           {"Retry-After": str(max(1, round(wait)))})
         return None
+
+    def who(self, request: Request, form_token: str | None = None,
+            fix: str = CSRF_FIX) -> tuple[str, bool] | Refusal:
+        """The voter (key, whether new) of a state-changing request, once it has passed
+        the CSRF check (:func:`prefkit.arena.guard.csrf_ok`); ``fix`` says what to do."""
+        voter, new = self.voter(request)
+        if not guard.csrf_ok(dict(request.headers), request.cookies, self.own_origin(request),
+                             form_token):
+            return Refusal(403, f"CSRF check failed: {fix}")
+        return voter, new
 
     def is_admin(self, request: Request) -> bool:
         auth = request.headers.get("authorization", "")
@@ -218,179 +255,8 @@ def _with_cookies(resp: Response, request: Request, voter: str, new: bool,
     return resp
 
 
-async def _body(request: Request) -> tuple[dict[str, Any] | None, str | None]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}, None
-    try:
-        body = json.loads(raw)
-    except json.JSONDecodeError as e:
-        return None, f"the body is not JSON ({e.msg}); send e.g. {{\"winner\": \"a\"}}"
-    if not isinstance(body, dict):
-        return None, "the body must be a JSON object, e.g. {\"winner\": \"a\"}"
-    return body, None
-
-
-# -- routes -------------------------------------------------------------------------------------
-async def session(request: Request) -> Response:
-    arena: Arena = request.app.state.arena
-    voter, new = arena.voter(request)
-    csrf = request.cookies.get(guard.CSRF_COOKIE) or guard.new_token()
-    return _with_cookies(_ok({"csrf": csrf}), request, voter, new, csrf)
-
-
-async def create_battle(request: Request) -> Response:
-    arena: Arena = request.app.state.arena
-    voter, new = arena.voter(request)
-    if not guard.csrf_ok(dict(request.headers), request.cookies, arena.own_origin(request)):
-        return _error(403, "CSRF check failed: send the X-CSRF-Token header (GET /api/session "
-                           "gives it) or an X-Voter header")
-    body, err = await _body(request)
-    if err:
-        return _error(400, err)
-    k = body.get("k", 2) if body else 2
-    if not isinstance(k, int) or not 2 <= k <= arena.config.max_k:
-        return _error(400, f"field 'k' must be an integer from 2 to {arena.config.max_k}, "
-                           f"got {k!r}")
-    ip = arena.address(request)
-    limited = arena.limited(voter, ip)
-    if limited:
-        return limited
-    if body and "prompt" in body:
-        pick = await _generated(arena, body["prompt"], k)
-        if isinstance(pick, Response):
-            return pick
-    else:
-        pick = arena.match.next_battle(k)
-    if pick is None:
-        return _error(503, f"no battle possible: fewer than {k} models have outputs for a "
-                           "shared prompt; add outputs (prefkit arena add-outputs)")
-    prompt_id, slots = pick
-    battle_id = guard.new_token(16)
-    vid = arena.known_voter(voter) or await arena.call(arena.voter_id, voter, ip)
-    created = await arena.call(arena.store.create_battle, battle_id, vid, prompt_id,
-                               [(s, oid) for s, _, oid in slots])
-    shown = {s: arena.outputs[oid] for s, _, oid in slots}
-    arena.remember(battle_id, {"created_at": created, "voter": voter,
-                               "prompt_key": shown["a"][2], "vote": None,
-                               "slots": {s: (o[0], o[1], o[5]) for s, o in shown.items()}})
-    outputs = []
-    for s in sorted(shown):
-        out: dict[str, Any] = {"slot": s, "output": shown[s][4]}
-        if shown[s][5]:  # media: a neutral URL, whatever the file or original URL is called
-            out["media"] = f"/media/{battle_id}/{s}"
-            out["media_type"] = media_kind(shown[s][5])
-        outputs.append(out)
-    resp = _ok({"battle_id": battle_id, "prompt": shown["a"][3], "outputs": outputs})
-    return _with_cookies(resp, request, voter, new)
-
-
-async def _generated(arena: Arena, prompt: Any, k: int
-                     ) -> tuple[int, list[tuple[str, str, int]]] | Response:
-    """A battle on the voter's own prompt: models drawn, every answer generated (at once)
-    and stored before anything is shown."""
-    from prefkit.arena.content import identity_words
-    from prefkit.arena.generate import generate_answers
-
-    if not arena.endpoints:
-        return _error(400, "this arena has no model endpoints, so it cannot answer your own "
-                           "prompt; leave out 'prompt' (or start the server with --endpoints)")
-    if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > 20_000:
-        return _error(400, "field 'prompt' must be a non-empty string of at most 20,000 "
-                           "characters")
-    group = arena.gen_match.next_models(k)
-    if group is None:
-        return _error(503, f"fewer than {k} models have endpoints")
-    texts = await generate_answers(arena.backends, arena.endpoints, [m for _, m in group],
-                                   prompt)
-    if texts is None:
-        return _error(502, "a model did not answer; try again (no battle was created)")
-    names = set(arena.endpoints)
-    rows = [(m, t, ",".join(identity_words(t, names))) for (_, m), t in zip(group, texts)]
-    key = "voter:" + guard.new_token(9)  # a prompt of its own, never matched again
-    pid, oids = await arena.call(arena.store.add_generated, key, prompt, rows)
-    for (_, m), t, oid, (_, _, ident) in zip(group, texts, oids, rows):
-        arena.outputs[oid] = (m, ident, key, prompt, t, "")
-    return pid, [(s, m, oid) for (s, m), oid in zip(group, oids)]
-
-
-def _parse_vote(body: dict[str, Any], slots: list[str]) -> tuple[str | None, list | None, str]:
-    """``(outcome, ranking levels of slots, error)`` from a vote body."""
-    if "winner" in body:
-        w = body["winner"]
-        if len(slots) != 2:
-            return None, None, (f"this battle has {len(slots)} outputs: send a 'ranking' of "
-                                f"the slots {slots}, best first")
-        if w not in ("a", "b", "tie", "both_bad"):
-            return None, None, f"field 'winner' must be 'a', 'b', 'tie' or 'both_bad', got {w!r}"
-        return w, None, ""
-    if "ranking" in body:
-        r = body["ranking"]
-        levels = [lv if isinstance(lv, list) else [lv] for lv in r] if isinstance(r, list) else None
-        flat = [s for lv in levels or [] for s in lv]
-        if levels is None or sorted(flat) != sorted(slots) or any(not lv for lv in levels):
-            return None, None, (f"field 'ranking' must list each slot of {slots} once, best "
-                                f"first (an inner list for a tie), got {r!r}")
-        return None, levels, ""
-    return None, None, "send {\"winner\": \"a\"|\"b\"|\"tie\"|\"both_bad\"} or {\"ranking\": [...]}"
-
-
-async def vote(request: Request) -> Response:
-    arena: Arena = request.app.state.arena
-    voter, _ = arena.voter(request)
-    if not guard.csrf_ok(dict(request.headers), request.cookies, arena.own_origin(request)):
-        return _error(403, "CSRF check failed: send the X-CSRF-Token header (GET /api/session "
-                           "gives it) or an X-Voter header")
-    body, err = await _body(request)
-    if err:
-        return _error(400, err)
-    battle_id = request.path_params["battle_id"]
-    b = arena.battles.get(battle_id) or await arena.call(arena.battle, battle_id)
-    if b is None:
-        return _error(404, f"no battle {battle_id!r}; start one with POST /api/battles")
-    if b["voter"] != voter:
-        return _error(403, "this battle was shown to another voter")
-    slots = sorted(b["slots"])
-    models = [{"slot": s, "model": b["slots"][s][0]} for s in slots]
-    if b["vote"] is not None:
-        return _ok({"battle_id": battle_id, "vote_seq": b["vote"]["seq"], "models": models,
-                    "flags": [], "duplicate": True})
-    outcome, levels, err = _parse_vote(body or {}, slots)
-    if err:
-        return _error(400, err)
-    ip = arena.address(request)
-    limited = arena.limited(voter, ip)
-    if limited:
-        return limited
-    vid = arena.known_voter(voter) or await arena.call(arena.voter_id, voter, ip)
-    if not arena.cap.known(vid):
-        arena.cap.seed(vid, await arena.call(arena.store.votes_today, vid,
-                                             arena.cap.day() * 86400.0))
-    if not arena.cap.take(vid):
-        return _error(429, f"daily cap of {arena.cap.cap} votes reached; come back tomorrow "
-                           "(UTC)", **{"Retry-After": "3600"})
-    words = sorted({w for s in slots for w in b["slots"][s][1].split(",") if w})
-    flags = [("identity", ",".join(words))] if words else []
-    name = {s: b["slots"][s][0] for s in slots}
-    ranking = None if levels is None else json.dumps([[name[s] for s in lv] for lv in levels])
-    seq, created = await arena.call(
-        arena.store.record_vote, battle_id, vid, model_a=name["a"] if outcome else None,
-        model_b=name["b"] if outcome else None, outcome=outcome, ranking=ranking,
-        prompt_key=b["prompt_key"], elapsed=time.time() - b["created_at"], flags=flags)
-    if not created:
-        arena.cap.give_back(vid)
-    b["vote"] = {"seq": seq}
-    arena.board.poke()
-    return _ok({"battle_id": battle_id, "vote_seq": seq, "models": models,
-                "flags": [f[0] for f in flags] if created else [], "duplicate": not created})
-
-
-async def leaderboard(request: Request) -> Response:
-    return _ok(request.app.state.arena.board.leaderboard())
-
-
-async def win_rates(request: Request) -> Response:
-    return _ok(request.app.state.arena.board.win_rates())
+def refused(r: Refusal) -> JSONResponse:
+    return _error(r.status, r.message, **r.headers)
 
 
 async def page_battle(request: Request) -> Response:
@@ -423,29 +289,37 @@ def create_app(config: ArenaConfig, *, quiet: bool = False) -> Starlette:
                   file=sys.stderr, flush=True)
         arena.store.audit("server", "start", {"db": arena.store.describe()})
 
-    from prefkit.arena.admin import admin_audit, admin_flags, admin_integrity, admin_outputs, media
+    from prefkit.arena import admin, api, plain
+    from prefkit.arena.media import media
 
     routes = [
         Route("/", page_battle),
         Route("/leaderboard", page_leaderboard),
         Route("/static/{name}", asset),
-        Route("/api/session", session),
+        Route("/api/session", api.session),
         Route("/media/{battle_id}/{slot}", media),
-        Route("/api/battles", create_battle, methods=["POST"]),
-        Route("/api/battles/{battle_id}/vote", vote, methods=["POST"]),
-        Route("/api/leaderboard", leaderboard),
-        Route("/api/winrates", win_rates),
-        Route("/api/admin/outputs", admin_outputs, methods=["POST"]),
-        Route("/api/admin/integrity", admin_integrity, methods=["GET", "POST"]),
-        Route("/api/admin/flags", admin_flags),
-        Route("/api/admin/audit", admin_audit),
+        Route("/api/battles", api.create_battle, methods=["POST"]),
+        Route("/api/battles/{battle_id}/vote", api.vote, methods=["POST"]),
+        Route("/api/leaderboard", api.leaderboard),
+        Route("/api/winrates", api.win_rates),
+        Route("/vote", plain.start_page),
+        Route("/vote/battles", plain.create_battle, methods=["POST"]),
+        Route("/vote/battles/{battle_id}", plain.battle_page, methods=["GET", "POST"]),
+        Route("/api/admin/outputs", admin.admin_outputs, methods=["POST"]),
+        Route("/api/admin/integrity", admin.admin_integrity, methods=["GET", "POST"]),
+        Route("/api/admin/flags", admin.admin_flags),
+        Route("/api/admin/flags/lift", admin.admin_lift_flags, methods=["POST"]),
+        Route("/api/admin/audit", admin.admin_audit),
     ]
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         startup()
+        await arena.store.awarm()
         try:
             yield
         finally:
+            await arena.media.aclose()
+            await arena.store.aclose()
             arena.shutdown()
 
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -23,6 +23,10 @@ from prefkit.arena.tally import EXPORT_COLUMNS, Tally, export_rows, finite
 
 _log = logging.getLogger("prefkit.arena")
 
+#: How long a vote number skipped by a read is asked for again (a vote's transaction is
+#: one statement, or a few with its flags: far shorter).
+GAP_SECONDS = 30.0
+
 # EXPORT_COLUMNS, Tally, export_rows and finite are re-exported from prefkit.arena.tally
 __all__ = ["EXPORT_COLUMNS", "BoardConfig", "LiveBoard", "Tally", "export_rows", "finite",
            "full_rank"]
@@ -99,14 +103,14 @@ class LiveBoard:
         self.tally = Tally()
         self._lock = threading.Lock()
         self._update_lock = threading.Lock()
-        self._flags: list[Any] = []
         self._cells: dict[tuple[str, str], list[float]] = {}
-        self._flag_version = -1
-        self._reasons: list[str] = []
+        self._flag_sig: tuple[int, ...] = ()  # the store's flag_version() last applied
+        self._flag_version = 0  # how many times the flags in force changed
+        self._gaps: dict[int, float] = {}  # seq numbers skipped by a read -> when
         self.point: dict[str, Any] | None = None  # the fast fit
         self.point_seq = 0
         self.full: dict[str, Any] | None = None  # the full rank() of some state
-        self.full_key: tuple[int, int] = (-1, -1)
+        self.full_key: tuple[int, int, int] = (-1, -1, -1)  # (last seq, flags, rows)
         self.counts: Any = None
         self.scores: dict[str, float] = {}
         self.last_refit_seconds = float("nan")
@@ -123,37 +127,69 @@ class LiveBoard:
             return self._update()
 
     def _update(self) -> bool:
-        rows = self.store.votes_since(self.tally.last_seq)
-        fv = self.store.flag_version()
-        if not rows.seq and fv == self._flag_version:
+        rows = self.store.votes_since(self.tally.last_seq, also=sorted(self._gaps))
+        sig = self.store.flag_version()
+        flags_changed = sig != self._flag_sig
+        if not rows.seq and not flags_changed:
             return False
+        flags, lifts = (self.store.flags(), self.store.flag_lifts()) if flags_changed else ([],
+                                                                                            [])
         t0 = time.perf_counter()
         cfg = self.config
         with self._lock:
+            self._note_gaps(rows.seq)
             start = len(self.tally.a)
             self.tally.extend(rows)
-            if fv != self._flag_version:  # new flags: every row's reasons and counts again
-                self._flags = self.store.flags()
-                self._reasons = self.tally.reasons(self._flags)
-                self._flag_version = fv
-                self._cells = {}
-                start = 0
-            else:
-                self._reasons += self.tally.reasons(self._flags, start)
+            changed = self.tally.apply_flags(flags, lifts) if flags_changed else []
+            if flags_changed:
+                self._flag_sig = sig
+                self._flag_version += 1
             if not self.tally.a:
                 return False
-            w = self.tally.weights(self._reasons[start:], cfg.policy, cfg.both_bad, start)
+            # rows whose flags changed move from their old weight to their new one
+            old = [(k, r) for k, r in changed if k < start]
+            if old:
+                idx = [k for k, _ in old]
+                w_old = self.tally.weights([r for _, r in old], cfg.policy, cfg.both_bad,
+                                           rows=idx)
+                w_new = self.tally.weights([self.tally.row_reasons[k] for k in idx],
+                                           cfg.policy, cfg.both_bad, rows=idx)
+                moved = w_new != w_old
+                self.tally.add_cells(self._cells, (w_new - w_old)[moved],
+                                     rows=[k for k, m in zip(idx, moved.tolist()) if m])
+            w = self.tally.weights(self.tally.row_reasons[start:], cfg.policy, cfg.both_bad,
+                                   start)
             self.tally.add_cells(self._cells, w, start)
             counts = self.tally.cells_to_counts(self._cells)
             self.counts = counts
-            key = (self.tally.last_seq, fv)
+            key = (self.tally.last_seq, self._flag_version, len(self.tally.a))
         self._point_fit(counts, key)
         self.last_refit_seconds = time.perf_counter() - t0
         for listener in list(self.listeners):
             listener(self)
         return True
 
-    def _point_fit(self, counts: Any, key: tuple[int, int]) -> None:
+    def _note_gaps(self, seqs: list[int]) -> None:
+        """Remember vote numbers a read skipped: on PostgreSQL concurrent votes can commit
+        out of ``seq`` order (and a refused duplicate uses up a number), so the next reads
+        also ask for the missing numbers, for :data:`GAP_SECONDS`."""
+        now = time.monotonic()
+        for s in seqs:
+            self._gaps.pop(s, None)
+        if seqs:
+            have = set(seqs)
+            top = max(seqs)
+            low = self.tally.last_seq + 1
+            if top - low < 100_000:
+                for s in range(low, top):
+                    if s not in have:
+                        self._gaps[s] = now
+        for s in [s for s, at in self._gaps.items() if now - at > GAP_SECONDS]:
+            del self._gaps[s]
+        while len(self._gaps) > 10_000:
+            self._gaps.pop(next(iter(self._gaps)))
+
+    def _point_fit(self, counts: Any, key: tuple[int, int, int]) -> None:
         import warnings
 
         from prefkit.rank import fit_bradley_terry
@@ -174,9 +210,10 @@ class LiveBoard:
         """The full :func:`prefkit.rank.rank` of the current counts (what ``prefkit rank``
         does with the default options, ``rounds`` and ``seed``)."""
         with self._lock:
-            counts, key = self.counts, (self.tally.last_seq, self._flag_version)
+            counts = self.counts
+            key = (self.tally.last_seq, self._flag_version, len(self.tally.a))
             n_rows = len(self.tally.a)
-            n_aside = sum(1 for r in self._reasons if r)
+            n_aside = sum(1 for r in self.tally.row_reasons if r)
         if counts is None or key == self.full_key:
             return
         t0 = time.perf_counter()
@@ -250,8 +287,9 @@ class LiveBoard:
         """The tally, reasons and weights as they are now (for export and integrity)."""
         self.update()
         with self._lock:
-            w = self.tally.weights(self._reasons, self.config.policy, self.config.both_bad)
-            return self.tally, list(self._reasons), w
+            reasons = list(self.tally.row_reasons)
+            w = self.tally.weights(reasons, self.config.policy, self.config.both_bad)
+            return self.tally, reasons, w
 
     # -- threads ---------------------------------------------------------------------------
     def start(self) -> None:

@@ -5,7 +5,10 @@ An outputs file has one row per (prompt, model): ``prompt_id, prompt, model, out
 (JSONL objects or CSV columns with those names), and optionally ``media``: an image, audio
 or video output as a file path (relative to the outputs file) or an ``http(s)://`` URL; the
 app serves it under a neutral name (``/media/<battle>/<slot>``), never by its path or URL,
-and ``output`` may then be empty (a caption otherwise). Bad rows stop the import with one
+and ``output`` may then be empty (a caption otherwise). A media file larger than
+``max_media_bytes`` (:data:`MAX_MEDIA_BYTES` unless given: ``prefkit arena add-outputs
+--max-media-mb``) is refused with its file, line and size; a URL's size is only known when
+the server fetches it, under the same cap (``prefkit arena serve --max-media-mb``). Bad rows stop the import with one
 :class:`~prefkit.data.errors.InvalidRow` per problem (file, line, field, fix); nothing is
 dropped silently.
 
@@ -25,9 +28,12 @@ from pathlib import Path
 
 from prefkit.data.errors import InvalidInputError, InvalidRow
 
-__all__ = ["FIELDS", "IDENTITY_WORDS", "identity_words", "read_outputs"]
+__all__ = ["FIELDS", "IDENTITY_WORDS", "MAX_MEDIA_BYTES", "identity_words", "read_outputs"]
 
 FIELDS = ("prompt_id", "prompt", "model", "output")
+
+#: The largest media file or URL answer an arena takes by default (20 MiB).
+MAX_MEDIA_BYTES = 20 * 2**20
 
 #: FastChat 0.2.36's list (``clean_battle_data.IDENTITY_WORDS``), lower-cased, as it uses it.
 IDENTITY_WORDS: tuple[str, ...] = tuple(w.lower() for w in (
@@ -124,13 +130,15 @@ def media_kind(location: str) -> str | None:
     return kind if kind in MEDIA_TYPES else None
 
 
-def read_outputs(path: str | Path) -> list[tuple[str, str, str, str, str]]:
+def read_outputs(path: str | Path, max_media_bytes: int = MAX_MEDIA_BYTES,
+                 cap_hint: str = "--max-media-mb") -> list[tuple[str, str, str, str, str]]:
     """Read ``(prompt_id, prompt, model, output, media)`` rows from JSONL or CSV (``media``
     an absolute path, a URL or ``""``).
 
     Raises :class:`~prefkit.data.errors.InvalidInputError` listing every bad row (a
     missing or empty field, a prompt id given with two different prompts, a (prompt,
-    model) pair twice)."""
+    model) pair twice, a media file over ``max_media_bytes``; ``cap_hint`` names the
+    setting that raises the cap)."""
     path = Path(path)
     name = str(path)
     if path.is_dir():
@@ -163,6 +171,12 @@ def read_outputs(path: str | Path) -> list[tuple[str, str, str, str, str]]:
                     problems.append(_problem(name, line, "media", media, "no such media file "
                                              f"({media_path})", "give a path relative to the "
                                              "outputs file, or an http(s) URL", "missing_file"))
+                elif (size := media_path.stat().st_size) > max_media_bytes:
+                    problems.append(_problem(
+                        name, line, "media", media, f"media file {media_path} is {size:,} "
+                        f"bytes, over the cap of {max_media_bytes:,} bytes "
+                        f"({max_media_bytes / 2**20:g} MiB)", f"shrink or re-encode the file, "
+                        f"or raise the cap ({cap_hint})", "too_large"))
                 media = str(media_path)
             if media_kind(media) is None:
                 problems.append(_problem(name, line, "media", media, "not an image, audio or "

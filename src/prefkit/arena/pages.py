@@ -6,7 +6,7 @@ names until a vote has been cast (the battle page learns them from the vote's an
 
 from __future__ import annotations
 
-__all__ = ["BATTLE", "CSS", "JS", "LEADERBOARD"]
+__all__ = ["BATTLE", "CSS", "JS", "LEADERBOARD", "NOSCRIPT"]
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 70rem; color: #222; }
@@ -30,8 +30,14 @@ _HEAD = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>{title}</title><link rel="stylesheet" href="/static/arena.css"></head><body>
 <nav><a href="/">Vote</a><a href="/leaderboard">Leaderboard</a></nav>"""
 
+#: Shown by a browser without JavaScript: the plain-form path (:mod:`prefkit.arena.plain`).
+NOSCRIPT = """<noscript><style>#prompt, #votes, #ask { display: none; }</style>
+<p id="noscript">JavaScript is off: <a href="/vote">vote with plain HTML forms</a>.</p>
+</noscript>"""
+
 BATTLE = _HEAD.format(title="Arena: vote") + """
 <h1>Which answer is better?</h1>
+""" + NOSCRIPT + """
 <p>Anonymous models answered the same prompt (two, or K with <code>?k=3</code>). Vote; then
 you see which models they were.</p>
 <div class="prompt" id="prompt">loading…</div>

@@ -1,4 +1,5 @@
-"""The arena's storage: every SQL statement of the arena lives in this module.
+"""The arena's storage: every statement that reads or writes the arena's rows lives in this
+module (the schema, DDL only, in :mod:`prefkit.arena.schema`).
 
 One interface, two engines:
 
@@ -7,22 +8,25 @@ One interface, two engines:
   survives a ``kill -9`` of the server (the WAL is in the operating system's cache); a
   power loss can lose the last commits. ``fsync_every_vote=True`` (``synchronous=FULL``)
   fsyncs the WAL at every commit, so an acknowledged vote also survives a power loss.
+  One connection under a lock: the single writer.
 - **PostgreSQL** (a ``postgresql://`` URL, through psycopg 3): the server's defaults
-  (``synchronous_commit=on``: every commit is flushed to its WAL before it returns).
+  (``synchronous_commit=on``: every vote's commit is flushed to its WAL before it returns).
+  Two pools of connections, partly opened when the server starts (:meth:`Store.warm`,
+  :meth:`Store.awarm`), so that no request waits for a new server backend: the worker
+  threads' (votes and the rest) and the event loop's (a new battle, a voter's id: no thread
+  hop). The hot paths are one statement each (one round trip, committed when it returns):
+  a battle with its slots (committed without waiting for the WAL flush: see
+  :meth:`Store.create_battle`), a vote, a voter's id.
 
-Schema changes are numbered migrations (:data:`MIGRATIONS`), applied in order and recorded
-in ``schema_migrations``. Votes, flags and the audit log are append-only: triggers refuse
-``UPDATE`` and ``DELETE`` on them in both engines.
-
-Tables: ``models``, ``prompts``, ``outputs`` (one per prompt and model, with the identity
-words found in it), ``voters``, ``battles`` and ``battle_slots`` (which output sits in which
-anonymous slot), ``votes`` (one row per battle at most: ``UNIQUE(battle_id)`` makes voting
-idempotent; a K-wise vote keeps its ``ranking``), ``flags`` and ``audit``.
+Schema changes are numbered migrations (:data:`~prefkit.arena.schema.MIGRATIONS`), applied
+in order and recorded in ``schema_migrations``; votes, flags, flag lifts and the audit log
+are append-only (triggers refuse ``UPDATE`` and ``DELETE``).
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import sqlite3
 import threading
 import time
@@ -31,49 +35,43 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from prefkit.arena.schema import MIGRATIONS, guards
+
 __all__ = ["MIGRATIONS", "Store", "VoteRows", "open_store"]
 
-_APPEND_ONLY = ("votes", "flags", "audit")
+#: PostgreSQL connections at most: the worker threads' pool (votes and everything else; as
+#: many as Starlette's thread pool has threads) and the event loop's (battles and voter ids:
+#: one statement each, no thread hop, no wait for the WAL flush).
+PG_POOL = 40
+PG_ASYNC_POOL = 16
+#: Connections of each pool opened when the server starts (:meth:`Store.warm`,
+#: :meth:`Store.awarm`); more on demand.
+PG_WARM = 8
 
-#: Numbered migrations; ``{serial}`` is the engine's auto-increment key type.
-MIGRATIONS: list[tuple[int, str, list[str]]] = [
-    (1, "initial", [
-        "CREATE TABLE models (id {serial}, name TEXT NOT NULL UNIQUE, created_at DOUBLE PRECISION)",
-        "CREATE TABLE prompts (id {serial}, key TEXT NOT NULL UNIQUE, prompt TEXT NOT NULL)",
-        ("CREATE TABLE outputs (id {serial}, prompt_id INTEGER NOT NULL REFERENCES prompts(id), "
-         "model_id INTEGER NOT NULL REFERENCES models(id), output TEXT NOT NULL, "
-         "identity TEXT NOT NULL DEFAULT '', UNIQUE (prompt_id, model_id))"),
-        ("CREATE TABLE voters (id {serial}, key TEXT NOT NULL UNIQUE, created_at DOUBLE PRECISION, "
-         "ip TEXT)"),
-        ("CREATE TABLE battles (id TEXT PRIMARY KEY, voter_id INTEGER REFERENCES voters(id), "
-         "prompt_id INTEGER NOT NULL REFERENCES prompts(id), created_at DOUBLE PRECISION NOT NULL)"),
-        ("CREATE TABLE battle_slots (battle_id TEXT NOT NULL REFERENCES battles(id), "
-         "slot TEXT NOT NULL, output_id INTEGER NOT NULL REFERENCES outputs(id), "
-         "model_id INTEGER NOT NULL REFERENCES models(id), PRIMARY KEY (battle_id, slot))"),
-        ("CREATE TABLE votes (seq {serial}, battle_id TEXT UNIQUE REFERENCES battles(id), "
-         "voter_id INTEGER REFERENCES voters(id), model_a INTEGER REFERENCES models(id), "
-         "model_b INTEGER REFERENCES models(id), outcome TEXT, ranking TEXT, prompt_key TEXT, "
-         "created_at DOUBLE PRECISION NOT NULL, elapsed DOUBLE PRECISION, source TEXT NOT NULL)"),
-        "CREATE INDEX votes_voter ON votes (voter_id, created_at)",
-        ("CREATE TABLE flags (id {serial}, vote_seq INTEGER REFERENCES votes(seq), "
-         "voter_id INTEGER REFERENCES voters(id), reason TEXT NOT NULL, detail TEXT, "
-         "created_at DOUBLE PRECISION NOT NULL)"),
-        ("CREATE TABLE audit (id {serial}, at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL, "
-         "action TEXT NOT NULL, detail TEXT)"),
-    ]),
-    (2, "output_media", [
-        # an image/audio/video output: a file path (absolute) or an http(s) URL, served by
-        # the app under a neutral name; '' for text
-        "ALTER TABLE outputs ADD COLUMN media TEXT NOT NULL DEFAULT ''",
-    ]),
-]
+_VOTER = "SELECT id FROM voters WHERE key = ?"
+_VOTER_UPSERT = ("INSERT INTO voters (key, created_at, ip) VALUES (?, ?, ?) ON CONFLICT (key) "
+                 "DO UPDATE SET key = excluded.key RETURNING id")
+_BATTLE = "INSERT INTO battles (id, voter_id, prompt_id, created_at) VALUES (?, ?, ?, ?)"
+_SLOT = ("INSERT INTO battle_slots (battle_id, slot, output_id, model_id) VALUES "
+         "(?, ?, ?, (SELECT model_id FROM outputs WHERE id = ?))")
+_VOTE = ("INSERT INTO votes (battle_id, voter_id, model_a, model_b, outcome, ranking, "
+         "prompt_key, created_at, elapsed, source) VALUES (?, ?, "
+         "(SELECT id FROM models WHERE name = ?), (SELECT id FROM models WHERE name = ?), "
+         "?, ?, ?, ?, ?, 'live') ON CONFLICT (battle_id) DO NOTHING RETURNING seq")
+_VOTE_SEQ = "SELECT seq FROM votes WHERE battle_id = ?"
 
-_SQLITE_GUARD = ("CREATE TRIGGER {t}_no_{op} BEFORE {OP} ON {t} BEGIN "
-                 "SELECT RAISE(ABORT, '{t} is append-only'); END")
-_PG_GUARD_FN = ("CREATE OR REPLACE FUNCTION prefkit_append_only() RETURNS trigger AS $$ BEGIN "
-                "RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$ LANGUAGE plpgsql")
-_PG_GUARD = ("CREATE TRIGGER {t}_append_only BEFORE UPDATE OR DELETE ON {t} "
-             "FOR EACH ROW EXECUTE FUNCTION prefkit_append_only()")
+
+def _pg_battle(battle_id: str, voter_id: int, prompt_id: int, slots: Sequence[tuple[str, int]],
+               now: float) -> tuple[str, tuple]:
+    """A battle and its slots as one PostgreSQL statement (:meth:`Store.create_battle`)."""
+    values = ", ".join(["(?, ?)"] * len(slots))
+    sql = (f"WITH c AS (SELECT set_config('synchronous_commit', 'off', true)), "
+           f"b AS ({_BATTLE} RETURNING id) INSERT INTO battle_slots (battle_id, slot, "
+           f"output_id, model_id) SELECT b.id, s.slot, o.id, o.model_id FROM c, b "
+           f"CROSS JOIN (VALUES {values}) AS s (slot, output_id) JOIN outputs o ON "
+           "o.id = s.output_id RETURNING 1")
+    return (sql, (battle_id, voter_id, prompt_id, now,
+             *[x for slot, oid in slots for x in (slot, int(oid))]))
 
 
 @dataclass(frozen=True)
@@ -97,15 +95,19 @@ class VoteRows:
 
 class Store:
     """All of the arena's SQL. Thread-safe: SQLite shares one connection under a lock (the
-    single writer); PostgreSQL gives each thread its own connection."""
+    single writer); PostgreSQL lends each call a connection of its pool."""
 
-    def __init__(self, url: str, *, fsync_every_vote: bool = False) -> None:
+    def __init__(self, url: str, *, fsync_every_vote: bool = False,
+                 pool_size: int = PG_POOL) -> None:
         self.url = str(url)
         self.postgres = self.url.startswith(("postgresql://", "postgres://"))
         self.fsync_every_vote = fsync_every_vote
+        self.pool_size = max(1, pool_size)
         self._lock = threading.RLock()
-        self._local = threading.local()
+        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
         self._conns: list[Any] = []
+        self._aidle: Any = None  # the event loop's idle connections (an asyncio.LifoQueue)
+        self._aconns: list[Any] = []
         if not self.postgres:
             conn = sqlite3.connect(self.url, check_same_thread=False, isolation_level=None,
                                    timeout=30.0)
@@ -139,27 +141,115 @@ class Store:
         self._checkpointer = threading.Thread(target=run, daemon=True, name="arena-checkpoint")
         self._checkpointer.start()
 
-    # -- connection and transaction ----------------------------------------------------------
-    def _conn(self) -> Any:
+    def warm(self, n: int = PG_WARM) -> None:
+        """PostgreSQL: open ``n`` connections of the threads' pool now (a server backend
+        takes milliseconds to start: the first requests would wait for theirs)."""
         if not self.postgres:
-            return self._sqlite
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            import psycopg
+            return
+        with self._lock:
+            missing = min(n, self.pool_size) - len(self._conns)
+        borrowed = [self._borrow() for _ in range(max(0, missing))]
+        for conn in borrowed:
+            self._idle.put(conn)
 
-            conn = psycopg.connect(self.url, autocommit=True)  # _tx opens transactions
-            self._local.conn = conn
+    # -- connection and transaction ----------------------------------------------------------
+    def _borrow(self) -> Any:
+        """A pooled PostgreSQL connection: an idle one, a new one while the pool is not
+        full, else the next one given back."""
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
             with self._lock:
-                self._conns.append(conn)
+                grow = len(self._conns) < self.pool_size
+                if grow:
+                    self._conns.append(None)  # the place is taken while connecting
+            if not grow:
+                conn = self._idle.get()
+            else:
+                try:
+                    conn = self._connect()
+                finally:
+                    with self._lock:
+                        self._conns.remove(None)
+                with self._lock:
+                    self._conns.append(conn)
+        if conn.closed or conn.broken:  # e.g. the server restarted: replace it
+            with self._lock:
+                self._conns.remove(conn)
+                self._conns.append(conn := self._connect())
         return conn
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.url, autocommit=True)  # _tx opens transactions
+
+    @contextmanager
+    def _pg(self) -> Iterator[Any]:
+        conn = self._borrow()
+        try:
+            yield conn
+        finally:
+            self._idle.put(conn)
+
+    # -- the event loop's pool (PostgreSQL) ----------------------------------------------------
+    async def _aborrow(self) -> Any:
+        """An idle connection of the event loop's pool, a new one while it is not full, else
+        the next one given back (single-threaded: the event loop's own)."""
+        import asyncio
+
+        import psycopg
+
+        if self._aidle is None:
+            self._aidle = asyncio.LifoQueue()
+        while True:
+            try:
+                conn = self._aidle.get_nowait()
+            except asyncio.QueueEmpty:
+                if len(self._aconns) >= PG_ASYNC_POOL:
+                    conn = await self._aidle.get()
+                else:
+                    self._aconns.append(None)
+                    try:
+                        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+                    finally:
+                        self._aconns.remove(None)
+                    self._aconns.append(conn)
+                    return conn
+            if not (conn.closed or conn.broken):
+                return conn
+            self._aconns.remove(conn)  # e.g. the server restarted: open another
+
+    async def _aone(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
+        """:meth:`_one` on the event loop's pool."""
+        conn = await self._aborrow()
+        try:
+            cur = await conn.execute(sql.replace("?", "%s"), params or None)
+            return await cur.fetchone()
+        finally:
+            self._aidle.put_nowait(conn)  # type: ignore[union-attr]
+
+    async def awarm(self, n: int = PG_WARM) -> None:
+        """PostgreSQL: open ``n`` connections of the event loop's pool now (a server
+        backend takes milliseconds to start: the first requests would wait for theirs)."""
+        if not self.postgres:
+            return
+        conns = [await self._aborrow() for _ in range(min(n, PG_ASYNC_POOL))]
+        for conn in conns:
+            self._aidle.put_nowait(conn)  # type: ignore[union-attr]
+
+    async def aclose(self) -> None:
+        for conn in self._aconns:
+            if conn is not None:
+                await conn.close()
+        self._aconns.clear()
 
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[Any]:
         """One transaction; yields ``run(sql, params) -> cursor`` (``?`` placeholders).
         SQLite takes the write lock at the start of a writing transaction (``IMMEDIATE``)."""
         if self.postgres:
-            conn = self._conn()
-            with conn.transaction():
+            with self._pg() as conn, conn.transaction():
                 cur = conn.cursor()
                 yield lambda sql, p=(): cur.execute(sql.replace("?", "%s"), p or None)
             return
@@ -177,7 +267,8 @@ class Store:
         """One statement in its own (implicit) transaction: one round trip, no BEGIN or
         COMMIT; the statement is atomic and committed when this returns."""
         if self.postgres:
-            return self._conn().execute(sql.replace("?", "%s"), params or None).fetchone()
+            with self._pg() as conn:
+                return conn.execute(sql.replace("?", "%s"), params or None).fetchone()
         with self._lock:
             return self._sqlite.execute(sql, params).fetchone()
 
@@ -193,7 +284,8 @@ class Store:
             if not self.postgres:
                 self._sqlite.close()
             for c in self._conns:
-                c.close()
+                if c is not None:
+                    c.close()
 
     def describe(self) -> str:
         """The database without credentials (for logs and the leaderboard's ``input``)."""
@@ -218,22 +310,12 @@ class Store:
                     continue
                 for sql in statements:
                     run(sql.format(serial=serial))
-                if version == 1:
-                    self._guard(run)
+                for sql in guards(version, self.postgres):
+                    run(sql)
                 run("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                     (version, name, time.time()))
                 done.append(version)
         return done
-
-    def _guard(self, run: Any) -> None:
-        if self.postgres:
-            run(_PG_GUARD_FN)
-        for t in _APPEND_ONLY:
-            if self.postgres:
-                run(_PG_GUARD.format(t=t))
-            else:
-                for op in ("update", "delete"):
-                    run(_SQLITE_GUARD.format(t=t, op=op, OP=op.upper()))
 
     def schema_version(self) -> int:
         return int(self._all("SELECT MAX(version) FROM schema_migrations")[0][0] or 0)
@@ -296,51 +378,72 @@ class Store:
 
     # -- voters and battles -------------------------------------------------------------------
     def voter_id(self, key: str, ip: str | None = None) -> int:
-        with self._tx() as run:
-            row = run("SELECT id FROM voters WHERE key = ?", (key,)).fetchone()
-            if row is None:
-                row = run("INSERT INTO voters (key, created_at, ip) VALUES (?, ?, ?) "
-                          "RETURNING id", (key, time.time(), ip)).fetchone()
-        return int(row[0])
+        """The voter's id, registered on first sight: one read for a known voter, an upsert
+        (that returns the id whether it inserted the row or lost a race) for a new one."""
+        row = self._one(_VOTER, (key,)) or self._one(_VOTER_UPSERT, (key, time.time(), ip))
+        return int(row[0])  # type: ignore[index]
+
+    async def avoter_id(self, key: str, ip: str | None = None) -> int:
+        """:meth:`voter_id` on the event loop (PostgreSQL: asynchronous, no thread)."""
+        if not self.postgres:
+            return self.voter_id(key, ip)
+        row = await self._aone(_VOTER, (key,)) or await self._aone(
+            _VOTER_UPSERT, (key, time.time(), ip))
+        return int(row[0])  # type: ignore[index]
 
     def create_battle(self, battle_id: str, voter_id: int, prompt_id: int,
                       slots: Sequence[tuple[str, int]]) -> float:
         """Store a battle (``slots``: ``(slot, output_id)``) before it is shown; returns its
-        creation time."""
+        creation time.
+
+        On PostgreSQL one statement, one round trip: the battle row in a data-modifying
+        ``WITH``, its slots in the main ``INSERT``, committed with ``synchronous_commit``
+        off for this transaction alone (``set_config(..., true)``): the commit does not
+        wait for the WAL to reach the disk. A battle is not a vote: a crash of the database
+        server (not of the arena) can lose the last fraction of a second of battles (never
+        a vote: a vote's commit flushes the WAL up to itself, its battle included), which
+        is SQLite's ``synchronous=NORMAL`` guarantee; a vote on a lost battle is refused."""
         now = time.time()
+        if self.postgres:
+            self._one(*_pg_battle(battle_id, voter_id, prompt_id, slots, now))
+            return now
         with self._tx() as run:
-            run("INSERT INTO battles (id, voter_id, prompt_id, created_at) VALUES (?, ?, ?, ?)",
-                (battle_id, voter_id, prompt_id, now))
+            run(_BATTLE, (battle_id, voter_id, prompt_id, now))
             for slot, output_id in slots:
-                run("INSERT INTO battle_slots (battle_id, slot, output_id, model_id) VALUES "
-                    "(?, ?, ?, (SELECT model_id FROM outputs WHERE id = ?))",
-                    (battle_id, slot, output_id, output_id))
+                run(_SLOT, (battle_id, slot, output_id, output_id))
+        return now
+
+    async def acreate_battle(self, battle_id: str, voter_id: int, prompt_id: int,
+                             slots: Sequence[tuple[str, int]]) -> float:
+        """:meth:`create_battle` on the event loop (PostgreSQL: asynchronous, no thread)."""
+        if not self.postgres:
+            return self.create_battle(battle_id, voter_id, prompt_id, slots)
+        now = time.time()
+        await self._aone(*_pg_battle(battle_id, voter_id, prompt_id, slots, now))
         return now
 
     def battle(self, battle_id: str) -> dict[str, Any] | None:
-        """The battle with its slots (``slot -> (model, identity words)``), its voter key,
-        prompt key, creation time and the vote already cast on it (or ``None``)."""
+        """The battle: its voter key, prompt key and text, creation time, slots (``slot ->
+        (model, identity words, media location)``), what each slot showed (``shown``:
+        ``slot -> output text``) and the vote already cast on it (or ``None``)."""
         with self._tx(write=False) as run:
-            head = run("SELECT b.created_at, v.key, p.key FROM battles b JOIN prompts p ON "
-                       "p.id = b.prompt_id LEFT JOIN voters v ON v.id = b.voter_id "
+            head = run("SELECT b.created_at, v.key, p.key, p.prompt FROM battles b JOIN prompts "
+                       "p ON p.id = b.prompt_id LEFT JOIN voters v ON v.id = b.voter_id "
                        "WHERE b.id = ?", (battle_id,)).fetchone()
             if head is None:
                 return None
-            slots = run("SELECT s.slot, m.name, o.identity FROM battle_slots s JOIN models m "
-                        "ON m.id = s.model_id JOIN outputs o ON o.id = s.output_id "
-                        "WHERE s.battle_id = ? ORDER BY s.slot", (battle_id,)).fetchall()
+            slots = run("SELECT s.slot, m.name, o.identity, o.media, o.output FROM battle_slots "
+                        "s JOIN models m ON m.id = s.model_id JOIN outputs o ON o.id = "
+                        "s.output_id WHERE s.battle_id = ? ORDER BY s.slot",
+                        (battle_id,)).fetchall()
             vote = run("SELECT seq, outcome, ranking FROM votes WHERE battle_id = ?",
                        (battle_id,)).fetchone()
         return {"created_at": head[0], "voter": head[1], "prompt_key": head[2],
-                "slots": {s: (m, ident) for s, m, ident in slots},
+                "prompt": head[3], "slots": {s: (m, ident, media) for s, m, ident, media, _
+                                             in slots},
+                "shown": {s: out for s, *_, out in slots},
                 "vote": None if vote is None else {"seq": vote[0], "outcome": vote[1],
                                                    "ranking": vote[2]}}
-
-    def battle_media(self, battle_id: str, slot: str) -> str:
-        """The media location of the output in a battle's slot (``""`` if none)."""
-        rows = self._all("SELECT o.media FROM battle_slots s JOIN outputs o ON o.id = "
-                         "s.output_id WHERE s.battle_id = ? AND s.slot = ?", (battle_id, slot))
-        return rows[0][0] if rows else ""
 
     # -- votes ----------------------------------------------------------------------------------
     def record_vote(self, battle_id: str, voter_id: int, *, model_a: str | None,
@@ -350,27 +453,33 @@ class Store:
         """Commit one vote on a battle with its flags (``(reason, detail)``), or find the
         vote already cast: returns ``(seq, created)``. Idempotent: one vote per battle.
         Without flags the vote is one statement (one round trip on PostgreSQL)."""
-        insert = ("INSERT INTO votes (battle_id, voter_id, model_a, model_b, outcome, ranking, "
-                  "prompt_key, created_at, elapsed, source) VALUES (?, ?, "
-                  "(SELECT id FROM models WHERE name = ?), (SELECT id FROM models WHERE name = ?), "
-                  "?, ?, ?, ?, ?, 'live') ON CONFLICT (battle_id) DO NOTHING RETURNING seq")
         params = (battle_id, voter_id, model_a, model_b, outcome, ranking, prompt_key,
                   time.time(), elapsed)
         if not flags:
-            row = self._one(insert, params)
+            row = self._one(_VOTE, params)
             if row is None:
-                row = self._one("SELECT seq FROM votes WHERE battle_id = ?", (battle_id,))
-                return int(row[0]), False  # type: ignore[index]
+                return int(self._one(_VOTE_SEQ, (battle_id,))[0]), False  # type: ignore[index]
             return int(row[0]), True
         with self._tx() as run:
-            row = run(insert, params).fetchone()
+            row = run(_VOTE, params).fetchone()
             if row is None:
-                seq = run("SELECT seq FROM votes WHERE battle_id = ?", (battle_id,)).fetchone()
-                return int(seq[0]), False
+                return int(run(_VOTE_SEQ, (battle_id,)).fetchone()[0]), False
             for reason, detail in flags:
                 run("INSERT INTO flags (vote_seq, voter_id, reason, detail, created_at) VALUES "
                     "(?, ?, ?, ?, ?)", (row[0], voter_id, reason, detail, time.time()))
         return int(row[0]), True
+
+    async def arecord_vote(self, battle_id: str, voter_id: int, **kw: Any) -> tuple[int, bool]:
+        """:meth:`record_vote` from the event loop: inline on SQLite, in a worker thread on
+        PostgreSQL. (Measured with ``benchmarks/arena_load.py``: votes through the event
+        loop's asynchronous connections, whose commits wait for the WAL flush, sustained
+        fewer votes/s with a worse tail than the threads' pool; battles, which commit
+        without waiting, gained.)"""
+        if not self.postgres:
+            return self.record_vote(battle_id, voter_id, **kw)
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(lambda: self.record_vote(battle_id, voter_id, **kw))
 
     def import_votes(self, rows: Iterable[tuple[str, str, str, str | None, str | None]],
                      actor: str = "admin") -> int:
@@ -396,13 +505,16 @@ class Store:
                 (now, actor, "import_votes", json.dumps({"votes": n})))
         return n
 
-    def votes_since(self, seq: int = 0) -> VoteRows:
-        """Every vote with ``seq`` above the given one, in ``seq`` order."""
+    def votes_since(self, seq: int = 0, also: Sequence[int] = ()) -> VoteRows:
+        """Every vote with ``seq`` above the given one, and those of the ``seq`` numbers in
+        ``also`` (gaps that an earlier read skipped), in ``seq`` order."""
+        extra = f" OR v.seq IN ({', '.join('?' * len(also))})" if also else ""
         rows = self._all(
             "SELECT v.seq, v.battle_id, r.key, ma.name, mb.name, v.outcome, v.ranking, "
             "v.prompt_key, v.created_at, v.elapsed FROM votes v "
             "LEFT JOIN voters r ON r.id = v.voter_id LEFT JOIN models ma ON ma.id = v.model_a "
-            "LEFT JOIN models mb ON mb.id = v.model_b WHERE v.seq > ? ORDER BY v.seq", (seq,))
+            f"LEFT JOIN models mb ON mb.id = v.model_b WHERE v.seq > ?{extra} ORDER BY v.seq",
+            (seq, *[int(x) for x in also]))
         cols = list(zip(*rows)) if rows else [[] for _ in range(10)]
         return VoteRows(*[list(c) for c in cols])
 
@@ -438,8 +550,36 @@ class Store:
         return self._all("SELECT f.id, f.vote_seq, r.key, f.reason, f.detail FROM flags f "
                          "LEFT JOIN voters r ON r.id = f.voter_id ORDER BY f.id")
 
-    def flag_version(self) -> int:
-        return int(self._all("SELECT COALESCE(MAX(id), 0) FROM flags")[0][0])
+    def lift_flags(self, flag_ids: Iterable[int], actor: str = "admin",
+                   why: str = "") -> list[int]:
+        """Withdraw flags (append a lift for each; the flag stays): the votes they set aside
+        count again. Returns the ids lifted now (unknown or already lifted ids are left
+        out)."""
+        now = time.time()
+        done = []
+        with self._tx() as run:
+            for fid in flag_ids:
+                row = run("INSERT INTO flag_lifts (flag_id, actor, reason, created_at) SELECT "
+                          "id, ?, ?, ? FROM flags WHERE id = ? ON CONFLICT (flag_id) DO NOTHING "
+                          "RETURNING flag_id", (actor, why, now, int(fid))).fetchone()
+                if row is not None:
+                    done.append(int(row[0]))
+            if done:
+                run("INSERT INTO audit (at, actor, action, detail) VALUES (?, ?, ?, ?)",
+                    (now, actor, "lift_flags", json.dumps({"flags": done, "why": why})))
+        return done
+
+    def flag_lifts(self) -> list[int]:
+        """The ids of the lifted flags."""
+        return [int(r[0]) for r in self._all("SELECT flag_id FROM flag_lifts ORDER BY id")]
+
+    def flag_version(self) -> tuple[int, int, int, int]:
+        """Changes whenever a flag or a lift is committed (counts and largest ids of
+        both; a count also catches an id committed after a larger one)."""
+        row = self._one("SELECT (SELECT COUNT(*) FROM flags), (SELECT COALESCE(MAX(id), 0) "
+                        "FROM flags), (SELECT COUNT(*) FROM flag_lifts), "
+                        "(SELECT COALESCE(MAX(id), 0) FROM flag_lifts)")
+        return tuple(int(x) for x in row)  # type: ignore[return-value, union-attr]
 
     def audit(self, actor: str, action: str, detail: dict[str, Any] | None = None) -> None:
         with self._tx() as run:

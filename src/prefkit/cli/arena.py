@@ -39,8 +39,14 @@ class BothBad(str, Enum):
     ignore = "ignore"
 
 
+DEFAULT_MEDIA_MB = 20.0
+MediaCapOpt = Annotated[float, typer.Option("--max-media-mb", help="Largest media file (or URL answer) taken, in MiB.", min=0.001)]
 PolicyOpt = Annotated[Policy, typer.Option("--flag-policy", help="Flagged votes: set aside (exclude, weight 0) or counted (include).")]
 BothBadOpt = Annotated[BothBad, typer.Option("--both-bad", help="Both-bad votes: a tie (half a win each, as LMArena) or ignored.")]
+
+
+def _media_bytes(mb: float) -> int:
+    return int(mb * 2**20)
 
 
 def _open(db: str):  # type: ignore[no-untyped-def]
@@ -60,14 +66,16 @@ def _open(db: str):  # type: ignore[no-untyped-def]
 @arena_app.command(epilog="Examples:\n\n  prefkit arena serve --db arena.db\n\n"
                           "  PREFKIT_ARENA_TOKEN=secret prefkit arena serve --db "
                           "postgresql://arena@localhost/arena --host 0.0.0.0 --port 8000 "
-                          "--trust-proxy 127.0.0.1\n")
+                          "--trust-proxy 127.0.0.1\n\n"
+                          "  prefkit arena serve --db arena.db --seed 7   # reproducible "
+                          "battles (tests, replays)\n")
 def serve(
     db: DbOpt,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     fsync_every_vote: Annotated[bool, typer.Option("--fsync-every-vote", help="SQLite: fsync every vote (survives power loss; default: survives kill -9).")] = False,
     rounds: Annotated[int, typer.Option(help="Bootstrap rounds of the live leaderboard.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Seed of the live leaderboard's bootstrap.")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Seed of the matchmaking (which models, prompt and slots each battle shows) and of the leaderboard's bootstrap; for tests, benchmarks and replays: whoever knows it can predict the slots. Default: the bootstrap seeds with 0 (as prefkit rank), the matchmaking from the operating system.")] = None,
     flag_policy: PolicyOpt = Policy.exclude,
     both_bad: BothBadOpt = BothBad.tie,
     voter_rate: Annotated[float, typer.Option(help="Requests per second per voter (0: no limit).", min=0)] = 2.0,
@@ -79,6 +87,7 @@ def serve(
     auto_flag_reasons: Annotated[str, typer.Option(help="Checks that flag in automatic rounds, comma-separated: outlier, favouritism, timing.")] = "outlier,favouritism",
     endpoints: Annotated[Path | None, typer.Option(help="JSON file mapping models to OpenAI-compatible endpoints, for battles on voters' own prompts (see prefkit.arena.generate).")] = None,
     trust_proxy: Annotated[list[str] | None, typer.Option("--trust-proxy", help="Address of a reverse proxy whose X-Forwarded-For is trusted (repeatable).")] = None,
+    max_media_mb: MediaCapOpt = DEFAULT_MEDIA_MB,
 ) -> None:
     """Serve the arena: the voting page, the live leaderboard and the JSON API."""
     import uvicorn
@@ -104,9 +113,10 @@ def serve(
         voter_burst=voter_burst, ip_rate=ip_rate, ip_burst=ip_burst, daily_cap=daily_cap,
         trusted_proxies=tuple(trust_proxy or ()),
         endpoints=str(endpoints) if endpoints else None,
-        auto_flag=auto_flag, auto_flag_reasons=reasons,
-        board=BoardConfig(rounds=rounds, seed=seed, policy=flag_policy.value,
-                          both_bad=both_bad.value))
+        auto_flag=auto_flag, auto_flag_reasons=reasons, seed=seed,
+        max_media_bytes=_media_bytes(max_media_mb),
+        board=BoardConfig(rounds=rounds, seed=0 if seed is None else seed,
+                          policy=flag_policy.value, both_bad=both_bad.value))
     note(f"prefkit arena on http://{host}:{port} (db {db}; votes survive "
          f"{'power loss' if fsync_every_vote else 'kill -9'} once acknowledged)", style="dim")
     # proxy_headers off: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1;
@@ -133,18 +143,20 @@ def _check_port(host: str, port: int) -> None:
 
 @arena_app.command("add-outputs", epilog="Examples:\n\n  prefkit arena add-outputs "
                    "outputs.jsonl --db arena.db\n\n  prefkit arena add-outputs outputs.csv "
-                   "--db postgresql://localhost/arena --json\n")
+                   "--db postgresql://localhost/arena --json\n\n  prefkit arena add-outputs "
+                   "images.jsonl --db arena.db --max-media-mb 50\n")
 def add_outputs(
     file: Annotated[Path, typer.Argument(help="JSONL or CSV with prompt_id, prompt, model, output (and optionally media: an image/audio/video path or URL).")],
     db: DbOpt,
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+    max_media_mb: MediaCapOpt = DEFAULT_MEDIA_MB,
 ) -> None:
     """Add prompts and model outputs to an arena (outputs naming a model are flagged)."""
     from prefkit.arena.content import identity_words, read_outputs
     from prefkit.data.errors import InvalidInputError
 
     try:
-        rows = read_outputs(file)
+        rows = read_outputs(file, _media_bytes(max_media_mb))
     except InvalidInputError as e:
         fail(e.for_cli(can_skip=False))
     store = _open(db)
