@@ -184,25 +184,32 @@ def _labels(checks: RowChecks, value: Any, fld: str, n: int, soft: bool) -> list
     return None if any(x is None for x in out) else out  # type: ignore[return-value]
 
 
+def _read_labelled_steps(table: Table, c_prompt: str | None, c_steps: str | None,
+                         c_labels: str | None, prompt_what: str, *, soft: bool) -> Parsed:
+    """Rows of a prompt, a list of steps and a list of one label per step (TRL stepwise's
+    booleans, or Math-Shepherd's soft values when ``soft``) as :class:`StepSolutions`."""
+    assert c_steps and c_labels
+    checks, out = RowChecks(table), StepSolutions()
+    for row, line in zip(table.rows, table.lines):
+        checks.start(line)
+        prompt = checks.text(get(row, c_prompt), c_prompt, prompt_what)
+        steps = _step_list(checks, get(row, c_steps), c_steps)
+        if steps is None:
+            continue
+        labels = _labels(checks, get(row, c_labels), c_labels, len(steps), soft)
+        if checks.ok and prompt is not None and labels is not None:
+            out.add(line, prompt, steps, labels)
+    return checks.parsed(out)
+
+
 @register("trl_stepwise", family="steps", priority=2, gives="StepSolutions",
           describe="TRL stepwise supervision: prompt, completions (steps), labels (one "
           "boolean per step)",
           detect=lambda kind, keys, first: {"completions", "labels"} <= keys)
 def read_trl_stepwise(table: Table, *, columns: Mapping[str, str] | None = None) -> Parsed:
     col = resolve(table, TRL_ROLES, columns)  # type: ignore[arg-type]
-    checks, out = RowChecks(table), StepSolutions()
-    for row, line in zip(table.rows, table.lines):
-        checks.start(line)
-        prompt = checks.text(get(row, col["prompt"]), col["prompt"], "a prompt")
-        cc, cl = col["completions"], col["labels"]
-        assert cc and cl
-        steps = _step_list(checks, get(row, cc), cc)
-        if steps is None:
-            continue
-        labels = _labels(checks, get(row, cl), cl, len(steps), False)
-        if checks.ok and prompt is not None and labels is not None:
-            out.add(line, prompt, steps, labels)
-    return checks.parsed(out)
+    return _read_labelled_steps(table, col["prompt"], col["completions"], col["labels"],
+                                "a prompt", soft=False)
 
 
 # -- Math-Shepherd (hard tags, or soft values) ----------------------------------------------
@@ -232,21 +239,11 @@ def _split_shepherd(text: str, label: str, tag: str) -> tuple[str, list[str], li
           detect=lambda kind, keys, first: {"input", "label"} <= keys
           or {"steps", "values"} <= keys)
 def read_math_shepherd(table: Table, *, columns: Mapping[str, str] | None = None) -> Parsed:
-    checks, out = RowChecks(table), StepSolutions()
     if "values" in table.header() or "values" in (columns or {}):
         col = resolve(table, SOFT_ROLES, columns)  # type: ignore[arg-type]
-        for row, line in zip(table.rows, table.lines):
-            checks.start(line)
-            prompt = checks.text(get(row, col["prompt"]), col["prompt"], "a problem")
-            cs, cv = col["steps"], col["values"]
-            assert cs and cv
-            steps = _step_list(checks, get(row, cs), cs)
-            if steps is None:
-                continue
-            vals = _labels(checks, get(row, cv), cv, len(steps), True)
-            if checks.ok and prompt is not None and vals is not None:
-                out.add(line, prompt, steps, vals)
-        return checks.parsed(out)
+        return _read_labelled_steps(table, col["prompt"], col["steps"], col["values"],
+                                    "a problem", soft=True)
+    checks, out = RowChecks(table), StepSolutions()
     roles = {"input": Role(("input",), "the solution with a 'ки' after each step"),
              "label": Role(("label",), "the same solution with + or - after each step")}
     col = resolve(table, roles, columns)  # type: ignore[arg-type]
