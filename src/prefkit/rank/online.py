@@ -149,7 +149,13 @@ def _wt(x: float, t: float) -> float:  # tie counterpart of w
 _Update = Callable[[list, list, list, float, float], tuple[list, list]]
 
 
-def _bt_full(mu: list, s2: list, rk: list, beta2: float, eps: float) -> tuple[list, list]:
+def _full_pairing(mu: list, s2: list, rk: list, beta2: float, eps: float,
+                  pair: Callable[[float, float, int, float, float], tuple[float, float]]
+                  ) -> tuple[list, list]:
+    """The "full" pairing of every two players: ``Omega_i`` and ``Delta_i`` summed over every
+    opponent ``q``; ``pair(x, t, cmp, r, k)`` gives one opponent's two terms, with ``x =
+    (mu_i - mu_q) / c_iq``, ``t = eps / c_iq``, ``cmp`` 1 (i ranked better), 0 (tie) or -1,
+    ``r = sigma_i^2 / c_iq`` and ``k = gamma_i r / c_iq``."""
     n = len(mu)
     om, de = [0.0] * n, [0.0] * n
     for i in range(n):
@@ -159,37 +165,35 @@ def _bt_full(mu: list, s2: list, rk: list, beta2: float, eps: float) -> tuple[li
             if q == i:
                 continue
             c = math.sqrt(s2[i] + s2[q] + 2.0 * beta2)
-            p = 1.0 / (1.0 + math.exp((mu[q] - mu[i]) / c))
             r = s2[i] / c
-            score = 1.0 if rk[q] > rk[i] else (0.5 if rk[q] == rk[i] else 0.0)
-            o += r * (score - p)
-            d += g / c * r / c * p * (1.0 - p)
+            cmp = 1 if rk[q] > rk[i] else (0 if rk[q] == rk[i] else -1)
+            do, dd = pair((mu[i] - mu[q]) / c, eps / c, cmp, r, g / c * r / c)
+            o += do
+            d += dd
         om[i], de[i] = o, d
     return om, de
+
+
+def _bt_pair(x: float, t: float, cmp: int, r: float, k: float) -> tuple[float, float]:
+    p = 1.0 / (1.0 + math.exp(-x))
+    score = 1.0 if cmp > 0 else (0.5 if cmp == 0 else 0.0)
+    return r * (score - p), k * p * (1.0 - p)
+
+
+def _tm_pair(x: float, t: float, cmp: int, r: float, k: float) -> tuple[float, float]:
+    if cmp > 0:
+        return r * _v(x, t), k * _w(x, t)
+    if cmp < 0:
+        return -(r * _v(-x, t)), k * _w(-x, t)
+    return r * _vt(x, t), k * _wt(x, t)
+
+
+def _bt_full(mu: list, s2: list, rk: list, beta2: float, eps: float) -> tuple[list, list]:
+    return _full_pairing(mu, s2, rk, beta2, eps, _bt_pair)
 
 
 def _tm_full(mu: list, s2: list, rk: list, beta2: float, eps: float) -> tuple[list, list]:
-    n = len(mu)
-    om, de = [0.0] * n, [0.0] * n
-    for i in range(n):
-        o = d = 0.0
-        g = math.sqrt(s2[i])
-        for q in range(n):
-            if q == i:
-                continue
-            c = math.sqrt(s2[i] + s2[q] + 2.0 * beta2)
-            x, t, r = (mu[i] - mu[q]) / c, eps / c, s2[i] / c
-            if rk[q] > rk[i]:
-                o += r * _v(x, t)
-                d += g / c * r / c * _w(x, t)
-            elif rk[q] < rk[i]:
-                o -= r * _v(-x, t)
-                d += g / c * r / c * _w(-x, t)
-            else:
-                o += r * _vt(x, t)
-                d += g / c * r / c * _wt(x, t)
-        om[i], de[i] = o, d
-    return om, de
+    return _full_pairing(mu, s2, rk, beta2, eps, _tm_pair)
 
 
 def _pl(mu: list, s2: list, rk: list, beta2: float, eps: float) -> tuple[list, list]:
