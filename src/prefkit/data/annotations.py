@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from prefkit.data.errors import InvalidRow
-from prefkit.data.formats import Parsed, read_format, register
+from prefkit.data.formats import Parsed, check_column_keys, read_format, register
 from prefkit.data.table import Table
 
 __all__ = ["FIRST", "LABEL_NAMES", "MISSING", "SECOND", "TIE", "Annotations", "parse_label",
@@ -222,10 +222,7 @@ def _columns(table: Table, columns: Columns, required: Mapping[str, Sequence[str
     """Column per role: ``columns=`` first, else the first default name present; a missing
     required column stops the file with the columns present and how to map them."""
     columns = dict(columns or {})
-    unknown = sorted(set(columns) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))} in columns=; this "
-                         f"format maps {', '.join(map(repr, allowed))}")
+    check_column_keys(columns, allowed)
     keys = table.header()
     out: dict[str, str | None] = {}
     for role, names in {**required, **_OPTIONAL}.items():

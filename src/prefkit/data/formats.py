@@ -299,16 +299,23 @@ class Role:
     required: bool = True
 
 
+def check_column_keys(columns: Mapping[str, str], roles: Sequence[str] | Mapping[str, Any]
+                      ) -> None:
+    """A ``ValueError`` naming every key of a ``columns=`` mapping that is none of the
+    format's ``roles`` (the roles it maps are listed, in order)."""
+    unknown = sorted(set(columns) - set(roles))
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))} in columns=; "
+                         f"this format maps {', '.join(map(repr, roles))}")
+
+
 def resolve(
     table: Table, roles: Mapping[str, Role], columns: Mapping[str, str] | None
 ) -> dict[str, str | None]:
     """Column name per role: the ``columns=`` override, else the first default present.
     Every missing required column is reported at once, with the columns present."""
     columns = dict(columns or {})
-    unknown = sorted(set(columns) - set(roles))
-    if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))} in columns=; "
-                         f"this format maps {', '.join(map(repr, roles))}")
+    check_column_keys(columns, roles)
     header = table.header()
     have = set(header)
     out: dict[str, str | None] = {}
