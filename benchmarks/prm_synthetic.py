@@ -1,31 +1,56 @@
 """The implicit PRM on a task with exactly known step correctness (prefkit.process.synthetic).
 
-    python benchmarks/prm_synthetic.py           # about 15 minutes on two busy CPU cores
+    python benchmarks/prm_synthetic.py                        # 8-16 minutes on two busy cores
+    python benchmarks/prm_synthetic.py --reference-p-error 0  # a reference of right answers only
 
-1. A reference LM (a tiny Llama, char-level) is fitted on correct solutions of fresh
-   problems: the stand-in for a pretrained model that can do arithmetic.
+1. A reference LM (a tiny Llama, char-level) is fitted on the generator's own samples of
+   fresh problems (half with an error, as the training samples; ``--reference-p-error``):
+   the paper's pi_ref is the model whose samples are labelled.
 2. A generator's samples -- K = 4 solutions per training problem, half of them with an
    error, a fifth of those *lucky* (a second error brings the answer back) -- are labelled by
    their **final answer only** and train the policy through prefkit.align.align: unpaired
    rows with APO-zero (``apo_zero_unpaired``: pushes ``beta * log(pi/pi_ref)`` up for right
    answers and down for wrong ones, anchored at 0, like the paper's cross-entropy loss), or
    right/wrong pairs with ``--loss dpo``. No step label is used in training.
-3. ProcessBench F1 on fresh test solutions from the step rewards beta*log(pi/pi_ref): at the
-   fixed threshold (r_k < 0 flags the step, no step labels at all) and at a threshold tuned
-   on training solutions' step labels; with the baselines.
+3. ProcessBench F1 on fresh test solutions, two readings of the log-ratios on a 0-1 scale:
+   sigmoid of the step reward r_k (the log-ratio over the step's tokens) and sigmoid of the
+   prefix value q_k = r_1 + ... + r_k (the paper's q_t, what ImplicitPRM.score returns), each
+   at the fixed 0.5 (r_k < 0, q_k < 0: no step labels at all) and at a threshold tuned on 400
+   training solutions' step labels; with the baselines.
 4. Best-of-N on fresh test problems (N candidates from the same generator): the implicit PRM
-   (min over steps), its outcome reward (the sum over all steps: the DPO reward of the whole
-   solution, i.e. an outcome reward model trained on the same labels), majority voting and
-   PRM-weighted voting; accuracy with 95% bootstrap intervals over problems, and paired
-   bootstrap intervals of the differences.
+   (min over steps, of q_k and of r_k), its outcome reward (the sum of all r_k = the last q_k:
+   the reward of the whole solution, i.e. an outcome reward model trained on the same
+   labels), majority voting and PRM-weighted voting; accuracy with 95% bootstrap intervals
+   over problems, and paired bootstrap intervals of the differences.
 
-Measured 2026-12-04 (defaults; wall 311 s, CPU 180 s): 6,000 outcome rows (589 right answers
-reached through a wrong step, labelled right); ProcessBench on 600 fresh solutions: F1 0.919
-(acc. erroneous 0.853, correct 0.997) at the threshold tuned on 400 training solutions' step
-labels, 0.528 at the fixed r_k < 0; baselines 0.000. Best-of-4 on 300 problems (error rate
-0.7): implicit PRM (min) 0.750 [0.700, 0.797], outcome reward (sum) 0.713 [0.660, 0.763],
-majority vote 0.530 [0.473, 0.583], PRM-weighted vote 0.730 [0.680, 0.780], any right
-0.873; PRM - majority +0.220 [+0.160, +0.277], PRM - outcome +0.037 [+0.013, +0.063].
+Measured 2026-12-05, 6,000 outcome rows (589 right answers reached through a wrong step,
+labelled right); ProcessBench on 600 fresh solutions, best-of-4 on 300 problems (generator
+error rate 0.7; any candidate right 0.873 [0.833, 0.910]).
+
+Defaults (reference = the generator; wall 450 s, CPU 179 s): F1 (acc. erroneous, correct)
+  q_k at 0.5    0.997 (0.997, 0.997)    q_k tuned (0.486)  0.997 (0.997, 0.997)
+  r_k at 0.5    0.998 (1.000, 0.997)    r_k tuned (0.500)  0.997 (1.000, 0.993)
+  baselines never flags, first step, position prior: 0.000
+  best-of-4: PRM min q_k 0.790 [0.743, 0.833], PRM min r_k 0.807 [0.760, 0.850], outcome RM
+  0.790 [0.743, 0.833], majority vote 0.530 [0.473, 0.587], PRM-weighted vote 0.777
+  [0.730, 0.820]; PRM (min r_k) - majority +0.277 [+0.223, +0.333], - outcome RM +0.017
+  [+0.003, +0.033]; PRM (min q_k) - majority +0.260 [+0.200, +0.317], - outcome RM +0.000
+  [+0.000, +0.000] (the same picks).
+
+``--reference-p-error 0`` (a reference fitted on right solutions only; wall 938 s, CPU 180 s):
+  q_k at 0.5    0.561 (0.737, 0.453)    q_k tuned (0.458)  0.932 (0.891, 0.977)
+  r_k at 0.5    0.467 (0.724, 0.345)    r_k tuned (0.462)  0.939 (0.901, 0.980)
+  best-of-4: PRM min q_k 0.733 [0.683, 0.783], PRM min r_k 0.750 [0.700, 0.797], outcome RM
+  0.707 [0.657, 0.753], majority vote 0.530 [0.473, 0.587]; PRM (min r_k) - outcome RM
+  +0.043 [+0.020, +0.070], PRM (min q_k) - outcome RM +0.027 [+0.003, +0.050].
+
+Why the fixed threshold failed before: a reference that writes right solutions with
+probability near 1 leaves the policy no room to raise them (``log pi <= 0``, so ``r <= -beta
+* log pi_ref(y)``, about 0): right solutions sit at r = q = 0 +- 0.01..0.05 and errors at
+about -1.2, so 0 (0.5) cuts through the noise of right steps and flags most right solutions,
+whichever reading; a threshold tuned a little below 0 works. With pi_ref the generator (the
+paper's setting), right answers are raised above 0 and wrong ones pushed below, and 0.5 is
+the boundary the loss put there.
 """
 
 from __future__ import annotations
@@ -57,6 +82,15 @@ from prefkit.process.implicit import (
 from prefkit.process.synthetic import make_solutions
 
 
+def _sigmoid(r: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-r))
+
+
+def _prefix_value(r: np.ndarray) -> np.ndarray:
+    """sigmoid(q_k), q_k = r_1 + ... + r_k."""
+    return _sigmoid(np.cumsum(r))
+
+
 def _interval(hits: np.ndarray, rng: np.random.Generator, rounds: int = 2000
               ) -> tuple[float, float, float]:
     idx = rng.integers(0, len(hits), size=(rounds, len(hits)))
@@ -69,6 +103,9 @@ def main() -> None:
     ap.add_argument("--pretrain", type=int, default=2000,
                     help="correct solutions for the reference")
     ap.add_argument("--pretrain-epochs", type=int, default=12)
+    ap.add_argument("--reference-p-error", type=float, default=0.5,
+                    help="error rate of the solutions the reference is fitted on (0.5: the "
+                    "generator's own samples, as the training samples; 0: correct ones only)")
     ap.add_argument("--problems", type=int, default=1500,
                     help="training problems (K=4 samples each)")
     ap.add_argument("--hidden", type=int, default=64)
@@ -90,10 +127,12 @@ def main() -> None:
     model = tiny_llama(len(tok), seed=0, hidden_size=args.hidden, intermediate_size=4 * args.hidden,
                        num_hidden_layers=args.layers, num_attention_heads=4,
                        num_key_value_heads=4)
-    pre, _ = make_solutions(args.pretrain, np.random.default_rng(5), p_error=0.0)
+    pre, _ = make_solutions(args.pretrain, np.random.default_rng(5),
+                            p_error=args.reference_p_error)
     hist = fit_lm(model, tok, [p + response_text(s) for p, s in zip(pre.prompts, pre.steps)],
                   epochs=args.pretrain_epochs, batch_size=32, learning_rate=3e-3)
-    print(f"reference LM: loss per token {hist[0]:.3f} -> {hist[-1]:.3f} "
+    print(f"reference LM (fitted on solutions with error rate {args.reference_p_error}): "
+          f"loss per token {hist[0]:.3f} -> {hist[-1]:.3f} "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
     # -- 2. outcome labels only -> DPO ---------------------------------------------------------
@@ -116,51 +155,66 @@ def main() -> None:
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
     # -- 3. ProcessBench F1 on fresh solutions ---------------------------------------------------
+    # two readings of the same log-ratios on a 0-1 scale: the step's own reward r_k, and the
+    # prefix value q_k = r_1 + ... + r_k (the paper's q_t: an estimate of the outcome reward
+    # of the prefix's continuations), each through a sigmoid: 0.5 is r_k = 0 or q_k = 0
     test, _ = make_solutions(600, np.random.default_rng(99))
-    scores = prm.score(test.prompts, test.steps)
     tune = train.subset(range(400))
-    th = tune_threshold(prm.score(tune.prompts, tune.steps), tune.first_error)
-    rows = {"implicit PRM, r_k < 0": evaluate_steps(scores, test.first_error),
-            "implicit PRM, tuned": evaluate_steps(scores, test.first_error, threshold=th)}
+    r_test = prm.step_rewards(test.prompts, test.steps)
+    r_tune = prm.step_rewards(tune.prompts, tune.steps)
+    rows = {}
+    for name, fn in (("step reward r_k", _sigmoid), ("prefix value q_k", _prefix_value)):
+        scores, tune_scores = [fn(r) for r in r_test], [fn(r) for r in r_tune]
+        th = tune_threshold(tune_scores, tune.first_error)
+        rows[f"{name}, 0.5"] = evaluate_steps(scores, test.first_error)
+        rows[f"{name}, tuned"] = evaluate_steps(scores, test.first_error, threshold=th)
     rows.update(baselines([len(s) for s in test.steps], test.first_error,
                           train_n_steps=[len(s) for s in train.steps],
                           train_labels=train.first_error))
-    print(f"\nProcessBench on {len(test)} fresh solutions")
-    print(f"{'predictor':24} {'F1':>6} {'acc_err':>8} {'acc_cor':>8}")
+    print(f"\nProcessBench on {len(test)} fresh solutions (tuned: on {len(tune)} training "
+          "solutions' step labels)")
+    print(f"{'predictor':26} {'threshold':>9} {'F1':>6} {'acc_err':>8} {'acc_cor':>8}")
     for name, r in rows.items():
-        print(f"{name:24} {r.f1:6.3f} {r.accuracy_erroneous:8.3f} {r.accuracy_correct:8.3f}")
+        th_text = "-" if r.threshold is None else f"{r.threshold:.3f}"
+        print(f"{name:26} {th_text:>9} {r.f1:6.3f} {r.accuracy_erroneous:8.3f} "
+              f"{r.accuracy_correct:8.3f}")
+    used = evaluate_steps(prm.score(test.prompts, test.steps), test.first_error)
+    print(f"ImplicitPRM.score at its threshold {prm.threshold}: F1 {used.f1:.3f}")
 
     # -- 4. best-of-N ---------------------------------------------------------------------------
     n = args.n
     bon, bon_ok = make_solutions(args.bon_problems * n, np.random.default_rng(7),
                                  p_error=args.p_error, per_problem=n)
     rewards = prm.step_rewards(bon.prompts, bon.steps)
-    hits: dict[str, list[float]] = {k: [] for k in ("implicit PRM (min)", "outcome RM (sum)",
-                                                      "majority vote", "PRM-weighted vote",
-                                                      "oracle (any right)")}
+    picks = {"PRM min q_k (prefix value)": lambda r: aggregate_steps(_prefix_value(r), "min"),
+             "PRM min r_k (step reward)": lambda r: aggregate_steps(r, "min"),
+             "outcome RM (sum r_k = last q_k)": lambda r: float(np.sum(r))}
+    hits: dict[str, list[float]] = {k: [] for k in [*picks, "majority vote",
+                                                      "PRM-weighted vote (min q_k)",
+                                                      "oracle (any right)"]}
     for q in range(args.bon_problems):
         sl = slice(q * n, (q + 1) * n)
         r, ok = rewards[sl], bon_ok[sl]
         answers = [s[-1] for s in bon.steps[sl]]
         right = next(a for a, o in zip(answers, ok) if o) if any(ok) else None
-        prm_pick = int(np.argmax([aggregate_steps(x, "min") for x in r]))
-        orm_pick = int(np.argmax([float(np.sum(x)) for x in r]))
-        w = [1 / (1 + np.exp(-aggregate_steps(x, "min"))) for x in r]
-        hits["implicit PRM (min)"].append(float(ok[prm_pick]))
-        hits["outcome RM (sum)"].append(float(ok[orm_pick]))
+        for name, agg in picks.items():
+            hits[name].append(float(ok[int(np.argmax([agg(x) for x in r]))]))
+        w = [aggregate_steps(_prefix_value(x), "min") for x in r]
         hits["majority vote"].append(float(weighted_vote(answers) == right))
-        hits["PRM-weighted vote"].append(float(weighted_vote(answers, w) == right))
+        hits["PRM-weighted vote (min q_k)"].append(float(weighted_vote(answers, w) == right))
         hits["oracle (any right)"].append(float(any(ok)))
     brng = np.random.default_rng(0)
     print(f"\nbest-of-{n} on {args.bon_problems} fresh problems (generator error rate "
-          f"{args.p_error}); accuracy [95% bootstrap interval]")
+          f"{args.p_error}); accuracy [95% bootstrap interval over problems]")
     arr = {k: np.asarray(v) for k, v in hits.items()}
     for k, v in arr.items():
         m, lo, hi = _interval(v, brng)
-        print(f"  {k:22} {m:.3f} [{lo:.3f}, {hi:.3f}]")
-    for other in ("majority vote", "outcome RM (sum)"):
-        m, lo, hi = _interval(arr["implicit PRM (min)"] - arr[other], brng)
-        print(f"  PRM - {other:16} {m:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+        print(f"  {k:32} {m:.3f} [{lo:.3f}, {hi:.3f}]")
+    print("paired differences [95% bootstrap interval]")
+    for prm_name in list(picks)[:2]:
+        for other in ("majority vote", "outcome RM (sum r_k = last q_k)"):
+            m, lo, hi = _interval(arr[prm_name] - arr[other], brng)
+            print(f"  {prm_name} - {other}: {m:+.3f} [{lo:+.3f}, {hi:+.3f}]")
     print(f"\nwall {time.perf_counter() - t0:.0f} s, CPU {time.process_time() - c0:.0f} s")
 
 

@@ -151,7 +151,7 @@ def train(
     kind: Annotated[Kind, typer.Option(help="frozen: a head on frozen embeddings (fast on CPU); finetune: a fine-tuned backbone scoring at a marker after each step; implicit: a causal LM trained on final-answer outcomes only, step reward beta*log(pi/pi_ref) (Free Process Rewards).")] = Kind.frozen,
     finetune: Annotated[bool, typer.Option("--finetune", help="The same as --kind finetune.")] = False,
     backbone: Annotated[Optional[str], typer.Option(help="A local Hugging Face model folder (encoder, or causal LM) for --finetune, or a sentence-transformers folder for the frozen head; default the offline MiniLM.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="--kind implicit: the causal LM to train, a local folder or a cached Hub id (it is also the reference pi_ref).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="--kind implicit: the causal LM to train, a local folder or a cached Hub id; it is also the reference pi_ref, so give the model that wrote the solutions (a reference that already writes the right ones with probability near 1 leaves 0.5 no boundary).")] = None,
     outcome_column: Annotated[str, typer.Option("--outcome-column", help="--kind implicit: the field saying whether a solution's final answer is right (true/false), as ProcessBench's final_answer_correct.")] = "final_answer_correct",
     checker: Annotated[Checker, typer.Option(help="--kind implicit on candidates with an answer: how a candidate's final answer is compared with it.")] = Checker.math,
     separator: SepOpt = "\\n\\n",

@@ -19,16 +19,20 @@ reward of the solutions the reference would write from that prefix, a Q value; t
 reward is its change, ``r_k = q_k - q_{k-1}``. Trained with a loss anchored at 0 (the
 paper's cross-entropy ``sigmoid(r(y)) = P(right)``; here ``apo_zero_unpaired`` or ``kto``,
 which push ``r`` above 0 for right outcomes and below for wrong ones), ``q_k < 0`` says the
-prefix more likely ends wrong: a step is judged wrong when it brings the prefix's value below
-0. :meth:`ImplicitPRM.score` therefore returns ``sigmoid(q_k)``, whose 0.5 is ``q_k = 0``:
-the natural fixed threshold of ProcessBench. (``sigmoid(r_k)`` of the step reward alone puts
-0.5 at "this step changed nothing", and the small ups and downs of right steps then flag
-most right solutions: on the synthetic task, F1 0.53 at 0.5 against 0.92 at a tuned
-threshold; benchmarks/prm_synthetic.py.) A pairwise loss (DPO) fixes only differences of
-``r`` between solutions of one prompt, so its 0 is no boundary: tune the threshold there.
+prefix more likely ends wrong. :meth:`ImplicitPRM.score` returns ``sigmoid(q_k)``, whose
+0.5 is ``q_k = 0``: the fixed ProcessBench threshold; :meth:`~ImplicitPRM.step_rewards`
+gives ``r_k``. The 0 is a boundary only when ``pi_ref`` is the model whose samples were
+labelled (the paper's setting: it writes right and wrong solutions, and the training moves
+them apart around 0). A reference that already writes right solutions with probability
+near 1 leaves no room to raise them (``r <= -beta * log pi_ref(y)``, about 0): right steps
+then sit at 0 with small noise, errors far below, and 0.5 flags most right solutions, in
+either reading -- on the synthetic task F1 at 0.5 is 0.997 with the generator as reference
+and 0.56 with a reference fitted on right solutions only (0.93 at a tuned threshold;
+benchmarks/prm_synthetic.py). A pairwise loss (DPO) fixes only differences of ``r``
+between solutions of one prompt, so its 0 is no boundary: tune the threshold there.
 
 ``pi_ref`` is the model before the outcome training: :func:`fit_lm` fits one on unlabelled
-solutions (the generator's own samples), standing in for a pretrained LM on small tasks.
+solutions (the generator's own samples), standing in for the generator on small tasks.
 A folder holds ``policy/`` (align's run, the trained model), ``reference/`` and
 ``config.json`` (kind ``"implicit"``, ``beta``, the threshold). :func:`fit_implicit_prm` is
 the whole run from solutions and their outcomes (``prefkit prm train --kind implicit``):
