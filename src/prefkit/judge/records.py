@@ -24,7 +24,7 @@ from one judge (``NaN`` when the judge gave none).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -75,6 +75,23 @@ def _col(x: Any, n: int, dtype: Any, name: str, fill: Any = None) -> NDArray[Any
     if arr.shape[:1] != (n,):
         raise ValueError(f"{name} must have {n} rows, got shape {arr.shape}")
     return arr
+
+
+_T = TypeVar("_T", "Verdicts", "Grades")
+
+
+def _rows(cls: type[_T], table: _T, mask: NDArray[np.bool_] | NDArray[np.integer]) -> _T:
+    """The rows of ``mask`` of every column of ``table`` (a :class:`Verdicts` or
+    :class:`Grades`)."""
+    return cls(**{f: getattr(table, f)[mask] for f in cls.__dataclass_fields__})
+
+
+def _joined(cls: type[_T], parts: list[_T], what: str) -> _T:
+    """Every column of ``parts`` end to end; an error naming ``what`` when there are none."""
+    if not parts:
+        raise ValueError(f"no {what} to join")
+    return cls(**{f: np.concatenate([getattr(p, f) for p in parts])
+                  for f in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -169,10 +186,7 @@ class Verdicts:
 
     def select(self, mask: NDArray[np.bool_] | NDArray[np.integer]) -> Verdicts:
         """The rows of ``mask`` (a boolean mask or row indices)."""
-        kw = {}
-        for f in self.__dataclass_fields__:
-            kw[f] = getattr(self, f)[mask]
-        return Verdicts(**kw)
+        return _rows(Verdicts, self, mask)
 
     def of_judge(self, judge: str) -> Verdicts:
         return self.select(self.judge == judge)
@@ -180,10 +194,7 @@ class Verdicts:
     @classmethod
     def concat(cls, parts: list[Verdicts]) -> Verdicts:
         """One :class:`Verdicts` of several (e.g. one per file)."""
-        if not parts:
-            raise ValueError("no verdicts to join")
-        return cls(**{f: np.concatenate([getattr(p, f) for p in parts])
-                      for f in cls.__dataclass_fields__})
+        return _joined(cls, parts, "verdicts")
 
     def identity_verdicts(self) -> tuple[NDArray[np.int8], NDArray[np.int8]]:
         """Both orders' verdicts in model terms (A_WINS, B_WINS, TIE, ERROR, NOT_JUDGED)."""
@@ -232,14 +243,11 @@ class Grades:
         return list(dict.fromkeys(self.judge.tolist()))
 
     def select(self, mask: NDArray[np.bool_] | NDArray[np.integer]) -> Grades:
-        return Grades(**{f: getattr(self, f)[mask] for f in self.__dataclass_fields__})
+        return _rows(Grades, self, mask)
 
     @classmethod
     def concat(cls, parts: list[Grades]) -> Grades:
-        if not parts:
-            raise ValueError("no grades to join")
-        return cls(**{f: np.concatenate([getattr(p, f) for p in parts])
-                      for f in cls.__dataclass_fields__})
+        return _joined(cls, parts, "grades")
 
     def out_of_scale(self, high: float = 10, low: float = 1) -> NDArray[np.bool_]:
         """Rows whose grade lies outside ``[low, top]``, ``top`` the row's own
