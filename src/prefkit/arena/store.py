@@ -26,7 +26,6 @@ are append-only (triggers refuse ``UPDATE`` and ``DELETE``).
 from __future__ import annotations
 
 import json
-import queue
 import sqlite3
 import threading
 import time
@@ -35,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from prefkit.arena.pools import LoopPool, ThreadPool
 from prefkit.arena.schema import MIGRATIONS, guards
 
 __all__ = ["MIGRATIONS", "Store", "VoteRows", "open_store"]
@@ -102,12 +102,9 @@ class Store:
         self.url = str(url)
         self.postgres = self.url.startswith(("postgresql://", "postgres://"))
         self.fsync_every_vote = fsync_every_vote
-        self.pool_size = max(1, pool_size)
         self._lock = threading.RLock()
-        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
-        self._conns: list[Any] = []
-        self._aidle: Any = None  # the event loop's idle connections (an asyncio.LifoQueue)
-        self._aconns: list[Any] = []
+        self._threads = ThreadPool(self.url, pool_size)
+        self._loop = LoopPool(self.url, PG_ASYNC_POOL)
         if not self.postgres:
             conn = sqlite3.connect(self.url, check_same_thread=False, isolation_level=None,
                                    timeout=30.0)
@@ -141,115 +138,32 @@ class Store:
         self._checkpointer = threading.Thread(target=run, daemon=True, name="arena-checkpoint")
         self._checkpointer.start()
 
+    # -- connections ---------------------------------------------------------------------------
     def warm(self, n: int = PG_WARM) -> None:
-        """PostgreSQL: open ``n`` connections of the threads' pool now (a server backend
-        takes milliseconds to start: the first requests would wait for theirs)."""
-        if not self.postgres:
-            return
-        with self._lock:
-            missing = min(n, self.pool_size) - len(self._conns)
-        borrowed = [self._borrow() for _ in range(max(0, missing))]
-        for conn in borrowed:
-            self._idle.put(conn)
+        """PostgreSQL: open ``n`` connections of the threads' pool now."""
+        if self.postgres:
+            self._threads.warm(n)
 
-    # -- connection and transaction ----------------------------------------------------------
-    def _borrow(self) -> Any:
-        """A pooled PostgreSQL connection: an idle one, a new one while the pool is not
-        full, else the next one given back."""
-        try:
-            conn = self._idle.get_nowait()
-        except queue.Empty:
-            with self._lock:
-                grow = len(self._conns) < self.pool_size
-                if grow:
-                    self._conns.append(None)  # the place is taken while connecting
-            if not grow:
-                conn = self._idle.get()
-            else:
-                try:
-                    conn = self._connect()
-                finally:
-                    with self._lock:
-                        self._conns.remove(None)
-                with self._lock:
-                    self._conns.append(conn)
-        if conn.closed or conn.broken:  # e.g. the server restarted: replace it
-            with self._lock:
-                self._conns.remove(conn)
-                self._conns.append(conn := self._connect())
-        return conn
+    async def awarm(self, n: int = PG_WARM) -> None:
+        """PostgreSQL: open ``n`` connections of the event loop's pool now."""
+        if self.postgres:
+            await self._loop.warm(n)
 
-    def _connect(self) -> Any:
-        import psycopg
-
-        return psycopg.connect(self.url, autocommit=True)  # _tx opens transactions
-
-    @contextmanager
-    def _pg(self) -> Iterator[Any]:
-        conn = self._borrow()
-        try:
-            yield conn
-        finally:
-            self._idle.put(conn)
-
-    # -- the event loop's pool (PostgreSQL) ----------------------------------------------------
-    async def _aborrow(self) -> Any:
-        """An idle connection of the event loop's pool, a new one while it is not full, else
-        the next one given back (single-threaded: the event loop's own)."""
-        import asyncio
-
-        import psycopg
-
-        if self._aidle is None:
-            self._aidle = asyncio.LifoQueue()
-        while True:
-            try:
-                conn = self._aidle.get_nowait()
-            except asyncio.QueueEmpty:
-                if len(self._aconns) >= PG_ASYNC_POOL:
-                    conn = await self._aidle.get()
-                else:
-                    self._aconns.append(None)
-                    try:
-                        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-                    finally:
-                        self._aconns.remove(None)
-                    self._aconns.append(conn)
-                    return conn
-            if not (conn.closed or conn.broken):
-                return conn
-            self._aconns.remove(conn)  # e.g. the server restarted: open another
+    async def aclose(self) -> None:
+        """Close the event loop's pool (from the event loop, before :meth:`close`)."""
+        if self.postgres:
+            await self._loop.close()
 
     async def _aone(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
         """:meth:`_one` on the event loop's pool."""
-        conn = await self._aborrow()
-        try:
-            cur = await conn.execute(sql.replace("?", "%s"), params or None)
-            return await cur.fetchone()
-        finally:
-            self._aidle.put_nowait(conn)  # type: ignore[union-attr]
-
-    async def awarm(self, n: int = PG_WARM) -> None:
-        """PostgreSQL: open ``n`` connections of the event loop's pool now (a server
-        backend takes milliseconds to start: the first requests would wait for theirs)."""
-        if not self.postgres:
-            return
-        conns = [await self._aborrow() for _ in range(min(n, PG_ASYNC_POOL))]
-        for conn in conns:
-            self._aidle.put_nowait(conn)  # type: ignore[union-attr]
-
-    async def aclose(self) -> None:
-        for conn in self._aconns:
-            if conn is not None:
-                await conn.close()
-        self._aconns.clear()
+        return await self._loop.one(sql.replace("?", "%s"), params)
 
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[Any]:
         """One transaction; yields ``run(sql, params) -> cursor`` (``?`` placeholders).
         SQLite takes the write lock at the start of a writing transaction (``IMMEDIATE``)."""
         if self.postgres:
-            with self._pg() as conn, conn.transaction():
+            with self._threads.conn() as conn, conn.transaction():
                 cur = conn.cursor()
                 yield lambda sql, p=(): cur.execute(sql.replace("?", "%s"), p or None)
             return
@@ -267,7 +181,7 @@ class Store:
         """One statement in its own (implicit) transaction: one round trip, no BEGIN or
         COMMIT; the statement is atomic and committed when this returns."""
         if self.postgres:
-            with self._pg() as conn:
+            with self._threads.conn() as conn:
                 return conn.execute(sql.replace("?", "%s"), params or None).fetchone()
         with self._lock:
             return self._sqlite.execute(sql, params).fetchone()
@@ -283,9 +197,7 @@ class Store:
         with self._lock:
             if not self.postgres:
                 self._sqlite.close()
-            for c in self._conns:
-                if c is not None:
-                    c.close()
+        self._threads.close()
 
     def describe(self) -> str:
         """The database without credentials (for logs and the leaderboard's ``input``)."""
