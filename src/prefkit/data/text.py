@@ -86,6 +86,21 @@ def _opt(x: Any, n: int, name: str, dtype: Any) -> NDArray[Any] | None:
     return arr
 
 
+def _set_labels(records: Any, n: int, names: Sequence[str]) -> None:
+    """Check and set the optional per-row labels ``names`` of ``records`` (kept as objects)
+    and its ``source_line`` (integers): ``None`` or ``n`` entries each."""
+    for name in names:
+        object.__setattr__(records, name, _opt(getattr(records, name), n, name, object))
+    object.__setattr__(records, "source_line", _opt(records.source_line, n, "source_line",
+                                                    np.int64))
+
+
+def _join(prompt: str, response: str) -> str:
+    """A standard (string) prompt and a response as one text, as the module docstring says:
+    ``"{prompt}\\n\\n{response}"``, or the response alone when the prompt is empty."""
+    return f"{prompt}\n\n{response}" if prompt else response
+
+
 def _index(mask: Index, n: int) -> NDArray[np.intp]:
     """A boolean mask or an index array as positions."""
     m = np.asarray(mask)
@@ -145,10 +160,7 @@ class TextPairs:
         object.__setattr__(self, "chosen", _strings(self.chosen, None, "chosen"))
         object.__setattr__(self, "rejected", _strings(self.rejected, n, "rejected"))
         object.__setattr__(self, "margin", _opt(self.margin, n, "margin", np.float64))
-        for name in ("annotator", "user", "category", "id"):
-            object.__setattr__(self, name, _opt(getattr(self, name), n, name, object))
-        object.__setattr__(self, "source_line", _opt(self.source_line, n, "source_line",
-                                                     np.int64))
+        _set_labels(self, n, ("annotator", "user", "category", "id"))
         mp = self.messages_prompt
         if mp is not None:
             mp = list(mp)
@@ -170,10 +182,8 @@ class TextPairs:
         for prompt, msgs, resp in zip(self.prompt, mp, responses):
             if msgs is not None:
                 out.append(render_chat([*msgs, {"role": "assistant", "content": resp}]))
-            elif prompt:
-                out.append(f"{prompt}\n\n{resp}")
             else:
-                out.append(resp)
+                out.append(_join(prompt, resp))
         return out
 
     def select(self, mask: Index) -> TextPairs:
@@ -214,10 +224,7 @@ class TextRatings:
         ratings = {str(k): _opt(v, n, f"ratings[{k!r}]", np.float64)
                    for k, v in dict(self.ratings).items()}
         object.__setattr__(self, "ratings", ratings)
-        for name in ("user", "category", "id"):
-            object.__setattr__(self, name, _opt(getattr(self, name), n, name, object))
-        object.__setattr__(self, "source_line", _opt(self.source_line, n, "source_line",
-                                                     np.int64))
+        _set_labels(self, n, ("user", "category", "id"))
 
     def __len__(self) -> int:
         return len(self.response)
@@ -228,7 +235,7 @@ class TextRatings:
 
     def texts(self) -> list[str]:
         """``"{prompt}\\n\\n{response}"`` per row (the response alone if the prompt is empty)."""
-        return [f"{p}\n\n{r}" if p else r for p, r in zip(self.prompt, self.response)]
+        return [_join(p, r) for p, r in zip(self.prompt, self.response)]
 
     def select(self, mask: Index) -> TextRatings:
         idx = _index(mask, len(self))
@@ -281,10 +288,7 @@ class BestOfN:
             if len(oc) != n:
                 raise ValueError(f"other_correct must have {n} entries, got {len(oc)}")
             object.__setattr__(self, "other_correct", oc)
-        for name in ("category", "id"):
-            object.__setattr__(self, name, _opt(getattr(self, name), n, name, object))
-        object.__setattr__(self, "source_line", _opt(self.source_line, n, "source_line",
-                                                     np.int64))
+        _set_labels(self, n, ("category", "id"))
 
     def __len__(self) -> int:
         return len(self.chosen)
@@ -308,7 +312,7 @@ class BestOfN:
         flat: list[str] = []
         offsets = [0]
         for i, p in enumerate(self.prompt):
-            flat += [f"{p}\n\n{r}" if p else r for r in self.responses(i)]
+            flat += [_join(p, r) for r in self.responses(i)]
             offsets.append(len(flat))
         return flat, np.asarray(offsets, dtype=np.int64)
 
