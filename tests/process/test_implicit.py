@@ -326,6 +326,22 @@ def test_cli_implicit_refuses_bad_rows_and_options(implicit_cli: dict, tmp_path:
                           "--stop-after", "1")
     assert code == 0, err
     assert json.loads(out)["n_solutions"] == 62 and "skipped 2 invalid row(s)" in err
+    # a row the step reader skips, in a JSON list on one line: outcomes stay row for row
+    skip = [dict(r) for r in implicit_cli["rows"]]
+    skip[1]["label"] = 99
+    (tmp_path / "skip.json").write_text(json.dumps(skip))
+    code, out, err = _cli("prm", "train", tmp_path / "skip.json", "--model", tmp / "lm",
+                          "--output", tmp_path / "o5", *TRAIN_ARGS, "--skip-invalid",
+                          "--stop-after", "1")
+    assert code == 0, err
+    s = json.loads(out)
+    assert s["n_solutions"] == 63 and "names no step" in err
+    want = {(r["problem"] + response_text(r["steps"])): r["final_answer_correct"]
+            for i, r in enumerate(skip) if i != 1}
+    got = [json.loads(x) for f in ("outcome_rows.jsonl", "outcome_rows_val.jsonl")
+           for x in (tmp_path / "o5" / f).read_text().splitlines()]
+    assert len(got) == 63 and all(want[g["prompt"] + g["completion"]] == g["label"]
+                                  for g in got)
     for r in rows:
         r.pop("final_answer_correct", None)
     (tmp_path / "bad.json").write_text(json.dumps(rows))
@@ -347,3 +363,28 @@ def test_cli_implicit_refuses_bad_rows_and_options(implicit_cli: dict, tmp_path:
                         "--output", tmp_path / "o4")
     assert code == 2 and "contradict" in err
     assert not (tmp_path / "o4").exists()
+
+
+def test_outcomes_of_the_real_processbench_files() -> None:
+    # ProcessBench's final_answer_correct, row for row (the GSM8K file is one JSON list on
+    # one line, so a line is no key); answers right through a wrong step exist there too
+    import gzip
+    import json
+
+    from shared_paths import SHARED
+
+    from prefkit.cli.prm import _outcomes_of
+    from prefkit.process import read_steps
+
+    for name in ("processbench_gsm8k.json", "processbench_math.json.gz"):
+        path = SHARED / "data" / "prm" / name
+        if not path.exists():
+            pytest.skip(f"{path} is not available")
+        opener = gzip.open if name.endswith(".gz") else open
+        with opener(path, "rt") as f:
+            raw = json.load(f)
+        steps = read_steps(path).data
+        kept, outcomes = _outcomes_of(path, steps, "final_answer_correct", False)
+        assert len(kept) == len(raw) and outcomes == [r["final_answer_correct"] for r in raw]
+        assert kept.first_error == [r["label"] for r in raw]
+        assert sum(o and r["label"] != -1 for o, r in zip(outcomes, raw)) > 0
