@@ -11,6 +11,9 @@
 ``PartialState``: NCCL on GPUs, gloo on CPUs) and says which process this is
 (:class:`Processes`: ``rank`` of ``world``, the few collective calls the loops make). One
 process makes no distributed call: every method answers locally when ``world == 1``.
+Launchers: ``accelerate launch --multi_gpu --num_processes N`` or ``torchrun
+--nproc_per_node N`` on GPUs; on CPUs ``torchrun`` (accelerate launches several CPU
+processes only through ``mpirun``).
 
 :func:`prepare_model` hands the model to ``Accelerator.prepare_model``: several
 processes get ``DistributedDataParallel``, which all-reduces (averages) the gradients,
