@@ -30,6 +30,7 @@ from prefkit.data._formats_verdicts import (
     _turn,
     _word,
 )
+from prefkit.data.annotations import pandalm_prompt
 from prefkit.data.formats import Parsed, register
 from prefkit.data.table import Table
 
@@ -179,9 +180,8 @@ def read_pandalm_verdicts(src: str | Path | Table, *, columns: Any = None,
             names = cmp_key.split("_", 1) if "_" in cmp_key else []
             if len(names) == 2 and names[0] != names[1]:
                 ma, mb = names
-            extra = _text(pair.get("input")).strip()
             # the prompt as the annotation reader ``pandalm`` writes it, so the two join
-            prompt = _text(pair.get("instruction")) + (f"\n\n{extra}" if extra else "")
+            prompt = pandalm_prompt(_text(pair.get("instruction")), _text(pair.get("input")))
         r1 = _strip(pair.get("response1")) if pair else None
         r2 = _strip(pair.get("response2")) if pair else None
         rows.add(line, judge=judge, prompt=prompt, model_a=ma, model_b=mb, ab=code,

@@ -243,6 +243,13 @@ def _text(v: Any) -> str:
     return "" if v is None else str(v)
 
 
+def pandalm_prompt(instruction: str, extra: str) -> str:
+    """A PandaLM pair's prompt: its ``instruction``, then its ``input`` (stripped) after a
+    blank line when there is one. The annotation and the judge readers both key pairs by it."""
+    extra = extra.strip()
+    return instruction + (f"\n\n{extra}" if extra else "")
+
+
 class _Builder:
     """Collects pairs and the problems of their rows."""
 
@@ -390,8 +397,8 @@ def _wide(table: Table, columns: Columns, *, pandalm: bool) -> Parsed:
         fields = _pair_fields(b, rec, line, col)
         pid = _text(rec.get(col["pair"])) if col["pair"] else str(k)
         if pandalm:
-            extra = _text(rec.get("input")).strip()
-            fields["prompt"] = _text(rec.get("instruction")) + (f"\n\n{extra}" if extra else "")
+            fields["prompt"] = pandalm_prompt(_text(rec.get("instruction")),
+                                              _text(rec.get("input")))
             key = _text(rec.get("cmp_key"))
             if key:
                 if key.count("_") != 1:
