@@ -12,6 +12,7 @@ import time
 
 import httpx
 import numpy as np
+import pytest
 from arena_helpers import api, prefkit, wait_caught_up, write_outputs
 from test_board import _rows
 
@@ -178,3 +179,29 @@ def test_lifting_through_the_admin_route_reaches_the_live_leaderboard(sqlite_db,
     assert [f["lifted"] for f in flags] == [True]
     audit = httpx.get(s.url + "/api/admin/audit", headers=s.admin()).json()
     assert audit[-1]["action"] == "lift_flags" and audit[-1]["detail"]["why"] == "verified"
+
+
+def test_a_vote_committed_after_a_later_one_still_reaches_the_board(db):
+    """PostgreSQL numbers votes when they are inserted, not when they commit: a vote whose
+    transaction commits after a later-numbered one's was skipped by a board that read up
+    to the larger number. The board asks for the skipped numbers again."""
+    if not db.startswith("postgres"):
+        pytest.skip("PostgreSQL only (SQLite has one writer: votes commit in order)")
+    import psycopg
+
+    store = open_store(db)
+    store.import_votes([("m0", "m1", "a", "v0", "p")])
+    board = LiveBoard(store, BoardConfig(rounds=10, bootstrap_process=False))
+    assert board.update()
+    with psycopg.connect(db) as slow:  # a transaction: seq 2 taken, not committed
+        slow.execute("INSERT INTO votes (model_a, model_b, outcome, created_at, source) VALUES "
+                     "((SELECT id FROM models WHERE name = 'm0'), (SELECT id FROM models "
+                     "WHERE name = 'm1'), 'b', 0, 'import')")
+        store.import_votes([("m0", "m1", "a", "v0", "p")])  # seq 3, committed first
+        assert board.update() and board.tally.last_seq == 3 and len(board.tally.a) == 2
+        slow.commit()
+    assert board.update()  # seq 2 read now, though below the last seq read
+    assert sorted(board.tally.seq) == [1, 2, 3]
+    _same_counts(board.counts, board.tally.counts(np.ones(3)))
+    assert board.counts.counts.tolist() == [[2.0, 1.0, 0.0, 0.0]]
+    store.close()
