@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 
 from prefkit.choice.pairwise import Link, expit
 from prefkit.data.records import PairCounts, PairwiseVotes
-from prefkit.rank._design import PairRows, build_rows
+from prefkit.rank._design import PairRows, build_rows, tie_convention
 from prefkit.rank._newton import ConvergenceError
 
 Array = NDArray[np.float64]
@@ -43,23 +43,6 @@ Array = NDArray[np.float64]
 CHUNK_ENTRIES = 4_000_000
 #: Chord iterations before a round is handed to the one-by-one Newton fallback.
 CHORD_MAX_ITER = 60
-
-
-def tie_convention(raw: Array, ties: str, *, inplace: bool = False) -> Array:
-    """Raw counts (first wins, second wins, ties) along axis 1 (shape ``(R, 3)`` or
-    ``(R, 3, B)``) to fit counts: ``"half"`` adds half of each tie to both sides,
-    ``"ignore"`` drops ties, the tie models keep them."""
-    if ties in ("davidson", "rao_kupper"):
-        return raw
-    out = raw if inplace else raw.copy()
-    if ties == "half":
-        half = 0.5 * raw[:, 2]
-        out[:, 0] += half
-        out[:, 1] += half
-    elif ties != "ignore":
-        raise ValueError(f"ties must be 'half', 'ignore', 'davidson' or 'rao_kupper', got {ties!r}")
-    out[:, 2] = 0.0
-    return out
 
 
 @dataclass(frozen=True)

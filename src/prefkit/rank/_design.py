@@ -48,15 +48,32 @@ class PairRows:
         return replace(self, counts=counts)
 
 
+def tie_convention(
+    raw: NDArray[np.float64], ties: str, *, inplace: bool = False
+) -> NDArray[np.float64]:
+    """Raw counts (first wins, second wins, ties) along axis 1 (shape ``(R, 3)`` or
+    ``(R, 3, B)``) to fit counts: ``"half"`` adds half of each tie to both sides,
+    ``"ignore"`` drops ties, the tie models keep them."""
+    if ties in ("davidson", "rao_kupper"):
+        return raw
+    out = raw if inplace else raw.copy()
+    if ties == "half":
+        half = 0.5 * raw[:, 2]
+        out[:, 0] += half
+        out[:, 1] += half
+    elif ties != "ignore":
+        raise ValueError(f"ties must be 'half', 'ignore', 'davidson' or 'rao_kupper', got {ties!r}")
+    out[:, 2] = 0.0
+    return out
+
+
 def _apply_ties(c4: NDArray[np.float64], ties: str) -> NDArray[np.float64]:
+    """Counts (first wins, second wins, ties, both-bad ties) to fit counts: both kinds of
+    tie are ties, then :func:`tie_convention`."""
     if ties not in TIES:
         raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
-    t = c4[:, 2] + c4[:, 3]
-    if ties == "half":
-        return np.column_stack([c4[:, 0] + 0.5 * t, c4[:, 1] + 0.5 * t, np.zeros_like(t)])
-    if ties == "ignore":
-        return np.column_stack([c4[:, 0], c4[:, 1], np.zeros_like(t)])
-    return np.column_stack([c4[:, 0], c4[:, 1], t])
+    raw = np.column_stack([c4[:, 0], c4[:, 1], c4[:, 2] + c4[:, 3]])
+    return tie_convention(raw, ties, inplace=True)
 
 
 def _style_columns(
