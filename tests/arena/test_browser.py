@@ -231,12 +231,16 @@ def test_vote_in_a_browser_without_javascript(browser_without_js, servers, sqlit
     link = b.find_element(By.CSS_SELECTOR, "#noscript a")
     assert link.is_displayed()
     link.click()
+    _wait(lambda: b.find_elements(By.ID, "start"), what="the start form")
     b.find_element(By.ID, "start").click()
+    _wait(lambda: "/vote/battles/" in b.current_url and b.find_elements(By.ID, "out-a"),
+          what="the battle page")
     page = b.page_source.lower()
-    assert "/vote/battles/" in b.current_url and not any(m in page for m in MODELS)
+    assert not any(m in page for m in MODELS)
     assert b.find_element(By.ID, "out-a").text.startswith("Answer")
     b.save_screenshot(str(tmp_path / "nojs_battle.png"))
     b.find_element(By.CSS_SELECTOR, "button[name='winner'][value='b']").click()
+    _wait(lambda: b.find_elements(By.ID, "result"), what="the vote's answer")
     assert b.find_element(By.ID, "result").text == "Vote recorded."
     ra = b.find_element(By.ID, "reveal-a").text.split(": ")[1]
     rb = b.find_element(By.ID, "reveal-b").text.split(": ")[1]
@@ -247,4 +251,5 @@ def test_vote_in_a_browser_without_javascript(browser_without_js, servers, sqlit
     assert [r["item"] for r in lb["leaderboard"]] == [rb, ra]
     # the next battle from the same page
     b.find_element(By.ID, "start").click()
-    assert b.find_element(By.CSS_SELECTOR, "button[name='winner'][value='a']").is_displayed()
+    assert _wait(lambda: b.find_elements(By.CSS_SELECTOR, "button[name='winner'][value='a']"),
+                 what="the next battle")[0].is_displayed()

@@ -140,7 +140,7 @@ def test_lifting_through_the_admin_route_reaches_the_live_leaderboard(sqlite_db,
                                                                       tmp_path):
     """A real server: a voter flagged (integrity round), then the flag lifted through
     ``POST /api/admin/flags/lift``; the live leaderboard counts the votes again and equals
-    ``prefkit rank`` on the export; an automatic round does not raise the flag again."""
+    ``prefkit rank`` on the export; the flag stays in the log, marked lifted."""
     prefkit("arena", "add-outputs", str(write_outputs(tmp_path / "o.jsonl", leak=False)),
             "--db", sqlite_db)
     s = servers(sqlite_db, "--rounds", "30", "--seed", "3", "--voter-rate", "0")
