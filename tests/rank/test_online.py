@@ -293,3 +293,17 @@ def test_weng_lin_rejects_what_it_cannot_rate() -> None:
         weng_lin(PairwiseVotes.from_names(["x"], ["y"], ["a"]), model="glicko")  # type: ignore
     with pytest.raises(ValueError, match="soft"):
         weng_lin(PairwiseVotes.from_names(["x"], ["y"], ["a"], soft=[0.7]))
+
+
+def test_weng_lin_bradley_terry_full_far_apart_ratings_do_not_overflow() -> None:
+    """A mu gap of 1,000 with sigma 0.5 and beta 0.1 puts the logistic at exp(~1e3): was an
+    OverflowError. Closed form: the favourite's win moves nothing (p = 1 to double
+    precision); the underdog's win moves both by sigma^2 / c (its probability ~0)."""
+    v = PairwiseVotes(ItemIndex(("a", "b")), np.array([0, 1]), np.array([1, 0]),
+                      np.array([0, 0]))
+    r = weng_lin(v, model="bradley_terry_full", mu=[1000.0, 0.0], sigma=0.5, beta=0.1)
+    c = math.sqrt(2 * 0.1**2 + 2 * 0.5**2)
+    assert np.isfinite(r.mu).all() and np.isfinite(r.sigma).all()
+    # vote 1: a beats b, expected: no move; vote 2: b beats a, the full step
+    assert r.mu[0] == pytest.approx(1000.0 - 0.25 / c, rel=1e-9)
+    assert r.mu[1] == pytest.approx(0.0 + 0.25 / c, rel=1e-9)

@@ -175,7 +175,8 @@ def _full_pairing(mu: list, s2: list, rk: list, beta2: float, eps: float,
 
 
 def _bt_pair(x: float, t: float, cmp: int, r: float, k: float) -> tuple[float, float]:
-    p = 1.0 / (1.0 + math.exp(-x))
+    # the logistic without overflow: exp(-x) overflows a float once x < -709
+    p = 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
     score = 1.0 if cmp > 0 else (0.5 if cmp == 0 else 0.0)
     return r * (score - p), k * p * (1.0 - p)
 
