@@ -40,7 +40,7 @@ class BothBad(str, Enum):
 
 
 DEFAULT_MEDIA_MB = 20.0
-MediaCapOpt = Annotated[float, typer.Option("--max-media-mb", help="Largest media file (or URL answer) taken, in MiB.", min=0.001)]
+MediaCapOpt = Annotated[float, typer.Option("--max-media-mb", help="Largest media taken, in MiB: add-outputs refuses bigger files; serve refuses bigger files and URL answers.", min=0.001)]
 PolicyOpt = Annotated[Policy, typer.Option("--flag-policy", help="Flagged votes: set aside (exclude, weight 0) or counted (include).")]
 BothBadOpt = Annotated[BothBad, typer.Option("--both-bad", help="Both-bad votes: a tie (half a win each, as LMArena) or ignored.")]
 
