@@ -265,8 +265,9 @@ def _train_report(summary: dict[str, Any], output: Path, n: int, t0: float,
         print_json(summary)
         return
     if not summary.get("finished", True):
-        done = f"{summary.get('epochs_run')} epochs" if by_epochs else \
-            f"{summary.get('steps')} optimizer steps"
+        n_done = summary.get("epochs_run") if by_epochs else summary.get("steps")
+        unit = "epoch" if by_epochs else "optimizer step"
+        done = f"{n_done} {unit}{'' if n_done == 1 else 's'}"
         out.print(f"stopped after {done} at --stop-after: a checkpoint (no model yet) is in "
                   f"{output}; the same command with --resume continues", highlight=False)
         return
