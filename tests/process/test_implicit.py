@@ -1,7 +1,7 @@
 """The synthetic task (exact step labels, lucky solutions) and the implicit PRM: its step
 rewards equal beta * log(pi/pi_ref) summed over each step's tokens, computed here from the
-two models' full logits (independently of prefkit.align's chunked engine), and its score is
-sigmoid of their running sum (the paper's q_t, arXiv:2412.01981 Proposition 3.1); training
+two models' full logits (independently of prefkit.align's chunked engine), its score is their
+sigmoid and its values their running sums (the paper's q_t, arXiv:2412.01981); training
 runs prefkit.align on outcome rows and writes a folder load_prm reads; `prefkit prm train
 --kind implicit` end to end through the real CLI (outcomes from ProcessBench's
 final_answer_correct or from checked candidates; --stop-after then --resume equals one run;
@@ -89,10 +89,11 @@ def test_step_rewards_equal_the_log_ratio_of_full_logits() -> None:
     for g, p, st in zip(got, data.prompts, data.steps):
         np.testing.assert_allclose(g, _full_logits_rewards(prm, p, st), rtol=1e-4, atol=1e-5)
     s = prm.score(data.prompts, data.steps)
-    for g, sc, p, st in zip(got, s, data.prompts, data.steps):  # sigmoid(q_k), q_k = running sum
-        q = np.cumsum(_full_logits_rewards(prm, p, st))
-        np.testing.assert_allclose(sc, 1 / (1 + np.exp(-q)), rtol=1e-4, atol=1e-6)
-        np.testing.assert_allclose(prm.values([p], [st])[0], np.cumsum(g), rtol=1e-12)
+    for g, sc, p, st in zip(got, s, data.prompts, data.steps):  # sigmoid(r_k); q_k = sum
+        r = np.array(_full_logits_rewards(prm, p, st))
+        np.testing.assert_allclose(sc, 1 / (1 + np.exp(-r)), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(prm.values([p], [st])[0], np.cumsum(r), rtol=1e-4,
+                                   atol=1e-5)
     same = ImplicitPRM(policy, policy, tok, beta=0.3)  # pi == pi_ref: every reward 0
     assert all(np.allclose(r, 0.0) for r in same.step_rewards(data.prompts, data.steps))
 
@@ -222,11 +223,11 @@ def test_cli_trains_an_implicit_prm_from_outcomes(implicit_cli: dict) -> None:
         evaluate_steps(scores, labels, threshold=prm.threshold).f1)
     assert s["val_f1_fixed"] == pytest.approx(evaluate_steps(scores, labels).f1)
     assert "tuned on 16 held-out" in prm.threshold_source
-    # the policy moved away from the reference, and scores are sigmoid(running sums)
+    # the policy moved away from the reference, and scores are sigmoid(step rewards)
     r = prm.step_rewards(data.prompts[:4], data.steps[:4])
     assert not all(np.allclose(x, 0) for x in r)
     for x, sc in zip(r, prm.score(data.prompts[:4], data.steps[:4])):
-        np.testing.assert_allclose(sc, 1 / (1 + np.exp(-np.cumsum(x))), rtol=1e-6)
+        np.testing.assert_allclose(sc, 1 / (1 + np.exp(-x)), rtol=1e-6)
 
 
 def test_cli_stop_after_then_resume_equals_one_run(implicit_cli: dict) -> None:

@@ -179,8 +179,9 @@ def train(
     solutions and saved with the model. The implicit PRM reads each solution's outcome from
     --outcome-column (ProcessBench's final_answer_correct), or, for candidates with an
     answer column, checks each candidate's final answer with --checker; its step score is
-    sigmoid of the log-ratio up to the step's end (0.5: the prefix as likely to end right as
-    wrong), and its threshold stays 0.5 unless the data has step labels to tune it on.
+    sigmoid of the step's log-ratio (0.5: the trained model finds the step as likely as the
+    reference did), and its threshold stays 0.5 unless the data has step labels to tune it
+    on.
 
     Examples:
 

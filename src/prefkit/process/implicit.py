@@ -15,21 +15,24 @@ tokens in the loss mask, the reference in the same call).
 **What a score means.** The paper's Proposition: ``q_k = r_1 + ... + r_k``, the log-ratio
 summed over every token up to the end of step ``k``, equals
 ``beta * log E_{pi_ref}[exp(r(y) / beta) | the prefix]`` -- the (soft) expected outcome
-reward of the solutions the reference would write from that prefix, a Q value; the step
-reward is its change, ``r_k = q_k - q_{k-1}``. Trained with a loss anchored at 0 (the
-paper's cross-entropy ``sigmoid(r(y)) = P(right)``; here ``apo_zero_unpaired`` or ``kto``,
-which push ``r`` above 0 for right outcomes and below for wrong ones), ``q_k < 0`` says the
-prefix more likely ends wrong. :meth:`ImplicitPRM.score` returns ``sigmoid(q_k)``, whose
-0.5 is ``q_k = 0``: the fixed ProcessBench threshold; :meth:`~ImplicitPRM.step_rewards`
-gives ``r_k``. The 0 is a boundary only when ``pi_ref`` is the model whose samples were
-labelled (the paper's setting: it writes right and wrong solutions, and the training moves
-them apart around 0). A reference that already writes right solutions with probability
-near 1 leaves no room to raise them (``r <= -beta * log pi_ref(y)``, about 0): right steps
-then sit at 0 with small noise, errors far below, and 0.5 flags most right solutions, in
-either reading -- on the synthetic task F1 at 0.5 is 0.997 with the generator as reference
-and 0.56 with a reference fitted on right solutions only (0.93 at a tuned threshold;
-benchmarks/prm_synthetic.py). A pairwise loss (DPO) fixes only differences of ``r``
-between solutions of one prompt, so its 0 is no boundary: tune the threshold there.
+reward of the solutions the reference would write from that prefix, a Q value
+(:meth:`ImplicitPRM.values`); the step reward is its change, ``r_k = q_k - q_{k-1}``.
+Trained with a loss anchored at 0 (the paper's cross-entropy ``sigmoid(r(y)) = P(right)``;
+here ``apo_zero_unpaired`` or ``kto``, which push ``r`` above 0 for right outcomes and below
+for wrong ones), a right step raises the prefix's value and a wrong one drops it far below.
+:meth:`ImplicitPRM.score` returns ``sigmoid(r_k)``, whose 0.5 (``r_k = 0``) is the fixed
+ProcessBench threshold; ``sigmoid(q_k)`` at 0.5 ("the prefix more likely ends wrong") flags
+the same first errors on the synthetic task (F1 0.997 both), and the step reward's minimum
+picks better best-of-N candidates (0.81 against 0.79, which equals the outcome reward's).
+The 0 is a boundary only when ``pi_ref`` is the model whose samples were labelled (the
+paper's setting: it writes right and wrong solutions, and the training moves them apart
+around 0). A reference that already writes right solutions with probability near 1 leaves
+no room to raise them (``r <= -beta * log pi_ref(y)``, about 0): right steps then sit at 0
+with small noise, errors far below, and 0.5 flags most right solutions, in either reading
+-- F1 at 0.5 is 0.47 (0.56 for ``q_k``) with a reference fitted on right solutions only,
+0.94 at a tuned threshold (benchmarks/prm_synthetic.py). A pairwise loss (DPO) fixes only
+differences of ``r`` between solutions of one prompt, so its 0 is no boundary: tune the
+threshold there.
 
 ``pi_ref`` is the model before the outcome training: :func:`fit_lm` fits one on unlabelled
 solutions (the generator's own samples), standing in for the generator on small tasks.
@@ -61,7 +64,7 @@ __all__ = ["ImplicitPRM", "ImplicitPRMConfig", "fit_implicit_prm", "fit_lm", "ou
            "outcome_rows", "response_text", "train_implicit_prm"]
 
 KIND = "prm-implicit"
-FIXED = "fixed 0.5 (q_k = 0; no step labels)"
+FIXED = "fixed 0.5 (r_k = 0; no step labels)"
 
 
 def response_text(steps: Sequence[str]) -> str:
@@ -197,9 +200,10 @@ class ImplicitPRM:
 
     def score(self, prompts: Sequence[str], steps: Sequence[Sequence[str]], *,
               progress: bool = False) -> list[np.ndarray]:
-        """``sigmoid(q_k)`` per step: below 0.5 where the prefix up to step ``k`` more likely
-        ends wrong than right (module docstring)."""
-        return [1.0 / (1.0 + np.exp(-q)) for q in self.values(prompts, steps, progress=progress)]
+        """``sigmoid(r_k)`` per step: below 0.5 where the trained policy finds the step less
+        likely than the reference did (module docstring)."""
+        return [1.0 / (1.0 + np.exp(-r)) for r in
+                self.step_rewards(prompts, steps, progress=progress)]
 
     @classmethod
     def load(cls, folder: str | Path) -> ImplicitPRM:
@@ -364,7 +368,7 @@ def fit_implicit_prm(config: ImplicitPRMConfig, output_dir: str | Path,
 
     ``first_error`` (ProcessBench labels, when the data has them) is never trained on: it
     tunes the threshold on the held-out prompts' solutions and feeds the position-prior
-    baseline of ``prefkit prm eval``; without it the threshold is the fixed 0.5 (``q_k =
+    baseline of ``prefkit prm eval``; without it the threshold is the fixed 0.5 (``r_k =
     0``). ``stop_after`` stops after that many optimizer steps with a checkpoint (the
     summary says ``finished: False``); ``resume=True`` continues it, equal to an
     uninterrupted run (align's checkpoints); a finished run is left as it is."""
