@@ -129,3 +129,15 @@ def test_stopped_and_resumed_equals_uninterrupted(tmp_path: Path) -> None:
     assert run(tmp_path / "edge", stop_after=per_epoch)["epochs_run"] == 1
     run(tmp_path / "edge", resume=True)
     assert rows(tmp_path / "edge") == rows(tmp_path / "whole")
+
+
+def test_no_labelled_training_step_is_refused(tmp_path: Path) -> None:
+    from prefkit.data.steps import StepSolutions
+
+    model, tok = _tiny_bert()
+    data = StepSolutions()
+    for i in range(6):
+        data.add(i + 1, f"{i}+1?", [f"{i}+1 = {i + 1}"], [math.nan])  # unlabelled
+    with pytest.raises(ValueError, match="no labelled training steps"):
+        finetune_prm(FinetunePRMConfig(max_length=32), tmp_path / "run", data, model=model,
+                     tokenizer=tok, progress=False)

@@ -347,6 +347,9 @@ def finetune_prm(config: FinetunePRMConfig, output_dir: str | Path, data: StepSo
     tr, va = _split(data.first_error, config.val_fraction, config.seed)
     train = _trim(_examples(tokenizer, data, tr, config.max_length), labelled=True,
                   causal=is_causal(backbone))
+    if not train:
+        raise ValueError("no labelled training steps: every step of the training solutions "
+                         "has no label (NaN); give solutions with step labels")
     pad = tokenizer.pad_token_id or 0
     params = [p for p in scorer.parameters() if p.requires_grad]
     # one fused kernel call when nothing decays (the same update as two parameter groups)
