@@ -163,7 +163,8 @@ def test_lifting_through_the_admin_route_reaches_the_live_leaderboard(sqlite_db,
                       ).status_code == 401
     r = httpx.post(s.url + "/api/admin/flags/lift", headers=s.admin(),
                    json={"ids": [flags[0]["id"], 77], "why": "verified"})
-    assert r.json() == {"lifted": [flags[0]["id"]], "not_lifted": [77]}
+    assert r.json() == {"lifted": [flags[0]["id"]], "not_lifted": [77],
+                        "already_lifted": [], "no_such_flag": [77]}
     bad = httpx.post(s.url + "/api/admin/flags/lift", headers=s.admin(), json={"id": 1})
     assert bad.status_code == 400 and '"ids"' in bad.json()["error"]
     live = _caught_up(s, n, aside=0)

@@ -4,7 +4,9 @@
 media an http(s) URL), ``POST|GET /api/admin/integrity?reasons=...``, ``GET
 /api/admin/flags`` (each with ``lifted``), ``POST /api/admin/flags/lift`` (``{"ids": [...],
 "why": "..."}``: the flags are withdrawn, their votes count again; the flags stay in the
-append-only log, and an automatic integrity round does not raise them again), ``GET
+append-only log, and an automatic integrity round does not raise them again; the answer
+``{"lifted", "not_lifted", "already_lifted", "no_such_flag"}``; ids must be JSON integers,
+at most :data:`MAX_LIFT_IDS` a request), ``GET
 /api/admin/audit``.
 """
 
@@ -72,20 +74,57 @@ async def admin_flags(request: Request) -> Response:
                  "lifted": i in lifted} for i, s, v, r, d in arena.store.flags()])
 
 
+MAX_LIFT_IDS = 10_000  # ids per lift request (one statement each, in one transaction)
+_LIFT_FIX = ('send {"ids": [flag ids], "why": "..."} (GET /api/admin/flags lists the ids; '
+             f"at most {MAX_LIFT_IDS:,} ids a request)")
+
+
+def _lift_body(raw: bytes) -> tuple[list[int], str] | Response:
+    """The ids and reason of a lift request, or what is wrong with it. Each id must be a
+    JSON integer of a flag's range: a string is not read as its characters, 1.7 or true
+    not as 1, a number past SQLite's INTEGER not sent to the database."""
+    if len(raw) > 64 * MAX_LIFT_IDS:
+        return _error(413, f"the body is {len(raw):,} bytes; {_LIFT_FIX}")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return _error(400, f"the body is not JSON ({getattr(e, 'msg', e)}); {_LIFT_FIX}")
+    if not isinstance(body, dict) or "ids" not in body:
+        return _error(400, f"the body has no field 'ids'; {_LIFT_FIX}")
+    ids, why = body["ids"], body.get("why", "")
+    if not isinstance(ids, list):
+        return _error(400, f"field 'ids' must be a JSON list of integers, got "
+                           f"{json.dumps(ids)[:80]}; {_LIFT_FIX}")
+    bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int)
+           or not 1 <= i < 2**63]
+    if bad:
+        return _error(400, f"field 'ids': {json.dumps(bad[0])[:80]} is not a flag id (a "
+                           f"whole number from 1); {_LIFT_FIX}")
+    if len(ids) > MAX_LIFT_IDS:
+        return _error(413, f"field 'ids' holds {len(ids):,} ids; {_LIFT_FIX}")
+    if not isinstance(why, str):
+        return _error(400, f"field 'why' must be a string, got {json.dumps(why)[:80]}; "
+                           f"{_LIFT_FIX}")
+    return ids, why
+
+
 async def admin_lift_flags(request: Request) -> Response:
+    """Lift flags: the answer says which ids were lifted now, which were lifted before
+    (``already_lifted``) and which no flag has (``no_such_flag``); ``not_lifted`` is both."""
     arena = _admin(request)
     if isinstance(arena, Response):
         return arena
-    try:
-        body = json.loads(await request.body())
-        ids = [int(i) for i in body["ids"]]
-        why = str(body.get("why", ""))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        return _error(400, f"send {{\"ids\": [flag ids], \"why\": \"...\"}} (GET "
-                           f"/api/admin/flags lists the ids) ({e})")
+    got = _lift_body(await request.body())
+    if isinstance(got, Response):
+        return got
+    ids, why = got
+    before = set(arena.store.flag_lifts())
     done = arena.store.lift_flags(ids, actor="admin-api", why=why)
     arena.board.poke()
-    return _ok({"lifted": done, "not_lifted": [i for i in ids if i not in done]})
+    rest = [i for i in dict.fromkeys(ids) if i not in done]
+    return _ok({"lifted": done, "not_lifted": rest,
+                "already_lifted": [i for i in rest if i in before],
+                "no_such_flag": [i for i in rest if i not in before]})
 
 
 async def admin_audit(request: Request) -> Response:

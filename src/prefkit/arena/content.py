@@ -167,6 +167,11 @@ def read_outputs(path: str | Path, max_media_bytes: int = MAX_MEDIA_BYTES,
         if media:
             if not media.startswith(("http://", "https://")):
                 media_path = (path.parent / media).resolve()
+                if media_path.is_dir():
+                    problems.append(_problem(name, line, "media", media, f"media {media_path} "
+                                             "is a folder", "give the path of one image, "
+                                             "audio or video file", "is_folder"))
+                    continue
                 if not media_path.is_file():
                     problems.append(_problem(name, line, "media", media, "no such media file "
                                              f"({media_path})", "give a path relative to the "

@@ -61,9 +61,20 @@ def _refusal(request: Request, r: Refusal, voter: str, new: bool) -> Response:
     return _with_cookies(resp, request, voter, new)
 
 
-async def _form(request: Request) -> dict[str, str]:
-    """The fields of a urlencoded form (the last value of each)."""
-    raw = (await request.body()).decode("utf-8", "replace")
+MAX_FORM_BYTES = 64 * 1024  # a vote form is under 1 KiB
+
+
+async def _form(request: Request) -> dict[str, str] | Refusal:
+    """The fields of a urlencoded form (the last value of each), or a refusal of a body
+    over :data:`MAX_FORM_BYTES` (read no further than that)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            return Refusal(413, f"the form is over {MAX_FORM_BYTES // 1024} KiB; a vote form is "
+                                f"under 1 KiB: {_FIX}")
+        chunks.append(chunk)
+    raw = b"".join(chunks).decode("utf-8", "replace")
     return {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
 
 
@@ -81,11 +92,13 @@ async def create_battle(request: Request) -> Response:
     arena: Arena = request.app.state.arena
     form = await _form(request)
     voter, new = arena.voter(request)
+    if isinstance(form, Refusal):
+        return _refusal(request, form, voter, new)
     who = arena.who(request, form.get("csrf"), _FIX)
     if isinstance(who, Refusal):
         return _refusal(request, who, voter, new)
     k: Any = form.get("k", "2")
-    k = int(k) if k.isdigit() else k
+    k = int(k) if _digits(k) else k
     battle = await start_battle(arena, voter, arena.address(request), k)
     if isinstance(battle, Refusal):
         return _refusal(request, battle, voter, new)
@@ -93,12 +106,18 @@ async def create_battle(request: Request) -> Response:
                          request, voter, new)
 
 
+def _digits(v: str) -> bool:
+    """ASCII digits only (``str.isdigit`` is true of '²' and '٣', which ``int`` refuses or
+    reads; a form field so typed is refused as the JSON API refuses it)."""
+    return v.isascii() and v.isdigit() and len(v) <= 6
+
+
 def _ranking(form: dict[str, str], slots: list[str]) -> dict[str, Any]:
     """The JSON API's vote body from the form's fields."""
     if "winner" in form:
         return {"winner": form["winner"]}
     given = {s: form.get(f"rank_{s}", "") for s in slots}
-    if not all(v.isdigit() for v in given.values()):
+    if not all(_digits(v) for v in given.values()):
         return {"ranking": None}
     levels: dict[int, list[str]] = {}
     for s, v in given.items():
@@ -114,6 +133,8 @@ async def battle_page(request: Request) -> Response:
     result = None
     if request.method == "POST":
         form = await _form(request)
+        if isinstance(form, Refusal):
+            return _refusal(request, form, voter, new)
         who = arena.who(request, form.get("csrf"), _FIX)
         if isinstance(who, Refusal):
             return _refusal(request, who, voter, new)

@@ -46,6 +46,8 @@ BothBadOpt = Annotated[BothBad, typer.Option("--both-bad", help="Both-bad votes:
 
 
 def _media_bytes(mb: float) -> int:
+    if not mb * 2**20 < 2**63:  # inf, 1e400 (read as inf) and sizes past any file
+        fail(f"--max-media-mb {mb:g}: give a finite size in MiB, e.g. --max-media-mb 100")
     return int(mb * 2**20)
 
 
@@ -74,8 +76,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     fsync_every_vote: Annotated[bool, typer.Option("--fsync-every-vote", help="SQLite: fsync every vote (survives power loss; default: survives kill -9).")] = False,
-    rounds: Annotated[int, typer.Option(help="Bootstrap rounds of the live leaderboard.")] = 1000,
-    seed: Annotated[int | None, typer.Option(help="Seed of the matchmaking (which models, prompt and slots each battle shows) and of the leaderboard's bootstrap; for tests, benchmarks and replays: whoever knows it can predict the slots. Default: the bootstrap seeds with 0 (as prefkit rank), the matchmaking from the operating system.")] = None,
+    rounds: Annotated[int, typer.Option(help="Bootstrap rounds of the live leaderboard (at least 2, as prefkit rank).", min=2)] = 1000,
+    seed: Annotated[int | None, typer.Option(min=0, help="Seed of the matchmaking (which models, prompt and slots each battle shows) and of the leaderboard's bootstrap; for tests, benchmarks and replays: whoever knows it can predict the slots. Default: the bootstrap seeds with 0 (as prefkit rank), the matchmaking from the operating system.")] = None,
     flag_policy: PolicyOpt = Policy.exclude,
     both_bad: BothBadOpt = BothBad.tie,
     voter_rate: Annotated[float, typer.Option(help="Requests per second per voter (0: no limit).", min=0)] = 2.0,
@@ -106,6 +108,7 @@ def serve(
             read_endpoints(endpoints)
         except ValueError as e:
             fail(f"--endpoints {e}")
+    cap = _media_bytes(max_media_mb)
     _check_port(host, port)
     _open(db).close()  # after the checks above: a refused command creates no database
     config = ArenaConfig(
@@ -114,7 +117,7 @@ def serve(
         trusted_proxies=tuple(trust_proxy or ()),
         endpoints=str(endpoints) if endpoints else None,
         auto_flag=auto_flag, auto_flag_reasons=reasons, seed=seed,
-        max_media_bytes=_media_bytes(max_media_mb),
+        max_media_bytes=cap,
         board=BoardConfig(rounds=rounds, seed=0 if seed is None else seed,
                           policy=flag_policy.value, both_bad=both_bad.value))
     note(f"prefkit arena on http://{host}:{port} (db {db}; votes survive "
