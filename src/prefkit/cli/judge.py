@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -87,7 +88,7 @@ def analyze(
         data = read_verdicts(files, format=fmt, skip_invalid=skip_invalid)
     report_skipped(", ".join(map(str, files)), data.skipped, len({(p.file, p.line)
                                                                  for p in data.skipped}))
-    labels = _gold(gold, quiet=as_json) if gold is not None else None
+    labels = _gold(gold, quiet=as_json, skip_invalid=skip_invalid) if gold is not None else None
     if answers and data.verdicts is not None:
         from prefkit.judge.io import answer_lengths, with_lengths
 
@@ -127,13 +128,13 @@ def _repaired(v: Any, repair: str, tolerance: float, quiet: bool) -> Any:
     return bradley_terry_repair(v)
 
 
-def _gold(path: Path, quiet: bool) -> dict[tuple[Any, ...], int]:
+def _gold(path: Path, quiet: bool, skip_invalid: bool = False) -> dict[tuple[Any, ...], int]:
     from prefkit.judge.inputs import read_gold
 
     if path.is_dir():
         fail(f"--gold {path} is a folder; give the labels file in it")
     with input_errors(f"--gold {path}", also=(ValueError, FileNotFoundError)):
-        gold = read_gold(path)
+        gold = read_gold(path, skip_invalid)
     if not quiet:
         note(f"--gold {path}: {gold.summary}", style="")
     return gold.labels
@@ -144,9 +145,10 @@ def _in_range(flag: str, value: float, low: float, high: float | None = None, *,
     """Refuse a number outside [low, high] in our own words: on whole lines at any terminal
     width (typer's min=/max= errors print in a panel wrapped at $COLUMNS, which splits the
     flag's name in a narrow terminal)."""
-    if low <= value and (high is None or value <= high):
+    if math.isfinite(value) and low <= value and (high is None or value <= high):
         return
     bound = f"at least {low:g}" if high is None else f"from {low:g} to {high:g}"
+    bound = bound if math.isfinite(value) or math.isnan(value) else f"a finite number {bound}"
     fail(f"{flag} must be {bound}" + (f" ({what})" if what else "") + f", got {value:g}")
 
 
@@ -187,6 +189,13 @@ def _notes(reports: list[Any], conflict_turn: int | None) -> None:
             lines.append(f"conflict ratio compares with single grades of turn {turn}"
                          + (" (the turn the pairwise verdicts judged)" if conflict_turn is None
                             else " (--conflict-turn)"))
+        if c.get("grades_missing"):
+            lines.append(f"{c['grades_missing']:,} of {c['grades']:,} single grades are "
+                         "missing or not a grade (null, NaN, FastChat's -1 for a grade the "
+                         "judge did not give)")
+        if c.get("conflict_no_grade"):
+            lines.append(f"{c['conflict_no_grade']:,} pairs without a single grade of both "
+                         "answers for the turn compared, left out of the conflict ratio")
         if c.get("grades_out_of_scale"):
             top = c["grade_scale_top"]
             shown = ", ".join(f"{src} ({x:g} of 1..{t:g})" for src, x, t in r.out_of_scale)
@@ -216,6 +225,11 @@ def _notes(reports: list[Any], conflict_turn: int | None) -> None:
                          f"{_pct(c['agreement'])} (without ties {_pct(c['agreement_without_ties'])})"
                          f"; after the Bradley-Terry repair {_pct(c['agreement_bt_repair'])} "
                          f"({_pct(c['agreement_bt_repair_without_ties'])})")
+            if not c["agreement_pairs"]:
+                lines.append("no --gold label matches a verdict of this judge: the two are "
+                             "joined on question_id, model_a, model_b (either order) and, "
+                             "where the gold has one, turn; check that both name the same "
+                             "questions, models and turns")
         if lines:
             note(f"{_clip(r.judge)}:", style="bold")
             for line in lines:
@@ -287,6 +301,7 @@ def run(
         fail(f"--cache {cache} is a folder; give a file name, e.g. {cache}/judge.sqlite")
     if output.exists() and output.is_dir():
         fail(f"--output {output} is a folder; give a file name, e.g. {output}/verdicts.jsonl")
+    check_written("--output", output, data, cache)
     if output.exists() and not overwrite:
         fail(f"--output {output} already exists; pass --overwrite to replace it, or choose "
              "another --output" + (f" (the answers in --cache {cache} are not asked again)"
@@ -425,6 +440,40 @@ def _summary(records: list[dict[str, Any]], kind: str, output: Path, backend: An
     return out
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def check_written(flag: str, path: Path, data: Path, cache: Path | None,
+                  example: str = "verdicts.jsonl") -> None:
+    """Refuse a file a judge command would write (``--output`` / ``--verdicts``) that would
+    destroy an input or cannot be written, before any request: a folder, the pairs file
+    itself, the --cache file, a path under no folder one can write in (nothing is made
+    here)."""
+    if path.is_dir():
+        fail(f"{flag} {path} is a folder; give a file name, e.g. {path}/{example}")
+    if _same_file(path, data):
+        fail(f"{flag} {path} is the pairs file being judged ({data}): writing it would "
+             f"replace the pairs; choose another file, e.g. {flag} {example}")
+    if cache is not None and _same_file(path, cache):
+        fail(f"{flag} {path} is also the --cache file: the verdicts would replace the cache; "
+             "give them different names, e.g. --cache judge.sqlite")
+    if cache is not None and _same_file(cache, data):
+        fail(f"--cache {cache} is the pairs file being judged ({data}); give the cache its "
+             "own file, e.g. --cache judge.sqlite")
+    import os
+
+    parent = path.absolute().parent  # the nearest folder that exists must take new files
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        fail(f"{flag} {path}: cannot write it ({parent} is not a folder you can write in); "
+             "choose another path")
+
+
 # -- a judge as a reward model: `prefkit reward eval --judge` --------------------------------
 #: the judge options of `prefkit reward eval` (declared here, next to the judge they drive)
 JudgeOpt = Annotated[Optional[str], typer.Option("--judge", help="Evaluate an LLM judge instead of a reward model: the model name an OpenAI-compatible server answers with (--base-url, default $OPENAI_BASE_URL); each pair is judged pairwise and scored by the judge's preference for the chosen answer.")]
@@ -460,6 +509,12 @@ def judge_pair_scores(pairs: Any, *, judge: str | None, local: Path | None,
     if verdicts is not None and verdicts.is_dir():
         fail(f"--verdicts {verdicts} is a folder; give a file name, e.g. "
              f"{verdicts}/verdicts.jsonl")
+    if verdicts is not None:
+        try:  # the folder before any request, not after the last
+            verdicts.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            fail(f"--verdicts {verdicts}: cannot write it ({e.strerror or e}); choose another "
+                 "path")
     backend = _backend(judge or "", base_url, local, cache, concurrency)
     items = pair_items(pairs, both_orders=both_orders)
     records = judge_pairs(backend, items, tpl, both_orders=both_orders, model=judge or "",
@@ -467,9 +522,13 @@ def judge_pair_scores(pairs: Any, *, judge: str | None, local: Path | None,
     if verdicts is not None:
         import json
 
-        verdicts.parent.mkdir(parents=True, exist_ok=True)
-        verdicts.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
-                                    for r in records), encoding="utf-8")
+        try:
+            verdicts.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                        for r in records), encoding="utf-8")
+        except OSError as e:
+            fail(f"--verdicts {verdicts}: cannot write it ({e.strerror or e}); the judge's "
+                 "answers are " + (f"in --cache {cache}: rerun with another --verdicts"
+                                   if cache else "lost: rerun with --cache judge.sqlite"))
     js = judge_scores(records)
     lines = pairs.source_line if pairs.source_line is not None else range(1, len(pairs) + 1)
     name = getattr(backend, "name", "") or judge or str(local)

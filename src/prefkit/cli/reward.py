@@ -380,6 +380,13 @@ def evaluate(
              "or a judge and a pairs file (`prefkit reward eval --judge NAME DATA`)")
     if verdicts is not None and not judging:
         fail("--verdicts writes an LLM judge's verdicts: give it with --judge or --local")
+    if overwrite and verdicts is None:
+        fail("--overwrite replaces a --verdicts file: give --verdicts FILE with it, or leave "
+             "--overwrite out (nothing else is written)")
+    if verdicts is not None:
+        from prefkit.cli.judge import check_written
+
+        check_written("--verdicts", verdicts, data, cache)
     if verdicts is not None and verdicts.exists() and not overwrite:
         fail(f"--verdicts {verdicts} already exists; pass --overwrite to replace it, or choose "
              "another file (with --cache, answers already cached are not asked again)")

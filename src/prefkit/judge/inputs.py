@@ -14,6 +14,7 @@ Answers: ``question``, ``answer`` (or ``response``/``output``), ``model``. Answe
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -176,11 +177,26 @@ MTBENCH_HUMAN = frozenset({"question_id", "model_a", "model_b", "winner", "judge
 
 
 def _is_mtbench_human(keys: set[str]) -> bool:
+    """The human judgments' layout (``question_id`` may be missing: then the reader names
+    it, rather than another reader asking for a question column)."""
     answers = {c for pair in SIDES for c in pair}
-    return MTBENCH_HUMAN <= keys and not keys & answers and "winner_ab" not in keys
+    return (MTBENCH_HUMAN - {"question_id"} <= keys and not keys & answers
+            and "winner_ab" not in keys)
 
 
-def read_mtbench_human_gold(path: str | Path) -> GoldLabels:
+def _turn(value: Any) -> int | None:
+    """A vote's turn: a whole number from 1 (an int, 2.0, or "2" as a CSV holds it), None
+    if it is anything else (NaN, inf, true, "x", 0)."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value) if value >= 1 else None
+
+
+def read_mtbench_human_gold(path: str | Path, skip_invalid: bool = False) -> GoldLabels:
     """Gold labels from MT-Bench's human judgments (the ``human`` split of
     lmsys/mt_bench_human_judgments: ``question_id, model_a, model_b, winner, judge, turn``
     and the two conversations; its ``gpt4_pair`` split has the same layout): one row per
@@ -190,7 +206,9 @@ def read_mtbench_human_gold(path: str | Path) -> GoldLabels:
     (question, pair, turn) is the strict majority of its votes (one vote is its own
     majority); a split vote (1-1, 1-1-1) gives no label and is counted. Keys:
     (question_id, model_a, model_b, turn), ``turn`` 1 when absent. A row whose winner is
-    none of model_a, model_b, a tie or one of the two names is an error naming its line.
+    none of model_a, model_b, a tie or one of the two names, without a question_id, or
+    whose turn is not a whole number from 1 is an error naming its line (``skip_invalid``:
+    skipped and counted in the summary).
     """
     from prefkit.data.errors import InvalidInputError
     from prefkit.data.table import Table
@@ -201,6 +219,10 @@ def read_mtbench_human_gold(path: str | Path) -> GoldLabels:
         recs = table.records()
     if recs.n_read == 0:
         raise table.empty()
+    if "question_id" not in table.header():
+        table.fail(None, "no question_id column (MT-Bench human judgments name the question "
+                   "of each vote)", "add question_id, as the verdicts files name it",
+                   "missing_column")
     votes: dict[tuple[str, str, str, int], list[int]] = defaultdict(list)
     problems = list(recs.problems)
     judges: set[str] = set()
@@ -209,9 +231,13 @@ def read_mtbench_human_gold(path: str | Path) -> GoldLabels:
         w = str(rec.get("winner") or "").strip().lower()
         code = {"model_a": 0, "model_b": 1, a.lower(): 0, b.lower(): 1}.get(w)
         code = 2 if code is None and w.startswith("tie") else code
-        turn = 1 if rec.get("turn") is None else rec.get("turn")
+        turn = 1 if rec.get("turn") is None else _turn(rec.get("turn"))
+        qid = rec.get("question_id")
         bad = None
-        if not a or not b or a == b:
+        if qid is None or str(qid).strip() == "":
+            bad = ("question_id", qid, "missing question_id",
+                   "give every vote the question_id of the verdicts it is compared with")
+        elif not a or not b or a == b:
             bad = ("model_b" if a else "model_a", rec.get("model_b" if a else "model_a"),
                    "missing model name" if not (a and b) else
                    f"model {a!r} compared with itself", "every vote names two different models")
@@ -219,8 +245,9 @@ def read_mtbench_human_gold(path: str | Path) -> GoldLabels:
             bad = ("winner", rec.get("winner"), f"unknown winner {rec.get('winner')!r}",
                    ("expected model_a, model_b, tie (or tie (bothbad), tie (inconsistent)) "
                     "or one of the two models' names"))
-        elif isinstance(turn, bool) or not isinstance(turn, (int, float)) or turn != int(turn):
-            bad = ("turn", turn, f"turn {turn!r} is not a whole number",
+        elif turn is None:
+            bad = ("turn", rec.get("turn"),
+                   f"turn {rec.get('turn')!r} is not a whole number from 1",
                    "turn is 1 or 2 (the MT-Bench turn voted on)")
         if bad is not None:
             problems.append(table.problem(line, bad[2], bad[3], "bad_value", field=bad[0],
@@ -228,11 +255,12 @@ def read_mtbench_human_gold(path: str | Path) -> GoldLabels:
             continue
         if a > b:  # one key per pair, whichever model the row names first
             a, b, code = b, a, {0: 1, 1: 0, 2: 2}[code]
-        votes[(str(rec.get("question_id")), a, b, int(turn))].append(code)
+        votes[(str(qid), a, b, turn)].append(code)
         judges.add(str(rec.get("judge")))
-    if problems:
-        raise InvalidInputError(problems, note=f"{len({p.line for p in problems}):,} of "
-                                f"{recs.n_read:,} votes are invalid, no gold label was read")
+    bad_lines = len({p.line for p in problems})
+    if problems and (not skip_invalid or not votes):
+        raise InvalidInputError(problems, note=f"{bad_lines:,} of {recs.n_read:,} votes are "
+                                "invalid, no gold label was read")
     gold = majority_labels(votes)
     n_votes = sum(map(len, votes.values()))
     split = len(votes) - len(gold)
@@ -240,15 +268,18 @@ def read_mtbench_human_gold(path: str | Path) -> GoldLabels:
     return GoldLabels(dict(gold), "mtbench_human", (
         f"MT-Bench human judgments: {n_votes:,} votes by {len(judges):,} judges on "
         f"{len(votes):,} pairs and turns; {len(gold):,} gold labels (the majority vote, "
-        f"{ties:,} ties), {split:,} pairs with a split vote left out"))
+        f"{ties:,} ties), {split:,} pairs with a split vote left out"
+        + (f"; {bad_lines:,} invalid votes skipped (first: {problems[0].describe(None)})"
+           if problems else "")))
 
 
-def read_gold(path: str | Path) -> GoldLabels:
+def read_gold(path: str | Path, skip_invalid: bool = False) -> GoldLabels:
     """Gold labels for ``prefkit judge analyze --gold``, from any of: MT-Bench's human
     judgments (:func:`read_mtbench_human_gold`, per turn); an annotations file with several
     labels per pair (PandaLM's ``testset-v1.json``: the majority of at least two, see
     :func:`prefkit.judge.repair.gold_from_annotations`); a pairs file with one label per
-    pair (LLMBar, :func:`read_gold_labels`)."""
+    pair (LLMBar, :func:`read_gold_labels`). ``skip_invalid`` skips invalid votes of MT-Bench
+    human judgments (the other kinds stop at a bad row)."""
     from prefkit.data.errors import InvalidInputError
     from prefkit.data.formats import read_format
     from prefkit.data.table import Table
@@ -258,7 +289,7 @@ def read_gold(path: str | Path) -> GoldLabels:
     with table.decoding():
         keys = set(table.header())
     if _is_mtbench_human(keys):
-        return read_mtbench_human_gold(path)
+        return read_mtbench_human_gold(path, skip_invalid)
     try:
         fmt, parsed, _ = read_format(path, ("annotations",))
     except InvalidInputError as e:
