@@ -1,6 +1,6 @@
 """The implicit PRM on a task with exactly known step correctness (prefkit.process.synthetic).
 
-    python benchmarks/prm_synthetic.py                        # 8-16 minutes on two busy cores
+    python benchmarks/prm_synthetic.py                        # 8-17 minutes on two busy cores
     python benchmarks/prm_synthetic.py --reference-p-error 0  # a reference of right answers only
     python benchmarks/prm_synthetic.py --cli        # trained and evaluated by `prefkit prm`
 
@@ -14,8 +14,8 @@
    answers and down for wrong ones, anchored at 0, like the paper's cross-entropy loss), or
    right/wrong pairs with ``--loss dpo``. No step label is used in training.
 3. ProcessBench F1 on fresh test solutions, two readings of the log-ratios on a 0-1 scale:
-   sigmoid of the step reward r_k (the log-ratio over the step's tokens) and sigmoid of the
-   prefix value q_k = r_1 + ... + r_k (the paper's q_t, what ImplicitPRM.score returns), each
+   sigmoid of the step reward r_k (the log-ratio over the step's tokens: ImplicitPRM.score)
+   and sigmoid of the prefix value q_k = r_1 + ... + r_k (the paper's q_t), each
    at the fixed 0.5 (r_k < 0, q_k < 0: no step labels at all) and at a threshold tuned on 400
    training solutions' step labels; with the baselines.
 4. Best-of-N on fresh test problems (N candidates from the same generator): the implicit PRM
@@ -26,26 +26,27 @@
 
 Measured 2026-12-05, 6,000 outcome rows (589 right answers reached through a wrong step,
 labelled right); ProcessBench on 600 fresh solutions, best-of-4 on 300 problems (generator
-error rate 0.7; any candidate right 0.873 [0.833, 0.910]).
+error rate 0.7; any candidate right 0.873 [0.833, 0.910]). Runs are deterministic (each
+figure came out the same in two runs); wall times are of two busy cores.
 
-Defaults (reference = the generator; wall 450 s, CPU 179 s): F1 (acc. erroneous, correct)
-  q_k at 0.5    0.997 (0.997, 0.997)    q_k tuned (0.486)  0.997 (0.997, 0.997)
+Defaults (reference = the generator; wall 967 s, CPU 197 s): F1 (acc. erroneous, correct)
   r_k at 0.5    0.998 (1.000, 0.997)    r_k tuned (0.500)  0.997 (1.000, 0.993)
+  q_k at 0.5    0.997 (0.997, 0.997)    q_k tuned (0.486)  0.997 (0.997, 0.997)
   baselines never flags, first step, position prior: 0.000
-  best-of-4: PRM min q_k 0.790 [0.743, 0.833], PRM min r_k 0.807 [0.760, 0.850], outcome RM
-  0.790 [0.743, 0.833], majority vote 0.530 [0.473, 0.587], PRM-weighted vote 0.777
-  [0.730, 0.820]; PRM (min r_k) - majority +0.277 [+0.223, +0.333], - outcome RM +0.017
+  best-of-4: PRM min r_k 0.807 [0.760, 0.850], PRM min q_k 0.790 [0.743, 0.833], outcome RM
+  0.790 [0.743, 0.833], majority vote 0.530 [0.473, 0.587], PRM-weighted vote 0.803
+  [0.760, 0.847]; PRM (min r_k) - majority +0.277 [+0.223, +0.333], - outcome RM +0.017
   [+0.003, +0.033]; PRM (min q_k) - majority +0.260 [+0.200, +0.317], - outcome RM +0.000
   [+0.000, +0.000] (the same picks).
 
 ``--cli`` (trained by ``prefkit prm train --kind implicit`` on ProcessBench rows with
 final_answer_correct, 5,412 outcome rows after a tenth of the prompts is held out; wall
-655 s, CPU 103 s of the parent alone): threshold 0.485 tuned on 588 held-out solutions
-(held-out F1 0.998 at 0.5 and tuned); ``prefkit prm eval`` on the test solutions: F1 0.993
-at 0.485 and at 0.5, baselines 0.000. q_k at 0.5 0.993 (0.990, 0.997), tuned 0.997; r_k at
-0.5 0.993, tuned 0.997. Best-of-4: PRM min r_k 0.813 [0.770, 0.857], PRM min q_k = outcome
-RM 0.793 [0.747, 0.837], majority 0.530; PRM (min r_k) - outcome RM +0.020 [+0.007, +0.037],
-- majority +0.283 [+0.230, +0.340].
+993 s, CPU 215 s): threshold 0.500 tuned on 588 held-out solutions (held-out F1 1.000 at
+0.5 and tuned); ``prefkit prm eval`` on the test solutions: F1 0.993 (0.993, 0.993) at 0.5,
+baselines 0.000; q_k at 0.5 0.993, both tuned 0.997. Best-of-4: PRM min r_k 0.813 [0.770,
+0.857], PRM-weighted vote 0.817 [0.773, 0.860], PRM min q_k = outcome RM 0.793 [0.747,
+0.837], majority 0.530; PRM (min r_k) - outcome RM +0.020 [+0.007, +0.037], - majority
++0.283 [+0.230, +0.340].
 
 ``--reference-p-error 0`` (a reference fitted on right solutions only; wall 938 s, CPU 180 s):
   q_k at 0.5    0.561 (0.737, 0.453)    q_k tuned (0.458)  0.932 (0.891, 0.977)
@@ -209,7 +210,7 @@ def main() -> None:
         pairs = outcome_rows(train.prompts, train.steps, outcome)
     else:
         pairs = outcome_pairs(train.prompts, train.steps, outcome, rng)
-    out = WORK / "prm_synthetic"
+    out = WORK / ("prm_synthetic_cli" if args.cli else "prm_synthetic")
     shutil.rmtree(out, ignore_errors=True)
     if args.cli:
         prm = _train_by_cli(args, model, tok, train, outcome, out)
@@ -263,7 +264,7 @@ def main() -> None:
              "PRM min r_k (step reward)": lambda r: aggregate_steps(r, "min"),
              "outcome RM (sum r_k = last q_k)": lambda r: float(np.sum(r))}
     hits: dict[str, list[float]] = {k: [] for k in [*picks, "majority vote",
-                                                      "PRM-weighted vote (min q_k)",
+                                                      "PRM-weighted vote (min r_k)",
                                                       "oracle (any right)"]}
     for q in range(args.bon_problems):
         sl = slice(q * n, (q + 1) * n)
@@ -272,9 +273,9 @@ def main() -> None:
         right = next(a for a, o in zip(answers, ok) if o) if any(ok) else None
         for name, agg in picks.items():
             hits[name].append(float(ok[int(np.argmax([agg(x) for x in r]))]))
-        w = [aggregate_steps(_prefix_value(x), "min") for x in r]
+        w = [aggregate_steps(_sigmoid(x), "min") for x in r]
         hits["majority vote"].append(float(weighted_vote(answers) == right))
-        hits["PRM-weighted vote (min q_k)"].append(float(weighted_vote(answers, w) == right))
+        hits["PRM-weighted vote (min r_k)"].append(float(weighted_vote(answers, w) == right))
         hits["oracle (any right)"].append(float(any(ok)))
     brng = np.random.default_rng(0)
     print(f"\nbest-of-{n} on {args.bon_problems} fresh problems (generator error rate "
