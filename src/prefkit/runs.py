@@ -509,7 +509,8 @@ def _legacy_kind(path: Path) -> str | None:
 
 _KINDS = {"reward-train": "prefkit reward train", "reward-finetune": "prefkit reward finetune",
           "align": "prefkit align", "rl": "prefkit rl", "prm-train": "prefkit prm train",
-          "prm-finetune": "prefkit prm train --finetune"}
+          "prm-finetune": "prefkit prm train --finetune",
+          "prm-implicit": "prefkit prm train --kind implicit"}
 
 
 def run_kind(path: str | Path) -> str | None:
