@@ -407,3 +407,42 @@ def test_flag_lift_bad_bodies(server) -> None:
     audit = httpx.get(url + "/api/admin/audit", headers=admin).json()
     lifts = [a["detail"] for a in audit if a["action"] == "lift_flags"]
     assert lifts == [{"flags": [1], "why": "a person"}, {"flags": [2], "why": ""}]
+
+
+def test_serve_says_which_media_voters_would_see_broken(tree: Path) -> None:
+    """serve --max-media-mb below a file added earlier, and a media file moved away since:
+    both said at start-up (was: silent; voters saw a broken image, 502 or 404)."""
+    (tree / "served_media").mkdir()
+    big = tree / "served_media" / "big.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + b"x" * 4000)
+    gone = tree / "served_media" / "gone.png"
+    gone.write_bytes(b"\x89PNG\r\n\x1a\n")
+    rows = [{"prompt_id": "p", "prompt": "hi", "model": m, "output": "o", "media": f}
+            for m, f in (("a", "big.png"), ("b", "gone.png"))]
+    _jsonl(tree / "served_media" / "o.jsonl", rows)
+    db = tree / "served_media" / "m.db"
+    r = _invoke(["arena", "add-outputs", str(tree / "served_media" / "o.jsonl"), "--db",
+                 str(db)])
+    assert r.exit_code == 0, r.stderr
+    gone.unlink()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).with_name("prefkit")
+    proc = subprocess.Popen([str(exe), "arena", "serve", "--db", str(db), "--port", str(port),
+                             "--max-media-mb", "0.001"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "1000"})
+    try:
+        lines = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if line.startswith("prefkit arena on"):
+                break
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    text = " ".join("".join(lines).split())
+    assert "1 outputs' media files are over --max-media-mb 0.001" in text, text
+    assert f"{big.resolve()}, 4,008 bytes" in text, text
+    assert "1 outputs' media files are gone" in text and str(gone.resolve()) in text, text

@@ -110,7 +110,11 @@ def serve(
             fail(f"--endpoints {e}")
     cap = _media_bytes(max_media_mb)
     _check_port(host, port)
-    _open(db).close()  # after the checks above: a refused command creates no database
+    store = _open(db)  # after the checks above: a refused command creates no database
+    try:
+        _check_media(store.content(), cap, max_media_mb)
+    finally:
+        store.close()
     config = ArenaConfig(
         db=db, fsync_every_vote=fsync_every_vote, voter_rate=voter_rate,
         voter_burst=voter_burst, ip_rate=ip_rate, ip_burst=ip_burst, daily_cap=daily_cap,
@@ -126,6 +130,28 @@ def serve(
     # the app reads it itself, from --trust-proxy addresses only
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning",
                 access_log=False, proxy_headers=False)
+
+
+def _check_media(content: list[tuple], cap: int, mb: float) -> None:
+    """Say at start-up which outputs' media files voters would see broken: over the cap
+    (``--max-media-mb`` lower than when they were added) or gone from their path."""
+    over, gone = [], []
+    for row in content:
+        media = row[-1]
+        if not media or media.startswith(("http://", "https://")):
+            continue
+        p = Path(media)
+        if not p.is_file():
+            gone.append(media)
+        elif p.stat().st_size > cap:
+            over.append((media, p.stat().st_size))
+    if over:
+        note(f"warning: {len(over):,} outputs' media files are over --max-media-mb {mb:g} (e.g. "
+             f"{over[0][0]}, {over[0][1]:,} bytes): voters see them as broken media (502); "
+             "raise --max-media-mb or add smaller files (prefkit arena add-outputs)")
+    if gone:
+        note(f"warning: {len(gone):,} outputs' media files are gone (e.g. {gone[0]}): voters "
+             "see them as broken media (404); put them back or add the outputs again")
 
 
 def _check_port(host: str, port: int) -> None:
