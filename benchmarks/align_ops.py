@@ -158,6 +158,44 @@ def measure(model_dir: Path, pairs_path: Path, *, pairs: int, packing: str, max_
             "tokens": tokens, "scored": scored, "chunks": -(-scored // chunk), **got}
 
 
+def interleaved(model_dir: Path, pairs_path: Path, *, pairs: int, modes: list[str],
+                max_length: int, rounds: int) -> dict[str, list[float]]:
+    """Thread CPU seconds of one training step per layout, the layouts' steps interleaved in
+    ``rounds`` rounds (same weights, same prompts: each mode trains its own copy), so a
+    machine's changing load falls on all alike."""
+    import copy
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prefkit.align import trainer as tr
+    from prefkit.align.data import read_alignment_data, tokenize_alignment
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    data = tokenize_alignment(read_alignment_data(pairs_path), tok, max_length=max_length)
+    states, out = {}, {m: [] for m in modes}
+    tmp = tempfile.TemporaryDirectory()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for m in modes:
+            cfg = tr.AlignConfig(loss="dpo", learning_rate=1e-4, batch_size=pairs,
+                                 max_steps=rounds + 1, max_length=max_length, shuffle=False,
+                                 eval_batch_size=pairs, packing=m)
+            states[m] = tr._setup(copy.deepcopy(base), data, cfg,
+                                  output_dir=Path(tmp.name) / m, tokenizer=tok,
+                                  validation=None, reference_model=None, resume=False,
+                                  overwrite=True, progress=False, device="cpu")
+            tr._train_step(states[m], torch.arange(pairs))  # warm-up
+        for _ in range(rounds):
+            for m in modes:
+                c0 = time.thread_time()
+                tr._train_step(states[m], torch.arange(pairs))
+                out[m].append(time.thread_time() - c0)
+    tmp.cleanup()
+    return out
+
+
 def _forward_tokens(examples: list[Any], packing: str, pad: int) -> int:
     """Rows x columns of the forward pass that the trainer runs for these examples."""
     if packing == "none":
@@ -177,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--chunk-size", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
+                    help="instead: thread CPU time per step of each --packing layout, their "
+                         "steps interleaved for ROUNDS rounds (medians and ratios to the first)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -191,6 +232,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tiny Llama (hidden 256, 4 layers), vocab {args.vocab_size}, HH pairs, max_length "
           f"{args.max_length}, DPO, one micro-batch per step, {args.threads} thread(s); load "
           f"average {os.getloadavg()[0]:.2f}")
+    if args.interleave:
+        import statistics
+
+        for n in args.pairs:
+            got = interleaved(model_dir, pairs_path, pairs=n, modes=args.packing,
+                              max_length=args.max_length, rounds=args.interleave)
+            first = statistics.median(got[args.packing[0]])
+            for m, xs in got.items():
+                med = statistics.median(xs)
+                print(f"{n:3d} pairs {m:7s} median {med * 1e3:8.1f} ms CPU per step "
+                      f"({', '.join(f'{x * 1e3:.0f}' for x in xs)}); {first / med:.2f}x "
+                      f"{args.packing[0]}'s speed", flush=True)
+            if args.json:
+                args.json.write_text(json.dumps({"pairs": n, "cpu_s": got}) + "\n")
+        return 0
     print(f"{'packing':8s} {'pairs':>5s} {'tokens':>7s} {'chunks':>6s} {'ops':>6s} {'top':>6s} "
           f"{'nodes':>6s} {'syncs':>5s} {'host_ms':>8s} {'step_ms':>8s} {'cpu_ms':>8s}")
     rows = []
