@@ -1,8 +1,8 @@
 """Several processes for prefkit's training loops (``accelerate launch`` / ``torchrun``).
 
     procs, device = join_processes()          # one process: Processes(0, 1), no process group
-    acc = training_accelerator(procs)         # None for one process; refuses FSDP/DeepSpeed
-    prepared = prepare_model(model, acc)      # accelerate's DDP wrapper on several processes
+    acc = training_accelerator(procs)         # None for one process; DDP or FSDP2 settings
+    prepared = prepare_model(model, acc)      # accelerate's DDP wrapper, or FSDP2 shards
     with prepared.no_sync():                  # a micro-batch whose gradients stay local
         loss = loss_of(prepared(lambda m: response_logps(m, batch)))
         loss.backward()
@@ -25,23 +25,42 @@ embedding itself, never the model's ``forward``, so the wrapper runs a *call*:
 DDP's hooks see every parameter that call uses. ``broadcast_buffers`` is off: processes may
 make different numbers of forward passes in a step (uneven shares), and a causal LM's
 buffers (rotary frequencies) never change. Precision is the loop's own (autocast); a launch
-with accelerate's ``--mixed_precision`` is refused with the fix. FSDP and DeepSpeed
-(accelerate's config) are refused as well: their sharded weights and optimizer state need
-gathering into :mod:`prefkit.runs`' one-file checkpoint, which is not written yet.
+with accelerate's ``--mixed_precision`` is refused with the fix.
+
+FSDP2 (weights, gradients and optimizer state sharded over the processes) is chosen as
+accelerate chooses it: ``accelerate launch --use_fsdp --fsdp_version 2`` (or an accelerate
+config file saying so), i.e. the environment ``ACCELERATE_USE_FSDP=true FSDP_VERSION=2``,
+which a ``torchrun`` launch sets by hand (the only way on CPUs: accelerate turns FSDP on
+for GPUs only). accelerate's plugin reads the rest (``FSDP_RESHARD_AFTER_FORWARD``,
+``FSDP_OFFLOAD_PARAMS``, ``FSDP_AUTO_WRAP_POLICY``, ``FSDP_TRANSFORMER_CLS_TO_WRAP``); prefkit
+then applies torch's ``fully_shard`` itself -- each transformer layer (the model's
+``_no_split_modules`` unless the config names the classes; ``NO_WRAP``: none), then the
+:class:`ModelCall` as the root, which holds the embeddings, final norm and LM head -- because
+accelerate's own FSDP2 preparation hooks ``model.forward`` and the embedding / head modules'
+forwards, which the log-prob engine does not call. Every call then goes through the root
+(also without gradients: the root gathers its weights in its forward), processes make the
+same number of calls (the loops pad with passes of weight 0), and gradients are
+reduce-scattered (averaged) in every micro-batch's backward, so no unsharded gradient is
+kept between micro-batches. :meth:`PreparedModel.full_state` gathers the full weights and
+the optimizer state (in ``torch.optim``'s own index-keyed layout) onto the main process's
+CPU for :mod:`prefkit.runs`' one-file checkpoint and the saved model folder;
+:meth:`PreparedModel.loaders` scatters them back when resuming. FSDP1 and DeepSpeed are
+refused with the fix (DeepSpeed is not installed with prefkit).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ModelCall", "PreparedModel", "Processes", "join_processes", "prepare_model",
-           "training_accelerator"]
+__all__ = ["FSDP2", "ModelCall", "PreparedModel", "Processes", "join_processes",
+           "prepare_model", "training_accelerator"]
 
 T = TypeVar("T")
 
@@ -152,27 +171,43 @@ class ModelCall(nn.Module):
         return fn(self.model)
 
 
+@dataclass(frozen=True)
+class FSDP2:
+    """Sharding asked for by accelerate's config (:func:`training_accelerator`): torch's
+    ``fully_shard`` on every module whose class is named in ``layers`` (None: the model's
+    ``_no_split_modules``; ``()``: none, the root holds everything), then on the root."""
+
+    reshard_after_forward: bool = True
+    cpu_offload: bool = False
+    layers: tuple[str, ...] | None = None
+
+
 @dataclass(eq=False)
 class PreparedModel:
     """``model`` ready for training on the run's processes: ``prepared(fn)`` is ``fn(model)``
     -- through accelerate's DDP wrapper on several processes (gradients averaged over them in
-    the backward of every call outside :meth:`no_sync`), directly in one process."""
+    the backward of every call outside :meth:`no_sync`), through the FSDP2 root when
+    ``sharded`` (gradients averaged and sharded in every backward), directly in one process."""
 
     model: nn.Module
-    wrapped: nn.Module | None = None  # accelerate's prepared ModelCall(model); None: one process
+    wrapped: nn.Module | None = None  # DDP / FSDP2 around ModelCall(model); None: one process
     accelerator: Any = None
+    sharded: bool = False  # FSDP2: the model's parameters are DTensor shards
 
     def __call__(self, fn: Callable[[nn.Module], T]) -> T:
-        """``fn(model)``; through the wrapper only when it builds a graph (a pass without
-        gradients has nothing to synchronise, and processes may make different numbers)."""
-        if self.wrapped is None or not torch.is_grad_enabled():
+        """``fn(model)``; through DDP only when it builds a graph (a pass without gradients
+        has nothing to synchronise, and processes may make different numbers); through the
+        FSDP2 root always (its forward gathers the sharded weights)."""
+        if self.wrapped is None or not (self.sharded or torch.is_grad_enabled()):
             return fn(self.model)
         return self.wrapped(fn)
 
     @contextlib.contextmanager
     def no_sync(self) -> Iterator[None]:
-        """Calls whose gradients stay local (accumulated) until a call outside this."""
-        if self.wrapped is None:
+        """Calls whose gradients stay local (accumulated) until a call outside this. FSDP2
+        reduce-scatters in every backward all the same: keeping the micro-batches' gradients
+        unsharded would cost a whole model's worth of memory per process."""
+        if self.wrapped is None or self.sharded:
             yield
             return
         with self.accelerator.no_sync(self.wrapped):
@@ -184,38 +219,171 @@ class PreparedModel:
         their sum multiplies its loss by the number of processes)."""
         return self.wrapped is not None
 
+    def full_state(self, optimizer: torch.optim.Optimizer, *, trainable_only: bool = True
+                   ) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """The model's full weights (the trainable ones, or all; names as
+        ``model.named_parameters()``) and ``optimizer``'s full state (``torch.optim``'s
+        index-keyed ``state_dict`` layout, as one process writes it), on the CPU of the main
+        process -- gathered from the shards, so every process must call it (the others get
+        empty dicts). Only for a ``sharded`` model."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        assert self.sharded and self.wrapped is not None
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        weights = get_model_state_dict(self.wrapped, options=opts)
+        optim = get_optimizer_state_dict(self.wrapped, optimizer, options=opts)
+        keep = {n for n, p in self.model.named_parameters() if p.requires_grad or
+                not trainable_only}
+        weights = {n: v for k, v in weights.items() if (n := k.removeprefix("model.")) in keep}
+        if not optim:  # not the main process
+            return weights, {}
+        index: dict[str, int] = {}  # FQN -> torch.optim's number: groups' order, then params'
+        for group in optim["param_groups"]:
+            for fqn in group["params"]:
+                index[fqn] = len(index)
+        return weights, {"state": {index[k]: v for k, v in optim["state"].items()},
+                         "param_groups": [{**g, "params": [index[k] for k in g["params"]]}
+                                          for g in optim["param_groups"]]}
+
+    def loaders(self, optimizer: torch.optim.Optimizer) -> tuple[Any, Any]:
+        """What :meth:`prefkit.runs.RunFolder.restore` loads a checkpoint into: the model and
+        ``optimizer`` themselves, or for a ``sharded`` model two objects whose
+        ``load_state_dict`` scatters full weights / :meth:`full_state`'s optimizer layout
+        into the shards (every process holds the whole checkpoint)."""
+        if not self.sharded:
+            return self.model, optimizer
+        return _ShardedModelLoader(self), _ShardedOptimizerLoader(self, optimizer)
+
+
+@dataclass(eq=False)
+class _ShardedModelLoader:
+    prepared: PreparedModel
+
+    def load_state_dict(self, state: Mapping[str, Tensor], strict: bool = True) -> None:
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+        )
+
+        set_model_state_dict(self.prepared.wrapped, {f"model.{k}": v for k, v in state.items()},
+                             options=StateDictOptions(full_state_dict=True, strict=strict))
+
+
+@dataclass(eq=False)
+class _ShardedOptimizerLoader:
+    prepared: PreparedModel
+    optimizer: torch.optim.Optimizer
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_optimizer_state_dict,
+        )
+
+        wrapped = self.prepared.wrapped
+        assert wrapped is not None
+        fqn = {id(p): n for n, p in wrapped.named_parameters()}
+        order = [fqn[id(p)] for g in self.optimizer.param_groups for p in g["params"]]
+        full = {"state": {order[i]: v for i, v in state["state"].items()},
+                "param_groups": [{**g, "params": [order[i] for i in g["params"]]}
+                                 for g in state["param_groups"]]}
+        set_optimizer_state_dict(wrapped, self.optimizer, full,
+                                 options=StateDictOptions(full_state_dict=True))
+
 
 def training_accelerator(procs: Processes) -> Any:
-    """accelerate's ``Accelerator`` for training on these processes, checked for what
-    prefkit's loops support (DDP, ``broadcast_buffers=False``); None for one process (no
-    ``Accelerator``, no distributed call). Call it before loading anything, so a launch it
-    refuses fails at once: FSDP / DeepSpeed configs, and accelerate's ``mixed_precision``."""
+    """accelerate's ``Accelerator`` for training on these processes (DDP,
+    ``broadcast_buffers=False``), or :class:`FSDP2` when accelerate's config asks for FSDP
+    version 2; None for one process (no ``Accelerator``, no distributed call). Call it
+    before loading anything, so a launch it refuses fails at once: FSDP version 1,
+    DeepSpeed, FSDP settings prefkit does not run, and accelerate's ``mixed_precision``."""
     if procs.world == 1:
         return None
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.utils import DistributedType
 
+    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        raise ValueError(_REFUSED.format("DeepSpeed"))
     acc = Accelerator(device_placement=False, kwargs_handlers=[
         DistributedDataParallelKwargs(broadcast_buffers=False)])
-    if acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-        raise ValueError(
-            f"accelerate is configured for {acc.distributed_type.value}, which prefkit's "
-            "training loops do not run yet (sharded weights and optimizer state are not "
-            "gathered into prefkit's checkpoint): launch with DDP (accelerate launch "
-            "--multi_gpu, or torchrun), or train a LoRA adapter (lora_r > 0) to fit the model")
+    if acc.distributed_type == DistributedType.DEEPSPEED:
+        raise ValueError(_REFUSED.format("DeepSpeed"))
     if acc.mixed_precision != "no":
         raise ValueError(
             f"accelerate is configured with mixed_precision={acc.mixed_precision!r}; prefkit "
             "sets precision itself: launch with --mixed_precision no and give the run's "
             "precision (AlignConfig.precision='bf16', --precision bf16)")
-    return acc
+    if not (fsdp or acc.distributed_type == DistributedType.FSDP):
+        return acc
+    return _fsdp2_settings()
+
+
+_REFUSED = ("accelerate is configured for {}, which prefkit's training loops do not run "
+            "(DeepSpeed is not installed with prefkit): launch with FSDP2 (accelerate launch "
+            "--use_fsdp --fsdp_version 2; with torchrun, ACCELERATE_USE_FSDP=true "
+            "FSDP_VERSION=2) or DDP (accelerate launch --multi_gpu, or torchrun), or train a "
+            "LoRA adapter (lora_r > 0) to fit the model")
+
+
+def _fsdp2_settings() -> FSDP2:
+    """accelerate's FSDP plugin as its environment gives it, checked for what prefkit runs."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    plugin = FullyShardedDataParallelPlugin()  # reads FSDP_VERSION, FSDP_* from the environment
+    if plugin.fsdp_version != 2:
+        raise ValueError(_REFUSED.format(f"FSDP version {plugin.fsdp_version}"))
+    for name, fix in (("activation_checkpointing", "AlignConfig.gradient_checkpointing=True"),
+                      ("cpu_ram_efficient_loading", "leave it off")):
+        if getattr(plugin, name):
+            raise ValueError(f"accelerate's FSDP config sets {name}, which prefkit does not "
+                             f"apply: {fix}")
+    policy = os.environ.get("FSDP_AUTO_WRAP_POLICY", "TRANSFORMER_BASED_WRAP").upper()
+    if policy not in ("TRANSFORMER_BASED_WRAP", "NO_WRAP"):
+        raise ValueError(f"FSDP_AUTO_WRAP_POLICY={policy}: prefkit shards by transformer layer "
+                         "(TRANSFORMER_BASED_WRAP, the default) or not at all (NO_WRAP)")
+    names = plugin.transformer_cls_names_to_wrap
+    layers = () if policy == "NO_WRAP" else (
+        None if not names else tuple([names] if isinstance(names, str) else names))
+    from torch.distributed.fsdp import CPUOffloadPolicy
+
+    return FSDP2(reshard_after_forward=bool(plugin.reshard_after_forward),
+                 cpu_offload=isinstance(plugin.cpu_offload, CPUOffloadPolicy), layers=layers)
 
 
 def prepare_model(model: nn.Module, accelerator: Any) -> PreparedModel:
     """``model`` as ``accelerator`` (:func:`training_accelerator`) prepares it: DDP around
-    :class:`ModelCall` ``(model)``; with no accelerator (one process) or nothing to train,
-    the model itself. The model must already sit on its device."""
+    :class:`ModelCall` ``(model)``, or with :class:`FSDP2` the model's layers and then the
+    ``ModelCall`` sharded in place (build the optimizer afterwards, on the sharded
+    parameters); with no accelerator (one process) or nothing to train, the model itself.
+    The model must already sit on its device."""
     if accelerator is None or not any(p.requires_grad for p in model.parameters()):
         return PreparedModel(model)
+    if isinstance(accelerator, FSDP2):
+        return _shard(model, accelerator)
     wrapped = accelerator.prepare_model(ModelCall(model), device_placement=False)
     return PreparedModel(model, wrapped, accelerator)
+
+
+def _shard(model: nn.Module, how: FSDP2) -> PreparedModel:
+    """torch's ``fully_shard`` on each transformer layer, then on ``ModelCall(model)``."""
+    from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard
+
+    offload = CPUOffloadPolicy() if how.cpu_offload else OffloadPolicy()
+    names = how.layers if how.layers is not None else \
+        tuple(getattr(model, "_no_split_modules", None) or ())
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    if names and not layers:
+        raise ValueError(f"FSDP: the model has no module of the classes {list(names)} to shard "
+                         "by (FSDP_TRANSFORMER_CLS_TO_WRAP names them; NO_WRAP shards the "
+                         "model as one unit)")
+    for layer in layers:
+        fully_shard(layer, reshard_after_forward=how.reshard_after_forward,
+                    offload_policy=offload)
+    call = ModelCall(model)
+    fully_shard(call, offload_policy=offload)  # the root keeps its weights until the backward
+    return PreparedModel(model, call, None, sharded=True)

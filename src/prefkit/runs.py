@@ -618,10 +618,12 @@ class RunFolder:
                         data: Mapping[str, Any], metrics_rows: int,
                         versions: Mapping[str, str] | None = None, **state: Any) -> None:
         """Write ``checkpoint.pt`` (atomically) in the one format of every loop; ``state``
-        is the loop's own (best epoch, flags, ...)."""
+        is the loop's own (best epoch, flags, ...); ``optimizer`` may be its ``state_dict``
+        already (gathered from shards)."""
         atomic_save({
             "format": CHECKPOINT_FORMAT, "kind": self.kind, "config": dict(config),
-            "model": model, "optimizer": optimizer.state_dict(),
+            "model": model, "optimizer": optimizer if isinstance(optimizer, Mapping)
+            else optimizer.state_dict(),
             "scheduler": None if scheduler is None else scheduler.state_dict(),
             "rng": dict(rng), "step": step, "epoch": epoch, "step_in_epoch": step_in_epoch,
             "data": dict(data), "versions": dict(versions or package_versions()),

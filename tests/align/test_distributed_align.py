@@ -6,8 +6,8 @@ not per micro-batch; a last step with fewer prompts than processes works (one pr
 with a pass of weight 0); a 2-process run stopped and resumed from its checkpoint equals an
 uninterrupted one bit for bit; accelerate's config asking for its own mixed precision is
 refused with the fix before anything is written; one process makes no distributed call and
-builds no ``Accelerator``. Not run here: NCCL (no GPU), and the refusal of FSDP / DeepSpeed
-configs (accelerate gives neither on CPUs; DeepSpeed is not installed).
+builds no ``Accelerator``. Not run here: NCCL (no GPU). FSDP2, and the refusal of FSDP1 and
+DeepSpeed: test_fsdp_align.py.
 """
 
 from __future__ import annotations

@@ -286,12 +286,17 @@ class Tally:
         return {k: json_num(v) for k, v in out.items()}
 
 
-def write_model_folder(out: Path, model: nn.Module, tokenizer: Any, info: Mapping[str, Any]
+def write_model_folder(out: Path, model: nn.Module, tokenizer: Any, *,
+                       info: Mapping[str, Any], state_dict: Mapping[str, Tensor] | None = None
                        ) -> None:
     """The model as ``save_pretrained`` writes it (with LoRA: the adapter), the tokenizer,
-    and ``prefkit_align.json`` (``info``)."""
+    and ``prefkit_align.json`` (``info``); ``state_dict``: the full weights to write instead
+    of the model's own (FSDP2's shards gathered)."""
     model.eval()
-    model.save_pretrained(out)
+    if state_dict is None:
+        model.save_pretrained(out)
+    else:
+        model.save_pretrained(out, state_dict=dict(state_dict))
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
     write_json(out / "prefkit_align.json", dict(info))

@@ -36,6 +36,13 @@ same updates as one process with N times the accumulation. A process left withou
 (a last step of fewer prompts than processes) joins the all-reduce with a pass of weight 0.
 Checkpoints keep :mod:`prefkit.runs`' one-file format (the main process writes them; every
 process resumes from it). One process uses no distributed call.
+With FSDP2 (``accelerate launch --use_fsdp --fsdp_version 2``; :mod:`prefkit.processes`) the
+weights, gradients and AdamW state are sharded over the processes (the model is still loaded
+whole on each, and the reference cache computed from it, before sharding): every process
+makes the same number of passes (a process with fewer prompts pads with passes of weight 0,
+in training, validation and KTO's step pass), gradients are reduce-scattered in every
+micro-batch, and the checkpoint and the model folder get the full weights and optimizer state
+gathered onto the main process, in the layout one process writes.
 
 The output folder:
 
@@ -110,6 +117,7 @@ from prefkit.align.reference import (
 from prefkit.align.types import LossOutput, SequenceLogps
 from prefkit.losses import StepPass
 from prefkit.processes import (
+    FSDP2,
     PreparedModel,
     Processes,
     join_processes,
@@ -436,12 +444,23 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
             kl_pairs=kl_pairs, progress=progress and main, main=main, barrier=procs.barrier)
     kl_train = mismatched_examples(train.examples, max_length=train.max_length) \
         if kl_pairs else []
+    if isinstance(accelerator, FSDP2):
+        # the log-prob engine and the packing check a model once, by forwards of their own: on
+        # every process before sharding (after, a process whose reference came from the cache
+        # would make them alone, collectives the others never join)
+        resolve_packing(config.packing, model)
+        with torch.no_grad():
+            b = collate(train.examples[:1], train.pad_token_id).to(device)
+            sequence_logps(model, b.input_ids, b.attention_mask, b.loss_mask,
+                           chunk_size=config.chunk_size)
 
     # -- optimizer, schedule, RNG ------------------------------------------------------------------
     n = len(train)
     per_step = config.batch_size * config.grad_accum * procs.world  # prompts per optimizer step
     steps_per_epoch = math.ceil(n / per_step)
     total = config.max_steps or config.epochs * steps_per_epoch
+    # DDP / FSDP2 on several processes (FSDP2 shards the parameters: the optimizer comes after)
+    prepared = prepare_model(model, accelerator)
     params, opt, sched = make_optimizer(model, config, total)
     data_gen = torch.Generator().manual_seed(config.seed + 1)  # epoch order
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -451,10 +470,12 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
     perm = torch.arange(n)
     if ck is not None:
         check_checkpoint(ck, run.checkpoint_path, model)
-        step, epoch, step_in_epoch = run.restore(ck, model, opt, sched, data_gen, strict=False)
+        # FSDP2: the full weights and optimizer state scattered into the shards
+        into_model, into_opt = prepared.loaders(opt)
+        step, epoch, step_in_epoch = run.restore(ck, into_model, into_opt, sched, data_gen,
+                                                 strict=False)
         dropout_state, perm = ck["rng"]["dropout"], ck["rng"]["epoch_perm"]
     metrics = Metrics(run.metrics_path, 0 if ck is None else ck["metrics_rows"], write=main)
-    prepared = prepare_model(model, accelerator)  # DDP on several processes; one: the model
 
     return AlignState(
         config=config, loss=loss, step_pass=step_pass, run=run, device=device, procs=procs,
@@ -500,29 +521,43 @@ def _train_step(st: AlignState, idx: Tensor) -> tuple[Tally, Tensor]:
     mine = idx[procs.rank::procs.world]  # this process's share, split into micro-batches
     # DDP averages the processes' gradients: a loss times ``world`` makes that their sum
     share = procs.world if st.prepared.averaged else 1
+    # (micro-batch, weight); FSDP2: as many as process 0 has, a process with fewer pads with
+    # passes of weight 0 (every pass gathers weights); else a process without prompts makes
+    # one such pass to join DDP's all-reduce
+    micro = [(mb, share) for mb in mine.split(config.batch_size)] if len(mine) else []
+    micro += [(idx[:1], 0)] * (_rounds(st, len(idx), config.batch_size) - len(micro))
     st.opt.zero_grad(set_to_none=True)
     tally = Tally(device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         set_rng_state(device, st.dropout_state)
         # the loss's step pass (KTO: one reference point for the whole step)
         stats = {} if st.step_pass is None else {st.step_pass.hyper: _mean_log_ratio(
-            st, mine.tolist(), st.kl_train, kl_only(st.ref_train))}
-        micro = list(mine.split(config.batch_size))
-        if not len(mine):  # fewer prompts than processes: a pass of weight 0 joins the all-reduce
-            micro, share = [idx[:1]], 0
-        for i, mb in enumerate(micro):
-            # all but the last micro-batch keep their gradients local
+            st, mine.tolist(), st.kl_train, kl_only(st.ref_train), n_all=len(idx))}
+        for i, (mb, weight) in enumerate(micro):
+            # all but the last micro-batch keep their gradients local (DDP)
             with st.prepared.no_sync() if i < len(micro) - 1 else contextlib.nullcontext():
                 logps = _score(st, st.train.examples, mb.tolist(), st.ref_train)
                 out, losses = _example_losses(st, logps, stats)  # (b,)
-                (losses.sum() * share / len(idx)).backward()  # the mean over the step's prompts
-            if share:
+                (losses.sum() * weight / len(idx)).backward()  # the mean over the step's prompts
+            if weight:
                 tally.add_output(out, losses, logps)
         st.dropout_state = rng_state(device)
     grad_norm = torch.nn.utils.clip_grad_norm_(st.params, config.grad_clip or math.inf)
+    if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor (replicated)
+        grad_norm = grad_norm.full_tensor()
     st.opt.step()
     st.sched.step()
     return tally, grad_norm
+
+
+def _rounds(st: AlignState, n_all: int, size: int) -> int:
+    """How many passes of ``size`` rows this process makes over its share of ``n_all``
+    rows (every ``world``-th from its rank): with FSDP2 process 0's number (the most), as
+    every pass is collective; else its own, at least one (DDP's all-reduce)."""
+    procs = st.procs
+    if st.prepared.sharded:
+        return math.ceil(math.ceil(n_all / procs.world) / size)
+    return max(1, math.ceil(len(range(procs.rank, n_all, procs.world)) / size))
 
 
 def _score(st: AlignState, examples: Sequence[Any], idx: list[int],
@@ -561,18 +596,25 @@ def _example_losses(st: AlignState, logps: SequenceLogps, stats: Mapping[str, Te
 
 @torch.no_grad()
 def _mean_log_ratio(st: AlignState, idx: list[int], examples: Sequence[Any],
-                    ref: ReferenceLogps | None) -> Tensor:
-    """The step pass's statistic over prompts ``idx`` (all processes): the mean of
-    log pi_theta - log pi_ref over their ``examples`` (mismatched pairs), no gradient."""
+                    ref: ReferenceLogps | None, *, n_all: int) -> Tensor:
+    """The step pass's statistic over prompts ``idx`` (this process's share of ``n_all``):
+    the mean over all processes of log pi_theta - log pi_ref over their ``examples``
+    (mismatched pairs), no gradient."""
     config, device = st.config, st.device
+    size = config.eval_batch_size
     total_diff = torch.zeros(2, dtype=torch.float64, device=device)
-    for i in range(0, len(idx), config.eval_batch_size):  # none: a process without prompts
-        rows = idx[i:i + config.eval_batch_size]
-        b = collate([examples[i] for i in rows], st.train.pad_token_id).to(device)
+    # a process without prompts makes none; with FSDP2, as many as process 0 (rows [0], unused)
+    rounds = _rounds(st, n_all, size) if st.prepared.sharded else math.ceil(len(idx) / size)
+    for i in range(0, rounds * size, size):
+        rows = idx[i:i + size]
+        b = collate([examples[i] for i in rows or [0]], st.train.pad_token_id).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16,
                             enabled=config.precision == "bf16"):
-            got = sequence_logps(st.model, b.input_ids, b.attention_mask, b.loss_mask,
-                                 chunk_size=config.chunk_size, reference=st.live_ref)
+            got = st.prepared(functools.partial(
+                sequence_logps, input_ids=b.input_ids, attention_mask=b.attention_mask,
+                loss_mask=b.loss_mask, chunk_size=config.chunk_size, reference=st.live_ref))
+        if not rows:
+            continue
         r = got["reference"] if ref is None else ref.take(rows, 1, device)[1]
         total_diff += torch.stack([(got["policy"] - r).double().sum(),
                                    torch.tensor(float(len(rows)), device=device)])
@@ -606,19 +648,29 @@ def _evaluate(st: AlignState) -> dict[str, Any]:
     stats: dict[str, Tensor] = {}
     if st.step_pass is not None:
         kl_val = mismatched_examples(val.examples, max_length=val.max_length)
-        stats = {st.step_pass.hyper: _mean_log_ratio(st, idx, kl_val, kl_only(st.ref_val))}
-    for i in range(0, len(idx), st.config.eval_batch_size):  # none: fewer rows than processes
-        logps = _score(st, val.examples, idx[i:i + st.config.eval_batch_size], st.ref_val)
-        tally.add_output(*_example_losses(st, logps, stats), logps)
+        stats = {st.step_pass.hyper: _mean_log_ratio(st, idx, kl_val, kl_only(st.ref_val),
+                                                     n_all=len(val))}
+    size = st.config.eval_batch_size
+    # none: fewer rows than processes; FSDP2: as many passes as process 0 (row 0, unused)
+    rounds = _rounds(st, len(val), size) if st.prepared.sharded else math.ceil(len(idx) / size)
+    for i in range(0, rounds * size, size):
+        rows = idx[i:i + size]
+        logps = _score(st, val.examples, rows or [0], st.ref_val)
+        if rows:
+            tally.add_output(*_example_losses(st, logps, stats), logps)
     st.model.train()
     return {f"val_{k}": v for k, v in tally.means(st.procs).items()}
 
 
 def _checkpoint(st: AlignState) -> None:
-    """``checkpoint.pt`` (the main process), then every process waits for it."""
+    """``checkpoint.pt`` (the main process), then every process waits for it. FSDP2: the
+    full weights and optimizer state gathered first (every process takes part)."""
+    weights, optim = st.prepared.full_state(st.opt) if st.prepared.sharded else (None, None)
     if st.main:
         st.run.save_checkpoint(
-            config=st.config.to_dict(), model=trainable(st.model), optimizer=st.opt,
+            config=st.config.to_dict(),
+            model=trainable(st.model) if weights is None else weights,
+            optimizer=st.opt if optim is None else optim,
             scheduler=st.sched,
             rng={"data": st.data_gen.get_state(), "dropout": st.dropout_state,
                  "epoch_perm": st.perm},
@@ -643,9 +695,12 @@ def _finish(st: AlignState) -> AlignResult:
     """The last checkpoint, and a Hugging Face folder that describes itself."""
     _checkpoint(st)
     result = _result(st, finished=True)
+    # FSDP2: the whole model's weights gathered onto the main process for save_pretrained
+    weights = st.prepared.full_state(st.opt, trainable_only=False)[0] if st.prepared.sharded \
+        else None
     if st.main:
         config, loss = st.config, st.loss
-        write_model_folder(st.run.path, st.model, st.tokenizer, {
+        write_model_folder(st.run.path, st.model, st.tokenizer, state_dict=weights, info={
             "kind": "prefkit-align", "config": config.to_dict(), "model": st.source,
             "model_given": st.given,  # as given; "model" is the absolute path of a local folder
             "model_from_run": _relative_to(st.source, st.run.path),  # moves with the run
