@@ -106,10 +106,13 @@ CASES: list[tuple[str, str, int, list[str]]] = [
      ["--max-media-mb inf", "finite size in MiB"]),
     ("ao.cap_1e400", "arena add-outputs outputs.jsonl --db t.db --max-media-mb 1e400", 2,
      ["--max-media-mb inf", "finite"]),
+    # was: typer's panel, wrapped at the terminal's width ('--max-media' / '-mb' when narrow)
     ("ao.cap_0", "arena add-outputs outputs.jsonl --db t.db --max-media-mb 0", 2,
-     ["--max-media-mb"]),
+     ["--max-media-mb 0: give at least 0.001 (MiB)"]),
+    ("ao.cap_nan", "arena add-outputs outputs.jsonl --db t.db --max-media-mb nan", 2,
+     ["--max-media-mb nan: give at least 0.001"]),
     ("ao.cap_tiny", "arena add-outputs media.jsonl --db t.db --max-media-mb 0.00001", 2,
-     ["--max-media-mb"]),
+     ["--max-media-mb 1e-05: give at least 0.001"]),
     ("ao.cap_min", "arena add-outputs media.jsonl --db t.db --max-media-mb 0.001", 0,
      ["added or updated 1 outputs"]),
     # was: 'no such media file (/.../adir)' for a folder that exists
@@ -117,9 +120,13 @@ CASES: list[tuple[str, str, int, list[str]]] = [
      ["media_dir.jsonl line 1", "'media'", "is a folder", "one image, audio or video file"]),
     # was: accepted; the server then died at start-up with numpy's 'expected non-negative
     # integer' traceback
-    ("as.seed_neg", "arena serve --db s.db --seed -1", 2, ["--seed"]),
+    ("as.seed_neg", "arena serve --db s.db --seed -1", 2,
+     ["--seed -1: give a whole number from 0"]),
     # was: accepted; the live leaderboard then said 'rounds must be at least 2' for ever
-    ("as.rounds_1", "arena serve --db s.db --rounds 1", 2, ["--rounds"]),
+    ("as.rounds_1", "arena serve --db s.db --rounds 1", 2,
+     ["--rounds 1", "at least 2 rounds", "--rounds 1000"]),
+    ("as.rounds_neg", "arena serve --db s.db --rounds -5", 2, ["--rounds -5"]),
+    ("as.cap_0", "arena serve --db s.db --max-media-mb 0", 2, ["--max-media-mb 0: give at"]),
     # was: OverflowError traceback, after the database was made
     ("as.cap_inf", "arena serve --db s.db --max-media-mb inf", 2,
      ["--max-media-mb inf", "finite"]),
@@ -446,3 +453,49 @@ def test_serve_says_which_media_voters_would_see_broken(tree: Path) -> None:
     assert "1 outputs' media files are over --max-media-mb 0.001" in text, text
     assert f"{big.resolve()}, 4,008 bytes" in text, text
     assert "1 outputs' media files are gone" in text and str(gone.resolve()) in text, text
+
+
+def _prefers_good(request) -> str:
+    """A judge on 127.0.0.1 (prefkit.llm.server, real HTTP): the answer that starts with
+    'good' wins, in either presentation order (MT-Bench's pair prompt)."""
+    text = request.messages[-1]["content"]
+    a = text.split("[The Start of Assistant A's Answer]\n")[1]
+    return "[[A]]" if a.startswith("good") else "[[B]]"
+
+
+def test_overwrite_says_what_it_replaced(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """judge run --overwrite and reward eval --verdicts --overwrite against a real server:
+    the second run replaces the file and says so (was: the same 'wrote' line as a new
+    file; reward eval said nothing of the --verdicts it wrote)."""
+    from prefkit.llm.server import serve_responder
+
+    monkeypatch.chdir(tree)
+    for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "PREFKIT_JUDGE_MODEL"):
+        monkeypatch.delenv(var, raising=False)
+    srv = serve_responder(_prefers_good, model="m")
+    try:
+        url = srv.base_url
+        run = ["judge", "run", "pairs.jsonl", "--output", "ow/o.jsonl", "--model", "m",
+               "--base-url", url]
+        r = _invoke(run)
+        assert r.exit_code == 0, r.stderr
+        assert "wrote 1 pairwise records to ow/o.jsonl:" in " ".join(r.stderr.split())
+        r = _invoke(run)
+        assert r.exit_code == 2 and "already exists; pass --overwrite" in r.stderr
+        r = _invoke([*run, "--overwrite"])
+        assert r.exit_code == 0, r.stderr
+        assert "the file that was there is replaced" in " ".join(r.stderr.split())
+        assert len((tree / "ow" / "o.jsonl").read_text().splitlines()) == 1
+        ev = ["reward", "eval", "--judge", "m", "rp.jsonl", "--base-url", url, "--verdicts",
+              "ow/v.jsonl", "--json"]
+        r = _invoke(ev)
+        assert r.exit_code == 0, r.stderr
+        assert json.loads(r.stdout)["accuracy"] == 1.0  # 'good' chosen, both orders
+        assert len((tree / "ow" / "v.jsonl").read_text().splitlines()) == 2
+        r = _invoke(ev[:-1] + ["--overwrite"])
+        assert r.exit_code == 0, r.stderr
+        said = " ".join(r.stderr.split())
+        assert "wrote 2 verdicts to --verdicts ow/v.jsonl (--overwrite: the file that was " \
+               "there is replaced)" in said, said
+    finally:
+        srv.close()

@@ -40,12 +40,16 @@ class BothBad(str, Enum):
 
 
 DEFAULT_MEDIA_MB = 20.0
-MediaCapOpt = Annotated[float, typer.Option("--max-media-mb", help="Largest media taken, in MiB: add-outputs refuses bigger files; serve refuses bigger files and URL answers.", min=0.001)]
+MediaCapOpt = Annotated[float, typer.Option("--max-media-mb", help="Largest media taken, in MiB (at least 0.001): add-outputs refuses bigger files; serve refuses bigger files and URL answers.")]
 PolicyOpt = Annotated[Policy, typer.Option("--flag-policy", help="Flagged votes: set aside (exclude, weight 0) or counted (include).")]
 BothBadOpt = Annotated[BothBad, typer.Option("--both-bad", help="Both-bad votes: a tie (half a win each, as LMArena) or ignored.")]
 
 
 def _media_bytes(mb: float) -> int:
+    """The cap in bytes; refused in our own words, on whole lines (typer's min= panel wraps
+    at the terminal's width and splits the flag's name in a narrow one)."""
+    if not mb >= 0.001:  # nan too
+        fail(f"--max-media-mb {mb:g}: give at least 0.001 (MiB), e.g. --max-media-mb 20")
     if not mb * 2**20 < 2**63:  # inf, 1e400 (read as inf) and sizes past any file
         fail(f"--max-media-mb {mb:g}: give a finite size in MiB, e.g. --max-media-mb 100")
     return int(mb * 2**20)
@@ -76,8 +80,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     fsync_every_vote: Annotated[bool, typer.Option("--fsync-every-vote", help="SQLite: fsync every vote (survives power loss; default: survives kill -9).")] = False,
-    rounds: Annotated[int, typer.Option(help="Bootstrap rounds of the live leaderboard (at least 2, as prefkit rank).", min=2)] = 1000,
-    seed: Annotated[int | None, typer.Option(min=0, help="Seed of the matchmaking (which models, prompt and slots each battle shows) and of the leaderboard's bootstrap; for tests, benchmarks and replays: whoever knows it can predict the slots. Default: the bootstrap seeds with 0 (as prefkit rank), the matchmaking from the operating system.")] = None,
+    rounds: Annotated[int, typer.Option(help="Bootstrap rounds of the live leaderboard (at least 2, as prefkit rank).")] = 1000,
+    seed: Annotated[int | None, typer.Option(help="Seed of the matchmaking (which models, prompt and slots each battle shows) and of the leaderboard's bootstrap; for tests, benchmarks and replays: whoever knows it can predict the slots. Default: the bootstrap seeds with 0 (as prefkit rank), the matchmaking from the operating system.")] = None,
     flag_policy: PolicyOpt = Policy.exclude,
     both_bad: BothBadOpt = BothBad.tie,
     voter_rate: Annotated[float, typer.Option(help="Requests per second per voter (0: no limit).", min=0)] = 2.0,
@@ -108,6 +112,11 @@ def serve(
             read_endpoints(endpoints)
         except ValueError as e:
             fail(f"--endpoints {e}")
+    if rounds < 2:
+        fail(f"--rounds {rounds}: the live leaderboard's bootstrap needs at least 2 rounds "
+             "(as prefkit rank); e.g. --rounds 1000")
+    if seed is not None and seed < 0:
+        fail(f"--seed {seed}: give a whole number from 0 (numpy's seeds are non-negative)")
     cap = _media_bytes(max_media_mb)
     _check_port(host, port)
     store = _open(db)  # after the checks above: a refused command creates no database

@@ -328,6 +328,7 @@ def run(
                                             base_url or ""), output)
     import json
 
+    replaced = output.exists()
     tmp = output.with_name(output.name + ".tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
                    encoding="utf-8")
@@ -336,7 +337,9 @@ def run(
     if as_json:
         print_json(summary)
         return
-    note(f"wrote {len(records):,} {k} records to {output}: {summary['errors']:,} error or "
+    note(f"wrote {len(records):,} {k} records to {output}"
+         + (" (--overwrite: the file that was there is replaced)" if replaced else "")
+         + f": {summary['errors']:,} error or "
          f"unparsed verdicts of {summary['verdicts']:,}"
          + (f"; {summary['cached']:,} answers from the cache" if summary.get("cached") else ""),
          style="")
@@ -522,6 +525,7 @@ def judge_pair_scores(pairs: Any, *, judge: str | None, local: Path | None,
     if verdicts is not None:
         import json
 
+        replaced = verdicts.exists()
         try:
             verdicts.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
                                         for r in records), encoding="utf-8")
@@ -529,6 +533,10 @@ def judge_pair_scores(pairs: Any, *, judge: str | None, local: Path | None,
             fail(f"--verdicts {verdicts}: cannot write it ({e.strerror or e}); the judge's "
                  "answers are " + (f"in --cache {cache}: rerun with another --verdicts"
                                    if cache else "lost: rerun with --cache judge.sqlite"))
+        if not quiet:
+            note(f"wrote {len(records):,} verdicts to --verdicts {verdicts}"
+                 + (" (--overwrite: the file that was there is replaced)" if replaced else ""),
+                 style="")
     js = judge_scores(records)
     lines = pairs.source_line if pairs.source_line is not None else range(1, len(pairs) + 1)
     name = getattr(backend, "name", "") or judge or str(local)
@@ -548,7 +556,9 @@ def judge_pair_scores(pairs: Any, *, judge: str | None, local: Path | None,
              style="")
     if not js.judged.any():
         fail(f"the judge gave no valid verdict on any of the {len(pairs):,} pairs of {data}; "
-             "see the errors above (run with --verdicts FILE to keep its answers)")
+             "see the errors above " + (f"(its answers are in --verdicts {verdicts})"
+                                        if verdicts is not None else
+                                        "(run with --verdicts FILE to keep its answers)"))
     if js.unjudged and not quiet:
         note(f"{js.unjudged:,} of {len(pairs):,} pairs have no valid verdict and are left out "
              f"of the accuracy (counted as ties, RewardBench's generative rule: "
