@@ -173,6 +173,9 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     # reader's words)
     ("jg.no_qid", "judge analyze v.jsonl --gold h_no_qid.jsonl", 2,
      ["h_no_qid.jsonl", "no question_id column"]),
+    # was: accepted, the --gold read and never used (no agreement line, nothing said)
+    ("jg.grades_only", "judge analyze g.jsonl --gold h.jsonl", 2,
+     ["--gold h.jsonl", "single grades only", "pairwise verdict files"]),
     ("jg.mixed", "judge analyze v.jsonl --gold h_mixed.jsonl", 2,
      ["h_mixed.jsonl line 3", "unknown winner 'A'", "--skip-invalid"]),
     # was: --skip-invalid (the fix the error names) did not reach the gold reader

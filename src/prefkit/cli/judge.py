@@ -88,6 +88,10 @@ def analyze(
         data = read_verdicts(files, format=fmt, skip_invalid=skip_invalid)
     report_skipped(", ".join(map(str, files)), data.skipped, len({(p.file, p.line)
                                                                  for p in data.skipped}))
+    if gold is not None and (data.verdicts is None or not len(data.verdicts)):
+        fail(f"--gold {gold}: human labels are compared with pairwise verdicts, and "
+             f"{', '.join(map(str, files))} hold single grades only; add the judge's pairwise "
+             "verdict files, or leave --gold out")
     labels = _gold(gold, quiet=as_json, skip_invalid=skip_invalid) if gold is not None else None
     if answers and data.verdicts is not None:
         from prefkit.judge.io import answer_lengths, with_lengths
