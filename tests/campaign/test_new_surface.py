@@ -270,12 +270,15 @@ def test_gold_csv_equals_jsonl(tree: Path, monkeypatch: pytest.MonkeyPatch) -> N
 # -- a real `prefkit arena serve` on 127.0.0.1 (SQLite) ---------------------------------------
 @pytest.fixture(scope="module")
 def server(tree: Path):
-    """The arena with 2 outputs per prompt and 2 flags made before it starts (flag ids 1
-    and 2); the admin token from PREFKIT_ARENA_TOKEN. Yields (base URL, the process)."""
+    """The arena with 3 models' outputs on one prompt and 2 flags made before it starts
+    (flag ids 1 and 2); the admin token from PREFKIT_ARENA_TOKEN. Yields (base URL, the
+    process)."""
     from prefkit.arena.store import open_store
 
     db = tree / "served.db"
-    r = _invoke(["arena", "add-outputs", str(tree / "outputs.jsonl"), "--db", str(db)])
+    _jsonl(tree / "served.jsonl", [{"prompt_id": "p0", "prompt": "hi", "model": m,
+                                    "output": f"o {m}"} for m in "abc"])
+    r = _invoke(["arena", "add-outputs", str(tree / "served.jsonl"), "--db", str(db)])
     assert r.exit_code == 0, r.stderr
     store = open_store(str(db))
     assert store.add_flags([(None, None, "outlier", "a"), (None, None, "timing", "b")]) == 2
@@ -339,8 +342,8 @@ def test_plain_vote_pages_bad_forms(server) -> None:
         r = c.post("/vote/battles", data={"k": k, "csrf": csrf})
         assert r.status_code == 400, (k, r.status_code, r.text[-300:])
         assert "field 'k' must be an integer from 2 to" in _said(r), (k, _said(r))
-    r = c.post("/vote/battles", data={"k": "3", "csrf": csrf})  # 2 models only
-    assert r.status_code == 503 and "fewer than 3 models" in _said(r)
+    r = c.post("/vote/battles", data={"k": "4", "csrf": csrf})  # 3 models only
+    assert r.status_code == 503 and "fewer than 4 models" in _said(r)
     r = c.post("/vote/battles", data={"k": "2", "csrf": csrf})
     assert r.status_code == 303
     battle = r.headers["location"]
@@ -361,6 +364,23 @@ def test_plain_vote_pages_bad_forms(server) -> None:
     r = other.get(battle)
     assert r.status_code == 404 and "of yours" in _said(r)
     assert c.get("/vote/battles/%00%ff<script>").status_code == 404
+    # three answers, ranked with the form's selects (1 = best, equal numbers tie). Was: a
+    # rank left out said "field 'ranking' ... got None" (the JSON API's field, not the
+    # form's); 0, 9 or 5 of 3 were recorded
+    for form, words in (({"rank_a": "1", "rank_b": "2"}, "field 'rank_c'"),
+                        ({"rank_a": "²", "rank_b": "1", "rank_c": "2"}, "field 'rank_a'"),
+                        ({"rank_a": "1", "rank_b": "2", "rank_c": "9"}, "got '9'"),
+                        ({"rank_a": "0", "rank_b": "0", "rank_c": "0"}, "got '0'"),
+                        ({"winner": "a"}, "this battle has 3 outputs")):
+        r = c.post("/vote/battles", data={"k": "3", "csrf": csrf})
+        r = c.post(r.headers["location"], data={**form, "csrf": csrf})
+        assert r.status_code == 400 and words in _said(r), (form, _said(r))
+        if "rank_" in words:
+            assert "from 1 to 3 (1 = best, the same number for a tie)" in _said(r)
+    r = c.post("/vote/battles", data={"k": "3", "csrf": csrf})
+    r = c.post(r.headers["location"], data={"rank_a": "1", "rank_b": "1", "rank_c": "1",
+                                            "csrf": csrf})  # a three-way tie is a vote
+    assert r.status_code == 200 and "Vote recorded." in r.text
 
 
 def test_flag_lift_bad_bodies(server) -> None:

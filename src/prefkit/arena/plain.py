@@ -112,13 +112,19 @@ def _digits(v: str) -> bool:
     return v.isascii() and v.isdigit() and len(v) <= 6
 
 
-def _ranking(form: dict[str, str], slots: list[str]) -> dict[str, Any]:
-    """The JSON API's vote body from the form's fields."""
+def _ranking(form: dict[str, str], slots: list[str]) -> dict[str, Any] | Refusal:
+    """The JSON API's vote body from the form's fields, or a refusal naming the form's own
+    field (``rank_c``, not the API's 'ranking') when a rank is missing or not one of the
+    form's choices 1..K."""
     if "winner" in form:
         return {"winner": form["winner"]}
     given = {s: form.get(f"rank_{s}", "") for s in slots}
-    if not all(_digits(v) for v in given.values()):
-        return {"ranking": None}
+    for s, v in given.items():
+        if not (_digits(v) and 1 <= int(v) <= len(slots)):
+            return Refusal(400, f"field 'rank_{s}' must be a whole number from 1 to "
+                                f"{len(slots)} (1 = best, the same number for a tie), got "
+                                f"{v!r}; choose a rank for every answer and send the form "
+                                "again")
     levels: dict[int, list[str]] = {}
     for s, v in given.items():
         levels.setdefault(int(v), []).append(s)
@@ -140,8 +146,11 @@ async def battle_page(request: Request) -> Response:
             return _refusal(request, who, voter, new)
         b = await arena.battle(battle_id)
         slots = sorted(b["slots"]) if b else []
-        result = await cast_vote(arena, voter, arena.address(request), battle_id,
-                                 _ranking(form, slots))
+        body = (_ranking(form, slots) if b and b["voter"] == voter and b["vote"] is None
+                else {})  # cast_vote answers the rest (no battle, not yours, voted)
+        if isinstance(body, Refusal):
+            return _refusal(request, body, voter, new)
+        result = await cast_vote(arena, voter, arena.address(request), battle_id, body)
         if isinstance(result, Refusal):
             return _refusal(request, result, voter, new)
     b = await arena.battle(battle_id)
