@@ -46,6 +46,9 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _jsonl(root / "v.jsonl", [{"question_id": q, "model_a": "m1", "model_b": "m2",
                                "judge_id": "j", "winner_ab": "A", "winner_ba": "B",
                                "turn": t} for q in (81, 82) for t in (1, 2)])
+    _jsonl(root / "v_no_turn.jsonl", [{"question_id": q, "model_a": "m1", "model_b": "m2",
+                                       "judge_id": "j", "winner_ab": "A", "winner_ba": "B"}
+                                      for q in (81, 82)])
     grades = [{"question_id": q, "model_id": m, "judge_id": "j", "score_turn1": s1,
                "score_turn2": s2} for q in (81, 82) for m, s1, s2 in (("m1", 8, 7),
                                                                        ("m2", 3, 9))]
@@ -143,6 +146,11 @@ CASES: list[tuple[str, str, int, list[str]]] = [
      ["--conflict-turn 99999999999999999999"]),
     ("ja.turn_2", "judge analyze v.jsonl g.jsonl --conflict-turn 2", 0,
      ["single grades of turn 2 (--conflict-turn)"]),
+    # was: 'compares with single grades of turn 0' and every pair left out, no way out said
+    ("ja.verdicts_no_turn", "judge analyze v_no_turn.jsonl g.jsonl", 0,
+     ["the verdicts name no turn", "give --conflict-turn 1"]),
+    ("ja.verdicts_no_turn_1", "judge analyze v_no_turn.jsonl g.jsonl --conflict-turn 1", 0,
+     ["single grades of turn 1 (--conflict-turn)", "0.0% (0/2)"]),
     # was: said nothing of the grades it could not read nor of the pairs it left out
     ("ja.grades_nan", "judge analyze v.jsonl g_nan.jsonl", 0,
      ["4 of 8 single grades are missing or not a grade",

@@ -197,6 +197,11 @@ def _notes(reports: list[Any], conflict_turn: int | None) -> None:
             lines.append(f"{c['grades_missing']:,} of {c['grades']:,} single grades are "
                          "missing or not a grade (null, NaN, FastChat's -1 for a grade the "
                          "judge did not give)")
+        if r.conflict_ratio is not None and conflict_turn is None and c.get(
+                "conflict_turn") in (0, [0]):
+            lines.append("the verdicts name no turn (no turn column: turn 0), and grades are "
+                         "per turn: give --conflict-turn 1 (or 2) to compare them with the "
+                         "grades of that turn")
         if c.get("conflict_no_grade"):
             lines.append(f"{c['conflict_no_grade']:,} pairs without a single grade of both "
                          "answers for the turn compared, left out of the conflict ratio")
