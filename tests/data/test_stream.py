@@ -98,3 +98,25 @@ def test_inconsistent_ties_streamed_as_ties_and_counted(tmp_path: Path) -> None:
     rows = read_votes(path)
     assert [w.reason for w in rows.warnings] == [w.reason for w in warnings]
     np.testing.assert_array_equal(aggregate(rows.votes).counts, counts.counts)
+
+
+@pytest.mark.parametrize("winners", [
+    ["Model_A", " tie (inconsistent) ", "TIE", "b", "Tie (BothBad)", "item_b"],
+    [0, 1, 2, 3, 0, 2],
+    [0.0, 1.0, 2.0, 3.0, 1.0, 1.0],
+    ["left", "right", "tie", "LEFT", " right", "both_bad"]])
+def test_stream_reads_labels_as_the_row_reader_does(tmp_path: Path, winners: list) -> None:
+    """The same Parquet votes, streamed (prefkit rank's fit-only path) and read row by row
+    (the generic reader: the path with --style or --cluster), give the same counts: labels
+    compare case-insensitively and trimmed, integral numbers as digits, and the side columns'
+    names name their side. Was: the stream refused 'Model_A', ' tie (inconsistent) ', 0."""
+    sides = ("left", "right") if "left" in winners else ("model_a", "model_b")
+    path = tmp_path / "odd.parquet"
+    pq.write_table(pa.table({sides[0]: ["x", "y", "x", "z", "y", "x"],
+                             sides[1]: ["y", "x", "z", "x", "z", "y"], "winner": winners}), path)
+    columns = {"a": "left", "b": "right"} if sides[0] == "left" else None
+    counts, skipped, n = read_pair_counts(path, columns=columns)
+    rows = aggregate(read_votes(path, format="generic", columns=columns).votes)
+    assert n == 6 and not skipped
+    np.testing.assert_array_equal(counts.counts, rows.counts)
+    np.testing.assert_array_equal(counts.i, rows.i)

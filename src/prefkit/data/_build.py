@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from prefkit.data._frame import Cat, Frame, Num
 from prefkit.data.errors import InvalidRow, clip
 from prefkit.data.formats import Parsed
+from prefkit.data.stream import norm_label
 from prefkit.data.records import ItemIndex, PairCounts, PairwiseVotes, Rankings
 
 __all__ = ["Items", "Parsed", "Problems", "build_pairwise", "map_labels", "norm_label"]
@@ -61,13 +62,6 @@ def is_blank(v: Any) -> bool:
     """Missing: None, NaN, or an empty / all-space string."""
     return v is None or (isinstance(v, float) and math.isnan(v)) or (
         isinstance(v, str) and not v.strip())
-
-
-def norm_label(v: Any) -> str:
-    """Labels compare case-insensitively, trimmed; integral numbers as their digits."""
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    return str(v).strip().lower()
 
 
 def map_labels(

@@ -22,10 +22,12 @@ from prefkit.data.records import ItemIndex, PairCounts
 
 __all__ = ["OUTCOME_LABELS", "can_stream", "read_pair_counts"]
 
-#: Outcome labels understood in the ``winner`` column (FastChat's and prefkit's).
+#: Outcome labels understood in the ``winner`` column (FastChat's and prefkit's generic
+#: reader's: the same votes read the same streamed or row by row), compared by
+#: :func:`norm_label`; the names of the two side columns count too.
 OUTCOME_LABELS: Mapping[str, int] = {
-    "model_a": 0, "a": 0, "model_b": 1, "b": 1, "tie": 2, "tie (bothbad)": 3, "both_bad": 3,
-    "tie (inconsistent)": 2,
+    "model_a": 0, "a": 0, "item_a": 0, "model_b": 1, "b": 1, "item_b": 1, "tie": 2,
+    "tie (bothbad)": 3, "both_bad": 3, "tie (inconsistent)": 2, "0": 0, "1": 1, "2": 2, "3": 3,
 }
 #: Labels read as another outcome, and what a note says was made of them. MT-Bench's
 #: both-orders judge (its gpt4_pair judgments) writes ``tie (inconsistent)`` where its two
@@ -34,6 +36,15 @@ OUTCOME_LABELS: Mapping[str, int] = {
 LABEL_NOTES: Mapping[str, str] = {
     "tie (inconsistent)": "read as ties (the judge's two presentation orders disagreed, as "
                           "FastChat's MT-Bench judgments write it)"}
+
+
+def norm_label(v: Any) -> str:
+    """Labels compare case-insensitively, trimmed; integral numbers as their digits."""
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    return str(v).strip().lower()
+
+
 _ROLE_NAMES = {"a": ("model_a", "item_a"), "b": ("model_b", "item_b"), "winner": ("winner",)}
 #: Largest dense cell table (n^2 * 4 float64 = 256 MiB); beyond it, sparse keys.
 DENSE_CELL_LIMIT = 1 << 25
@@ -148,6 +159,8 @@ def read_pair_counts(
             f"no a/b/winner columns (the file has {', '.join(names_in_file)})",
             "name them with columns={'a': ..., 'b': ..., 'winner': ...} (CLI: --column a=...)",
             kind="missing_column")])
+    labels = {**{norm_label(k): v for k, v in labels.items()},
+              norm_label(cols["a"]): 0, norm_label(cols["b"]): 1}  # as the row readers do
     f = pq.ParquetFile(path, read_dictionary=list(cols.values()))
     names = _Names()
     problems: list[InvalidRow] = []
@@ -159,7 +172,7 @@ def read_pair_counts(
         da, ia, va = _codes(batch, cols["a"])
         db, ib, vb = _codes(batch, cols["b"])
         dw, iw, vw = _codes(batch, cols["winner"])
-        words = [str(x) for x in dw.to_pylist()]
+        words = [norm_label(x) for x in dw.to_pylist()]
         lab = np.asarray([labels.get(x, -1) for x in words], np.int64)
         if any(x in LABEL_NOTES for x in words):
             per = np.bincount(iw[vw], minlength=len(words))
