@@ -17,6 +17,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 
 import pytest  # noqa: E402
@@ -335,3 +336,26 @@ def test_cli_packing_option(tmp_path, tok):
     assert ok.exit_code == 0, ok.output
     saved = json.loads((tmp_path / "run" / "prefkit_align.json").read_text())
     assert saved["config"]["packing"] == "pack"
+
+
+@pytest.mark.parametrize("mode", [None, *MODES])
+def test_a_complete_batch_hands_the_losses_no_valid_mask(tok, mode):
+    """Every response valid is known when the batch is built (on the host): the log-prob
+    table then carries valid=None, so a pairwise loss's completeness check reads nothing back
+    from the device (on a GPU, one sync per micro-batch). A listwise batch with a padding
+    response keeps its mask, and the losses equal those with the mask given explicitly."""
+    model = tiny_llama(len(tok), seed=3)
+    make = (lambda ex: collate(ex, 0)) if mode is None else (
+        lambda ex: pack_examples(ex, 0, mode=mode))
+    pairs = make(pair_examples(tok))
+    assert pairs.complete and bool(pairs.valid.all())
+    with torch.no_grad():
+        got = lp.response_logps(model, pairs, reference=model)
+        assert got.valid is None
+        masked = dataclasses.replace(got, valid=pairs.valid)
+        loss = get_align_loss("dpo")
+        assert torch.equal(loss(got, beta=0.1).losses, loss(masked, beta=0.1).losses)
+        ranked = make(listwise_examples(tok))
+        assert not ranked.complete
+        got = lp.response_logps(model, ranked, reference=model)
+        assert torch.equal(got.valid, ranked.valid)

@@ -31,6 +31,8 @@ class AlignBatch:
                     responses and position 0 False.
     num_responses:  K.
     valid:          (B, K) bool, False for padding responses (listwise rows with fewer).
+    complete:       True when every ``valid`` is (known on the host: the log-prob tables then
+                    carry ``valid=None`` and no loss reads the device tensor back to check).
     label:          (B,) bool, unpaired data only (True = desirable).
     kl_input_ids, kl_attention_mask, kl_loss_mask: (B, T') unpaired examples that carry a
                     ``kl_completion`` only: prompt b with its own ``kl_completion`` (its KL
@@ -47,6 +49,7 @@ class AlignBatch:
     kl_input_ids: Tensor | None = None
     kl_attention_mask: Tensor | None = None
     kl_loss_mask: Tensor | None = None
+    complete: bool = False
 
     @property
     def batch_size(self) -> int:
@@ -116,7 +119,8 @@ def collate(
         for b, e in enumerate(examples):
             rows.append((list(e.prompt_ids), list(e.responses[k]) if ok[b][k] else []))
     ids, att, loss = _pad(rows, pad_token_id, pad_to_multiple_of)
-    batch = AlignBatch(ids, att, loss, k_max, torch.tensor(ok, dtype=torch.bool).view(bsz, k_max))
+    batch = AlignBatch(ids, att, loss, k_max, torch.tensor(ok, dtype=torch.bool).view(bsz, k_max),
+                       complete=all(map(all, ok)))
     labels = [e.label for e in examples]
     if any(x is not None for x in labels):
         if any(x is None for x in labels) or k_max != 1:

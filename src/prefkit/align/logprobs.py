@@ -480,4 +480,6 @@ def response_logps(model: nn.Module, batch: Any, *, chunk_size: int | None = Non
     return SequenceLogps(
         policy=table(got["policy"]), lengths=table(got["lengths"]),
         reference=table(got.get("reference")), token_kl=table(got.get("token_kl")),
-        valid=getattr(batch, "valid", None), label=getattr(batch, "label", None), **extra)
+        # all responses valid (known on the host): no mask, so no loss syncs to check it
+        valid=None if getattr(batch, "complete", False) else getattr(batch, "valid", None),
+        label=getattr(batch, "label", None), **extra)

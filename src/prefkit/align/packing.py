@@ -60,6 +60,7 @@ class PackedBatch:
     scored:        (K*B, S) bool: row ``k * B + b`` True at its first ``lengths`` slots.
     slot_index:    (n,) the flat slot in ``scored`` of each scored token.
     num_responses: K.   valid: (B, K) bool.   label: (B,) bool, unpaired data only.
+    complete:      every ``valid`` is True (known on the host; see ``AlignBatch.complete``).
     check_length:  tokens at the start of row 0 that form one plain causal sequence from
                    position 0 (the one-row check of the split LM head uses them).
     kl:            KTO's mismatched pairs (prompt b with its ``kl_completion``), packed the
@@ -80,6 +81,7 @@ class PackedBatch:
     mode: str = "prefix"
     check_length: int = 0
     kl: PackedBatch | None = None
+    complete: bool = False
 
     @property
     def batch_size(self) -> int:
@@ -238,6 +240,7 @@ def pack_examples(
         slot_index=torch.tensor([i * slots + j for i, (_, tg) in enumerate(per_resp)
                                  for j in range(len(tg))], dtype=torch.long),
         num_responses=k_max, valid=torch.tensor(valid, dtype=torch.bool).view(bsz, k_max),
+        complete=all(map(all, valid)),
         mode=mode, check_length=check)
     labels = [e.label for e in examples]
     if any(x is not None for x in labels):
