@@ -20,7 +20,8 @@ invalid, nothing was read (1 self_comparison, 1 unknown_label):
   'model_b' at ...votes.csv line 3; fix one of the two names or drop the row;
   pass skip_invalid=True to skip such rows
   unknown outcome label 'model_c' in field 'winner' at ...votes.csv line 4; expected one of
-  a, model_a, item_a, b, model_b, item_b, tie, tie (bothbad), both_bad, 0, 1, 2, 3;
+  a, model_a, item_a, b, model_b, item_b, tie, tie (bothbad), both_bad, tie (inconsistent),
+  0, 1, 2, 3;
   pass skip_invalid=True to skip such rows
 >>> res = read_votes(p, skip_invalid=True)
 >>> len(res.votes), res.n_skipped, [s.line for s in res.skipped]
