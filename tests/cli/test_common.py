@@ -39,3 +39,32 @@ def test_errors_not_named_pass_through() -> None:
         raise ValueError("not caught")
     with pytest.raises(FileNotFoundError), input_errors("x"):  # default: ValueError, KeyError
         raise FileNotFoundError("x")
+
+
+def test_interrupt_exits_even_when_the_unwinding_hangs() -> None:
+    """Ctrl-C inside interrupt_exits: if what runs after KeyboardInterrupt hangs (an event
+    loop's clean-up awaiting a connection that never answers), the process still ends with
+    130 and the message within the grace period."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import time, sys\n"
+            "from prefkit.cli._common import interrupt_exits\n"
+            "try:\n"
+            "    with interrupt_exits('stopped: rerun to resume', grace=1.0):\n"
+            "        print('ready', flush=True); time.sleep(60)\n"
+            "except KeyboardInterrupt:\n"
+            "    time.sleep(60)  # the unwinding hangs\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+        assert p.returncode == 130 and "stopped: rerun to resume" in err
+        assert time.monotonic() - t0 < 20
+    finally:
+        p.kill() if p.poll() is None else None

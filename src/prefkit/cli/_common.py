@@ -36,6 +36,40 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+@contextlib.contextmanager
+def interrupt_exits(message: str, *, grace: float = 5.0) -> Iterator[None]:
+    """Ctrl-C inside the block raises ``KeyboardInterrupt`` (for the caller to report), and
+    the process exits with 130 and ``message`` at most ``grace`` seconds later even if the
+    unwinding hangs (an event loop's clean-up awaiting a connection that never answers was
+    seen to). Work already committed (a SQLite cache) is kept either way."""
+    import os
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        def deadline() -> None:
+            import time
+
+            time.sleep(grace)
+            sys.stderr.write(f"error: {message}\n")
+            sys.stderr.flush()
+            os._exit(130)
+
+        threading.Thread(target=deadline, name="prefkit-interrupt", daemon=True).start()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: at once
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def flag_words(message: str, flags: dict[str, str]) -> str:
     """A config's error in the command line's words: each field name that ``flags`` maps
     (``{"total_steps": "--max-steps"}``) replaced by its flag, as a whole word."""

@@ -13,6 +13,7 @@ from prefkit.cli._common import (
     fail,
     flag_words,
     input_errors,
+    interrupt_exits,
     note,
     out,
     print_json,
@@ -325,14 +326,15 @@ def run(
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         fail(f"--output {output}: cannot write it ({e.strerror or e}); choose another path")
+    stopped = (f"interrupted: nothing written to {output}; "
+               + (f"rerun the same command to resume from --cache {cache}" if cache else
+                  "rerun with --cache judge.sqlite to keep answers across interruptions"))
     try:
-        records = _judge(backend, items, tpl, k, both_orders, model, top_logprobs,
-                         concurrency, scale, progress=not as_json)
+        with interrupt_exits(stopped):
+            records = _judge(backend, items, tpl, k, both_orders, model, top_logprobs,
+                             concurrency, scale, progress=not as_json)
     except KeyboardInterrupt:
-        fail(f"interrupted: nothing written to {output}; "
-             + (f"rerun the same command to resume from --cache {cache}" if cache else
-                "rerun with --cache judge.sqlite to keep answers across interruptions"),
-             code=130)
+        fail(stopped, code=130)
     _refuse_unreachable(records, k, getattr(getattr(backend, "backend", backend), "base_url",
                                             base_url or ""), output)
     import json
