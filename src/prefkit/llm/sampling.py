@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Samples", "SamplingConfig", "sample"]
+__all__ = ["Samples", "SamplingConfig", "sample", "tokenize_prompts"]
 
 
 @dataclass(frozen=True)
@@ -159,8 +159,8 @@ def _processors(cfg: SamplingConfig, recorder: _Recorder) -> Any:
     return LogitsProcessorList(procs)
 
 
-def _tokenize_prompts(tokenizer: Any, prompts: Sequence[str] | Sequence[Sequence[int]],
-                      pad_id: int) -> tuple[Tensor, Tensor]:
+def tokenize_prompts(tokenizer: Any, prompts: Sequence[str] | Sequence[Sequence[int]],
+                     pad_id: int) -> tuple[Tensor, Tensor]:
     """(P, Lp) left-padded ids and mask; prompts are text (tokenized as is, with the
     tokenizer's special tokens, e.g. BOS) or lists of token ids."""
     rows = [list(p) if not isinstance(p, str) else tokenizer(p)["input_ids"] for p in prompts]
@@ -234,7 +234,7 @@ def sample(model: nn.Module, tokenizer: Any, prompts: Sequence[str] | Sequence[S
     if eos_ids is not None and eos_ids.eos_token_id is not None:
         more = eos_ids.eos_token_id
         eos |= set(more if isinstance(more, list) else [more])
-    ids, mask = _tokenize_prompts(tokenizer, prompts, pad_id)
+    ids, mask = tokenize_prompts(tokenizer, prompts, pad_id)
     ids, mask = ids.to(device), mask.to(device)
 
     from transformers import GenerationConfig

@@ -5,7 +5,6 @@ and re-exports the same objects (one copy)."""
 
 from __future__ import annotations
 
-from prefkit.llm.sampling import Samples, SamplingConfig, _tokenize_prompts, sample
+from prefkit.llm.sampling import Samples, SamplingConfig, sample
 
 __all__ = ["Samples", "SamplingConfig", "sample"]
-_ = _tokenize_prompts  # prefkit.rl.vllm_generate tokenizes prompts as the sampler does

@@ -37,7 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from prefkit.rl.generate import Samples, SamplingConfig, _tokenize_prompts
+from prefkit.llm.sampling import tokenize_prompts
+from prefkit.rl.generate import Samples, SamplingConfig
 
 __all__ = [
     "VLLMGenerator",
@@ -98,7 +99,7 @@ def samples_from_outputs(tokenizer: Any, prompts: Sequence[str] | Sequence[Seque
                          f"{len(logprobs)}, {len(truncated)}")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
         else tokenizer.eos_token_id
-    ids, mask = _tokenize_prompts(tokenizer, prompts, pad_id)
+    ids, mask = tokenize_prompts(tokenizer, prompts, pad_id)
     t = max((len(c) for c in completions), default=0)
     n = len(completions)
     comp = torch.full((n, t), pad_id, dtype=torch.long)
