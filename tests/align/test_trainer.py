@@ -146,6 +146,37 @@ def test_resume_equals_uninterrupted_bit_for_bit(tmp_path, tokenizer, data):
               output_dir=tmp_path / "part", progress=False, resume=True)
 
 
+
+def test_a_checkpoint_written_before_packing_existed_resumes(tmp_path, tokenizer, data):
+    """A checkpoint (and run marker) whose config has no ``packing`` -- written before the
+    field was added -- resumes under the default config (the missing field counts as its
+    default, prefkit.runs.config_diff) and ends where an uninterrupted run ends; resuming it
+    with a non-default ``packing`` is refused as a different config, naming the field."""
+    cfg = AlignConfig(**FAST, max_steps=4, checkpoint_every=2, packing="auto")
+    whole = tiny_llama(len(tokenizer))
+    res = align(whole, data, config=cfg, output_dir=tmp_path / "whole", progress=False)
+    first = align(tiny_llama(len(tokenizer)), data, config=cfg, output_dir=tmp_path / "old",
+                  progress=False, stop_after=2)
+    assert not first.finished
+    ck_path = tmp_path / "old" / "checkpoint.pt"
+    ck = torch.load(ck_path, weights_only=True)
+    assert ck["config"].pop("packing") == "auto"  # as an older prefkit wrote it
+    torch.save(ck, ck_path)
+    marker = tmp_path / "old" / "prefkit_run.json"
+    saved = json.loads(marker.read_text())
+    del saved["config"]["packing"]
+    marker.write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"different config \(fields \['packing'\]\)"):
+        align(tiny_llama(len(tokenizer)), data, config=dataclasses.replace(cfg, packing="none"),
+              output_dir=tmp_path / "old", progress=False, resume=True)
+    again = tiny_llama(len(tokenizer))
+    second = align(again, data, config=AlignConfig(**FAST, max_steps=4, checkpoint_every=2),
+                   output_dir=tmp_path / "old", progress=False, resume=True)
+    assert second.finished and second.step == 4
+    assert [r["loss"] for r in train_rows(second)] == [r["loss"] for r in train_rows(res)]
+    w1, w2 = weights(whole), weights(again)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
 # -- LoRA ------------------------------------------------------------------------------------------
 def test_lora_trains_only_the_adapter_against_the_base_model(tmp_path, tokenizer, data):
     peft = pytest.importorskip("peft")
