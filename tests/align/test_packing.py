@@ -251,6 +251,23 @@ def test_kto_with_its_mismatched_pairs_equals_the_padded_path(tok, mode):
     assert max_diff(res[0][2], res[1][2]) < ATOL
 
 
+def test_both_batches_move_every_tensor_and_the_kto_pairs(tok):
+    """AlignBatch and PackedBatch share batch_size and to() (DeviceBatch): every tensor
+    moves, a packed batch's KTO pairs (a nested PackedBatch) too, the rest is kept."""
+    ex = kto_examples(tok)
+    for batch in (collate(ex, 0), pack_examples(ex, 0, mode="prefix")):
+        moved = batch.to("meta")
+        assert moved.batch_size == batch.batch_size == 3
+        for f in dataclasses.fields(batch):
+            old, new = getattr(batch, f.name), getattr(moved, f.name)
+            if isinstance(old, torch.Tensor):
+                assert new.is_meta and new.shape == old.shape, f.name
+            elif f.name != "kl":
+                assert new == old, f.name
+    packed = pack_examples(ex, 0, mode="pack").to("meta")
+    assert packed.kl is not None and packed.kl.input_ids.is_meta and packed.kl.where.is_meta
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_token_kl_and_chunking_equal_the_padded_path(tok, mode):
     """TDPO's per-token KL (both models' distributions at the shared positions), with the

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import Tensor
@@ -21,8 +21,28 @@ from prefkit.align._data_tokenize import AlignExample, TokenizedAlignData
 __all__ = ["AlignBatch", "collate", "iter_batches"]
 
 
+class DeviceBatch:
+    """What every batch dataclass of prefkit.align shares (:class:`AlignBatch`,
+    :class:`~prefkit.align.packing.PackedBatch`): ``valid`` (B, K) gives the number of
+    prompts, and :meth:`to` moves every tensor field -- and every field that is itself such
+    a batch (a packed batch's KTO pairs) -- to a device."""
+
+    valid: Tensor  # (B, K) bool; a field of the dataclasses that derive from this
+
+    @property
+    def batch_size(self) -> int:
+        """B, the number of prompts."""
+        return int(self.valid.shape[0])
+
+    def to(self, device: Any) -> Self:
+        """A copy with every tensor (and nested batch) moved to ``device``."""
+        moved = {f.name: v.to(device) for f in fields(self)  # type: ignore[arg-type]
+                 if isinstance(v := getattr(self, f.name), (Tensor, DeviceBatch))}
+        return replace(self, **moved)  # type: ignore[type-var]  # (a dataclass)
+
+
 @dataclass
-class AlignBatch:
+class AlignBatch(DeviceBatch):
     """One batch of ``B`` prompts with ``K`` responses each.
 
     input_ids:      (K*B, T) long, right-padded; row ``k*B + b`` = prompt b + response k.
@@ -50,16 +70,6 @@ class AlignBatch:
     kl_attention_mask: Tensor | None = None
     kl_loss_mask: Tensor | None = None
     complete: bool = False
-
-    @property
-    def batch_size(self) -> int:
-        """B, the number of prompts."""
-        return int(self.valid.shape[0])
-
-    def to(self, device: Any) -> AlignBatch:
-        """Every tensor moved to ``device``."""
-        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)
-                                if isinstance(getattr(self, f.name), Tensor)})
 
 
 def _pad(rows: list[tuple[list[int], list[int]]], pad_token_id: int,

@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from prefkit.align._data_collate import DeviceBatch
 
 __all__ = ["PACKING_MODES", "PackedBatch", "pack_examples", "packing_supported"]
 
@@ -46,7 +48,7 @@ PACKING_MODES = ("none", "pack", "prefix")
 
 
 @dataclass
-class PackedBatch:
+class PackedBatch(DeviceBatch):
     """``B`` prompts with ``K`` responses each, packed into ``rows`` rows of ``L`` tokens.
 
     input_ids, position_ids: (rows, L) long.
@@ -82,19 +84,6 @@ class PackedBatch:
     check_length: int = 0
     kl: PackedBatch | None = None
     complete: bool = False
-
-    @property
-    def batch_size(self) -> int:
-        """B, the number of prompts."""
-        return int(self.valid.shape[0])
-
-    def to(self, device: Any) -> PackedBatch:
-        """Every tensor moved to ``device``."""
-        moved: dict[str, Any] = {f.name: getattr(self, f.name).to(device) for f in fields(self)
-                                 if isinstance(getattr(self, f.name), Tensor)}
-        if self.kl is not None:
-            moved["kl"] = self.kl.to(device)
-        return replace(self, **moved)
 
     def attention_mask(self, dtype: torch.dtype = torch.bool) -> Tensor:
         """(rows, 1, L, L): True (or 0) where a query token may attend to a key token: the
