@@ -331,6 +331,43 @@ def test_trainer_weights_equal_with_every_layout(tmp_path, tok):
         AlignConfig(packing="tree")
 
 
+@pytest.mark.parametrize("live", [False, True])
+def test_kto_trainer_steps_equal_with_every_layout(tmp_path, tok, monkeypatch, live):
+    """KTO with its step pass (the KL estimate over the step's mismatched pairs): three
+    steps of two prompts with each layout give the same losses (which carry the estimate)
+    and weights as padded rows -- the reference cached, or run live. The packed runs never
+    pad a batch (the trainer's collate is not called), so the step pass is packed too."""
+    from prefkit.align import trainer
+
+    data = AlignmentData("unpaired", [f"Q: is {t} nice?" for t in
+                                      ("tea", "rain", "maths", "a long topic here", "chess", "x")],
+                         [[" Yes, very."], [" No."], [" Sure!"], [" Not at all, sorry."],
+                          [" yes"], [" It is."]], labels=[True, False, True, False, True, True])
+    tokens = add_kl_completions(tokenize_alignment(data, tok, max_length=48), 2)
+    padded = trainer.collate
+    out = {}
+    for mode in ("none", "pack", "prefix"):
+        def guarded(*args, _mode=mode, **kwargs):
+            assert _mode == "none", f"packing={_mode!r} padded a batch"
+            return padded(*args, **kwargs)
+
+        monkeypatch.setattr(trainer, "collate", guarded)
+        model = tiny_llama(len(tok), seed=14)
+        cfg = AlignConfig(loss="kto", learning_rate=1e-3, batch_size=2, eval_batch_size=2,
+                          log_every=1, max_steps=3, shuffle=False, packing=mode,
+                          precompute_reference=not live)
+        res = align(model, tokens, config=cfg, output_dir=tmp_path / mode, progress=False,
+                    reference_model=tiny_llama(len(tok), seed=15) if live else None)
+        rows = [r for r in res.history if r["kind"] == "train"]
+        out[mode] = ([r["loss"] for r in rows], [r["grad_norm"] for r in rows],
+                     {k: v.clone() for k, v in model.state_dict().items()})
+    for mode in MODES:
+        assert out[mode][0] == pytest.approx(out["none"][0], abs=1e-6)
+        assert out[mode][1] == pytest.approx(out["none"][1], rel=1e-5)
+        for k, v in out["none"][2].items():
+            assert torch.allclose(out[mode][2][k], v, atol=1e-5, rtol=0), (mode, k)
+
+
 def test_cli_packing_option(tmp_path, tok):
     """``prefkit align --packing`` reaches the config; a bad value is named as the flag."""
     from typer.testing import CliRunner

@@ -103,11 +103,11 @@ from prefkit.align._trainer_setup import (
     versions,
     write_model_folder,
 )
-from prefkit.align.data import TokenizedAlignData, collate
+from prefkit.align.data import AlignBatch, TokenizedAlignData, collate
 from prefkit.align.logprobs import response_logps
 from prefkit.align.losses import AlignLoss, get_align_loss, sft_term
 from prefkit.align.model import prepare_causal_lm
-from prefkit.align.packing import PACKING_MODES, pack_examples, resolve_packing
+from prefkit.align.packing import PACKING_MODES, PackedBatch, pack_examples, resolve_packing
 from prefkit.align.reference import (
     ReferenceLogps,
     data_fingerprint,
@@ -560,23 +560,32 @@ def _rounds(st: AlignState, n_all: int, size: int) -> int:
     return max(1, math.ceil(len(range(procs.rank, n_all, procs.world)) / size))
 
 
-def _score(st: AlignState, examples: Sequence[Any], idx: list[int],
-           ref: ReferenceLogps | None) -> SequenceLogps:
-    """Log-probs of examples ``idx``: one forward pass, the reference cached or live."""
-    device = st.device
+def _batch(st: AlignState, examples: Sequence[Any], idx: list[int]) -> AlignBatch | PackedBatch:
+    """Examples ``idx`` as one batch on the device, in the run's layout (``packing``:
+    padded rows, or packed without padding). KTO's mismatched pairs are left out: the step
+    pass scores them for the whole step (kl_estimate)."""
+    chosen = [examples[i] for i in idx]
     mode = resolve_packing(st.config.packing, st.model)
-    if mode != "none":  # KTO's pairs: kl_estimate
-        batch = pack_examples([examples[i] for i in idx], st.train.pad_token_id, mode=mode,
-                              kl_pairs=False).to(device)
-    else:
-        batch = collate([examples[i] for i in idx], st.train.pad_token_id)
-        batch = dataclasses.replace(batch, kl_input_ids=None, kl_attention_mask=None,
-                                    kl_loss_mask=None).to(device)
+    if mode != "none":
+        return pack_examples(chosen, st.train.pad_token_id, mode=mode,
+                             kl_pairs=False).to(st.device)
+    batch = collate(chosen, st.train.pad_token_id)
+    return dataclasses.replace(batch, kl_input_ids=None, kl_attention_mask=None,
+                               kl_loss_mask=None).to(st.device)
+
+
+def _score(st: AlignState, examples: Sequence[Any], idx: list[int],
+           ref: ReferenceLogps | None, *, token_kl: bool | None = None) -> SequenceLogps:
+    """Log-probs of examples ``idx``: one forward pass, the reference cached or live
+    (``token_kl`` None: when the loss needs it)."""
+    device = st.device
+    batch = _batch(st, examples, idx)
     with torch.autocast(device.type, dtype=torch.bfloat16,
                         enabled=st.config.precision == "bf16"):
         logps = st.prepared(functools.partial(
             response_logps, batch=batch, chunk_size=st.config.chunk_size,
-            reference=st.live_ref, token_kl=st.loss.needs_token_kl))
+            reference=st.live_ref,
+            token_kl=st.loss.needs_token_kl if token_kl is None else token_kl))
     if ref is not None:
         logps.reference = ref.take(idx, batch.num_responses, device)[0]
     return logps
@@ -599,7 +608,9 @@ def _mean_log_ratio(st: AlignState, idx: list[int], examples: Sequence[Any],
                     ref: ReferenceLogps | None, *, n_all: int) -> Tensor:
     """The step pass's statistic over prompts ``idx`` (this process's share of ``n_all``):
     the mean over all processes of log pi_theta - log pi_ref over their ``examples``
-    (mismatched pairs), no gradient."""
+    (mismatched pairs: one unlabelled response each), no gradient; in the run's layout
+    (packed without padding unless ``packing`` resolves to ``"none"``: a pair's prompt and
+    completion come from different rows, so prefix sharing has nothing to share here)."""
     config, device = st.config, st.device
     size = config.eval_batch_size
     total_diff = torch.zeros(2, dtype=torch.float64, device=device)
@@ -607,16 +618,11 @@ def _mean_log_ratio(st: AlignState, idx: list[int], examples: Sequence[Any],
     rounds = _rounds(st, n_all, size) if st.prepared.sharded else math.ceil(len(idx) / size)
     for i in range(0, rounds * size, size):
         rows = idx[i:i + size]
-        b = collate([examples[i] for i in rows or [0]], st.train.pad_token_id).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16,
-                            enabled=config.precision == "bf16"):
-            got = st.prepared(functools.partial(
-                sequence_logps, input_ids=b.input_ids, attention_mask=b.attention_mask,
-                loss_mask=b.loss_mask, chunk_size=config.chunk_size, reference=st.live_ref))
+        got = _score(st, examples, rows or [0], None, token_kl=False)  # (b, 1)
         if not rows:
             continue
-        r = got["reference"] if ref is None else ref.take(rows, 1, device)[1]
-        total_diff += torch.stack([(got["policy"] - r).double().sum(),
+        r = got.reference[:, 0] if ref is None else ref.take(rows, 1, device)[1]
+        total_diff += torch.stack([(got.policy[:, 0] - r).double().sum(),
                                    torch.tensor(float(len(rows)), device=device)])
     st.procs.all_reduce_(total_diff)
     return (total_diff[0] / total_diff[1].clamp(min=1)).float()
