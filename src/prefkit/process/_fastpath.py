@@ -25,13 +25,14 @@ caller uses the backbone's own forward.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["bert_at_markers", "dropout_active", "supports"]
+__all__ = ["MarkerPlan", "bert_at_markers", "dropout_active", "marker_plan", "supports"]
 
 
 def dropout_active(module: nn.Module) -> bool:
@@ -69,17 +70,57 @@ def _qkv(sa: Any, parts: str) -> tuple[Tensor, Tensor]:
     return torch.cat([m.weight for m in lin]), torch.cat([m.bias for m in lin])
 
 
+@dataclass(frozen=True)
+class MarkerPlan:
+    """Where the real tokens and the markers of a right-padded batch lie: the index tensors
+    :func:`bert_at_markers` needs. Built on the host from the batch (:func:`marker_plan`)
+    and moved to the device with it, so that the forward never reads a device tensor back
+    (on a GPU each such read waits for every queued kernel)."""
+
+    keep: Tensor  # (N,) flat indices of the real tokens
+    at: Tensor  # (M,) each marker's row in the (N, H) hidden states
+    slot: Tensor  # (M,) each marker's place among its row's markers
+    padded: bool  # some token is padding
+    m_max: int  # the most markers in a row
+
+    def to(self, device: Any, non_blocking: bool = False) -> MarkerPlan:
+        return MarkerPlan(*(t.to(device, non_blocking=non_blocking)
+                            for t in (self.keep, self.at, self.slot)),
+                          self.padded, self.m_max)
+
+
+def marker_plan(attn: Tensor, rows: Tensor, cols: Tensor) -> MarkerPlan:
+    """The :class:`MarkerPlan` of a batch with ``attention_mask`` ``attn`` (B, T) and markers
+    at ``(rows, cols)`` (``rows`` ascending); call it on the host's tensors."""
+    B, T = attn.shape
+    keep = attn.reshape(-1).nonzero().squeeze(1)  # (N,)
+    where = torch.full((B * T,), -1, dtype=torch.long, device=attn.device)
+    where[keep] = torch.arange(len(keep), device=attn.device)
+    at = where[rows * T + cols]  # (M,)
+    if bool((at < 0).any()):
+        raise ValueError("a marker position lies in the padding")
+    counts = torch.bincount(rows, minlength=B)  # markers per row
+    slot = torch.arange(len(rows), device=attn.device) - \
+        (torch.cumsum(counts, 0) - counts)[rows]  # (M,)
+    return MarkerPlan(keep, at, slot, len(keep) != B * T,
+                      int(counts.max()) if len(rows) else 0)
+
+
 def bert_at_markers(backbone: nn.Module, ids: Tensor, attn: Tensor, rows: Tensor,
-                    cols: Tensor, *, attention: str = "eager") -> Tensor:
+                    cols: Tensor, *, attention: str = "eager",
+                    plan: MarkerPlan | None = None) -> Tensor:
     """The last hidden state at ``(rows, cols)`` of a right-padded batch ``ids`` (B, T) with
-    ``attention_mask`` ``attn``; ``rows`` ascending. Returns (M, H)."""
+    ``attention_mask`` ``attn``; ``rows`` ascending. Returns (M, H). ``plan``: the batch's
+    :func:`marker_plan`, on the model's device (None: made here from ``attn``, ``rows`` and
+    ``cols``, which on a GPU reads them back to the host)."""
     B, T = ids.shape
     x = backbone.embeddings(input_ids=ids)  # (B, T, H)
     H = x.shape[-1]
     if len(rows) == 0:
         return x.new_zeros(0, H)
-    keep = attn.reshape(-1).nonzero().squeeze(1)  # (N,) flat indices of the real tokens
-    padded = len(keep) != B * T
+    if plan is None:
+        plan = marker_plan(attn, rows, cols)
+    keep, padded = plan.keep, plan.padded
     h = x.reshape(B * T, H)
     if padded:
         h = h.index_select(0, keep)  # (N, H)
@@ -93,19 +134,13 @@ def bert_at_markers(backbone: nn.Module, ids: Tensor, attn: Tensor, rows: Tensor
     layer = layers[-1]
     sa = layer.attention.self
     nh, d = sa.num_attention_heads, sa.attention_head_size
-    where = torch.full((B * T,), -1, dtype=torch.long)
-    where[keep] = torch.arange(len(keep))
-    at = where[rows * T + cols]  # (M,) the markers' rows of h
-    if bool((at < 0).any()):
-        raise ValueError("a marker position lies in the padding")
     w_kv, b_kv = _qkv(sa, "kv")
     kv = _padded(F.linear(h, w_kv, b_kv), keep, B, T).view(B, T, 2, nh, d)
     k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, nh, T, d) each
-    h_m = h.index_select(0, at)  # (M, H)
+    h_m = h.index_select(0, plan.at)  # (M, H)
     q_m = sa.query(h_m)  # (M, H)
-    counts = torch.bincount(rows, minlength=B)  # markers per row
-    slot = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]  # (M,)
-    Q = q_m.new_zeros(B, int(counts.max()), H)
+    slot = plan.slot
+    Q = q_m.new_zeros(B, plan.m_max, H)
     Q = Q.index_put((rows, slot), q_m).view(B, -1, nh, d).transpose(1, 2)  # (B, nh, Mmax, d)
     o = _core(Q, k, v, bias, sa.scaling, attention)  # (B, nh, Mmax, d)
     o = o.transpose(1, 2).reshape(B, -1, H)[rows, slot]  # (M, H)

