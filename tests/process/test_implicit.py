@@ -4,8 +4,10 @@ two models' full logits (independently of prefkit.align's chunked engine), its s
 sigmoid and its values their running sums (the paper's q_t, arXiv:2412.01981); training
 runs prefkit.align on outcome rows and writes a folder load_prm reads; `prefkit prm train
 --kind implicit` end to end through the real CLI (outcomes from ProcessBench's
-final_answer_correct or from checked candidates; --stop-after then --resume equals one run;
-the tuned threshold recomputed here; bad rows named)."""
+final_answer_correct, a column named with --outcome-column, Math-Shepherd's last mark,
+PRM800K's finish_reason -- all read by the step readers into StepSolutions.outcomes -- or from
+checked candidates; --stop-after then --resume equals one run; the tuned threshold recomputed
+here; bad rows named)."""
 
 from __future__ import annotations
 
@@ -366,26 +368,79 @@ def test_cli_implicit_refuses_bad_rows_and_options(implicit_cli: dict, tmp_path:
     assert not (tmp_path / "o4").exists()
 
 
-def test_outcomes_of_the_real_processbench_files() -> None:
-    # ProcessBench's final_answer_correct, row for row (the GSM8K file is one JSON list on
-    # one line, so a line is no key); answers right through a wrong step exist there too
-    import gzip
+def _trained_outcomes(run: Path) -> list[tuple[str, bool]]:
+    """What a run trained on: (prompt + response, outcome label) of every row (training and
+    validation), sorted."""
     import json
 
-    from shared_paths import SHARED
+    return sorted((r["prompt"] + r["completion"], r["label"])
+                  for f in ("outcome_rows.jsonl", "outcome_rows_val.jsonl")
+                  if (run / f).is_file()
+                  for r in map(json.loads, (run / f).read_text().splitlines()))
 
-    from prefkit.cli.prm import _outcomes_of
-    from prefkit.process import read_steps
 
-    for name in ("processbench_gsm8k.json", "processbench_math.json.gz"):
-        path = SHARED / "data" / "prm" / name
-        if not path.exists():
-            pytest.skip(f"{path} is not available")
-        opener = gzip.open if name.endswith(".gz") else open
-        with opener(path, "rt") as f:
-            raw = json.load(f)
-        steps = read_steps(path).data
-        kept, outcomes = _outcomes_of(path, steps, "final_answer_correct", False)
-        assert len(kept) == len(raw) and outcomes == [r["final_answer_correct"] for r in raw]
-        assert kept.first_error == [r["label"] for r in raw]
-        assert sum(o and r["label"] != -1 for o, r in zip(outcomes, raw)) > 0
+def test_cli_outcomes_from_a_named_column_and_where_each_format_keeps_them(
+        implicit_cli: dict, tmp_path: Path) -> None:
+    """The outcomes come from the reader (StepSolutions.outcomes): --outcome-column names
+    another column; Math-Shepherd's tagged text gives the last step's mark; PRM800K's
+    finish_reason; the run trains on exactly those labels."""
+    import json
+
+    tmp, data, outcome = implicit_cli["tmp"], implicit_cli["data"], implicit_cli["outcome"]
+    pairs = [(p + response_text(st), ok) for p, st, ok in zip(data.prompts, data.steps, outcome)]
+    want = sorted(pairs)
+    rows = [{k: v for k, v in r.items() if k != "final_answer_correct"}
+            | {"right": "yes" if r["final_answer_correct"] else "no"}
+            for r in implicit_cli["rows"]]
+    (tmp_path / "named.json").write_text(json.dumps(rows))
+    args = ("prm", "train", tmp_path / "named.json", "--model", tmp / "lm", "--output")
+    code, out, err = _cli(*args, tmp_path / "o1", *TRAIN_ARGS, "--outcome-column", "right",
+                          "--stop-after", "1")
+    assert code == 0, err
+    assert json.loads(out)["n_right_outcomes"] == sum(outcome)
+    assert _trained_outcomes(tmp_path / "o1") == want
+    # the same run as with final_answer_correct: the same rows, in the same order
+    assert (tmp_path / "o1" / "outcome_rows.jsonl").read_text() == \
+        (tmp / "run" / "outcome_rows.jsonl").read_text()
+    code, _, err = _cli(*args, tmp_path / "o2", *TRAIN_ARGS, "--outcome-column", "nope")
+    assert code == 2 and "no row has the field 'nope' (columns present: id, problem, steps, " \
+        "label, right)" in err and "--outcome-column" in err
+    code, _, err = _cli(*args, tmp_path / "o2", *TRAIN_ARGS)  # the default names are absent
+    assert code == 2 and "no row has the field 'final_answer_correct' (or 'outcome') " \
+        "(columns present: id, problem, steps, label, right)" in err
+    code, _, err = _cli(*args, tmp_path / "o2", *TRAIN_ARGS, "--outcome-column", "right",
+                        "--column", "outcome=label")
+    assert code == 2 and "name two columns" in err
+    code, _, err = _cli("prm", "train", tmp_path / "named.json", "--outcome-column", "right",
+                        "--output", tmp_path / "o2")
+    assert code == 2 and "--outcome-column is an option of --kind implicit only" in err
+    assert not (tmp_path / "o2").exists()
+    # Math-Shepherd's tagged text: outcome = the last step's mark
+    ms = []
+    for p, st, first, ok in zip(data.prompts, data.steps, data.first_error, outcome):
+        marks = ["+" if first == -1 or k < first else "-" for k in range(len(st))]
+        marks[-1] = "+" if ok else "-"  # lucky solutions: a wrong step, a right answer
+        text = p + "\n" + " ки\n".join(st) + " ки"
+        label = p + "\n" + "\n".join(f"{s} {m}" for s, m in zip(st, marks))
+        ms.append({"input": text, "label": label, "task": "synthetic"})
+    (tmp_path / "ms.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ms))
+    code, out, err = _cli("prm", "train", tmp_path / "ms.jsonl", "--model", tmp / "lm",
+                          "--output", tmp_path / "o3", *TRAIN_ARGS, "--stop-after", "1")
+    assert code == 0, err
+    assert _trained_outcomes(tmp_path / "o3") == want
+    # PRM800K: finish_reason; give_up says nothing of the answer, refused (or skipped)
+    pr = [{"question": {"problem": p}, "label": {"finish_reason": "solution" if ok else
+           "found_error", "steps": [{"completions": [{"text": s, "rating": 1}],
+                                     "chosen_completion": 0} for s in st]}}
+          for p, st, ok in zip(data.prompts, data.steps, outcome)]
+    pr[3]["label"]["finish_reason"] = "give_up"
+    (tmp_path / "prm800k.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pr))
+    args = ("prm", "train", tmp_path / "prm800k.jsonl", "--model", tmp / "lm", "--output")
+    code, _, err = _cli(*args, tmp_path / "o4", *TRAIN_ARGS)
+    assert code == 2 and "line 4" in err and "'label.finish_reason'" in err
+    assert "missing outcome: finish_reason 'give_up'" in err and "--skip-invalid" in err
+    code, out, err = _cli(*args, tmp_path / "o4", *TRAIN_ARGS, "--skip-invalid",
+                          "--stop-after", "1")
+    assert code == 0, err
+    assert json.loads(out)["n_solutions"] == 63 and "skipped 1 invalid row" in err
+    assert _trained_outcomes(tmp_path / "o4") == sorted(pairs[:3] + pairs[4:])

@@ -70,16 +70,28 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on s
 SepOpt = Annotated[str, typer.Option("--separator", help="What splits a candidate given as one text into steps (default: a blank line). Use '\\n' for one step per line.")]
 
 
-def _read_steps(path: Path, fmt: str, column: list[str] | None, skip_invalid: bool) -> Any:
+def _read_steps(path: Path, fmt: str, column: list[str] | None, skip_invalid: bool,
+                outcome_column: str | None = None, require_outcome: bool = False) -> Any:
+    """The step-labelled solutions of ``path``; ``require_outcome``: each with its outcome
+    (--kind implicit), read from ``outcome_column`` when given (--outcome-column), else
+    where the format keeps it."""
     from prefkit.data.errors import InvalidInputError
     from prefkit.process import read_steps
 
     if not path.exists():
         fail(f"{path}: no such file")
+    columns = parse_mapping(column, "--column") or {}
+    if outcome_column is not None:
+        if columns.get("outcome", outcome_column) != outcome_column:
+            fail(f"--outcome-column {outcome_column} and --column outcome="
+                 f"{columns['outcome']} name two columns; give one")
+        columns["outcome"] = outcome_column
     try:
-        res = read_steps(path, format=fmt, columns=parse_mapping(column, "--column") or None,
-                         skip_invalid=skip_invalid)
+        res = read_steps(path, format=fmt, columns=columns or None, skip_invalid=skip_invalid,
+                         **({"require_outcome": True} if require_outcome else {}))
     except InvalidInputError as e:
+        if require_outcome:
+            _no_outcome_column(path, e, outcome_column)
         fail(e.for_cli())
     except (ValueError, KeyError) as e:
         fail(f"{path}: {flag_words(str(e), {'columns=': '--column'})}")
@@ -152,7 +164,7 @@ def train(
     finetune: Annotated[bool, typer.Option("--finetune", help="The same as --kind finetune.")] = False,
     backbone: Annotated[Optional[str], typer.Option(help="A local Hugging Face model folder (encoder, or causal LM) for --finetune, or a sentence-transformers folder for the frozen head; default the offline MiniLM.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="--kind implicit: the causal LM to train, a local folder or a cached Hub id; it is also the reference pi_ref, so give the model that wrote the solutions (a reference that already writes the right ones with probability near 1 leaves 0.5 no boundary).")] = None,
-    outcome_column: Annotated[str, typer.Option("--outcome-column", help="--kind implicit: the field saying whether a solution's final answer is right (true/false), as ProcessBench's final_answer_correct.")] = "final_answer_correct",
+    outcome_column: Annotated[Optional[str], typer.Option("--outcome-column", help="--kind implicit: the field saying whether a solution's final answer is right (true/false). Default: the format's own: ProcessBench's final_answer_correct (or a column named outcome), Math-Shepherd's last step mark, PRM800K's finish_reason.")] = None,
     checker: Annotated[Checker, typer.Option(help="--kind implicit on candidates with an answer: how a candidate's final answer is compared with it.")] = Checker.math,
     separator: SepOpt = "\\n\\n",
     max_length: Annotated[Optional[int], typer.Option("--max-length", help="--finetune: tokens per window (longer solutions are scored in overlapping windows; default 256); --kind implicit: tokens per prompt and solution (longer ones are cut, each cut reported; default 1024).")] = None,
@@ -215,7 +227,8 @@ def train(
                                learning_rate=learning_rate, val_fraction=val_fraction,
                                seed=seed, stop_after=stop_after, resume=resume,
                                overwrite=overwrite, json_out=json_out)
-    for flag, value in (("--model", model), ("--beta", beta), ("--batch-size", batch_size)):
+    for flag, value in (("--model", model), ("--beta", beta), ("--batch-size", batch_size),
+                        ("--outcome-column", outcome_column)):
         if value is not None:
             fail(f"{flag} is an option of --kind implicit only"
                  + (f"; the {kind.value} PRM's model is --backbone" if flag == "--model"
@@ -307,64 +320,21 @@ def _is_candidates(path: Path, fmt: str, column: list[str] | None) -> bool:
         fail(e.for_cli())
 
 
-def _rows_of(table: Any, steps: Any) -> list[dict[str, Any]]:
-    """The row each solution was read from. The reader keeps the rows' order, skipping
-    bad ones (--skip-invalid); a line alone is no key (a JSON list may sit on one line), so
-    each solution is the next row of its line that holds its problem and steps."""
-    if len(steps) == len(table.rows):  # nothing skipped
-        return list(table.rows)
-
-    def holds(row: dict[str, Any], prompt: str, st: list[str]) -> bool:
-        texts = {v.strip() for v in row.values() if isinstance(v, str)}
-        lists = [[str(x).strip() for x in v] for v in row.values() if isinstance(v, list)]
-        return prompt.strip() in texts and [x.strip() for x in st] in lists
-
-    for strict in (True, False):  # by content, else (PRM800K's nested rows) by line alone
-        out, at = [], 0
-        for line, prompt, st in zip(steps.lines, steps.prompts, steps.steps):
-            while at < len(table.rows) and (table.lines[at] != line or strict and not holds(
-                    table.rows[at], prompt, st)):
-                at += 1
-            if at == len(table.rows):
-                break
-            out.append(table.rows[at])
-            at += 1
-        if len(out) == len(steps):
-            return out
-    raise AssertionError("the solutions read do not follow the file's rows")
-
-
-def _outcomes_of(path: Path, steps: Any, field: str, skip_invalid: bool) -> tuple[Any, list[bool]]:
-    """Each solution's outcome from ``field`` of its row (true/false); the solutions whose
-    value is missing or not a boolean are refused, or skipped with --skip-invalid."""
-    from prefkit.data.errors import InvalidInputError, InvalidRow
+def _no_outcome_column(path: Path, e: Any, outcome_column: str | None) -> None:
+    """Fail naming the fix when the outcome column of --kind implicit is missing."""
     from prefkit.data.table import Table
 
-    table = Table.of(path)
-    rows = _rows_of(table, steps)
-    if not any(field in row for row in rows):
-        fail(f"{path}: no row has the field {field!r}; the implicit PRM trains on whether "
-             "each solution's final answer is right: give that field (true/false; "
-             "ProcessBench's is final_answer_correct), name it with --outcome-column, or "
-             "give candidates with an answer column (prompt, candidates, answer) and --checker")
-    keep, outcomes, problems = [], [], []
-    for i, (line, row) in enumerate(zip(steps.lines, rows)):
-        v = row.get(field)
-        if isinstance(v, str) and v.strip().lower() in ("true", "false"):
-            v = v.strip().lower() == "true"
-        if isinstance(v, bool):
-            keep.append(i)
-            outcomes.append(v)
-            continue
-        problems.append(InvalidRow(
-            str(path), line, field, v, "missing outcome" if v is None else
-            f"outcome {v!r} is not true/false", "give whether the solution's final answer is "
-            "right as true or false", "missing_value" if v is None else "bad_value",
-            table.unit))
-    if problems and not skip_invalid:
-        fail(InvalidInputError(problems).for_cli())
-    report_skipped(path, problems, len(problems))
-    return steps.subset(keep), outcomes
+    name = outcome_column or "final_answer_correct"
+    if not any(p.kind == "missing_column" and p.field == name for p in e.problems):
+        return
+    header = Table.of(path).header()
+    shown = ", ".join(header[:30]) + (f" and {len(header) - 30} more" if len(header) > 30
+                                      else "")
+    fail(f"{path}: no row has the field {name!r}" + ("" if outcome_column else
+         " (or 'outcome')") + f" (columns present: {shown}); the implicit PRM trains on "
+         "whether each solution's final answer is right: give that field (true/false; "
+         "ProcessBench's is final_answer_correct), name it with --outcome-column, or give "
+         "candidates with an answer column (prompt, candidates, answer) and --checker")
 
 
 def _candidate_outcomes(path: Path, cands: Any, checker: Checker, skip_invalid: bool
@@ -396,7 +366,7 @@ def _candidate_outcomes(path: Path, cands: Any, checker: Checker, skip_invalid: 
 
 def _train_implicit(data: Path, output: Path, *, fmt: str, column: list[str] | None,
                     skip_invalid: bool, model: str | None, backbone: str | None,
-                    outcome_column: str, checker: Checker, separator: str,
+                    outcome_column: str | None, checker: Checker, separator: str,
                     max_length: int | None, loss: str | None, beta: float | None,
                     batch_size: int | None, epochs: int | None, learning_rate: float | None,
                     val_fraction: float, seed: int, stop_after: int | None, resume: bool,
@@ -426,12 +396,16 @@ def _train_implicit(data: Path, output: Path, *, fmt: str, column: list[str] | N
                                  "--batch-size", "beta": "--beta", "loss": "--loss"}))
     first_error = None
     if _is_candidates(data, fmt, column):
+        if outcome_column is not None:
+            fail("--outcome-column reads a step-labelled file's outcomes; a candidate's "
+                 "outcome is its final answer checked against the row's answer (--checker)")
         cands = _read_candidates(data, fmt, column, skip_invalid, separator)
         prompts, solutions, outcomes = _candidate_outcomes(data, cands, checker, skip_invalid)
-    else:
-        steps, outcomes = _outcomes_of(data, _read_steps(data, fmt, column, skip_invalid),
-                                       outcome_column, skip_invalid)
+    else:  # each solution's outcome as the reader read it (StepSolutions.outcomes)
+        steps = _read_steps(data, fmt, column, skip_invalid, outcome_column,
+                            require_outcome=True)
         prompts, solutions, first_error = steps.prompts, steps.steps, steps.first_error
+        outcomes = [bool(o) for o in steps.outcomes]
     if not prompts:
         fail(f"{data}: no solution left to train on")
     _make_parent(output)

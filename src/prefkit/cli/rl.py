@@ -47,7 +47,11 @@ CONFIG_FLAGS = {"process_weight": "--process-weight", "num_generations": "--num-
                 "temperature": "--temperature", "top_p": "--top-p",
                 "num_iterations": "--num-iterations", "epsilon": "--epsilon",
                 "epsilon_high": "--epsilon-high", "scale_rewards": "--scale-rewards",
-                "micro_batch_size": "--micro-batch-size", "loss": "--loss"}
+                "micro_batch_size": "--micro-batch-size", "loss": "--loss",
+                "algo": "--algo", "precision": "--precision", "generator": "--generator",
+                "dpo_beta": "--dpo-beta", "max_resample_rounds": "--max-resample-rounds",
+                "checkpoint_every": "--checkpoint-every", "online_dpo": "online-dpo",
+                "reinforce_pp": "reinforce-pp"}
 
 
 def _losses_table() -> str:
@@ -64,9 +68,16 @@ def _losses_table() -> str:
 
 
 def _flags(message: str) -> str:
-    for field, flag in CONFIG_FLAGS.items():
-        message = message.replace(f"{field} ", f"{flag} ").replace(f"{field}=", f"{flag} ")
-    return message
+    """The config's words in the command line's: ``micro_batch_size must ...`` -> ``--micro-
+    batch-size must ...``; a whole word only (``batch_size`` inside ``micro_batch_size`` stays),
+    and the algorithms as --algo spells them (online-dpo)."""
+    import re
+
+    def sub(m: re.Match[str]) -> str:
+        return CONFIG_FLAGS[m.group(1)] + (" " if m.group(2) == "=" else m.group(2))
+
+    names = "|".join(sorted(map(re.escape, CONFIG_FLAGS), key=len, reverse=True))
+    return re.sub(rf"(?<![\w-])({names})([ =',\]])", sub, message)
 
 
 def rl_command(
@@ -163,6 +174,15 @@ def rl_command(
             fail(f"--generator vllm: {e}")
     if stop_after is not None and stop_after < 1:
         fail(f"--stop-after must be at least 1 (steps), got {stop_after}")
+    if limit is not None and limit < 1:
+        fail(f"--limit must be at least 1 (prompts), got {limit}")
+    if template is not None:
+        from prefkit.rl.tasks import check_template
+
+        try:
+            check_template(template)
+        except ValueError as e:
+            fail(f"--{e}")
     if not task.exists():
         fail(f"--task {task}: no such file")
     with input_errors(f"--task {task}", also=(ValueError, FileNotFoundError)):

@@ -15,7 +15,8 @@ math       ``problem``, ``answer``             the problem; ``answer`` (MATH-500
 game24     ``Puzzles`` (CSV)                   the four numbers; ``numbers`` column
 =========  ==================================  ===========================================
 
-Files: JSONL (``.jsonl``, ``.jsonl.gz``) or CSV (``.csv``, ``.csv.gz``). A row without the
+Files: JSONL (``.jsonl``, ``.jsonl.gz``), CSV (``.csv``, ``.csv.gz``; a byte-order mark
+is ignored) or Parquet. A row without the
 layout's prompt column, or with an empty prompt, stops the read with the file, line and
 field (:class:`~prefkit.data.errors.InvalidInputError`), never silently dropped.
 ``template`` (``"{question}\\nAnswer:"``) formats each prompt from the row's columns.
@@ -39,7 +40,7 @@ from typing import Any
 
 from prefkit.data.errors import InvalidInputError, InvalidRow
 
-__all__ = ["LAYOUTS", "Task", "as_task", "prompt_inputs", "read_task"]
+__all__ = ["LAYOUTS", "Task", "as_task", "check_template", "prompt_inputs", "read_task"]
 
 #: layout -> (prompt column, the answer checker's kind or None)
 LAYOUTS: dict[str, tuple[str, str | None]] = {
@@ -77,16 +78,45 @@ class Task:
                     self.layout, self.source)
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+def _raw(path: Path) -> bytes:
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
-    return io.StringIO(raw.decode("utf-8"))
+    return raw
+
+
+def _open_text(path: Path, raw: bytes) -> io.TextIOBase:
+    try:
+        text = raw.decode("utf-8-sig")  # a spreadsheet's byte-order mark is not a column name
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise InvalidInputError([InvalidRow(
+            str(path), line, None, None, f"not UTF-8 text ({exc.reason}: byte "
+            f"0x{raw[exc.start]:02x})", f"re-save the file as UTF-8, e.g. for a Latin-1 file: "
+            f"iconv -f latin1 -t utf-8 {path.name} > utf8_{path.name}", kind="encoding",
+            skippable=False)]) from None
+    return io.StringIO(text)
+
+
+def _parquet_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow's ArrowInvalid and friends
+        raise InvalidInputError([InvalidRow(str(path), None, None, None,
+                                            f"cannot read this Parquet file ({exc})",
+                                            "check that the file is complete Parquet",
+                                            kind="bad_parquet", skippable=False)]) from None
+    return [(i + 1, r) for i, r in enumerate(rows)]  # 'line' is the row number
 
 
 def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     name = path.name.lower().removesuffix(".gz")
-    text = _open_text(path)
+    raw = _raw(path)
+    if raw[:4] == b"PAR1":
+        return _parquet_records(path)
+    text = _open_text(path, raw)
     if name.endswith(".csv"):
         return [(i + 2, dict(r)) for i, r in enumerate(csv.DictReader(text))]
     out = []
@@ -124,8 +154,15 @@ def read_task(path: str | Path, *, layout: str | None = None, template: str | No
               limit: int | None = None) -> Task:
     """Read a prompt set (see the module docstring); ``limit`` keeps the first rows."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder; give a file of prompts (JSONL, CSV or "
+                         "Parquet) in it")
     if not path.is_file():
         raise FileNotFoundError(f"task file {str(path)!r} does not exist")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1 (prompts), got {limit}")
+    if template is not None:
+        check_template(template)
     rows = _records(path)
     if limit is not None:
         rows = rows[:limit]
@@ -156,8 +193,10 @@ def read_task(path: str | Path, *, layout: str | None = None, template: str | No
                 columns.setdefault(k, [None] * (len(prompts) - 1)).append(rec.get(k))
             continue
         if not isinstance(value, str) or not value.strip():
+            what = ("is missing or empty" if value is None or isinstance(value, str)
+                    else f"is not text ({type(value).__name__} {value!r:.40})")
             problems.append(InvalidRow(str(path), line, col, value,
-                                       f"the {col!r} field is missing or empty",
+                                       f"the {col!r} field {what}",
                                        f"give every row a non-empty {col!r}",
                                        kind="no_prompt", skippable=False))
             continue
@@ -179,6 +218,23 @@ def read_task(path: str | Path, *, layout: str | None = None, template: str | No
     if problems:
         raise InvalidInputError(problems)
     return Task(prompts, columns, layout, str(path))
+
+
+def check_template(template: str) -> None:
+    """Raise ValueError unless ``template`` formats from column names only
+    (``'Q: {question}'``; a literal brace is doubled: ``{{``)."""
+    import string
+
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise ValueError(f"template {template!r}: {exc}; write each column in braces, e.g. "
+                         "'Q: {question}', and double a literal brace ({{ or }})") from None
+    for f in fields:
+        name = f.split(".", 1)[0].split("[", 1)[0]
+        if not name or name.isdigit():
+            raise ValueError(f"template {template!r}: {{{f}}} is a position, not a column; "
+                             "name the column in the braces, e.g. 'Q: {question}'")
 
 
 def _is_chat(value: Any) -> bool:

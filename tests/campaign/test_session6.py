@@ -1,0 +1,131 @@
+"""The new-user campaign of session 6 (2026-12-05) on the newest surface: ``prefkit rl``'s
+prompt files and flags, ``prefkit inspect``'s model options, the readers' unknown-format
+message and the README's commands.
+
+The rows are written and checked as in ``test_new_surface.py``: one run per row, in-process
+(typer's ``CliRunner``) in a tree of small inputs; the exit code and the words the output must
+hold; no traceback; a refusal (exit 2) changes no file of the tree. Each row failed before its
+fix (``# was:`` says what it did then).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+def _jsonl(path: Path, rows: list) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("session6")
+    (root / "adir").mkdir()
+    # prompt files for prefkit rl --task
+    _jsonl(root / "rl_ok.jsonl", [{"prompt": "1+1="}, {"prompt": "2+2="}])
+    _jsonl(root / "rl_gsm.jsonl", [{"question": "1+1=", "answer": "#### 2"}])
+    (root / "rl_bom.csv").write_bytes(b"\xef\xbb\xbfprompt\r\n1+1=\r\n2+2=\r\n")  # Excel's CSV
+    (root / "rl_latin1.csv").write_bytes("prompt\n1+1=\ncaf\xe9\n".encode("latin1"))
+    _jsonl(root / "rl_num.jsonl", [{"prompt": "1+1="}, {"prompt": 5}])
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist([{"prompt": "1+1=", "extra": 1},
+                                         {"prompt": "2+2=", "extra": 2}]),
+                   root / "rl.parquet")
+    return root
+
+
+def _invoke(args: list[str]):
+    from typer.testing import CliRunner
+
+    from prefkit.cli.main import app
+
+    return CliRunner().invoke(app, args)
+
+
+# the model check comes after the prompts are read: a run that reaches it read them
+RL = "rl --model ./no-model --reward length:10 --output o_rl --task"
+# id, command (split on spaces), exit code, words the output must hold
+CASES: list[tuple[str, str, int, list[str]]] = [
+    # -- prefkit rl: prompt files
+    # was: "no prompt column" (the header read as '\ufeffprompt')
+    ("rl.bom_csv", f"{RL} rl_bom.csv", 2, ["--model ./no-model: no such folder"]),
+    # was: "'utf-8' codec can't decode byte 0x94 in position 262" (Parquet read as text)
+    ("rl.parquet", f"{RL} rl.parquet", 2, ["--model ./no-model: no such folder"]),
+    # was: "'utf-8' codec can't decode byte 0xe9 in position 10" (no line, no fix)
+    ("rl.latin1", f"{RL} rl_latin1.csv", 2,
+     ["rl_latin1.csv line 3", "not UTF-8", "iconv -f latin1 -t utf-8"]),
+    # was: "task file 'adir' does not exist" (it does: a folder)
+    ("rl.folder", f"{RL} adir", 2, ["'adir' is a folder", "give a file of prompts"]),
+    ("rl.watch_folder", f"{RL} rl_ok.jsonl --watch adir", 2,
+     ["--watch adir", "is a folder"]),
+    # was: "the 'prompt' field is missing or empty" for the number 5
+    ("rl.number_prompt", f"{RL} rl_num.jsonl", 2,
+     ["rl_num.jsonl line 2", "'prompt' field is not text (int 5)"]),
+    # was: IndexError traceback (str.format with a positional field)
+    ("rl.template_positional", f"{RL} rl_gsm.jsonl --template Q:{{0}}", 2,
+     ["--template 'Q:{0}'", "{0} is a position, not a column"]),
+    ("rl.template_empty_braces", f"{RL} rl_gsm.jsonl --template Q:{{}}", 2,
+     ["--template 'Q:{}'", "is a position"]),
+    # was: "--task rl_gsm.jsonl: expected '}' before end of string" (the wrong flag, no fix)
+    ("rl.template_unclosed", f"{RL} rl_gsm.jsonl --template Q:{{question", 2,
+     ["--template 'Q:{question'", "expected '}'", "double a literal brace"]),
+    ("rl.template_ok", f"{RL} rl_gsm.jsonl --template Q:{{question}}", 2,
+     ["--model ./no-model: no such folder"]),
+    # was: "the file holds no rows" (it holds one); --limit -1 dropped the last prompt silently
+    ("rl.limit_0", f"{RL} rl_gsm.jsonl --limit 0", 2, ["--limit must be at least 1 (prompts), got 0"]),
+    ("rl.limit_neg", f"{RL} rl_ok.jsonl --limit -1", 2, ["--limit must be at least 1 (prompts), got -1"]),
+    # -- prefkit rl: the config's words in the command line's
+    # was: "micro_--batch-size must be >= 1, got 0"
+    ("rl.micro_batch_0", f"{RL} rl_ok.jsonl --micro-batch-size 0", 2,
+     ["--micro-batch-size must be >= 1, got 0"]),
+    # was: "algo must be one of ['grpo', 'online_dpo', ...]" (not --algo's spelling)
+    ("rl.algo_bogus", f"{RL} rl_ok.jsonl --algo bogus", 2,
+     ["--algo must be one of", "'online-dpo'", "'reinforce-pp'"]),
+    # was: "precision must be 'fp32' or 'bf16'"
+    ("rl.precision", f"{RL} rl_ok.jsonl --precision fp16", 2, ["--precision must be 'fp32'"]),
+    # was: "online_dpo uses the DPO loss; leave loss unset"
+    ("rl.odpo_loss", f"{RL} rl_ok.jsonl --algo online-dpo --loss grpo", 2,
+     ["online-dpo uses the DPO loss; leave --loss unset"]),
+]
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(("cmd", "code", "words"), [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_session6(tree: Path, cmd: str, code: int, words: list[str],
+                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tree)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "PREFKIT_JUDGE_MODEL", "PREFKIT_SEED"):
+        monkeypatch.delenv(var, raising=False)
+    before = _snapshot(tree)
+    r = _invoke(cmd.split(" "))
+    text = r.stdout + r.stderr
+    assert r.exception is None or isinstance(r.exception, SystemExit), \
+        f"traceback: {r.exception!r}\n{text[-2000:]}"
+    assert r.exit_code == code, text[-2000:]
+    flat = " ".join(text.split())  # typer's panels wrap at the terminal's width
+    for w in words:
+        assert w in text or w in flat, f"{w!r} not in:\n{text[-2000:]}"
+    if code == 2:
+        assert "error" in r.stderr.lower() or "Invalid value" in r.stderr, r.stderr
+        assert _snapshot(tree) == before, "a refused command changed the tree"
+
+
+def test_rl_reads_bom_csv_and_parquet_prompts(tree: Path) -> None:
+    """The prompts of a CSV with a byte-order mark and of a Parquet file are the file's."""
+    from prefkit.rl.tasks import read_task
+
+    bom = read_task(tree / "rl_bom.csv")
+    assert bom.prompts == ["1+1=", "2+2="] and bom.layout == "prompt"
+    par = read_task(tree / "rl.parquet")
+    assert par.prompts == ["1+1=", "2+2="] and par.columns["extra"] == [1, 2]
