@@ -36,6 +36,11 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pq.write_table(pa.Table.from_pylist([{"prompt": "1+1=", "extra": 1},
                                          {"prompt": "2+2=", "extra": 2}]),
                    root / "rl.parquet")
+    # PandaLM's layout (prefkit inspect): 3 annotators' labels of 4 pairs
+    _jsonl(root / "pl.jsonl", [{"idx": i, "cmp_key": "m1_m2", "instruction": f"q{i}",
+                                "input": "", "response1": "a" * (i + 1), "response2": "b",
+                                "annotator1": 1, "annotator2": 1 + i % 2, "annotator3": 0}
+                               for i in range(4)])
     return root
 
 
@@ -91,6 +96,16 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     # was: "online_dpo uses the DPO loss; leave loss unset"
     ("rl.odpo_loss", f"{RL} rl_ok.jsonl --algo online-dpo --loss grpo", 2,
      ["online-dpo uses the DPO loss; leave --loss unset"]),
+    # -- prefkit inspect: the ranking accuracy's options
+    # was: accepted, --beta read and never used, nothing said
+    ("in.beta_alone", "inspect pl.jsonl --rounds 0 --beta 0.1", 2,
+     ["needs --policy DIR, --reference DIR and --beta B together"]),
+    # was: accepted (then the idealized ranking accuracy of beta nan)
+    ("in.beta_nan", "inspect pl.jsonl --rounds 0 --policy adir --reference adir --beta nan", 2,
+     ["--beta must be a positive finite number, got nan"]),
+    ("in.beta_inf", "inspect pl.jsonl --rounds 0 --policy adir --reference adir --beta inf", 2,
+     ["--beta must be a positive finite number, got inf"]),
+    ("in.ok", "inspect pl.jsonl --rounds 0", 0, ["Krippendorff"]),
 ]
 
 

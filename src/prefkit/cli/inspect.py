@@ -68,11 +68,11 @@ def inspect(
     check_plot(plot)
     if html_out is not None and html_out.suffix.lower() not in (".html", ".htm"):
         fail(f"--html {html_out}: the file name must end in .html")
-    if (policy is None) != (reference is None) or (policy is not None and beta is None):
+    if (policy is None) != (reference is None) or (policy is None) != (beta is None):
         fail("ranking accuracy needs --policy DIR, --reference DIR and --beta B together "
              "(e.g. --policy runs/dpo --reference ./sft --beta 0.1)")
-    if beta is not None and beta <= 0:
-        fail(f"--beta must be positive, got {beta}")
+    if beta is not None and not (0 < beta < float("inf")):
+        fail(f"--beta must be a positive finite number, got {beta}")
     for d in [*(reward_model or []), *([policy, reference] if policy else [])]:
         if not d.is_dir():  # type: ignore[union-attr]
             fail(f"{d}: no such model folder")
