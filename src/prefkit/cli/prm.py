@@ -67,6 +67,7 @@ FmtOpt = Annotated[str, typer.Option("--format", "-f", help="Input format (proce
 ColumnOpt = Annotated[Optional[list[str]], typer.Option("--column", "-c", help="Column mapping KEY=NAME (keys: prompt, steps, label, ...).")]
 SkipOpt = Annotated[bool, typer.Option("--skip-invalid", help="Skip bad rows (each is reported) instead of stopping.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="Where the PRM runs: auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N.")]
 SepOpt = Annotated[str, typer.Option("--separator", help="What splits a candidate given as one text into steps (default: a blank line). Use '\\n' for one step per line.")]
 
 
@@ -125,7 +126,18 @@ def _read_candidates(path: Path, fmt: str, column: list[str] | None, skip_invali
     return res.data
 
 
-def _load(folder: Path) -> Any:
+def _device(device: str) -> Any:
+    """``--device`` as a torch.device; an unknown name or a GPU that is not there refused
+    with the fix."""
+    from prefkit.process._device import resolve_device
+
+    try:
+        return resolve_device(device, option="--device")
+    except ValueError as e:
+        fail(str(e))
+
+
+def _load(folder: Path, device: str = "auto") -> Any:
     from prefkit.process import load_prm
 
     if folder.is_file():
@@ -136,7 +148,7 @@ def _load(folder: Path) -> Any:
              "or interrupted), so it holds no model yet; continue it with the same prefkit "
              "prm train command and --resume")
     try:
-        return load_prm(folder)
+        return load_prm(folder, device=_device(device))
     except FileNotFoundError as e:
         if e.filename is None:
             fail(str(e))
@@ -176,6 +188,8 @@ def train(
     learning_rate: Annotated[Optional[float], typer.Option("--learning-rate", help="AdamW learning rate (default 1e-3 frozen head, 5e-5 --finetune, 1e-6 --kind implicit).")] = None,
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of the solutions held out for early stopping and for tuning the threshold (--kind implicit: of the prompts).")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the split, the initial weights and the data order.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="Where to train: auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N (--kind finetune; the frozen head's encoder).")] = "auto",
+    precision: Annotated[str, typer.Option(help="--kind finetune: fp32, or bf16 (autocast on the forward passes; fp32 weights, optimizer and loss; for GPUs).")] = "fp32",
     stop_after: Annotated[Optional[int], typer.Option("--stop-after", help="Stop after this many optimizer steps (epochs for the frozen head) with a checkpoint; --resume continues the run.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the run in --output again.")] = False,
@@ -205,6 +219,8 @@ def train(
 
       prefkit prm train processbench_gsm8k.json --finetune --max-length 512 --output runs/ft
 
+      prefkit prm train processbench_gsm8k.json --finetune --device cuda --precision bf16 --output runs/ft
+
       prefkit prm train processbench_gsm8k.json --kind implicit --model ./my-llama --output runs/implicit
 
       prefkit prm train samples.jsonl --kind implicit --model ./my-llama --checker gsm8k --stop-after 100 --output runs/implicit
@@ -219,6 +235,12 @@ def train(
     kind = Kind.finetune if finetune else kind
     if stop_after is not None and stop_after < 1:
         fail(f"--stop-after must be at least 1, got {stop_after}")
+    if kind is not Kind.finetune and precision != "fp32":
+        fail("--precision is an option of --kind finetune")
+    if kind is Kind.implicit and device != "auto":
+        fail("--device is an option of --kind finetune and frozen; --kind implicit trains on "
+             "the GPU when there is one, as prefkit align does")
+    dev = _device(device)
     if kind is Kind.implicit:
         return _train_implicit(data, output, fmt=fmt, column=column, skip_invalid=skip_invalid,
                                model=model, backbone=backbone, outcome_column=outcome_column,
@@ -239,12 +261,14 @@ def train(
                                ("loss", loss)) if v is not None}
     try:
         config: Any = FinetunePRMConfig(backbone=backbone, max_length=max_length or 256,
-                                        val_fraction=val_fraction, seed=seed, **given) \
+                                        val_fraction=val_fraction, seed=seed, device=str(dev),
+                                        precision=precision, **given) \
             if finetune else FrozenPRMConfig(encoder=backbone, hidden=hidden,
                                              val_fraction=val_fraction, seed=seed, **given)
     except ValueError as e:
         fail(flag_words(str(e), {"val_fraction": "--val-fraction", "max_length": "--max-length",
-                                 "learning_rate": "--learning-rate", "epochs": "--epochs"}))
+                                 "learning_rate": "--learning-rate", "epochs": "--epochs",
+                                 "precision": "--precision"}))
     if finetune and backbone is not None and not Path(backbone).is_dir():
         fail(f"--backbone {backbone}: no such folder (give a local Hugging Face model folder)")
     steps = _read_steps(data, fmt, column, skip_invalid)
@@ -252,9 +276,10 @@ def train(
     t0 = time.perf_counter()
     with run_errors(), input_errors(data, also=(ValueError,)):
         trainer = finetune_prm if finetune else train_frozen_prm
+        place = {} if finetune else {"device": str(dev)}  # the frozen head's encoder
         try:
             summary = trainer(config, output, steps, resume=resume, overwrite=overwrite,
-                              progress=not json_out, stop_after=stop_after)
+                              progress=not json_out, stop_after=stop_after, **place)
         except FileNotFoundError as e:  # a --backbone that is no folder nor cached Hub id
             if e.filename is not None:
                 raise
@@ -434,6 +459,7 @@ def evaluate(
     column: ColumnOpt = None,
     skip_invalid: SkipOpt = False,
     threshold: Annotated[Optional[float], typer.Option(help="Flag steps below this P(right) instead of the threshold tuned at training.")] = None,
+    device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
     """Evaluate a PRM as ProcessBench does: the first flagged step must equal the first
@@ -456,7 +482,7 @@ def evaluate(
     if threshold is not None and not 0 <= threshold <= 1:
         fail(f"--threshold {threshold}: a step is flagged when P(right) falls below it, so it "
              "must lie in [0, 1] (e.g. --threshold 0.5)")
-    prm = _load(model)
+    prm = _load(model, device)
     steps = _read_steps(data, fmt, column, skip_invalid)
     labels = steps.first_error
     if all(x == -1 for x in labels) or all(x != -1 for x in labels):
@@ -506,6 +532,7 @@ def score(
     column: ColumnOpt = None,
     skip_invalid: SkipOpt = False,
     separator: SepOpt = "\\n\\n",
+    device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
     """Score every step of every solution: P(step right), the first step below the
@@ -519,7 +546,7 @@ def score(
     """
     from prefkit.process import AGGREGATES, aggregate_steps, first_flagged
 
-    prm = _load(model)
+    prm = _load(model, device)
     cands = _read_candidates(data, fmt, column, skip_invalid, separator)
     flat = [(i, j, c) for i, cs in enumerate(cands.candidates) for j, c in enumerate(cs)]
     scores = prm.score([cands.prompts[i] for i, _, _ in flat], [c for _, _, c in flat],
@@ -552,6 +579,7 @@ def best_of_n_command(
     fmt: FmtOpt = "auto",
     column: ColumnOpt = None,
     skip_invalid: SkipOpt = False,
+    device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
     """Pick the best of N candidate solutions per prompt by their aggregated step scores,
@@ -572,7 +600,7 @@ def best_of_n_command(
     from prefkit.answers import final_answer, math_equal, numbers_equal
     from prefkit.process import aggregate_steps, best_of_n, weighted_vote
 
-    prm = _load(model)
+    prm = _load(model, device)
     cands = _read_candidates(candidates, fmt, column, skip_invalid, separator)
     flat = [(i, c) for i, cs in enumerate(cands.candidates) for c in cs]
     scores = prm.score([cands.prompts[i] for i, _ in flat], [c for _, c in flat],

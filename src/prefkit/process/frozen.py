@@ -196,9 +196,12 @@ def _flat(feats: Sequence[np.ndarray], labels: Sequence[Sequence[float]]
 
 def train_frozen_prm(config: FrozenPRMConfig, output_dir: str | Path, data: StepSolutions, *,
                      encoder: Any = None, resume: bool = False, overwrite: bool = False,
-                     progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+                     progress: bool = True, stop_after: int | None = None,
+                     device: str = "cpu") -> dict[str, Any]:
     """Train the frozen-encoder PRM on ``data``; write ``output_dir``; return the summary
     (``threshold``, best epoch, validation loss and ProcessBench F1 at both thresholds).
+    ``device``: where the encoder embeds the texts (unless ``encoder`` is given); the small
+    head trains on the CPU.
 
     ``stop_after`` stops after that many epochs in total, with a checkpoint (the summary
     says ``finished: False``); ``resume=True`` continues it, and the result equals an
@@ -212,7 +215,7 @@ def train_frozen_prm(config: FrozenPRMConfig, output_dir: str | Path, data: Step
     # -- data: embed every prefix (cached), split solutions --------------------------------
     if encoder is None:
         encoder = FrozenEncoder(config.encoder, max_seq_length=config.max_seq_length,
-                                truncation_side="left")
+                                truncation_side="left", device=device)
     feats = step_features(encoder, data.prompts, data.steps, separator=config.separator,
                           progress=progress)
     tr, va = _split(data.first_error, config.val_fraction, config.seed)

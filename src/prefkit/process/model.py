@@ -36,25 +36,35 @@ def split_steps(text: str, separator: str = SEPARATOR) -> list[str]:
     return [p for p in parts if p] or [text.strip()]
 
 
-def load_prm(folder: str | Path, **kwargs: Any) -> Any:
-    """The PRM saved in ``folder`` by ``prefkit prm train`` (or the Python trainers)."""
+def load_prm(folder: str | Path, *, device: str | Any = None, **kwargs: Any) -> Any:
+    """The PRM saved in ``folder`` by ``prefkit prm train`` (or the Python trainers), on
+    ``device``: None or "auto" (the GPU if there is one, else the CPU), "cpu", "cuda" or
+    "cuda:N" -- wherever it was trained (a PRM trained on a GPU loads on a CPU machine).
+    A GPU that is not there is refused with the fix."""
+    from prefkit.process._device import resolve_device
+
     folder = Path(folder)
     cfg = folder / "config.json"
     if not cfg.is_file():
         raise FileNotFoundError(f"{folder} holds no config.json: give the folder a PRM was "
                                 "trained into (prefkit prm train DATA --output DIR)")
     kind = json.loads(cfg.read_text()).get("kind")
+    if kind not in ("frozen", "finetune", "implicit"):
+        raise ValueError(f"{cfg} is not a PRM's config (kind {kind!r}); give a folder written "
+                         "by prefkit prm train")
+    dev = resolve_device(device)
     if kind == "frozen":
         from prefkit.process.frozen import FrozenPRM
 
-        return FrozenPRM.load(folder, **kwargs)
+        return FrozenPRM.load(folder, device=str(dev), **kwargs)  # the encoder's device
     if kind == "finetune":
         from prefkit.process.finetune import FinetunedPRM
 
-        return FinetunedPRM.load(folder, **kwargs)
-    if kind == "implicit":
-        from prefkit.process.implicit import ImplicitPRM
+        return FinetunedPRM.load(folder, device=dev, **kwargs)
+    from prefkit.process.implicit import ImplicitPRM
 
-        return ImplicitPRM.load(folder, **kwargs)
-    raise ValueError(f"{cfg} is not a PRM's config (kind {kind!r}); give a folder written by "
-                     "prefkit prm train")
+    prm = ImplicitPRM.load(folder, **kwargs)  # loads on the CPU
+    for model in (prm.policy, prm.reference):
+        if model is not None:
+            model.to(dev)
+    return prm
