@@ -36,6 +36,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pq.write_table(pa.Table.from_pylist([{"prompt": "1+1=", "extra": 1},
                                          {"prompt": "2+2=", "extra": 2}]),
                    root / "rl.parquet")
+    (root / "xyz.csv").write_text("x,y,z\n1,2,3\n", encoding="utf-8")  # no format's columns
     # PandaLM's layout (prefkit inspect): 3 annotators' labels of 4 pairs
     _jsonl(root / "pl.jsonl", [{"idx": i, "cmp_key": "m1_m2", "instruction": f"q{i}",
                                 "input": "", "response1": "a" * (i + 1), "response2": "b",
@@ -106,6 +107,13 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("in.beta_inf", "inspect pl.jsonl --rounds 0 --policy adir --reference adir --beta inf", 2,
      ["--beta must be a positive finite number, got inf"]),
     ("in.ok", "inspect pl.jsonl --rounds 0", 0, ["Krippendorff"]),
+    # -- the unknown-format message names the command line's --column (was: Python's only)
+    ("fmt.rank", "rank xyz.csv", 2,
+     ["cannot tell the format", "--column a=NAME --column b=NAME --column winner=NAME"]),
+    ("fmt.reward", "reward train xyz.csv --output rr", 2,
+     ["--column prompt=NAME --column chosen=NAME --column rejected=NAME"]),
+    ("fmt.inspect", "inspect xyz.csv", 2,
+     ["--column pair=NAME --column annotator=NAME --column label=NAME"]),
 ]
 
 
@@ -144,3 +152,15 @@ def test_rl_reads_bom_csv_and_parquet_prompts(tree: Path) -> None:
     assert bom.prompts == ["1+1=", "2+2="] and bom.layout == "prompt"
     par = read_task(tree / "rl.parquet")
     assert par.prompts == ["1+1=", "2+2="] and par.columns["extra"] == [1, 2]
+
+
+def test_unknown_verdicts_format_names_format_only(tree: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """judge analyze maps no columns: the message says --format only (was: 'or map your
+    columns with columns=(none: name the format with --format)')."""
+    monkeypatch.chdir(tree)
+    r = _invoke(["judge", "analyze", "xyz.csv"])
+    text = " ".join((r.stdout + r.stderr).split())
+    assert r.exit_code == 2, text
+    assert "pass format='<name>' (CLI: --format <name>)" in text
+    assert "columns=" not in text and "(none" not in text, text

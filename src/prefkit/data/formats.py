@@ -63,9 +63,14 @@ _MAPPING = {"votes": "{'a': ..., 'b': ..., 'winner': ...}",
             "text": "{'prompt': ..., 'chosen': ..., 'rejected': ...}",
             "align": "{'prompt': ..., 'chosen': ..., 'rejected': ...}",
             "responses": "{'prompt': ..., 'response': ...}",
-            "verdicts": "(none: name the format with --format)",
+            "verdicts": "",
             "annotations": "{'pair': ..., 'annotator': ..., 'label': ...}",
             "steps": "{'prompt': ..., 'steps': ..., 'label': ...}"}
+#: the keys of ``_MAPPING`` as --column flags (verdicts: none, the format is named instead)
+_CLI_KEYS = {"votes": ("a", "b", "winner"), "text": ("prompt", "chosen", "rejected"),
+             "align": ("prompt", "chosen", "rejected"), "responses": ("prompt", "response"),
+             "annotations": ("pair", "annotator", "label"),
+             "steps": ("prompt", "steps", "label")}
 
 
 @dataclass
@@ -237,8 +242,17 @@ def detect(table: Table, families: Sequence[str],
         None, f"cannot tell the format of this {container} from its {what} "
         f"(columns: {shown})",
         f"known formats:\n{describe_formats(*families)}\n  pass format='<name>' (CLI: --format "
-        f"<name>), or map your columns with columns={_MAPPING[families[0]]}",
+        f"<name>){_map_hint(families[0])}",
         "unknown_format")])
+
+
+def _map_hint(family: str) -> str:
+    """How to map columns, in Python's and the command line's words (none for verdicts)."""
+    keys = _CLI_KEYS.get(family)
+    if not keys:
+        return ""
+    cli = " ".join(f"--column {k}=NAME" for k in keys)
+    return f", or map your columns with columns={_MAPPING[family]} (CLI: {cli})"
 
 
 def _need_records(table: Table) -> Mapping[str, Any]:
