@@ -13,7 +13,7 @@ leaderboard updates live (Starlette + SQLite/PostgreSQL, on top of :mod:`prefkit
   the JSON API (:mod:`prefkit.arena.api`) and the plain HTML forms that need no JavaScript
   (:mod:`prefkit.arena.plain`); :mod:`prefkit.arena.media` media under neutral names
   (cached, capped); :mod:`prefkit.arena.admin` the admin routes; :mod:`prefkit.arena.pages`
-  the HTML and JavaScript.
+  the HTML and JavaScript; :mod:`prefkit.arena.bodies` every request body read under a cap.
 - :mod:`prefkit.arena.integrity`: vote-rigging checks.
 """
 

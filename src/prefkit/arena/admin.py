@@ -18,7 +18,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from prefkit.arena.app import Arena, _error, _ok
+from prefkit.arena.app import Arena, Refusal, _error, _ok, refused
+from prefkit.arena.bodies import MAX_ADMIN_BYTES, MAX_LIFT_BYTES, read_body, size_text
 from prefkit.arena.content import identity_words, media_kind
 
 __all__ = ["admin_audit", "admin_flags", "admin_integrity", "admin_lift_flags", "admin_outputs"]
@@ -32,17 +33,24 @@ def _admin(request: Request) -> Arena | Response:
     return arena
 
 
+_OUTPUTS_FIX = (f"send the outputs in several requests of at most {size_text(MAX_ADMIN_BYTES)} "
+                "each, or add them from a file with prefkit arena add-outputs")
+
+
 async def admin_outputs(request: Request) -> Response:
     arena = _admin(request)
     if isinstance(arena, Response):
         return arena
+    raw = await read_body(request, MAX_ADMIN_BYTES, _OUTPUTS_FIX)
+    if isinstance(raw, Refusal):
+        return refused(raw)
     try:
-        rows = json.loads(await request.body())
+        rows = json.loads(raw)
         names = set(arena.store.models()) | {str(r["model"]) for r in rows}
         data = [(str(r["prompt_id"]), str(r["prompt"]), str(r["model"]), str(r["output"]),
                  ",".join(identity_words(str(r["output"]), names)), _url(r.get("media")))
                 for r in rows]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError too
         return _error(400, f"send a JSON list of {{prompt_id, prompt, model, output, media "
                            f"(optional http(s) URL)}} ({e})")
     done = arena.store.add_outputs(data, actor="admin-api")
@@ -80,11 +88,10 @@ _LIFT_FIX = ('send {"ids": [flag ids], "why": "..."} (GET /api/admin/flags lists
 
 
 def _lift_body(raw: bytes) -> tuple[list[int], str] | Response:
-    """The ids and reason of a lift request, or what is wrong with it. Each id must be a
-    JSON integer of a flag's range: a string is not read as its characters, 1.7 or true
+    """The ids and reason of a lift request (its body read under
+    :data:`~prefkit.arena.bodies.MAX_LIFT_BYTES`), or what is wrong with it. Each id must be
+    a JSON integer of a flag's range: a string is not read as its characters, 1.7 or true
     not as 1, a number past SQLite's INTEGER not sent to the database."""
-    if len(raw) > 64 * MAX_LIFT_IDS:
-        return _error(413, f"the body is {len(raw):,} bytes; {_LIFT_FIX}")
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -114,7 +121,10 @@ async def admin_lift_flags(request: Request) -> Response:
     arena = _admin(request)
     if isinstance(arena, Response):
         return arena
-    got = _lift_body(await request.body())
+    raw = await read_body(request, MAX_LIFT_BYTES, _LIFT_FIX)
+    if isinstance(raw, Refusal):
+        return refused(raw)
+    got = _lift_body(raw)
     if isinstance(got, Response):
         return got
     ids, why = got

@@ -11,23 +11,34 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from prefkit.arena import guard
-from prefkit.arena.app import Arena, Refusal, _error, _ok, _with_cookies, refused
+from prefkit.arena.app import Arena, Refusal, _ok, _with_cookies, refused
+from prefkit.arena.bodies import MAX_JSON_BYTES, read_body
 from prefkit.arena.voting import cast_vote, start_battle
 
 __all__ = ["create_battle", "leaderboard", "session", "vote", "win_rates"]
 
 
-async def _body(request: Request) -> tuple[dict[str, Any] | None, str | None]:
-    raw = await request.body()
+_BODY_FIX = ('a vote is under 1 KiB: send e.g. {"winner": "a"} (a battle: {"k": 2} or '
+             '{"prompt": "..."} with a shorter prompt)')
+
+
+async def _body(request: Request) -> dict[str, Any] | Refusal:
+    """The JSON object of the body (``{}`` when empty), or a refusal: over
+    :data:`~prefkit.arena.bodies.MAX_JSON_BYTES` (413, read no further), not JSON or not an
+    object (400)."""
+    raw = await read_body(request, MAX_JSON_BYTES, _BODY_FIX)
+    if isinstance(raw, Refusal):
+        return raw
     if not raw.strip():
-        return {}, None
+        return {}
     try:
         body = json.loads(raw)
-    except json.JSONDecodeError as e:
-        return None, f"the body is not JSON ({e.msg}); send e.g. {{\"winner\": \"a\"}}"
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return Refusal(400, f"the body is not JSON ({getattr(e, 'msg', e)}); send e.g. "
+                            '{"winner": "a"}')
     if not isinstance(body, dict):
-        return None, "the body must be a JSON object, e.g. {\"winner\": \"a\"}"
-    return body, None
+        return Refusal(400, 'the body must be a JSON object, e.g. {"winner": "a"}')
+    return body
 
 
 async def session(request: Request) -> Response:
@@ -43,9 +54,9 @@ async def _checked(request: Request) -> tuple[Arena, tuple[str, bool], dict[str,
     who = arena.who(request)
     if isinstance(who, Refusal):
         return refused(who)
-    body, err = await _body(request)
-    if err or body is None:
-        return _error(400, err or "")
+    body = await _body(request)
+    if isinstance(body, Refusal):
+        return refused(body)
     return arena, who, body
 
 

@@ -24,6 +24,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from prefkit.arena import guard, pages
 from prefkit.arena.app import Arena, Refusal, _with_cookies
+from prefkit.arena.bodies import MAX_JSON_BYTES, read_body
 from prefkit.arena.content import media_kind
 from prefkit.arena.voting import cast_vote, start_battle
 
@@ -61,21 +62,17 @@ def _refusal(request: Request, r: Refusal, voter: str, new: bool) -> Response:
     return _with_cookies(resp, request, voter, new)
 
 
-MAX_FORM_BYTES = 64 * 1024  # a vote form is under 1 KiB
+MAX_FORM_BYTES = MAX_JSON_BYTES  # a vote form is under 1 KiB
 
 
 async def _form(request: Request) -> dict[str, str] | Refusal:
     """The fields of a urlencoded form (the last value of each), or a refusal of a body
-    over :data:`MAX_FORM_BYTES` (read no further than that)."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_FORM_BYTES:
-            return Refusal(413, f"the form is over {MAX_FORM_BYTES // 1024} KiB; a vote form is "
-                                f"under 1 KiB: {_FIX}")
-        chunks.append(chunk)
-    raw = b"".join(chunks).decode("utf-8", "replace")
-    return {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+    over :data:`MAX_FORM_BYTES` (read no further than that: :mod:`prefkit.arena.bodies`)."""
+    raw = await read_body(request, MAX_FORM_BYTES, f"a vote form is under 1 KiB: {_FIX}")
+    if isinstance(raw, Refusal):
+        return raw
+    return {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace"),
+                                          keep_blank_values=True).items()}
 
 
 async def start_page(request: Request) -> Response:

@@ -1,0 +1,68 @@
+"""Request bodies read under a cap: every body the arena reads (the JSON API, the plain HTML
+forms, the admin routes) comes through :func:`read_body`.
+
+A body over its cap is refused with ``413 Content Too Large`` whose message names the cap and
+what to do; the app reads no further. (The rest of what the client sends is dropped by the
+HTTP server as it arrives, without being kept, so that a client still sending can read the
+413, as nginx's lingering close does; closing at once would reset the connection under the
+client's unread answer.) The cap holds however the client frames the body:
+
+- a ``Content-Length`` over the cap is refused from the header, before any byte is read (a
+  client that declares less than it sends is cut at what it declared by the HTTP parser);
+- a chunked body (no length declared) is counted as it arrives and refused at the first
+  chunk that takes it past the cap, so at most the cap plus one network read is held.
+
+Caps: :data:`MAX_JSON_BYTES` for a battle or a vote (JSON or a form), :data:`MAX_ADMIN_BYTES`
+for the outputs an admin uploads; :data:`MAX_LIFT_BYTES` for a request that lifts flags.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from prefkit.arena.app import Refusal
+
+__all__ = ["MAX_ADMIN_BYTES", "MAX_JSON_BYTES", "MAX_LIFT_BYTES", "read_body", "size_text"]
+
+#: A battle or vote body, JSON or a form (a vote is under 1 KiB; a voter's own prompt fits).
+MAX_JSON_BYTES = 64 * 1024
+#: ``POST /api/admin/outputs``: a JSON list of outputs (more go in several requests).
+MAX_ADMIN_BYTES = 16 * 1024 * 1024
+#: ``POST /api/admin/flags/lift``: 64 bytes for each of its at most 10,000 ids.
+MAX_LIFT_BYTES = 64 * 10_000
+
+
+def size_text(n: int) -> str:
+    """``n`` bytes as people say it: '64 KiB', '16 MiB', '625 KiB', '100 bytes'."""
+    for unit, scale in (("MiB", 1024 ** 2), ("KiB", 1024)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale:,} {unit}"
+    if n >= 1024:
+        return f"{n / 1024:,.1f} KiB"
+    return f"{n:,} bytes"
+
+
+def too_large(limit: int, fix: str) -> Refusal:
+    """The 413 of a body over ``limit`` bytes, naming the limit and ``fix``."""
+    return Refusal(413, f"the request body is over {size_text(limit)} ({limit:,} bytes), the "
+                        f"limit of this address; {fix}")
+
+
+async def read_body(request: Request, limit: int, fix: str) -> bytes | Refusal:
+    """The body of ``request``, or a refusal (413) once it is known to be over ``limit``
+    bytes: from its ``Content-Length`` before reading, else while counting what arrives.
+    ``fix`` ends the refusal's message (what the client should send instead)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not (declared.isascii() and declared.isdigit()):
+            return Refusal(400, f"header Content-Length {declared[:40]!r} is not a number of "
+                                "bytes; send the body's length in bytes")
+        if int(declared) > limit:
+            return too_large(limit, fix)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return too_large(limit, fix)
+        chunks.append(chunk)
+    return b"".join(chunks)
