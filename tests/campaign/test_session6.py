@@ -164,3 +164,19 @@ def test_unknown_verdicts_format_names_format_only(tree: Path,
     assert r.exit_code == 2, text
     assert "pass format='<name>' (CLI: --format <name>)" in text
     assert "columns=" not in text and "(none" not in text, text
+
+
+def test_readme_formats_line_matches_prefkit_formats() -> None:
+    """The README's comment on ``prefkit formats`` says no count the command does not print
+    (was: 'the nine input formats'; it lists 33)."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    line = next(x for x in readme.splitlines() if x.startswith("prefkit formats"))
+    r = _invoke(["formats"])
+    assert r.exit_code == 0, r.stderr
+    n = sum(1 for x in r.stdout.splitlines() if re.match(r"  \w+: ", x))
+    words = {"nine": 9, "ten": 10, "twelve": 12}
+    said = [int(t) if t.isdigit() else words[t] for t in re.findall(r"\b(\d+|nine|ten|twelve)\b",
+                                                                    line.split("#", 1)[1])]
+    assert all(s == n for s in said), f"README says {said} formats, prefkit formats lists {n}"
