@@ -444,3 +444,33 @@ def test_cli_outcomes_from_a_named_column_and_where_each_format_keeps_them(
     assert code == 0, err
     assert json.loads(out)["n_solutions"] == 63 and "skipped 1 invalid row" in err
     assert _trained_outcomes(tmp_path / "o4") == sorted(pairs[:3] + pairs[4:])
+
+
+def test_fit_takes_step_solutions_with_their_outcomes(implicit_cli: dict,
+                                                      tmp_path: Path) -> None:
+    """fit_implicit_prm on StepSolutions read with their outcomes equals the run on the
+    parallel lists (the same rows trained on, the same summary); solutions without a
+    right/wrong outcome are refused naming their lines."""
+    from prefkit.process import ImplicitPRMConfig, fit_implicit_prm, read_steps
+
+    tmp = implicit_cli["tmp"]
+    data = read_steps(tmp / "train.json", require_outcome=True).data
+    assert data.outcomes == implicit_cli["outcome"]
+    config = ImplicitPRMConfig(model=str(tmp / "lm"), learning_rate=3e-3, batch_size=8,
+                               epochs=2, val_fraction=0.25)
+    a = fit_implicit_prm(config, tmp_path / "a", data, stop_after=2, progress=False)
+    b = fit_implicit_prm(config, tmp_path / "b", data.prompts, data.steps,
+                         implicit_cli["outcome"], first_error=data.first_error, stop_after=2,
+                         progress=False)
+    ma, mb = a.pop("metrics"), b.pop("metrics")  # their timings differ
+    assert a == b and a["steps"] == 2 and a["n_lucky"] > 0
+    assert ma["loss"] == mb["loss"] and ma["step"] == mb["step"] == 2
+    for f in ("outcome_rows.jsonl", "outcome_rows_val.jsonl"):
+        assert (tmp_path / "a" / f).read_text() == (tmp_path / "b" / f).read_text()
+    part = data.subset(range(6))
+    part.outcomes[2], part.outcomes[4] = None, 0.5
+    with pytest.raises(ValueError, match=r"2 solution\(s\) have no right/wrong outcome "
+                       r"\(ids s2, s4\)"):
+        fit_implicit_prm(config, tmp_path / "c", part)
+    with pytest.raises(ValueError, match="give neither"):
+        fit_implicit_prm(config, tmp_path / "c", data, data.steps)

@@ -419,31 +419,29 @@ def _train_implicit(data: Path, output: Path, *, fmt: str, column: list[str] | N
         fail(flag_words(str(e), {"val_fraction": "--val-fraction", "learning_rate":
                                  "--learning-rate", "epochs": "--epochs", "batch_size":
                                  "--batch-size", "beta": "--beta", "loss": "--loss"}))
-    first_error = None
+    solutions: tuple[Any, ...]
     if _is_candidates(data, fmt, column):
         if outcome_column is not None:
             fail("--outcome-column reads a step-labelled file's outcomes; a candidate's "
                  "outcome is its final answer checked against the row's answer (--checker)")
         cands = _read_candidates(data, fmt, column, skip_invalid, separator)
-        prompts, solutions, outcomes = _candidate_outcomes(data, cands, checker, skip_invalid)
-    else:  # each solution's outcome as the reader read it (StepSolutions.outcomes)
-        steps = _read_steps(data, fmt, column, skip_invalid, outcome_column,
-                            require_outcome=True)
-        prompts, solutions, first_error = steps.prompts, steps.steps, steps.first_error
-        outcomes = [bool(o) for o in steps.outcomes]
-    if not prompts:
+        solutions = _candidate_outcomes(data, cands, checker, skip_invalid)
+    else:  # StepSolutions, each with the outcome the reader read
+        solutions = (_read_steps(data, fmt, column, skip_invalid, outcome_column,
+                                 require_outcome=True),)
+    n = len(solutions[0])
+    if not n:
         fail(f"{data}: no solution left to train on")
     _make_parent(output)
     t0 = time.perf_counter()
     with run_errors(), input_errors(data, also=(ValueError,)):
         try:
-            summary = fit_implicit_prm(config, output, prompts, solutions, outcomes,
-                                       first_error=first_error, resume=resume,
+            summary = fit_implicit_prm(config, output, *solutions, resume=resume,
                                        overwrite=overwrite, progress=not json_out,
                                        stop_after=stop_after)
         except OSError as e:  # a --model that is no folder nor cached Hub id
             fail(f"--model {model}: cannot load it ({e})")
-    _train_report(summary, output, len(prompts), t0, json_out)
+    _train_report(summary, output, n, t0, json_out)
 
 
 # -- eval -------------------------------------------------------------------------------------
