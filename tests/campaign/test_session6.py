@@ -42,6 +42,9 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                 "input": "", "response1": "a" * (i + 1), "response2": "b",
                                 "annotator1": 1, "annotator2": 1 + i % 2, "annotator3": 0}
                                for i in range(4)])
+    # pandas writes an integer column with a blank as floats: 1.0, 2.0, ''
+    (root / "wide_float.csv").write_text(
+        "pair_id,gpt4,human\n0,1.0,1\n1,2.0,2\n2,0.0,2\n3,,1\n", encoding="utf-8")
     return root
 
 
@@ -107,6 +110,10 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("in.beta_inf", "inspect pl.jsonl --rounds 0 --policy adir --reference adir --beta inf", 2,
      ["--beta must be a positive finite number, got inf"]),
     ("in.ok", "inspect pl.jsonl --rounds 0", 0, ["Krippendorff"]),
+    # was: "unknown label '1.0' in field 'gpt4'" for every row (nothing read)
+    ("in.float_labels",
+     "inspect wide_float.csv --rounds 0 --column annotators=gpt4,human --json", 0,
+     ['"n_pairs": 4', '"n_labels": 7']),
     # -- the unknown-format message names the command line's --column (was: Python's only)
     ("fmt.rank", "rank xyz.csv", 2,
      ["cannot tell the format", "--column a=NAME --column b=NAME --column winner=NAME"]),

@@ -52,13 +52,16 @@ _LABELS = {s: code for code, names in _SPELLINGS.items() for s in names}
 _FIX_LABEL = ("a label is a (the first response), b (the second) or tie; also 1/2/0, "
               "model_a/model_b, left/right")
 Columns = Mapping[str, str] | None
+_WHOLE = re.compile(r"(\d+)\.0+")  # '2.0' as pandas writes an integer column with blanks
 
 
 def parse_label(value: Any) -> int | None:
-    """The code of one label, :data:`MISSING` for a blank, ``None`` if unreadable.
+    """The code of one label, :data:`MISSING` for a blank, ``None`` if unreadable. A number
+    written as a float (``2.0``: pandas writes an integer column with a blank as floats) is
+    the whole number.
 
-    >>> [parse_label(v) for v in ("A", 2, "tie", "", None, 1.0, "maybe")]
-    [0, 1, 2, -1, -1, 0, None]
+    >>> [parse_label(v) for v in ("A", 2, "tie", "", None, 1.0, "2.0", "maybe")]
+    [0, 1, 2, -1, -1, 0, 1, None]
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return MISSING
@@ -69,6 +72,9 @@ def parse_label(value: Any) -> int | None:
     text = str(value).strip().lower()
     if not text:
         return MISSING
+    whole = _WHOLE.fullmatch(text)
+    if whole is not None:
+        text = str(int(whole.group(1)))
     return _LABELS.get(text)
 
 
