@@ -187,3 +187,28 @@ def test_readme_formats_line_matches_prefkit_formats() -> None:
     said = [int(t) if t.isdigit() else words[t] for t in re.findall(r"\b(\d+|nine|ten|twelve)\b",
                                                                     line.split("#", 1)[1])]
     assert all(s == n for s in said), f"README says {said} formats, prefkit formats lists {n}"
+
+
+def test_rank_reads_winners_written_as_floats(tree: Path, monkeypatch: pytest.MonkeyPatch
+                                              ) -> None:
+    """Winner codes written as floats ('1.0': pandas' CSV of an integer column with a blank)
+    are the codes: the same leaderboard as the integers, in CSV and streamed Parquet (was:
+    "unknown outcome label '1.0'" on every such row)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.chdir(tree)
+    rows = [("A", "B", "1"), ("B", "C", "2"), ("C", "A", "0"), ("A", "C", "1"), ("B", "A", "0")]
+    boards = []
+    for name, code in (("w_int", lambda w: w), ("w_float", lambda w: w + ".0")):
+        Path(f"{name}.csv").write_text("model_a,model_b,winner\n" + "".join(
+            f"{a},{b},{code(w)}\n" for a, b, w in rows), encoding="utf-8")
+        pq.write_table(pa.table({"model_a": [r[0] for r in rows], "model_b": [r[1] for r in rows],
+                                 "winner": [code(r[2]) for r in rows]}), f"{name}.parquet")
+        for ext in ("csv", "parquet"):
+            r = _invoke(["rank", f"{name}.{ext}", "--rounds", "10", "--json"])
+            assert r.exit_code == 0, r.stderr
+            d = json.loads(r.stdout)
+            assert d["input"]["rows_read"] == 5
+            boards.append([(x["item"], round(x["rating"], 6)) for x in d["leaderboard"]])
+    assert boards[0] == boards[1] == boards[2] == boards[3], boards

@@ -39,10 +39,14 @@ LABEL_NOTES: Mapping[str, str] = {
 
 
 def norm_label(v: Any) -> str:
-    """Labels compare case-insensitively, trimmed; integral numbers as their digits."""
+    """Labels compare case-insensitively, trimmed; integral numbers as their digits, also
+    written as floats ('1.0': how pandas writes an integer column with a blank to CSV)."""
     if isinstance(v, float) and v.is_integer():
         v = int(v)
-    return str(v).strip().lower()
+    text = str(v).strip().lower()
+    if text[-2:] == ".0" and text[:-2].isdigit():
+        return str(int(text[:-2]))
+    return text
 
 
 _ROLE_NAMES = {"a": ("model_a", "item_a"), "b": ("model_b", "item_b"), "winner": ("winner",)}
