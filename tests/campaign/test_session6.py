@@ -212,3 +212,24 @@ def test_rank_reads_winners_written_as_floats(tree: Path, monkeypatch: pytest.Mo
             assert d["input"]["rows_read"] == 5
             boards.append([(x["item"], round(x["rating"], 6)) for x in d["leaderboard"]])
     assert boards[0] == boards[1] == boards[2] == boards[3], boards
+
+
+def test_align_reads_unpaired_labels_written_as_floats(tree: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """KTO labels 1.0/0.0 as text (a CSV) are true/false, as the numbers 1.0/0.0 in JSON are
+    (was: "unknown label '1.0'", the run refused)."""
+    pytest.importorskip("transformers")
+    from prefkit.align.tiny import char_tokenizer, tiny_llama
+
+    monkeypatch.chdir(tree)
+    tok = char_tokenizer()
+    tiny_llama(len(tok), seed=0).save_pretrained("llama")
+    tok.save_pretrained("llama")
+    Path("u_float.csv").write_text("prompt,completion,label\nq,a,1.0\nq,b,0.0\nr,c,1\nr,d,0.0\n",
+                                   encoding="utf-8")
+    r = _invoke(["align", "--loss", "kto", "--model", "llama", "--data", "u_float.csv",
+                 "--output", "o_kto", "--max-steps", "1", "--batch-size", "4",
+                 "--max-length", "32", "--json"])
+    assert r.exit_code == 0, r.stdout + r.stderr
+    d = json.loads(r.stdout)
+    assert d["kind"] == "unpaired" and d["n_train"] == 4 and d["finished"]

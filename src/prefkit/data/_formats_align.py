@@ -68,8 +68,8 @@ UNPAIRED_ROLES = {
     "completion": Role(("completion",), "the completion"),
     "label": Role(("label",), "whether the completion is desirable (true) or not (false)"),
 }
-_TRUE = {"true", "1", "yes", "desirable", "good"}
-_FALSE = {"false", "0", "no", "undesirable", "bad"}
+_TRUE = {"true", "1", "1.0", "yes", "desirable", "good"}
+_FALSE = {"false", "0", "0.0", "no", "undesirable", "bad"}
 FIX_LABEL = "label must be true (desirable) or false (undesirable); 1/0 are accepted too"
 
 
