@@ -77,6 +77,7 @@ __all__ = [
     "json_num",
     "linear_schedule",
     "package_versions",
+    "plural",
     "progress_bar",
     "read_metrics",
     "renamed_fields",
@@ -385,6 +386,12 @@ class NoBar:
 def progress_bar(total: int, description: str, completed: int = 0, *,
                  enabled: bool = True) -> ProgressBar | NoBar:
     return ProgressBar(total, description, completed) if enabled else NoBar()
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """A count and its noun in agreement, thousands separated: ``plural(1, "vote")`` is
+    '1 vote', ``plural(1234, "vote")`` '1,234 votes'; ``many`` for an irregular plural."""
+    return f"{n:,} {noun if n == 1 else many or noun + 's'}"
 
 
 # -- metrics.jsonl --------------------------------------------------------------------------------

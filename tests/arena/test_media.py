@@ -165,7 +165,9 @@ def test_media_size_cap(sqlite_db, servers, tmp_path):
     assert not os.path.exists(sqlite_db)  # a refused file writes nothing
     ok = prefkit("arena", "add-outputs", str(tmp_path / "o.jsonl"), "--db", sqlite_db,
                  "--max-media-mb", "1")
-    assert "added or updated 1 outputs" in " ".join((ok.stdout + ok.stderr).split())
+    said = " ".join((ok.stdout + ok.stderr).split())
+    assert "added or updated 1 output of 1 model on 1 prompt to" in said  # was '1 outputs'
+
     # served with a smaller cap than the file (a URL is only measured when fetched)
     httpd, _ = _web_outputs(tmp_path, sqlite_db, "u", {
         "m": ("huge.png", big.read_bytes()), "n": ("small.png", _png((9, 9, 9)))})

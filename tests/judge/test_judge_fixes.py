@@ -95,8 +95,8 @@ def test_grades_outside_the_scale_are_counted_shown_and_left_out(tmp_path: Path)
     assert c["counts"]["conflict_out_of_scale"] == 1
     r = runner.invoke(app, ["judge", "analyze", str(v), str(g)])
     said = _words(r.output)
-    assert ("1 single grade(s) outside the scale 1..10 (--scale), left out of the conflict "
-            f"ratio as not grades of that scale (1 pairs): {g}:1 (11 of 1..10)") in said
+    assert ("1 single grade outside the scale 1..10 (--scale), left out of the conflict "
+            f"ratio as not grades of that scale (1 pair): {g}:1 (11 of 1..10)") in said
     # a judge asked for 1..20: 11 is a grade, x>y is no conflict
     r = runner.invoke(app, ["judge", "analyze", str(v), str(g), "--scale", "20", "--json"])
     c = json.loads(r.stdout)["judges"][0]
@@ -283,7 +283,7 @@ def test_mtbench_human_judgments_are_gold_labels_per_pair_and_turn(tmp_path: Pat
                            ("82", "claude-v1", "gpt-4", 1): 0,
                            ("82", "gpt-4", "vicuna-13b-v1.2", 1): 2}
     assert gold.summary == ("MT-Bench human judgments: 7 votes by 5 judges on 4 pairs and "
-                            "turns; 3 gold labels (the majority vote, 1 ties), 1 pairs with a "
+                            "turns; 3 gold labels (the majority vote, 1 tie), 1 pair with a "
                             "split vote left out")
     r = runner.invoke(app, ["judge", "analyze", str(gpt4), "--gold", str(human), "--json"])
     assert r.exit_code == 0, r.output

@@ -20,6 +20,7 @@ import numpy as np
 
 from prefkit.arena.store import Store
 from prefkit.arena.tally import EXPORT_COLUMNS, Tally, export_rows, finite
+from prefkit.runs import plural
 
 _log = logging.getLogger("prefkit.arena")
 
@@ -267,7 +268,7 @@ class LiveBoard:
         out["arena"] = {**full["arena"], "votes_seq": self.point_seq,
                         "bootstrap_lag_votes": lag, "lagging": True,
                         "message": f"ratings are current; intervals, rank ranges and tiers are "
-                                   f"from the bootstrap of {lag} vote(s) ago and are being "
+                                   f"from the bootstrap of {plural(lag, 'vote')} ago and are being "
                                    "recomputed"}
         return finite(out)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from prefkit.arena.app import Refusal
+from prefkit.runs import plural
 
 __all__ = ["MAX_ADMIN_BYTES", "MAX_JSON_BYTES", "MAX_LIFT_BYTES", "read_body", "size_text"]
 
@@ -33,18 +34,18 @@ MAX_LIFT_BYTES = 64 * 10_000
 
 
 def size_text(n: int) -> str:
-    """``n`` bytes as people say it: '64 KiB', '16 MiB', '625 KiB', '100 bytes'."""
+    """``n`` bytes as people say it: '64 KiB', '16 MiB', '625 KiB', '100 bytes', '1 byte'."""
     for unit, scale in (("MiB", 1024 ** 2), ("KiB", 1024)):
         if n >= scale and n % scale == 0:
             return f"{n // scale:,} {unit}"
     if n >= 1024:
         return f"{n / 1024:,.1f} KiB"
-    return f"{n:,} bytes"
+    return plural(n, "byte")
 
 
 def too_large(limit: int, fix: str) -> Refusal:
     """The 413 of a body over ``limit`` bytes, naming the limit and ``fix``."""
-    return Refusal(413, f"the request body is over {size_text(limit)} ({limit:,} bytes), the "
+    return Refusal(413, f"the request body is over {size_text(limit)} ({plural(limit, 'byte')}), the "
                         f"limit of this address; {fix}")
 
 

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from prefkit.data.errors import InvalidInputError, InvalidRow
+from prefkit.runs import plural
 
 __all__ = ["FIELDS", "IDENTITY_WORDS", "MAX_MEDIA_BYTES", "identity_words", "read_outputs"]
 
@@ -178,8 +179,8 @@ def read_outputs(path: str | Path, max_media_bytes: int = MAX_MEDIA_BYTES,
                                              "outputs file, or an http(s) URL", "missing_file"))
                 elif (size := media_path.stat().st_size) > max_media_bytes:
                     problems.append(_problem(
-                        name, line, "media", media, f"media file {media_path} is {size:,} "
-                        f"bytes, over the cap of {max_media_bytes:,} bytes "
+                        name, line, "media", media, f"media file {media_path} is "
+                        f"{plural(size, 'byte')}, over the cap of {plural(max_media_bytes, 'byte')} "
                         f"({max_media_bytes / 2**20:g} MiB)", f"shrink or re-encode the file, "
                         f"or raise the cap ({cap_hint})", "too_large"))
                 media = str(media_path)

@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from prefkit.runs import plural
+
 __all__ = ["REASONS", "VoteTable", "bot_timing", "check_arena", "favouritism",
            "influence_removal", "sequential_test", "with_and_without"]
 
@@ -254,7 +256,7 @@ def check_arena(board: Any, *, write: bool = False,
     seq = sequential_test(t)
     fav = favouritism(t)
     timing = bot_timing(t)
-    found = ([(v, "outlier", f"sequential test, {r['votes']} votes") for v, r in seq.items()
+    found = ([(v, "outlier", f"sequential test, {plural(r['votes'], 'vote')}") for v, r in seq.items()
               if r["flagged"]]
              + [(v, "favouritism", f"favours {r['model']} (z={r['z']})") for v, r in fav.items()]
              + [(v, "timing", f"median {r['median_seconds']} s, cv {r['cv']}")

@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from prefkit.arena.app import Arena, Refusal, _error, refused
+from prefkit.runs import plural
 
 __all__ = ["CACHE_BYTES", "URL_SECONDS", "MediaCache", "media"]
 
@@ -100,8 +101,8 @@ class MediaCache:
 
 
 def _too_big(size: int, cap: int) -> Refusal:
-    return Refusal(502, f"the media is {size:,} bytes, over this arena's cap of {cap:,} bytes "
-                        "(prefkit arena serve --max-media-mb)")
+    return Refusal(502, f"the media is {plural(size, 'byte')}, over this arena's cap of "
+                        f"{plural(cap, 'byte')} (prefkit arena serve --max-media-mb)")
 
 
 def _made(data: bytes, location: str, stamp: Any) -> Media:

@@ -18,6 +18,7 @@ from typing import Any
 from prefkit.arena import guard
 from prefkit.arena.app import Arena, Refusal
 from prefkit.arena.content import media_kind
+from prefkit.runs import plural
 
 __all__ = ["cast_vote", "parse_vote", "start_battle"]
 
@@ -138,8 +139,8 @@ async def cast_vote(arena: Arena, voter: str, ip: str, battle_id: str,
         arena.cap.seed(vid, await arena.call(arena.store.votes_today, vid,
                                              arena.cap.day() * 86400.0))
     if not arena.cap.take(vid):
-        return Refusal(429, f"daily cap of {arena.cap.cap} votes reached; come back tomorrow "
-                            "(UTC)", {"Retry-After": "3600"})
+        return Refusal(429, f"daily cap of {plural(arena.cap.cap, 'vote')} reached; come back "
+                            "tomorrow (UTC)", {"Retry-After": "3600"})
     words = sorted({w for s in slots for w in b["slots"][s][1].split(",") if w})
     flags = [("identity", ",".join(words))] if words else []
     name = {s: b["slots"][s][0] for s in slots}

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from prefkit.cli._common import console, fail, note, print_json
+from prefkit.runs import plural
 
 arena_app = typer.Typer(
     help="Run an arena: people vote double-blind between model outputs, the leaderboard "
@@ -155,12 +156,14 @@ def _check_media(content: list[tuple], cap: int, mb: float) -> None:
         elif p.stat().st_size > cap:
             over.append((media, p.stat().st_size))
     if over:
-        note(f"warning: {len(over):,} outputs' media files are over --max-media-mb {mb:g} (e.g. "
-             f"{over[0][0]}, {over[0][1]:,} bytes): voters see them as broken media (502); "
-             "raise --max-media-mb or add smaller files (prefkit arena add-outputs)")
+        note(f"warning: the media files of {plural(len(over), 'output')} are over --max-media-mb "
+             f"{mb:g} (e.g. {over[0][0]}, {plural(over[0][1], 'byte')}): voters see them as "
+             "broken media (502); raise --max-media-mb or add smaller files (prefkit arena "
+             "add-outputs)")
     if gone:
-        note(f"warning: {len(gone):,} outputs' media files are gone (e.g. {gone[0]}): voters "
-             "see them as broken media (404); put them back or add the outputs again")
+        note(f"warning: the media files of {plural(len(gone), 'output')} are gone (e.g. "
+             f"{gone[0]}): voters see them as broken media (404); put them back or add the "
+             "outputs again")
 
 
 def _check_port(host: str, port: int) -> None:
@@ -207,11 +210,13 @@ def add_outputs(
     if as_json:
         print_json(done)
         return
-    console.print(f"added or updated {done['outputs']} outputs of {done['models']} models on "
-                  f"{done['prompts']} prompts to {db}")
+    console.print(f"added or updated {plural(done['outputs'], 'output')} of "
+                  f"{plural(done['models'], 'model')} on {plural(done['prompts'], 'prompt')} "
+                  f"to {db}")
     if done["identity_flagged"]:
-        note(f"note: {done['identity_flagged']} output(s) contain identity words (a model or "
-             "maker's name); votes on battles showing them are set aside")
+        n = done["identity_flagged"]
+        note(f"note: {plural(n, 'output')} {'contains' if n == 1 else 'contain'} identity "
+             "words (a model or maker's name); votes on battles showing them are set aside")
 
 
 @arena_app.command(epilog="Examples:\n\n  prefkit arena export --db arena.db votes.csv\n\n"
@@ -256,7 +261,8 @@ def export(
     except OSError as e:
         fail(f"{out}: cannot write it ({e.strerror or e}); choose another path")
     aside = int((weights == 0).sum())
-    console.print(f"wrote {len(tally.a)} votes to {out} ({aside} set aside with weight 0, "
+    console.print(f"wrote {plural(len(tally.a), 'vote')} to {out} ({aside:,} set aside with "
+                  f"weight 0, "
                   f"flag policy {flag_policy.value}); `prefkit rank {out} --seed S --rounds R` "
                   "reproduces the live leaderboard of the same seed and rounds")
 
@@ -295,7 +301,7 @@ def import_votes(
     before = store.vote_count()
     n = store.import_votes(rows, actor="cli")
     store.close()
-    console.print(f"imported {n} votes into {db}")
+    console.print(f"imported {plural(n, 'vote')} into {db}")
     if before:
-        note(f"note: {db} already held {before} votes; the imported ones were added to them "
-             "(importing the same file twice counts its votes twice)")
+        note(f"note: {db} already held {plural(before, 'vote')}; the imported ones were added "
+             "to them (importing the same file twice counts its votes twice)")

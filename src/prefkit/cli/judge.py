@@ -19,6 +19,7 @@ from prefkit.cli._common import (
     print_json,
     report_skipped,
 )
+from prefkit.runs import plural
 
 judge_app = typer.Typer(
     help="LLM judges: judge answer pairs with a model in both presentation orders (cached), "
@@ -124,7 +125,7 @@ def _repaired(v: Any, repair: str, tolerance: float, quiet: bool) -> Any:
                  "server that returns logprobs)")
         v, n = likelihood_aggregate(v, tolerance=tolerance)
         if not quiet:
-            note(f"likelihood-aware aggregation repaired {n:,} of {len(v):,} pairs (the rest "
+            note(f"likelihood-aware aggregation repaired {n:,} of {plural(len(v), 'pair')} (the rest "
                  "lack probabilities in both orders and are measured as recorded)", style="")
         return v
     if not quiet:
@@ -165,7 +166,7 @@ def _table(reports: list[Any], n_files: int) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    t = Table(title=f"judge consistency — {len(reports)} judge(s), {n_files} file(s)",
+    t = Table(title=f"judge consistency — {plural(len(reports), 'judge')}, {plural(n_files, 'file')}",
               title_justify="left", header_style="bold")
     for col in ("judge", "pairs", "position consistency", "first position", "conflict ratio",
                 "non-transitive triads", "errors"):
@@ -195,8 +196,8 @@ def _notes(reports: list[Any], conflict_turn: int | None) -> None:
                          + (" (the turn the pairwise verdicts judged)" if conflict_turn is None
                             else " (--conflict-turn)"))
         if c.get("grades_missing"):
-            lines.append(f"{c['grades_missing']:,} of {c['grades']:,} single grades are "
-                         "missing or not a grade (null, NaN, FastChat's -1 for a grade the "
+            lines.append(f"{c['grades_missing']:,} of {plural(c['grades'], 'single grade')} "
+                         f"{'is' if c['grades_missing'] == 1 else 'are'} missing or not a grade (null, NaN, FastChat's -1 for a grade the "
                          "judge did not give)")
         if r.conflict_ratio is not None and conflict_turn is None and c.get(
                 "conflict_turn") in (0, [0]):
@@ -204,15 +205,15 @@ def _notes(reports: list[Any], conflict_turn: int | None) -> None:
                          "per turn: give --conflict-turn 1 (or 2) to compare them with the "
                          "grades of that turn")
         if c.get("conflict_no_grade"):
-            lines.append(f"{c['conflict_no_grade']:,} pairs without a single grade of both "
+            lines.append(f"{plural(c['conflict_no_grade'], 'pair')} without a single grade of both "
                          "answers for the turn compared, left out of the conflict ratio")
         if c.get("grades_out_of_scale"):
             top = c["grade_scale_top"]
             shown = ", ".join(f"{src} ({x:g} of 1..{t:g})" for src, x, t in r.out_of_scale)
-            lines.append(f"{c['grades_out_of_scale']:,} single grade(s) outside the scale 1.."
+            lines.append(f"{plural(c['grades_out_of_scale'], 'single grade')} outside the scale 1.."
                          f"{top if isinstance(top, list) else f'{top:g}'} (--scale), left out "
                          f"of the conflict ratio as not grades of that scale"
-                         + (f" ({c['conflict_out_of_scale']:,} pairs)"
+                         + (f" ({plural(c['conflict_out_of_scale'], 'pair')})"
                             if "conflict_out_of_scale" in c else "") + f": {shown}"
                          + (", ..." if len(r.out_of_scale) < c["grades_out_of_scale"] else ""))
         if c.get("verdict_orders") == "any":
@@ -220,18 +221,19 @@ def _notes(reports: list[Any], conflict_turn: int | None) -> None:
                          "transitivity over the one-order verdicts")
         if r.non_transitivity is not None:
             v = c["violations"]
-            lines.append(f"violations: {v['cycle']} cycle, {v['tie_chain']} tie chain (A=B, "
-                         f"B=C, A>C), {v['tie_split']} tie split (A=B, A>C, C>B); triads left "
+            lines.append(f"violations: {plural(v['cycle'], 'cycle')}, {plural(v['tie_chain'], 'tie chain')} "
+                         f"(A=B, B=C, A>C), {plural(v['tie_split'], 'tie split')} (A=B, A>C, "
+                         "C>B); triads left "
                          f"out: {c['triads_left_out_inconsistent']:,} with an inconsistent "
                          f"pair, {c['triads_left_out_not_compared']:,} not all compared")
         for key in sorted(x for x in c if x.startswith("ntr_")):
             n = key[4:]
-            lines.append(f"NTR_{n}: {_pct(c[key])} of {c.get('sets_' + n, 0):,} {n}-answer sets")
+            lines.append(f"NTR_{n}: {_pct(c[key])} of {plural(c.get('sets_' + n, 0), f'{n}-answer set')}")
         if "prefers_longer" in c:
             lines.append(f"prefers the longer answer: {_pct(c['prefers_longer'])} of "
-                         f"{c['length_compared']:,} verdicts")
+                         f"{plural(c['length_compared'], 'verdict')}")
         if "agreement" in c:
-            lines.append(f"agreement with --gold on {c['agreement_pairs']:,} pairs: "
+            lines.append(f"agreement with --gold on {plural(c['agreement_pairs'], 'pair')}: "
                          f"{_pct(c['agreement'])} (without ties {_pct(c['agreement_without_ties'])})"
                          f"; after the Bradley-Terry repair {_pct(c['agreement_bt_repair'])} "
                          f"({_pct(c['agreement_bt_repair_without_ties'])})")
@@ -245,7 +247,7 @@ def _notes(reports: list[Any], conflict_turn: int | None) -> None:
             for line in lines:
                 note("  " + line, style="")
         if r.unparsed:
-            note(f"  {c.get('errors', 0):,} error/unparsed verdicts; the first ones:")
+            note(f"  {plural(c.get('errors', 0), 'error/unparsed verdict')}; the first ones:")
             for source, order, raw in r.unparsed:
                 text = raw.replace("\n", " ")
                 note(f"    {source} (order {order}): {text[:160] or '(empty output)'}", style="")
@@ -348,11 +350,12 @@ def run(
     if as_json:
         print_json(summary)
         return
-    note(f"wrote {len(records):,} {k} records to {output}"
+    note(f"wrote {plural(len(records), f'{k} record')} to {output}"
          + (" (--overwrite: the file that was there is replaced)" if replaced else "")
-         + f": {summary['errors']:,} error or "
-         f"unparsed verdicts of {summary['verdicts']:,}"
-         + (f"; {summary['cached']:,} answers from the cache" if summary.get("cached") else ""),
+         + f": {summary['errors']:,} error or unparsed "
+         f"{'verdict' if summary['errors'] == 1 else 'verdicts'} of {summary['verdicts']:,}"
+         + (f"; {plural(summary['cached'], 'answer')} from the cache"
+            if summary.get("cached") else ""),
          style="")
     for source, reason in summary["error_examples"]:
         note(f"  {source}: {reason}")
@@ -545,7 +548,7 @@ def judge_pair_scores(pairs: Any, *, judge: str | None, local: Path | None,
                  "answers are " + (f"in --cache {cache}: rerun with another --verdicts"
                                    if cache else "lost: rerun with --cache judge.sqlite"))
         if not quiet:
-            note(f"wrote {len(records):,} verdicts to --verdicts {verdicts}"
+            note(f"wrote {plural(len(records), 'verdict')} to --verdicts {verdicts}"
                  + (" (--overwrite: the file that was there is replaced)" if replaced else ""),
                  style="")
     js = judge_scores(records)
@@ -556,23 +559,26 @@ def judge_pair_scores(pairs: Any, *, judge: str | None, local: Path | None,
     if hasattr(backend, "hits"):
         summary |= {"cached": backend.hits, "calls": backend.calls}
     if js.errors and not quiet:
-        note(f"{len(js.errors):,} of {js.counts()['orders_asked']:,} verdicts are errors "
-             "(failed or unparsed), each left out; the first ones:")
+        n_err = len(js.errors)
+        note(f"{n_err:,} of {plural(js.counts()['orders_asked'], 'verdict')} "
+             f"{'is an error' if n_err == 1 else 'are errors'} (failed or unparsed), each left "
+             "out; the first ones:")
         for i, order, reason, text in js.errors[:5]:
             shown = " ".join(text.split())[:120]
             note(f"  {data}:{lines[i]} (order {order}): {reason}"
                  + (f": {shown!r}" if shown else ""), style="")
     if js.single_order and not quiet:
-        note(f"{js.single_order:,} pair(s) scored from the one order with a valid verdict",
+        note(f"{plural(js.single_order, 'pair')} scored from the one order with a valid verdict",
              style="")
     if not js.judged.any():
-        fail(f"the judge gave no valid verdict on any of the {len(pairs):,} pairs of {data}; "
+        fail(f"the judge gave no valid verdict on any of the {plural(len(pairs), 'pair')} of {data}; "
              "see the errors above " + (f"(its answers are in --verdicts {verdicts})"
                                         if verdicts is not None else
                                         "(run with --verdicts FILE to keep its answers)"))
     if js.unjudged and not quiet:
-        note(f"{js.unjudged:,} of {len(pairs):,} pairs have no valid verdict and are left out "
-             f"of the accuracy (counted as ties, RewardBench's generative rule: "
+        note(f"{js.unjudged:,} of {plural(len(pairs), 'pair')} "
+             f"{'has' if js.unjudged == 1 else 'have'} no valid verdict and "
+             f"{'is' if js.unjudged == 1 else 'are'} left out of the accuracy (counted as ties, RewardBench's generative rule: "
              f"{summary['accuracy_with_unjudged_as_ties']:.3f})")
     if not quiet and not summary["from_probabilities"]:
         note("the judge gave no verdict probabilities (label-token logprobs): each order's "

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prefkit.runs import plural
+
 __all__ = ["GoldLabels", "read_gold", "read_gold_labels", "read_judge_inputs",
            "read_mtbench_human_gold"]
 
@@ -102,11 +104,16 @@ def read_judge_inputs(path: str | Path, kind: str = "pairwise",
             continue
         items.append(item)
     if problems and not skip_invalid:
-        raise InvalidInputError(problems, note=f"{len({p.line for p in problems}):,} of "
-                                f"{recs.n_read:,} records are invalid, nothing was judged")
+        raise InvalidInputError(problems, note=_invalid(len({p.line for p in problems}), recs.n_read,
+                                                     "record", "nothing was judged"))
     if not items:
         raise InvalidInputError(problems or [table.empty()], note="nothing to judge")
     return items, problems
+
+
+def _invalid(bad: int, read: int, noun: str, so: str) -> str:
+    """'3 of 10 records are invalid, nothing was judged' (one: '1 of 1 record is invalid')."""
+    return f"{bad:,} of {plural(read, noun)} {'is' if bad == 1 else 'are'} invalid, {so}"
 
 
 def _question(rec: dict[str, Any], col: str | None) -> str | None:
@@ -259,18 +266,19 @@ def read_mtbench_human_gold(path: str | Path, skip_invalid: bool = False) -> Gol
         judges.add(str(rec.get("judge")))
     bad_lines = len({p.line for p in problems})
     if problems and (not skip_invalid or not votes):
-        raise InvalidInputError(problems, note=f"{bad_lines:,} of {recs.n_read:,} votes are "
-                                "invalid, no gold label was read")
+        raise InvalidInputError(problems, note=_invalid(bad_lines, recs.n_read, "vote",
+                                                     "no gold label was read"))
     gold = majority_labels(votes)
     n_votes = sum(map(len, votes.values()))
     split = len(votes) - len(gold)
     ties = sum(x == 2 for x in gold.values())
     return GoldLabels(dict(gold), "mtbench_human", (
-        f"MT-Bench human judgments: {n_votes:,} votes by {len(judges):,} judges on "
-        f"{len(votes):,} pairs and turns; {len(gold):,} gold labels (the majority vote, "
-        f"{ties:,} ties), {split:,} pairs with a split vote left out"
-        + (f"; {bad_lines:,} invalid votes skipped (first: {problems[0].describe(None)})"
-           if problems else "")))
+        f"MT-Bench human judgments: {plural(n_votes, 'vote')} by {plural(len(judges), 'judge')} "
+        f"on {len(votes):,} {'pair and turn' if len(votes) == 1 else 'pairs and turns'}; "
+        f"{plural(len(gold), 'gold label')} (the majority vote, {plural(ties, 'tie')}), "
+        f"{plural(split, 'pair')} with a split vote left out"
+        + (f"; {plural(bad_lines, 'invalid vote')} skipped (first: "
+           f"{problems[0].describe(None)})" if problems else "")))
 
 
 def read_gold(path: str | Path, skip_invalid: bool = False) -> GoldLabels:
@@ -297,7 +305,7 @@ def read_gold(path: str | Path, skip_invalid: bool = False) -> GoldLabels:
             raise
     else:
         labels = gold_from_annotations(parsed.data)
-        return GoldLabels(labels, fmt.name, f"{len(parsed.data):,} pairs annotated ({fmt.name})"
+        return GoldLabels(labels, fmt.name, f"{plural(len(parsed.data), 'pair')} annotated ({fmt.name})"
                           f"; {len(labels):,} with a majority label of at least 2 votes")
     labels = read_gold_labels(path)  # one gold label per pair (LLMBar)
-    return GoldLabels(labels, "pairs", f"{len(labels):,} pairs with one gold label each")
+    return GoldLabels(labels, "pairs", f"{plural(len(labels), 'pair')} with one gold label each")

@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
+from prefkit.runs import plural
+
 __all__ = [
     "A_WINS",
     "B_WINS",
@@ -73,7 +75,7 @@ def _col(x: Any, n: int, dtype: Any, name: str, fill: Any = None) -> NDArray[Any
     else:
         arr = np.asarray(x, dtype=dtype)
     if arr.shape[:1] != (n,):
-        raise ValueError(f"{name} must have {n} rows, got shape {arr.shape}")
+        raise ValueError(f"{name} must have {plural(n, 'row')}, got shape {arr.shape}")
     return arr
 
 
