@@ -41,7 +41,12 @@ forwards, which the log-prob engine does not call. Every call then goes through 
 (also without gradients: the root gathers its weights in its forward), processes make the
 same number of calls (the loops pad with passes of weight 0), and gradients are
 reduce-scattered (averaged) in every micro-batch's backward, so no unsharded gradient is
-kept between micro-batches. :meth:`PreparedModel.full_state` gathers the full weights and
+kept between micro-batches. Loading without N whole copies (what accelerate's
+``cpu_ram_efficient_loading`` and torch recommend): every process builds the model on the
+meta device and :func:`prepare_model` shards it; :meth:`PreparedModel.load_full` then
+allocates the shards and fills them from the main process's whole copy (broadcast one
+tensor at a time, each process keeping its shard), with the non-persistent buffers (rotary
+frequencies) and tied embeddings. :meth:`PreparedModel.full_state` gathers the full weights and
 the optimizer state (in ``torch.optim``'s own index-keyed layout) onto the main process's
 CPU for :mod:`prefkit.runs`' one-file checkpoint and the saved model folder;
 :meth:`PreparedModel.loaders` scatters them back when resuming. FSDP1 and DeepSpeed are
@@ -193,6 +198,7 @@ class PreparedModel:
     wrapped: nn.Module | None = None  # DDP / FSDP2 around ModelCall(model); None: one process
     accelerator: Any = None
     sharded: bool = False  # FSDP2: the model's parameters are DTensor shards
+    cpu_offload: bool = False  # FSDP2: the shards live on the CPU
 
     def __call__(self, fn: Callable[[nn.Module], T]) -> T:
         """``fn(model)``; through DDP only when it builds a graph (a pass without gradients
@@ -248,6 +254,69 @@ class PreparedModel:
         return weights, {"state": {index[k]: v for k, v in optim["state"].items()},
                          "param_groups": [{**g, "params": [index[k] for k in g["params"]]}
                                           for g in optim["param_groups"]]}
+
+    def load_full(self, full: nn.Module | None, device: torch.device) -> None:
+        """Fill a ``sharded`` model that was built on the meta device (no memory) with the
+        weights of ``full``, the same model loaded whole by the main process only (None on
+        the others): the shards are allocated on ``device`` (the CPU with CPU offload), the
+        full state dict is broadcast from the main process and each process keeps its shard
+        (torch.distributed.checkpoint's ``set_model_state_dict``, ``broadcast_from_rank0``);
+        the buffers a state dict leaves out (non-persistent: rotary ``inv_freq``) are
+        broadcast too, and tied weights checked to be tied. So no other process ever holds
+        the whole model. Every process must call it, right after :func:`prepare_model`."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+        )
+
+        assert self.sharded and self.wrapped is not None
+        if (full is not None) != (torch.distributed.get_rank() == 0):
+            raise ValueError("load_full takes the whole model on the main process only")
+        self.wrapped.to_empty(device=torch.device("cpu") if self.cpu_offload else device)
+        if self.cpu_offload:  # offloaded shards stay on the CPU, buffers go to the device
+            for module in self.wrapped.modules():
+                for key, buf in module._buffers.items():
+                    if buf is not None:
+                        module._buffers[key] = buf.to(device)
+        state = {} if full is None else {f"model.{k}": v for k, v in full.state_dict().items()}
+        set_model_state_dict(self.wrapped, state, options=StateDictOptions(
+            full_state_dict=True, broadcast_from_rank0=True, strict=True))
+        for name, module in self.model.named_modules():  # buffers no state dict holds
+            for key in sorted(module._non_persistent_buffers_set):
+                buf = module._buffers.get(key)
+                if buf is None:
+                    continue
+                if full is not None:
+                    buf.copy_(full.get_submodule(name).get_buffer(key))
+                torch.distributed.broadcast(buf, src=0)
+        self._tie()
+        left = [n for n, t in (*self.model.named_parameters(), *self.model.named_buffers())
+                if t.is_meta]
+        if left:
+            raise RuntimeError(f"FSDP: after loading, {left[:3]} are still on the meta device")
+
+    def reshard(self) -> None:
+        """FSDP2: the root's weights back to their shards. The root keeps them gathered
+        from its forward to the backward, so a pass without gradients leaves them gathered
+        (and ``model.parameters()`` would give the gathered tensors, not the shards an
+        optimizer must hold)."""
+        if self.sharded and self.wrapped is not None:
+            self.wrapped.reshard()  # type: ignore[operator]
+
+    def _tie(self) -> None:
+        """Tied input and output embeddings (``tie_word_embeddings``) are one parameter
+        again after loading (transformers' ``tie_weights``)."""
+        lm = self.model
+        while callable(getattr(lm, "get_base_model", None)):  # peft
+            lm = lm.get_base_model()
+        cfg = getattr(lm, "config", None)
+        tied = getattr(cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg,
+                       "tie_word_embeddings", False)
+        if not tied or not callable(getattr(lm, "get_output_embeddings", None)):
+            return
+        inp, out = lm.get_input_embeddings(), lm.get_output_embeddings()
+        if out is not None and out.weight is not inp.weight:
+            lm.tie_weights()
 
     def loaders(self, optimizer: torch.optim.Optimizer) -> tuple[Any, Any]:
         """What :meth:`prefkit.runs.RunFolder.restore` loads a checkpoint into: the model and
@@ -337,11 +406,9 @@ def _fsdp2_settings() -> FSDP2:
     plugin = FullyShardedDataParallelPlugin()  # reads FSDP_VERSION, FSDP_* from the environment
     if plugin.fsdp_version != 2:
         raise ValueError(_REFUSED.format(f"FSDP version {plugin.fsdp_version}"))
-    for name, fix in (("activation_checkpointing", "AlignConfig.gradient_checkpointing=True"),
-                      ("cpu_ram_efficient_loading", "leave it off")):
-        if getattr(plugin, name):
-            raise ValueError(f"accelerate's FSDP config sets {name}, which prefkit does not "
-                             f"apply: {fix}")
+    if plugin.activation_checkpointing:  # (cpu_ram_efficient_loading: prefkit's way, always)
+        raise ValueError("accelerate's FSDP config sets activation_checkpointing, which "
+                         "prefkit does not apply: AlignConfig.gradient_checkpointing=True")
     policy = os.environ.get("FSDP_AUTO_WRAP_POLICY", "TRANSFORMER_BASED_WRAP").upper()
     if policy not in ("TRANSFORMER_BASED_WRAP", "NO_WRAP"):
         raise ValueError(f"FSDP_AUTO_WRAP_POLICY={policy}: prefkit shards by transformer layer "
@@ -386,4 +453,4 @@ def _shard(model: nn.Module, how: FSDP2) -> PreparedModel:
                     offload_policy=offload)
     call = ModelCall(model)
     fully_shard(call, offload_policy=offload)  # the root keeps its weights until the backward
-    return PreparedModel(model, call, None, sharded=True)
+    return PreparedModel(model, call, None, sharded=True, cpu_offload=how.cpu_offload)

@@ -17,6 +17,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -78,15 +79,17 @@ for what, env in (("fsdp1", {{"FSDP_VERSION": "1"}}), ("deepspeed", {{"ACCELERAT
 """
 
 
-def _load_folder(folder: Path, name: str) -> dict:
-    """The saved folder as the user loads it: transformers (LoRA: peft on the base)."""
+def _load_folder(folder: Path, name: str, base: Path | None = None) -> dict:
+    """The saved folder as the user loads it: transformers (LoRA: peft on the base, the
+    tiny model or the folder ``base``)."""
     from transformers import AutoModelForCausalLM
 
     if name == "lora":
         from peft import PeftModel
 
         tok = char_tokenizer()
-        loaded = PeftModel.from_pretrained(tiny_llama(len(tok)), folder).state_dict()
+        lm = tiny_llama(len(tok)) if base is None else AutoModelForCausalLM.from_pretrained(base)
+        loaded = PeftModel.from_pretrained(lm, folder).state_dict()
         return {k.removeprefix("base_model.model."): v for k, v in loaded.items()}
     return AutoModelForCausalLM.from_pretrained(folder).state_dict()
 
@@ -157,3 +160,104 @@ def test_fsdp2_two_processes_equal_one_with_twice_the_accumulation(tmp_path):
         assert "--fsdp_version 2" in (two / f"fsdp1-{r}.txt").read_text()
         assert "DeepSpeed is not installed" in (two / f"deepspeed-{r}.txt").read_text()
     assert not (two / "fsdp1").exists() and not (two / "deepspeed").exists()
+
+
+_FOLDER_SCRIPT = """
+import os, resource, sys, json, torch, transformers
+sys.path.insert(0, {tests!r})
+from test_distributed_align import BASE, CONFIGS, data_for
+import prefkit.align.trainer as trainer
+from prefkit.align.tiny import char_tokenizer
+from prefkit.align.trainer import AlignConfig, align
+from prefkit.processes import PreparedModel
+out, tiny, big = sys.argv[1:4]
+rank = int(os.environ["RANK"])
+tok = char_tokenizer()
+seen = {{"loads": 0, "built_on": [], "peak_mib": [], "tied": []}}
+load = transformers.AutoModelForCausalLM.from_pretrained.__func__
+def counted(cls, *args, **kwargs):  # every whole-model load of this process
+    seen["loads"] += 1
+    return load(cls, *args, **kwargs)
+transformers.AutoModelForCausalLM.from_pretrained = classmethod(counted)
+prepare = trainer.prepare_model
+def spy(model, acc):  # the model each process shards: built on the meta device?
+    seen["built_on"].append(sorted({{p.device.type for p in model.parameters()}}))
+    return prepare(model, acc)
+trainer.prepare_model = spy
+load_full = PreparedModel.load_full
+def measured(self, *args):  # the peak resident memory once the shards are filled
+    load_full(self, *args)
+    seen["peak_mib"].append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+PreparedModel.load_full = measured
+setup = trainer._setup
+def tied(*args, **kwargs):
+    st = setup(*args, **kwargs)
+    lm = st.model.get_base_model() if hasattr(st.model, "get_base_model") else st.model
+    seen["tied"].append(lm.get_input_embeddings().weight is lm.get_output_embeddings().weight)
+    return st
+trainer._setup = tied
+data = data_for("dpo", tok)
+align(big, data, config=AlignConfig(**{{**BASE, "max_steps": 1, "batch_size": 1}}),
+      output_dir=f"{{out}}/big", progress=False)  # first: the high-water mark is its own
+for name, cfg in CONFIGS.items():
+    data = data_for(name, tok)
+    align(tiny, data, config=AlignConfig(**BASE, **cfg, grad_accum=2), validation=data,
+          output_dir=f"{{out}}/{{name}}", progress=False)
+open(f"{{out}}/seen-{{rank}}.json", "w").write(json.dumps(seen))
+"""
+
+
+def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path):
+    """A model given as a folder (FSDP2, torchrun 2 x gloo): process 0 loads the weights
+    once, every process builds the model it trains on the meta device, and the shards are
+    filled from process 0 (prefkit.processes.PreparedModel.load_full) -- so process 1 loads
+    nothing (transformers' from_pretrained is never called there) and its peak memory when
+    the shards are filled is lower than process 0's by most of the model (a 72 MiB model of
+    8 layers: no tensor over 2 MiB, the largest that process 1 receives whole; measured 540
+    vs 444 MiB; loading whole on both, as a model object is, they peak alike: the first
+    forward passes that follow add ~100 MiB of their own on both). Tied embeddings stay one
+    parameter. The trained weights equal one process's with twice the accumulation to the
+    same 1e-5 as the object path (DPO with validation, KTO, LoRA; the big model one step)."""
+    from transformers import AutoModelForCausalLM
+
+    tok = char_tokenizer()
+    tiny, big = tmp_path / "m" / "tiny", tmp_path / "m" / "big"
+    for folder, model in ((tiny, tiny_llama(len(tok))), (big, tiny_llama(
+            len(tok), hidden_size=512, intermediate_size=1024, num_hidden_layers=8,
+            num_attention_heads=8, num_key_value_heads=4, tie_word_embeddings=True))):
+        model.save_pretrained(folder)
+        tok.save_pretrained(folder)
+    big_mib = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(big).parameters()
+                  ) * 4 / 2**20
+    assert big_mib > 70
+    script = tmp_path / "folder.py"
+    script.write_text(_FOLDER_SCRIPT.format(tests=str(Path(__file__).parent)))
+    two = tmp_path / "two"
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc_per_node", "2", str(script), str(two), str(tiny), str(big)],
+                   check=True, timeout=600, env={**os.environ, **FSDP_ENV, "OMP_NUM_THREADS": "1"})
+    seen = [json.loads((two / f"seen-{r}.json").read_text()) for r in (0, 1)]
+    runs = 1 + len(CONFIGS)
+    assert seen[0]["loads"] == runs and seen[1]["loads"] == 0, seen
+    assert seen[0]["built_on"] == seen[1]["built_on"] == [["meta"]] * runs
+    assert seen[0]["tied"][0] and seen[1]["tied"][0]  # the big model ties its embeddings
+    gap = seen[0]["peak_mib"][0] - seen[1]["peak_mib"][0]
+    print(f"peak once set up: {seen[0]['peak_mib'][0]:.0f} / {seen[1]['peak_mib'][0]:.0f} MiB")
+    assert gap > 0.6 * big_mib, (seen[0]["peak_mib"], seen[1]["peak_mib"], big_mib)
+    # the same training as one process with twice the accumulation
+    cases = {"big": (big, {"loss": "dpo", "max_steps": 1, "batch_size": 1}, 2)}
+    cases.update({name: (tiny, cfg, 4) for name, cfg in CONFIGS.items()})
+    for name, (folder, cfg, accum) in cases.items():
+        data = data_for(name if name != "big" else "dpo", tok)
+        config = AlignConfig(**{**BASE, **cfg}, grad_accum=accum)
+        align(str(folder), data, config=config, validation=None if name == "big" else data,
+              output_dir=tmp_path / name, progress=False)
+        mine = _load_folder(tmp_path / name, name, folder)
+        got = _load_folder(two / name, name, folder)
+        start = _load_folder(folder, "dpo", folder)
+        assert set(got) == set(mine)
+        moved = max(float((v - start[k] if k in start else v).abs().max())
+                    for k, v in mine.items() if k in start or "lora_B" in k)
+        assert moved > 1e-4, f"{name}: the run must change the weights"
+        for k, v in mine.items():
+            torch.testing.assert_close(got[k], v, atol=PARAM_ATOL, rtol=0, msg=f"{name} {k}")

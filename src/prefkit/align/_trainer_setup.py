@@ -9,7 +9,9 @@ Private: nothing here is public API.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +27,7 @@ from prefkit.align.data import (
     tokenize_alignment,
 )
 from prefkit.align.losses import AlignLoss
-from prefkit.align.model import load_causal_lm
+from prefkit.align.model import load_causal_lm, prepare_causal_lm
 from prefkit.align.reference import ReferenceLogps, cached_reference_logps
 from prefkit.align.types import LossOutput, SequenceLogps
 from prefkit.losses import StepPass, preference_accuracy
@@ -45,6 +47,7 @@ __all__ = [
     "kl_only",
     "live_reference",
     "make_optimizer",
+    "meta_causal_lm",
     "tokenized",
     "trainable",
     "versions",
@@ -62,6 +65,36 @@ _SHOWN = 3  # notes quoted in a warning
 # -- versions --------------------------------------------------------------------------------------
 def versions() -> dict[str, str]:
     return package_versions(("peft", "accelerate"))
+
+
+# -- the model -------------------------------------------------------------------------------------
+def meta_causal_lm(model: str | Path, tokenizer: Any, config: AlignConfig
+                   ) -> tuple[nn.Module, str, Any, bool]:
+    """The model :func:`~prefkit.align.model.prepare_causal_lm` makes of the folder / Hub id
+    ``model`` (LoRA adapter, dropout, gradient checkpointing), built from its config on the
+    meta device: no weight is read or allocated (FSDP2 fills the shards from the main
+    process's copy, :meth:`prefkit.processes.PreparedModel.load_full`). Returns it, the
+    source (an absolute path for a local folder, as the main process names it), the
+    tokenizer (the folder's when none is given) and whether it is a peft model."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    local = Path(model).expanduser()
+    name = os.path.abspath(local) if local.exists() else str(model)
+    try:
+        lm_config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise FileNotFoundError(f"cannot read a causal LM's config from {name!r}") from exc
+    with torch.device("meta"):
+        lm = AutoModelForCausalLM.from_config(lm_config, dtype=torch.float32)
+    if tokenizer is None:
+        with contextlib.suppress(OSError, ValueError):
+            tokenizer = AutoTokenizer.from_pretrained(name)
+    lm, _, tokenizer, peft = prepare_causal_lm(
+        lm, tokenizer, device="meta", seed=config.seed, lora_r=config.lora_r,
+        lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        lora_target_modules=config.lora_target_modules, disable_dropout=config.disable_dropout,
+        gradient_checkpointing=config.gradient_checkpointing)
+    return lm, name, tokenizer, peft
 
 
 # -- the data --------------------------------------------------------------------------------------

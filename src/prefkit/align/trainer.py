@@ -37,8 +37,13 @@ same updates as one process with N times the accumulation. A process left withou
 Checkpoints keep :mod:`prefkit.runs`' one-file format (the main process writes them; every
 process resumes from it). One process uses no distributed call.
 With FSDP2 (``accelerate launch --use_fsdp --fsdp_version 2``; :mod:`prefkit.processes`) the
-weights, gradients and AdamW state are sharded over the processes (the model is still loaded
-whole on each, and the reference cache computed from it, before sharding): every process
+weights, gradients and AdamW state are sharded over the processes. A model given as a folder
+or Hub id is loaded whole by the main process only (which also computes the reference cache
+from it and sends it to the others); every process builds the model it trains on the meta
+device, shards it and receives its shard from the main process
+(:meth:`~prefkit.processes.PreparedModel.load_full`), so the other processes never hold the
+whole model (a model object given to :func:`align` is already whole on every process: it is
+sharded in place). Every process
 makes the same number of passes (a process with fewer prompts pads with passes of weight 0,
 in training, validation and KTO's step pass), gradients are reduce-scattered in every
 micro-batch, and the checkpoint and the model folder get the full weights and optimizer state
@@ -98,6 +103,7 @@ from prefkit.align._trainer_setup import (
     kl_only,
     live_reference,
     make_optimizer,
+    meta_causal_lm,
     tokenized,
     trainable,
     versions,
@@ -411,11 +417,21 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
     procs.barrier()  # every process has looked before the main one writes anything
 
     # -- model (seeded), adapter, tokenizer --------------------------------------------------------
-    model, source, tokenizer, peft = prepare_causal_lm(
-        model, tokenizer, device=device, seed=config.seed, lora_r=config.lora_r,
-        lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-        lora_target_modules=config.lora_target_modules, disable_dropout=config.disable_dropout,
-        gradient_checkpointing=config.gradient_checkpointing)
+    # FSDP2 from a folder / Hub id: every process builds the model it trains on the meta
+    # device; only the main process loads the weights (``whole``), which fill the shards
+    whole: nn.Module | None = None
+    on_meta = isinstance(accelerator, FSDP2) and not isinstance(model, nn.Module)
+    if on_meta:
+        skeleton, source, tokenizer, peft = meta_causal_lm(model, tokenizer, config)
+    if main or not on_meta:
+        model, source, tokenizer, peft = prepare_causal_lm(
+            model, tokenizer, device=device, seed=config.seed, lora_r=config.lora_r,
+            lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+            lora_target_modules=config.lora_target_modules,
+            disable_dropout=config.disable_dropout,
+            gradient_checkpointing=config.gradient_checkpointing)
+    if on_meta:
+        whole, model = (model if main else None), skeleton
 
     # -- data: tokenized, what was left out said out loud ------------------------------------------
     # the extra pass the loss declares (KTO: its reference point, estimated from mismatched
@@ -438,13 +454,21 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
     procs.barrier()
     ref_train: ReferenceLogps | None = None
     ref_val: ReferenceLogps | None = None
-    if loss.needs_reference and live_ref is None:  # before any checkpoint weights are loaded
+    if loss.needs_reference and live_ref is None and on_meta:
+        # the main process's whole model scores (or reads) them; the others receive them
+        if main:
+            assert whole is not None
+            ref_train, ref_val = cached_references(
+                whole, reference_model, peft, train, val, out, config=config, device=device,
+                kl_pairs=kl_pairs, progress=progress, main=True, barrier=lambda: None)
+        ref_train, ref_val = procs.gather((ref_train, ref_val))[0]
+    elif loss.needs_reference and live_ref is None:  # before any checkpoint weights are loaded
         ref_train, ref_val = cached_references(
             model, reference_model, peft, train, val, out, config=config, device=device,
             kl_pairs=kl_pairs, progress=progress and main, main=main, barrier=procs.barrier)
     kl_train = mismatched_examples(train.examples, max_length=train.max_length) \
         if kl_pairs else []
-    if isinstance(accelerator, FSDP2):
+    if isinstance(accelerator, FSDP2) and not on_meta:
         # the log-prob engine and the packing check a model once, by forwards of their own: on
         # every process before sharding (after, a process whose reference came from the cache
         # would make them alone, collectives the others never join)
@@ -461,6 +485,17 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
     total = config.max_steps or config.epochs * steps_per_epoch
     # DDP / FSDP2 on several processes (FSDP2 shards the parameters: the optimizer comes after)
     prepared = prepare_model(model, accelerator)
+    if on_meta:
+        prepared.load_full(whole, device)  # the main process's weights fill every shard
+        whole = None
+        # the once-per-model checks of the engine and of packing, by forwards of their own:
+        # through the root on every process at once (the shards gathered), before any pass
+        one = collate(train.examples[:1], train.pad_token_id).to(device)
+        with torch.no_grad():
+            prepared(lambda m: (resolve_packing(config.packing, m), sequence_logps(
+                m, one.input_ids, one.attention_mask, one.loss_mask,
+                chunk_size=config.chunk_size)))
+        prepared.reshard()  # the optimizer takes the shards
     params, opt, sched = make_optimizer(model, config, total)
     data_gen = torch.Generator().manual_seed(config.seed + 1)  # epoch order
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
