@@ -45,6 +45,16 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # pandas writes an integer column with a blank as floats: 1.0, 2.0, ''
     (root / "wide_float.csv").write_text(
         "pair_id,gpt4,human\n0,1.0,1\n1,2.0,2\n2,0.0,2\n3,,1\n", encoding="utf-8")
+    pl = [json.loads(x) for x in (root / "pl.jsonl").read_text().splitlines()]
+    pl[2]["annotator2"] = "x"
+    (root / "pl_one_line.json").write_text(json.dumps(pl), encoding="utf-8")
+    (root / "pl_indented.json").write_text(
+        "[\n" + ",\n".join(json.dumps(r) for r in pl) + "\n]\n", encoding="utf-8")
+    # judge verdicts in both orders (mt_bench_repro's layout), line 3 not JSON
+    good = [json.dumps({"question_id": q, "model_a": "m1", "model_b": "m2", "judge_id": "j",
+                        "winner_ab": "A", "winner_ba": "B", "turn": 1}) for q in range(1, 5)]
+    (root / "v_bad_line.jsonl").write_text("\n".join(good[:2] + ["{oops"] + good[2:]) + "\n",
+                                           encoding="utf-8")
     return root
 
 
@@ -86,8 +96,10 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("rl.template_ok", f"{RL} rl_gsm.jsonl --template Q:{{question}}", 2,
      ["--model ./no-model: no such folder"]),
     # was: "the file holds no rows" (it holds one); --limit -1 dropped the last prompt silently
-    ("rl.limit_0", f"{RL} rl_gsm.jsonl --limit 0", 2, ["--limit must be at least 1 (prompts), got 0"]),
-    ("rl.limit_neg", f"{RL} rl_ok.jsonl --limit -1", 2, ["--limit must be at least 1 (prompts), got -1"]),
+    ("rl.limit_0", f"{RL} rl_gsm.jsonl --limit 0", 2,
+     ["--limit must be at least 1 (prompts), got 0"]),
+    ("rl.limit_neg", f"{RL} rl_ok.jsonl --limit -1", 2,
+     ["--limit must be at least 1 (prompts), got -1"]),
     # -- prefkit rl: the config's words in the command line's
     # was: "micro_--batch-size must be >= 1, got 0"
     ("rl.micro_batch_0", f"{RL} rl_ok.jsonl --micro-batch-size 0", 2,
@@ -114,6 +126,20 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("in.float_labels",
      "inspect wide_float.csv --rounds 0 --column annotators=gpt4,human --json", 0,
      ['"n_pairs": 4', '"n_labels": 7']),
+    # -- a JSONL line that is not JSON, in the readers that took only the readable records
+    # was: 4 pairs analysed / ranked, line 3 dropped without a word
+    ("bad_line.judge", "judge analyze v_bad_line.jsonl", 2,
+     ["v_bad_line.jsonl line 3", "malformed JSON", "--skip-invalid"]),
+    ("bad_line.judge_skip", "judge analyze v_bad_line.jsonl --skip-invalid", 0,
+     ["skipped 1 invalid row", "line 3", "100.0% (4/4)"]),
+    ("bad_line.rank", "rank v_bad_line.jsonl --rounds 10", 2,
+     ["v_bad_line.jsonl line 3", "malformed JSON"]),
+    # -- a JSON list written on one line (json.dump, pandas' to_json): records by number
+    # was: "at pl_one_line.json line 1" for every record
+    ("one_line.inspect", "inspect pl_one_line.json --rounds 0", 2,
+     ["pl_one_line.json record 3", "unknown label 'x'"]),
+    ("one_line.indented", "inspect pl_indented.json --rounds 0", 2,
+     ["pl_indented.json line 4", "unknown label 'x'"]),
     # -- the unknown-format message names the command line's --column (was: Python's only)
     ("fmt.rank", "rank xyz.csv", 2,
      ["cannot tell the format", "--column a=NAME --column b=NAME --column winner=NAME"]),

@@ -356,9 +356,10 @@ def test_llmbar_label_must_be_1_or_2(tmp_path: Path) -> None:
     p = tmp_path / "llmbar_natural.json"
     p.write_text(json.dumps(rows))
     probs = problems(p)
-    assert [(q.line, q.kind) for q in probs] == [(1, "unknown_label"), (1, "missing_value"),
-                                                 (1, "unknown_label")]
-    assert str(probs[0]) == (f"unknown label 3 in field 'label' at {p} line 1; label must be 1 "
+    # the list is on one line (json.dumps): each record is named by its number
+    assert [(q.line, q.kind) for q in probs] == [(3, "unknown_label"), (5, "missing_value"),
+                                                 (6, "unknown_label")]
+    assert str(probs[0]) == (f"unknown label 3 in field 'label' at {p} record 3; label must be 1 "
                              f"(output_1 is better) or 2 (output_2 is better); {SKIP}")
     r = read_preferences(p, skip_invalid=True)
     assert r.data.chosen == ["a", "b", "b"] and set(r.data.category) == {"Natural"}

@@ -93,7 +93,8 @@ class InvalidRow:
         fix: how to fix it.
         kind: a short stable code, e.g. ``"unknown_label"``, ``"self_comparison"``,
             ``"missing_column"``, ``"malformed_json"``, ``"bad_weight"``, ``"empty_input"``.
-        unit: what ``line`` counts: ``"line"``, ``"row"`` or ``"pair"``.
+        unit: what ``line`` counts: ``"line"``, ``"row"``, ``"record"`` (of a JSON list
+            written on one line) or ``"pair"``.
         skippable: whether ``skip_invalid=True`` can skip it: true for a bad row, false for
             a problem that stops the whole file (by default: whether ``line`` is given).
     """

@@ -281,7 +281,11 @@ def read_format(
         parsed = fmt.read(table, columns=columns, **options)
         if then is not None:
             parsed = then(fmt, parsed, table)
-    problems = sorted(parsed.problems, key=lambda q: q.line or 0)
+    # a record that could not be read is a problem of every reader (some readers took only
+    # the readable records: a malformed JSONL line was dropped without a word)
+    seen = {(q.line, q.reason) for q in parsed.problems}
+    lost = [q for q in table.record_problems() if (q.line, q.reason) not in seen]
+    problems = sorted([*parsed.problems, *lost], key=lambda q: q.line or 0)
     if problems and not skip_invalid:
         n_bad = len({p.line for p in problems})
         raise InvalidInputError(

@@ -83,6 +83,7 @@ class Table:
     _value: Any = field(default=None, repr=False)
     _is_list: bool = field(default=False, repr=False)
     _header: list[str] | None = field(default=None, repr=False)
+    _by_record: bool = field(default=False, repr=False)  # a JSON list's records share lines
 
     @classmethod
     def of(cls, source: Any, *, split: str | None = None) -> Table:
@@ -153,7 +154,10 @@ class Table:
 
     @property
     def unit(self) -> str:
-        """What a problem's ``line`` counts here: ``"row"`` (Parquet, datasets) or ``"line"``."""
+        """What a problem's ``line`` counts here: ``"row"`` (Parquet, datasets), ``"record"``
+        (a JSON list whose records share lines: one written on a single line), or ``"line"``."""
+        if self._by_record:
+            return "record"
         return "row" if self.kind in ("parquet", "dataset") else "line"
 
     # -- errors ------------------------------------------------------------------
@@ -353,6 +357,11 @@ class Table:
         """Records seen, readable or not."""
         return self.records().n_read
 
+    def record_problems(self) -> list[InvalidRow]:
+        """The records that could not be read (malformed JSON lines, entries that are not
+        objects, CSV rows with the wrong number of fields), if the records were read."""
+        return [] if self._records is None else list(self._records.problems)
+
     def records(self) -> Records:
         """Every record as a dict with the line it starts on (CSV: a row with the wrong number
         of fields is a row-level problem; TXT: ``{"text": line}`` per non-blank line)."""
@@ -472,6 +481,7 @@ class Table:
             self.fail(ln, f"malformed JSON ({msg}, column {col})",
                       "fix the JSON syntax", "malformed_json")
 
+        entries: list[tuple[int, Any, _DuplicateKeys | None]] = []
         pos = skip(0)
         if pos >= len(text) or text[pos] != "[":
             value = self.json_value()
@@ -492,13 +502,7 @@ class Table:
             line += text.count("\n", last, pos)
             last = pos
             n += 1
-            if dup is not None:
-                probs.append(self._duplicate_keys(line, dup))
-            elif isinstance(obj, dict):
-                rows.append(obj)
-                lines.append(line)
-            else:
-                probs.append(self._not_object(line, obj))
+            entries.append((line, obj, dup))
             pos = skip(end)
             if pos < len(text) and text[pos] == ",":
                 pos = skip(pos + 1)
@@ -506,6 +510,18 @@ class Table:
                 bad(pos, "expected ',' or ']'")
         if pos >= len(text):
             bad(len(text), "unterminated list")
+        starts = [ln for ln, _, _ in entries]
+        if len(set(starts)) < len(starts):  # records share a line (json.dump, pandas'
+            self._by_record = True  # to_json): name each by its number instead
+            starts = list(range(1, len(starts) + 1))
+        for ln, (_, obj, dup) in zip(starts, entries):
+            if dup is not None:
+                probs.append(self._duplicate_keys(ln, dup))
+            elif isinstance(obj, dict):
+                rows.append(obj)
+                lines.append(ln)
+            else:
+                probs.append(self._not_object(ln, obj))
         return Records(rows, lines, probs, n)
 
     def _duplicate_keys(self, line: int, e: _DuplicateKeys) -> InvalidRow:
