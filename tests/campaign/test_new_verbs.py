@@ -116,7 +116,7 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("ja.empty", "judge analyze empty.jsonl", 2, ["empty.jsonl", "no rows", "add at least"]),
     ("ja.header", "judge analyze header.csv", 2, ["header.csv", "below the header"]),
     ("ja.wrongcols", "judge analyze wrongcols.jsonl", 2, ["wrongcols.jsonl", "--format"]),
-    ("ja.list", "judge analyze listshape.json", 2, ["listshape.json", "line 1", "object"]),
+    ("ja.list", "judge analyze listshape.json", 2, ["listshape.json", "record 1", "object"]),
     # was: gzip.BadGzipFile traceback (every reader over data/table.py)
     ("ja.notgz", "judge analyze notgz.jsonl.gz", 2,
      ["notgz.jsonl.gz", "not gzip-compressed", "mv notgz.jsonl.gz notgz.jsonl"]),
@@ -186,7 +186,7 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("in.notgz", "inspect notgz.json.gz", 2, ["notgz.json.gz", "not gzip-compressed"]),
     ("in.cut_early", "inspect cut_early.jsonl.gz", 2, ["cut_early.jsonl.gz", "damaged gzip"]),
     ("in.bad_labels", "inspect pandalm_bad.json --rounds 5", 2,
-     ["pandalm_bad.json line 1", "annotator1", "annotator2", "--skip-invalid"]),
+     ["pandalm_bad.json record 1", "record 2", "annotator1", "annotator2", "--skip-invalid"]),
     ("in.one_pair", "inspect pandalm_one.json --rounds 5", 0, ["alpha is undefined"]),
     ("in.rounds_neg", "inspect pandalm.json --rounds -1", 2, ["--rounds"]),
     ("in.plot_suffix", "inspect pandalm.json --plot r.xyz", 2, ["--plot r.xyz", ".png"]),
