@@ -5,6 +5,8 @@ labels.
 
     OMP_NUM_THREADS=1 python benchmarks/prm_speed.py --rounds 2   # MiniLM, 134 GSM8K solutions
     OMP_NUM_THREADS=1 python benchmarks/prm_speed.py --backbone llama --rounds 1
+    python benchmarks/prm_speed.py --device cuda --data math --solutions 1000 --rounds 3 [--bf16]
+    bash benchmarks/gpu_prm.sh       # the GPU comparison in one call (its header says how)
 
 Both sides see the same tokenized windows (prefkit.process.finetune.encode_solution /
 windows, 256 tokens) and labels (1 right, 0 wrong at each step's marker, -100 / NaN elsewhere
@@ -25,6 +27,16 @@ are medians over the rounds. On the shared 2-core machine wall time swings with 
 load (wall was 2-3x CPU here): read the CPU-time ratios. prefkit's training time is its
 loop's without writing checkpoints (as ``Trainer.train()`` with ``save_strategy="no"``); its
 end-to-end time (checkpoints, tuned threshold, saved folder) is reported beside it.
+
+On a GPU (``--device cuda``): both sides there (Trainer ``use_cpu=False``; prefkit
+``FinetunePRMConfig(device=...)``), each phase timed between two ``torch.cuda.synchronize``,
+after an untimed warm-up round of both sides on 16 solutions (``--warmup``); reported beside
+the rates: optimizer steps/s and the peak CUDA memory of each phase above what was allocated
+when it began (``torch.cuda.max_memory_allocated``). ``--bf16``: Trainer ``bf16=True`` and
+prefkit ``precision="bf16"`` (bfloat16 autocast on both). ``--backbone-path``: a MiniLM folder
+of any float dtype, loaded as float32 by both (benchmarks/gpu_prm.sh carries it as float16).
+prefkit's scoring time includes making the windows (tokenizing), the peer is handed them:
+``scoring_ratio_wall_same_work`` adds that time (measured once) to the peer's.
 
 Where the time goes (torch.profiler, one training step of 8 random full windows and one
 scoring batch of 8, one thread; the scripts stayed in the git-ignored benchmarks/_work/): the
@@ -76,6 +88,7 @@ import math
 import shutil
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,12 +105,28 @@ from prefkit.process.finetune import (
 from prefkit.process.frozen import _split
 
 
-def _clock() -> tuple[float, float]:
-    return time.perf_counter(), time.process_time()
+class _Clock:
+    """Wall and CPU time of a phase; on a GPU the queued work is waited for at both ends
+    (torch.cuda.synchronize) and the phase's peak CUDA memory above what was allocated when
+    it began is kept (torch.cuda.max_memory_allocated)."""
 
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            self.base = torch.cuda.memory_allocated(device)
+        self.device = device
+        self.t = time.perf_counter(), time.process_time()
 
-def _since(t: tuple[float, float]) -> tuple[float, float]:
-    return time.perf_counter() - t[0], time.process_time() - t[1]
+    def stop(self) -> dict[str, float]:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+        out = {"wall_s": time.perf_counter() - self.t[0], "cpu_s": time.process_time() - self.t[1]}
+        if self.cuda:
+            peak = torch.cuda.max_memory_allocated(self.device)
+            out["cuda_peak_mib"] = (peak - self.base) / 2**20
+        return out
 
 
 def _no_dropout(model: torch.nn.Module) -> torch.nn.Module:
@@ -117,10 +146,20 @@ def _row(x: tuple) -> dict[str, Any]:
     return {"input_ids": x[0], "attention_mask": [1] * len(x[0]), "labels": lab}
 
 
-def main() -> None:
+DATA_FILES = {"gsm8k": "processbench_gsm8k.json", "math": "processbench_math.json.gz"}
+
+
+def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--solutions", type=int, default=120)
+    ap.add_argument("--solutions", type=int, default=120,
+                    help="about this many solutions, every k-th of the file (all of them when "
+                    "at least the file's: ProcessBench gsm8k has 400, math 1000)")
+    ap.add_argument("--data", choices=sorted(DATA_FILES), default="gsm8k",
+                    help="the ProcessBench split the solutions come from")
+    ap.add_argument("--data-dir", type=Path, default=SHARED_DATA / "prm",
+                    help="the folder holding the ProcessBench files")
     ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=2,
                     help="rounds of both sides, alternating which goes first")
     ap.add_argument("--peer-group-by-length", action="store_true",
@@ -128,7 +167,26 @@ def main() -> None:
     ap.add_argument("--backbone", choices=["minilm", "llama"], default="minilm",
                     help="llama: a causal LM of MiniLM's size (6 layers, 384 wide, random "
                     "weights, MiniLM's tokenizer) instead of the MiniLM encoder")
-    args = ap.parse_args()
+    ap.add_argument("--backbone-path", default=None,
+                    help="the MiniLM folder (tokenizer, config, weights of any float dtype, "
+                    "loaded as float32 by both sides); default the offline MiniLM package's")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:n] (both sides)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="bfloat16 autocast on both sides (Trainer bf16=True, prefkit "
+                    "precision='bf16'); float32 by default")
+    ap.add_argument("--warmup", type=int, default=None,
+                    help="solutions of an untimed first round of both sides (CUDA context, "
+                    "kernels, allocator); default 16 on a GPU, 0 on the CPU")
+    ap.add_argument("--json", type=Path, default=None, help="also write the report here")
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = _args()
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: torch.cuda.is_available() is False")
     torch.manual_seed(0)
     from transformers import (
         AutoModel,
@@ -139,21 +197,33 @@ def main() -> None:
         TrainingArguments,
     )
 
-    data = read_steps(SHARED_DATA / "prm" / "processbench_gsm8k.json").data
+    data = read_steps(args.data_dir / DATA_FILES[args.data]).data
     data = data.subset(range(0, len(data), max(1, len(data) // args.solutions)))
-    path = _backbone_path(None)
+    path = args.backbone_path or _backbone_path(None)
     tok = AutoTokenizer.from_pretrained(path)
-    cfg = FinetunePRMConfig(max_length=args.max_length, epochs=1, batch_size=8,
-                            learning_rate=5e-5, val_fraction=0.25)
-    items = _examples(tok, data, range(len(data)), args.max_length)
-    n_steps = sum(len(x[1]) for x in items)
-    tr, _va = _split(data.first_error, cfg.val_fraction, cfg.seed)
-    train_windows = [x for x in _examples(tok, data, tr, args.max_length)
-                     if any(not math.isnan(y) for y in x[2])]
+    cfg = FinetunePRMConfig(max_length=args.max_length, epochs=1, batch_size=args.batch_size,
+                            learning_rate=5e-5, val_fraction=0.25, device=str(device),
+                            precision="bf16" if args.bf16 else "fp32")
+
+    def windows_of(data: Any) -> dict[str, Any]:
+        items = _examples(tok, data, range(len(data)), args.max_length)
+        tr, _va = _split(data.first_error, cfg.val_fraction, cfg.seed)
+        train = [x for x in _examples(tok, data, tr, args.max_length)
+                 if any(not math.isnan(y) for y in x[2])]
+        return {"data": data, "items": items, "train_windows": train,
+                "n_steps": sum(len(x[1]) for x in items)}
+
+    main_set = windows_of(data)
+    t_tok = time.perf_counter()
+    _examples(tok, data, range(len(data)), args.max_length)  # the windows score() makes
+    tokenize_s = time.perf_counter() - t_tok
+    items, train_windows, n_steps = (main_set["items"], main_set["train_windows"],
+                                     main_set["n_steps"])
     lengths = [len(x[0]) for x in train_windows]
-    print(f"{len(data)} solutions, {len(items)} windows, {n_steps} steps, {args.backbone}, "
-          f"max_length {args.max_length}; {len(train_windows)} training windows of "
-          f"{min(lengths)}..{max(lengths)} tokens (mean {np.mean(lengths):.0f}); "
+    print(f"{len(data)} solutions of {args.data}, {len(items)} windows, {n_steps} steps, "
+          f"{args.backbone}, max_length {args.max_length}; {len(train_windows)} training "
+          f"windows of {min(lengths)}..{max(lengths)} tokens (mean {np.mean(lengths):.0f}); "
+          f"batch {args.batch_size}; {device}{' bf16' if args.bf16 else ''}; "
           f"torch threads {torch.get_num_threads()}")
 
     # -- the two sides, each a function run once per round ------------------------------------
@@ -162,7 +232,7 @@ def main() -> None:
 
     def backbone() -> torch.nn.Module:
         if args.backbone == "minilm":
-            return AutoModel.from_pretrained(path)
+            return AutoModel.from_pretrained(path, dtype=torch.float32)
         from transformers import LlamaConfig, LlamaModel
 
         torch.manual_seed(0)
@@ -173,7 +243,8 @@ def main() -> None:
 
     def peer_model() -> torch.nn.Module:
         if args.backbone == "minilm":
-            return AutoModelForTokenClassification.from_pretrained(path, num_labels=2)
+            return AutoModelForTokenClassification.from_pretrained(path, num_labels=2,
+                                                                   dtype=torch.float32)
         from transformers import LlamaForTokenClassification
 
         base = backbone()
@@ -182,63 +253,134 @@ def main() -> None:
         model.model.load_state_dict(base.state_dict())  # the same initial backbone
         return model
 
-    def ours_train() -> dict[str, Any]:
+    def ours_train(ws: dict[str, Any]) -> dict[str, Any]:
         shutil.rmtree(out, ignore_errors=True)
-        t = _clock()
-        summary = finetune_prm(cfg, out, data, model=backbone(), tokenizer=tok,
+        clock = _Clock(device)
+        summary = finetune_prm(cfg, out, ws["data"], model=backbone(), tokenizer=tok,
                                progress=False)
-        wall, cpu = _since(t)
+        t = clock.stop()
         return {"loop_wall_s": summary["train_loop_seconds"],
                 "loop_cpu_s": summary["train_loop_cpu_seconds"],
                 "checkpoint_wall_s": summary["checkpoint_seconds"],
-                "end_to_end_wall_s": wall, "end_to_end_cpu_s": cpu,
-                "windows": summary["n_train_windows"]}
+                "end_to_end_wall_s": t["wall_s"], "end_to_end_cpu_s": t["cpu_s"],
+                **({"cuda_peak_mib": t["cuda_peak_mib"]} if cuda else {}),
+                "windows": summary["n_train_windows"], "optimizer_steps": summary["steps"]}
 
-    def ours_score() -> dict[str, Any]:
-        prm = load_prm(out)
-        t = _clock()
-        state["ours_scores"] = prm.score(data.prompts, data.steps, batch_size=8)
-        wall, cpu = _since(t)
-        return {"wall_s": wall, "cpu_s": cpu}
+    def ours_score(ws: dict[str, Any]) -> dict[str, Any]:
+        prm = load_prm(out, device=device)
+        clock = _Clock(device)
+        state["ours_scores"] = prm.score(ws["data"].prompts, ws["data"].steps,
+                                         batch_size=args.batch_size)
+        return clock.stop()
 
-    def peer_train() -> dict[str, Any]:
+    def peer_train(ws: dict[str, Any]) -> dict[str, Any]:
+        state.pop("trainer", None)
+        if cuda:
+            torch.cuda.empty_cache()
         torch.manual_seed(0)
         peer = _no_dropout(peer_model())
         targs = TrainingArguments(output_dir=str(WORK / "prm_speed_peer"),
-                                  per_device_train_batch_size=8, per_device_eval_batch_size=8,
+                                  per_device_train_batch_size=args.batch_size,
+                                  per_device_eval_batch_size=args.batch_size,
                                   learning_rate=5e-5, num_train_epochs=1, report_to=[],
-                                  save_strategy="no", logging_strategy="no", use_cpu=True,
-                                  dataloader_num_workers=0, seed=0,
+                                  save_strategy="no", logging_strategy="no", use_cpu=not cuda,
+                                  bf16=args.bf16, dataloader_num_workers=0, seed=0,
                                   train_sampling_strategy="group_by_length"
                                   if args.peer_group_by_length else "random")
         trainer = Trainer(model=peer, args=targs,
-                          train_dataset=[_row(x) for x in train_windows],
+                          train_dataset=[_row(x) for x in ws["train_windows"]],
                           data_collator=DataCollatorForTokenClassification(tok))
-        t = _clock()
+        clock = _Clock(device)
         trainer.train()
-        wall, cpu = _since(t)
+        t = clock.stop()
         state["trainer"] = trainer
-        return {"wall_s": wall, "cpu_s": cpu, "windows": len(train_windows),
+        return {**t, "windows": len(ws["train_windows"]),
+                "optimizer_steps": trainer.state.global_step,
+                "device": str(next(peer.parameters()).device),
                 "optimizer": type(trainer.optimizer.optimizer
                                   if hasattr(trainer.optimizer, "optimizer")
                                   else trainer.optimizer).__name__ + (
                     " fused" if trainer.args.optim.endswith("fused") else "")}
 
-    def peer_score() -> dict[str, Any]:
-        t = _clock()
-        state["peer_pred"] = state["trainer"].predict([_row(x) for x in items])
-        wall, cpu = _since(t)
-        return {"wall_s": wall, "cpu_s": cpu}
+    def peer_score(ws: dict[str, Any]) -> dict[str, Any]:
+        clock = _Clock(device)
+        state["peer_pred"] = state["trainer"].predict([_row(x) for x in ws["items"]])
+        return clock.stop()
+
+    sides = {"prefkit_train": ours_train, "peer_train": peer_train,
+             "prefkit_score": ours_score, "peer_score": peer_score}
+    warmup = (16 if cuda else 0) if args.warmup is None else args.warmup
+    if warmup:  # untimed: the first use of CUDA, cuBLAS and the allocator, on both sides
+        ws = windows_of(data.subset(range(min(warmup, len(data)))))
+        t0 = time.perf_counter()
+        for fn in sides.values():
+            fn(ws)
+        print(f"warm-up on {len(ws['data'])} solutions: {time.perf_counter() - t0:.1f} s",
+              flush=True)
+
+    def report() -> dict[str, Any]:
+        """The results of the rounds run so far (the losses of the last one)."""
+        # -- the loss each reaches on all labelled markers (last round) --------------------------
+        logits = state["peer_pred"].predictions  # (N, T, 2), padded
+        ce, ours_bce, n = 0.0, 0.0, 0
+        scores = state["ours_scores"]
+        for j, x in enumerate(items):
+            for p, y, k in zip(x[1], x[2], x[4]):
+                if math.isnan(y):
+                    continue
+                z = torch.log_softmax(torch.tensor(logits[j, p], dtype=torch.float64), -1)
+                ce -= float(z[int(y >= 0.5)])
+                q = float(np.clip(scores[x[3]][k], 1e-12, 1 - 1e-12))
+                ours_bce -= math.log(q if y >= 0.5 else 1 - q)
+                n += 1
+        med = {k: statistics.median(r[k] for r in rounds)
+               for k in ("training_ratio_wall", "training_ratio_cpu", "scoring_ratio_wall",
+                         "scoring_ratio_cpu", "scoring_ratio_wall_same_work")}
+        last = rounds[-1]
+        res = {
+            "rounds": rounds, "median": med,
+            "prefkit_train_windows_per_s": last["prefkit_train"]["windows"]
+            / last["prefkit_train"]["loop_wall_s"],
+            "peer_train_windows_per_s": last["peer_train"]["windows"]
+            / last["peer_train"]["wall_s"],
+            "prefkit_optimizer_steps_per_s": last["prefkit_train"]["optimizer_steps"]
+            / last["prefkit_train"]["loop_wall_s"],
+            "peer_optimizer_steps_per_s": last["peer_train"]["optimizer_steps"]
+            / last["peer_train"]["wall_s"],
+            "prefkit_steps_scored_per_s": n_steps / last["prefkit_score"]["wall_s"],
+            "peer_steps_scored_per_s": n_steps / last["peer_score"]["wall_s"],
+            "per_cpu_second": {  # the rates in CPU time, which the others' load moves less
+                "prefkit_train_windows": last["prefkit_train"]["windows"]
+                / last["prefkit_train"]["loop_cpu_s"],
+                "peer_train_windows": last["peer_train"]["windows"] / last["peer_train"]["cpu_s"],
+                "prefkit_steps_scored": n_steps / last["prefkit_score"]["cpu_s"],
+                "peer_steps_scored": n_steps / last["peer_score"]["cpu_s"]},
+            "loss_after_one_epoch": {"prefkit_bce": ours_bce / n, "peer_ce": ce / n,
+                                     "labelled_steps": n},
+            "peer_group_by_length": args.peer_group_by_length,
+            "setup": {"device": str(device), "bf16": args.bf16, "data": args.data,
+                      "solutions": len(data), "windows": len(items),
+                      "training_windows": len(train_windows), "steps": n_steps,
+                      "batch_size": args.batch_size, "max_length": args.max_length,
+                      "backbone": args.backbone, "backbone_path": str(path),
+                      "torch": torch.__version__, "warmup_solutions": warmup,
+                      "tokenize_windows_s": tokenize_s,
+                      **({"gpu": torch.cuda.get_device_name(device)} if cuda else {})},
+        }
+        if cuda:
+            res["cuda_peak_mib_median"] = {
+                k: statistics.median(r[k]["cuda_peak_mib"] for r in rounds)
+                for k in ("prefkit_train", "peer_train", "prefkit_score", "peer_score")}
+        return res
 
     rounds: list[dict[str, Any]] = []
     for r in range(args.rounds):
         got: dict[str, Any] = {}
-        order = [("prefkit_train", ours_train), ("peer_train", peer_train),
-                 ("prefkit_score", ours_score), ("peer_score", peer_score)]
+        order = list(sides)
         if r % 2:  # the peer first in odd rounds (each side's score needs its own training)
             order = [order[1], order[0], order[3], order[2]]
-        for name, fn in order:
-            got[name] = fn()
+        for name in order:
+            got[name] = sides[name](main_set)
             print(f"round {r + 1} {name}: {json.dumps(got[name], default=float)}", flush=True)
         got["training_ratio_wall"] = got["peer_train"]["wall_s"] / \
             got["prefkit_train"]["loop_wall_s"]
@@ -246,46 +388,34 @@ def main() -> None:
             got["prefkit_train"]["loop_cpu_s"]
         got["scoring_ratio_wall"] = got["peer_score"]["wall_s"] / got["prefkit_score"]["wall_s"]
         got["scoring_ratio_cpu"] = got["peer_score"]["cpu_s"] / got["prefkit_score"]["cpu_s"]
+        # prefkit's scoring time includes tokenizing and windowing the solutions; the peer's
+        # is given the windows already made: with that work added to the peer's time too
+        got["scoring_ratio_wall_same_work"] = (got["peer_score"]["wall_s"] + tokenize_s) / \
+            got["prefkit_score"]["wall_s"]
         rounds.append(got)
+        if args.json is not None:  # after each round (a run cut short keeps them)
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({**report(), "partial": r + 1 < args.rounds},
+                                            indent=2, default=float))
 
-    # -- the loss each reaches on all labelled markers (last round) ------------------------------
-    logits = state["peer_pred"].predictions  # (N, T, 2), padded
-    ce, ours_bce, n = 0.0, 0.0, 0
-    scores = state["ours_scores"]
-    for j, x in enumerate(items):
-        for p, y, k in zip(x[1], x[2], x[4]):
-            if math.isnan(y):
-                continue
-            z = torch.log_softmax(torch.tensor(logits[j, p], dtype=torch.float64), -1)
-            ce -= float(z[int(y >= 0.5)])
-            q = float(np.clip(scores[x[3]][k], 1e-12, 1 - 1e-12))
-            ours_bce -= math.log(q if y >= 0.5 else 1 - q)
-            n += 1
-    med = {k: statistics.median(r[k] for r in rounds)
-           for k in ("training_ratio_wall", "training_ratio_cpu", "scoring_ratio_wall",
-                     "scoring_ratio_cpu")}
-    last = rounds[-1]
-    res = {
-        "rounds": rounds, "median": med,
-        "prefkit_train_windows_per_s": last["prefkit_train"]["windows"]
-        / last["prefkit_train"]["loop_wall_s"],
-        "peer_train_windows_per_s": last["peer_train"]["windows"] / last["peer_train"]["wall_s"],
-        "prefkit_steps_scored_per_s": n_steps / last["prefkit_score"]["wall_s"],
-        "peer_steps_scored_per_s": n_steps / last["peer_score"]["wall_s"],
-        "per_cpu_second": {  # the rates in CPU time, which the others' load moves less
-            "prefkit_train_windows": last["prefkit_train"]["windows"]
-            / last["prefkit_train"]["loop_cpu_s"],
-            "peer_train_windows": last["peer_train"]["windows"] / last["peer_train"]["cpu_s"],
-            "prefkit_steps_scored": n_steps / last["prefkit_score"]["cpu_s"],
-            "peer_steps_scored": n_steps / last["peer_score"]["cpu_s"]},
-        "loss_after_one_epoch": {"prefkit_bce": ours_bce / n, "peer_ce": ce / n,
-                                 "labelled_steps": n},
-        "peer_group_by_length": args.peer_group_by_length,
-    }
+    res = report()
+    med = res["median"]
     print(json.dumps(res, indent=2, default=float))
-    print(f"training {med['training_ratio_wall']:.2f}x wall, {med['training_ratio_cpu']:.2f}x "
-          f"CPU; scoring {med['scoring_ratio_wall']:.2f}x wall, "
-          f"{med['scoring_ratio_cpu']:.2f}x CPU (medians over {args.rounds} rounds; goal 1.5x)")
+    timing = "wall (synchronized)" if cuda else "wall"
+    print(f"training {med['training_ratio_wall']:.2f}x {timing}, "
+          f"{med['training_ratio_cpu']:.2f}x CPU; scoring {med['scoring_ratio_wall']:.2f}x "
+          f"{timing}, {med['scoring_ratio_cpu']:.2f}x CPU (medians over {args.rounds} rounds; "
+          "goal 1.5x)")
+    if cuda:
+        m = res["cuda_peak_mib_median"]
+        print(f"scoring with the peer's tokenizing counted too: "
+              f"{med['scoring_ratio_wall_same_work']:.2f}x ({tokenize_s:.2f} s to make the "
+              "windows)")
+        print(f"peak CUDA MiB above the start (median): train prefkit {m['prefkit_train']:.0f}"
+              f" vs peer {m['peer_train']:.0f}; score prefkit {m['prefkit_score']:.0f} vs "
+              f"peer {m['peer_score']:.0f}; optimizer steps/s prefkit "
+              f"{res['prefkit_optimizer_steps_per_s']:.1f} vs peer "
+              f"{res['peer_optimizer_steps_per_s']:.1f}")
 
 
 if __name__ == "__main__":

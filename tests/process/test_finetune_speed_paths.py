@@ -202,3 +202,28 @@ def test_fast_and_plain_training_runs_agree(tmp_path: Path) -> None:
     assert runs[True][0][-1] < runs[True][0][0]
     for a, b in zip(runs[True][1], runs[False][1]):
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e3])  # the norm below and above max_norm
+def test_clip_as_on_a_gpu_changes_no_bit(scale: float) -> None:
+    """The GPU's clip (always scale by the factor clamped to 1, never reading it back) and
+    the CPU's (skip the pass when the factor is 1) leave the same gradients, bit for bit,
+    as torch.nn.utils.clip_grad_norm_."""
+    from prefkit.process.finetune import _clip
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(7, 5), (5,), (3, 3, 2)]
+    grads = [torch.randn(s, generator=gen) * scale for s in shapes]
+    results = []
+    for how in ("cpu", "gpu", "torch"):
+        params = [torch.nn.Parameter(torch.zeros(s)) for s in shapes]
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        if how == "torch":
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+        else:
+            _clip(params, 1.0, always=how == "gpu")
+        results.append([p.grad for p in params])
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other))
+    assert all(torch.equal(a, g) for a, g in zip(results[0], grads)) == (scale < 1)

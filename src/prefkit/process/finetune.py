@@ -252,7 +252,8 @@ def finetune_prm(config: FinetunePRMConfig, output_dir: str | Path, data: StepSo
     dev = resolve_device(config.device)
     cuda = dev.type == "cuda"
     # -- model, data ------------------------------------------------------------------------
-    path = _backbone_path(config.backbone)
+    # the backbone's folder only when it is loaded (the offline MiniLM need not be installed)
+    path = _backbone_path(config.backbone) if model is None or tokenizer is None else ""
     torch.manual_seed(config.seed)
     tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
     backbone = _prepare_backbone(model if model is not None else AutoModel.from_pretrained(path),
