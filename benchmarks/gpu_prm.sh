@@ -15,8 +15,9 @@
 #
 #   bash benchmarks/gpu_prm.sh prepare     # HERE, once: .gpu/prm (ProcessBench, MiniLM fp16)
 #   bash benchmarks/gpu_prm.sh             # THERE: device run, carry [".gpu/prm"], timeout_s 240
-#   PYTHON=.venv/bin/python bash benchmarks/gpu_prm.sh --dry-run   # here, after prepare: the
-#                                          # same parts on the CPU with tiny settings
+#   bash benchmarks/gpu_prm.sh --dry-run   # here, after prepare: the same parts on the CPU,
+#                                          # tiny (PYTHON=/work/venv_gpu/bin/python: the GPU
+#                                          # image's Python 3.12, torch 2.11, transformers 5.17)
 #
 # The GPU machine has no ../shared/data and no offline MiniLM package (its python3 is 3.12
 # with torch 2.11, transformers 5.17, accelerate 1.15, pytest; nothing can be downloaded):
@@ -30,7 +31,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PRM=$ROOT/.gpu/prm
-PY=${PYTHON:-python3}
+# the project's venv where there is one (here), else the image's python3 (the GPU machine)
+if [[ -x .venv/bin/python ]]; then PY=${PYTHON:-.venv/bin/python}; else PY=${PYTHON:-python3}; fi
 OUT=${OUT:-$ROOT/benchmarks/_work/gpu_prm}
 mkdir -p "$OUT"
 
