@@ -259,3 +259,13 @@ def test_align_reads_unpaired_labels_written_as_floats(tree: Path,
     assert r.exit_code == 0, r.stdout + r.stderr
     d = json.loads(r.stdout)
     assert d["kind"] == "unpaired" and d["n_train"] == 4 and d["finished"]
+
+
+def test_rl_help_example_keeps_its_regex() -> None:
+    """The --help example's format reward shows its whole regex (was: '0.2*format:^': the
+    help's Markdown took '<think>' for an HTML tag and dropped it, leaving a regex that
+    matches every completion)."""
+    r = _invoke(["rl", "--help"])
+    assert r.exit_code == 0
+    flat = "".join(r.stdout.split())  # the example wraps at the terminal's width
+    assert '--reward"0.2*format:^<think>"' in flat, r.stdout

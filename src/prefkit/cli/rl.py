@@ -27,7 +27,7 @@ _EXAMPLES = """Examples:
 
   prefkit rl --algo grpo --model ./my-llama --task gsm8k/train.jsonl.gz --reward exact --output runs/grpo
 
-  prefkit rl --algo grpo --model ./my-llama --task prompts.jsonl --reward my_rewards.py:correct --reward "0.2*format:^<think>" --output runs/grpo --beta 0.04 --lora-r 16
+  prefkit rl --algo grpo --model ./my-llama --task prompts.jsonl --reward my_rewards.py:correct --reward "0.2*format:^\\<think>" --output runs/grpo --beta 0.04 --lora-r 16
 
   prefkit rl --algo rloo --model ./my-llama --task game24/24.csv --reward game24 --output runs/rloo --num-generations 4
 
