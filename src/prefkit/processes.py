@@ -168,9 +168,11 @@ class ModelCall(nn.Module):
     """``ModelCall(model)(fn)`` is ``fn(model)``, made as this module's forward, so a
     wrapper around it (DDP) sees a call that never goes through ``model.forward``."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, reference: nn.Module | None = None) -> None:
         super().__init__()
         self.model = model
+        if reference is not None:  # FSDP2: a live reference, sharded in the same root
+            self.reference = reference
 
     def forward(self, fn: Callable[[nn.Module], T]) -> T:
         return fn(self.model)
@@ -199,6 +201,7 @@ class PreparedModel:
     accelerator: Any = None
     sharded: bool = False  # FSDP2: the model's parameters are DTensor shards
     cpu_offload: bool = False  # FSDP2: the shards live on the CPU
+    reference: nn.Module | None = None  # FSDP2: a frozen model sharded with it (in the root)
 
     def __call__(self, fn: Callable[[nn.Module], T]) -> T:
         """``fn(model)``; through DDP only when it builds a graph (a pass without gradients
@@ -240,11 +243,14 @@ class PreparedModel:
 
         assert self.sharded and self.wrapped is not None
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        weights = get_model_state_dict(self.wrapped, options=opts)
+        # the model's own (a sharded reference beside it is not gathered); the frozen
+        # weights only when asked
+        weights = get_model_state_dict(self.model, options=StateDictOptions(
+            full_state_dict=True, cpu_offload=True, ignore_frozen_params=trainable_only))
         optim = get_optimizer_state_dict(self.wrapped, optimizer, options=opts)
         keep = {n for n, p in self.model.named_parameters() if p.requires_grad or
                 not trainable_only}
-        weights = {n: v for k, v in weights.items() if (n := k.removeprefix("model.")) in keep}
+        weights = {k: v for k, v in weights.items() if k in keep}
         if not optim:  # not the main process
             return weights, {}
         index: dict[str, int] = {}  # FQN -> torch.optim's number: groups' order, then params'
@@ -255,43 +261,53 @@ class PreparedModel:
                          "param_groups": [{**g, "params": [index[k] for k in g["params"]]}
                                           for g in optim["param_groups"]]}
 
-    def load_full(self, full: nn.Module | None, device: torch.device) -> None:
+    def load_full(self, full: nn.Module | None, device: torch.device,
+                  reference: nn.Module | None = None) -> None:
         """Fill a ``sharded`` model that was built on the meta device (no memory) with the
         weights of ``full``, the same model loaded whole by the main process only (None on
-        the others): the shards are allocated on ``device`` (the CPU with CPU offload), the
-        full state dict is broadcast from the main process and each process keeps its shard
-        (torch.distributed.checkpoint's ``set_model_state_dict``, ``broadcast_from_rank0``);
-        the buffers a state dict leaves out (non-persistent: rotary ``inv_freq``) are
-        broadcast too, and tied weights checked to be tied. So no other process ever holds
-        the whole model. Every process must call it, right after :func:`prepare_model`."""
+        the others) -- and its sharded reference (:func:`prepare_model`) with the main
+        process's whole ``reference``: the shards are allocated on ``device`` (the CPU with
+        CPU offload), the full state dict is broadcast from the main process one tensor at a
+        time and each process keeps its shard (torch.distributed.checkpoint's
+        ``set_model_state_dict``, ``broadcast_from_rank0``); the buffers a state dict leaves
+        out (non-persistent: rotary ``inv_freq``) are broadcast too, and tied embeddings
+        tied again. So no other process ever holds a whole model. Every process must call
+        it, right after :func:`prepare_model`."""
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
             set_model_state_dict,
         )
 
         assert self.sharded and self.wrapped is not None
-        if (full is not None) != (torch.distributed.get_rank() == 0):
-            raise ValueError("load_full takes the whole model on the main process only")
+        main = torch.distributed.get_rank() == 0
+        parts = {"model": (self.model, full)}
+        if self.reference is not None:
+            parts["reference"] = (self.reference, reference)
+        if any((whole is not None) != main for _, whole in parts.values()):
+            raise ValueError("load_full takes the whole model (and reference) on the main "
+                             "process only")
         self.wrapped.to_empty(device=torch.device("cpu") if self.cpu_offload else device)
         if self.cpu_offload:  # offloaded shards stay on the CPU, buffers go to the device
             for module in self.wrapped.modules():
                 for key, buf in module._buffers.items():
                     if buf is not None:
                         module._buffers[key] = buf.to(device)
-        state = {} if full is None else {f"model.{k}": v for k, v in full.state_dict().items()}
+        state = {f"{prefix}.{k}": v for prefix, (_, whole) in parts.items() if whole is not None
+                 for k, v in whole.state_dict().items()}
         set_model_state_dict(self.wrapped, state, options=StateDictOptions(
             full_state_dict=True, broadcast_from_rank0=True, strict=True))
-        for name, module in self.model.named_modules():  # buffers no state dict holds
-            for key in sorted(module._non_persistent_buffers_set):
-                buf = module._buffers.get(key)
-                if buf is None:
-                    continue
-                if full is not None:
-                    buf.copy_(full.get_submodule(name).get_buffer(key))
-                torch.distributed.broadcast(buf, src=0)
-        self._tie()
-        left = [n for n, t in (*self.model.named_parameters(), *self.model.named_buffers())
-                if t.is_meta]
+        for built, whole in parts.values():
+            for name, module in built.named_modules():  # buffers no state dict holds
+                for key in sorted(module._non_persistent_buffers_set):
+                    buf = module._buffers.get(key)
+                    if buf is None:
+                        continue
+                    if whole is not None:
+                        buf.copy_(whole.get_submodule(name).get_buffer(key))
+                    torch.distributed.broadcast(buf, src=0)
+            _tie(built)
+        left = [n for n, t in (*self.wrapped.named_parameters(),
+                               *self.wrapped.named_buffers()) if t.is_meta]
         if left:
             raise RuntimeError(f"FSDP: after loading, {left[:3]} are still on the meta device")
 
@@ -303,21 +319,6 @@ class PreparedModel:
         if self.sharded and self.wrapped is not None:
             self.wrapped.reshard()  # type: ignore[operator]
 
-    def _tie(self) -> None:
-        """Tied input and output embeddings (``tie_word_embeddings``) are one parameter
-        again after loading (transformers' ``tie_weights``)."""
-        lm = self.model
-        while callable(getattr(lm, "get_base_model", None)):  # peft
-            lm = lm.get_base_model()
-        cfg = getattr(lm, "config", None)
-        tied = getattr(cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg,
-                       "tie_word_embeddings", False)
-        if not tied or not callable(getattr(lm, "get_output_embeddings", None)):
-            return
-        inp, out = lm.get_input_embeddings(), lm.get_output_embeddings()
-        if out is not None and out.weight is not inp.weight:
-            lm.tie_weights()
-
     def loaders(self, optimizer: torch.optim.Optimizer) -> tuple[Any, Any]:
         """What :meth:`prefkit.runs.RunFolder.restore` loads a checkpoint into: the model and
         ``optimizer`` themselves, or for a ``sharded`` model two objects whose
@@ -326,6 +327,22 @@ class PreparedModel:
         if not self.sharded:
             return self.model, optimizer
         return _ShardedModelLoader(self), _ShardedOptimizerLoader(self, optimizer)
+
+
+def _tie(model: nn.Module) -> None:
+    """Tied input and output embeddings (``tie_word_embeddings``) one parameter again after
+    loading (transformers' ``tie_weights``)."""
+    lm = model
+    while callable(getattr(lm, "get_base_model", None)):  # peft
+        lm = lm.get_base_model()
+    cfg = getattr(lm, "config", None)
+    tied = getattr(cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg,
+                   "tie_word_embeddings", False)
+    if not tied or not callable(getattr(lm, "get_output_embeddings", None)):
+        return
+    inp, out = lm.get_input_embeddings(), lm.get_output_embeddings()
+    if out is not None and out.weight is not inp.weight:
+        lm.tie_weights()
 
 
 @dataclass(eq=False)
@@ -422,28 +439,34 @@ def _fsdp2_settings() -> FSDP2:
                  cpu_offload=isinstance(plugin.cpu_offload, CPUOffloadPolicy), layers=layers)
 
 
-def prepare_model(model: nn.Module, accelerator: Any) -> PreparedModel:
+def prepare_model(model: nn.Module, accelerator: Any, *, reference: nn.Module | None = None
+                  ) -> PreparedModel:
     """``model`` as ``accelerator`` (:func:`training_accelerator`) prepares it: DDP around
     :class:`ModelCall` ``(model)``, or with :class:`FSDP2` the model's layers and then the
     ``ModelCall`` sharded in place (build the optimizer afterwards, on the sharded
     parameters); with no accelerator (one process) or nothing to train, the model itself.
-    The model must already sit on its device."""
+    The model must already sit on its device. ``reference`` (FSDP2 only): a frozen model
+    that the calls run too (a live reference), sharded the same way in the same root, so
+    that it is gathered layer by layer like the model (every call must go through
+    :class:`PreparedModel`)."""
     if accelerator is None or not any(p.requires_grad for p in model.parameters()):
         return PreparedModel(model)
     if isinstance(accelerator, FSDP2):
-        return _shard(model, accelerator)
+        return _shard(model, accelerator, reference)
     wrapped = accelerator.prepare_model(ModelCall(model), device_placement=False)
     return PreparedModel(model, wrapped, accelerator)
 
 
-def _shard(model: nn.Module, how: FSDP2) -> PreparedModel:
-    """torch's ``fully_shard`` on each transformer layer, then on ``ModelCall(model)``."""
+def _shard(model: nn.Module, how: FSDP2, reference: nn.Module | None = None) -> PreparedModel:
+    """torch's ``fully_shard`` on each transformer layer (of the model and the reference),
+    then on ``ModelCall(model, reference)``."""
     from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard
 
     offload = CPUOffloadPolicy() if how.cpu_offload else OffloadPolicy()
     names = how.layers if how.layers is not None else \
         tuple(getattr(model, "_no_split_modules", None) or ())
-    layers = [m for m in model.modules() if type(m).__name__ in names]
+    layers = [m for lm in (model, reference) if lm is not None for m in lm.modules()
+              if type(m).__name__ in names]
     if names and not layers:
         raise ValueError(f"FSDP: the model has no module of the classes {list(names)} to shard "
                          "by (FSDP_TRANSFORMER_CLS_TO_WRAP names them; NO_WRAP shards the "
@@ -451,6 +474,7 @@ def _shard(model: nn.Module, how: FSDP2) -> PreparedModel:
     for layer in layers:
         fully_shard(layer, reshard_after_forward=how.reshard_after_forward,
                     offload_policy=offload)
-    call = ModelCall(model)
+    call = ModelCall(model, reference)
     fully_shard(call, offload_policy=offload)  # the root keeps its weights until the backward
-    return PreparedModel(model, call, None, sharded=True, cpu_offload=how.cpu_offload)
+    return PreparedModel(model, call, None, sharded=True, cpu_offload=how.cpu_offload,
+                         reference=reference)

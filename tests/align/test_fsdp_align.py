@@ -7,8 +7,10 @@ and a LoRA adapter, over 1-prompt steps where process 1 has no prompt; the check
 the full weights and optimizer state gathered in the one-process layout (compared with one
 process's checkpoint); a run stopped and resumed from it equals an uninterrupted one; the
 model folder loads with ``AutoModelForCausalLM.from_pretrained`` and holds the trained
-weights; FSDP version 1 and DeepSpeed are refused with the fix. Not run here: NCCL (no GPU)
-and CPU offload.
+weights; FSDP version 1 and DeepSpeed are refused with the fix. A model given as a folder
+is loaded whole by process 0 only: process 1 builds it on the meta device and receives its
+shards (never loads the model, peaks lower by most of it), a live reference likewise, and
+the training equals one process's. Not run here: NCCL (no GPU) and CPU offload.
 """
 
 from __future__ import annotations
@@ -180,13 +182,13 @@ def counted(cls, *args, **kwargs):  # every whole-model load of this process
     return load(cls, *args, **kwargs)
 transformers.AutoModelForCausalLM.from_pretrained = classmethod(counted)
 prepare = trainer.prepare_model
-def spy(model, acc):  # the model each process shards: built on the meta device?
+def spy(model, acc, **kwargs):  # the model each process shards: built on the meta device?
     seen["built_on"].append(sorted({{p.device.type for p in model.parameters()}}))
-    return prepare(model, acc)
+    return prepare(model, acc, **kwargs)
 trainer.prepare_model = spy
 load_full = PreparedModel.load_full
-def measured(self, *args):  # the peak resident memory once the shards are filled
-    load_full(self, *args)
+def measured(self, *args, **kwargs):  # the peak resident memory once the shards are filled
+    load_full(self, *args, **kwargs)
     seen["peak_mib"].append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 PreparedModel.load_full = measured
 setup = trainer._setup
@@ -194,13 +196,16 @@ def tied(*args, **kwargs):
     st = setup(*args, **kwargs)
     lm = st.model.get_base_model() if hasattr(st.model, "get_base_model") else st.model
     seen["tied"].append(lm.get_input_embeddings().weight is lm.get_output_embeddings().weight)
+    if isinstance(st.live_ref, torch.nn.Module):  # a live reference: sharded too?
+        w = st.live_ref.model.layers[0].mlp.up_proj.weight
+        seen["reference"] = [type(w).__name__, list(w.to_local().shape), list(w.shape)]
     return st
 trainer._setup = tied
 data = data_for("dpo", tok)
 align(big, data, config=AlignConfig(**{{**BASE, "max_steps": 1, "batch_size": 1}}),
       output_dir=f"{{out}}/big", progress=False)  # first: the high-water mark is its own
-for name, cfg in CONFIGS.items():
-    data = data_for(name, tok)
+for name, cfg in {{**CONFIGS, "tdpo": {{"loss": "tdpo"}}}}.items():  # tdpo: a live reference
+    data = data_for(name if name in CONFIGS else "dpo", tok)
     align(tiny, data, config=AlignConfig(**BASE, **cfg, grad_accum=2), validation=data,
           output_dir=f"{{out}}/{{name}}", progress=False)
 open(f"{{out}}/seen-{{rank}}.json", "w").write(json.dumps(seen))
@@ -216,8 +221,10 @@ def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path
     8 layers: no tensor over 2 MiB, the largest that process 1 receives whole; measured 540
     vs 444 MiB; loading whole on both, as a model object is, they peak alike: the first
     forward passes that follow add ~100 MiB of their own on both). Tied embeddings stay one
-    parameter. The trained weights equal one process's with twice the accumulation to the
-    same 1e-5 as the object path (DPO with validation, KTO, LoRA; the big model one step)."""
+    parameter. A live reference (TDPO's, a second copy from the folder) is built, sharded
+    and filled the same way. The trained weights equal one process's with twice the
+    accumulation to the same 1e-5 as the object path (DPO with validation, KTO, LoRA, TDPO;
+    the big model one step)."""
     from transformers import AutoModelForCausalLM
 
     tok = char_tokenizer()
@@ -237,18 +244,22 @@ def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path
                     "--nproc_per_node", "2", str(script), str(two), str(tiny), str(big)],
                    check=True, timeout=600, env={**os.environ, **FSDP_ENV, "OMP_NUM_THREADS": "1"})
     seen = [json.loads((two / f"seen-{r}.json").read_text()) for r in (0, 1)]
-    runs = 1 + len(CONFIGS)
-    assert seen[0]["loads"] == runs and seen[1]["loads"] == 0, seen
+    runs = 2 + len(CONFIGS)
+    # process 0: each run's model, and TDPO's live reference (a second copy); process 1: none
+    assert seen[0]["loads"] == runs + 1 and seen[1]["loads"] == 0, seen
     assert seen[0]["built_on"] == seen[1]["built_on"] == [["meta"]] * runs
+    for r in (0, 1):  # the live reference is sharded like the model: a half on each process
+        assert seen[r]["reference"] == ["DTensor", [32, 32], [64, 32]], seen[r]
     assert seen[0]["tied"][0] and seen[1]["tied"][0]  # the big model ties its embeddings
     gap = seen[0]["peak_mib"][0] - seen[1]["peak_mib"][0]
-    print(f"peak once set up: {seen[0]['peak_mib'][0]:.0f} / {seen[1]['peak_mib'][0]:.0f} MiB")
+    print(f"peak RSS when the shards are filled, process 0 / 1: {seen[0]['peak_mib'][0]:.0f} / {seen[1]['peak_mib'][0]:.0f} MiB")
     assert gap > 0.6 * big_mib, (seen[0]["peak_mib"], seen[1]["peak_mib"], big_mib)
     # the same training as one process with twice the accumulation
     cases = {"big": (big, {"loss": "dpo", "max_steps": 1, "batch_size": 1}, 2)}
     cases.update({name: (tiny, cfg, 4) for name, cfg in CONFIGS.items()})
+    cases["tdpo"] = (tiny, {"loss": "tdpo"}, 4)
     for name, (folder, cfg, accum) in cases.items():
-        data = data_for(name if name != "big" else "dpo", tok)
+        data = data_for(name if name in CONFIGS else "dpo", tok)
         config = AlignConfig(**{**BASE, **cfg}, grad_accum=accum)
         align(str(folder), data, config=config, validation=None if name == "big" else data,
               output_dir=tmp_path / name, progress=False)

@@ -76,16 +76,11 @@ def meta_causal_lm(model: str | Path, tokenizer: Any, config: AlignConfig
     process's copy, :meth:`prefkit.processes.PreparedModel.load_full`). Returns it, the
     source (an absolute path for a local folder, as the main process names it), the
     tokenizer (the folder's when none is given) and whether it is a peft model."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     local = Path(model).expanduser()
     name = os.path.abspath(local) if local.exists() else str(model)
-    try:
-        lm_config = AutoConfig.from_pretrained(name)
-    except (OSError, ValueError) as exc:
-        raise FileNotFoundError(f"cannot read a causal LM's config from {name!r}") from exc
-    with torch.device("meta"):
-        lm = AutoModelForCausalLM.from_config(lm_config, dtype=torch.float32)
+    lm = _on_meta(name)
     if tokenizer is None:
         with contextlib.suppress(OSError, ValueError):
             tokenizer = AutoTokenizer.from_pretrained(name)
@@ -95,6 +90,18 @@ def meta_causal_lm(model: str | Path, tokenizer: Any, config: AlignConfig
         lora_target_modules=config.lora_target_modules, disable_dropout=config.disable_dropout,
         gradient_checkpointing=config.gradient_checkpointing)
     return lm, name, tokenizer, peft
+
+
+def _on_meta(name: str) -> nn.Module:
+    """The causal LM of folder / Hub id ``name`` built from its config on the meta device."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        lm_config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise FileNotFoundError(f"cannot read a causal LM's config from {name!r}") from exc
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(lm_config, dtype=torch.float32)
 
 
 # -- the data --------------------------------------------------------------------------------------
@@ -194,16 +201,25 @@ def checked_step_pass(loss: AlignLoss, config: AlignConfig) -> StepPass | None:
 # -- the reference ---------------------------------------------------------------------------------
 def live_reference(loss: AlignLoss, config: AlignConfig, model: nn.Module,
                    reference_model: nn.Module | None, peft: bool, source: str | None,
-                   device: torch.device) -> Any:
+                   device: torch.device, *, on_meta: bool = False, main: bool = True
+                   ) -> tuple[Any, nn.Module | None]:
     """The reference run at every step (a frozen model, or peft's ``disable_adapter``
-    context), or None when the loss reads cached reference log-probabilities (or none)."""
+    context), or None when the loss reads cached reference log-probabilities (or none).
+    ``on_meta`` (FSDP2, a model from a folder): a second copy from ``source`` is built on
+    the meta device, to be sharded with the model, and the main process also loads it whole
+    (returned second, to fill the shards; else None)."""
     if not (loss.needs_reference and (loss.needs_token_kl or not config.precompute_reference)):
-        return None
+        return None, None
     live: Any
+    whole = None
     if reference_model is not None:
         live = reference_model.to(device).eval()
     elif peft:
         live = model.disable_adapter
+    elif source is not None and on_meta:
+        live = _on_meta(source).eval()
+        if main:
+            whole = load_causal_lm(source, config.seed)[0].to(device).eval()
     elif source is not None:
         live = load_causal_lm(source, config.seed)[0].to(device).eval()
     else:
@@ -214,7 +230,7 @@ def live_reference(loss: AlignLoss, config: AlignConfig, model: nn.Module,
             "a folder, or use precompute_reference=True")
     for p in (live.parameters() if isinstance(live, nn.Module) else ()):
         p.requires_grad_(False)
-    return live
+    return live, whole
 
 
 def cached_references(model: nn.Module, reference_model: nn.Module | None, peft: bool,

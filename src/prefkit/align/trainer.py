@@ -445,7 +445,12 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
                     "val": None if val is None else data_fingerprint(val)}
 
     # -- the reference: cached log-probs, or a live model ------------------------------------------
-    live_ref = live_reference(loss, config, model, reference_model, peft, source, device)
+    # (FSDP2 from a folder: a second copy is built on the meta device and sharded with the
+    # model; ``whole_ref``: the main process's whole copy, to fill the shards)
+    live_ref, whole_ref = live_reference(loss, config, model, reference_model, peft, source,
+                                         device, on_meta=on_meta, main=main)
+    shard_ref = on_meta and isinstance(live_ref, nn.Module) and any(
+        p.is_meta for p in live_ref.parameters())
 
     # -- resume (the checkpoint checked, its weights loaded below) or start fresh -----------------
     ck = run.load_checkpoint(config, fingerprints, main=main) if run.resuming else None
@@ -484,10 +489,10 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
     steps_per_epoch = math.ceil(n / per_step)
     total = config.max_steps or config.epochs * steps_per_epoch
     # DDP / FSDP2 on several processes (FSDP2 shards the parameters: the optimizer comes after)
-    prepared = prepare_model(model, accelerator)
-    if on_meta:
-        prepared.load_full(whole, device)  # the main process's weights fill every shard
-        whole = None
+    prepared = prepare_model(model, accelerator, reference=live_ref if shard_ref else None)
+    if on_meta:  # the main process's weights fill every shard (the live reference's too)
+        prepared.load_full(whole, device, reference=whole_ref)
+        whole = whole_ref = None
         # the once-per-model checks of the engine and of packing, by forwards of their own:
         # through the root on every process at once (the shards gathered), before any pass
         one = collate(train.examples[:1], train.pad_token_id).to(device)
