@@ -163,6 +163,25 @@ def test_a_checkpoint_written_on_a_gpu_resumes_on_the_cpu(tmp_path: Path) -> Non
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_losses_read_every_k_steps_as_on_a_gpu(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU's cadence (losses kept on the device, read every LOG_EVERY steps, and before
+    every checkpoint) run on the CPU with k = 7: the same metrics.jsonl row for row, also
+    for a run stopped mid-way (3 steps: nothing read yet) and resumed."""
+    from prefkit.process import finetune
+
+    _train(tmp_path / "every", device="cpu")
+    monkeypatch.setitem(finetune.LOG_EVERY, "cpu", 7)
+    _train(tmp_path / "seven", device="cpu")
+    _train(tmp_path / "part", device="cpu", stop_after=3)
+    assert len(_losses(tmp_path / "part")) == 3  # read at the stop's checkpoint
+    _train(tmp_path / "part", device="cpu", resume=True)
+    want = (tmp_path / "every" / "metrics.jsonl").read_text()
+    assert len(want.splitlines()) > 7
+    assert (tmp_path / "seven" / "metrics.jsonl").read_text() == want
+    assert (tmp_path / "part" / "metrics.jsonl").read_text() == want
+
+
 def test_resume_with_another_precision_is_refused(tmp_path: Path) -> None:
     _train(tmp_path / "run", stop_after=2, device="cpu")
     with pytest.raises(ValueError, match=r"different config \(fields \['precision'\]\)"):

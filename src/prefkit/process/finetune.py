@@ -29,8 +29,8 @@ when there is one, else on the CPU (``"cpu"``, ``"cuda"``, ``"cuda:N"`` choose).
 the loop reads nothing back to the host between steps: batches and their index plans are
 built on the host and copied ahead (pinned memory), the gradient clip always scales (by a
 factor clamped to 1, as ``clip_grad_norm_``; the CPU skips that pass when the factor is 1),
-and the step losses are read every :data:`LOG_EVERY` steps for ``metrics.jsonl`` and the
-progress bar (every step on the CPU). ``precision="bf16"`` runs the forward passes under
+and the step losses are read every 25 steps for ``metrics.jsonl`` and the progress bar
+(every step on the CPU; :data:`LOG_EVERY`). ``precision="bf16"`` runs the forward passes under
 bfloat16 autocast (the loss in float32); the default ``"fp32"`` keeps the numbers of the
 CPU and of ``transformers.Trainer``'s default (``bf16=False``).
 
@@ -101,9 +101,9 @@ from prefkit.runs import (
 __all__ = ["FinetunePRMConfig", "FinetunedPRM", "encode_solution", "finetune_prm"]
 
 KIND = "prm-finetune"
-#: on a GPU, the step losses are read back (metrics.jsonl, the progress bar) every this many
-#: steps, not every step (each read waits for the GPU to finish the queued work)
-LOG_EVERY = 25
+#: how often the step losses are read back (metrics.jsonl, the progress bar), by device
+#: type: every step on the CPU, every 25 on a GPU (each read waits for the queued work)
+LOG_EVERY = {"cpu": 1, "cuda": 25}
 
 
 @dataclass(frozen=True)
@@ -357,7 +357,7 @@ def finetune_prm(config: FinetunePRMConfig, output_dir: str | Path, data: StepSo
                 opt.step()
                 step, step_in_epoch = step + 1, b + 1
                 pending.append((step, epoch, loss.detach()))
-                if not cuda or len(pending) >= LOG_EVERY:
+                if len(pending) >= LOG_EVERY.get(dev.type, 1):
                     flush()
                 if step_in_epoch == per_epoch:
                     epoch, step_in_epoch = epoch + 1, 0
