@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -111,41 +112,63 @@ class ImplicitPRM:
         return ids, spans
 
     def step_rewards(self, prompts: Sequence[str], steps: Sequence[Sequence[str]], *,
-                     batch_size: int = 64, progress: bool = False) -> list[np.ndarray]:
-        """``r_k`` per step of each solution (module docstring)."""
-        from prefkit.align.logprobs import sequence_logps
+                     batch_size: int | None = None, max_batch_tokens: int = 32768,
+                     progress: bool = False) -> list[np.ndarray]:
+        """``r_k`` per step of each solution (module docstring).
+
+        One forward pass of each model per solution: the log-probs of a step's tokens
+        depend only on the tokens before them, so the whole solution is scored once and
+        its token log-ratios summed step by step (not one pass per step: ``K`` times fewer
+        tokens for ``K`` steps). Batches hold at most ``batch_size`` solutions and
+        ``max_batch_tokens`` padded tokens, longest first; ``batch_size`` None: 64 on a GPU,
+        1 on a CPU (an unpadded row takes torch's fused causal attention there: 1.9 s
+        against 7.2 s of CPU time for 20 ProcessBench MATH solutions in batches of 8, a
+        2-layer Llama, one thread)."""
         from prefkit.runs import progress_bar
 
-        rows: list[tuple[int, int, list[int], tuple[int, int]]] = []
-        for i, (p, st) in enumerate(zip(prompts, steps)):
-            ids, spans = self._rows(p, st)
-            rows += [(i, k, ids, sp) for k, sp in enumerate(spans)]
+        encoded = [self._rows(p, st) for p, st in zip(prompts, steps)]
         out = [np.full(len(st), np.nan) for st in steps]
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
         pad = self.tokenizer.pad_token_id or 0
-        bar = progress_bar(len(rows), "scoring steps", enabled=progress)
+        bar = progress_bar(sum(len(st) for st in steps), "scoring steps", enabled=progress)
         dev = next(self.policy.parameters()).device
+        if batch_size is None:
+            batch_size = 1 if dev.type == "cpu" else 64
+        at = 0
         with torch.no_grad():
-            for b in range(0, len(rows), batch_size):
-                part = rows[b:b + batch_size]
-                width = max(len(r[2]) for r in part)
+            while at < len(order):
+                width = max(1, len(encoded[order[at]][0]))
+                part = order[at:at + max(1, min(batch_size, max_batch_tokens // width))]
+                at += len(part)
+                n_steps = max(len(encoded[i][1]) for i in part)
                 ids = torch.full((len(part), width), pad, dtype=torch.long)
                 attn = torch.zeros_like(ids)
-                mask = torch.zeros_like(ids, dtype=torch.bool)
-                for r, (_, _, x, (s, e)) in enumerate(part):
-                    ids[r, :len(x)] = torch.tensor(x)
+                step_of = torch.full_like(ids, -1)  # (B, T): the step each token is in
+                for r, i in enumerate(part):
+                    x, spans = encoded[i]
+                    ids[r, :len(x)] = torch.tensor(x, dtype=torch.long)
                     attn[r, :len(x)] = 1
-                    mask[r, s:e] = True  # (R, T): the step's tokens
-                got = sequence_logps(self.policy, ids.to(dev), attn.to(dev), mask.to(dev),
-                                     reference=self.reference)
-                ratio = (got["policy"] - got["reference"]).double().cpu().numpy()
-                for (i, k, _, _), v in zip(part, ratio):
-                    out[i][k] = self.beta * v
-                bar.advance(len(part))
+                    for k, (s, e) in enumerate(spans):
+                        step_of[r, s:e] = k
+                step_of[:, 0] = -1  # the first token is predicted by nothing
+                row, col = (step_of >= 0).nonzero(as_tuple=True)  # (n,) scored tokens
+                where = row * width + col - 1  # (n,) the output at t - 1 scores token t
+                targets = ids[row, col]
+                slot = row * n_steps + step_of[row, col]  # (n,) the (solution, step) cell
+                ids, attn = ids.to(dev), attn.to(dev)
+                ratio = (_token_logps(self.policy, ids, attn, where.to(dev), targets.to(dev))
+                         - _token_logps(self.reference, ids, attn, where.to(dev),
+                                        targets.to(dev))).double().cpu()
+                sums = torch.zeros(len(part) * n_steps, dtype=torch.float64).index_add_(
+                    0, slot, ratio).view(len(part), n_steps).numpy()
+                for r, i in enumerate(part):
+                    out[i][:] = self.beta * sums[r, :len(out[i])]
+                    bar.advance(len(out[i]))
         bar.close()
         return out
 
     def values(self, prompts: Sequence[str], steps: Sequence[Sequence[str]], *,
-               batch_size: int = 64, progress: bool = False) -> list[np.ndarray]:
+               batch_size: int | None = None, progress: bool = False) -> list[np.ndarray]:
         """``q_k = r_1 + ... + r_k`` per step: the log-ratio of everything up to the end of
         step ``k``, the implicit Q value of the prefix (module docstring)."""
         return [np.cumsum(r) for r in
@@ -173,3 +196,47 @@ class ImplicitPRM:
         prm.train_stats = info.get("train_stats") or {}
         prm.threshold_source = info.get("threshold_source")
         return prm
+
+
+# -- per-token log-probs at the scored positions --------------------------------------------
+_FUSED_OK: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
+
+
+def _token_logps(model: nn.Module, ids: torch.Tensor, attn: torch.Tensor, where: torch.Tensor,
+                 targets: torch.Tensor) -> torch.Tensor:
+    """``log pi(targets | ...)`` (n,) float32 from the outputs at the flat positions
+    ``where`` of the ``(B, T)`` rows: the backbone's hidden states there through the output
+    embedding in chunks (:func:`prefkit.align.logprobs.chunked_token_logps`, no ``(B, T,
+    V)`` logits), when that split of the model reproduces its own logits (checked once per
+    model); else the model's logits at those positions."""
+    from prefkit.align.logprobs import chunked_token_logps, split_lm_head
+
+    head = split_lm_head(model)
+    if head is not None and _fused_ok(model, head, ids, attn):
+        hidden = _hidden(head.backbone, ids, attn)  # (B, T, H)
+        return chunked_token_logps(hidden.flatten(0, 1).index_select(0, where), head,
+                                   targets)[0]
+    logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits  # (B, T, V)
+    logp = torch.log_softmax(logits.flatten(0, 1).index_select(0, where).float(), dim=-1)
+    return logp.gather(1, targets[:, None]).squeeze(1)
+
+
+def _hidden(backbone: nn.Module, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+    out = backbone(input_ids=ids, attention_mask=attn, use_cache=False)
+    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+
+def _fused_ok(model: nn.Module, head: Any, ids: torch.Tensor, attn: torch.Tensor) -> bool:
+    """Whether backbone + head give the model's own logits, on the first 16 tokens of the
+    first row (once per model)."""
+    if model not in _FUSED_OK:
+        x, m = ids[:1, :16], attn[:1, :16]
+        try:
+            full = model(input_ids=x, attention_mask=m, use_cache=False).logits.float()
+            ours = head.transform(head.head(_hidden(head.backbone, x, m)).float())[0]
+            tol = 1e-4 if head.head.weight.dtype == torch.float32 else 2e-2
+            _FUSED_OK[model] = bool(torch.allclose(ours, full, rtol=tol, atol=tol * (
+                1 + float(full.abs().max()))))
+        except Exception:  # noqa: BLE001 -- any failure: use the model's own logits
+            _FUSED_OK[model] = False
+    return _FUSED_OK[model]
