@@ -208,6 +208,12 @@ for name, cfg in {{**CONFIGS, "tdpo": {{"loss": "tdpo"}}}}.items():  # tdpo: a l
     data = data_for(name if name in CONFIGS else "dpo", tok)
     align(tiny, data, config=AlignConfig(**BASE, **cfg, grad_accum=2), validation=data,
           output_dir=f"{{out}}/{{name}}", progress=False)
+cfg = AlignConfig(**BASE, **CONFIGS["dpo"], grad_accum=2)  # stopped and resumed from a folder
+data = data_for("dpo", tok)
+assert not align(tiny, data, config=cfg, validation=data, output_dir=f"{{out}}/resumed",
+                 progress=False, stop_after=3).finished
+assert align(tiny, data, config=cfg, validation=data, output_dir=f"{{out}}/resumed",
+             progress=False, resume=True).finished
 open(f"{{out}}/seen-{{rank}}.json", "w").write(json.dumps(seen))
 """
 
@@ -222,7 +228,7 @@ def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path
     vs 444 MiB; loading whole on both, as a model object is, they peak alike: the first
     forward passes that follow add ~100 MiB of their own on both). Tied embeddings stay one
     parameter. A live reference (TDPO's, a second copy from the folder) is built, sharded
-    and filled the same way. The trained weights equal one process's with twice the
+    and filled the same way. A run stopped and resumed equals the uninterrupted one. The trained weights equal one process's with twice the
     accumulation to the same 1e-5 as the object path (DPO with validation, KTO, LoRA, TDPO;
     the big model one step)."""
     from transformers import AutoModelForCausalLM
@@ -244,7 +250,7 @@ def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path
                     "--nproc_per_node", "2", str(script), str(two), str(tiny), str(big)],
                    check=True, timeout=600, env={**os.environ, **FSDP_ENV, "OMP_NUM_THREADS": "1"})
     seen = [json.loads((two / f"seen-{r}.json").read_text()) for r in (0, 1)]
-    runs = 2 + len(CONFIGS)
+    runs = 4 + len(CONFIGS)
     # process 0: each run's model, and TDPO's live reference (a second copy); process 1: none
     assert seen[0]["loads"] == runs + 1 and seen[1]["loads"] == 0, seen
     assert seen[0]["built_on"] == seen[1]["built_on"] == [["meta"]] * runs
@@ -272,3 +278,6 @@ def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path
         assert moved > 1e-4, f"{name}: the run must change the weights"
         for k, v in mine.items():
             torch.testing.assert_close(got[k], v, atol=PARAM_ATOL, rtol=0, msg=f"{name} {k}")
+    whole, resumed = _load_folder(two / "dpo", "dpo"), _load_folder(two / "resumed", "dpo")
+    for k, v in whole.items():
+        torch.testing.assert_close(resumed[k], v, atol=0, rtol=0, msg=k)
