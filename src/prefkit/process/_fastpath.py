@@ -21,6 +21,11 @@ tests/process/test_finetune_speed_paths.py), with less work:
 It runs only without active dropout (the PRM's default, as TRL's ``PRMConfig``:
 ``disable_dropout=True``) and for a backbone it recognises (:func:`supports`); otherwise the
 caller uses the backbone's own forward.
+
+On a GPU nothing in it reads a device tensor back to the host (each read waits for every
+queued kernel): where the real tokens and the markers lie (:class:`MarkerPlan`: the indices,
+the most markers in a row) is worked out on the host from the batch (:func:`marker_plan`)
+and copied to the GPU with it.
 """
 
 from __future__ import annotations

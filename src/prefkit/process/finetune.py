@@ -235,8 +235,8 @@ def finetune_prm(config: FinetunePRMConfig, output_dir: str | Path, data: StepSo
                  stop_after: int | None = None,
                  checkpoint_seconds: float | None = CHECKPOINT_SECONDS) -> dict[str, Any]:
     """Fine-tune ``config.backbone`` (or the given ``model``/``tokenizer``: an encoder or a
-    causal LM's base model) with a step head on ``data``; write ``output_dir``; return the
-    summary (``finished``, ``steps``, ``threshold``, ...).
+    causal LM's base model) with a step head on ``data`` on ``config.device``; write
+    ``output_dir``; return the summary (``finished``, ``steps``, ``threshold``, ``device``).
 
     ``stop_after`` stops after that many optimizer steps in total, with a checkpoint (the
     summary says ``finished: False``); ``resume=True`` continues it, and the run equals an
