@@ -50,6 +50,12 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "pl_one_line.json").write_text(json.dumps(pl), encoding="utf-8")
     (root / "pl_indented.json").write_text(
         "[\n" + ",\n".join(json.dumps(r) for r in pl) + "\n]\n", encoding="utf-8")
+    pytest.importorskip("transformers")
+    from prefkit.align.tiny import char_tokenizer, tiny_llama
+
+    tok = char_tokenizer()  # a tiny Llama: a policy and reference for inspect, align's model
+    tiny_llama(len(tok), seed=0).save_pretrained(root / "llama")
+    tok.save_pretrained(root / "llama")
     # judge verdicts in both orders (mt_bench_repro's layout), line 3 not JSON
     good = [json.dumps({"question_id": q, "model_a": "m1", "model_b": "m2", "judge_id": "j",
                         "winner_ab": "A", "winner_ba": "B", "turn": 1}) for q in range(1, 5)]
@@ -122,6 +128,14 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("in.beta_inf", "inspect pl.jsonl --rounds 0 --policy adir --reference adir --beta inf", 2,
      ["--beta must be a positive finite number, got inf"]),
     ("in.ok", "inspect pl.jsonl --rounds 0", 0, ["Krippendorff"]),
+    # was: '0 pairs' in the table and nothing on why (pairs 1 and 3 are ties by majority)
+    ("in.ranking_left_out",
+     "inspect pl.jsonl --rounds 0 --policy llama --reference llama --beta 0.1 --max-length 2", 0,
+     ["ranking accuracy on 0 of 4 pairs; left out: 2 without a winner",
+      "2 longer than max_length=2 tokens (--max-length)"]),
+    ("in.ranking_ties", "inspect pl.jsonl --rounds 0 --policy llama --reference llama --beta 0.1",
+     0, ["ranking accuracy on 2 of 4 pairs; left out: 2 without a winner (a tie, or no "
+         "majority)"]),
     # was: "unknown label '1.0' in field 'gpt4'" for every row (nothing read)
     ("in.float_labels",
      "inspect wide_float.csv --rounds 0 --column annotators=gpt4,human --json", 0,
@@ -244,13 +258,7 @@ def test_align_reads_unpaired_labels_written_as_floats(tree: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """KTO labels 1.0/0.0 as text (a CSV) are true/false, as the numbers 1.0/0.0 in JSON are
     (was: "unknown label '1.0'", the run refused)."""
-    pytest.importorskip("transformers")
-    from prefkit.align.tiny import char_tokenizer, tiny_llama
-
     monkeypatch.chdir(tree)
-    tok = char_tokenizer()
-    tiny_llama(len(tok), seed=0).save_pretrained("llama")
-    tok.save_pretrained("llama")
     Path("u_float.csv").write_text("prompt,completion,label\nq,a,1.0\nq,b,0.0\nr,c,1\nr,d,0.0\n",
                                    encoding="utf-8")
     r = _invoke(["align", "--loss", "kto", "--model", "llama", "--data", "u_float.csv",

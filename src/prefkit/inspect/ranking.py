@@ -154,6 +154,8 @@ def ranking_of_annotations(ann: Any, policy: Any, reference: Any, tokenizer: Any
     return {"policy": ranking_accuracy(pol, lens), "reference": ranking_accuracy(ref, lens),
             "idealized": idealized_ranking_accuracy(ref, alpha[kept], beta, lengths=lens),
             "n_pairs": int(kept.size), "n_left_out": int(len(ann) - kept.size),
+            "n_undecided": int(len(ann) - keep.size), "n_too_long": int(keep.size - kept.size),
+            "max_length": max_length,
             "alpha_from": "annotators" if several.all() else
             f"annotators where >= 2 non-tie labels, else {default_alpha} "
             f"({int((~several).sum())} pairs)",

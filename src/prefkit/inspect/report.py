@@ -420,5 +420,14 @@ def inspect_annotations(ann: Any, *, level: str = "nominal", rounds: int = 1000,
     if agree.krippendorff_alpha["value"] is None:
         notes.append("Krippendorff's alpha is undefined: no pair has two labels, or every "
                      "label falls in one category")
+    if ranking is not None and ranking["n_left_out"]:
+        why = []
+        if ranking["n_undecided"]:
+            why.append(f"{ranking['n_undecided']:,} without a winner (a tie, or no majority)")
+        if ranking["n_too_long"]:
+            why.append(f"{ranking['n_too_long']:,} longer than max_length="
+                       f"{ranking['max_length']} tokens (--max-length)")
+        notes.append(f"ranking accuracy on {ranking['n_pairs']:,} of {len(ann):,} pairs; left "
+                     f"out: {', '.join(why)}")
     return InspectReport(ann.source, ann.format, agree, qual, strength, ranking,
                          len(ann.skipped), notes)
