@@ -331,6 +331,10 @@ def run(
     stopped = (f"interrupted: nothing written to {output}; "
                + (f"rerun the same command to resume from --cache {cache}" if cache else
                   "rerun with --cache judge.sqlite to keep answers across interruptions"))
+    # interrupt_exits installs its own SIGINT handler: Ctrl-C ends the run even when the
+    # process started with SIGINT ignored (a background job of a non-interactive shell, as
+    # `make test &`), where Python and asyncio.run install none and the run would go on
+    # waiting on its server (tests/judge/test_interrupt.py)
     try:
         with interrupt_exits(stopped):
             records = _judge(backend, items, tpl, k, both_orders, model, top_logprobs,
@@ -534,8 +538,17 @@ def judge_pair_scores(pairs: Any, *, judge: str | None, local: Path | None,
                  "path")
     backend = _backend(judge or "", base_url, local, cache, concurrency)
     items = pair_items(pairs, both_orders=both_orders)
-    records = judge_pairs(backend, items, tpl, both_orders=both_orders, model=judge or "",
-                          concurrency=concurrency, progress=not quiet)
+    stopped = ("interrupted: nothing written; "
+               + (f"rerun the same command to resume from --cache {cache}" if cache else
+                  "rerun with --cache judge.sqlite to keep the judge's answers across "
+                  "interruptions"))
+    try:
+        with interrupt_exits(stopped):
+            records = judge_pairs(backend, items, tpl, both_orders=both_orders,
+                                  model=judge or "", concurrency=concurrency,
+                                  progress=not quiet)
+    except KeyboardInterrupt:
+        fail(stopped, code=130)
     if verdicts is not None:
         import json
 
