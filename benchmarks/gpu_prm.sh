@@ -87,7 +87,7 @@ fi
 rm -f "$OUT"/prm_speed_*.json "$OUT"/summary.txt
 
 export PYTHONPATH=$ROOT/src${PYTHONPATH:+:$PYTHONPATH}
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false PREFKIT_TEST_MINILM=$PRM/minilm
+export PYTHONUNBUFFERED=1 PREFKIT_TEST_MINILM=$PRM/minilm  # tokenizers: parallel, as by default
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 {

@@ -141,3 +141,27 @@ def test_no_labelled_training_step_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no labelled training steps"):
         finetune_prm(FinetunePRMConfig(max_length=32), tmp_path / "run", data, model=model,
                      tokenizer=tok, progress=False)
+
+
+def test_solutions_tokenized_in_batches_as_one_call_a_step() -> None:
+    """The texts of many solutions tokenized in one call (a fast tokenizer's encode_batch)
+    give the ids of one call per problem and per step, the markers at the same places;
+    chunks of 5 solutions, empty prompts and steps included."""
+    from prefkit.align.tiny import char_tokenizer
+    from prefkit.process._finetune_data import _encode_many
+
+    data, _ = make_solutions(23, np.random.default_rng(4))
+    prompts = ["", *data.prompts[1:]]
+    steps = [[*data.steps[0], ""], *data.steps[1:-1], []]
+    for tok in (_tiny_bert()[1], char_tokenizer()):
+        start = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
+        marker = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
+        got = _encode_many(tok, prompts, steps, chunk=5)
+        for (ids, where), p, st in zip(got, prompts, steps, strict=True):
+            want = [start] + tok(p, add_special_tokens=False)["input_ids"]
+            marks = []
+            for s in st:
+                want += tok("\n" + s, add_special_tokens=False)["input_ids"] + [marker]
+                marks.append(len(want) - 1)
+            assert (ids, where) == (want, marks)
+        assert got[3] == encode_solution(tok, prompts[3], steps[3])

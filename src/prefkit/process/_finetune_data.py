@@ -30,20 +30,39 @@ def _marker(tokenizer: Any) -> int:
 
 def encode_solution(tokenizer: Any, prompt: str, steps: Sequence[str]
                     ) -> tuple[list[int], list[int]]:
-    """Token ids of ``[CLS/BOS] prompt marker? step_1 marker ... step_n marker`` and the
-    position of each step's marker (the problem is followed by no marker)."""
+    """Token ids of ``[CLS/BOS] prompt step_1 marker ... step_n marker`` (each step read as
+    ``"\\n" + step``) and the position of each step's marker (the problem is followed by no
+    marker)."""
+    return _encode_many(tokenizer, [prompt], [steps])[0]
+
+
+def _encode_many(tokenizer: Any, prompts: Sequence[str], steps: Sequence[Sequence[str]], *,
+                 chunk: int = 256) -> list[tuple[list[int], list[int]]]:
+    """:func:`encode_solution` of each solution, the texts of ``chunk`` solutions tokenized
+    in one call (a fast tokenizer encodes them in parallel: the same ids, ~10x sooner than
+    one call a step)."""
     marker = _marker(tokenizer)
     start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else \
         tokenizer.bos_token_id
-    ids = [] if start is None else [int(start)]
-    # verbose=False: a long solution is cut into windows later, the length warning is moot
-    ids += tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
-    where = []
-    for s in steps:
-        ids += tokenizer("\n" + s, add_special_tokens=False, verbose=False)["input_ids"]
-        ids.append(marker)
-        where.append(len(ids) - 1)
-    return ids, where
+    out = []
+    for c in range(0, len(prompts), chunk):
+        texts: list[str] = []
+        for p, st in zip(prompts[c:c + chunk], steps[c:c + chunk]):
+            texts += [p, *("\n" + s for s in st)]
+        # verbose=False: a long solution is cut into windows later, the length warning is moot
+        enc = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] \
+            if texts else []
+        at = 0
+        for st in steps[c:c + chunk]:
+            ids = ([] if start is None else [int(start)]) + list(enc[at])
+            where = []
+            for k in range(len(st)):
+                ids += enc[at + 1 + k]
+                ids.append(marker)
+                where.append(len(ids) - 1)
+            at += len(st) + 1
+            out.append((ids, where))
+    return out
 
 
 def windows(n_tokens: int, markers: Sequence[int], max_length: int
@@ -70,8 +89,10 @@ def _examples(tokenizer: Any, data: StepSolutions, idx: Sequence[int], max_lengt
               ) -> list[tuple[list[int], list[int], list[float], int, list[int]]]:
     """Per window: (ids, marker positions in it, their labels, solution, step indices)."""
     out = []
-    for i in idx:
-        ids, where = encode_solution(tokenizer, data.prompts[i], data.steps[i])
+    idx = [int(i) for i in idx]
+    encoded = _encode_many(tokenizer, [data.prompts[i] for i in idx],
+                           [data.steps[i] for i in idx])
+    for i, (ids, where) in zip(idx, encoded):
         for s, ks in windows(len(ids), where, max_length):
             out.append((ids[s:s + max_length], [where[k] - s for k in ks],
                         [data.labels[i][k] for k in ks], int(i), ks))
