@@ -142,6 +142,8 @@ def test_processbench_as_parquet_and_jsonl(tmp_path: Path) -> None:
         res = read_steps(tmp_path / name)
         assert res.format == "processbench" and res.data.first_error == [r["label"] for r in rows]
         assert res.data.steps == [r["steps"] for r in rows]
+        assert res.data.outcomes == [r["final_answer_correct"] for r in rows]
+        assert all(type(o) is bool for o in res.data.outcomes)  # not numpy's bool
 
 
 # -- outcomes: whether each solution's final answer is right ----------------------------------
