@@ -118,9 +118,9 @@ def _web_outputs(tmp_path, db: str, prompt_id: str,
 
 
 def test_media_cached_with_etag_and_fetched_once(sqlite_db, servers, tmp_path):
-    """Immutable per battle: ``Cache-Control: private, immutable`` and a strong ETag (a
-    hash of the bytes); ``If-None-Match`` gives 304 without the bytes; the URL is fetched
-    from its origin once for many battles and requests."""
+    """``Cache-Control: private, no-cache`` and a strong ETag (a hash of the bytes);
+    ``If-None-Match`` gives 304 without the bytes; the URL is fetched from its origin once
+    for many battles and requests."""
     import hashlib
 
     httpd, handler = _web_outputs(tmp_path, sqlite_db, "p1", {
@@ -133,7 +133,7 @@ def test_media_cached_with_etag_and_fetched_once(sqlite_db, servers, tmp_path):
             for o in b["outputs"]:
                 m = c.get(o["media"])
                 assert m.status_code == 200
-                assert m.headers["cache-control"] == "private, max-age=31536000, immutable"
+                assert m.headers["cache-control"] == "private, no-cache"
                 etag = m.headers["etag"]
                 assert etag == '"' + hashlib.sha256(m.content).hexdigest()[:32] + '"'
                 again = c.get(o["media"], headers={"If-None-Match": etag})
@@ -183,3 +183,36 @@ def test_media_size_cap(sqlite_db, servers, tmp_path):
         assert got[200].content == _png((9, 9, 9))
     finally:
         httpd.shutdown()
+
+
+def test_media_file_replaced_after_it_was_shown_is_shown_anew(sqlite_db, servers, tmp_path):
+    """A battle's file replaced by other bytes of the same size and modification time (as
+    ``cp -p`` leaves it): the browser's revalidation (``If-None-Match`` with the old ETag)
+    gets the new bytes and their ETag, and ``no-cache`` makes a browser revalidate before
+    each use. Was: ``immutable`` for a year (browsers never asked again) and the server's
+    cache kept by size and modification time (it answered 304)."""
+    import hashlib
+
+    pic = tmp_path / "cat.png"
+    pic.write_bytes(_png((1, 2, 3)))
+    (tmp_path / "o.jsonl").write_text("".join(json.dumps(
+        {"prompt_id": "p", "prompt": "a cat", "model": m, "output": "", "media": "cat.png"})
+        + "\n" for m in ("m-one", "m-two")))
+    prefkit("arena", "add-outputs", str(tmp_path / "o.jsonl"), "--db", sqlite_db)
+    s = servers(sqlite_db, "--rounds", "20")
+    c = api(s, "viewer")
+    b = c.post("/api/battles").json()
+    url = b["outputs"][0]["media"]
+    first = c.get(url)
+    assert first.status_code == 200 and first.content == _png((1, 2, 3))
+    assert first.headers["cache-control"] == "private, no-cache"
+    old = first.headers["etag"]
+    assert c.get(url, headers={"If-None-Match": old}).status_code == 304
+    st = pic.stat()
+    new = _png((200, 100, 50))
+    assert len(new) == st.st_size  # the same size: only the bytes differ
+    pic.write_bytes(new)
+    os.utime(pic, ns=(st.st_atime_ns, st.st_mtime_ns))  # the same modification time
+    again = c.get(url, headers={"If-None-Match": old})
+    assert again.status_code == 200 and again.content == new
+    assert again.headers["etag"] == '"' + hashlib.sha256(new).hexdigest()[:32] + '"' != old

@@ -2,13 +2,16 @@
 /media/{battle_id}/{slot}``): the bytes and their type, never the original path, URL or file
 name; only for the battle's voter.
 
-- **Cached**: a battle's media are fixed once it is shown, so the answer carries
-  ``Cache-Control: private, max-age=31536000, immutable`` and a strong ``ETag`` (a hash of
-  the bytes, which says nothing the bytes do not); a request with a matching
-  ``If-None-Match`` gets ``304 Not Modified`` without the bytes. ``private``: the URL is one
-  voter's, so no shared cache may keep it. On the server, :class:`MediaCache` keeps the
-  bytes (LRU, :data:`CACHE_BYTES` in all): a file is read again only when its size or
-  modification time changes, a URL is fetched again after :data:`URL_SECONDS`.
+- **Cached by content**: the answer carries a strong ``ETag`` (a hash of the bytes, which
+  says nothing the bytes do not) and ``Cache-Control: private, no-cache``: a browser keeps
+  the bytes but asks again each time it shows them, with ``If-None-Match``, and gets ``304
+  Not Modified`` without the bytes while they are the same. A file replaced after its
+  battle was shown is shown anew (it was ``immutable`` for a year, so browsers kept the
+  old bytes). ``private``: the URL is one voter's, so no shared cache may keep it. On the
+  server, :class:`MediaCache` keeps the bytes (LRU, :data:`CACHE_BYTES` in all): a file is
+  read again when its size, modification or change time or inode changes (a replacement
+  that keeps size and modification time, as ``cp -p`` does, still changes the change
+  time), a URL is fetched again after :data:`URL_SECONDS`.
 - **Capped**: a file or a URL's answer larger than ``max_media_bytes`` (``prefkit arena serve
   --max-media-mb``; ``add-outputs`` refuses such files up front) is refused with 502 and a
   message naming the cap; a URL is read as a stream and dropped as soon as it passes the
@@ -32,14 +35,14 @@ from starlette.responses import Response
 from prefkit.arena.app import Arena, Refusal, _error, refused
 from prefkit.runs import plural
 
-__all__ = ["CACHE_BYTES", "URL_SECONDS", "MediaCache", "media"]
+__all__ = ["CACHE_BYTES", "CACHE_CONTROL", "URL_SECONDS", "MediaCache", "media"]
 
 #: Bytes of media the server keeps in memory at most.
 CACHE_BYTES = 128 * 2**20
 #: Seconds a fetched URL's bytes are served before it is fetched again.
 URL_SECONDS = 600.0
-#: ``Cache-Control`` of a battle's media.
-IMMUTABLE = "private, max-age=31536000, immutable"
+#: ``Cache-Control`` of a battle's media: kept, revalidated by ETag before each use.
+CACHE_CONTROL = "private, no-cache"
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class Media:
     data: bytes
     kind: str
     etag: str
-    stamp: Any  # a file's (size, mtime_ns); a URL's fetch time
+    stamp: Any  # a file's (size, mtime_ns, ctime_ns, inode); a URL's fetch time
 
 
 class MediaCache:
@@ -123,7 +126,7 @@ async def load(arena: Arena, location: str) -> Media | Refusal:
         st = os.stat(location)
     except OSError:
         return Refusal(404, "no such media")
-    stamp = (st.st_size, st.st_mtime_ns)
+    stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     hit = cache.get(location, stamp)
     if hit is not None:
         return hit
@@ -189,7 +192,7 @@ async def media(request: Request) -> Response:
     m = await load(arena, location)
     if isinstance(m, Refusal):
         return refused(m)
-    headers = {"Cache-Control": IMMUTABLE, "ETag": m.etag}
+    headers = {"Cache-Control": CACHE_CONTROL, "ETag": m.etag}
     given = request.headers.get("if-none-match", "")
     if m.etag in [t.strip().removeprefix("W/") for t in given.split(",")] or given == "*":
         return Response(status_code=304, headers=headers)
