@@ -202,9 +202,11 @@ def train(
 
     Every labelled step is one example (ProcessBench labels the steps up to the first
     wrong one). The threshold that flags a step is tuned for ProcessBench F1 on the held-out
-    solutions and saved with the model. The implicit PRM reads each solution's outcome from
-    --outcome-column (ProcessBench's final_answer_correct), or, for candidates with an
-    answer column, checks each candidate's final answer with --checker; its step score is
+    solutions and saved with the model. The implicit PRM trains on each solution's outcome
+    as the step reader reads it (ProcessBench's final_answer_correct, Math-Shepherd's last
+    step mark, PRM800K's finish_reason, any format's outcome column) or from the column
+    --outcome-column names, or, for candidates with an answer column, checks each
+    candidate's final answer with --checker; its step score is
     sigmoid of the step's log-ratio (0.5: the trained model finds the step as likely as the
     reference did), and its threshold stays 0.5 unless the data has step labels to tune it
     on.
@@ -222,6 +224,8 @@ def train(
       prefkit prm train processbench_gsm8k.json --finetune --device cuda --precision bf16 --output runs/ft
 
       prefkit prm train processbench_gsm8k.json --kind implicit --model ./my-llama --output runs/implicit
+
+      prefkit prm train trl_stepwise.jsonl --kind implicit --outcome-column solved --model ./my-llama --output runs/implicit
 
       prefkit prm train samples.jsonl --kind implicit --model ./my-llama --checker gsm8k --stop-after 100 --output runs/implicit
 
