@@ -48,6 +48,7 @@ __all__ = [
     "live_reference",
     "make_optimizer",
     "meta_causal_lm",
+    "model_checks",
     "tokenized",
     "trainable",
     "versions",
@@ -102,6 +103,22 @@ def _on_meta(name: str) -> nn.Module:
         raise FileNotFoundError(f"cannot read a causal LM's config from {name!r}") from exc
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(lm_config, dtype=torch.float32)
+
+
+@torch.no_grad()
+def model_checks(model: nn.Module, data: TokenizedAlignData, config: AlignConfig,
+                 device: torch.device) -> None:
+    """The checks the log-prob engine (its split LM head) and packing make once per model,
+    by forwards of their own, made now on the first example: several processes sharding
+    the model (FSDP2) must all make them at the same moment."""
+    from prefkit.align.data import collate
+    from prefkit.align.logprobs import sequence_logps
+    from prefkit.align.packing import resolve_packing
+
+    resolve_packing(config.packing, model)
+    one = collate(data.examples[:1], data.pad_token_id).to(device)
+    sequence_logps(model, one.input_ids, one.attention_mask, one.loss_mask,
+                   chunk_size=config.chunk_size)
 
 
 # -- the data --------------------------------------------------------------------------------------
@@ -245,9 +262,9 @@ def cached_references(model: nn.Module, reference_model: nn.Module | None, peft:
     are loaded."""
     ref_model = reference_model.to(device) if reference_model is not None else model
     ctx = model.disable_adapter if peft and reference_model is None else None
-    opts = dict(pad_token_id=train.pad_token_id, reference=ctx, kl_pairs=kl_pairs,
-                precision=config.precision, batch_size=config.eval_batch_size,
-                chunk_size=config.chunk_size, progress=progress, packing=config.packing)
+    opts = {"pad_token_id": train.pad_token_id, "reference": ctx, "kl_pairs": kl_pairs,
+            "precision": config.precision, "batch_size": config.eval_batch_size,
+            "chunk_size": config.chunk_size, "progress": progress, "packing": config.packing}
 
     def cached(data: TokenizedAlignData, name: str) -> ReferenceLogps:
         return cached_reference_logps(ref_model, data.examples, out / name,

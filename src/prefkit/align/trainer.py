@@ -104,6 +104,7 @@ from prefkit.align._trainer_setup import (
     live_reference,
     make_optimizer,
     meta_causal_lm,
+    model_checks,
     tokenized,
     trainable,
     versions,
@@ -118,7 +119,6 @@ from prefkit.align.reference import (
     ReferenceLogps,
     data_fingerprint,
     mismatched_examples,
-    sequence_logps,
 )
 from prefkit.align.types import LossOutput, SequenceLogps
 from prefkit.losses import StepPass
@@ -477,11 +477,7 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
         # the log-prob engine and the packing check a model once, by forwards of their own: on
         # every process before sharding (after, a process whose reference came from the cache
         # would make them alone, collectives the others never join)
-        resolve_packing(config.packing, model)
-        with torch.no_grad():
-            b = collate(train.examples[:1], train.pad_token_id).to(device)
-            sequence_logps(model, b.input_ids, b.attention_mask, b.loss_mask,
-                           chunk_size=config.chunk_size)
+        model_checks(model, train, config, device)
 
     # -- optimizer, schedule, RNG ------------------------------------------------------------------
     n = len(train)
@@ -493,14 +489,11 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
     if on_meta:  # the main process's weights fill every shard (the live reference's too)
         prepared.load_full(whole, device, reference=whole_ref)
         whole = whole_ref = None
-        # the once-per-model checks of the engine and of packing, by forwards of their own:
-        # through the root on every process at once (the shards gathered), before any pass
-        one = collate(train.examples[:1], train.pad_token_id).to(device)
-        with torch.no_grad():
-            prepared(lambda m: (resolve_packing(config.packing, m), sequence_logps(
-                m, one.input_ids, one.attention_mask, one.loss_mask,
-                chunk_size=config.chunk_size)))
-        prepared.reshard()  # the optimizer takes the shards
+        # the same checks, through the root on every process at once (the shards gathered:
+        # no process holds a whole model to check before), then the root's weights resharded
+        # for the optimizer
+        prepared(functools.partial(model_checks, data=train, config=config, device=device))
+        prepared.reshard()
     params, opt, sched = make_optimizer(model, config, total)
     data_gen = torch.Generator().manual_seed(config.seed + 1)  # epoch order
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
