@@ -118,6 +118,19 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     # was: "online_dpo uses the DPO loss; leave loss unset"
     ("rl.odpo_loss", f"{RL} rl_ok.jsonl --algo online-dpo --loss grpo", 2,
      ["online-dpo uses the DPO loss; leave --loss unset"]),
+    # -- prefkit rl --reward
+    # was: re.error traceback
+    ("rl.reward_regex", f"{RL} rl_ok.jsonl --reward format:[", 2,
+     ["reward 'format:[': '[' is not a regular expression", "format:^\\[ANSWER\\]"]),
+    # was: "could not convert string to float: 'abc'" (which reward, what to give: not said)
+    ("rl.reward_length_text", f"{RL} rl_ok.jsonl --reward length:abc", 2,
+     ["reward 'length:abc': the scale must be a number of characters > 0, e.g. length:100"]),
+    # was: accepted (a reward that is 0 for every completion)
+    ("rl.reward_length_inf", f"{RL} rl_ok.jsonl --reward length:inf", 2,
+     ["reward 'length:inf': the scale must be"]),
+    # was: "name the checker, exact:gsm8k or exact:math" (it was named: an unknown one)
+    ("rl.reward_checker", f"{RL} rl_ok.jsonl --reward exact:bogus", 2,
+     ["unknown checker 'bogus'", "exact:gsm8k", "exact:math"]),
     # -- prefkit inspect: the ranking accuracy's options
     # was: accepted, --beta read and never used, nothing said
     ("in.beta_alone", "inspect pl.jsonl --rounds 0 --beta 0.1", 2,

@@ -29,10 +29,11 @@ def note(text: str, style: str = "yellow") -> None:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print an error (to stderr) and exit with ``code``."""
-    from rich.markup import escape
+    """Print an error (to stderr) and exit with ``code``; the message as is (rich's
+    ``escape`` let a backslash before a bracket vanish: ``\\[x\\]`` printed ``[x\\]``)."""
+    from rich.text import Text
 
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    console.print(Text.assemble(("error:", "bold red"), " ", message))
     raise typer.Exit(code)
 
 

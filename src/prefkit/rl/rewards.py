@@ -330,6 +330,9 @@ def _term(spec: str, answer_kind: str | None) -> tuple[str, RewardFn]:
     kind, _, arg = s.partition(":")
     if kind == "exact":
         k = arg or answer_kind
+        if arg and arg not in ("gsm8k", "math"):
+            raise ValueError(f"reward {spec!r}: unknown checker {arg!r}; use exact:gsm8k "
+                             "(#### N answers) or exact:math (\\boxed{} answers)")
         if k not in ("gsm8k", "math"):
             raise ValueError(f"reward {spec!r}: name the checker, exact:gsm8k or exact:math "
                              "(the task's layout does not say which)")
@@ -337,14 +340,23 @@ def _term(spec: str, answer_kind: str | None) -> tuple[str, RewardFn]:
     if kind == "format":
         if not arg:
             raise ValueError("reward 'format' needs a pattern: format:REGEX")
-        re.compile(arg)
+        try:
+            re.compile(arg)
+        except re.error as e:
+            raise ValueError(f"reward {spec!r}: {arg!r} is not a regular expression ({e}); "
+                             "escape a literal bracket or parenthesis with a backslash, e.g. "
+                             "format:^\\[ANSWER\\]") from None
         return s, partial(format_reward, pattern=arg)
     if kind == "game24" and not arg:
         return "game24", game24_reward
     if kind == "length":
-        scale = float(arg) if arg else 100.0
-        if not scale > 0:
-            raise ValueError(f"reward {spec!r}: the scale must be > 0")
+        try:
+            scale = float(arg) if arg else 100.0
+        except ValueError:
+            scale = math.nan
+        if not 0 < scale < math.inf:
+            raise ValueError(f"reward {spec!r}: the scale must be a number of characters "
+                             "> 0, e.g. length:100")
         return s, partial(length_reward, scale=scale)
     if kind == "model":
         return s, reward_model_reward(arg)
