@@ -131,6 +131,14 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     # was: "name the checker, exact:gsm8k or exact:math" (it was named: an unknown one)
     ("rl.reward_checker", f"{RL} rl_ok.jsonl --reward exact:bogus", 2,
      ["unknown checker 'bogus'", "exact:gsm8k", "exact:math"]),
+    # was: accepted; the model loaded and the first step sampled before the reward raised
+    ("rl.reward_code_column", f"{RL} rl_ok.jsonl --reward code", 2,
+     ["--reward 'code' reads the task's column 'tests', which --task rl_ok.jsonl lacks",
+      "(columns: prompt)"]),
+    ("rl.reward_ref_column", f"{RL} rl_ok.jsonl --reward logsigmoid(length:10;ref=nope)", 2,
+     ["reads the task's column 'nope'"]),
+    ("rl.reward_ref_number", f"{RL} rl_ok.jsonl --reward logsigmoid(length:10;ref=0.5)", 2,
+     ["--model ./no-model: no such folder"]),
     # -- prefkit inspect: the ranking accuracy's options
     # was: accepted, --beta read and never used, nothing said
     ("in.beta_alone", "inspect pl.jsonl --rounds 0 --beta 0.1", 2,

@@ -191,6 +191,13 @@ def rl_command(
         rewards = parse_reward(reward, answer_kind=data.answer_kind)
     except (ValueError, TypeError, FileNotFoundError, OSError) as e:
         fail(f"--reward: {e}")
+    from prefkit.rl.rewards import task_columns_read
+
+    for spec, col in task_columns_read(reward):
+        if col not in data.columns:
+            fail(f"--reward {spec!r} reads the task's column {col!r}, which --task {task} "
+                 f"lacks (columns: {', '.join(sorted(data.columns)) or 'none'}); name one "
+                 "of its columns")
     on_step = None
     if watch_pairs is not None and watch is None:
         fail("--watch-pairs needs --watch (held-out questions the watch samples on)")

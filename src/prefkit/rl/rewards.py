@@ -82,6 +82,7 @@ __all__ = [
     "logsigmoid_centred",
     "parse_reward",
     "reward_model_reward",
+    "task_columns_read",
 ]
 
 RewardFn = Callable[..., Sequence[float | None]]
@@ -393,6 +394,30 @@ def _user_function(spec: str) -> bool:
     if m:
         return _user_function(m.group(1).rpartition(";ref=")[0])
     return s.rpartition(":")[0].endswith(".py")
+
+
+def task_columns_read(specs: Sequence[str]) -> list[tuple[str, str]]:
+    """``(spec, column)`` for each task column the specs read: ``code[:COLUMN]`` (default
+    ``tests``) and ``logsigmoid(SPEC;ref=COLUMN)``, so a missing one is refused before any
+    sampling (the rewards themselves raise only when first called)."""
+    out: list[tuple[str, str]] = []
+    for item in specs:
+        m = _WEIGHT.match(item)
+        body = (m.group(2) if m else item).strip()
+        while True:
+            lm = re.fullmatch(r"logsigmoid\((.+)\)", body, re.DOTALL)
+            if not lm:
+                break
+            body, _, ref = lm.group(1).rpartition(";ref=")
+            try:
+                float(ref)
+            except ValueError:
+                out.append((item, ref.strip()))
+            body = body.strip()
+        kind, _, arg = body.partition(":")
+        if kind == "code":
+            out.append((item, arg or "tests"))
+    return out
 
 
 def parse_reward(specs: str | Sequence[str] | RewardFn | Sequence[RewardFn], *,
