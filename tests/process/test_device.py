@@ -182,6 +182,23 @@ def test_losses_read_every_k_steps_as_on_a_gpu(tmp_path: Path,
     assert (tmp_path / "part" / "metrics.jsonl").read_text() == want
 
 
+def test_bf16_trains_under_autocast_and_scores_in_float32_on_a_cpu(tmp_path: Path) -> None:
+    import dataclasses
+
+    _train(tmp_path / "fp32", device="cpu", epochs=1)
+    s = _train(tmp_path / "bf16", device="cpu", epochs=1, precision="bf16")
+    a, b = _losses(tmp_path / "fp32"), _losses(tmp_path / "bf16")
+    assert s["precision"] == "bf16" and all(math.isfinite(x) for x in b)
+    assert a != b and np.allclose(a, b, atol=0.05)  # bfloat16 products: near, not equal
+    prm = load_prm(tmp_path / "bf16", device="cpu")
+    fp32 = FinetunedPRM(prm.scorer, prm.tokenizer,
+                        dataclasses.replace(prm.config, precision="fp32"), prm.threshold)
+    data, _ = make_solutions(24, np.random.default_rng(0))
+    for x, y in zip(prm.score(data.prompts[:4], data.steps[:4]),
+                    fp32.score(data.prompts[:4], data.steps[:4])):
+        np.testing.assert_array_equal(x, y)  # bf16 is the GPU's: a CPU scores in float32
+
+
 def test_resume_with_another_precision_is_refused(tmp_path: Path) -> None:
     _train(tmp_path / "run", stop_after=2, device="cpu")
     with pytest.raises(ValueError, match=r"different config \(fields \['precision'\]\)"):

@@ -1,5 +1,6 @@
 """The fine-tuned PRM's scorer: a backbone and a linear step head read at the step markers
-(:mod:`prefkit.process.finetune` describes the model), and the batches it reads on its device.
+(:mod:`prefkit.process.finetune` describes the model), the batches it reads on its device,
+and the gradient clip of its training steps.
 """
 
 from __future__ import annotations
@@ -99,3 +100,14 @@ def _prepare_backbone(backbone: nn.Module, disable_dropout: bool) -> nn.Module:
             if isinstance(m, nn.Dropout):
                 m.p = 0.0
     return backbone
+
+
+def _clip(params: Sequence[Tensor], max_norm: float, *, always: bool = False) -> None:
+    """``torch.nn.utils.clip_grad_norm_``; on the CPU without its pass over every gradient
+    when the factor is 1 (multiplying by 1.0 changes no bit). ``always`` (a GPU): scale by
+    the factor clamped to 1 without asking whether it is 1, which would read it back to the
+    host (a sync a step); the same result."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads)
+    if always or bool(max_norm / (norm + 1e-6) < 1.0):  # the factor clip_grad_norm_ clamps
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)

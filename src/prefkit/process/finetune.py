@@ -79,6 +79,7 @@ from prefkit.process._finetune_data import (  # noqa: F401  (re-exported)
 )
 from prefkit.process._finetune_scorer import (
     _backbone_path,
+    _clip,
     _prepare_backbone,
     _Scorer,
     is_causal,
@@ -121,7 +122,8 @@ class FinetunePRMConfig(ConfigIO):
     if there is one, else the CPU), "cpu", "cuda" or "cuda:N" (:mod:`prefkit.process.
     _device`; not compared on resume). ``precision``: "fp32" (the default: the CPU's and
     Trainer's default numbers) or "bf16" (bfloat16 autocast on the forward passes, float32
-    weights, optimizer and loss; the faster on a GPU with bf16 tensor cores)."""
+    weights, optimizer and loss; the faster on a GPU with bf16 tensor cores; the PRM scores
+    in it on a GPU, in float32 on a CPU)."""
 
     backbone: str | None = None
     max_length: int = 256
@@ -153,17 +155,6 @@ class FinetunePRMConfig(ConfigIO):
             raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
 
 
-def _clip(params: Sequence[Tensor], max_norm: float, *, always: bool = False) -> None:
-    """``torch.nn.utils.clip_grad_norm_``; on the CPU without its pass over every gradient
-    when the factor is 1 (multiplying by 1.0 changes no bit). ``always`` (a GPU): scale by
-    the factor clamped to 1 without asking whether it is 1, which would read it back to the
-    host (a sync a step); the same result."""
-    grads = [p.grad for p in params if p.grad is not None]
-    norm = torch.nn.utils.get_total_norm(grads)
-    if always or bool(max_norm / (norm + 1e-6) < 1.0):  # the factor clip_grad_norm_ clamps
-        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
-
-
 class FinetunedPRM:
     """A fine-tuned PRM: :meth:`score` gives P(step right) per step, on the device its
     scorer's weights are on (:meth:`load`'s ``device``)."""
@@ -190,11 +181,12 @@ class FinetunedPRM:
         bar = progress_bar(len(items), "scoring", enabled=progress)
         pad = self.tokenizer.pad_token_id or 0
         dev, parts, probs = self.device, [], []
+        precision = self.config.precision if dev.type == "cuda" else "fp32"  # bf16: GPUs
         with torch.inference_mode():
             for b in range(0, len(order), batch_size):
                 part = [items[j] for j in order[b:b + batch_size]]
                 ids, attn, rows, cols, _, plan = self.scorer.batch(part, pad, dev)
-                with autocast(dev, self.config.precision):
+                with autocast(dev, precision):
                     logits = self.scorer(ids, attn, rows, cols, plan)  # (n_markers,)
                 probs.append(torch.sigmoid(logits.float()))  # kept on the device
                 parts.append(part)
