@@ -10,6 +10,14 @@ is reset to the current RSS (``/proc/self/clear_refs`` <- 5); ``VmHWM`` at the e
 RSS is the peak increase of the whole trainer call (exact). A 5 ms sampling thread also
 records the RSS, so the peak inside the training loop alone is known (sampled). CUDA:
 ``torch.cuda.max_memory_allocated`` minus the allocation after the model was moved there.
+
+Layout (``layout`` in OUT): the attention implementation of the model, prefkit's packing as
+it resolved (``auto`` -> ``prefix`` where the model takes the 4D mask, else ``none``; TRL pads
+its rows), and which SDPA kernel the calls got: the first 256 calls of
+``torch.nn.functional.scaled_dot_product_attention`` are asked ``torch._fused_sdp_choice``
+with their own arguments (flash, efficient, cudnn, math) and counted by kernel, query dtype
+and mask kind. On CUDA the run folder (weights, checkpoint) is removed when the run is
+measured: a 1B model's checkpoint with AdamW state is 13 GB.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false", "TQDM_DISABLE": "1",
@@ -86,6 +94,77 @@ class RssSampler(threading.Thread):
         return max(inside) if inside else 0
 
 
+# -- which attention kernel ran ----------------------------------------------------------------
+class SdpaKernels:
+    """Which SDPA kernel the first ``limit`` calls got. Inside the run only their arguments'
+    layout is noted (shapes, strides, dtypes as autocast casts them, mask kind, flags: no
+    allocation, nothing in the measured memory); :meth:`resolve`, called after the memory
+    figures are read, rebuilds empty tensors of that layout and asks
+    ``torch._fused_sdp_choice`` (flash, efficient, cudnn, math)."""
+
+    def __init__(self, limit: int = 256) -> None:
+        import torch.nn.functional as F
+
+        self.F, self.limit, self.seen = F, limit, 0
+        self.calls: dict[tuple[Any, ...], int] = {}
+        self.orig = F.scaled_dot_product_attention
+
+    def __enter__(self) -> Self:
+        import torch
+
+        orig = self.orig
+
+        def spy(query: Any, key: Any, value: Any, attn_mask: Any = None, dropout_p: float = 0.0,
+                is_causal: bool = False, **kw: Any) -> Any:
+            if self.seen < self.limit:
+                self.seen += 1
+                dev = query.device.type
+                cast = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+
+                def meta(t: Any) -> Any:  # what the kernel receives after autocast's cast
+                    if t is None:
+                        return None
+                    dt = cast if cast is not None and t.is_floating_point() else t.dtype
+                    return (tuple(t.shape), t.stride(), dt)
+
+                sig = (meta(query), meta(key), meta(value), meta(attn_mask), dropout_p,
+                       bool(is_causal), kw.get("scale"), bool(kw.get("enable_gqa", False)),
+                       query.requires_grad, str(query.device))
+                self.calls[sig] = self.calls.get(sig, 0) + 1
+            return orig(query, key, value, attn_mask, dropout_p, is_causal, **kw)
+
+        self.F.scaled_dot_product_attention = spy
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.F.scaled_dot_product_attention = self.orig
+
+    def resolve(self) -> dict[str, int]:
+        """``{"kernel, dtype, mask kind[, causal][, gqa]": calls}``."""
+        import torch
+        from torch.nn.attention import SDPBackend
+
+        def empty(t: Any, device: str, grad: bool = False) -> Any:
+            return None if t is None else torch.empty_strided(
+                t[0], t[1], dtype=t[2], device=device, requires_grad=grad)
+
+        counts: dict[str, int] = {}
+        for sig, n in self.calls.items():
+            q, k, v, m, dropout_p, causal, scale, gqa, grad, dev = sig
+            try:
+                name = SDPBackend(torch._fused_sdp_choice(
+                    empty(q, dev, grad), empty(k, dev, grad), empty(v, dev, grad),
+                    empty(m, dev), dropout_p, causal, scale=scale, enable_gqa=gqa)).name.lower()
+            except Exception as e:  # noqa: BLE001 -- a record, never a failure
+                name = f"unknown ({e.__class__.__name__})"
+            mask = "no mask" if m is None else "bool mask" if m[2] == torch.bool \
+                else "additive mask"
+            key_ = ", ".join([name, str(q[2]).replace("torch.", ""), mask]
+                             + ["causal"] * causal + ["gqa"] * gqa)
+            counts[key_] = counts.get(key_, 0) + n
+        return counts
+
+
 # -- the two trainers ----------------------------------------------------------------------
 def run_prefkit(spec: dict[str, Any], model: Any, tok: Any, rows: list[dict[str, str]],
                 run_dir: Path, packing: str) -> dict[str, Any]:
@@ -120,6 +199,11 @@ def run_prefkit(spec: dict[str, Any], model: Any, tok: Any, rows: list[dict[str,
     res = align(model, records, config=cfg, output_dir=run_dir, tokenizer=tok,
                 overwrite=True, progress=False, device=spec["device"])
     t_end = time.time()
+    from prefkit.align.packing import resolve_packing
+
+    # the layout the run used (resolve_packing's check is cached per model: no new forward)
+    layout = {"packing": resolve_packing(cfg.packing, model), "packing_asked": cfg.packing,
+              "attn_implementation": getattr(model.config, "_attn_implementation", None)}
     train = [r for r in res.history if r.get("kind") == "train"]
     # the loop's own clock: elapsed_s from just before the first step; the last metrics
     # row is appended right after the last step, so the file's mtime dates the loop's end
@@ -130,7 +214,7 @@ def run_prefkit(spec: dict[str, Any], model: Any, tok: Any, rows: list[dict[str,
             "loss": [r["loss"] for r in train], "grad_norm": [r["grad_norm"] for r in train],
             "lr": [r["lr"] for r in train],
             "reward_margin": [r["margins"] for r in train], "loop_cpu_s": loop_cpu[0],
-            "config": cfg.to_dict()}
+            "config": cfg.to_dict(), "layout": layout}
 
 
 def run_trl(spec: dict[str, Any], model: Any, tok: Any, rows: list[dict[str, str]],
@@ -193,7 +277,11 @@ def run_trl(spec: dict[str, Any], model: Any, tok: Any, rows: list[dict[str, str
             "optim": str(args.optim), "lr_scheduler_type": str(args.lr_scheduler_type),
             "max_grad_norm": args.max_grad_norm, "weight_decay": args.weight_decay,
             "adam": [args.adam_beta1, args.adam_beta2, args.adam_epsilon],
-            "loss_type": list(args.loss_type), "use_cuda_triton_compact": cuda}
+            "loss_type": list(args.loss_type), "use_cuda_triton_compact": cuda,
+            "layout": {"packing": "none" if not getattr(trainer, "padding_free", False) else "pack",
+                       "packing_asked": f"padding_free={args.padding_free}",
+                       "attn_implementation": getattr(trainer.model.config, "_attn_implementation",
+                                                      None)}}
 
 
 def _same_token_ids(prepared: Any, rows: list[dict[str, str]], tok: Any, max_length: int) -> bool:
@@ -225,11 +313,17 @@ def main(trainer: str, spec_path: str, out_path: str) -> int:
 
     torch.set_num_threads(spec["threads"])
     import transformers
-    import trl
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import prefkit.align.trainer  # noqa: F401 -- imports done before the memory baseline
-    from trl import DPOTrainer  # noqa: F401
+    try:  # a prefkit run goes on where TRL (or its `datasets`) does not import
+        import trl
+        from trl import DPOTrainer  # noqa: F401
+        trl_version = trl.__version__
+    except Exception as e:
+        if not trainer.startswith("prefkit"):
+            raise
+        trl_version = f"not importable ({e.__class__.__name__}: {e})"
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -251,11 +345,12 @@ def main(trainer: str, spec_path: str, out_path: str) -> int:
     base_rss = sampler.rss()
     sampler.start()
     load = os.getloadavg()
-    if trainer.startswith("prefkit"):
-        packing = trainer.split("_", 1)[1] if "_" in trainer else spec.get("packing", "auto")
-        got = run_prefkit(spec, model, tok, rows, run_dir, packing)
-    else:
-        got = run_trl(spec, model, tok, rows, run_dir, precompute=trainer == "trl_precompute")
+    with SdpaKernels() as kernels:
+        if trainer.startswith("prefkit"):
+            packing = trainer.split("_", 1)[1] if "_" in trainer else spec.get("packing", "auto")
+            got = run_prefkit(spec, model, tok, rows, run_dir, packing)
+        else:
+            got = run_trl(spec, model, tok, rows, run_dir, precompute=trainer == "trl_precompute")
     sampler.stop()
     hwm = _status_kib("VmHWM") if exact else None
     mem: dict[str, Any] = {
@@ -270,6 +365,7 @@ def main(trainer: str, spec_path: str, out_path: str) -> int:
         mem["cuda_baseline_allocated"] = cuda_base
         mem["cuda_peak_increase"] = torch.cuda.max_memory_allocated() - cuda_base
         mem["cuda_peak_reserved"] = torch.cuda.max_memory_reserved()
+    got["layout"]["sdpa_kernels"] = kernels.resolve()  # after the memory figures
     pairs = spec["steps"] * spec["batch_size"] * spec["grad_accum"]
     steps = got["step_end_s"]
     loop_s = steps[-1]
@@ -284,11 +380,15 @@ def main(trainer: str, spec_path: str, out_path: str) -> int:
         "setup_s": time.time() - t_process - got["call_s"],
         "memory": mem, "loadavg_start": load, "loadavg_end": os.getloadavg(),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "trl": trl.__version__, "python": platform.python_version()},
+                     "trl": trl_version, "python": platform.python_version()},
+        **({"gpu": torch.cuda.get_device_name(), "tf32_matmul":
+            torch.backends.cuda.matmul.allow_tf32} if cuda else {}),
         "threads": torch.get_num_threads(),
         **{k: v for k, v in got.items() if k not in ("t_start", "t_end")},
     }
     Path(out_path).write_text(json.dumps(result, default=float) + "\n")
+    if cuda:  # the disk (and /dev/shm) of a GPU machine: a 1B run folder holds 18 GB
+        shutil.rmtree(run_dir, ignore_errors=True)
     return 0
 
 
