@@ -253,3 +253,35 @@ def test_vote_in_a_browser_without_javascript(browser_without_js, servers, sqlit
     b.find_element(By.ID, "start").click()
     assert _wait(lambda: b.find_elements(By.CSS_SELECTOR, "button[name='winner'][value='a']"),
                  what="the next battle")[0].is_displayed()
+
+
+def test_leaderboard_without_javascript(browser_without_js, servers, sqlite_db, tmp_path):
+    """JavaScript off: the leaderboard page shows the table and the win rates as of loading
+    (rendered on the server) and says how to refresh it. Was: 'loading…' and an empty
+    table."""
+    import httpx
+    from arena_helpers import api, wait_caught_up
+    from selenium.webdriver.common.by import By
+
+    b = browser_without_js
+    prefkit("arena", "add-outputs", str(write_outputs(tmp_path / "o.jsonl", leak=False)),
+            "--db", sqlite_db)
+    s = servers(sqlite_db, "--rounds", "20", "--voter-rate", "0")
+    c = api(s, "voter")
+    for _ in range(3):
+        battle = c.post("/api/battles").json()
+        assert c.post(f"/api/battles/{battle['battle_id']}/vote",
+                      json={"winner": "a"}).status_code == 200
+    lb = wait_caught_up(s, 3)
+    b.get(s.url + "/leaderboard")
+    rows = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+            for tr in b.find_elements(By.CSS_SELECTOR, "#board tbody tr")]
+    assert [r[1] for r in rows] == [r["item"] for r in lb["leaderboard"]]
+    assert [r[2] for r in rows] == [f"{r['rating']:.1f}" for r in lb["leaderboard"]]
+    assert [r[6] for r in rows] == [str(round(r["votes"])) for r in lb["leaderboard"]]
+    assert "loading" not in b.find_element(By.ID, "status").text
+    assert b.find_element(By.ID, "noscript").is_displayed()
+    n = len(lb["leaderboard"])
+    assert len(b.find_elements(By.CSS_SELECTOR, "#heatmap td")) == n * n
+    assert httpx.get(s.url + "/api/leaderboard").status_code == 200
+    b.save_screenshot(str(tmp_path / "nojs_leaderboard.png"))

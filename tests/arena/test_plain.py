@@ -116,6 +116,51 @@ def test_rank_three_with_plain_forms(sqlite_db, servers, tmp_path):
     assert bad.status_code == 200 and "already had your vote" in bad.text
 
 
+def test_leaderboard_page_rendered_on_the_server(sqlite_db, servers, tmp_path):
+    """``GET /leaderboard`` holds the table (rank, model, rating, interval, rank range,
+    tier, votes) and the win rates as the script draws them from ``/api/leaderboard`` and
+    ``/api/winrates``: a browser without JavaScript reads them (it read 'loading…' and an
+    empty table)."""
+    prefkit("arena", "add-outputs", str(write_outputs(tmp_path / "o.jsonl", leak=False)),
+            "--db", sqlite_db)
+    s = servers(sqlite_db, "--rounds", "20", "--voter-rate", "0")
+    c = _browser(s)
+    empty = c.get("/leaderboard").text
+    assert "no votes yet — 0 models" in empty and "<tbody></tbody>" in empty
+    for _ in range(3):  # three plain-form votes, A each time
+        battle_id, page = _start(c)
+        r = c.post(f"/vote/battles/{battle_id}", data={"csrf": _csrf(page), "winner": "a"})
+        assert r.status_code == 200
+    lb = wait_caught_up(s, 3)
+    wr = httpx.get(s.url + "/api/winrates").json()
+    page = c.get("/leaderboard")
+    assert page.headers["cache-control"] == "no-store"
+    body = page.text.split("<tbody>")[1].split("</tbody>")[0]
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", tr) for tr in re.findall(r"<tr>(.*?)</tr>",
+                                                                          body)]
+
+    def f(x):
+        return "–" if x is None else f"{x:.1f}"
+
+    want = [[str(r["rank"]), r["item"], f(r["rating"]), f"{f(r['lower'])} – {f(r['upper'])}",
+             "–" if r.get("rank_lower") is None else (
+                 str(r["rank_lower"]) if r["rank_lower"] == r["rank_upper"]
+                 else f"{r['rank_lower']}–{r['rank_upper']}"),
+             "–" if r.get("tier") is None else str(r["tier"]), str(round(r["votes"]))]
+            for r in lb["leaderboard"]]
+    assert rows == want and len(rows) >= 2
+    n = len(lb["leaderboard"])
+    status = unescape(re.search(r'<p id="status">([^<]*)</p>', page.text).group(1))
+    assert f"— {n} models; as of" in status
+    heat = page.text.split('<table id="heatmap">')[1].split("</table>")[0]
+    cells = re.findall(r'<td style="background: [^"]+">([^<]*)</td>', heat)
+    idx = {m: k for k, m in enumerate(wr["items"])}
+    order = [r["item"] for r in lb["leaderboard"]]
+    assert cells == ["" if (v := wr["win_rate"][idx[a]][idx[b]]) is None else f"{v:.2f}"
+                     for a in order for b in order]
+    assert 'id="noscript"' in page.text
+
+
 @pytest.mark.parametrize("seeded", [True, False])
 def test_serve_seed_makes_the_battles_reproducible(tmp_path, servers, seeded):
     """``serve --seed S``: two servers on equal databases show the same battles (prompt and

@@ -268,7 +268,9 @@ async def page_battle(request: Request) -> Response:
 
 
 async def page_leaderboard(request: Request) -> Response:
-    return HTMLResponse(pages.LEADERBOARD)
+    board = request.app.state.arena.board
+    return HTMLResponse(pages.leaderboard_page(board.leaderboard(), board.win_rates()),
+                        headers={"Cache-Control": "no-store"})
 
 
 async def asset(request: Request) -> Response:

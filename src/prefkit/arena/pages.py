@@ -1,12 +1,21 @@
 """The arena's two pages and their small vanilla JavaScript (no framework, no build step).
 
-Asset names are neutral (``/static/arena.js``, ``/static/arena.css``); pages hold no model
-names until a vote has been cast (the battle page learns them from the vote's answer).
+Asset names are neutral (``/static/arena.js``, ``/static/arena.css``); the battle page holds
+no model names until a vote has been cast (it learns them from the vote's answer). The
+leaderboard page comes with its table rendered on the server (:func:`leaderboard_page`), so
+that it reads without JavaScript too.
 """
 
 from __future__ import annotations
 
-__all__ = ["BATTLE", "CSS", "JS", "LEADERBOARD", "NOSCRIPT"]
+import math
+import time
+from html import escape
+from typing import Any
+
+from prefkit.runs import plural
+
+__all__ = ["BATTLE", "CSS", "JS", "LEADERBOARD", "NOSCRIPT", "leaderboard_page"]
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 70rem; color: #222; }
@@ -57,16 +66,66 @@ models when this arena has model endpoints):</label></p>
 <script src="/static/arena.js"></script><script>arenaBattle();</script>
 </body></html>"""
 
+#: The leaderboard page; ``{status}``, ``{rows}`` and ``{heatmap}`` are filled on the server
+#: (:func:`leaderboard_page`), so that a browser without JavaScript shows the table as of
+#: loading; the script refreshes them every 2 s.
 LEADERBOARD = _HEAD.format(title="Arena: leaderboard") + """
 <h1>Leaderboard</h1>
-<p id="status">loading…</p>
+<noscript><p id="noscript">JavaScript is off: the table is as of loading the page; reload it
+for the latest.</p></noscript>
+<p id="status">{status}</p>
 <table id="board"><thead><tr><th>rank</th><th class="item">model</th><th>rating</th>
 <th>95% interval</th><th>rank range</th><th>tier</th><th>votes</th></tr></thead>
-<tbody></tbody></table>
+<tbody>{rows}</tbody></table>
 <h2>Observed win rates (row beats column; ties as half)</h2>
-<table id="heatmap"></table>
+<table id="heatmap">{heatmap}</table>
 <script src="/static/arena.js"></script><script>arenaLeaderboard();</script>
 </body></html>"""
+
+
+def _fmt(x: Any) -> str:  # the script's fmt()
+    return "–" if x is None else f"{float(x):.1f}"
+
+
+def _heat(rate: float | None) -> str:  # the script's heat()
+    if rate is None:
+        return "#eee"
+    r, g = math.floor(255 * (1 - rate) + 0.5), math.floor(255 * rate + 0.5)
+    return f"rgb({155 + int(r * 0.4)},{155 + int(g * 0.4)},170)"
+
+
+def leaderboard_page(lb: dict[str, Any], wr: dict[str, Any]) -> str:
+    """The leaderboard page with the table, the status line and the win rates of ``lb``
+    (``/api/leaderboard``'s JSON) and ``wr`` (``/api/winrates``'), as the script draws them."""
+    rows = lb.get("leaderboard") or []
+    status = ((lb.get("arena") or {}).get("message") or "up to date") + \
+        f" — {plural(len(rows), 'model')}; as of {time.strftime('%H:%M:%S UTC', time.gmtime())}"
+    cells = []
+    for r in rows:
+        lo, hi = r.get("rank_lower"), r.get("rank_upper")
+        span = "–" if lo is None else (str(lo) if lo == hi else f"{lo}–{hi}")
+        votes = "–" if r.get("votes") is None else str(math.floor(r["votes"] + 0.5))
+        tds = [r.get("rank"), r.get("item"), _fmt(r.get("rating")),
+               f"{_fmt(r.get('lower'))} – {_fmt(r.get('upper'))}", span,
+               "–" if r.get("tier") is None else r["tier"], votes]
+        cells.append("<tr>" + "".join(('<td class="item">' if k == 1 else "<td>")
+                                      + escape(str(c)) + "</td>" for k, c in enumerate(tds))
+                     + "</tr>")
+    idx = {m: k for k, m in enumerate(wr.get("items") or [])}
+    order = [r.get("item") for r in rows if r.get("item") in idx]
+    heat = []
+    if order:
+        heat.append("<tr><th></th>" + "".join(f'<th title="{escape(m)}">{k + 1}</th>'
+                                               for k, m in enumerate(order)) + "</tr>")
+        for k, m in enumerate(order):
+            tds = []
+            for n in order:
+                v = wr["win_rate"][idx[m]][idx[n]]
+                tds.append(f'<td style="background: {_heat(v)}">'
+                           f'{"" if v is None else f"{v:.2f}"}</td>')
+            heat.append(f'<tr><th class="item">{k + 1} {escape(m)}</th>{"".join(tds)}</tr>')
+    return LEADERBOARD.replace("{status}", escape(status), 1).replace(
+        "{rows}", "".join(cells), 1).replace("{heatmap}", "".join(heat), 1)
 
 JS = r"""
 "use strict";
@@ -179,8 +238,9 @@ async function arenaLeaderboard() {
   async function refresh() {
     const lb = await (await fetch("/api/leaderboard")).json();
     const a = lb.arena || {};
-    text("status", (a.message || "up to date") + " — " + (lb.leaderboard || []).length +
-         " models; refreshed " + new Date().toLocaleTimeString());
+    const n = (lb.leaderboard || []).length;
+    text("status", (a.message || "up to date") + " — " + n + (n === 1 ? " model" : " models") +
+         "; refreshed " + new Date().toLocaleTimeString());
     const body = document.querySelector("#board tbody");
     body.innerHTML = "";
     for (const r of lb.leaderboard || []) {
