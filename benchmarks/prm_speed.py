@@ -33,7 +33,8 @@ On a GPU (``--device cuda``): both sides there (Trainer ``use_cpu=False``; prefk
 after an untimed warm-up round of both sides on 16 solutions (``--warmup``); reported beside
 the rates: optimizer steps/s and the peak CUDA memory of each phase above what was allocated
 when it began (``torch.cuda.max_memory_allocated``). ``--bf16``: Trainer ``bf16=True`` and
-prefkit ``precision="bf16"`` (bfloat16 autocast on both). ``--backbone-path``: a MiniLM folder
+prefkit ``precision="bf16"`` (bfloat16 autocast on both; for GPUs: on a CPU prefkit scores
+in float32). ``--backbone-path``: a MiniLM folder
 of any float dtype, loaded as float32 by both (benchmarks/gpu_prm.sh carries it as float16).
 prefkit's scoring time includes making the windows (tokenizing), the peer is handed them:
 ``scoring_ratio_wall_same_work`` adds that time (measured once) to the peer's.
