@@ -322,8 +322,9 @@ class PreparedModel:
     def loaders(self, optimizer: torch.optim.Optimizer) -> tuple[Any, Any]:
         """What :meth:`prefkit.runs.RunFolder.restore` loads a checkpoint into: the model and
         ``optimizer`` themselves, or for a ``sharded`` model two objects whose
-        ``load_state_dict`` scatters full weights / :meth:`full_state`'s optimizer layout
-        into the shards (every process holds the whole checkpoint)."""
+        ``load_state_dict`` broadcasts the main process's full weights / :meth:`full_state`'s
+        optimizer layout into the shards, one tensor at a time: only the main process reads
+        the checkpoint's weights and optimizer state, the others pass empty dicts."""
         if not self.sharded:
             return self.model, optimizer
         return _ShardedModelLoader(self), _ShardedOptimizerLoader(self, optimizer)
@@ -355,8 +356,11 @@ class _ShardedModelLoader:
             set_model_state_dict,
         )
 
+        if torch.distributed.get_rank() != 0:
+            state = {}  # received from the main process
         set_model_state_dict(self.prepared.wrapped, {f"model.{k}": v for k, v in state.items()},
-                             options=StateDictOptions(full_state_dict=True, strict=strict))
+                             options=StateDictOptions(full_state_dict=True, strict=strict,
+                                                      broadcast_from_rank0=True))
 
 
 @dataclass(eq=False)
@@ -372,13 +376,15 @@ class _ShardedOptimizerLoader:
 
         wrapped = self.prepared.wrapped
         assert wrapped is not None
-        fqn = {id(p): n for n, p in wrapped.named_parameters()}
-        order = [fqn[id(p)] for g in self.optimizer.param_groups for p in g["params"]]
-        full = {"state": {order[i]: v for i, v in state["state"].items()},
-                "param_groups": [{**g, "params": [order[i] for i in g["params"]]}
-                                 for g in state["param_groups"]]}
-        set_optimizer_state_dict(wrapped, self.optimizer, full,
-                                 options=StateDictOptions(full_state_dict=True))
+        full: dict[str, Any] = {}  # the other processes receive it from the main one
+        if torch.distributed.get_rank() == 0:
+            fqn = {id(p): n for n, p in wrapped.named_parameters()}
+            order = [fqn[id(p)] for g in self.optimizer.param_groups for p in g["params"]]
+            full = {"state": {order[i]: v for i, v in state["state"].items()},
+                    "param_groups": [{**g, "params": [order[i] for i in g["params"]]}
+                                     for g in state["param_groups"]]}
+        set_optimizer_state_dict(wrapped, self.optimizer, full, options=StateDictOptions(
+            full_state_dict=True, broadcast_from_rank0=True))
 
 
 def training_accelerator(procs: Processes) -> Any:

@@ -201,6 +201,12 @@ def tied(*args, **kwargs):
         seen["reference"] = [type(w).__name__, list(w.to_local().shape), list(w.shape)]
     return st
 trainer._setup = tied
+torch_load = torch.load
+def reads(f, *args, **kwargs):  # the files of a run this process reads (not collectives')
+    if isinstance(f, (str, os.PathLike)):
+        seen.setdefault("read", []).append(os.path.basename(f))
+    return torch_load(f, *args, **kwargs)
+torch.load = reads
 data = data_for("dpo", tok)
 align(big, data, config=AlignConfig(**{{**BASE, "max_steps": 1, "batch_size": 1}}),
       output_dir=f"{{out}}/big", progress=False)  # first: the high-water mark is its own
@@ -228,7 +234,8 @@ def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path
     vs 444 MiB; loading whole on both, as a model object is, they peak alike: the first
     forward passes that follow add ~100 MiB of their own on both). Tied embeddings stay one
     parameter. A live reference (TDPO's, a second copy from the folder) is built, sharded
-    and filled the same way. A run stopped and resumed equals the uninterrupted one. The trained weights equal one process's with twice the
+    and filled the same way. A run stopped and resumed equals the uninterrupted one; only
+    process 0 reads the checkpoint. The trained weights equal one process's with twice the
     accumulation to the same 1e-5 as the object path (DPO with validation, KTO, LoRA, TDPO;
     the big model one step)."""
     from transformers import AutoModelForCausalLM
@@ -254,6 +261,9 @@ def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path
     # process 0: each run's model, and TDPO's live reference (a second copy); process 1: none
     assert seen[0]["loads"] == runs + 1 and seen[1]["loads"] == 0, seen
     assert seen[0]["built_on"] == seen[1]["built_on"] == [["meta"]] * runs
+    # resuming, process 0 alone reads the checkpoint (its weights and AdamW state reach the
+    # others' shards by broadcast); the reference cache also reaches them from process 0
+    assert seen[0]["read"].count("checkpoint.pt") == 1 and "read" not in seen[1], seen
     for r in (0, 1):  # the live reference is sharded like the model: a half on each process
         assert seen[r]["reference"] == ["DTensor", [32, 32], [64, 32]], seen[r]
     assert seen[0]["tied"][0] and seen[1]["tied"][0]  # the big model ties its embeddings

@@ -32,7 +32,14 @@ from prefkit.align.reference import ReferenceLogps, cached_reference_logps
 from prefkit.align.types import LossOutput, SequenceLogps
 from prefkit.losses import StepPass, preference_accuracy
 from prefkit.processes import Processes
-from prefkit.runs import adamw, json_num, linear_schedule, package_versions, write_json
+from prefkit.runs import (
+    RunFolder,
+    adamw,
+    json_num,
+    linear_schedule,
+    package_versions,
+    write_json,
+)
 
 if TYPE_CHECKING:
     from prefkit.align.trainer import AlignConfig
@@ -46,6 +53,7 @@ __all__ = [
     "checked_step_pass",
     "kl_only",
     "live_reference",
+    "load_checkpoint",
     "make_optimizer",
     "meta_causal_lm",
     "model_checks",
@@ -298,10 +306,35 @@ def trainable(model: nn.Module) -> dict[str, Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+def load_checkpoint(run: RunFolder, config: AlignConfig, fingerprints: Mapping[str, Any],
+                    model: nn.Module, procs: Processes, *, sharded: bool) -> dict[str, Any]:
+    """The run's checkpoint, checked (:meth:`prefkit.runs.RunFolder.load_checkpoint`, then
+    :func:`check_checkpoint`). ``sharded`` (FSDP2 on several processes): only the main
+    process reads the file; the others get its counters, RNG states and scheduler, and empty
+    ``model`` / ``optimizer`` entries (:meth:`prefkit.processes.PreparedModel.loaders`
+    broadcasts the weights and optimizer state into their shards), or the error it raised."""
+    if not sharded or procs.world == 1:
+        ck = run.load_checkpoint(config, fingerprints, main=procs.main)
+        check_checkpoint(ck, run.checkpoint_path, model)
+        return ck
+    ck, error = {}, None
+    if procs.main:
+        try:
+            ck = run.load_checkpoint(config, fingerprints, main=True)
+            check_checkpoint(ck, run.checkpoint_path, model)
+        except (ValueError, OSError, RuntimeError) as exc:  # every process raises it
+            error = exc
+    small = {k: v for k, v in ck.items() if k not in ("model", "optimizer")}
+    small, error = procs.gather((small, error))[0]
+    if error is not None:
+        raise error
+    return ck if procs.main else {**small, "model": {}, "optimizer": {}}
+
+
 def check_checkpoint(ck: Mapping[str, Any], path: Path, model: nn.Module) -> None:
     """Refuse a checkpoint that lacks some trainable weights of the model (its config and
     data were checked by :meth:`prefkit.runs.RunFolder.load_checkpoint`)."""
-    missing = set(trainable(model)) - set(ck["model"])
+    missing = {n for n, p in model.named_parameters() if p.requires_grad} - set(ck["model"])
     if missing:
         raise ValueError(f"{path} lacks trainable weights {sorted(missing)[:3]}...")
 

@@ -97,11 +97,11 @@ from torch import Tensor, nn
 from prefkit.align._trainer_setup import (
     Tally,
     cached_references,
-    check_checkpoint,
     check_kind,
     checked_step_pass,
     kl_only,
     live_reference,
+    load_checkpoint,
     make_optimizer,
     meta_causal_lm,
     model_checks,
@@ -453,7 +453,9 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
         p.is_meta for p in live_ref.parameters())
 
     # -- resume (the checkpoint checked, its weights loaded below) or start fresh -----------------
-    ck = run.load_checkpoint(config, fingerprints, main=main) if run.resuming else None
+    # (FSDP2: only the main process reads the weights and optimizer state; see loaders below)
+    ck = load_checkpoint(run, config, fingerprints, model, procs,
+                         sharded=isinstance(accelerator, FSDP2)) if run.resuming else None
     if ck is None and main:
         run.start(config.to_dict(), versions=versions())  # an old run is cleared whole first
     procs.barrier()
@@ -502,8 +504,7 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
     step, epoch, step_in_epoch = 0, 0, 0
     perm = torch.arange(n)
     if ck is not None:
-        check_checkpoint(ck, run.checkpoint_path, model)
-        # FSDP2: the full weights and optimizer state scattered into the shards
+        # FSDP2: the main process's full weights and optimizer state broadcast into the shards
         into_model, into_opt = prepared.loaders(opt)
         step, epoch, step_in_epoch = run.restore(ck, into_model, into_opt, sched, data_gen,
                                                  strict=False)
