@@ -281,6 +281,29 @@ def test_cli_stop_after_then_resume_equals_one_run(implicit_cli: dict) -> None:
     assert code == 0 and json.loads(out)["resumed"] is True
 
 
+def test_cli_device_places_the_implicit_prm(implicit_cli: dict) -> None:
+    """``--device cpu`` trains the same implicit PRM as the default; a GPU that is not there is
+    refused before anything is written, naming --device and the fix."""
+    import json
+
+    import torch
+
+    tmp, data = implicit_cli["tmp"], implicit_cli["data"]
+    code, out, err = _cli("prm", "train", tmp / "train.json", "--model", tmp / "lm", "--output",
+                          tmp / "on_cpu", *TRAIN_ARGS, "--device", "cpu")
+    assert code == 0, err
+    assert json.loads(out)["threshold"] == pytest.approx(implicit_cli["summary"]["threshold"])
+    a = load_prm(tmp / "run").step_rewards(data.prompts[:4], data.steps[:4])
+    b = load_prm(tmp / "on_cpu").step_rewards(data.prompts[:4], data.steps[:4])
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(y, x)
+    if not torch.cuda.is_available():
+        code, _, err = _cli("prm", "train", tmp / "train.json", "--model", tmp / "lm",
+                            "--output", tmp / "on_gpu", *TRAIN_ARGS, "--device", "cuda")
+        assert code != 0 and "use --device cpu" in " ".join(err.split())
+        assert not (tmp / "on_gpu").exists()
+
+
 def test_cli_eval_score_best_of_n_load_the_implicit_folder(implicit_cli: dict) -> None:
     import json
 

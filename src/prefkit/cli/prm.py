@@ -188,7 +188,7 @@ def train(
     learning_rate: Annotated[Optional[float], typer.Option("--learning-rate", help="AdamW learning rate (default 1e-3 frozen head, 5e-5 --finetune, 1e-6 --kind implicit).")] = None,
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of the solutions held out for early stopping and for tuning the threshold (--kind implicit: of the prompts).")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the split, the initial weights and the data order.")] = 0,
-    device: Annotated[str, typer.Option("--device", help="Where to train: auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N (--kind finetune; the frozen head's encoder).")] = "auto",
+    device: Annotated[str, typer.Option("--device", help="Where to train: auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N (the fine-tuned model; the frozen head's encoder; the implicit PRM's policy and reference).")] = "auto",
     precision: Annotated[str, typer.Option(help="--kind finetune: fp32, or bf16 (autocast on the forward passes; fp32 weights, optimizer and loss; for GPUs).")] = "fp32",
     stop_after: Annotated[Optional[int], typer.Option("--stop-after", help="Stop after this many optimizer steps (epochs for the frozen head) with a checkpoint; --resume continues the run.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output.")] = False,
@@ -241,9 +241,6 @@ def train(
         fail(f"--stop-after must be at least 1, got {stop_after}")
     if kind is not Kind.finetune and precision != "fp32":
         fail("--precision is an option of --kind finetune")
-    if kind is Kind.implicit and device != "auto":
-        fail("--device is an option of --kind finetune and frozen; --kind implicit trains on "
-             "the GPU when there is one, as prefkit align does")
     dev = _device(device)
     if kind is Kind.implicit:
         return _train_implicit(data, output, fmt=fmt, column=column, skip_invalid=skip_invalid,
@@ -252,7 +249,7 @@ def train(
                                loss=loss, beta=beta, batch_size=batch_size, epochs=epochs,
                                learning_rate=learning_rate, val_fraction=val_fraction,
                                seed=seed, stop_after=stop_after, resume=resume,
-                               overwrite=overwrite, json_out=json_out)
+                               overwrite=overwrite, json_out=json_out, device=dev)
     for flag, value in (("--model", model), ("--beta", beta), ("--batch-size", batch_size),
                         ("--outcome-column", outcome_column)):
         if value is not None:
@@ -399,7 +396,7 @@ def _train_implicit(data: Path, output: Path, *, fmt: str, column: list[str] | N
                     max_length: int | None, loss: str | None, beta: float | None,
                     batch_size: int | None, epochs: int | None, learning_rate: float | None,
                     val_fraction: float, seed: int, stop_after: int | None, resume: bool,
-                    overwrite: bool, json_out: bool) -> None:
+                    overwrite: bool, json_out: bool, device: Any = None) -> None:
     """``prm train --kind implicit``: outcomes read, the run of
     :func:`prefkit.process.implicit.fit_implicit_prm`."""
     from prefkit.process.implicit import ImplicitPRMConfig, fit_implicit_prm
@@ -442,7 +439,7 @@ def _train_implicit(data: Path, output: Path, *, fmt: str, column: list[str] | N
         try:
             summary = fit_implicit_prm(config, output, *solutions, resume=resume,
                                        overwrite=overwrite, progress=not json_out,
-                                       stop_after=stop_after)
+                                       stop_after=stop_after, device=device)
         except OSError as e:  # a --model that is no folder nor cached Hub id
             fail(f"--model {model}: cannot load it ({e})")
     _train_report(summary, output, n, t0, json_out)
