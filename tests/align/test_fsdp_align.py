@@ -220,6 +220,11 @@ assert not align(tiny, data, config=cfg, validation=data, output_dir=f"{{out}}/r
                  progress=False, stop_after=3).finished
 assert align(tiny, data, config=cfg, validation=data, output_dir=f"{{out}}/resumed",
              progress=False, resume=True).finished
+try:  # process 0 alone reads the checkpoint: its refusal reaches every process
+    align(tiny, data, config=AlignConfig(**{{**BASE, "max_steps": 7}}, **CONFIGS["dpo"]),
+          output_dir=f"{{out}}/resumed", progress=False, resume=True)
+except ValueError as e:
+    seen["refused"] = str(e)
 open(f"{{out}}/seen-{{rank}}.json", "w").write(json.dumps(seen))
 """
 
@@ -258,12 +263,15 @@ def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path
                    check=True, timeout=600, env={**os.environ, **FSDP_ENV, "OMP_NUM_THREADS": "1"})
     seen = [json.loads((two / f"seen-{r}.json").read_text()) for r in (0, 1)]
     runs = 4 + len(CONFIGS)
-    # process 0: each run's model, and TDPO's live reference (a second copy); process 1: none
-    assert seen[0]["loads"] == runs + 1 and seen[1]["loads"] == 0, seen
+    # process 0: each run's model, TDPO's live reference (a second copy) and the refused
+    # resume's model (loaded before the checkpoint is read); process 1: none
+    assert seen[0]["loads"] == runs + 2 and seen[1]["loads"] == 0, seen
     assert seen[0]["built_on"] == seen[1]["built_on"] == [["meta"]] * runs
     # resuming, process 0 alone reads the checkpoint (its weights and AdamW state reach the
     # others' shards by broadcast); the reference cache also reaches them from process 0
-    assert seen[0]["read"].count("checkpoint.pt") == 1 and "read" not in seen[1], seen
+    assert seen[0]["read"].count("checkpoint.pt") == 2 and "read" not in seen[1], seen
+    for r in (0, 1):
+        assert "different config (fields ['grad_accum', 'max_steps'])" in seen[r]["refused"]
     for r in (0, 1):  # the live reference is sharded like the model: a half on each process
         assert seen[r]["reference"] == ["DTensor", [32, 32], [64, 32]], seen[r]
     assert seen[0]["tied"][0] and seen[1]["tied"][0]  # the big model ties its embeddings
