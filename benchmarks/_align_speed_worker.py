@@ -13,16 +13,18 @@ records the RSS, so the peak inside the training loop alone is known (sampled). 
 
 Layout (``layout`` in OUT): the attention implementation of the model, prefkit's packing as
 it resolved (``auto`` -> ``prefix`` where the model takes the 4D mask, else ``none``; TRL pads
-its rows), and which SDPA kernel the calls got: the first 256 calls of
-``torch.nn.functional.scaled_dot_product_attention`` are asked ``torch._fused_sdp_choice``
-with their own arguments (flash, efficient, cudnn, math) and counted by kernel, query dtype
-and mask kind. On CUDA the run folder (weights, checkpoint) is removed when the run is
+its rows), and which SDPA kernel the calls got: every call of
+``torch.nn.functional.scaled_dot_product_attention`` is counted by kind (dtype after
+autocast, mask kind, causal, GQA, training or no grad), and the kind's first and largest
+calls are asked ``torch._fused_sdp_choice`` after the run (flash, efficient, cudnn, math;
+:class:`SdpaKernels`). On CUDA the run folder (weights, checkpoint) is removed when the run is
 measured: a 1B model's checkpoint with AdamW state is 13 GB.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import resource
@@ -96,17 +98,18 @@ class RssSampler(threading.Thread):
 
 # -- which attention kernel ran ----------------------------------------------------------------
 class SdpaKernels:
-    """Which SDPA kernel the first ``limit`` calls got. Inside the run only their arguments'
-    layout is noted (shapes, strides, dtypes as autocast casts them, mask kind, flags: no
-    allocation, nothing in the measured memory); :meth:`resolve`, called after the memory
-    figures are read, rebuilds empty tensors of that layout and asks
+    """Which SDPA kernel the run's calls got. Inside the run each call's arguments are only
+    noted (dtypes as autocast casts them, mask kind, flags, with or without gradients: ~5 us
+    a call, no allocation, nothing in the measured memory) and counted by kind, keeping the
+    first and the largest call of each kind; :meth:`resolve`, called after the memory figures
+    are read, rebuilds empty tensors of those calls' layout and asks
     ``torch._fused_sdp_choice`` (flash, efficient, cudnn, math)."""
 
-    def __init__(self, limit: int = 256) -> None:
+    def __init__(self) -> None:
         import torch.nn.functional as F
 
-        self.F, self.limit, self.seen = F, limit, 0
-        self.calls: dict[tuple[Any, ...], int] = {}
+        self.F = F
+        self.kinds: dict[tuple[Any, ...], list[Any]] = {}  # kind -> [calls, first, largest]
         self.orig = F.scaled_dot_product_attention
 
     def __enter__(self) -> Self:
@@ -116,21 +119,29 @@ class SdpaKernels:
 
         def spy(query: Any, key: Any, value: Any, attn_mask: Any = None, dropout_p: float = 0.0,
                 is_causal: bool = False, **kw: Any) -> Any:
-            if self.seen < self.limit:
-                self.seen += 1
-                dev = query.device.type
-                cast = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+            dev = query.device.type
+            cast = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
 
-                def meta(t: Any) -> Any:  # what the kernel receives after autocast's cast
-                    if t is None:
-                        return None
-                    dt = cast if cast is not None and t.is_floating_point() else t.dtype
-                    return (tuple(t.shape), t.stride(), dt)
+            def meta(t: Any) -> Any:  # what the kernel receives after autocast's cast
+                if t is None:
+                    return None
+                dt = cast if cast is not None and t.is_floating_point() else t.dtype
+                return (tuple(t.shape), t.stride(), dt)
 
-                sig = (meta(query), meta(key), meta(value), meta(attn_mask), dropout_p,
-                       bool(is_causal), kw.get("scale"), bool(kw.get("enable_gqa", False)),
-                       query.requires_grad, str(query.device))
-                self.calls[sig] = self.calls.get(sig, 0) + 1
+            grad = torch.is_grad_enabled() and any(
+                t.requires_grad for t in (query, key, value))
+            gqa = bool(kw.get("enable_gqa", False))
+            sig = (meta(query), meta(key), meta(value), meta(attn_mask), dropout_p,
+                   bool(is_causal), kw.get("scale"), gqa, grad, str(query.device))
+            kind = (sig[0][2], None if attn_mask is None else attn_mask.dtype, bool(is_causal),
+                    gqa, grad, query.shape[-1], sig[-1])
+            got = self.kinds.get(kind)
+            if got is None:
+                self.kinds[kind] = [1, sig, sig]
+            else:
+                got[0] += 1
+                if query.numel() > math.prod(got[2][0][0]):
+                    got[2] = sig
             return orig(query, key, value, attn_mask, dropout_p, is_causal, **kw)
 
         self.F.scaled_dot_product_attention = spy
@@ -140,7 +151,8 @@ class SdpaKernels:
         self.F.scaled_dot_product_attention = self.orig
 
     def resolve(self) -> dict[str, int]:
-        """``{"kernel, dtype, mask kind[, causal][, gqa]": calls}``."""
+        """``{"kernel, dtype, mask kind[, causal][, gqa], training|no grad": calls}``; the
+        kernel of the kind's first and largest call ("a / b" where they differ)."""
         import torch
         from torch.nn.attention import SDPBackend
 
@@ -148,20 +160,22 @@ class SdpaKernels:
             return None if t is None else torch.empty_strided(
                 t[0], t[1], dtype=t[2], device=device, requires_grad=grad)
 
-        counts: dict[str, int] = {}
-        for sig, n in self.calls.items():
+        def choice(sig: tuple[Any, ...]) -> str:
             q, k, v, m, dropout_p, causal, scale, gqa, grad, dev = sig
             try:
-                name = SDPBackend(torch._fused_sdp_choice(
+                return SDPBackend(torch._fused_sdp_choice(
                     empty(q, dev, grad), empty(k, dev, grad), empty(v, dev, grad),
                     empty(m, dev), dropout_p, causal, scale=scale, enable_gqa=gqa)).name.lower()
             except Exception as e:  # noqa: BLE001 -- a record, never a failure
-                name = f"unknown ({e.__class__.__name__})"
-            mask = "no mask" if m is None else "bool mask" if m[2] == torch.bool \
-                else "additive mask"
-            key_ = ", ".join([name, str(q[2]).replace("torch.", ""), mask]
-                             + ["causal"] * causal + ["gqa"] * gqa)
-            counts[key_] = counts.get(key_, 0) + n
+                return f"unknown ({e.__class__.__name__})"
+
+        counts: dict[str, int] = {}
+        for (dtype, mask, causal, gqa, grad, _, _), (n, first, largest) in self.kinds.items():
+            names = dict.fromkeys([choice(first), choice(largest)])
+            words = [" / ".join(names), str(dtype).replace("torch.", ""),
+                     "no mask" if mask is None else "bool mask" if mask == torch.bool
+                     else "additive mask"] + ["causal"] * causal + ["gqa"] * gqa
+            counts[", ".join(words + ["training" if grad else "no grad"])] = n
         return counts
 
 

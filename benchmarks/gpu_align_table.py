@@ -26,7 +26,9 @@ WORDS = {"none": "padded", "pack": "packed", "prefix": "prompt trees"}
 def layout(r: dict[str, Any]) -> str:
     lay = r.get("layout") or {}
     kernels = lay.get("sdpa_kernels") or {}
-    top = max(kernels, key=kernels.get).split(",")[0] if kernels else "?"
+    train = {k: n for k, n in kernels.items() if k.endswith("training")} or kernels
+    top = max(train, key=train.get).split(",")[0] if train else "?"  # the training calls'
+    top = top.replace("efficient_attention", "efficient").replace("flash_attention", "flash")
     packing = lay.get("packing", "?")
     return f"{WORDS.get(packing, packing)}, {lay.get('attn_implementation', '?')}:{top}"
 
