@@ -37,6 +37,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                          {"prompt": "2+2=", "extra": 2}]),
                    root / "rl.parquet")
     (root / "xyz.csv").write_text("x,y,z\n1,2,3\n", encoding="utf-8")  # no format's columns
+    (root / "two.csv").write_text("model_a,model_b,winner\nA,B,a\nB,A,b\n", encoding="utf-8")
     # PandaLM's layout (prefkit inspect): 3 annotators' labels of 4 pairs
     _jsonl(root / "pl.jsonl", [{"idx": i, "cmp_key": "m1_m2", "instruction": f"q{i}",
                                 "input": "", "response1": "a" * (i + 1), "response2": "b",
@@ -139,6 +140,20 @@ CASES: list[tuple[str, str, int, list[str]]] = [
      ["reads the task's column 'nope'"]),
     ("rl.reward_ref_number", f"{RL} rl_ok.jsonl --reward logsigmoid(length:10;ref=0.5)", 2,
      ["--model ./no-model: no such folder"]),
+    # -- prefkit simulate
+    # was: --top 0 ignored (all 129 models of the embedded votes simulated)
+    ("sim.top_0", "simulate --top 0", 2, ["--top must be at least 3", "got 0"]),
+    # was: ValueError traceback ('need >= 3 items, batch >= 1, ...')
+    ("sim.top_1", "simulate --top 1", 2, ["--top must be at least 3", "got 1"]),
+    ("sim.runs_0", "simulate --runs 0", 2, ["--runs must be at least 1, got 0"]),
+    ("sim.max_votes", "simulate --max-votes 10", 2,
+     ["--max-votes must be at least --batch (200), got 10"]),
+    ("sim.two_items", "simulate two.csv", 2, ["two.csv: 2 items", "at least 3"]),
+    # was: accepted: a tau of 2 (or nan) is never reached, every run spent its whole budget
+    ("sim.target_2", "simulate --target 2", 2, ["--target must be a Kendall tau in (0, 1]"]),
+    ("sim.target_nan", "simulate --target nan", 2, ["--target must be a Kendall tau"]),
+    # was: accepted (a tie rate of 1: no vote ever decides)
+    ("sim.ties_1", "simulate --ties 1", 2, ["--ties must be a rate in [0, 1), got 1.0"]),
     # -- prefkit inspect: the ranking accuracy's options
     # was: accepted, --beta read and never used, nothing said
     ("in.beta_alone", "inspect pl.jsonl --rounds 0 --beta 0.1", 2,

@@ -115,6 +115,17 @@ def simulate(
     from prefkit.rank import fit_bradley_terry
     from prefkit.rank.simulate import simulate_matchmaking
 
+    if top is not None and top < 3:
+        fail(f"--top must be at least 3 (the strongest items to simulate), got {top}")
+    if not 0 < target <= 1:
+        fail(f"--target must be a Kendall tau in (0, 1] (e.g. 0.9), got {target}")
+    for flag, v, least in (("--runs", runs, 1), ("--batch", batch, 1)):
+        if v < least:
+            fail(f"{flag} must be at least {least}, got {v}")
+    if max_votes < batch:
+        fail(f"--max-votes must be at least --batch ({batch}), got {max_votes}")
+    if ties is not None and not 0 <= ties < 1:
+        fail(f"--ties must be a rate in [0, 1), got {ties}")
     res = read_input(file, fmt=fmt, columns={}, skip_invalid=False, quiet=as_json)
     data = res.votes.to_pairwise() if isinstance(res.votes, Rankings) else res.votes
     try:
@@ -129,6 +140,8 @@ def simulate(
 
         c = data if isinstance(data, PairCounts) else aggregate(data)
         ties = float(c.counts[:, 2:].sum() / max(c.counts.sum(), 1.0))
+    if scores.size < 3:
+        fail(f"{file}: {scores.size} items; a simulated ranking needs at least 3")
     with console.status(f"simulating {runs} run(s) on {scores.size} items"):
         result = simulate_matchmaking(scores, target=target, max_votes=max_votes, batch=batch,
                                       rng=np.random.default_rng(seed), n_runs=runs, ties=ties,
