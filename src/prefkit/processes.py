@@ -49,8 +49,12 @@ tensor at a time, each process keeping its shard), with the non-persistent buffe
 frequencies) and tied embeddings. :meth:`PreparedModel.full_state` gathers the full weights and
 the optimizer state (in ``torch.optim``'s own index-keyed layout) onto the main process's
 CPU for :mod:`prefkit.runs`' one-file checkpoint and the saved model folder;
-:meth:`PreparedModel.loaders` scatters them back when resuming. FSDP1 and DeepSpeed are
-refused with the fix (DeepSpeed is not installed with prefkit).
+:meth:`PreparedModel.loaders` broadcasts them back into the shards when resuming (only the
+main process reads the checkpoint). FSDP1 and DeepSpeed are refused with the fix (DeepSpeed
+is not installed with prefkit; it does install and run ZeRO-3 on CPUs with gloo, but
+ZeRO-3 gathers a module's weights in that module's own forward, and the log-prob engine
+uses the LM head's weight outside it: it would need the head gathered explicitly, and the
+loop's backward, step and checkpoint through DeepSpeed's engine).
 """
 
 from __future__ import annotations
