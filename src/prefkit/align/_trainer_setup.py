@@ -322,7 +322,7 @@ def load_checkpoint(run: RunFolder, config: AlignConfig, fingerprints: Mapping[s
         try:
             ck = run.load_checkpoint(config, fingerprints, main=True)
             check_checkpoint(ck, run.checkpoint_path, model)
-        except (ValueError, OSError, RuntimeError) as exc:  # every process raises it
+        except Exception as exc:  # noqa: BLE001 -- every process raises it (else they wait)
             error = exc
     small = {k: v for k, v in ck.items() if k not in ("model", "optimizer")}
     small, error = procs.gather((small, error))[0]
