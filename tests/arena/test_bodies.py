@@ -16,13 +16,19 @@ import httpx
 import pytest
 from arena_helpers import api
 
-from prefkit.arena.bodies import MAX_ADMIN_BYTES, MAX_JSON_BYTES, MAX_LIFT_BYTES, size_text
+from prefkit.arena.bodies import (
+    MAX_ADMIN_BYTES,
+    MAX_BATTLE_BYTES,
+    MAX_JSON_BYTES,
+    MAX_LIFT_BYTES,
+    size_text,
+)
 
 #: The routes that read a body: (path, extra headers, the limit, what the fix says).
 ADMIN = {"Authorization": "Bearer test-token"}
 ROUTES = [
-    ("/api/battles", {"X-Voter": "v1", "Content-Type": "application/json"}, MAX_JSON_BYTES,
-     "a vote is under 1 KiB"),
+    ("/api/battles", {"X-Voter": "v1", "Content-Type": "application/json"}, MAX_BATTLE_BYTES,
+     "a prompt of at most 20,000 characters"),
     ("/api/battles/nosuchbattle/vote", {"X-Voter": "v1", "Content-Type": "application/json"},
      MAX_JSON_BYTES, "a vote is under 1 KiB"),
     ("/vote/battles", {"Content-Type": "application/x-www-form-urlencoded"}, MAX_JSON_BYTES,
@@ -109,7 +115,7 @@ def test_a_client_still_sending_reads_the_413_and_the_server_goes_on(sqlite_db, 
             yield b" " * 16384  # 1 MiB of JSON whitespace, no length declared
 
     r = c.post("/api/battles", content=chunked())
-    assert r.status_code == 413 and "over 64 KiB" in r.json()["error"]
+    assert r.status_code == 413 and "over 256 KiB" in r.json()["error"]
     # the same connection and server serve the next requests
     rows = [{"prompt_id": f"p{i}", "prompt": f"Q{i}?", "model": m, "output": f"{m} {i}"}
             for i in range(2) for m in ("alpha", "bravo")]
@@ -119,6 +125,13 @@ def test_a_client_still_sending_reads_the_413_and_the_server_goes_on(sqlite_db, 
     assert b.status_code == 200, b.text
     v = c.post(f"/api/battles/{b.json()['battle_id']}/vote", json={"winner": "a"})
     assert v.status_code == 200 and v.json()["vote_seq"] == 1, v.text
+    # a voter's own prompt as long as the field allows fits the battle's cap however it is
+    # escaped (20,000 emoji as JSON escapes: 240,014 bytes): refused for what it is, not its
+    # size (no model has an endpoint here)
+    body = json.dumps({"prompt": "\U0001F600" * 20_000}).encode()  # ensure_ascii: 12 B each
+    assert MAX_JSON_BYTES < len(body) <= MAX_BATTLE_BYTES
+    r = c.post("/api/battles", content=body)
+    assert r.status_code == 400 and "no model endpoints" in r.json()["error"], r.text[:300]
     # a body that is not UTF-8 is a 400 that says so (it was a 500)
     bad = c.post("/api/battles", content=b"\xff\xfe{")
     assert bad.status_code == 400 and "not JSON" in bad.json()["error"]

@@ -12,21 +12,22 @@ from starlette.responses import Response
 
 from prefkit.arena import guard
 from prefkit.arena.app import Arena, Refusal, _ok, _with_cookies, refused
-from prefkit.arena.bodies import MAX_JSON_BYTES, read_body
+from prefkit.arena.bodies import MAX_BATTLE_BYTES, MAX_JSON_BYTES, read_body
 from prefkit.arena.voting import cast_vote, start_battle
 
 __all__ = ["create_battle", "leaderboard", "session", "vote", "win_rates"]
 
 
-_BODY_FIX = ('a vote is under 1 KiB: send e.g. {"winner": "a"} (a battle: {"k": 2} or '
-             '{"prompt": "..."} with a shorter prompt)')
+_VOTE_FIX = 'a vote is under 1 KiB: send e.g. {"winner": "a"}'
+_BATTLE_FIX = ('send {"k": 2}, or {"prompt": "..."} with a prompt of at most 20,000 '
+               "characters")
 
 
-async def _body(request: Request) -> dict[str, Any] | Refusal:
+async def _body(request: Request, limit: int, fix: str) -> dict[str, Any] | Refusal:
     """The JSON object of the body (``{}`` when empty), or a refusal: over
-    :data:`~prefkit.arena.bodies.MAX_JSON_BYTES` (413, read no further), not JSON or not an
+    ``limit`` bytes (413, read no further; ``fix`` says what to send), not JSON or not an
     object (400)."""
-    raw = await read_body(request, MAX_JSON_BYTES, _BODY_FIX)
+    raw = await read_body(request, limit, fix)
     if isinstance(raw, Refusal):
         return raw
     if not raw.strip():
@@ -48,20 +49,21 @@ async def session(request: Request) -> Response:
     return _with_cookies(_ok({"csrf": csrf}), request, voter, new, csrf)
 
 
-async def _checked(request: Request) -> tuple[Arena, tuple[str, bool], dict[str, Any]] | Response:
+async def _checked(request: Request, limit: int, fix: str
+                   ) -> tuple[Arena, tuple[str, bool], dict[str, Any]] | Response:
     """A state-changing request past the CSRF check, with its JSON body."""
     arena: Arena = request.app.state.arena
     who = arena.who(request)
     if isinstance(who, Refusal):
         return refused(who)
-    body = await _body(request)
+    body = await _body(request, limit, fix)
     if isinstance(body, Refusal):
         return refused(body)
     return arena, who, body
 
 
 async def create_battle(request: Request) -> Response:
-    checked = await _checked(request)
+    checked = await _checked(request, MAX_BATTLE_BYTES, _BATTLE_FIX)
     if isinstance(checked, Response):
         return checked
     arena, who, body = checked
@@ -73,7 +75,7 @@ async def create_battle(request: Request) -> Response:
 
 
 async def vote(request: Request) -> Response:
-    checked = await _checked(request)
+    checked = await _checked(request, MAX_JSON_BYTES, _VOTE_FIX)
     if isinstance(checked, Response):
         return checked
     arena, who, body = checked

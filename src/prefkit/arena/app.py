@@ -22,7 +22,7 @@ Admin routes (token): :mod:`prefkit.arena.admin`; media under neutral names:
 
 Status codes: 400 bad body (the message names the field and the fix), 401 admin token,
 403 CSRF or another voter's battle, 404 unknown battle, 413 a body over its cap (64 KiB for
-a battle or a vote, JSON or a form; the admin routes' caps: :mod:`prefkit.arena.bodies`),
+a vote, 256 KiB for a battle; the others: :mod:`prefkit.arena.bodies`),
 429 rate limit or daily cap (with ``Retry-After``), 503 no battle possible (fewer than K
 models share a prompt).
 """

@@ -12,8 +12,10 @@ client's unread answer.) The cap holds however the client frames the body:
 - a chunked body (no length declared) is counted as it arrives and refused at the first
   chunk that takes it past the cap, so at most the cap plus one network read is held.
 
-Caps: :data:`MAX_JSON_BYTES` for a battle or a vote (JSON or a form), :data:`MAX_ADMIN_BYTES`
-for the outputs an admin uploads; :data:`MAX_LIFT_BYTES` for a request that lifts flags.
+Caps: :data:`MAX_JSON_BYTES` for a vote (JSON or a form) and a form that starts a battle,
+:data:`MAX_BATTLE_BYTES` for the JSON that starts one (it may carry the voter's own prompt),
+:data:`MAX_ADMIN_BYTES` for the outputs an admin uploads, :data:`MAX_LIFT_BYTES` for a
+request that lifts flags.
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ from starlette.requests import Request
 from prefkit.arena.app import Refusal
 from prefkit.runs import plural
 
-__all__ = ["MAX_ADMIN_BYTES", "MAX_JSON_BYTES", "MAX_LIFT_BYTES", "read_body", "size_text"]
+__all__ = ["MAX_ADMIN_BYTES", "MAX_BATTLE_BYTES", "MAX_JSON_BYTES", "MAX_LIFT_BYTES",
+           "read_body", "size_text"]
 
-#: A battle or vote body, JSON or a form (a vote is under 1 KiB; a voter's own prompt fits).
+#: A vote, JSON or a form (under 1 KiB), and the form that starts a battle.
 MAX_JSON_BYTES = 64 * 1024
+#: ``POST /api/battles``: a voter's own prompt of up to 20,000 characters fits however it is
+#: escaped (12 bytes a character at most: an emoji as ``\ud83d\ude00``, 240,000 bytes).
+MAX_BATTLE_BYTES = 256 * 1024
 #: ``POST /api/admin/outputs``: a JSON list of outputs (more go in several requests).
 MAX_ADMIN_BYTES = 16 * 1024 * 1024
 #: ``POST /api/admin/flags/lift``: 64 bytes for each of its at most 10,000 ids.
