@@ -313,3 +313,17 @@ def test_rl_help_example_keeps_its_regex() -> None:
     assert r.exit_code == 0
     flat = "".join(r.stdout.split())  # the example wraps at the terminal's width
     assert '--reward"0.2*format:^<think>"' in flat, r.stdout
+
+
+def test_dataset_dict_folder_names_the_split_folder(tree: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DatasetDict saved with save_to_disk: the fix is a split's folder (was: '(CLI:
+    --split)', and reward train's --split is the fixed hash split, not the dataset's)."""
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.chdir(tree)
+    ds = datasets.Dataset.from_dict({"prompt": ["q"], "chosen": ["a"], "rejected": ["b"]})
+    datasets.DatasetDict({"train": ds, "test": ds}).save_to_disk("ds_dict")
+    r = _invoke(["reward", "train", "ds_dict", "--output", "rr"])
+    text = " ".join((r.stdout + r.stderr).split())
+    assert r.exit_code == 2, text
+    assert "give one split's folder (e.g. ds_dict/train)" in text and "CLI: --split" not in text

@@ -142,9 +142,11 @@ class Table:
             if split is None and len(splits) == 1:
                 split = splits[0]
             if split not in splits:
+                folder = (f"give one split's folder (e.g. {Path(name) / str(splits[0])}), or "
+                          if Path(name).is_dir() else "")
                 raise InvalidInputError([InvalidRow(
                     name, None, None, None, f"a DatasetDict with splits {', '.join(splits)}",
-                    "pick one with split='<name>' (CLI: --split)", "wrong_shape")])
+                    f"{folder}pick one with split='<name>' in Python", "wrong_shape")])
             ds, name = ds[split], f"{name}[{split}]"
         rows = ds.to_list()
         t = cls(None, name, "dataset")
