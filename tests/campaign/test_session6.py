@@ -37,6 +37,12 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                          {"prompt": "2+2=", "extra": 2}]),
                    root / "rl.parquet")
     (root / "xyz.csv").write_text("x,y,z\n1,2,3\n", encoding="utf-8")  # no format's columns
+    # the long layout with a gold column: pair 1's two rows disagree on it
+    (root / "long_gold.csv").write_text("pair_id,annotator,label,gold\n1,w1,a,a\n1,w2,b,b\n"
+                                        "2,w1,a,a\n2,w2,a,a\n", encoding="utf-8")
+    (root / "long_gold_blank.csv").write_text("pair_id,annotator,label,gold\n1,w1,a,a\n"
+                                              "1,w2,b,\n2,w1,a,\n2,w2,a,b\n",
+                                              encoding="utf-8")
     (root / "two.csv").write_text("model_a,model_b,winner\nA,B,a\nB,A,b\n", encoding="utf-8")
     # PandaLM's layout (prefkit inspect): 3 annotators' labels of 4 pairs
     _jsonl(root / "pl.jsonl", [{"idx": i, "cmp_key": "m1_m2", "instruction": f"q{i}",
@@ -190,6 +196,14 @@ CASES: list[tuple[str, str, int, list[str]]] = [
      ["pl_one_line.json record 3", "unknown label 'x'"]),
     ("one_line.indented", "inspect pl_indented.json --rounds 0", 2,
      ["pl_indented.json line 4", "unknown label 'x'"]),
+    # was: accepted, the pair's first gold used and the other dropped without a word
+    ("in.gold_conflict", "inspect long_gold.csv --rounds 0", 2,
+     ["pair '1' has another gold here than at line 2", "long_gold.csv line 3",
+      "give each pair one gold label"]),
+    # a blank gold on a later row repeats the first; a first blank one is filled later:
+    # gold a, b; labels (a, b), (a, a) -> right 1 of 4 (was: pair 2's gold missing: 1 of 2)
+    ("in.gold_blank", "inspect long_gold_blank.csv --rounds 0 --json", 0,
+     ['"with_ties": 0.25', '"n": 4']),
     # -- the unknown-format message names the command line's --column (was: Python's only)
     ("fmt.rank", "rank xyz.csv", 2,
      ["cannot tell the format", "--column a=NAME --column b=NAME --column winner=NAME"]),

@@ -316,7 +316,8 @@ def _pair_fields(b: _Builder, rec: Mapping[str, Any], line: int, col: Mapping[st
 def read_annotations_long(table: Table, *, columns: Columns = None) -> Parsed:
     """The long layout: rows of one pair share its id; the pair's texts, models, category
     and gold come from its first row, and a later row that gives other ones is an invalid
-    row (the same pair id for two different pairs). An annotator labelling a pair twice
+    row (the same pair id for two different pairs; a later blank gold repeats the first, a
+    first blank one is filled by a later row). An annotator labelling a pair twice
     is an invalid row too."""
     col = _columns(table, columns, {"pair": _PAIR, "annotator": _ANNOTATOR, "label": _LABEL},
                    ("pair", "annotator", "label", *_OPTIONAL))
@@ -352,11 +353,19 @@ def read_annotations_long(table: Table, *, columns: Columns = None) -> Parsed:
         first = rows[i]
         rows[i]["lines"].append(line)
         other = [k for k, v in fields.items() if first.get(k) != v and k != "gold"]
+        gold = fields.get("gold", MISSING)  # a blank gold on a later row repeats the first
+        if not other and gold != MISSING:
+            if first.get("gold", MISSING) == MISSING:
+                first["gold"] = gold
+            elif first["gold"] != gold:
+                other = ["gold"]
         if other:
             b.problems.append(table.problem(
                 line, f"pair {pid!r} has another {other[0]} here than at line "
-                f"{first['lines'][0]}", "one pair id must name one pair (same prompt, "
-                "responses and models); give different pairs different ids", "inconsistent_pair",
+                f"{first['lines'][0]}", "give each pair one gold label (a later row may "
+                "leave it blank)" if other[0] == "gold" else "one pair id must name one pair "
+                "(same prompt, responses and models); give different pairs different ids",
+                "inconsistent_pair",
                 field=col[other[0]], value=fields[other[0]]))
             continue
         if j in labels[i]:
