@@ -117,7 +117,7 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("ao.cap_tiny", "arena add-outputs media.jsonl --db t.db --max-media-mb 0.00001", 2,
      ["--max-media-mb 1e-05: give at least 0.001"]),
     ("ao.cap_min", "arena add-outputs media.jsonl --db t.db --max-media-mb 0.001", 0,
-     ["added or updated 1 outputs"]),
+     ["added or updated 1 output of 1 model on 1 prompt"]),
     # was: 'no such media file (/.../adir)' for a folder that exists
     ("ao.media_dir", "arena add-outputs media_dir.jsonl --db t.db", 2,
      ["media_dir.jsonl line 1", "'media'", "is a folder", "one image, audio or video file"]),
@@ -159,7 +159,7 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("jg.good", "judge analyze v.jsonl --gold h.jsonl", 0,
      ["8 votes by 2 judges on 4 pairs and turns", "agreement with --gold on 4 pairs: 100.0%"]),
     ("jg.one_vote", "judge analyze v.jsonl --gold h_one.jsonl", 0,
-     ["1 gold labels", "agreement with --gold on 1 pairs: 100.0%"]),
+     ["1 gold label", "agreement with --gold on 1 pair: 100.0%"]),
     # was: every row refused: "turn '1' is not a whole number" (a CSV holds text)
     ("jg.csv", "judge analyze v.jsonl --gold h.csv", 0, ["agreement with --gold on 4 pairs"]),
     # was: '--gold h_turn_nan.jsonl: cannot convert float NaN to integer' (no line, no field)
@@ -188,7 +188,7 @@ CASES: list[tuple[str, str, int, list[str]]] = [
      ["h_mixed.jsonl line 3", "unknown winner 'A'", "--skip-invalid"]),
     # was: --skip-invalid (the fix the error names) did not reach the gold reader
     ("jg.mixed_skip", "judge analyze v.jsonl --gold h_mixed.jsonl --skip-invalid", 0,
-     ["7 votes", "1 invalid votes skipped", "line 3", "agreement with --gold on 4 pairs"]),
+     ["7 votes", "1 invalid vote skipped", "line 3", "agreement with --gold on 4 pairs"]),
     # -- judge run --output / --cache / --overwrite
     # was: accepted with --overwrite: the pairs file replaced by its own verdicts
     ("jr.output_is_data", f"judge run pairs.jsonl --output pairs.jsonl --model m --overwrite {J}",
@@ -481,9 +481,9 @@ def test_serve_says_which_media_voters_would_see_broken(tree: Path) -> None:
         proc.terminate()
         proc.communicate(timeout=30)
     text = " ".join("".join(lines).split())
-    assert "1 outputs' media files are over --max-media-mb 0.001" in text, text
+    assert "the media files of 1 output are over --max-media-mb 0.001" in text, text
     assert f"{big.resolve()}, 4,008 bytes" in text, text
-    assert "1 outputs' media files are gone" in text and str(gone.resolve()) in text, text
+    assert "the media files of 1 output are gone" in text and str(gone.resolve()) in text, text
 
 
 def _prefers_good(request) -> str:
@@ -510,7 +510,7 @@ def test_overwrite_says_what_it_replaced(tree: Path, monkeypatch: pytest.MonkeyP
                "--base-url", url]
         r = _invoke(run)
         assert r.exit_code == 0, r.stderr
-        assert "wrote 1 pairwise records to ow/o.jsonl:" in " ".join(r.stderr.split())
+        assert "wrote 1 pairwise record to ow/o.jsonl:" in " ".join(r.stderr.split())
         r = _invoke(run)
         assert r.exit_code == 2 and "already exists; pass --overwrite" in r.stderr
         r = _invoke([*run, "--overwrite"])
