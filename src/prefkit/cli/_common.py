@@ -41,8 +41,11 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def interrupt_exits(message: str, *, grace: float = 5.0) -> Iterator[None]:
     """Ctrl-C inside the block raises ``KeyboardInterrupt`` (for the caller to report), and
     the process exits with 130 and ``message`` at most ``grace`` seconds later even if the
-    unwinding hangs (an event loop's clean-up awaiting a connection that never answers was
-    seen to). Work already committed (a SQLite cache) is kept either way."""
+    unwinding hangs. The handler is installed even where SIGINT was inherited as ignored (a
+    background job of a non-interactive shell, ``make test &``): Python and ``asyncio.run``
+    then install none, and a run waiting on a server that never answers did not stop at
+    Ctrl-C (tests/judge/test_interrupt.py). Work already committed (a SQLite cache) is kept
+    either way."""
     import os
     import signal
     import threading
