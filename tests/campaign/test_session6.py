@@ -43,6 +43,9 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "long_gold_blank.csv").write_text("pair_id,annotator,label,gold\n1,w1,a,a\n"
                                               "1,w2,b,\n2,w1,a,\n2,w2,a,b\n",
                                               encoding="utf-8")
+    odd = "left,right,choice\nA,B,a\nB,C,b\nC,A,a\nA,C,a\nB,A,b\nC,B,tie\n"
+    (root / "odd.csv").write_text(odd, encoding="utf-8")  # votes under columns no format names
+    (root / "odd_bad.csv").write_text(odd + "A,B,maybe\n", encoding="utf-8")
     (root / "two.csv").write_text("model_a,model_b,winner\nA,B,a\nB,A,b\n", encoding="utf-8")
     # PandaLM's layout (prefkit inspect): 3 annotators' labels of 4 pairs
     _jsonl(root / "pl.jsonl", [{"idx": i, "cmp_key": "m1_m2", "instruction": f"q{i}",
@@ -160,6 +163,16 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("sim.target_nan", "simulate --target nan", 2, ["--target must be a Kendall tau"]),
     # was: accepted (a tie rate of 1: no vote ever decides)
     ("sim.ties_1", "simulate --ties 1", 2, ["--ties must be a rate in [0, 1), got 1.0"]),
+    # -- flags spelled as the other commands spell them
+    # was: "No such option: -m" / "-o" (align, prm train and reward train take them)
+    ("rl.short_flags", "rl -m ./no-model --task rl_ok.jsonl -o o_rl --reward length:10", 2,
+     ["--model ./no-model: no such folder"]),
+    # was: "No such option: --column" (rank, diagnose and propose take it)
+    ("sim.column", "simulate odd.csv --column a=left --column b=right --column winner=choice "
+     "--runs 1 --max-votes 200 --batch 100 --json", 0, ['"random"']),
+    ("sim.skip_invalid", "simulate odd_bad.csv --column a=left --column b=right --column "
+     "winner=choice --runs 1 --max-votes 200 --batch 100 --skip-invalid", 0,
+     ["skipped 1 invalid row", "line 8"]),
     # -- prefkit inspect: the ranking accuracy's options
     # was: accepted, --beta read and never used, nothing said
     ("in.beta_alone", "inspect pl.jsonl --rounds 0 --beta 0.1", 2,

@@ -96,6 +96,8 @@ def simulate(
     ties: Annotated[Optional[float], typer.Option(help="Tie rate between equal items (default: the data's share of ties).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulation.")] = 0,
     fmt: Annotated[str, typer.Option("--format", "-f", help="Input format.")] = "auto",
+    column: Annotated[Optional[list[str]], typer.Option("--column", "-c", help="Column mapping KEY=NAME (keys: a, b, winner, weight, annotator, prompt).")] = None,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip bad rows (each is reported).")] = False,
     plot: Annotated[Optional[Path], typer.Option(help="Write accuracy against votes (PNG).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -108,6 +110,8 @@ def simulate(
       prefkit simulate --top 30 --runs 2
 
       prefkit simulate votes.csv --target 0.95 --plot sim.png --json
+
+      prefkit simulate votes.csv --column a=left --column b=right --column winner=choice
     """
     import numpy as np
 
@@ -126,7 +130,8 @@ def simulate(
         fail(f"--max-votes must be at least --batch ({batch}), got {max_votes}")
     if ties is not None and not 0 <= ties < 1:
         fail(f"--ties must be a rate in [0, 1), got {ties}")
-    res = read_input(file, fmt=fmt, columns={}, skip_invalid=False, quiet=as_json)
+    res = read_input(file, fmt=fmt, columns=parse_mapping(column, "--column"),
+                     skip_invalid=skip_invalid, quiet=as_json)
     data = res.votes.to_pairwise() if isinstance(res.votes, Rankings) else res.votes
     try:
         lb = fit_bradley_terry(data)

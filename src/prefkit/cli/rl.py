@@ -82,10 +82,10 @@ def _flags(message: str) -> str:
 
 def rl_command(
     algo: Annotated[str, typer.Option(help="grpo, rloo, reinforce-pp, ppo (with a value head) or online-dpo.")] = "grpo",
-    model: Annotated[Optional[str], typer.Option(help="Folder of a transformers causal LM (config.json, weights, tokenizer), or a Hub id in the local cache.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Folder of a transformers causal LM (config.json, weights, tokenizer), or a Hub id in the local cache.")] = None,
     task: Annotated[Optional[Path], typer.Option(help="Prompts: JSONL/CSV (.gz too) with a 'prompt' column, or GSM8K / MATH-500 / Game of 24 files as distributed.")] = None,
     reward: Annotated[Optional[list[str]], typer.Option(help="A reward, repeatable and weighted (W*SPEC): exact[:gsm8k|math], format:REGEX, game24, length:SCALE, model:DIR, PATH.py:FUNCTION, logsigmoid(SPEC;ref=COLUMN|NUMBER).")] = None,
-    output: Annotated[Optional[Path], typer.Option(help="New or empty folder for the run (or an earlier run, with --resume / --overwrite).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="New or empty folder for the run (or an earlier run, with --resume / --overwrite).")] = None,
     loss: Annotated[Optional[str], typer.Option(help="The RL loss for grpo: dapo (default, as TRL), grpo, dr_grpo, bnpo (see --list-losses).")] = None,
     num_generations: Annotated[int, typer.Option(help="Completions sampled per prompt (G).")] = 8,
     max_new_tokens: Annotated[int, typer.Option(help="Most tokens per completion.")] = 128,
