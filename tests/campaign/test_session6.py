@@ -354,3 +354,20 @@ def test_dataset_dict_folder_names_the_split_folder(tree: Path,
     text = " ".join((r.stdout + r.stderr).split())
     assert r.exit_code == 2, text
     assert "give one split's folder (e.g. ds_dict/train)" in text and "CLI: --split" not in text
+
+
+def test_rl_summary_rounds_the_reward(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The closing line gives the reward to 4 significant digits (was: float32 noise,
+    'reward 0.4000000059604645 at the first step -> 0.4000000059604645 at the last')."""
+    import re
+
+    monkeypatch.chdir(tree)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    r = _invoke(["rl", "-m", "llama", "--task", "rl_ok.jsonl", "--reward", "length:10",
+                 "--num-generations", "2", "--batch-size", "1", "--max-new-tokens", "4",
+                 "--max-steps", "1", "-o", "o_rl_run"])
+    assert r.exit_code == 0, r.stdout + r.stderr
+    m = re.search(r"reward (\S+) at the first step -> (\S+) at the last", r.stdout)
+    assert m, r.stdout
+    for x in m.groups():
+        assert x == f"{float(x):.4g}", m.group(0)

@@ -67,6 +67,12 @@ def _losses_table() -> str:
     return "\n".join(lines)
 
 
+def _num(x: object) -> str:
+    """A metric as people read it: 4 significant digits (float32 means print as
+    0.4000000059604645), '—' when there is none."""
+    return f"{x:.4g}" if isinstance(x, float) else "—" if x is None else str(x)
+
+
 def _flags(message: str) -> str:
     """The config's words in the command line's: ``micro_batch_size must ...`` -> ``--micro-
     batch-size must ...``; a whole word only (``batch_size`` inside ``micro_batch_size`` stays),
@@ -260,7 +266,7 @@ def rl_command(
     m = result.metrics
     first = next((r for r in result.history if r.get("kind") == "train"), {})
     typer.echo(f"{result.step} steps, {m.get('episodes', 0):,} completions; reward "
-               f"{first.get('reward')} at the first step -> {m.get('reward')} at the last; "
-               f"written to {result.output_dir} ({summary['seconds']} s)")
+               f"{_num(first.get('reward'))} at the first step -> {_num(m.get('reward'))} at "
+               f"the last; written to {result.output_dir} ({summary['seconds']} s)")
     if not result.finished:
         note(f"stopped at step {result.step}: continue with --resume")
