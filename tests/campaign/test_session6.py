@@ -29,6 +29,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _jsonl(root / "rl_gsm.jsonl", [{"question": "1+1=", "answer": "#### 2"}])
     (root / "rl_bom.csv").write_bytes(b"\xef\xbb\xbfprompt\r\n1+1=\r\n2+2=\r\n")  # Excel's CSV
     (root / "rl_latin1.csv").write_bytes("prompt\n1+1=\ncaf\xe9\n".encode("latin1"))
+    (root / "rl_dup.csv").write_text("prompt,prompt\n1+1=,2+2=\n", encoding="utf-8")
+    (root / "rl_extra.csv").write_text('prompt\n1+1=\n"2+2=",extra\n', encoding="utf-8")
     _jsonl(root / "rl_num.jsonl", [{"prompt": "1+1="}, {"prompt": 5}])
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
@@ -93,7 +95,7 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("rl.parquet", f"{RL} rl.parquet", 2, ["--model ./no-model: no such folder"]),
     # was: "'utf-8' codec can't decode byte 0xe9 in position 10" (no line, no fix)
     ("rl.latin1", f"{RL} rl_latin1.csv", 2,
-     ["rl_latin1.csv line 3", "not UTF-8", "iconv -f latin1 -t utf-8"]),
+     ["rl_latin1.csv", "not UTF-8 text at line 3", "iconv -f latin1 -t utf-8"]),
     # was: "task file 'adir' does not exist" (it does: a folder)
     ("rl.folder", f"{RL} adir", 2, ["'adir' is a folder", "give a file of prompts"]),
     ("rl.watch_folder", f"{RL} rl_ok.jsonl --watch adir", 2,
@@ -116,6 +118,12 @@ CASES: list[tuple[str, str, int, list[str]]] = [
      ["--limit must be at least 1 (prompts), got 0"]),
     ("rl.limit_neg", f"{RL} rl_ok.jsonl --limit -1", 2,
      ["--limit must be at least 1 (prompts), got -1"]),
+    # was: the second 'prompt' column silently won (csv.DictReader keeps the last)
+    ("rl.dup_column", f"{RL} rl_dup.csv", 2,
+     ["rl_dup.csv line 1", "duplicate column name 'prompt'"]),
+    # was: the row's extra field silently dropped
+    ("rl.extra_field", f"{RL} rl_extra.csv", 2,
+     ["rl_extra.csv line 3", "expected 1 fields, got 2"]),
     # -- prefkit rl: the config's words in the command line's
     # was: "micro_--batch-size must be >= 1, got 0"
     ("rl.micro_batch_0", f"{RL} rl_ok.jsonl --micro-batch-size 0", 2,

@@ -29,7 +29,6 @@ prompt (:func:`prompt_inputs`), reward functions get the list, as TRL gives it t
 
 from __future__ import annotations
 
-import csv
 import gzip
 import io
 import json
@@ -111,14 +110,27 @@ def _parquet_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return [(i + 1, r) for i, r in enumerate(rows)]  # 'line' is the row number
 
 
+def _csv_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    from dataclasses import replace
+
+    from prefkit.data.table import Table
+
+    table = Table.of(path)
+    with table.decoding():
+        recs = table.records()
+    if recs.problems:  # no row of a prompt set is skipped: each one is refused
+        raise InvalidInputError([replace(q, skippable=False) for q in recs.problems])
+    return list(zip(recs.lines, recs.rows))
+
+
 def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     name = path.name.lower().removesuffix(".gz")
     raw = _raw(path)
     if raw[:4] == b"PAR1":
         return _parquet_records(path)
+    if name.endswith(".csv"):  # the data readers' CSV: duplicate columns and rows with
+        return _csv_records(path)  # too many fields refused, never read half
     text = _open_text(path, raw)
-    if name.endswith(".csv"):
-        return [(i + 2, dict(r)) for i, r in enumerate(csv.DictReader(text))]
     out = []
     for i, line in enumerate(text, start=1):
         if not line.strip():
