@@ -31,6 +31,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "rl_latin1.csv").write_bytes("prompt\n1+1=\ncaf\xe9\n".encode("latin1"))
     (root / "rl_dup.csv").write_text("prompt,prompt\n1+1=,2+2=\n", encoding="utf-8")
     (root / "rl_extra.csv").write_text('prompt\n1+1=\n"2+2=",extra\n', encoding="utf-8")
+    (root / "rl_dupkey.jsonl").write_text('{"prompt": "a", "prompt": "b"}\n', encoding="utf-8")
+    (root / "rl_list.json").write_text(json.dumps([{"prompt": "1+1="}]), encoding="utf-8")
     _jsonl(root / "rl_num.jsonl", [{"prompt": "1+1="}, {"prompt": 5}])
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
@@ -124,6 +126,11 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     # was: the row's extra field silently dropped
     ("rl.extra_field", f"{RL} rl_extra.csv", 2,
      ["rl_extra.csv line 3", "expected 1 fields, got 2"]),
+    # was: the second value silently won (json.loads keeps the last)
+    ("rl.dup_key", f"{RL} rl_dupkey.jsonl", 2,
+     ["rl_dupkey.jsonl line 1", "duplicate key 'prompt'"]),
+    # was: "line 1: not a JSON object" (a JSON list of prompts, as json.dump writes it)
+    ("rl.json_list", f"{RL} rl_list.json", 2, ["--model ./no-model: no such folder"]),
     # -- prefkit rl: the config's words in the command line's
     # was: "micro_--batch-size must be >= 1, got 0"
     ("rl.micro_batch_0", f"{RL} rl_ok.jsonl --micro-batch-size 0", 2,

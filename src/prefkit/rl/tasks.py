@@ -15,9 +15,9 @@ math       ``problem``, ``answer``             the problem; ``answer`` (MATH-500
 game24     ``Puzzles`` (CSV)                   the four numbers; ``numbers`` column
 =========  ==================================  ===========================================
 
-Files: JSONL (``.jsonl``, ``.jsonl.gz``), CSV (``.csv``, ``.csv.gz``; a byte-order mark
-is ignored) or Parquet. A row without the
-layout's prompt column, or with an empty prompt, stops the read with the file, line and
+Files: JSONL (``.jsonl``, ``.jsonl.gz``), a JSON list, CSV (``.csv``, ``.csv.gz``; a
+byte-order mark is ignored) or Parquet, read as the data readers read them. A row without
+the layout's prompt column, or with an empty prompt, stops the read with the file, line and
 field (:class:`~prefkit.data.errors.InvalidInputError`), never silently dropped.
 ``template`` (``"{question}\\nAnswer:"``) formats each prompt from the row's columns.
 
@@ -29,9 +29,6 @@ prompt (:func:`prompt_inputs`), reward functions get the list, as TRL gives it t
 
 from __future__ import annotations
 
-import gzip
-import io
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,40 +74,11 @@ class Task:
                     self.layout, self.source)
 
 
-def _raw(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    return raw
-
-
-def _open_text(path: Path, raw: bytes) -> io.TextIOBase:
-    try:
-        text = raw.decode("utf-8-sig")  # a spreadsheet's byte-order mark is not a column name
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise InvalidInputError([InvalidRow(
-            str(path), line, None, None, f"not UTF-8 text ({exc.reason}: byte "
-            f"0x{raw[exc.start]:02x})", f"re-save the file as UTF-8, e.g. for a Latin-1 file: "
-            f"iconv -f latin1 -t utf-8 {path.name} > utf8_{path.name}", kind="encoding",
-            skippable=False)]) from None
-    return io.StringIO(text)
-
-
-def _parquet_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    import pyarrow.parquet as pq
-
-    try:
-        rows = pq.read_table(path).to_pylist()
-    except Exception as exc:  # pyarrow's ArrowInvalid and friends
-        raise InvalidInputError([InvalidRow(str(path), None, None, None,
-                                            f"cannot read this Parquet file ({exc})",
-                                            "check that the file is complete Parquet",
-                                            kind="bad_parquet", skippable=False)]) from None
-    return [(i + 1, r) for i, r in enumerate(rows)]  # 'line' is the row number
-
-
-def _csv_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The records of a prompt file, read by the data readers' :class:`Table` (JSONL, a
+    JSON list, CSV, Parquet; .gz; a byte-order mark ignored): a line that is not JSON, a
+    JSON object with a key twice, a CSV with a duplicate column or a row of too many
+    fields, text that is not UTF-8 -- each is refused with its line, none skipped."""
     from dataclasses import replace
 
     from prefkit.data.table import Table
@@ -118,36 +86,9 @@ def _csv_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     table = Table.of(path)
     with table.decoding():
         recs = table.records()
-    if recs.problems:  # no row of a prompt set is skipped: each one is refused
+    if recs.problems:
         raise InvalidInputError([replace(q, skippable=False) for q in recs.problems])
     return list(zip(recs.lines, recs.rows))
-
-
-def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    name = path.name.lower().removesuffix(".gz")
-    raw = _raw(path)
-    if raw[:4] == b"PAR1":
-        return _parquet_records(path)
-    if name.endswith(".csv"):  # the data readers' CSV: duplicate columns and rows with
-        return _csv_records(path)  # too many fields refused, never read half
-    text = _open_text(path, raw)
-    out = []
-    for i, line in enumerate(text, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError([InvalidRow(str(path), i, None, line[:80],
-                                                f"not JSON ({exc.msg})",
-                                                "write one JSON object per line",
-                                                kind="bad_json", skippable=False)]) from None
-        if not isinstance(obj, dict):
-            raise InvalidInputError([InvalidRow(str(path), i, None, obj, "not a JSON object",
-                                                "write one JSON object per line",
-                                                kind="bad_json", skippable=False)])
-        out.append((i, obj))
-    return out
 
 
 def _guess_layout(keys: set[str]) -> str | None:
