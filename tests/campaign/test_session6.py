@@ -232,6 +232,13 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     # gold a, b; labels (a, b), (a, a) -> right 1 of 4 (was: pair 2's gold missing: 1 of 2)
     ("in.gold_blank", "inspect long_gold_blank.csv --rounds 0 --json", 0,
      ['"with_ties": 0.25', '"n": 4']),
+    # was: accepted: one annotator counted twice, agreement with itself (kappa inflated)
+    ("in.annotators_twice",
+     "inspect wide_float.csv --rounds 0 --column annotators=gpt4,gpt4", 2,
+     ["annotator column 'gpt4' is named twice", "--column annotators=COL1,COL2"]),
+    # was: ignored (the columns guessed instead)
+    ("in.annotators_empty", "inspect wide_float.csv --rounds 0 --column annotators=", 2,
+     ["annotators= names no column"]),
     # -- the unknown-format message names the command line's --column (was: Python's only)
     ("fmt.rank", "rank xyz.csv", 2,
      ["cannot tell the format", "--column a=NAME --column b=NAME --column winner=NAME"]),

@@ -388,8 +388,15 @@ def _wide(table: Table, columns: Columns, *, pandalm: bool) -> Parsed:
     col = _columns(table, columns, {}, ("pair", *_OPTIONAL))
     keys = table.header()
     col["pair"] = columns.get("pair") or _pick(keys, _PAIR)
-    ann_cols = ([c.strip() for c in listed.split(",") if c.strip()] if listed
+    ann_cols = ([c.strip() for c in listed.split(",") if c.strip()] if listed is not None
                 else [k for k in keys if _WIDE.match(k)])
+    twice = sorted({c for c in ann_cols if ann_cols.count(c) > 1})
+    if twice or (listed is not None and not ann_cols):
+        table.fail(None, f"annotator column {twice[0]!r} is named twice" if twice else
+                   "annotators= names no column", "name each annotator's column once: "
+                   "--column annotators=COL1,COL2 (Python: columns={'annotators': "
+                   "'COL1,COL2'})", "duplicate_column" if twice else "missing_column",
+                   field="annotators")
     if not ann_cols and not pandalm and col.get("gold"):  # labels beside a gold column
         ann_cols = _rest(keys)
     missing = [c for c in ann_cols if c not in keys]
