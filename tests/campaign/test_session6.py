@@ -188,6 +188,15 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("sim.skip_invalid", "simulate odd_bad.csv --column a=left --column b=right --column "
      "winner=choice --runs 1 --max-votes 200 --batch 100 --skip-invalid", 0,
      ["skipped 1 invalid row", "line 8"]),
+    # -- --column
+    # was: the last a= silently won
+    ("col.key_twice", "rank odd.csv -c a=left -c a=right -c b=right -c winner=choice", 2,
+     ["--column a= given twice (a=left and a=right); give it once"]),
+    ("col.key_repeated_same", "rank odd.csv -c a=left -c a=left -c b=right -c winner=choice "
+     "--rounds 10", 0, ["6 votes"]),
+    # was: one 'compared with itself' error per row
+    ("col.value_twice", "rank odd.csv -c a=left -c b=left -c winner=choice", 2,
+     ["--column a=left and b=left name the same column for two roles"]),
     # -- prefkit inspect: the ranking accuracy's options
     # was: accepted, --beta read and never used, nothing said
     ("in.beta_alone", "inspect pl.jsonl --rounds 0 --beta 0.1", 2,

@@ -144,13 +144,25 @@ def input_errors(what: object = None,
 
 
 def parse_mapping(pairs: list[str] | None, what: str) -> dict[str, str]:
-    """``["a=model_x", "b=model_y"]`` -> ``{"a": "model_x", "b": "model_y"}``."""
+    """``["a=model_x", "b=model_y"]`` -> ``{"a": "model_x", "b": "model_y"}``. A key given
+    twice with two values is refused (the last one silently won), and for ``--column`` one
+    column named for two keys too (``a=left`` and ``b=left``: every row compared with
+    itself)."""
     result: dict[str, str] = {}
     for p in pairs or []:
         if "=" not in p:
             fail(f"{what} expects KEY=VALUE, got {p!r} (e.g. {what} a=model_x)")
-        k, v = p.split("=", 1)
-        result[k.strip()] = v.strip()
+        k, v = (x.strip() for x in p.split("=", 1))
+        if k in result and result[k] != v:
+            fail(f"{what} {k}= given twice ({k}={result[k]} and {k}={v}); give it once")
+        result[k] = v
+    if what == "--column":
+        seen: dict[str, str] = {}
+        for k, v in result.items():
+            if v and k != "annotators" and v in seen:
+                fail(f"--column {seen[v]}={v} and {k}={v} name the same column for two "
+                     "roles; map each role to its own column")
+            seen.setdefault(v, k)
     return result
 
 
