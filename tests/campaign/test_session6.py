@@ -50,6 +50,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     odd = "left,right,choice\nA,B,a\nB,C,b\nC,A,a\nA,C,a\nB,A,b\nC,B,tie\n"
     (root / "odd.csv").write_text(odd, encoding="utf-8")  # votes under columns no format names
     (root / "odd_bad.csv").write_text(odd + "A,B,maybe\n", encoding="utf-8")
+    _jsonl(root / "rp.jsonl", [{"prompt": f"q{i}", "chosen": "good", "rejected": "bad"}
+                               for i in range(2)])
     (root / "two.csv").write_text("model_a,model_b,winner\nA,B,a\nB,A,b\n", encoding="utf-8")
     # PandaLM's layout (prefkit inspect): 3 annotators' labels of 4 pairs
     _jsonl(root / "pl.jsonl", [{"idx": i, "cmp_key": "m1_m2", "instruction": f"q{i}",
@@ -197,6 +199,13 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     # was: one 'compared with itself' error per row
     ("col.value_twice", "rank odd.csv -c a=left -c b=left -c winner=choice", 2,
      ["--column a=left and b=left name the same column for two roles"]),
+    # -- reward eval --judge with no server listening
+    # was: every pair's failure listed, then 'the judge gave no valid verdict on any of the
+    # 2 pairs ... see the errors above' (judge run says the server was never reached)
+    ("re.no_server", "reward eval --judge m rp.jsonl --base-url http://127.0.0.1:9/v1", 2,
+     ["--base-url http://127.0.0.1:9/v1: no request reached the server", "Start the server"]),
+    ("re.no_server_verdicts", "reward eval --judge m rp.jsonl --base-url http://127.0.0.1:9/v1 "
+     "--verdicts v_none.jsonl", 2, ["nothing was written to v_none.jsonl"]),
     # -- prefkit inspect: the ranking accuracy's options
     # was: accepted, --beta read and never used, nothing said
     ("in.beta_alone", "inspect pl.jsonl --rounds 0 --beta 0.1", 2,

@@ -370,7 +370,7 @@ def run(
 
 
 def _refuse_unreachable(records: list[dict[str, Any]], kind: str, url: str,
-                        output: Path) -> None:
+                        output: Path | None) -> None:
     """Exit 2, writing nothing, when no request reached the server (every verdict failed
     because the connection could not be made): the output would hold only errors."""
     keys = ("error_ab", "error_ba") if kind == "pairwise" else ("error",)
@@ -381,8 +381,8 @@ def _refuse_unreachable(records: list[dict[str, Any]], kind: str, url: str,
         return
     why = reasons[0].removeprefix("request failed: ")
     fail(f"--base-url {url}: no request reached the server: {why}. Start the server (or "
-         f"check --base-url and its port), then run the command again; nothing was written to "
-         f"{output}")
+         f"check --base-url and its port), then run the command again; nothing was written"
+         + (f" to {output}" if output is not None else ""))
 
 
 def _backend(model: str, base_url: str | None, local: Path | None, cache: Path | None,
@@ -549,6 +549,9 @@ def judge_pair_scores(pairs: Any, *, judge: str | None, local: Path | None,
                                   progress=not quiet)
     except KeyboardInterrupt:
         fail(stopped, code=130)
+    if local is None:  # as judge run: a server never reached is said at once, not per pair
+        _refuse_unreachable(records, "pairwise", getattr(getattr(backend, "backend", backend),
+                                                         "base_url", base_url), verdicts)
     if verdicts is not None:
         import json
 
