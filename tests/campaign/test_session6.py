@@ -411,3 +411,26 @@ def test_rl_summary_rounds_the_reward(tree: Path, monkeypatch: pytest.MonkeyPatc
     assert m, r.stdout
     for x in m.groups():
         assert x == f"{float(x):.4g}", m.group(0)
+
+
+def test_a_prm_folder_given_as_a_reward_model(tree: Path, monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Path) -> None:
+    """A folder of prefkit prm train given where a reward model is read (reward score,
+    inspect --reward-model) is named for what it is (was: "cannot load the reward model:
+    'head'", a KeyError's text)."""
+    from shared_paths import SHARED
+
+    monkeypatch.chdir(tree)
+    monkeypatch.setenv("PREFKIT_CACHE_DIR", str(tmp_path / "cache"))
+    pb = json.loads((SHARED / "data" / "prm" / "processbench_gsm8k.json").read_text())
+    rows = [r for r in pb if r["label"] == -1][:3] + [r for r in pb if r["label"] != -1][:3]
+    Path("pb6.json").write_text(json.dumps(rows), encoding="utf-8")
+    r = _invoke(["prm", "train", "pb6.json", "--output", "prm6", "--epochs", "1"])
+    assert r.exit_code == 0, r.stdout + r.stderr
+    for args in (["reward", "score", "prm6", "rl_ok.jsonl"],
+                 ["inspect", "pl.jsonl", "--rounds", "0", "--reward-model", "prm6"]):
+        r = _invoke(args)
+        text = " ".join((r.stdout + r.stderr).split())
+        assert r.exit_code == 2, text
+        assert "prm6 is not a reward-model folder: it was written by prefkit prm train" in text
+        assert "prefkit reward train" in text

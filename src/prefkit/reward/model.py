@@ -119,6 +119,14 @@ class RewardModel(ScoresResponses):
                 f"{folder} is not a finished reward-model folder (missing {missing}); "
                 "train_reward_model writes them when a run finishes")
         info = json.loads((folder / "config.json").read_text())
+        if "head" not in info:  # another prefkit folder, e.g. a PRM's (config, head weights)
+            run = folder / "prefkit_run.json"
+            cmd = json.loads(run.read_text()).get("command") if run.is_file() else None
+            prm = " (a process reward model: prefkit prm score scores its steps)" if (
+                cmd or "").startswith("prefkit prm") else ""
+            raise ValueError(f"{folder} is not a reward-model folder: it was written by "
+                             f"{cmd or 'something else'}{prm}; give a folder of prefkit "
+                             "reward train or prefkit reward finetune")
         backbone = json.loads((folder / "backbone.json").read_text())
         spec = dict(info["head"])
         head = build_head(spec.pop("name"), spec.pop("dim"), **spec)
