@@ -434,3 +434,19 @@ def test_a_prm_folder_given_as_a_reward_model(tree: Path, monkeypatch: pytest.Mo
         assert r.exit_code == 2, text
         assert "prm6 is not a reward-model folder: it was written by prefkit prm train" in text
         assert "prefkit reward train" in text
+
+
+def test_inspect_says_pairs_left_out_of_the_strength(tree: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """--reward-model: the report says how many pairs the preference strength left out
+    (pairs 1 and 3 of pl.jsonl have no majority; was: nothing said, the JSON alone had it)."""
+    monkeypatch.chdir(tree)
+    monkeypatch.setenv("PREFKIT_CACHE_DIR", str(tmp_path / "cache"))
+    _jsonl(Path("rp10.jsonl"), [{"prompt": f"q{i}", "chosen": "a good answer " * (i + 1),
+                                 "rejected": "bad"} for i in range(10)])
+    r = _invoke(["reward", "train", "rp10.jsonl", "--output", "rm10", "--epochs", "1"])
+    assert r.exit_code == 0, r.stdout + r.stderr
+    r = _invoke(["inspect", "pl.jsonl", "--rounds", "0", "--reward-model", "rm10"])
+    assert r.exit_code == 0, r.stdout + r.stderr
+    assert ("preference strength on 2 of 4 pairs; left out: 2 without a winner"
+            in " ".join((r.stdout + r.stderr).split()))

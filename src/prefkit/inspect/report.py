@@ -420,6 +420,10 @@ def inspect_annotations(ann: Any, *, level: str = "nominal", rounds: int = 1000,
     if agree.krippendorff_alpha["value"] is None:
         notes.append("Krippendorff's alpha is undefined: no pair has two labels, or every "
                      "label falls in one category")
+    if strength is not None and strength.get("n_left_out"):
+        notes.append(f"preference strength on {strength['n_pairs']:,} of {len(ann):,} pairs; "
+                     f"left out: {strength['n_left_out']:,} without a winner (a tie, or no "
+                     "majority)")
     if ranking is not None and ranking["n_left_out"]:
         why = []
         if ranking["n_undecided"]:
