@@ -450,3 +450,25 @@ def test_inspect_says_pairs_left_out_of_the_strength(tree: Path, tmp_path: Path,
     assert r.exit_code == 0, r.stdout + r.stderr
     assert ("preference strength on 2 of 4 pairs; left out: 2 without a winner"
             in " ".join((r.stdout + r.stderr).split()))
+
+
+def test_inspect_reward_model_error_comes_last(tree: Path, tmp_path: Path) -> None:
+    """A reward model that cannot be loaded: the error is the last line of the output (was:
+    the progress bar's last frame printed after it, in a real process)."""
+    import os
+    import subprocess
+    import sys
+
+    bad = tree / "not_rm"
+    bad.mkdir(exist_ok=True)
+    for name in ("config.json", "backbone.json"):
+        (bad / name).write_text("{}", encoding="utf-8")
+    (bad / "model.safetensors").write_bytes(b"")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PREFKIT_CACHE_DIR=str(tmp_path / "cache"))
+    r = subprocess.run([sys.executable, "-m", "prefkit.cli.main", "inspect", "pl.jsonl",
+                        "--rounds", "0", "--reward-model", "not_rm"], cwd=tree, env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=300)
+    lines = [x for x in r.stdout.splitlines() if x.strip()]
+    assert r.returncode == 2, r.stdout
+    assert lines[-1].startswith("error: not_rm: cannot load the reward model"), r.stdout

@@ -153,6 +153,7 @@ def _reward_models(folders: list[Path], *, progress: bool) -> tuple[list[Any], l
             try:
                 models.extend(load_reward_models([f]))
             except (FileNotFoundError, ValueError, KeyError, OSError) as e:
+                bar.close()  # the bar's last frame before the error, not after it
                 fail(f"{f}: cannot load the reward model: {e}")
             bar.advance(1)
     finally:
