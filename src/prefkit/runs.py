@@ -348,17 +348,21 @@ def set_rng_state(device: Any, state: Mapping[str, Any]) -> None:
 
 # -- progress -----------------------------------------------------------------------------------
 class ProgressBar:
-    """A rich progress bar (steps or texts); a no-op where rich is missing."""
+    """A rich progress bar (steps or texts) on standard error, so that standard output holds
+    only a command's results (``prefkit prm score ... > scores.jsonl``); a no-op where rich
+    is missing."""
 
     def __init__(self, total: int, description: str, completed: int = 0) -> None:
         try:
+            from rich.console import Console
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                        TimeElapsedColumn, TimeRemainingColumn)
         except ImportError:  # pragma: no cover
             self._p = None
             return
         self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                           TimeElapsedColumn(), TimeRemainingColumn())
+                           TimeElapsedColumn(), TimeRemainingColumn(),
+                           console=Console(stderr=True))
         self._p.start()
         self._t = self._p.add_task(description, total=total, completed=completed)
 

@@ -261,6 +261,18 @@ def test_cli_eval_score_best_of_n_on_the_cpu(cli_run: dict[str, Path]) -> None:
     assert json.loads(out)["n_prompts"] == 3
 
 
+def test_cli_score_writes_only_results_on_stdout(cli_run: dict[str, Path]) -> None:
+    """``prefkit prm score RUN FILE > scores.jsonl``: the progress bar goes to standard error,
+    every line of standard output is a JSON record (the bar's last frame was stdout's first
+    line: 'scoring ... 3/3')."""
+    tmp, run = cli_run["tmp"], cli_run["run"]
+    for verb in ("score", "best-of-n"):
+        code, out, err = _cli("prm", verb, str(run), str(tmp / "cands.jsonl"), "--device", "cpu")
+        assert code == 0, err
+        lines = out.splitlines()
+        assert lines and all(isinstance(json.loads(x), dict) for x in lines), out[:300]
+
+
 @no_gpu
 @pytest.mark.parametrize("verb", ["eval", "score", "best-of-n", "train"])
 def test_cli_refuses_a_gpu_that_is_not_there(cli_run: dict[str, Path], verb: str) -> None:
