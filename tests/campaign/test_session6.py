@@ -472,3 +472,43 @@ def test_inspect_reward_model_error_comes_last(tree: Path, tmp_path: Path) -> No
     lines = [x for x in r.stdout.splitlines() if x.strip()]
     assert r.returncode == 2, r.stdout
     assert lines[-1].startswith("error: not_rm: cannot load the reward model"), r.stdout
+
+
+def test_step_data_of_the_wrong_kind_is_named_in_words(tmp_path: Path) -> None:
+    """``prm eval`` on solutions without step labels said "this is candidates data
+    (Candidates), not step-labelled solutions" (a Python class name); now what the rows are,
+    what is missing and the other command."""
+    from shared_paths import SHARED
+
+    from prefkit.data.errors import InvalidInputError
+    from prefkit.process import read_steps
+
+    pb = json.loads((SHARED / "data" / "prm" / "processbench_gsm8k.json").read_text())[:3]
+    for r in pb:
+        del r["label"]
+    (tmp_path / "nolabel.json").write_text(json.dumps(pb), encoding="utf-8")
+    with pytest.raises(InvalidInputError) as e:
+        read_steps(tmp_path / "nolabel.json")
+    text = " ".join(str(e.value).split())
+    assert "these rows are solutions without step labels (candidates to score), not " \
+        "step-labelled solutions" in text, text
+    assert "prefkit prm score" in text and "(Candidates)" not in text
+
+
+def test_a_reward_model_folder_given_as_a_prm(tree: Path, monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Path) -> None:
+    """``rl --process-reward runs/rm`` (load_prm) on a folder of prefkit reward train said
+    "config.json is not a PRM's config (kind None)"; now what the folder is and how to give
+    it."""
+    from prefkit.process import load_prm
+
+    monkeypatch.chdir(tree)
+    monkeypatch.setenv("PREFKIT_CACHE_DIR", str(tmp_path / "cache"))
+    r = _invoke(["reward", "train", "rp.jsonl", "--output", str(tmp_path / "rm")])
+    assert r.exit_code == 0, r.stdout + r.stderr
+    with pytest.raises(ValueError) as e:
+        load_prm(tmp_path / "rm")
+    text = str(e.value)
+    assert "is not a process reward model's folder: it was written by prefkit reward train" \
+        in text and f"--reward model:{tmp_path / 'rm'}" in text, text
+    assert "kind None" not in text

@@ -339,9 +339,18 @@ def _read(source: Any, want: type, what: str, *, format: str, columns: Any,
     fmt, parsed, table = read_format(source, ("steps",), format=format, columns=columns,
                                      skip_invalid=skip_invalid, split=split, **options)
     if not isinstance(parsed.data, want):
-        table.fail(None, f"this is {fmt.name} data ({fmt.gives}), not {what}",
+        got = _KINDS.get(fmt.gives, f"{fmt.name} data")
+        hint = (" (no row has step labels, e.g. ProcessBench's 'label': the index of the first "
+                "wrong step, -1 for none); add them, or score these with prefkit prm score"
+                if fmt.gives == "Candidates" else "")
+        table.fail(None, f"these rows are {got}, not {what}{hint}",
                    f"give {what}: " + ", ".join(f.name for f in _of(want)), "wrong_kind")
     return StepReadResult(parsed.data, fmt.name, parsed.n_read, parsed.problems)
+
+
+#: What each kind of step data is, in a user's words.
+_KINDS = {"Candidates": "solutions without step labels (candidates to score)",
+          "StepSolutions": "step-labelled solutions", "Tasks": "tasks (question and answer)"}
 
 
 def _of(want: type) -> list[Any]:

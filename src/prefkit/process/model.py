@@ -49,9 +49,14 @@ def load_prm(folder: str | Path, *, device: str | Any = None, **kwargs: Any) -> 
         raise FileNotFoundError(f"{folder} holds no config.json: give the folder a PRM was "
                                 "trained into (prefkit prm train DATA --output DIR)")
     kind = json.loads(cfg.read_text()).get("kind")
-    if kind not in ("frozen", "finetune", "implicit"):
-        raise ValueError(f"{cfg} is not a PRM's config (kind {kind!r}); give a folder written "
-                         "by prefkit prm train")
+    if kind not in ("frozen", "finetune", "implicit"):  # another prefkit run's folder?
+        run = folder / "prefkit_run.json"
+        cmd = json.loads(run.read_text()).get("command") if run.is_file() else None
+        rm = (f" (a reward model: give it as --reward model:{folder})"
+              if (cmd or "").startswith("prefkit reward") else "")
+        raise ValueError(f"{folder} is not a process reward model's folder: it was written by "
+                         f"{cmd or 'something else'}{rm}; give a folder written by "
+                         "prefkit prm train")
     dev = resolve_device(device)
     if kind == "frozen":
         from prefkit.process.frozen import FrozenPRM
