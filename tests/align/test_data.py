@@ -515,7 +515,7 @@ def test_other_input_problems(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="best-of-N sets, not preference pairs"):
         read_alignment_data(rb2)
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "a"}])
-    with pytest.raises(InvalidInputError, match="all 1 records are invalid"):
+    with pytest.raises(InvalidInputError, match="the record is invalid"):
         read_alignment_data(bad, skip_invalid=True)
     with pytest.raises(InvalidInputError, match="chat=True needs one"):
         read_alignment_data(write_jsonl(tmp_path / "np.jsonl", [

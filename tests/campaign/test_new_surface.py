@@ -227,7 +227,7 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("rk.parquet", "rank r.parquet --rounds 10", 0,
      ["2 rows with winner 'tie (inconsistent)' read as ties", "6 votes"]),
     ("rk.parquet_json", "rank r.parquet --rounds 10 --json", 0, ["read as ties", '"rows_read": 6']),
-    ("rk.one_vote", "rank r_one.jsonl --rounds 10", 0, ["read as ties", "1 votes"]),
+    ("rk.one_vote", "rank r_one.jsonl --rounds 10", 0, ["read as ties", "2 items, 1 vote "]),
 ]
 
 

@@ -184,7 +184,7 @@ _for("diagnose", "disconnected", accept(r"2 components"))
 _for("propose", "disconnected", accept(check=_bridges_components,
                                        why="the first proposal connects the components"))
 _for("rank", "single", accept(r"provisional"))
-_for("diagnose", "single", accept(r"2 items, 1 votes", r"only won or only lost"))
+_for("diagnose", "single", accept(r"2 items, 1 vote,", r"1 of 1 pair compared", r"only won or only lost"))
 _for("propose", "single", accept(r"only 1 different pairs", r"repeat"))
 _for("rank", "obj_json", refuse("obj.json", says=(r"columns: hello", r"--format")))
 _for("rank", "notjson", refuse("notjson.json", says=(r"cannot tell the format", r"--format")))

@@ -409,7 +409,7 @@ def test_skip_invalid_reports_every_skipped_row(tmp_path: Path) -> None:
         (3, "self_comparison"), (4, "unknown_label"), (5, "bad_weight"), (7, "missing_value")]
     assert r.votes.items.names == ("x", "y", "z")
     assert r.summary() == "read 2 votes on 3 items (generic); skipped 4 invalid rows"
-    with pytest.raises(InvalidInputError, match="all 1 records are invalid"):
+    with pytest.raises(InvalidInputError, match="the record is invalid"):
         read_votes(write(tmp_path / "w.csv", "model_a,model_b,winner\nx,x,a\n"), skip_invalid=True)
 
 

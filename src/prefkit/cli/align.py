@@ -22,6 +22,7 @@ from prefkit.cli._common import (
     flag_words,
     input_errors,
     note,
+    out,
     parse_mapping,
     print_json,
     report_skipped,
@@ -233,9 +234,9 @@ def align_command(
     check_output(output, "align", resume, overwrite)  # before loading the model
 
     from prefkit.align.data import read_alignment_data, tokenize_alignment
-    from prefkit.data.alignment import convert_kind
     from prefkit.align.losses import get_align_loss
     from prefkit.align.trainer import AlignConfig, align
+    from prefkit.data.alignment import convert_kind
 
     try:
         spec = get_align_loss(loss)
@@ -339,7 +340,8 @@ def align_command(
         return
     m = result.metrics or {}
     parts = [f"{k} {m[k]:.4g}" for k in ("loss", "accuracy", "margins", "kl") if isinstance(m.get(k), (int, float))]
-    console.print(f"aligned on {len(tokens):,} {tokens.kind} examples for {result.step} steps"
+    steps = f"{result.step} step{'' if result.step == 1 else 's'}"
+    out.print(f"aligned on {len(tokens):,} {tokens.kind} examples for {steps}"
                   + (f" ({', '.join(parts)})" if parts else "")
                   + (f"; model written to {output}" if result.finished else
                      f"; stopped at --stop-after: a checkpoint (no model yet) is in {output}, "

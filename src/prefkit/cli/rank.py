@@ -143,9 +143,11 @@ def rank(
     if dropped:
         note(f"left out {len(dropped)} item(s) outside the largest component: "
              f"{', '.join(dropped)}")
+    from prefkit.runs import plural
+
     n_votes = float(lb.n_votes.sum() / 2) if lb.n_votes is not None else float("nan")
-    what = (f"{len(data):,} rankings" if lb.model == "plackett_luce"
-            else f"{n_votes:,.0f} votes")
+    what = (plural(len(data), "ranking") if lb.model == "plackett_luce"
+            else f"{n_votes:,.0f} vote{'' if n_votes == 1 else 's'}")
     title = f"{lb.method} leaderboard — {lb.n_items} items, {what} (format {res.format})"
     out.print(leaderboard_table(lb.to_records(), title=title, top=top), soft_wrap=True)
     for name, coef in lb.coefficients.items():

@@ -10,10 +10,10 @@ import typer
 
 from prefkit.cli._common import (
     check_output,
-    console,
     fail,
     flag_words,
     note,
+    out,
     print_json,
     run_errors,
 )
@@ -137,6 +137,7 @@ def finetune(
         print_json(summary)
         return
     acc = result.best.get("val_accuracy")
-    console.print(f"fine-tuned {len(pairs):,} pairs for {result.step} steps"
+    steps = f"{result.step} step{'' if result.step == 1 else 's'}"
+    out.print(f"fine-tuned {len(pairs):,} pairs for {steps}"
                   + (f"; validation accuracy {acc:.3f}" if acc is not None else "")
                   + f"; model written to {output}")

@@ -288,13 +288,20 @@ def read_format(
     problems = sorted([*parsed.problems, *lost], key=lambda q: q.line or 0)
     if problems and not skip_invalid:
         n_bad = len({p.line for p in problems})
-        raise InvalidInputError(
-            problems, note=f"{n_bad:,} of {parsed.n_read:,} records are invalid, nothing was read")
+        raise InvalidInputError(problems, note=f"{n_bad:,} of {_records(parsed.n_read)} "
+                                f"{'is' if n_bad == 1 else 'are'} invalid, nothing was read")
     if parsed.data is None or len(parsed.data) == 0:
         if not problems:
             raise table.empty()
-        raise InvalidInputError(problems, note=f"all {parsed.n_read:,} records are invalid")
+        raise InvalidInputError(problems, note="the record is invalid" if parsed.n_read == 1
+                                else f"all {_records(parsed.n_read)} are invalid")
     return fmt, replace(parsed, problems=problems), table
+
+
+def _records(n: int) -> str:
+    from prefkit.runs import plural
+
+    return plural(n, "record")
 
 
 def notes(n_skipped: int, n_empty: int, n_warnings: int) -> str:

@@ -298,8 +298,9 @@ class Diagnostics:
         d = self.to_dict()
         vi, vp = d["votes_per_item"], d["votes_per_pair"]
         lines = [
-            (f"{d['n_items']} items, {d['n_votes']:g} votes, {d['pairs_compared']} of "
-             f"{d['pairs_possible']} pairs compared"),
+            (f"{d['n_items']} items, {d['n_votes']:g} vote{'' if d['n_votes'] == 1 else 's'}, "
+             f"{d['pairs_compared']} of {d['pairs_possible']} "
+             f"pair{'' if d['pairs_possible'] == 1 else 's'} compared"),
             self.connectivity.describe()
             + ("" if self.connectivity.strongly_connected
                else f"; {len(d['connectivity']['provisional'])} item(s) only won or only lost"),
