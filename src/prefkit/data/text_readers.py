@@ -19,7 +19,7 @@ skips the bad rows and lists them in ``.skipped``:
 >>> read_preferences(p)  # doctest: +ELLIPSIS, +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-prefkit.data.errors.InvalidInputError: 1 problem in ...prefs.jsonl; 1 of 3 records are
+prefkit.data.errors.InvalidInputError: 1 problem in ...prefs.jsonl; 1 of 3 records is
 invalid, nothing was read:
   chosen and rejected responses are identical in field 'rejected' at ...prefs.jsonl line 3;
   a pair needs two different responses; drop the row;
