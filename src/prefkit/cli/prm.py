@@ -129,7 +129,7 @@ def _read_candidates(path: Path, fmt: str, column: list[str] | None, skip_invali
 def _device(device: str) -> Any:
     """``--device`` as a torch.device; an unknown name or a GPU that is not there refused
     with the fix."""
-    from prefkit.process._device import resolve_device
+    from prefkit.process.device import resolve_device
 
     try:
         return resolve_device(device, option="--device")

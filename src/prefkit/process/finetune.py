@@ -24,7 +24,7 @@ length, AdamW is the fused kernel, dropout is off by default (as TRL's ``PRMConf
 ``disable_dropout=True``), and a marker without a label is not projected while training
 (it adds nothing to the loss).
 
-**Devices** (:mod:`prefkit.process._device`): ``device="auto"`` trains and scores on the GPU
+**Devices** (:mod:`prefkit.process.device`): ``device="auto"`` trains and scores on the GPU
 when there is one, else on the CPU (``"cpu"``, ``"cuda"``, ``"cuda:N"`` choose). On a GPU
 the loop reads nothing back to the host between steps: batches and their index plans are
 built on the host and copied ahead (pinned memory), the gradient clip always scales (by a
@@ -63,12 +63,6 @@ import torch
 from torch import Tensor, nn
 
 from prefkit.data.steps import StepSolutions
-from prefkit.process._device import (
-    PRECISIONS,
-    autocast,
-    check_device_name,
-    resolve_device,
-)
 from prefkit.process._finetune_data import (  # noqa: F401  (re-exported)
     _batch,
     _epoch_batches,
@@ -83,6 +77,12 @@ from prefkit.process._finetune_scorer import (
     _prepare_backbone,
     _Scorer,
     is_causal,
+)
+from prefkit.process.device import (
+    PRECISIONS,
+    autocast,
+    check_device_name,
+    resolve_device,
 )
 from prefkit.process.frozen import _split
 from prefkit.process.losses import get_process_loss
@@ -119,8 +119,8 @@ class FinetunePRMConfig(ConfigIO):
     "eager"). ``fast_path``: compute only what the head reads
     where the backbone allows it (module docstring); False runs the backbone's own forward
     (the same numbers, up to float rounding). ``device``: where it trains, "auto" (the GPU
-    if there is one, else the CPU), "cpu", "cuda" or "cuda:N" (:mod:`prefkit.process.
-    _device`; not compared on resume). ``precision``: "fp32" (the default: the CPU's and
+    if there is one, else the CPU), "cpu", "cuda" or "cuda:N" (:mod:`prefkit.process.device`;
+    not compared on resume). ``precision``: "fp32" (the default: the CPU's and
     Trainer's default numbers) or "bf16" (bfloat16 autocast on the forward passes, float32
     weights, optimizer and loss; the faster on a GPU with bf16 tensor cores; the PRM scores
     in it on a GPU, in float32 on a CPU)."""

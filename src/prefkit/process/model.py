@@ -41,7 +41,7 @@ def load_prm(folder: str | Path, *, device: str | Any = None, **kwargs: Any) -> 
     ``device``: None or "auto" (the GPU if there is one, else the CPU), "cpu", "cuda" or
     "cuda:N" -- wherever it was trained (a PRM trained on a GPU loads on a CPU machine).
     A GPU that is not there is refused with the fix."""
-    from prefkit.process._device import resolve_device
+    from prefkit.process.device import resolve_device
 
     folder = Path(folder)
     cfg = folder / "config.json"

@@ -1,4 +1,5 @@
-"""Where a PRM runs: the device names prefkit accepts, as PyTorch and Hugging Face spell them.
+"""Where a PRM runs: the device names prefkit accepts, as PyTorch and Hugging Face spell them
+(a public module: the CLI and the other packages resolve ``--device`` through it).
 
 ``"auto"`` (the default) is the GPU when ``torch.cuda.is_available()``, else the CPU;
 ``"cpu"``; ``"cuda"`` (the current GPU) or ``"cuda:N"``. A GPU that is not there is refused
