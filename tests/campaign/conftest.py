@@ -25,18 +25,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_table import invoke
 from shared_paths import SHARED
 
 CAMPAIGN = SHARED / "campaigns" / "new_user_bad_input"
 LONG = 1_000_000  # characters of the one long field of the *_long* inputs
-
-
-def invoke(args: list[str], input: str | None = None):
-    from typer.testing import CliRunner
-
-    from prefkit.cli.main import app
-
-    return CliRunner().invoke(app, args, input=input)
 
 
 def _long_inputs(inputs: Path) -> None:

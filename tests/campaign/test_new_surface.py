@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_table import check_row
+from cli_table import invoke as _invoke
 
 NO_SERVER = "http://127.0.0.1:9/v1"  # nothing listens: every judge command is refused first
 
@@ -90,14 +92,6 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     pq.write_table(pa.Table.from_pylist(votes), root / "r.parquet")
     return root
-
-
-def _invoke(args: list[str]):
-    from typer.testing import CliRunner
-
-    from prefkit.cli.main import app
-
-    return CliRunner().invoke(app, args)
 
 
 J = f"--base-url {NO_SERVER}"
@@ -231,36 +225,13 @@ CASES: list[tuple[str, str, int, list[str]]] = [
 ]
 
 
-def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in root.rglob("*") if p.is_file()}
-
-
 @pytest.mark.parametrize(("cmd", "code", "words"), [c[1:] for c in CASES],
                          ids=[c[0] for c in CASES])
 def test_new_surface(tree: Path, cmd: str, code: int, words: list[str],
                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tree)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "PREFKIT_JUDGE_MODEL", "PREFKIT_ARENA_DB",
-                "PREFKIT_ROUNDS"):
-        monkeypatch.delenv(var, raising=False)
-    before = _snapshot(tree)
-    r = _invoke(cmd.split(" "))
-    text = r.stdout + r.stderr
-    assert r.exception is None or isinstance(r.exception, SystemExit), \
-        f"traceback: {r.exception!r}\n{text[-2000:]}"
-    assert r.exit_code == code, text[-2000:]
-    flat = " ".join(text.split())  # typer's panels wrap at the terminal's width
-    for w in words:
-        assert w in text or w in flat, f"{w!r} not in:\n{text[-2000:]}"
-    if code == 0 and "--json" in cmd:  # notes on stderr: stdout is the JSON alone
-        json.loads(r.stdout)
-    if code == 2:
-        assert "error" in r.stderr.lower() or "Invalid value" in r.stderr, r.stderr
-        assert _snapshot(tree) == before, "a refused command changed the tree"
-        if "--json" in cmd:
-            assert not r.stdout.strip() or json.loads(r.stdout) is not None
+    check_row(tree, cmd, code, words, monkeypatch,
+              unset=("OPENAI_BASE_URL", "OPENAI_API_KEY", "PREFKIT_JUDGE_MODEL",
+                     "PREFKIT_ARENA_DB", "PREFKIT_ROUNDS"))
 
 
 def test_gold_csv_equals_jsonl(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:

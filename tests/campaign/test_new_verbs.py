@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_table import check_row
+from cli_table import invoke as _invoke
 from shared_paths import SHARED
 
 JUDGE = SHARED / "data" / "judge"
@@ -98,14 +100,6 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "partial").mkdir()  # a PRM folder with only its config.json
     shutil.copy(root / "prm1" / "config.json", root / "partial" / "config.json")
     return root
-
-
-def _invoke(args: list[str]):
-    from typer.testing import CliRunner
-
-    from prefkit.cli.main import app
-
-    return CliRunner().invoke(app, args)
 
 
 # id, command (split on spaces), exit code, words the output must hold
@@ -308,32 +302,12 @@ CASES: list[tuple[str, str, int, list[str]]] = [
 ]
 
 
-def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in root.rglob("*") if p.is_file()}
-
-
 @pytest.mark.parametrize(("cmd", "code", "words"), [c[1:] for c in CASES],
                          ids=[c[0] for c in CASES])
 def test_new_verb(tree: Path, cmd: str, code: int, words: list[str],
                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tree)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "PREFKIT_JUDGE_MODEL"):
-        monkeypatch.delenv(var, raising=False)
-    before = _snapshot(tree)
-    r = _invoke(cmd.split(" "))
-    text = r.stdout + r.stderr
-    assert r.exception is None or isinstance(r.exception, SystemExit), \
-        f"traceback: {r.exception!r}\n{text[-2000:]}"
-    assert r.exit_code == code, text[-2000:]
-    for w in words:
-        assert w in text, f"{w!r} not in:\n{text[-2000:]}"
-    if code == 2:
-        assert "error" in r.stderr.lower() or "Invalid value" in r.stderr, r.stderr
-        assert _snapshot(tree) == before, "a refused command changed the tree"
-        if "--json" in cmd:
-            assert not r.stdout.strip() or json.loads(r.stdout) is not None
+    check_row(tree, cmd, code, words, monkeypatch, flat=False, json_ok=False,
+              unset=("OPENAI_BASE_URL", "OPENAI_API_KEY", "PREFKIT_JUDGE_MODEL"))
 
 
 def test_export_reads_back(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:

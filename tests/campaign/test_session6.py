@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_table import check_row
+from cli_table import invoke as _invoke
 
 
 def _jsonl(path: Path, rows: list) -> None:
@@ -78,14 +80,6 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "v_bad_line.jsonl").write_text("\n".join(good[:2] + ["{oops"] + good[2:]) + "\n",
                                            encoding="utf-8")
     return root
-
-
-def _invoke(args: list[str]):
-    from typer.testing import CliRunner
-
-    from prefkit.cli.main import app
-
-    return CliRunner().invoke(app, args)
 
 
 # the model check comes after the prompts are read: a run that reaches it read them
@@ -267,31 +261,12 @@ CASES: list[tuple[str, str, int, list[str]]] = [
 ]
 
 
-def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in root.rglob("*") if p.is_file()}
-
-
 @pytest.mark.parametrize(("cmd", "code", "words"), [c[1:] for c in CASES],
                          ids=[c[0] for c in CASES])
 def test_session6(tree: Path, cmd: str, code: int, words: list[str],
                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tree)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "PREFKIT_JUDGE_MODEL", "PREFKIT_SEED"):
-        monkeypatch.delenv(var, raising=False)
-    before = _snapshot(tree)
-    r = _invoke(cmd.split(" "))
-    text = r.stdout + r.stderr
-    assert r.exception is None or isinstance(r.exception, SystemExit), \
-        f"traceback: {r.exception!r}\n{text[-2000:]}"
-    assert r.exit_code == code, text[-2000:]
-    flat = " ".join(text.split())  # typer's panels wrap at the terminal's width
-    for w in words:
-        assert w in text or w in flat, f"{w!r} not in:\n{text[-2000:]}"
-    if code == 2:
-        assert "error" in r.stderr.lower() or "Invalid value" in r.stderr, r.stderr
-        assert _snapshot(tree) == before, "a refused command changed the tree"
+    check_row(tree, cmd, code, words, monkeypatch, json_ok=False, json_refused=False,
+              unset=("OPENAI_BASE_URL", "OPENAI_API_KEY", "PREFKIT_JUDGE_MODEL", "PREFKIT_SEED"))
 
 
 def test_rl_reads_bom_csv_and_parquet_prompts(tree: Path) -> None:
