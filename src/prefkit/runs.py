@@ -85,6 +85,7 @@ __all__ = [
     "rng_state",
     "set_rng_state",
     "write_json",
+    "written_by",
 ]
 
 #: the version of ``checkpoint.pt``; 1: before this module (reward heads wrote ``"head"``
@@ -537,6 +538,14 @@ def run_kind(path: str | Path) -> str | None:
         except (ValueError, UnicodeDecodeError):
             return ""
     return _legacy_kind(path)
+
+
+def written_by(path: str | Path) -> str | None:
+    """The command that wrote the run folder ``path`` ("prefkit reward train", "prefkit prm
+    train --finetune", ...), or None when it is not a prefkit run folder of a known kind (for
+    errors that say what a folder given in the wrong place is)."""
+    kind = run_kind(path)
+    return _KINDS.get(kind) if kind else None
 
 
 def check_output(path: str | Path, kind: str, *, resume: bool, overwrite: bool) -> None:

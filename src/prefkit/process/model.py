@@ -50,8 +50,9 @@ def load_prm(folder: str | Path, *, device: str | Any = None, **kwargs: Any) -> 
                                 "trained into (prefkit prm train DATA --output DIR)")
     kind = json.loads(cfg.read_text()).get("kind")
     if kind not in ("frozen", "finetune", "implicit"):  # another prefkit run's folder?
-        run = folder / "prefkit_run.json"
-        cmd = json.loads(run.read_text()).get("command") if run.is_file() else None
+        from prefkit.runs import written_by
+
+        cmd = written_by(folder)
         rm = (f" (a reward model: give it as --reward model:{folder})"
               if (cmd or "").startswith("prefkit reward") else "")
         raise ValueError(f"{folder} is not a process reward model's folder: it was written by "

@@ -120,8 +120,9 @@ class RewardModel(ScoresResponses):
                 "train_reward_model writes them when a run finishes")
         info = json.loads((folder / "config.json").read_text())
         if "head" not in info:  # another prefkit folder, e.g. a PRM's (config, head weights)
-            run = folder / "prefkit_run.json"
-            cmd = json.loads(run.read_text()).get("command") if run.is_file() else None
+            from prefkit.runs import written_by
+
+            cmd = written_by(folder)
             prm = " (a process reward model: prefkit prm score scores its steps)" if (
                 cmd or "").startswith("prefkit prm") else ""
             raise ValueError(f"{folder} is not a reward-model folder: it was written by "
