@@ -305,9 +305,7 @@ def run(
     k = kind or tpl.kind
     if k != tpl.kind:
         fail(f"--kind {k} does not match template {tpl.name!r}, which is {tpl.kind}")
-    if data.is_dir():
-        fail(f"{data} is a folder; give a pairs file (JSON, JSONL, CSV or Parquet) in it")
-    if not data.is_file():
+    if not data.exists():
         fail(f"{data}: no such file")
     if cache is not None and cache.is_dir():
         fail(f"--cache {cache} is a folder; give a file name, e.g. {cache}/judge.sqlite")

@@ -1,0 +1,81 @@
+"""The new-user campaign of session 7 (2026-12-05): folders written by ``datasets``'
+``save_to_disk`` given to the vote verbs, odd CSV dialects and Parquet nulls, the verbs'
+warnings and ``--json`` outputs.
+
+The rows are written and checked as in ``test_session6.py`` (``cli_table.check_row``): one run
+per row, in-process, in a tree of small inputs; the exit code and the words the output must
+hold; no traceback; a refusal (exit 2) changes no file of the tree. Each row failed before its
+fix (``# was:`` says what it did then).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cli_table import check_row
+from cli_table import invoke as _invoke
+
+VOTES = [("A", "B", "model_a"), ("B", "C", "tie"), ("C", "A", "model_b"), ("A", "C", "model_a"),
+         ("B", "A", "model_b"), ("C", "B", "model_a")]
+
+
+def _jsonl(path: Path, rows: list) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    datasets = pytest.importorskip("datasets")
+    root = tmp_path_factory.mktemp("session7")
+    rows = [{"model_a": a, "model_b": b, "winner": w} for a, b, w in VOTES]
+    # folders written by datasets' save_to_disk: one Dataset, a DatasetDict, a bad row
+    ds = datasets.Dataset.from_list(rows)
+    ds.save_to_disk(str(root / "votes_ds"))
+    datasets.DatasetDict({"train": ds, "test": ds}).save_to_disk(str(root / "votes_dd"))
+    datasets.Dataset.from_list(rows + [{"model_a": "A", "model_b": "B", "winner": "maybe"}]) \
+        .save_to_disk(str(root / "votes_bad"))
+    (root / "plain").mkdir()  # a folder of files, not a saved dataset
+    _jsonl(root / "plain" / "v.jsonl", rows)
+    # PandaLM's layout, saved as a dataset (prefkit inspect)
+    datasets.Dataset.from_list([
+        {"idx": i, "cmp_key": "m1_m2", "instruction": f"q{i}", "input": "",
+         "response1": "a" * (i + 1), "response2": "b", "annotator1": 1,
+         "annotator2": 1 + i % 2, "annotator3": 0} for i in range(4)]
+    ).save_to_disk(str(root / "ann_ds"))
+    return root
+
+
+# id, command (split on spaces), exit code, words the output must hold
+CASES: list[tuple[str, str, int, list[str]]] = [
+    # -- a folder written by datasets' save_to_disk (the vote verbs read it as reward does)
+    # was: "votes_ds is a folder; give a votes file (CSV, JSONL, JSON or Parquet) in it"
+    ("ds.rank", "rank votes_ds --json", 0, ['"rows_read": 6']),
+    ("ds.diagnose", "diagnose votes_ds", 0, ["3 items, 6 votes"]),
+    ("ds.propose", "propose votes_ds --n 2", 0, ["vs"]),
+    ("ds.simulate", "simulate votes_ds --runs 1 --max-votes 200", 0, ["active"]),
+    ("ds.inspect", "inspect ann_ds", 0, ["4 pairs"]),
+    ("ds.split_folder", "rank votes_dd/train --json", 0, ['"rows_read": 6']),
+    # the same checks and errors as a file
+    ("ds.dict", "rank votes_dd", 2, ["DatasetDict with splits train, test",
+                                     "votes_dd/train"]),
+    ("ds.bad_row", "rank votes_bad", 2, ["'maybe'", "votes_bad row 7", "--skip-invalid"]),
+    ("ds.bad_row_skipped", "rank votes_bad --skip-invalid", 0, ["votes_bad row 7"]),
+    # a folder that is not a saved dataset names the data files in it
+    ("ds.plain", "rank plain", 2, ["is a folder, not a data file", "v.jsonl"]),
+    ("ds.plain_inspect", "inspect plain", 2, ["is a folder, not a data file", "v.jsonl"]),
+]
+
+
+@pytest.mark.parametrize("cid,cmd,code,words", CASES, ids=[c[0] for c in CASES])
+def test_row(tree: Path, cid: str, cmd: str, code: int, words: list[str],
+             monkeypatch: pytest.MonkeyPatch) -> None:
+    check_row(tree, cmd, code, words, monkeypatch, unset=("PREFKIT_JUDGE_URL",))
+
+
+def test_formats_says_what_reads_a_saved_dataset() -> None:
+    # was: only the refusal of a plain folder mentioned save_to_disk
+    r = _invoke(["formats"])
+    assert r.exit_code == 0
+    assert "folder written by datasets' save_to_disk" in r.stdout
