@@ -44,6 +44,18 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
          "response1": "a" * (i + 1), "response2": "b", "annotator1": 1,
          "annotator2": 1 + i % 2, "annotator3": 0} for i in range(4)]
     ).save_to_disk(str(root / "ann_ds"))
+    # CSV dialects: Excel's in a locale whose decimal mark is a comma (';'), a TSV file
+    (root / "semi.csv").write_text("model_a;model_b;winner\n" + "".join(
+        f"{a};{b};{w}\n" for a, b, w in VOTES), encoding="utf-8")
+    (root / "semi_bad.csv").write_text("model_a;model_b;winner\nA;B;model_a\nB;C\n",
+                                       encoding="utf-8")
+    (root / "tab.tsv").write_text("model_a\tmodel_b\twinner\n" + "".join(
+        f"{a}\t{b}\t{w}\n" for a, b, w in VOTES), encoding="utf-8")
+    (root / "caps.csv").write_text("Model_A, Model_B ,Winner\nA,B,model_a\n", encoding="utf-8")
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.feather as feather
+
+    feather.write_feather(pa.Table.from_pylist(rows), root / "votes.arrow")
     return root
 
 
@@ -65,6 +77,21 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     # a folder that is not a saved dataset names the data files in it
     ("ds.plain", "rank plain", 2, ["is a folder, not a data file", "v.jsonl"]),
     ("ds.plain_inspect", "inspect plain", 2, ["is a folder, not a data file", "v.jsonl"]),
+    # -- CSV dialects and Arrow
+    # was: "cannot tell the format of this CSV file from its header (columns:
+    # model_a;model_b;winner)"
+    ("csv.semicolon", "rank semi.csv --json", 0, ['"rows_read": 6']),
+    ("csv.tsv", "rank tab.tsv --json", 0, ['"rows_read": 6']),
+    # was: "quote fields that contain commas" in a file without a comma
+    ("csv.semicolon_ragged", "rank semi_bad.csv", 2,
+     ["semi_bad.csv line 3", "expected 3 fields, got 2", "quote fields that contain semicolons"]),
+    # was: the known formats only; the near miss was the user's to see
+    ("csv.caps", "rank caps.csv", 2,
+     ["'Model_A' -> 'model_a'", "' Model_B ' -> 'model_b'", "'Winner' -> 'winner'"]),
+    # was: "not UTF-8 text at line 1 ... iconv -f latin1 -t utf-8 votes.arrow"
+    ("arrow.file", "rank votes.arrow", 2,
+     ["an Arrow IPC (Feather) file", "pq.write_table(f.read_table('votes.arrow'), "
+      "'votes.parquet')"]),
 ]
 
 
