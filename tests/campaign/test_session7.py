@@ -52,6 +52,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "tab.tsv").write_text("model_a\tmodel_b\twinner\n" + "".join(
         f"{a}\t{b}\t{w}\n" for a, b, w in VOTES), encoding="utf-8")
     (root / "caps.csv").write_text("Model_A, Model_B ,Winner\nA,B,model_a\n", encoding="utf-8")
+    (root / "two.csv").write_text("model_a,model_b,winner\nA,B,model_a\n", encoding="utf-8")
     pa = pytest.importorskip("pyarrow")
     import pyarrow.feather as feather
 
@@ -77,6 +78,13 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     # a folder that is not a saved dataset names the data files in it
     ("ds.plain", "rank plain", 2, ["is a folder, not a data file", "v.jsonl"]),
     ("ds.plain_inspect", "inspect plain", 2, ["is a folder, not a data file", "v.jsonl"]),
+    # -- simulate: the fit of the truth warns as the other verbs note
+    # was: "/work/main/src/prefkit/cli/matchmaking.py:137: ProvisionalWarning: ..." and the
+    # source line, Python's warning format
+    ("sim.provisional", "simulate votes_ds --runs 1 --max-votes 400 --json", 0,
+     ["note: the simulated truth: 1 item", "(A)"]),
+    # the refusal comes before the fit (was: after a ProvisionalWarning about 2 items)
+    ("sim.two_items", "simulate two.csv", 2, ["two.csv: 2 items", "at least 3"]),
     # -- CSV dialects and Arrow
     # was: "cannot tell the format of this CSV file from its header (columns:
     # model_a;model_b;winner)"
