@@ -33,12 +33,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: the 
 
 from test_distributed_align import BASE, CONFIGS, PARAM_ATOL, STEPS, _rows, data_for
 
+from prefkit.align.reference import cached_reference_logps
 from prefkit.align.tiny import char_tokenizer, tiny_llama
 from prefkit.align.trainer import AlignConfig, align
 
 FSDP_ENV = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}
 #: measured max |FSDP2 - one process| after 5 steps: weights 1.2e-7 (DPO), 2.3e-7 (KTO),
 #: 1.5e-8 (LoRA); AdamW moments <= 7.5e-9 -- the DDP test's PARAM_ATOL (1e-5) holds for both
+#: the reference cache scored through the shards vs one process (summed log-probs, ~-60):
+#: the issue asks 1e-6
+REF_ATOL = 1e-6
 
 _SCRIPT = """
 import os, sys, torch
@@ -165,17 +169,17 @@ def test_fsdp2_two_processes_equal_one_with_twice_the_accumulation(tmp_path):
 
 
 _FOLDER_SCRIPT = """
-import os, resource, sys, json, torch, transformers
+import os, resource, shutil, sys, json, torch, transformers
 sys.path.insert(0, {tests!r})
 from test_distributed_align import BASE, CONFIGS, data_for
 import prefkit.align.trainer as trainer
 from prefkit.align.tiny import char_tokenizer
 from prefkit.align.trainer import AlignConfig, align
 from prefkit.processes import PreparedModel
-out, tiny, big = sys.argv[1:4]
+out, tiny, big, one = sys.argv[1:5]
 rank = int(os.environ["RANK"])
 tok = char_tokenizer()
-seen = {{"loads": 0, "built_on": [], "peak_mib": [], "tied": []}}
+seen = {{"loads": 0, "built_on": [], "peak_mib": [], "tied": [], "whole_on": []}}
 load = transformers.AutoModelForCausalLM.from_pretrained.__func__
 def counted(cls, *args, **kwargs):  # every whole-model load of this process
     seen["loads"] += 1
@@ -187,8 +191,11 @@ def spy(model, acc, **kwargs):  # the model each process shards: built on the me
     return prepare(model, acc, **kwargs)
 trainer.prepare_model = spy
 load_full = PreparedModel.load_full
-def measured(self, *args, **kwargs):  # the peak resident memory once the shards are filled
-    load_full(self, *args, **kwargs)
+def measured(self, full, *args, **kwargs):  # the peak resident memory once the shards are filled
+    ref = kwargs.get("reference")  # and where the whole copies were (None: not this process)
+    seen["whole_on"].append([None if m is None else next(m.parameters()).device.type
+                             for m in (full, ref)])
+    load_full(self, full, *args, **kwargs)
     seen["peak_mib"].append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 PreparedModel.load_full = measured
 setup = trainer._setup
@@ -220,6 +227,15 @@ assert not align(tiny, data, config=cfg, validation=data, output_dir=f"{{out}}/r
                  progress=False, stop_after=3).finished
 assert align(tiny, data, config=cfg, validation=data, output_dir=f"{{out}}/resumed",
              progress=False, resume=True).finished
+# the reference cache of a one-process run is read by a two-process one (the same key):
+# a run stopped after a step, its cache replaced by the one-process run's, then resumed
+cfg = AlignConfig(**{{**BASE, "max_steps": 2}}, **CONFIGS["dpo"], grad_accum=2)
+assert not align(tiny, data, config=cfg, output_dir=f"{{out}}/reuse", progress=False,
+                 stop_after=1).finished
+if rank == 0:
+    shutil.copyfile(f"{{one}}/dpo/reference_logps.pt", f"{{out}}/reuse/reference_logps.pt")
+seen["reused"] = align(tiny, data, config=cfg, output_dir=f"{{out}}/reuse", progress=False,
+                       resume=True).reference_cached
 try:  # process 0 alone reads the checkpoint: its refusal reaches every process
     align(tiny, data, config=AlignConfig(**{{**BASE, "max_steps": 7}}, **CONFIGS["dpo"]),
           output_dir=f"{{out}}/resumed", progress=False, resume=True)
@@ -231,7 +247,9 @@ open(f"{{out}}/seen-{{rank}}.json", "w").write(json.dumps(seen))
 
 def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path):
     """A model given as a folder (FSDP2, torchrun 2 x gloo): process 0 loads the weights
-    once, every process builds the model it trains on the meta device, and the shards are
+    once, on the host (the whole copies it hands PreparedModel.load_full are CPU tensors --
+    on this CPU-only machine the run's device is the CPU too, so only a GPU run tells them
+    apart), every process builds the model it trains on the meta device, and the shards are
     filled from process 0 (prefkit.processes.PreparedModel.load_full) -- so process 1 loads
     nothing (transformers' from_pretrained is never called there) and its peak memory when
     the shards are filled is lower than process 0's by most of the model (a 72 MiB model of
@@ -239,10 +257,14 @@ def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path
     vs 444 MiB; loading whole on both, as a model object is, they peak alike: the first
     forward passes that follow add ~100 MiB of their own on both). Tied embeddings stay one
     parameter. A live reference (TDPO's, a second copy from the folder) is built, sharded
-    and filled the same way. A run stopped and resumed equals the uninterrupted one; only
-    process 0 reads the checkpoint. The trained weights equal one process's with twice the
-    accumulation to the same 1e-5 as the object path (DPO with validation, KTO, LoRA, TDPO;
-    the big model one step)."""
+    and filled the same way. The reference cache, scored through the shards (every process
+    a share), equals one process's (DPO, KTO with its mismatched pairs, LoRA with the
+    adapter disabled; training and validation files) under the same key -- so each run
+    reads the other's file: a two-process run resumed with a one-process run's cache
+    reports it cached, and one process loads the two-process file. A run stopped and
+    resumed equals the uninterrupted one; only process 0 reads the checkpoint. The trained
+    weights equal one process's with twice the accumulation to the same 1e-5 as the object
+    path (DPO with validation, KTO, LoRA, TDPO; the big model one step)."""
     from transformers import AutoModelForCausalLM
 
     tok = char_tokenizer()
@@ -255,30 +277,8 @@ def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path
     big_mib = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(big).parameters()
                   ) * 4 / 2**20
     assert big_mib > 70
-    script = tmp_path / "folder.py"
-    script.write_text(_FOLDER_SCRIPT.format(tests=str(Path(__file__).parent)))
-    two = tmp_path / "two"
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    "--nproc_per_node", "2", str(script), str(two), str(tiny), str(big)],
-                   check=True, timeout=600, env={**os.environ, **FSDP_ENV, "OMP_NUM_THREADS": "1"})
-    seen = [json.loads((two / f"seen-{r}.json").read_text()) for r in (0, 1)]
-    runs = 4 + len(CONFIGS)
-    # process 0: each run's model, TDPO's live reference (a second copy) and the refused
-    # resume's model (loaded before the checkpoint is read); process 1: none
-    assert seen[0]["loads"] == runs + 2 and seen[1]["loads"] == 0, seen
-    assert seen[0]["built_on"] == seen[1]["built_on"] == [["meta"]] * runs
-    # resuming, process 0 alone reads the checkpoint (its weights and AdamW state reach the
-    # others' shards by broadcast); the reference cache also reaches them from process 0
-    assert seen[0]["read"].count("checkpoint.pt") == 2 and "read" not in seen[1], seen
-    for r in (0, 1):
-        assert "different config (fields ['grad_accum', 'max_steps'])" in seen[r]["refused"]
-    for r in (0, 1):  # the live reference is sharded like the model: a half on each process
-        assert seen[r]["reference"] == ["DTensor", [32, 32], [64, 32]], seen[r]
-    assert seen[0]["tied"][0] and seen[1]["tied"][0]  # the big model ties its embeddings
-    gap = seen[0]["peak_mib"][0] - seen[1]["peak_mib"][0]
-    print(f"peak RSS when the shards are filled, process 0 / 1: {seen[0]['peak_mib'][0]:.0f} / {seen[1]['peak_mib'][0]:.0f} MiB")
-    assert gap > 0.6 * big_mib, (seen[0]["peak_mib"], seen[1]["peak_mib"], big_mib)
-    # the same training as one process with twice the accumulation
+    # one process with twice the accumulation: what the two-process runs must equal (run
+    # first: the two-process script reads the DPO run's reference cache)
     cases = {"big": (big, {"loss": "dpo", "max_steps": 1, "batch_size": 1}, 2)}
     cases.update({name: (tiny, cfg, 4) for name, cfg in CONFIGS.items()})
     cases["tdpo"] = (tiny, {"loss": "tdpo"}, 4)
@@ -287,6 +287,61 @@ def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path
         config = AlignConfig(**{**BASE, **cfg}, grad_accum=accum)
         align(str(folder), data, config=config, validation=None if name == "big" else data,
               output_dir=tmp_path / name, progress=False)
+    script = tmp_path / "folder.py"
+    script.write_text(_FOLDER_SCRIPT.format(tests=str(Path(__file__).parent)))
+    two = tmp_path / "two"
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc_per_node", "2", str(script), str(two), str(tiny), str(big),
+                    str(tmp_path)],
+                   check=True, timeout=600, env={**os.environ, **FSDP_ENV, "OMP_NUM_THREADS": "1"})
+    seen = [json.loads((two / f"seen-{r}.json").read_text()) for r in (0, 1)]
+    runs = 6 + len(CONFIGS)  # big, the configs, tdpo, resumed (2 runs), reuse (2 runs)
+    # process 0: each run's model, TDPO's live reference (a second copy) and the refused
+    # resume's model (loaded before the checkpoint is read); process 1: none
+    assert seen[0]["loads"] == runs + 2 and seen[1]["loads"] == 0, seen
+    assert seen[0]["built_on"] == seen[1]["built_on"] == [["meta"]] * runs
+    # the whole copies (model, live reference) that fill the shards: process 0's on the host
+    assert seen[0]["whole_on"] == [["cpu", None]] * 4 + [["cpu", "cpu"]] + \
+        [["cpu", None]] * (runs - 5), seen[0]["whole_on"]
+    assert seen[1]["whole_on"] == [[None, None]] * runs
+    # resuming, process 0 alone reads the checkpoint (its weights and AdamW state reach the
+    # others' shards by broadcast) and the reference cache (its key and log-probs reach them)
+    assert seen[0]["read"].count("checkpoint.pt") == 3 and "read" not in seen[1], seen
+    assert seen[0]["read"].count("reference_logps.pt") == 2  # the resumed runs' (+ reuse)
+    for r in (0, 1):
+        assert "different config (fields ['grad_accum', 'max_steps'])" in seen[r]["refused"]
+    for r in (0, 1):  # the live reference is sharded like the model: a half on each process
+        assert seen[r]["reference"] == ["DTensor", [32, 32], [64, 32]], seen[r]
+    assert seen[0]["tied"][0] and seen[1]["tied"][0]  # the big model ties its embeddings
+    gap = seen[0]["peak_mib"][0] - seen[1]["peak_mib"][0]
+    print(f"peak RSS when the shards are filled, process 0 / 1: {seen[0]['peak_mib'][0]:.0f} / {seen[1]['peak_mib'][0]:.0f} MiB")
+    assert gap > 0.6 * big_mib, (seen[0]["peak_mib"], seen[1]["peak_mib"], big_mib)
+    # the reference cache scored through the shards == one process's, under the same key
+    for name in ("big", *CONFIGS):
+        for file in ("reference_logps.pt", "reference_logps.validation.pt"):
+            if name == "big" and "validation" in file:
+                continue
+            mine = torch.load(tmp_path / name / file, weights_only=True)
+            got = torch.load(two / name / file, weights_only=True)
+            assert got["key"] == mine["key"], (name, file)
+            assert (got["kl"] is None) == (mine["kl"] is None) == (name != "kto")
+            for key in ("logps", "kl"):
+                if mine[key] is not None:
+                    diff = float((got[key] - mine[key]).abs().max())
+                    print(f"reference cache {name} {file} {key}: max |2 - 1 process| {diff:.1e}")
+                    torch.testing.assert_close(got[key], mine[key], atol=REF_ATOL, rtol=0,
+                                               msg=f"{name} {file} {key}")
+    assert not (two / "tdpo" / "reference_logps.pt").exists()  # a live reference: no cache
+    # either run reads the other's file: two processes resumed with one process's cache,
+    # one process given the two-process file
+    assert seen[0]["reused"] and seen[1]["reused"]
+    data = data_for("dpo", tok)
+    again = cached_reference_logps(AutoModelForCausalLM.from_pretrained(tiny), data.examples,
+                                   two / "dpo" / "reference_logps.pt",
+                                   pad_token_id=data.pad_token_id)
+    assert again.loaded
+    # the same training as one process with twice the accumulation
+    for name, (folder, _, _) in cases.items():
         mine = _load_folder(tmp_path / name, name, folder)
         got = _load_folder(two / name, name, folder)
         start = _load_folder(folder, "dpo", folder)
