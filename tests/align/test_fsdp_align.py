@@ -354,3 +354,28 @@ def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path
     whole, resumed = _load_folder(two / "dpo", "dpo"), _load_folder(two / "resumed", "dpo")
     for k, v in whole.items():
         torch.testing.assert_close(resumed[k], v, atol=0, rtol=0, msg=k)
+
+
+def test_a_large_weight_is_fingerprinted_by_an_exact_integer_sum():
+    """The reference cache's key holds the model's fingerprint, which an FSDP2 run takes from
+    the main process's host copy and one process from its model where it sits (a GPU): for
+    a weight over 16M elements (prefkit.align.reference._tensor_digest) it is the SHA-256 of
+    the exact sum of its 32-bit words -- here equal to numpy's int64 sum of the same words,
+    an independent computation of the same number, where a float64 sum (the old digest)
+    rounds by the order a device adds in -- and of 64 sampled slices; one bit flipped
+    outside the slices changes it."""
+    import hashlib
+
+    from prefkit.align import reference
+
+    n = reference._FULL_HASH_NUMEL + 1
+    x = torch.randn(n, generator=torch.Generator().manual_seed(0)) * torch.logspace(-8, 8, n)
+    words = x.numpy().view("int32").astype("int64")
+    slices = [x[s:s + 4096].numpy().tobytes()
+              for s in torch.linspace(0, n - 4096, 64).long().tolist()]
+    want = hashlib.sha256(int(words.sum()).to_bytes(16, "little", signed=True)
+                          + b"".join(slices)).digest()
+    assert reference._tensor_digest(x) == want
+    flipped = x.clone()
+    flipped.view(torch.int32)[4096 + 17] ^= 1  # the lowest mantissa bit, between two slices
+    assert reference._tensor_digest(flipped) != want

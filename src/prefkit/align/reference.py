@@ -49,6 +49,7 @@ __all__ = ["ReferenceLogps", "cached_reference_logps", "compute_reference_logps"
 
 _FORMAT = 1
 _FULL_HASH_NUMEL = 1 << 24  # larger weights get a sampled digest (see _tensor_digest)
+_SUM_CHUNK = 1 << 24  # words summed at a time (in int64, exact: below 2^55 a chunk)
 _ONE = Processes()  # a single process: no distributed call
 _CONFIG_SKIP = {"_name_or_path", "transformers_version", "torch_dtype", "dtype",
                 "_commit_hash", "use_cache"}
@@ -83,8 +84,9 @@ class ReferenceLogps:
 # -- fingerprints ----------------------------------------------------------------------------------
 def model_fingerprint(model: nn.Module) -> str:
     """SHA-256 (hex) of a causal LM's config and every weight (name, dtype, shape, and its
-    bytes -- for tensors over 16M elements, their float64 sum and sum of squares and 64
-    evenly spaced slices, so a large model is fingerprinted in seconds).
+    bytes -- for tensors over 16M elements, the exact integer sum of their 32-bit words and
+    64 evenly spaced slices, so a large model is fingerprinted in seconds, the same on any
+    device).
 
     A peft model fingerprints as its base model: adapter weights are skipped and peft's
     ``base_layer`` / ``original_module`` wrappers are read through.
@@ -107,16 +109,21 @@ def model_fingerprint(model: nn.Module) -> str:
 
 
 def _tensor_digest(flat: Tensor) -> bytes:
-    """Every byte of a tensor up to :data:`_FULL_HASH_NUMEL` elements; beyond, its float64
-    sum and sum of squares (on its device) and 64 evenly spaced slices of 4,096 elements --
-    any training step changes those, and a 70B model is not copied to the CPU."""
+    """Every byte of a tensor up to :data:`_FULL_HASH_NUMEL` elements; beyond, the exact
+    integer sum of its bytes read as 32-bit words (16-bit / 8-bit ones for 2-byte / 1-byte
+    dtypes), added on its device a chunk at a time, and 64 evenly spaced slices of 4,096
+    elements -- any training step changes those, a 70B model is not copied to the CPU, and
+    an integer sum, unlike a floating-point one, does not depend on the order a device adds
+    in: a copy on the host fingerprints as the same weights on a GPU (FSDP2's main process
+    keys the reference cache by its host copy, :func:`sharded_reference_logps`)."""
     if flat.numel() <= _FULL_HASH_NUMEL:
         return hashlib.sha256(flat.contiguous().cpu().view(torch.uint8).numpy()).digest()
-    x = flat.double()
-    parts = [torch.stack([x.sum(), (x * x).sum()]).cpu().numpy().tobytes()]
+    flat = flat.contiguous()
+    words = flat.view({1: torch.uint8, 2: torch.int16}.get(flat.element_size(), torch.int32))
+    total = sum(int(c.sum(dtype=torch.int64)) for c in words.split(_SUM_CHUNK))
+    parts = [total.to_bytes(16, "little", signed=True)]
     for start in torch.linspace(0, flat.numel() - 4096, 64).long().tolist():
-        parts.append(flat[start:start + 4096].contiguous().cpu().view(torch.uint8).numpy()
-                     .tobytes())
+        parts.append(flat[start:start + 4096].cpu().view(torch.uint8).numpy().tobytes())
     return hashlib.sha256(b"".join(parts)).digest()
 
 
