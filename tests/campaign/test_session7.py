@@ -11,6 +11,9 @@ fix (``# was:`` says what it did then).
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -57,7 +60,41 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import pyarrow.feather as feather
 
     feather.write_feather(pa.Table.from_pylist(rows), root / "votes.arrow")
+    _jsonl(root / "pairs.jsonl", [{"question_id": 1, "prompt": "hi", "response_a": "good",
+                                   "response_b": "bad", "model_a": "m1", "model_b": "m2"}])
+    _jsonl(root / "rp.jsonl", [{"prompt": "hi", "chosen": "good", "rejected": "bad"}])
     return root
+
+
+class _Answers(BaseHTTPRequestHandler):
+    """A server on 127.0.0.1 that answers every POST badly, by the path's first part: a web
+    page (``/html``), 404 (``/e404``: a --base-url without /v1), 401 (``/e401``)."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        kind = self.path.split("/")[1]
+        code, ctype, body = {
+            "html": (200, "text/html", b"<html><body>Welcome to nginx</body></html>"),
+            "e401": (401, "application/json",
+                     b'{"error": {"message": "Incorrect API key provided"}}'),
+        }.get(kind, (404, "application/json", b'{"detail": "Not Found"}'))
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def bad_server() -> Iterator[str]:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
 
 
 # id, command (split on spaces), exit code, words the output must hold
@@ -107,6 +144,29 @@ CASES: list[tuple[str, str, int, list[str]]] = [
 def test_row(tree: Path, cid: str, cmd: str, code: int, words: list[str],
              monkeypatch: pytest.MonkeyPatch) -> None:
     check_row(tree, cmd, code, words, monkeypatch, unset=("PREFKIT_JUDGE_URL",))
+
+
+# judge run / reward eval --judge against a server that answers every request badly; was: exit
+# 0 and a file of error verdicts (a web page after 7 attempts each, 'malformed response:
+# Expecting value: line 1 column 1 (char 0)')
+SERVER_CASES = [
+    ("srv.html", "judge run pairs.jsonl -o o.jsonl --model m --base-url {url}/html/v1", 2,
+     ["every request failed the same way", "a web page, not a chat completion",
+      "Welcome to nginx", "(1 attempt)", "not a web site", "nothing was written to o.jsonl"]),
+    ("srv.404", "judge run pairs.jsonl -o o.jsonl --model m --base-url {url}/e404", 2,
+     ["HTTP 404: Not Found", "ends in /v1", "nothing was written to o.jsonl"]),
+    ("srv.401", "judge run pairs.jsonl -o o.jsonl --model m --base-url {url}/e401/v1", 2,
+     ["HTTP 401: Incorrect API key provided", "Set OPENAI_API_KEY"]),
+    ("srv.eval_404", "reward eval --judge m rp.jsonl --base-url {url}/e404 --json", 2,
+     ["HTTP 404: Not Found", "ends in /v1", "nothing was written"]),
+]
+
+
+@pytest.mark.parametrize("cid,cmd,code,words", SERVER_CASES, ids=[c[0] for c in SERVER_CASES])
+def test_server_row(tree: Path, bad_server: str, cid: str, cmd: str, code: int,
+                    words: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    check_row(tree, cmd.format(url=bad_server), code, words, monkeypatch,
+              unset=("OPENAI_BASE_URL", "OPENAI_API_KEY", "PREFKIT_JUDGE_MODEL"))
 
 
 def test_formats_says_what_reads_a_saved_dataset() -> None:
