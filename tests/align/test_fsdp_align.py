@@ -8,9 +8,12 @@ the full weights and optimizer state gathered in the one-process layout (compare
 process's checkpoint); a run stopped and resumed from it equals an uninterrupted one; the
 model folder loads with ``AutoModelForCausalLM.from_pretrained`` and holds the trained
 weights; FSDP version 1 and DeepSpeed are refused with the fix. A model given as a folder
-is loaded whole by process 0 only: process 1 builds it on the meta device and receives its
-shards (never loads the model, peaks lower by most of it), a live reference likewise, and
-the training equals one process's. Not run here: NCCL (no GPU) and CPU offload.
+is loaded whole by process 0 only, on the host: process 1 builds it on the meta device and
+receives its shards (never loads the model, peaks lower by most of it), a live reference
+likewise; the reference cache is scored through the shards and equals one process's, under
+the same key (each run reads the other's file); the training equals one process's. Not run
+here: NCCL (no GPU: the whole copy's place on the host cannot differ from the run's device)
+and CPU offload.
 """
 
 from __future__ import annotations
@@ -241,6 +244,11 @@ try:  # process 0 alone reads the checkpoint: its refusal reaches every process
           output_dir=f"{{out}}/resumed", progress=False, resume=True)
 except ValueError as e:
     seen["refused"] = str(e)
+# a reference given as an object (whole on every process, loaded here uncounted): its cache
+# is scored as in one process, the main process first, the others read the file
+reference = load(transformers.AutoModelForCausalLM, tiny)
+align(tiny, data, config=AlignConfig(**{{**BASE, "max_steps": 1}}, **CONFIGS["dpo"]),
+      reference_model=reference, output_dir=f"{{out}}/given", progress=False)
 open(f"{{out}}/seen-{{rank}}.json", "w").write(json.dumps(seen))
 """
 
@@ -261,7 +269,8 @@ def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path
     a share), equals one process's (DPO, KTO with its mismatched pairs, LoRA with the
     adapter disabled; training and validation files) under the same key -- so each run
     reads the other's file: a two-process run resumed with a one-process run's cache
-    reports it cached, and one process loads the two-process file. A run stopped and
+    reports it cached, and one process loads the two-process file; a reference given as an
+    object (whole on every process) is scored as in one process. A run stopped and
     resumed equals the uninterrupted one; only process 0 reads the checkpoint. The trained
     weights equal one process's with twice the accumulation to the same 1e-5 as the object
     path (DPO with validation, KTO, LoRA, TDPO; the big model one step)."""
@@ -295,7 +304,7 @@ def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path
                     str(tmp_path)],
                    check=True, timeout=600, env={**os.environ, **FSDP_ENV, "OMP_NUM_THREADS": "1"})
     seen = [json.loads((two / f"seen-{r}.json").read_text()) for r in (0, 1)]
-    runs = 6 + len(CONFIGS)  # big, the configs, tdpo, resumed (2 runs), reuse (2 runs)
+    runs = 7 + len(CONFIGS)  # big, the configs, tdpo, resumed and reuse (2 runs each), given
     # process 0: each run's model, TDPO's live reference (a second copy) and the refused
     # resume's model (loaded before the checkpoint is read); process 1: none
     assert seen[0]["loads"] == runs + 2 and seen[1]["loads"] == 0, seen
@@ -305,9 +314,11 @@ def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path
         [["cpu", None]] * (runs - 5), seen[0]["whole_on"]
     assert seen[1]["whole_on"] == [[None, None]] * runs
     # resuming, process 0 alone reads the checkpoint (its weights and AdamW state reach the
-    # others' shards by broadcast) and the reference cache (its key and log-probs reach them)
-    assert seen[0]["read"].count("checkpoint.pt") == 3 and "read" not in seen[1], seen
+    # others' shards by broadcast) and the reference cache (its key and log-probs reach
+    # them); process 1 reads only the cache of the reference given as an object
+    assert seen[0]["read"].count("checkpoint.pt") == 3, seen
     assert seen[0]["read"].count("reference_logps.pt") == 2  # the resumed runs' (+ reuse)
+    assert seen[1]["read"] == ["reference_logps.pt"], seen
     for r in (0, 1):
         assert "different config (fields ['grad_accum', 'max_steps'])" in seen[r]["refused"]
     for r in (0, 1):  # the live reference is sharded like the model: a half on each process
@@ -332,6 +343,10 @@ def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path
                     torch.testing.assert_close(got[key], mine[key], atol=REF_ATOL, rtol=0,
                                                msg=f"{name} {file} {key}")
     assert not (two / "tdpo" / "reference_logps.pt").exists()  # a live reference: no cache
+    # the same weights given as the reference object: the same key and log-probs
+    given = torch.load(two / "given" / "reference_logps.pt", weights_only=True)
+    mine = torch.load(tmp_path / "dpo" / "reference_logps.pt", weights_only=True)
+    assert given["key"] == mine["key"] and torch.equal(given["logps"], mine["logps"])
     # either run reads the other's file: two processes resumed with one process's cache,
     # one process given the two-process file
     assert seen[0]["reused"] and seen[1]["reused"]
