@@ -282,7 +282,7 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     # was: created nope.db, then 'nope.db has no votes to export'
     ("ax.db_missing", "arena export --db nope.db ex.csv", 2, ["--db nope.db", "no such database"]),
     # was: wrote CSV into ex.xyz
-    ("ax.suffix", "arena export --db votes.db ex.xyz", 2, ["ex.xyz", ".csv or .jsonl"]),
+    ("ax.suffix", "arena export --db votes.db ex.xyz", 2, ["ex.xyz", ".csv, .jsonl or .parquet"]),
     # was: IsADirectoryError traceback
     ("ax.output_dir", "arena export --db votes.db adir", 2, ["adir is a folder"]),
     # was: FileNotFoundError traceback

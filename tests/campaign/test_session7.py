@@ -122,6 +122,13 @@ CASES: list[tuple[str, str, int, list[str]]] = [
      ["note: the simulated truth: 1 item", "(A)"]),
     # the refusal comes before the fit (was: after a ProvisionalWarning about 2 items)
     ("sim.two_items", "simulate two.csv", 2, ["two.csv: 2 items", "at least 3"]),
+    # -- arena: --db a folder; export to Parquet
+    # was: "cannot open the database (unable to open database file); check the path or URL
+    # and that the server is running" / "no such database"
+    ("arena.db_folder_import", "arena import semi.csv --db plain", 2,
+     ["--db plain is a folder", "plain/arena.db"]),
+    ("arena.db_folder_export", "arena export --db plain x.csv", 2,
+     ["--db plain is a folder", "plain/arena.db"]),
     # -- CSV dialects and Arrow
     # was: "cannot tell the format of this CSV file from its header (columns:
     # model_a;model_b;winner)"
@@ -167,6 +174,22 @@ def test_server_row(tree: Path, bad_server: str, cid: str, cmd: str, code: int,
                     words: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     check_row(tree, cmd.format(url=bad_server), code, words, monkeypatch,
               unset=("OPENAI_BASE_URL", "OPENAI_API_KEY", "PREFKIT_JUDGE_MODEL"))
+
+
+def test_arena_exports_parquet_that_ranks_as_the_csv(tree: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """arena export votes.parquet (pandas and pyarrow users' format; was refused: 'must end
+    in .csv or .jsonl'): the same votes as the CSV export, so the same leaderboard."""
+    monkeypatch.chdir(tree)
+    assert _invoke(["arena", "import", "semi.csv", "--db", "ex.db"]).exit_code == 0
+    for name in ("ex.csv", "ex.parquet"):
+        r = _invoke(["arena", "export", "--db", "ex.db", name])
+        assert r.exit_code == 0, r.stderr
+        assert "wrote 6 votes to " + name in r.stderr
+    boards = [json.loads(_invoke(["rank", name, "--json", "--seed", "0", "--rounds", "20"]
+                                 ).stdout) for name in ("ex.csv", "ex.parquet")]
+    assert boards[0]["leaderboard"] == boards[1]["leaderboard"]
+    assert boards[1]["input"]["rows_read"] == 6
 
 
 def test_formats_says_what_reads_a_saved_dataset() -> None:
