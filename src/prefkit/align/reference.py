@@ -13,6 +13,12 @@ SHA-256 of its weights), of the tokenized data (:func:`data_fingerprint`), the
 precision (bf16 autocast changes the numbers) and, for KTO, the mismatched pairs. A later
 run -- or a resumed one -- with the same key loads the file; any change recomputes it.
 
+**Several processes.** A model sharded over processes (FSDP2) is scored through its shards,
+every process a share of the batches (:func:`sharded_reference_logps`); the main process
+keys the cache by its whole copy on the host, so a file written by one process serves a
+sharded run and vice versa (weights over 16M elements are fingerprinted by exact integer
+sums, the same on any device).
+
 **LoRA.** With a peft model the reference is the *same* model with its adapter disabled
 (``reference=model.disable_adapter``): no second copy is held, and the fingerprint skips
 the adapter's weights (it is the base model's), so a run that starts from a fresh adapter
@@ -51,6 +57,7 @@ _FORMAT = 1
 _FULL_HASH_NUMEL = 1 << 24  # larger weights get a sampled digest (see _tensor_digest)
 _SUM_CHUNK = 1 << 24  # words summed at a time (in int64, exact: below 2^55 a chunk)
 _ONE = Processes()  # a single process: no distributed call
+_Call = Callable[[Callable[[nn.Module], Any]], Any]  # call(fn) runs fn(model) (PreparedModel)
 _CONFIG_SKIP = {"_name_or_path", "transformers_version", "torch_dtype", "dtype",
                 "_commit_hash", "use_cache"}
 
@@ -171,7 +178,7 @@ def _default_collate() -> Callable[..., Any]:
 def _logps_over(model: nn.Module, examples: Sequence[Any], *, collate: Callable[..., Any],
                 pad_token_id: int, batch_size: int, chunk_size: int | None,
                 context: Callable[[], Any], precision: str, device: torch.device,
-                bar: Any, done: list[int], packing: str = "none", call: Any = None,
+                bar: Any, done: list[int], packing: str = "none", call: _Call | None = None,
                 procs: Processes = _ONE) -> Tensor:
     """(N, K_max) summed log-probs of ``examples`` under ``model`` (inside ``context()``),
     batched longest first (least padding); ``packing`` as :class:`AlignConfig`'s.
@@ -259,7 +266,7 @@ def _compute(model: nn.Module, examples: Sequence[Any], key: dict[str, Any], *,
              pad_token_id: int, reference: Any, kl_pairs: bool, max_length: int | None,
              batch_size: int, chunk_size: int | None, precision: str,
              collate: Callable[..., Any] | None, progress: bool, packing: str = "none",
-             call: Any = None, procs: Processes = _ONE,
+             call: _Call | None = None, procs: Processes = _ONE,
              device: torch.device | None = None) -> ReferenceLogps:
     from prefkit.runs import progress_bar
 
