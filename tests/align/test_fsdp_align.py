@@ -217,13 +217,25 @@ def reads(f, *args, **kwargs):  # the files of a run this process reads (not col
         seen.setdefault("read", []).append(os.path.basename(f))
     return torch_load(f, *args, **kwargs)
 torch.load = reads
+import prefkit.align.reference as reference
+calls = [0]
+def scoring(score):  # the reference cache's passes this process makes (through the shards?)
+    def counted_call(*args, **kwargs):
+        calls[0] += 1
+        return score(*args, **kwargs)
+    return counted_call
+reference.sequence_logps = scoring(reference.sequence_logps)
+reference.packed_sequence_logps = scoring(reference.packed_sequence_logps)
 data = data_for("dpo", tok)
 align(big, data, config=AlignConfig(**{{**BASE, "max_steps": 1, "batch_size": 1}}),
       output_dir=f"{{out}}/big", progress=False)  # first: the high-water mark is its own
+seen["scored"] = {{}}
 for name, cfg in {{**CONFIGS, "tdpo": {{"loss": "tdpo"}}}}.items():  # tdpo: a live reference
     data = data_for(name if name in CONFIGS else "dpo", tok)
+    calls[0] = 0
     align(tiny, data, config=AlignConfig(**BASE, **cfg, grad_accum=2), validation=data,
           output_dir=f"{{out}}/{{name}}", progress=False)
+    seen["scored"][name] = calls[0]
 cfg = AlignConfig(**BASE, **CONFIGS["dpo"], grad_accum=2)  # stopped and resumed from a folder
 data = data_for("dpo", tok)
 assert not align(tiny, data, config=cfg, validation=data, output_dir=f"{{out}}/resumed",
@@ -265,15 +277,15 @@ def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path
     vs 444 MiB; loading whole on both, as a model object is, they peak alike: the first
     forward passes that follow add ~100 MiB of their own on both). Tied embeddings stay one
     parameter. A live reference (TDPO's, a second copy from the folder) is built, sharded
-    and filled the same way. The reference cache, scored through the shards (every process
-    a share), equals one process's (DPO, KTO with its mismatched pairs, LoRA with the
-    adapter disabled; training and validation files) under the same key -- so each run
-    reads the other's file: a two-process run resumed with a one-process run's cache
-    reports it cached, and one process loads the two-process file; a reference given as an
-    object (whole on every process) is scored as in one process. A run stopped and
-    resumed equals the uninterrupted one; only process 0 reads the checkpoint. The trained
-    weights equal one process's with twice the accumulation to the same 1e-5 as the object
-    path (DPO with validation, KTO, LoRA, TDPO; the big model one step)."""
+    and filled the same way. The reference cache, scored through the shards (every process a
+    share, in as many passes as the other), equals one process's (DPO, KTO with its
+    mismatched pairs, LoRA with the adapter disabled; training and validation files) under
+    the same key -- so each run reads the other's file: a two-process run resumed with a
+    one-process run's cache reports it cached, and one process loads the two-process file; a
+    reference given as an object (whole on every process) is scored as in one process. A run
+    stopped and resumed equals the uninterrupted one; only process 0 reads the checkpoint.
+    The trained weights equal one process's with twice the accumulation to the same 1e-5 as
+    the object path (DPO with validation, KTO, LoRA, TDPO; the big model one step)."""
     from transformers import AutoModelForCausalLM
 
     tok = char_tokenizer()
@@ -343,6 +355,10 @@ def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path
                     torch.testing.assert_close(got[key], mine[key], atol=REF_ATOL, rtol=0,
                                                msg=f"{name} {file} {key}")
     assert not (two / "tdpo" / "reference_logps.pt").exists()  # a live reference: no cache
+    # scored through the shards: each process a share, in as many passes as the other
+    # (9 examples in 3 batches of eval_batch_size 4: 2 passes each, one of process 1's a
+    # pad), for training and validation (KTO: and their mismatched pairs)
+    assert seen[0]["scored"] == seen[1]["scored"] == {"dpo": 4, "kto": 8, "lora": 4, "tdpo": 0}
     # the same weights given as the reference object: the same key and log-probs
     given = torch.load(two / "given" / "reference_logps.pt", weights_only=True)
     mine = torch.load(tmp_path / "dpo" / "reference_logps.pt", weights_only=True)
