@@ -51,9 +51,9 @@ keeps its shard -- so the main process's device holds its shards and one full te
 most, never the whole model -- with the non-persistent buffers (rotary frequencies) and
 tied embeddings. What needs the whole model afterwards runs through the root like training
 (prefkit.align scores its reference cache that way, every process a share).
-:meth:`PreparedModel.full_state` gathers the full weights and
-the optimizer state (in ``torch.optim``'s own index-keyed layout) onto the main process's
-CPU for :mod:`prefkit.runs`' one-file checkpoint and the saved model folder;
+:meth:`PreparedModel.full_state` gathers the full weights and the optimizer state (in
+``torch.optim``'s own index-keyed layout) onto the main process's CPU for
+:mod:`prefkit.runs`' one-file checkpoint and the saved model folder;
 :meth:`PreparedModel.loaders` broadcasts them back into the shards when resuming (only the
 main process reads the checkpoint). FSDP1 and DeepSpeed are refused with the fix (DeepSpeed
 is not installed with prefkit; it does install and run ZeRO-3 on CPUs with gloo, but
