@@ -56,6 +56,7 @@ __all__ = [
     "check_checkpoint",
     "check_kind",
     "checked_step_pass",
+    "compile_layers",
     "kl_only",
     "live_reference",
     "load_checkpoint",
@@ -133,6 +134,25 @@ def model_checks(model: nn.Module, data: TokenizedAlignData, config: AlignConfig
     one = collate(data.examples[:1], data.pad_token_id).to(device)
     sequence_logps(model, one.input_ids, one.attention_mask, one.loss_mask,
                    chunk_size=config.chunk_size)
+
+
+def compile_layers(model: nn.Module) -> int:
+    """Compile each transformer layer of ``model`` in place (``torch.compile``, dynamic shapes:
+    packed rows change length every step without recompiling) and say how many. The layers
+    are the modules of the classes the model names in ``_no_split_modules`` (what FSDP wraps;
+    every transformers causal LM names its decoder layer), so the embeddings, the final norm
+    and prefkit's chunked LM head stay eager. The numbers are the eager ones to float rounding
+    (the compiled kernels add in another order)."""
+    from prefkit.align.logprobs import _unwrap
+
+    names = set(getattr(_unwrap(model), "_no_split_modules", None) or ())
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    if not layers:
+        raise ValueError(f"compile: {type(_unwrap(model)).__name__} names no transformer layer "
+                         "class (_no_split_modules) to compile; train without compile")
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
 
 
 # -- the data --------------------------------------------------------------------------------------
