@@ -42,7 +42,8 @@ such a model the same way (its plain rows given a one-sequence block mask).
 
 What is tested, on a CPU only (tests/align/test_flex_attention.py): the block structure
 equals torch's ``create_block_mask`` over the dense mask; per-response log-probs, losses and
-gradients of both layouts (GQA, K = 3) equal the padded SDPA path to 1e-5 (float32), and
+gradients of both layouts (GQA, K = 3) equal the padded SDPA path to 1e-5 (float32; sums
+over ~300 tokens to 1e-5 + 1e-6 relative, as SDPA's own packed rows), and
 ``prefkit align --attention flex`` the padded run's losses. torch (2.11-2.13) has no
 FlexAttention backward on a CPU, so the gradients there are those of flex_attention's eager
 (reference) implementation with torch's device check lifted in the test; in a real run on a
@@ -50,8 +51,10 @@ CPU, preparing a FlexAttention model to train is refused in words
 (:func:`flex_backward_supported`). transformers always compiles flex_attention; torch
 2.13's compiled CPU kernel, once recompiled with dynamic shapes, was wrong at some lengths
 (8 and 24 tokens at head dim 8; torch 2.11 right) -- :func:`packing_supported` then refuses
-the model. The fused GPU kernel (Triton) is untested here and its speed unmeasured: no GPU
-was lent to this work (benchmarks/gpu_align.sh has a leg for it).
+the model. On a CPU flex is no gain (benchmarks/align_flex_cpu.py, one thread, rows of 449
+tokens: eager forward + backward 3-6x SDPA's CPU time, compiled forward 1.0-1.1x). The fused
+GPU kernel (Triton) is untested here and its speed unmeasured: no GPU was lent to this work
+(benchmarks/gpu_align.sh has a leg for it; tests/align/test_flex_attention.py a CUDA test).
 """
 
 from __future__ import annotations
