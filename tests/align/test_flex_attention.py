@@ -173,10 +173,11 @@ def test_only_a_flex_model_gets_a_block_mask(tok):
 # -- the compiled forward, as transformers calls it ------------------------------------------------
 def test_compiled_forward_equals_the_padded_path(tok):
     """No gradients: transformers' compiled flex_attention (inductor's CPU kernel) on one
-    prompt-tree batch equals the padded SDPA path to 1e-5. One shape only: after a second
-    shape torch recompiles with dynamic shapes, and torch 2.13's dynamic CPU kernel is wrong
-    at some lengths (8 and 24 tokens, head dim 8: max |diff| ~2 against SDPA on a plain
-    causal mask; torch 2.11's is right), torch's bug, not the mask's."""
+    prompt-tree batch equals the padded SDPA path to 1e-5 (torch 2.11 and 2.13). Only these
+    shapes (the split head's one-row check, then the trees, compiled with dynamic shapes):
+    torch 2.13's dynamic CPU kernel is wrong at some lengths (8 and 24 tokens at head dim 8:
+    max |diff| ~2 against SDPA on a plain causal mask; torch 2.11's is right), torch's bug,
+    not the mask's."""
     model = tiny_llama(len(tok), seed=2)
     flex = flex_twin(model)
     ex = pair_examples(tok)
