@@ -148,6 +148,9 @@ CASES: list[tuple[str, str, int, list[str]]] = [
      ["note: 1 item only won or only lost against the rest (A)", "it is marked provisional",
       "prior-regularised fit for 1 item the bootstrap cannot resolve"]),
     ("one.diagnose", "diagnose votes_ds", 0, ["1 item only won or only lost"]),
+    # was: '129 items, 1.67025e+06 votes, 3460 of 8256 pairs compared' (the embedded votes)
+    ("diag.thousands", "diagnose --simulations 0 --influence-by none", 0,
+     ["129 items, 1,670,250 votes, 3,460 of 8,256 pairs compared", "max 161,827"]),
     ("one.skipped", "rank votes_bad --skip-invalid --rounds 10", 0,
      ["skipped 1 invalid row of votes_bad:"]),
     ("one.inspect", "inspect pl1.jsonl --rounds 5", 0,
