@@ -60,6 +60,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"{a}\t{b}\t{w}\n" for a, b, w in VOTES), encoding="utf-8")
     (root / "caps.csv").write_text("Model_A, Model_B ,Winner\nA,B,model_a\n", encoding="utf-8")
     (root / "two.csv").write_text("model_a,model_b,winner\nA,B,model_a\n", encoding="utf-8")
+    (root / "w0.csv").write_text("model_a,model_b,winner,weight\nA,B,model_a,1\n"
+                                 "B,C,tie,0\nC,A,model_b,1\n", encoding="utf-8")
     pa = pytest.importorskip("pyarrow")
     import pyarrow.feather as feather
 
@@ -155,6 +157,14 @@ CASES: list[tuple[str, str, int, list[str]]] = [
      ["skipped 1 invalid row of votes_bad:"]),
     ("one.inspect", "inspect pl1.jsonl --rounds 5", 0,
      ["read 1 pair, 3 annotators", "pl1.jsonl — 1 pair, 3 annotators, 3 labels"]),
+    # was: the weight-0 vote left out without a word
+    ("arena.import_weight_0", "arena import w0.csv --db w0.db", 0,
+     ["imported 2 votes into w0.db", "left out 1 vote of w0.csv with weight 0"]),
+    # was: "No such option: --json" (add-outputs has it)
+    ("arena.import_json", "arena import semi.csv --db j.db --json", 0, ['"imported": 6']),
+    ("arena.export_json", "arena export --db j.db j.csv --json", 0, ['"votes": 6']),
+    ("arena.import_json_refused", "arena import nofile.csv --db j.db --json", 2,
+     ["nofile.csv"]),
     # -- CSV dialects and Arrow
     # was: "cannot tell the format of this CSV file from its header (columns:
     # model_a;model_b;winner)"
