@@ -43,6 +43,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _jsonl(root / "pl1.jsonl", [{"idx": 0, "cmp_key": "m1_m2", "instruction": "q", "input": "",
                                  "response1": "a", "response2": "b", "annotator1": 1,
                                  "annotator2": 2, "annotator3": 0}])
+    datasets.Dataset.from_list([{"prompt": "1+1="}, {"prompt": "2+2="}]).save_to_disk(
+        str(root / "rl_ds"))
     (root / "plain").mkdir()  # a folder of files, not a saved dataset
     _jsonl(root / "plain" / "v.jsonl", rows)
     # PandaLM's layout, saved as a dataset (prefkit inspect)
@@ -113,6 +115,13 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("ds.simulate", "simulate votes_ds --runs 1 --max-votes 200", 0, ["active"]),
     ("ds.inspect", "inspect ann_ds", 0, ["4 pairs"]),
     ("ds.split_folder", "rank votes_dd/train --json", 0, ['"rows_read": 6']),
+    # rl --task: the prompts of a saved dataset (the model check comes after the prompts)
+    # was: "'rl_ds' is a folder; give a file of prompts (JSONL, CSV or Parquet) in it"
+    ("ds.rl_task", "rl --model ./no-model --reward length:10 --output o_rl --task rl_ds", 2,
+     ["--model ./no-model: no such folder"]),
+    # a refusal of a flag's file names the flag (was: '1 problem in plain' alone)
+    ("ds.rl_watch_plain", "rl --model ./no-model --reward length:10 --output o_rl --task "
+     "rl_ds --watch plain", 2, ["--watch plain: 1 problem in plain", "v.jsonl"]),
     # the same checks and errors as a file
     ("ds.dict", "rank votes_dd", 2, ["DatasetDict with splits train, test",
                                      "votes_dd/train"]),
