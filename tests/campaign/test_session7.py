@@ -64,6 +64,9 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "two.csv").write_text("model_a,model_b,winner\nA,B,model_a\n", encoding="utf-8")
     (root / "w0.csv").write_text("model_a,model_b,winner,weight\nA,B,model_a,1\n"
                                  "B,C,tie,0\nC,A,model_b,1\n", encoding="utf-8")
+    _jsonl(root / "v1.jsonl", [{"question_id": 1, "model_a": "m1", "model_b": "m2",
+                                "judge_id": "j", "winner_ab": "A", "winner_ba": "B",
+                                "turn": 1}])
     pa = pytest.importorskip("pyarrow")
     import pyarrow.feather as feather
 
@@ -174,6 +177,9 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("arena.export_json", "arena export --db j.db j.csv --json", 0, ['"votes": 6']),
     ("arena.import_json_refused", "arena import nofile.csv --db j.db --json", 2,
      ["nofile.csv"]),
+    # was: "NTR_4: — of 0 4-answer sets" (a judge of two models)
+    ("ja.ntr_none", "judge analyze v1.jsonl", 0,
+     ["NTR_4: no set of 4 answers to one question whose pairs all have a consistent verdict"]),
     # -- CSV dialects and Arrow
     # was: "cannot tell the format of this CSV file from its header (columns:
     # model_a;model_b;winner)"
