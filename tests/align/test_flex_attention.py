@@ -172,19 +172,22 @@ def test_only_a_flex_model_gets_a_block_mask(tok):
 
 # -- the compiled forward, as transformers calls it ------------------------------------------------
 def test_compiled_forward_equals_the_padded_path(tok):
-    """No gradients: transformers' compiled flex_attention (inductor's CPU kernel) on one
-    prompt-tree batch equals the padded SDPA path to 1e-5 (torch 2.11 and 2.13). Only these
-    shapes (the split head's one-row check, then the trees, compiled with dynamic shapes):
-    torch 2.13's dynamic CPU kernel is wrong at some lengths (8 and 24 tokens at head dim 8:
-    max |diff| ~2 against SDPA on a plain causal mask; torch 2.11's is right), torch's bug,
-    not the mask's."""
+    """No gradients: transformers' compiled flex_attention (inductor's CPU kernel) equals the
+    padded SDPA path on prompt trees and packed rows of changing shapes (torch recompiles
+    with dynamic sizes: the BlockMask's captured tensors keep one width, which a changing
+    one broke: a C++ compile error, torch 2.11 and 2.13). Only these shapes: torch 2.13's
+    dynamic CPU kernel was wrong at some lengths (8 and 24 tokens at head dim 8, max |diff|
+    ~2 against SDPA with a plain causal mask; torch 2.11's right), torch's bug."""
     model = tiny_llama(len(tok), seed=2)
     flex = flex_twin(model)
-    ex = pair_examples(tok)
+    batches = [(pair_examples(tok), "prefix", 0)] + [
+        (long_examples(2 + i, seed=20 + i), mode, 1e-6)
+        for i, mode in enumerate(("pack", "prefix", "pack"))]
     with torch.no_grad():
-        want = lp.response_logps(model, collate(ex, 0)).policy
-        got = lp.response_logps(flex, pack_examples(ex, 0, mode="prefix")).policy
-    assert torch.allclose(got, want, atol=ATOL, rtol=0)
+        for ex, mode, rtol in batches:
+            want = lp.response_logps(model, collate(ex, 0)).policy
+            got = lp.response_logps(flex, pack_examples(ex, 0, mode=mode)).policy
+            assert torch.allclose(got, want, atol=ATOL, rtol=rtol), (mode, len(ex))
 
 
 def test_the_packing_check_accepts_flex_and_refuses_a_model_that_ignores_it(

@@ -14,6 +14,8 @@ __all__ = ["FLEX_BLOCK", "flex_backward_supported", "flex_block_mask"]
 
 #: FlexAttention's block (tokens per side) in :func:`flex_block_mask`: torch's default
 FLEX_BLOCK = 128
+#: the width of what the BlockMask's ``mask_mod`` captures: a multiple of this (see below)
+FLEX_CAPTURE = 4096
 
 
 def flex_block_mask(segment: Tensor, branch: Tensor) -> Any:
@@ -34,16 +36,21 @@ def flex_block_mask(segment: Tensor, branch: Tensor) -> Any:
     dev = segment.device
     nb = -(-n // FLEX_BLOCK)
     # whole blocks: the padding tokens are each their own segment (never attended to);
-    # mask_mod may be asked about them inside the last partial block
-    pad = nb * FLEX_BLOCK - n
+    # mask_mod may be asked about them inside the last partial block. What mask_mod captures
+    # is FLEX_CAPTURE wide (a multiple above that): compiled, a captured tensor whose width
+    # changed from one batch to the next becomes a dynamic size, which broke inductor's CPU
+    # kernel (a C++ compile error, torch 2.11 and 2.13; a fixed width compiled and was right)
+    width = -(-nb * FLEX_BLOCK // FLEX_CAPTURE) * FLEX_CAPTURE
+    pad = width - n
     tail = -(n + 1) - torch.arange(pad, device=dev)  # below every filler id (>= -n)
-    seg = torch.cat([segment, tail.expand(rows, pad)], 1)  # (rows, nb * BLOCK)
-    br = torch.nn.functional.pad(branch, (0, pad), value=-1)
+    cseg = torch.cat([segment, tail.expand(rows, pad)], 1)  # (rows, width)
+    cbr = torch.nn.functional.pad(branch, (0, pad), value=-1)
 
     def mask_mod(b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
-        return (seg[b, q] == seg[b, kv]) & (kv <= q) & (
-            (br[b, kv] < 0) | (br[b, q] == br[b, kv]))
+        return (cseg[b, q] == cseg[b, kv]) & (kv <= q) & (
+            (cbr[b, kv] < 0) | (cbr[b, q] == cbr[b, kv]))
 
+    seg, br = cseg[:, :nb * FLEX_BLOCK], cbr[:, :nb * FLEX_BLOCK]  # (rows, nb * BLOCK)
     pos = torch.arange(nb * FLEX_BLOCK, device=dev)
     counts = []  # (rows, nb) per query block: allowed pairs in each key block
     for i in range(nb):

@@ -48,10 +48,11 @@ over ~300 tokens to 1e-5 + 1e-6 relative, as SDPA's own packed rows), and
 FlexAttention backward on a CPU, so the gradients there are those of flex_attention's eager
 (reference) implementation with torch's device check lifted in the test; in a real run on a
 CPU, preparing a FlexAttention model to train is refused in words
-(:func:`flex_backward_supported`). transformers always compiles flex_attention; torch
-2.13's compiled CPU kernel, once recompiled with dynamic shapes, was wrong at some lengths
-(8 and 24 tokens at head dim 8; torch 2.11 right) -- :func:`packing_supported` then refuses
-the model. On a CPU flex is no gain (benchmarks/align_flex_cpu.py, one thread, rows of 449
+(:func:`flex_backward_supported`). transformers always compiles flex_attention: the
+compiled CPU forward equals SDPA on rows of changing shapes (the mask's captured tensors keep
+one width: a changing one broke inductor's CPU kernel), but torch 2.13's, once recompiled
+with dynamic shapes, was wrong at some lengths (8 and 24 tokens at head dim 8, on torch's
+own causal mask; torch 2.11 right) -- :func:`packing_supported` then refuses the model. On a CPU flex is no gain (benchmarks/align_flex_cpu.py, one thread, rows of 449
 tokens: eager forward + backward 3-6x SDPA's CPU time, compiled forward 1.0-1.1x). The fused
 GPU kernel (Triton) is untested here and its speed unmeasured: no GPU was lent to this work
 (benchmarks/gpu_align.sh has a leg for it; tests/align/test_flex_attention.py a CUDA test).
