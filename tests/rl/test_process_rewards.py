@@ -52,7 +52,7 @@ def test_a_process_reward_function() -> None:
     assert [[s for s, _ in sp] for sp in spans] == [["2+2=4", "4*3=12"], ["2+2=5"]]
     assert rewards == [[1.0, 0.0], [0.0]]
     bad = ProcessReward(lambda p, st: [np.array([1.0])] * len(st))
-    with pytest.raises(ValueError, match="1 scores for 2 steps"):
+    with pytest.raises(ValueError, match="1 score for 2 steps"):
         bad(["q"], ["a\n\nb"])
 
 

@@ -74,7 +74,7 @@ def test_trl_signature_none_and_keyword_filtering(tmp_path: Path) -> None:
     out = call_reward(only_named, ["p"] * 3, ["a", "b", "c"],
                       {"answer": ["a", "x", None], "other": [1, 2, 3]})
     assert out[:2].tolist() == [1.0, 0.0] and math.isnan(out[2])
-    with pytest.raises(ValueError, match="returned 1 values for 2"):
+    with pytest.raises(ValueError, match="returned 1 value for 2"):
         call_reward(lambda prompts, completions, **k: [1.0], ["p"] * 2, ["a", "b"])
     with pytest.raises(TypeError, match="return numbers"):
         call_reward(lambda prompts, completions, **k: ["yes", 1], ["p"] * 2, ["a", "b"])

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from prefkit.runs import plural
+
 __all__ = ["ProcessReward", "process_advantages", "step_spans", "step_token_ends"]
 
 STD_EPS = 1e-4
@@ -121,6 +123,6 @@ class ProcessReward:
         rewards = [[float(x) for x in np.asarray(sc, dtype=np.float64)] for sc in scores]
         for sp, r in zip(spans, rewards, strict=True):
             if len(sp) != len(r):
-                raise ValueError(f"the process reward gave {len(r)} scores for {len(sp)} "
-                                 "steps; give one per step")
+                raise ValueError(f"the process reward gave {plural(len(r), 'score')} for "
+                                 f"{plural(len(sp), 'step')}; give one per step")
         return spans, rewards

@@ -65,6 +65,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from prefkit.answers import check_24, check_answer
+from prefkit.runs import plural
 
 __all__ = [
     "JUDGE_TEMPLATE",
@@ -208,8 +209,8 @@ def call_reward(fn: RewardFn, prompts: Sequence[str], completions: Sequence[str]
     out = fn(**kwargs)  # by keyword, as TRL calls reward functions
     values = list(out)
     if len(values) != len(completions):
-        raise ValueError(f"reward {name!r} returned {len(values)} values for "
-                         f"{len(completions)} completions; return one per completion")
+        raise ValueError(f"reward {name!r} returned {plural(len(values), 'value')} for "
+                         f"{plural(len(completions), 'completion')}; return one per completion")
     arr = np.empty(len(values), dtype=np.float64)
     for i, v in enumerate(values):
         if v is None:
