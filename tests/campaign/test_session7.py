@@ -67,6 +67,11 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _jsonl(root / "v1.jsonl", [{"question_id": 1, "model_a": "m1", "model_b": "m2",
                                 "judge_id": "j", "winner_ab": "A", "winner_ba": "B",
                                 "turn": 1}])
+    turn = [{"role": "user", "content": "q"}]
+    _jsonl(root / "conv_bad.jsonl", [{"chosen": turn + [{"role": "assistant", "content": "a"},
+                                                        {"role": "assistant", "content": "b"}],
+                                      "rejected": turn + [{"role": "assistant",
+                                                           "content": "c"}]}])
     pa = pytest.importorskip("pyarrow")
     import pyarrow.feather as feather
 
@@ -180,6 +185,10 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     # was: "NTR_4: — of 0 4-answer sets" (a judge of two models)
     ("ja.ntr_none", "judge analyze v1.jsonl", 0,
      ["NTR_4: no set of 4 answers to one question whose pairs all have a consistent verdict"]),
+    # was: 'after their 1 shared turns chosen has 2 and rejected 1 messages'
+    ("one.messages", "reward train conv_bad.jsonl -o o_rt", 2,
+     ["after their 1 shared turn chosen has 2 messages and rejected 1 message",
+      "conv_bad.jsonl line 1"]),
     # -- CSV dialects and Arrow
     # was: "cannot tell the format of this CSV file from its header (columns:
     # model_a;model_b;winner)"

@@ -31,6 +31,7 @@ from prefkit.data._rows import (
 )
 from prefkit.data.formats import Parsed, Role, register, resolve
 from prefkit.data.text import BestOfN, Messages, Responses, TextRatings, render_chat
+from prefkit.runs import plural
 
 if TYPE_CHECKING:
     from prefkit.data.table import Table
@@ -62,8 +63,9 @@ def _trl_row(checks: RowChecks, row: Mapping[str, Any], col: Mapping[str, str | 
             return None
         k = _common_messages(cm, rm)
         if len(cm) - k != 1 or len(rm) - k != 1:
-            checks.bad(cc, c_raw, f"after their {k} shared turns chosen has {len(cm) - k} and "
-                       f"rejected {len(rm) - k} messages", "chosen and rejected must end in "
+            checks.bad(cc, c_raw, f"after their {plural(k, 'shared turn')} chosen has "
+                       f"{plural(len(cm) - k, 'message')} and rejected "
+                       f"{plural(len(rm) - k, 'message')}", "chosen and rejected must end in "
                        "exactly one message each (put earlier turns in the prompt)",
                        "bad_messages")
             return None
