@@ -46,10 +46,12 @@ and backward), 4.4% GELU, 2.8% copies, 2.1% zero fills, 1.9% fused AdamW, 1.6% L
 its scoring batch 77% matrix products, 15% attention, 6% GELU. MKL runs these products at
 ~90 GFLOP/s of CPU time on one core here (near the AVX2 peak), so the cost is the work
 itself. prefkit removes what the step head does not need (prefkit.process._fastpath): the
-last layer computes keys and values for every token but queries, attention output,
-feed-forward and norms only at the markers (1.1% of the tokens; 2.7 a window), i.e. 10/12
-of a sixth of the products; one Q/K/V product; no padding in the products; fused AdamW in
-one group; no clip pass when the factor is 1; labelled markers only. Tried and measured
+last layer computes queries, attention output, feed-forward and norms only at the markers
+(1.1% of the tokens; 2.7 a window), i.e. 10/12 of a sixth of the products, and folds the
+keys and values of every token into the markers' queries (``_fastpath.folds``: the last
+layer's attention 12 ms instead of 51 a training batch, ~2%); one Q/K/V product; no
+padding in the products; fused AdamW in one group; no clip pass when the factor is 1;
+labelled markers only. Tried and measured
 (CPU time of 2 training steps, 2 threads, median of 3, peer = 1.00x): peer with eager
 attention 0.90x; prefkit's plain path (the backbone's own forward) 0.96x with SDPA, 0.82x
 eager; the marker path 1.02x eager, 1.12x SDPA, so SDPA stays (attention alone, 8 x 12 heads
@@ -58,11 +60,38 @@ x 256 x 32 forward and backward on one core: SDPA 55 ms, eager 66, eager with q 
 full). A different window plan would change both sides' work alike (they share the windows),
 not the ratio. bf16: no AVX-512/AMX here, and not the same numbers.
 
-Why 1.5x is out of reach for this backbone on CPU with the same numbers: with the peer's step
-at 1 = products 0.70 + attention 0.145 + the rest 0.155, the marker path leaves products
-0.70 x (1 - 10/72) = 0.60 and attention ~0.145 x 5/6 = 0.12; even with the rest at zero the
-step would be 0.72 (1.38x). What remains is the encoder's own work on every token of every
-window, which an encoder needs (every token is context for every marker).
+``torch.compile`` of prefkit's scorer (torch 2.13, inductor's C++ backend; 2026-12-05,
+benchmarks/_work/d/: one process, eager and compiled steps interleaved on the same 4
+batches of the longest windows, 12 timed steps a side after a warm-up pass, one thread, CPU
+time; losses within 2e-7 of eager): training steps 1.02x (default and
+``mode="max-autotune-no-cudagraphs"``), scoring batches 1.04x, 1.07x with inductor's
+``freezing`` (weights prepacked for oneDNN; inference only). Compiling costs 12-17 s CPU in
+the process (38 s for max-autotune) and 26-160 s wall with its compile workers, against a
+36 s training loop and an 18 s scoring pass here: a loss at this size, and a few percent
+for a user who amortizes it, so no option. It has little to fuse: prefkit's step is 73.5%
+matrix products, 17% attention, ~10% the rest (GELU, copies, fills, LayerNorm, AdamW).
+Attention kernels (8 x 12 heads x 256 x 32, forward and backward, one core): SDPA 62 ms,
+eager 87, math 77, compiled eager 62 (inductor rewrites it to SDPA); FlexAttention has no
+CPU backward (its compiled forward: 38 ms against SDPA's 16).
+
+Why 1.5x is out of reach for this backbone on CPU with the same numbers: the products run
+at 85-89 GFLOP/s of CPU time in isolation here (MKL, one core, the AVX2 FMA peak ~90), and
+prefkit's step of 8 x 256 tokens still needs 110 GFLOP of them (the peer's 130 less the
+last layer's) and five layers of attention (~0.31 s): ~1.55 s, against the peer's
+2.0-2.15 s a step measured: 1.3-1.4x even with the rest at zero. What remains is the
+encoder's own work on every token of every window, which an encoder needs (every token is
+context for every marker).
+
+Measured 2026-12-05 05:58-06:13 UTC (commit 8de0225, the folded last layer; one thread;
+load average 2.5-4.5 on the 2 cores), ``--rounds 2``: training loop 35.7 / 36.0 s CPU vs
+Trainer 41.9 / 47.3 s: 1.17x and 1.32x (median 1.24x; 4.64 vs 3.53 windows per CPU-second);
+scoring 17.8 / 17.3 s CPU vs 21.2 / 21.8 s: 1.19x and 1.26x (median 1.22x; 40.6 vs 32.3
+steps per CPU-second); wall medians 1.70x and 1.03x. Loss 0.36533394 (BCE; 0.36533397
+before the fold) vs 0.3736 (2-class CE). The same command at commit 17be8d9 (before the
+fold), 05:33-05:47 UTC under heavier load: 38.7 / 36.3 s vs 45.2 / 45.5 s (1.17x, 1.25x;
+median 1.21x), scoring 20.5 / 21.1 s vs 24.0 / 23.6 s (1.17x, 1.12x; median 1.15x). The
+peer's own CPU time moved 6-13% between rounds: the fold's ~2% is below what two rounds
+resolve (it was measured on its own, above). The goal of 1.5x is NOT met.
 
 Measured 2026-12-05 00:30-00:41 UTC (commit 97bec59; 134 solutions, 271 windows, 702 steps,
 167 training windows; MiniLM; one thread; load average 7-12 on the 2 cores from other
