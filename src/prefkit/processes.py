@@ -60,15 +60,17 @@ loop's backward, step and checkpoint through DeepSpeed's engine).
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["FSDP2", "ModelCall", "PreparedModel", "Processes", "join_processes",
+__all__ = ["FSDP2", "ModelCall", "PreparedModel", "Processes", "ZeRO3", "join_processes",
            "prepare_model", "training_accelerator"]
 
 T = TypeVar("T")
@@ -193,6 +195,16 @@ class FSDP2:
     layers: tuple[str, ...] | None = None
 
 
+@dataclass(frozen=True)
+class ZeRO3:
+    """DeepSpeed ZeRO-3 asked for by accelerate's config (:func:`training_accelerator`):
+    ``config`` is the DeepSpeed config prefkit hands to ``deepspeed.initialize`` (its
+    ``zero_optimization`` section as accelerate's plugin reads it; :meth:`PreparedModel.attach`
+    adds clipping and the batch counts)."""
+
+    config: Mapping[str, Any]
+
+
 @dataclass(eq=False)
 class PreparedModel:
     """``model`` ready for training on the run's processes: ``prepared(fn)`` is ``fn(model)``
@@ -206,6 +218,10 @@ class PreparedModel:
     sharded: bool = False  # FSDP2: the model's parameters are DTensor shards
     cpu_offload: bool = False  # FSDP2: the shards live on the CPU
     reference: nn.Module | None = None  # FSDP2: a frozen model sharded with it (in the root)
+    zero3: ZeRO3 | None = None  # DeepSpeed ZeRO-3: the engine comes with the optimizer
+    engine: Any = None  # ZeRO-3: DeepSpeed's engine around ModelCall(model) (:meth:`attach`)
+    outside: list[nn.Parameter] = field(default_factory=list)  # ZeRO-3: used outside forwards
+    order: list[list[nn.Parameter]] = field(default_factory=list)  # ZeRO-3: optimizer groups
 
     def __call__(self, fn: Callable[[nn.Module], T]) -> T:
         """``fn(model)``; through DDP only when it builds a graph (a pass without gradients
@@ -219,12 +235,85 @@ class PreparedModel:
     def no_sync(self) -> Iterator[None]:
         """Calls whose gradients stay local (accumulated) until a call outside this. FSDP2
         reduce-scatters in every backward all the same: keeping the micro-batches' gradients
-        unsharded would cost a whole model's worth of memory per process."""
+        unsharded would cost a whole model's worth of memory per process. ZeRO-3 likewise
+        (its partitions accumulate); the engine is told these are not the step's last
+        micro-batches (its gradient-accumulation boundary)."""
+        if self.engine is not None:
+            self.engine.set_gradient_accumulation_boundary(False)
+            try:
+                yield
+            finally:
+                self.engine.set_gradient_accumulation_boundary(True)
+            return
         if self.wrapped is None or self.sharded:
             yield
             return
         with self.accelerator.no_sync(self.wrapped):
             yield
+
+    def attach(self, optimizer: torch.optim.Optimizer, *, grad_clip: float | None) -> None:
+        """ZeRO-3 (else nothing): hand the model and ``optimizer`` (built on the whole
+        model's parameters) to ``deepspeed.initialize``, which partitions the weights,
+        gradients and ``optimizer``'s state over the processes; ``optimizer`` itself then
+        steps the partitions (an LR schedule built on it keeps working). The LM head's
+        weight, which the log-prob engine uses outside the head's forward, is registered as
+        the root's (gathered for every call). Clipping at ``grad_clip`` (None: none) is the
+        engine's, in :meth:`step`."""
+        if self.zero3 is None:
+            return
+        import deepspeed
+
+        from prefkit.align.logprobs import split_lm_head
+
+        self.order = [list(g["params"]) for g in optimizer.param_groups]
+        split = split_lm_head(self.model)
+        self.outside = [split.head.weight] if split is not None else []
+        root = ModelCall(self.model)
+        for p in self.outside:
+            deepspeed.zero.register_external_parameter(root, p)
+        config = {**self.zero3.config, "gradient_clipping": float(grad_clip or 0.0),
+                  # prefkit scales its losses and calls the step itself: DeepSpeed's
+                  # accumulation count stays 1 and its batch sizes only label its logs
+                  "gradient_accumulation_steps": 1, "train_micro_batch_size_per_gpu": 1,
+                  "train_batch_size": torch.distributed.get_world_size()}
+        _quiet_deepspeed()
+        groups = list(optimizer.param_groups)
+        filled = [bool(g["params"]) for g in groups]
+        if filled != sorted(filled, reverse=True):
+            raise ValueError("ZeRO-3: an empty parameter group before a non-empty one "
+                             "(DeepSpeed drops empty groups, which would shift the others)")
+        self.engine = deepspeed.initialize(model=root, optimizer=optimizer, config=config)[0]
+        # DeepSpeed drops empty groups (LoRA: no 1-D weight to train): back at the end, where
+        # they were, so the LR schedule and the checkpoint see the groups they were built on
+        optimizer.param_groups.extend(groups[len(optimizer.param_groups):])
+        self.wrapped = self.engine
+
+    def backward(self, loss: Tensor) -> None:
+        """``loss.backward()``; ZeRO-3: through the engine (gradients reduce-scattered into
+        the partitions as the backward goes; ``loss`` already carries the loop's scaling),
+        with the weights used outside their modules' forwards (the LM head's) gathered for
+        the whole backward, as DeepSpeed gathers a module's own in the module's backward."""
+        if self.engine is None:
+            loss.backward()
+            return
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(self.outside):
+            self.engine.backward(loss, scale_wrt_gas=False)
+
+    def step(self, optimizer: torch.optim.Optimizer, params: Sequence[nn.Parameter],
+             grad_clip: float | None) -> Tensor:
+        """The gradients clipped to norm ``grad_clip`` (None: not clipped) and ``optimizer``
+        stepped; returns the gradient norm before clipping. ZeRO-3: the engine's step (it
+        clips, steps ``optimizer`` on the partitions and clears the gradients)."""
+        if self.engine is not None:
+            self.engine.step()
+            return torch.as_tensor(float(self.engine.get_global_grad_norm()))
+        norm = torch.nn.utils.clip_grad_norm_(params, grad_clip or math.inf)
+        if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor (replicated)
+            norm = norm.full_tensor()
+        optimizer.step()
+        return norm
 
     @property
     def averaged(self) -> bool:
@@ -245,6 +334,8 @@ class PreparedModel:
             get_optimizer_state_dict,
         )
 
+        if self.engine is not None:
+            return _zero3_full_state(self, trainable_only=trainable_only)
         assert self.sharded and self.wrapped is not None
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
         # the model's own (a sharded reference beside it is not gathered); the frozen
@@ -320,7 +411,7 @@ class PreparedModel:
         from its forward to the backward, so a pass without gradients leaves them gathered
         (and ``model.parameters()`` would give the gathered tensors, not the shards an
         optimizer must hold)."""
-        if self.sharded and self.wrapped is not None:
+        if self.sharded and self.wrapped is not None and self.engine is None:
             self.wrapped.reshard()  # type: ignore[operator]
 
     def loaders(self, optimizer: torch.optim.Optimizer) -> tuple[Any, Any]:
@@ -331,6 +422,8 @@ class PreparedModel:
         the checkpoint's weights and optimizer state, the others pass empty dicts."""
         if not self.sharded:
             return self.model, optimizer
+        if self.engine is not None:
+            return _Zero3ModelLoader(self), _Zero3OptimizerLoader(self)
         return _ShardedModelLoader(self), _ShardedOptimizerLoader(self, optimizer)
 
 
@@ -391,6 +484,134 @@ class _ShardedOptimizerLoader:
             full_state_dict=True, broadcast_from_rank0=True))
 
 
+def _zero3_full_state(prepared: PreparedModel, *, trainable_only: bool
+                      ) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """:meth:`PreparedModel.full_state` under ZeRO-3: each trainable weight's fp32 master
+    copy and its AdamW moments gathered from the partitions (DeepSpeed's
+    ``safe_get_full_fp32_param`` / ``safe_get_full_optimizer_state``, one tensor at a time,
+    every process taking part), frozen weights through ``GatheredParameters``; the step
+    count from the optimizer's state of the parameter's group. The main process keeps
+    them (on its CPU), in the layout one process's ``torch.optim.AdamW`` writes."""
+    import deepspeed
+    from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_optimizer_state
+
+    main = torch.distributed.get_rank() == 0
+    weights: dict[str, Tensor] = {}
+    for name, p in prepared.model.named_parameters():
+        if p.requires_grad:
+            full = safe_get_full_fp32_param(p)
+        elif trainable_only:
+            continue
+        else:
+            with deepspeed.zero.GatheredParameters([p]):
+                full = p.data.clone()
+        if main:
+            weights[name] = full.detach().cpu().clone()
+    zero = prepared.engine.optimizer  # DeepSpeedZeroOptimizer_Stage3
+    base = zero.optimizer  # the loop's AdamW, over the flat fp32 partitions
+    state: dict[int, dict[str, Any]] = {}
+    groups: list[dict[str, Any]] = []
+    i = 0
+    for g, (params, group) in enumerate(zip(prepared.order, base.param_groups, strict=True)):
+        steps = [base.state[f]["step"] for f in _flats(zero, g) if "step" in base.state.get(f, {})]
+        groups.append({**{k: v for k, v in group.items() if k != "params"},
+                       "params": list(range(i, i + len(params)))})
+        for p in params:
+            if steps:  # none before the first step (AdamW's state is made then)
+                moments = {k: safe_get_full_optimizer_state(p, k) for k in ("exp_avg",
+                                                                           "exp_avg_sq")}
+                if main:
+                    state[i] = {"step": steps[0].detach().cpu().clone(),
+                                **{k: v.detach().cpu().clone() for k, v in moments.items()}}
+            i += 1
+    return weights, ({"state": state, "param_groups": groups} if main else {})
+
+
+@dataclass(eq=False)
+class _Zero3ModelLoader:
+    """Weights of the main process's checkpoint into the ZeRO-3 partitions: each gathered,
+    written by the main process, partitioned again (``GatheredParameters``,
+    ``modifier_rank=0``), then the optimizer's fp32 master copies refreshed from them."""
+
+    prepared: PreparedModel
+
+    def load_state_dict(self, state: Mapping[str, Tensor], strict: bool = True) -> None:
+        import deepspeed
+
+        main = torch.distributed.get_rank() == 0
+        for name, p in self.prepared.model.named_parameters():
+            if not p.requires_grad:
+                continue  # frozen: the model's own (a checkpoint holds the trainable ones)
+            with deepspeed.zero.GatheredParameters([p], modifier_rank=0):
+                if main:
+                    p.data.copy_(state[name])
+        self.prepared.engine.optimizer.refresh_fp32_params()
+
+
+@dataclass(eq=False)
+class _Zero3OptimizerLoader:
+    """AdamW's state of the main process's checkpoint (one process's layout) into the
+    ZeRO-3 partitions: each moment broadcast whole and each process keeping its slice
+    (``safe_set_full_optimizer_state``); the groups' hyper-parameters and step count too."""
+
+    prepared: PreparedModel
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        from deepspeed.utils import safe_set_full_optimizer_state
+
+        dist = torch.distributed
+        main = dist.get_rank() == 0
+        zero = self.prepared.engine.optimizer
+        base = zero.optimizer
+        head = [({k: v for k, v in g.items() if k != "params"},
+                 {i: state["state"][i]["step"] for i in g["params"] if i in state["state"]})
+                for g in state["param_groups"]] if main else None
+        got = [head]
+        dist.broadcast_object_list(got, src=0)
+        i = 0
+        for g, ((hyper, steps), group, params) in enumerate(zip(
+                got[0], base.param_groups, self.prepared.order, strict=True)):
+            group.update(hyper)
+            if steps:  # AdamW's state, made as its first step makes it, then filled
+                step = float(next(iter(steps.values())))
+                for flat in _flats(zero, g):
+                    base.state[flat] = {
+                        "step": torch.tensor(step, dtype=torch.float32,
+                                             device=flat.device if group.get("fused") else None),
+                        "exp_avg": torch.zeros_like(flat), "exp_avg_sq": torch.zeros_like(flat)}
+            for p in params:
+                if i in steps:
+                    for key in ("exp_avg", "exp_avg_sq"):
+                        full = state["state"][i][key].to(p.device) if main else \
+                            torch.empty(p.ds_shape, dtype=torch.float32, device=p.device)
+                        dist.broadcast(full, src=0)
+                        safe_set_full_optimizer_state(p, full, key)
+                i += 1
+
+
+def _flats(zero: Any, group: int) -> list[Tensor]:
+    """The flat fp32 partitions ZeRO-3 made of the optimizer's group ``group`` (the tensors
+    AdamW's state is kept for; the group's ``params`` hold them only during a step)."""
+    return [flat for sub, flat in enumerate(zero.fp32_partitioned_groups_flat)
+            if zero.sub_group_to_group_id[sub] == group]
+
+
+def _quiet_deepspeed() -> None:
+    """DeepSpeed warns that it cannot see the tensors in the root's output (prefkit's
+    ``SequenceLogps``), so its backward hooks for the root may not run: the root holds no
+    weights of its own, and the one weight registered on it (the LM head's) is gathered
+    for the backward by :meth:`PreparedModel.backward`. That warning is dropped."""
+    from deepspeed.utils import logger
+
+    if not any(isinstance(f, _DropRootOutputWarning) for f in logger.filters):
+        logger.addFilter(_DropRootOutputWarning())
+
+
+class _DropRootOutputWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "unknown inputs or outputs type" not in record.getMessage()
+
+
 def training_accelerator(procs: Processes) -> Any:
     """accelerate's ``Accelerator`` for training on these processes (DDP,
     ``broadcast_buffers=False``), or :class:`FSDP2` when accelerate's config asks for FSDP
@@ -404,7 +625,7 @@ def training_accelerator(procs: Processes) -> Any:
 
     fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
-        raise ValueError(_REFUSED.format("DeepSpeed"))
+        return _zero3_settings()
     acc = Accelerator(device_placement=False, kwargs_handlers=[
         DistributedDataParallelKwargs(broadcast_buffers=False)])
     if acc.distributed_type == DistributedType.DEEPSPEED:
@@ -419,11 +640,65 @@ def training_accelerator(procs: Processes) -> Any:
     return _fsdp2_settings()
 
 
-_REFUSED = ("accelerate is configured for {}, which prefkit's training loops do not run "
-            "(DeepSpeed is not installed with prefkit): launch with FSDP2 (accelerate launch "
-            "--use_fsdp --fsdp_version 2; with torchrun, ACCELERATE_USE_FSDP=true "
-            "FSDP_VERSION=2) or DDP (accelerate launch --multi_gpu, or torchrun), or train a "
-            "LoRA adapter (lora_r > 0) to fit the model")
+_REFUSED = ("accelerate is configured for {}, which prefkit's training loops do not run: "
+            "launch with FSDP2 (accelerate launch --use_fsdp --fsdp_version 2; with torchrun, "
+            "ACCELERATE_USE_FSDP=true FSDP_VERSION=2), DeepSpeed ZeRO-3 (accelerate launch "
+            "--use_deepspeed --zero_stage 3, with DeepSpeed installed) or DDP (accelerate "
+            "launch --multi_gpu, or torchrun), or train a LoRA adapter (lora_r > 0) to fit "
+            "the model")
+#: DeepSpeed config keys prefkit sets itself (from AlignConfig), which must be "auto" or absent
+_PREFKIT_SETS = {"gradient_accumulation_steps": "AlignConfig.grad_accum (--grad-accum)",
+                 "gradient_clipping": "AlignConfig.grad_clip (--grad-clip)",
+                 "train_batch_size": "AlignConfig.batch_size x grad_accum x processes",
+                 "train_micro_batch_size_per_gpu": "AlignConfig.batch_size (--batch-size)",
+                 "optimizer": "prefkit's AdamW (AlignConfig.learning_rate, weight_decay)",
+                 "scheduler": "prefkit's linear warmup and decay (AlignConfig.warmup)"}
+
+
+def _zero3_settings() -> ZeRO3:
+    """accelerate's DeepSpeed plugin as its environment (or ``ACCELERATE_DEEPSPEED_CONFIG_FILE``)
+    gives it, checked for what prefkit runs: ZeRO stage 3 without offload, prefkit's own
+    precision, batch counts, clipping, optimizer and schedule."""
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        raise ValueError("accelerate is configured for DeepSpeed, but DeepSpeed is not "
+                         "installed (it does not come with prefkit): pip install deepspeed and "
+                         "launch with --use_deepspeed --zero_stage 3, or launch with FSDP2 "
+                         "(--use_fsdp --fsdp_version 2) or DDP")
+    from accelerate.utils import DeepSpeedPlugin
+
+    plugin = DeepSpeedPlugin()  # reads ACCELERATE_DEEPSPEED_* from the environment
+    config = dict(plugin.deepspeed_config)
+    zero = dict(config.get("zero_optimization") or {})
+    stage = int(zero.get("stage", plugin.zero_stage))
+    if stage != 3:
+        raise ValueError(f"accelerate is configured for DeepSpeed ZeRO stage {stage}; prefkit "
+                         "runs DeepSpeed with ZeRO stage 3 only (accelerate launch "
+                         "--use_deepspeed --zero_stage 3; ACCELERATE_DEEPSPEED_ZERO_STAGE=3): "
+                         "for stages 1-2 (optimizer state / gradients sharded) use FSDP2 "
+                         "(--use_fsdp --fsdp_version 2) or DDP")
+    for what in ("offload_optimizer", "offload_param"):
+        device = str((zero.get(what) or {}).get("device", "none")).lower()
+        if device not in ("none", "null"):
+            raise ValueError(f"accelerate's DeepSpeed config offloads ({what} to {device}), "
+                             "which prefkit does not run: launch without offload (--offload_"
+                             f"{what.removeprefix('offload_')}_device none), or use FSDP2 with "
+                             "FSDP_OFFLOAD_PARAMS=true")
+    for what in ("fp16", "bf16"):
+        if str((config.get(what) or {}).get("enabled", False)).lower() == "true":
+            raise ValueError(f"accelerate's DeepSpeed config enables {what}; prefkit sets "
+                             "precision itself: launch with --mixed_precision no and give the "
+                             "run's precision (AlignConfig.precision='bf16', --precision bf16)")
+    for key, instead in _PREFKIT_SETS.items():
+        if config.get(key, "auto") not in ("auto", 1 if key == "gradient_accumulation_steps"
+                                           else "auto"):  # (1: accelerate's default)
+            raise ValueError(f"accelerate's DeepSpeed config sets {key}={config[key]!r}, which "
+                             f"prefkit sets itself from {instead}: leave it \"auto\" (or out)")
+    zero["stage"] = 3
+    kept = {k: v for k, v in config.items() if k not in _PREFKIT_SETS and k not in
+            ("zero_optimization", "fp16", "bf16", "steps_per_print")}
+    return ZeRO3(config={**kept, "zero_optimization": zero, "steps_per_print": 2 ** 62})
 
 
 def _fsdp2_settings() -> FSDP2:
@@ -461,6 +736,8 @@ def prepare_model(model: nn.Module, accelerator: Any, *, reference: nn.Module | 
     :class:`PreparedModel`)."""
     if accelerator is None or not any(p.requires_grad for p in model.parameters()):
         return PreparedModel(model)
+    if isinstance(accelerator, ZeRO3):  # DeepSpeed's engine comes with the optimizer (attach)
+        return PreparedModel(model, sharded=True, zero3=accelerator)
     if isinstance(accelerator, FSDP2):
         return _shard(model, accelerator, reference)
     wrapped = accelerator.prepare_model(ModelCall(model), device_placement=False)

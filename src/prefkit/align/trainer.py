@@ -126,6 +126,7 @@ from prefkit.processes import (
     FSDP2,
     PreparedModel,
     Processes,
+    ZeRO3,
     join_processes,
     prepare_model,
     training_accelerator,
@@ -455,7 +456,7 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
     # -- resume (the checkpoint checked, its weights loaded below) or start fresh -----------------
     # (FSDP2: only the main process reads the weights and optimizer state; see loaders below)
     ck = load_checkpoint(run, config, fingerprints, model, procs,
-                         sharded=isinstance(accelerator, FSDP2)) if run.resuming else None
+                         sharded=isinstance(accelerator, (FSDP2, ZeRO3))) if run.resuming else None
     if ck is None and main:
         run.start(config.to_dict(), versions=versions())  # an old run is cleared whole first
     procs.barrier()
@@ -475,10 +476,10 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
             kl_pairs=kl_pairs, progress=progress and main, main=main, barrier=procs.barrier)
     kl_train = mismatched_examples(train.examples, max_length=train.max_length) \
         if kl_pairs else []
-    if isinstance(accelerator, FSDP2) and not on_meta:
+    if isinstance(accelerator, (FSDP2, ZeRO3)) and not on_meta:
         # the log-prob engine and the packing check a model once, by forwards of their own: on
         # every process before sharding (after, a process whose reference came from the cache
-        # would make them alone, collectives the others never join)
+        # would make them alone, collectives the others never join; ZeRO-3 likewise)
         model_checks(model, train, config, device)
 
     # -- optimizer, schedule, RNG ------------------------------------------------------------------
@@ -497,6 +498,8 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
         prepared(functools.partial(model_checks, data=train, config=config, device=device))
         prepared.reshard()
     params, opt, sched = make_optimizer(model, config, total)
+    # ZeRO-3: DeepSpeed's engine takes the model and AdamW and partitions both (else nothing)
+    prepared.attach(opt, grad_clip=config.grad_clip)
     data_gen = torch.Generator().manual_seed(config.seed + 1)  # epoch order
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed + 2)
@@ -572,14 +575,13 @@ def _train_step(st: AlignState, idx: Tensor) -> tuple[Tally, Tensor]:
             with st.prepared.no_sync() if i < len(micro) - 1 else contextlib.nullcontext():
                 logps = _score(st, st.train.examples, mb.tolist(), st.ref_train)
                 out, losses = _example_losses(st, logps, stats)  # (b,)
-                (losses.sum() * weight / len(idx)).backward()  # the mean over the step's prompts
+                # the mean over the step's prompts (ZeRO-3: through DeepSpeed's engine)
+                st.prepared.backward(losses.sum() * weight / len(idx))
             if weight:
                 tally.add_output(out, losses, logps)
         st.dropout_state = rng_state(device)
-    grad_norm = torch.nn.utils.clip_grad_norm_(st.params, config.grad_clip or math.inf)
-    if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor (replicated)
-        grad_norm = grad_norm.full_tensor()
-    st.opt.step()
+    # clipped, AdamW (ZeRO-3: the engine's step), the schedule
+    grad_norm = st.prepared.step(st.opt, st.params, config.grad_clip)
     st.sched.step()
     return tally, grad_norm
 
