@@ -1,11 +1,13 @@
 """Several processes for prefkit's training loops (``accelerate launch`` / ``torchrun``).
 
     procs, device = join_processes()          # one process: Processes(0, 1), no process group
-    acc = training_accelerator(procs)         # None for one process; DDP or FSDP2 settings
+    acc = training_accelerator(procs)         # None for one process; DDP, FSDP2 or ZeRO-3
     prepared = prepare_model(model, acc)      # accelerate's DDP wrapper, or FSDP2 shards
+    prepared.attach(opt, grad_clip=1.0)       # ZeRO-3: DeepSpeed's engine (else nothing)
     with prepared.no_sync():                  # a micro-batch whose gradients stay local
         loss = loss_of(prepared(lambda m: response_logps(m, batch)))
-        loss.backward()
+        prepared.backward(loss)               # loss.backward(), or the engine's
+    grad_norm = prepared.step(opt, params, 1.0)  # clip + AdamW, or the engine's step
 
 :func:`join_processes` joins the process group the launcher describes (accelerate's
 ``PartialState``: NCCL on GPUs, gloo on CPUs) and says which process this is
@@ -50,17 +52,42 @@ frequencies) and tied embeddings. :meth:`PreparedModel.full_state` gathers the f
 the optimizer state (in ``torch.optim``'s own index-keyed layout) onto the main process's
 CPU for :mod:`prefkit.runs`' one-file checkpoint and the saved model folder;
 :meth:`PreparedModel.loaders` broadcasts them back into the shards when resuming (only the
-main process reads the checkpoint). FSDP1 and DeepSpeed are refused with the fix (DeepSpeed
-is not installed with prefkit; it does install and run ZeRO-3 on CPUs with gloo, but
-ZeRO-3 gathers a module's weights in that module's own forward, and the log-prob engine
-uses the LM head's weight outside it: it would need the head gathered explicitly, and the
-loop's backward, step and checkpoint through DeepSpeed's engine).
+main process reads the checkpoint). FSDP1 is refused with the fix.
+
+DeepSpeed ZeRO-3 (weights, gradients and AdamW state partitioned over the processes) is
+chosen as accelerate chooses it: ``accelerate launch --use_deepspeed --zero_stage 3`` (or
+its config file), i.e. ``ACCELERATE_USE_DEEPSPEED=true ACCELERATE_DEEPSPEED_ZERO_STAGE=3``
+(a DeepSpeed JSON in ``ACCELERATE_DEEPSPEED_CONFIG_FILE`` gives the rest of
+``zero_optimization``), which a ``torchrun`` launch sets by hand. DeepSpeed is not installed
+with prefkit (``pip install deepspeed``). accelerate's own DeepSpeed preparation runs on GPUs
+only (its state turns DeepSpeed on only when not on the CPU) and would take accelerate's
+loss scaling and accumulation, so prefkit reads accelerate's plugin and calls
+``deepspeed.initialize`` itself (:mod:`prefkit._zero3`), on the :class:`ModelCall` root and
+the loop's AdamW, once the optimizer exists (:meth:`PreparedModel.attach`). ZeRO-3 gathers
+a module's weights in that module's own forward; the log-prob engine uses the LM head's
+weight outside it (the chunked log-softmax), so that weight is registered on the root
+(``deepspeed.zero.register_external_parameter``: gathered for every call) and gathered for
+the backward (``GatheredParameters`` around the engine's backward: DeepSpeed's backward
+hooks cannot see into the root's output). The loop's backward and step go through
+:meth:`PreparedModel.backward` / :meth:`PreparedModel.step` (the engine's: gradients
+reduce-scattered into the partitions in every backward, averaged; :meth:`~PreparedModel.no_sync`
+tells it the micro-batch is not the step's last; it clips and steps AdamW on the
+partitions), and prefkit's LR schedule keeps stepping the AdamW it built. As with FSDP2
+every call is collective (processes make the same number of passes), the reference cache
+and the log-prob engine's once-per-model checks are made on the whole model before it is
+partitioned, and :meth:`PreparedModel.full_state` gathers the full weights and AdamW state
+for the one-file checkpoint and the model folder; resuming, only the main process reads
+the checkpoint and :meth:`PreparedModel.loaders` broadcasts it into the partitions, so a
+resumed run continues exactly. Refused with the fix: ZeRO stages 1-2, offload (CPU /
+NVMe), DeepSpeed's fp16/bf16 (prefkit's ``precision`` instead), and batch sizes,
+accumulation, clipping, optimizer or scheduler set in DeepSpeed's config (prefkit's own).
+Every process loads the model whole before ``deepspeed.initialize`` partitions it (no
+``zero.Init`` / meta-device loading as with FSDP2), and a live reference stays whole on each.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -210,7 +237,9 @@ class PreparedModel:
     """``model`` ready for training on the run's processes: ``prepared(fn)`` is ``fn(model)``
     -- through accelerate's DDP wrapper on several processes (gradients averaged over them in
     the backward of every call outside :meth:`no_sync`), through the FSDP2 root when
-    ``sharded`` (gradients averaged and sharded in every backward), directly in one process."""
+    ``sharded`` (gradients averaged and sharded in every backward; ZeRO-3: through DeepSpeed's
+    ``engine``, once :meth:`attach` made it), directly in one process. The loop's backward
+    and optimizer step go through :meth:`backward` and :meth:`step`."""
 
     model: nn.Module
     wrapped: nn.Module | None = None  # DDP / FSDP2 around ModelCall(model); None: one process
@@ -261,32 +290,9 @@ class PreparedModel:
         engine's, in :meth:`step`."""
         if self.zero3 is None:
             return
-        import deepspeed
+        from prefkit._zero3 import initialize
 
-        from prefkit.align.logprobs import split_lm_head
-
-        self.order = [list(g["params"]) for g in optimizer.param_groups]
-        split = split_lm_head(self.model)
-        self.outside = [split.head.weight] if split is not None else []
-        root = ModelCall(self.model)
-        for p in self.outside:
-            deepspeed.zero.register_external_parameter(root, p)
-        config = {**self.zero3.config, "gradient_clipping": float(grad_clip or 0.0),
-                  # prefkit scales its losses and calls the step itself: DeepSpeed's
-                  # accumulation count stays 1 and its batch sizes only label its logs
-                  "gradient_accumulation_steps": 1, "train_micro_batch_size_per_gpu": 1,
-                  "train_batch_size": torch.distributed.get_world_size()}
-        _quiet_deepspeed()
-        groups = list(optimizer.param_groups)
-        filled = [bool(g["params"]) for g in groups]
-        if filled != sorted(filled, reverse=True):
-            raise ValueError("ZeRO-3: an empty parameter group before a non-empty one "
-                             "(DeepSpeed drops empty groups, which would shift the others)")
-        self.engine = deepspeed.initialize(model=root, optimizer=optimizer, config=config)[0]
-        # DeepSpeed drops empty groups (LoRA: no 1-D weight to train): back at the end, where
-        # they were, so the LR schedule and the checkpoint see the groups they were built on
-        optimizer.param_groups.extend(groups[len(optimizer.param_groups):])
-        self.wrapped = self.engine
+        self.engine = self.wrapped = initialize(self, optimizer, grad_clip=grad_clip)
 
     def backward(self, loss: Tensor) -> None:
         """``loss.backward()``; ZeRO-3: through the engine (gradients reduce-scattered into
@@ -335,7 +341,9 @@ class PreparedModel:
         )
 
         if self.engine is not None:
-            return _zero3_full_state(self, trainable_only=trainable_only)
+            from prefkit._zero3 import full_state
+
+            return full_state(self, trainable_only=trainable_only)
         assert self.sharded and self.wrapped is not None
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
         # the model's own (a sharded reference beside it is not gathered); the frozen
@@ -423,7 +431,9 @@ class PreparedModel:
         if not self.sharded:
             return self.model, optimizer
         if self.engine is not None:
-            return _Zero3ModelLoader(self), _Zero3OptimizerLoader(self)
+            from prefkit._zero3 import ModelLoader, OptimizerLoader
+
+            return ModelLoader(self), OptimizerLoader(self)
         return _ShardedModelLoader(self), _ShardedOptimizerLoader(self, optimizer)
 
 
@@ -484,140 +494,13 @@ class _ShardedOptimizerLoader:
             full_state_dict=True, broadcast_from_rank0=True))
 
 
-def _zero3_full_state(prepared: PreparedModel, *, trainable_only: bool
-                      ) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """:meth:`PreparedModel.full_state` under ZeRO-3: each trainable weight's fp32 master
-    copy and its AdamW moments gathered from the partitions (DeepSpeed's
-    ``safe_get_full_fp32_param`` / ``safe_get_full_optimizer_state``, one tensor at a time,
-    every process taking part), frozen weights through ``GatheredParameters``; the step
-    count from the optimizer's state of the parameter's group. The main process keeps
-    them (on its CPU), in the layout one process's ``torch.optim.AdamW`` writes."""
-    import deepspeed
-    from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_optimizer_state
-
-    main = torch.distributed.get_rank() == 0
-    weights: dict[str, Tensor] = {}
-    for name, p in prepared.model.named_parameters():
-        if p.requires_grad:
-            full = safe_get_full_fp32_param(p)
-        elif trainable_only:
-            continue
-        else:
-            with deepspeed.zero.GatheredParameters([p]):
-                full = p.data.clone()
-        if main:
-            weights[name] = full.detach().cpu().clone()
-    zero = prepared.engine.optimizer  # DeepSpeedZeroOptimizer_Stage3
-    base = zero.optimizer  # the loop's AdamW, over the flat fp32 partitions
-    state: dict[int, dict[str, Any]] = {}
-    groups: list[dict[str, Any]] = []
-    i = 0
-    for g, (params, group) in enumerate(zip(prepared.order, base.param_groups, strict=True)):
-        steps = [base.state[f]["step"] for f in _flats(zero, g) if "step" in base.state.get(f, {})]
-        groups.append({**{k: v for k, v in group.items() if k != "params"},
-                       "params": list(range(i, i + len(params)))})
-        for p in params:
-            if steps:  # none before the first step (AdamW's state is made then)
-                moments = {k: safe_get_full_optimizer_state(p, k) for k in ("exp_avg",
-                                                                           "exp_avg_sq")}
-                if main:
-                    state[i] = {"step": steps[0].detach().cpu().clone(),
-                                **{k: v.detach().cpu().clone() for k, v in moments.items()}}
-            i += 1
-    return weights, ({"state": state, "param_groups": groups} if main else {})
-
-
-@dataclass(eq=False)
-class _Zero3ModelLoader:
-    """Weights of the main process's checkpoint into the ZeRO-3 partitions: each gathered,
-    written by the main process, partitioned again (``GatheredParameters``,
-    ``modifier_rank=0``), then the optimizer's fp32 master copies refreshed from them."""
-
-    prepared: PreparedModel
-
-    def load_state_dict(self, state: Mapping[str, Tensor], strict: bool = True) -> None:
-        import deepspeed
-
-        main = torch.distributed.get_rank() == 0
-        for name, p in self.prepared.model.named_parameters():
-            if not p.requires_grad:
-                continue  # frozen: the model's own (a checkpoint holds the trainable ones)
-            with deepspeed.zero.GatheredParameters([p], modifier_rank=0):
-                if main:
-                    p.data.copy_(state[name])
-        self.prepared.engine.optimizer.refresh_fp32_params()
-
-
-@dataclass(eq=False)
-class _Zero3OptimizerLoader:
-    """AdamW's state of the main process's checkpoint (one process's layout) into the
-    ZeRO-3 partitions: each moment broadcast whole and each process keeping its slice
-    (``safe_set_full_optimizer_state``); the groups' hyper-parameters and step count too."""
-
-    prepared: PreparedModel
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        from deepspeed.utils import safe_set_full_optimizer_state
-
-        dist = torch.distributed
-        main = dist.get_rank() == 0
-        zero = self.prepared.engine.optimizer
-        base = zero.optimizer
-        head = [({k: v for k, v in g.items() if k != "params"},
-                 {i: state["state"][i]["step"] for i in g["params"] if i in state["state"]})
-                for g in state["param_groups"]] if main else None
-        got = [head]
-        dist.broadcast_object_list(got, src=0)
-        i = 0
-        for g, ((hyper, steps), group, params) in enumerate(zip(
-                got[0], base.param_groups, self.prepared.order, strict=True)):
-            group.update(hyper)
-            if steps:  # AdamW's state, made as its first step makes it, then filled
-                step = float(next(iter(steps.values())))
-                for flat in _flats(zero, g):
-                    base.state[flat] = {
-                        "step": torch.tensor(step, dtype=torch.float32,
-                                             device=flat.device if group.get("fused") else None),
-                        "exp_avg": torch.zeros_like(flat), "exp_avg_sq": torch.zeros_like(flat)}
-            for p in params:
-                if i in steps:
-                    for key in ("exp_avg", "exp_avg_sq"):
-                        full = state["state"][i][key].to(p.device) if main else \
-                            torch.empty(p.ds_shape, dtype=torch.float32, device=p.device)
-                        dist.broadcast(full, src=0)
-                        safe_set_full_optimizer_state(p, full, key)
-                i += 1
-
-
-def _flats(zero: Any, group: int) -> list[Tensor]:
-    """The flat fp32 partitions ZeRO-3 made of the optimizer's group ``group`` (the tensors
-    AdamW's state is kept for; the group's ``params`` hold them only during a step)."""
-    return [flat for sub, flat in enumerate(zero.fp32_partitioned_groups_flat)
-            if zero.sub_group_to_group_id[sub] == group]
-
-
-def _quiet_deepspeed() -> None:
-    """DeepSpeed warns that it cannot see the tensors in the root's output (prefkit's
-    ``SequenceLogps``), so its backward hooks for the root may not run: the root holds no
-    weights of its own, and the one weight registered on it (the LM head's) is gathered
-    for the backward by :meth:`PreparedModel.backward`. That warning is dropped."""
-    from deepspeed.utils import logger
-
-    if not any(isinstance(f, _DropRootOutputWarning) for f in logger.filters):
-        logger.addFilter(_DropRootOutputWarning())
-
-
-class _DropRootOutputWarning(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "unknown inputs or outputs type" not in record.getMessage()
-
-
 def training_accelerator(procs: Processes) -> Any:
     """accelerate's ``Accelerator`` for training on these processes (DDP,
     ``broadcast_buffers=False``), or :class:`FSDP2` when accelerate's config asks for FSDP
-    version 2; None for one process (no ``Accelerator``, no distributed call). Call it
-    before loading anything, so a launch it refuses fails at once: FSDP version 1,
-    DeepSpeed, FSDP settings prefkit does not run, and accelerate's ``mixed_precision``."""
+    version 2, or :class:`ZeRO3` when it asks for DeepSpeed; None for one process (no
+    ``Accelerator``, no distributed call). Call it before loading anything, so a launch it
+    refuses fails at once: FSDP version 1, DeepSpeed other than ZeRO-3 (or not installed),
+    FSDP / DeepSpeed settings prefkit does not run, and accelerate's ``mixed_precision``."""
     if procs.world == 1:
         return None
     from accelerate import Accelerator, DistributedDataParallelKwargs
@@ -625,7 +508,9 @@ def training_accelerator(procs: Processes) -> Any:
 
     fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
-        return _zero3_settings()
+        from prefkit._zero3 import zero3_settings
+
+        return zero3_settings()
     acc = Accelerator(device_placement=False, kwargs_handlers=[
         DistributedDataParallelKwargs(broadcast_buffers=False)])
     if acc.distributed_type == DistributedType.DEEPSPEED:
@@ -646,61 +531,6 @@ _REFUSED = ("accelerate is configured for {}, which prefkit's training loops do 
             "--use_deepspeed --zero_stage 3, with DeepSpeed installed) or DDP (accelerate "
             "launch --multi_gpu, or torchrun), or train a LoRA adapter (lora_r > 0) to fit "
             "the model")
-#: DeepSpeed config keys prefkit sets itself (from AlignConfig), which must be "auto" or absent
-_PREFKIT_SETS = {"gradient_accumulation_steps": "AlignConfig.grad_accum (--grad-accum)",
-                 "gradient_clipping": "AlignConfig.grad_clip (--grad-clip)",
-                 "train_batch_size": "AlignConfig.batch_size x grad_accum x processes",
-                 "train_micro_batch_size_per_gpu": "AlignConfig.batch_size (--batch-size)",
-                 "optimizer": "prefkit's AdamW (AlignConfig.learning_rate, weight_decay)",
-                 "scheduler": "prefkit's linear warmup and decay (AlignConfig.warmup)"}
-
-
-def _zero3_settings() -> ZeRO3:
-    """accelerate's DeepSpeed plugin as its environment (or ``ACCELERATE_DEEPSPEED_CONFIG_FILE``)
-    gives it, checked for what prefkit runs: ZeRO stage 3 without offload, prefkit's own
-    precision, batch counts, clipping, optimizer and schedule."""
-    import importlib.util
-
-    if importlib.util.find_spec("deepspeed") is None:
-        raise ValueError("accelerate is configured for DeepSpeed, but DeepSpeed is not "
-                         "installed (it does not come with prefkit): pip install deepspeed and "
-                         "launch with --use_deepspeed --zero_stage 3, or launch with FSDP2 "
-                         "(--use_fsdp --fsdp_version 2) or DDP")
-    from accelerate.utils import DeepSpeedPlugin
-
-    plugin = DeepSpeedPlugin()  # reads ACCELERATE_DEEPSPEED_* from the environment
-    config = dict(plugin.deepspeed_config)
-    zero = dict(config.get("zero_optimization") or {})
-    stage = int(zero.get("stage", plugin.zero_stage))
-    if stage != 3:
-        raise ValueError(f"accelerate is configured for DeepSpeed ZeRO stage {stage}; prefkit "
-                         "runs DeepSpeed with ZeRO stage 3 only (accelerate launch "
-                         "--use_deepspeed --zero_stage 3; ACCELERATE_DEEPSPEED_ZERO_STAGE=3): "
-                         "for stages 1-2 (optimizer state / gradients sharded) use FSDP2 "
-                         "(--use_fsdp --fsdp_version 2) or DDP")
-    for what in ("offload_optimizer", "offload_param"):
-        device = str((zero.get(what) or {}).get("device", "none")).lower()
-        if device not in ("none", "null"):
-            raise ValueError(f"accelerate's DeepSpeed config offloads ({what} to {device}), "
-                             "which prefkit does not run: launch without offload (--offload_"
-                             f"{what.removeprefix('offload_')}_device none), or use FSDP2 with "
-                             "FSDP_OFFLOAD_PARAMS=true")
-    for what in ("fp16", "bf16"):
-        if str((config.get(what) or {}).get("enabled", False)).lower() == "true":
-            raise ValueError(f"accelerate's DeepSpeed config enables {what}; prefkit sets "
-                             "precision itself: launch with --mixed_precision no and give the "
-                             "run's precision (AlignConfig.precision='bf16', --precision bf16)")
-    for key, instead in _PREFKIT_SETS.items():
-        if config.get(key, "auto") not in ("auto", 1 if key == "gradient_accumulation_steps"
-                                           else "auto"):  # (1: accelerate's default)
-            raise ValueError(f"accelerate's DeepSpeed config sets {key}={config[key]!r}, which "
-                             f"prefkit sets itself from {instead}: leave it \"auto\" (or out)")
-    zero["stage"] = 3
-    kept = {k: v for k, v in config.items() if k not in _PREFKIT_SETS and k not in
-            ("zero_optimization", "fp16", "bf16", "steps_per_print")}
-    return ZeRO3(config={**kept, "zero_optimization": zero, "steps_per_print": 2 ** 62})
-
-
 def _fsdp2_settings() -> FSDP2:
     """accelerate's FSDP plugin as its environment gives it, checked for what prefkit runs."""
     from accelerate.utils import FullyShardedDataParallelPlugin
@@ -729,7 +559,9 @@ def prepare_model(model: nn.Module, accelerator: Any, *, reference: nn.Module | 
     """``model`` as ``accelerator`` (:func:`training_accelerator`) prepares it: DDP around
     :class:`ModelCall` ``(model)``, or with :class:`FSDP2` the model's layers and then the
     ``ModelCall`` sharded in place (build the optimizer afterwards, on the sharded
-    parameters); with no accelerator (one process) or nothing to train, the model itself.
+    parameters), or with :class:`ZeRO3` nothing yet (build the optimizer on the whole model,
+    then :meth:`PreparedModel.attach` it: DeepSpeed's engine partitions both); with no
+    accelerator (one process) or nothing to train, the model itself.
     The model must already sit on its device. ``reference`` (FSDP2 only): a frozen model
     that the calls run too (a live reference), sharded the same way in the same root, so
     that it is gathered layer by layer like the model (every call must go through

@@ -48,6 +48,12 @@ makes the same number of passes (a process with fewer prompts pads with passes o
 in training, validation and KTO's step pass), gradients are reduce-scattered in every
 micro-batch, and the checkpoint and the model folder get the full weights and optimizer state
 gathered onto the main process, in the layout one process writes.
+With DeepSpeed ZeRO-3 (``accelerate launch --use_deepspeed --zero_stage 3``; DeepSpeed
+installed) the same, through DeepSpeed's engine: every process loads the model whole, makes
+the checks and the reference cache, then ``deepspeed.initialize`` partitions it with AdamW
+(:meth:`~prefkit.processes.PreparedModel.attach`); the step's backward and optimizer step go
+through :meth:`~prefkit.processes.PreparedModel.backward` and
+:meth:`~prefkit.processes.PreparedModel.step`, which are the engine's there.
 
 The output folder:
 
