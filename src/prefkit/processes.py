@@ -43,14 +43,19 @@ forwards, which the log-prob engine does not call. Every call then goes through 
 (also without gradients: the root gathers its weights in its forward), processes make the
 same number of calls (the loops pad with passes of weight 0), and gradients are
 reduce-scattered (averaged) in every micro-batch's backward, so no unsharded gradient is
-kept between micro-batches. Loading without N whole copies (what accelerate's
-``cpu_ram_efficient_loading`` and torch recommend): every process builds the model on the
-meta device and :func:`prepare_model` shards it; :meth:`PreparedModel.load_full` then
-allocates the shards and fills them from the main process's whole copy (broadcast one
-tensor at a time, each process keeping its shard), with the non-persistent buffers (rotary
-frequencies) and tied embeddings. :meth:`PreparedModel.full_state` gathers the full weights and
-the optimizer state (in ``torch.optim``'s own index-keyed layout) onto the main process's
-CPU for :mod:`prefkit.runs`' one-file checkpoint and the saved model folder;
+kept between micro-batches. Loading without N whole copies, and none on an accelerator
+(what accelerate's ``cpu_ram_efficient_loading`` and torch recommend): every process builds
+the model on the meta device and :func:`prepare_model` shards it;
+:meth:`PreparedModel.load_full` then allocates the shards and fills them from the main
+process's whole copy, which sits on the host (CPU memory): one tensor at a time is moved to
+the process group's device (NCCL: the GPU; gloo: the CPU), broadcast, and each process
+keeps its shard -- so the main process's device holds its shards and one full tensor at
+most, never the whole model -- with the non-persistent buffers (rotary frequencies) and
+tied embeddings. What needs the whole model afterwards runs through the root like training
+(prefkit.align scores its reference cache that way, every process a share).
+:meth:`PreparedModel.full_state` gathers the full weights and the optimizer state (in
+``torch.optim``'s own index-keyed layout) onto the main process's CPU for
+:mod:`prefkit.runs`' one-file checkpoint and the saved model folder;
 :meth:`PreparedModel.loaders` broadcasts them back into the shards when resuming (only the
 main process reads the checkpoint). FSDP1 is refused with the fix.
 
@@ -368,14 +373,16 @@ class PreparedModel:
                   reference: nn.Module | None = None) -> None:
         """Fill a ``sharded`` model that was built on the meta device (no memory) with the
         weights of ``full``, the same model loaded whole by the main process only (None on
-        the others) -- and its sharded reference (:func:`prepare_model`) with the main
-        process's whole ``reference``: the shards are allocated on ``device`` (the CPU with
-        CPU offload), the full state dict is broadcast from the main process one tensor at a
-        time and each process keeps its shard (torch.distributed.checkpoint's
-        ``set_model_state_dict``, ``broadcast_from_rank0``); the buffers a state dict leaves
-        out (non-persistent: rotary ``inv_freq``) are broadcast too, and tied embeddings
-        tied again. So no other process ever holds a whole model. Every process must call
-        it, right after :func:`prepare_model`."""
+        the others), on the host -- and its sharded reference (:func:`prepare_model`) with
+        the main process's whole ``reference``: the shards are allocated on ``device`` (the
+        CPU with CPU offload), the full state dict is broadcast from the main process one
+        tensor at a time, each moved to the process group's device for the broadcast (NCCL
+        needs device tensors) and dropped once each process has kept its shard
+        (torch.distributed.checkpoint's ``set_model_state_dict``, ``broadcast_from_rank0``);
+        the buffers a state dict leaves out (non-persistent: rotary ``inv_freq``) are
+        broadcast too, and tied embeddings tied again. So no other process ever holds a
+        whole model, and no device does. Every process must call it, right after
+        :func:`prepare_model`."""
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
             set_model_state_dict,

@@ -141,7 +141,7 @@ def _for(commands: str, cls: str, e: Expect) -> None:
 V = "rank diagnose propose"
 SKIP = r"--skip-invalid"
 _for(V, "missing", refuse("nofile.csv", says=(r"no such file",)))
-_for(V, "dir", refuse("../data", says=(r"is a folder", r"give a votes file")))
+_for(V, "dir", refuse("../data", says=(r"is a folder", r"votes.csv")))
 _for(V, "empty", refuse("empty.csv", says=(r"no rows|empty", r"add at least one")))
 _for("rank", "empty_jsonl", refuse("empty.jsonl", says=(r"no rows|empty", r"add at least one")))
 _for(V, "parquet0", refuse("empty.parquet", says=(r"no rows|empty", r"add at least one")))

@@ -135,7 +135,7 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("jr.missing", "judge run nope.jsonl --output o.jsonl --model m", 2,
      ["nope.jsonl", "no such file"]),
     # was: 'adir: no such file' for a folder
-    ("jr.dir", "judge run adir --output o.jsonl --model m", 2, ["adir is a folder", "pairs file"]),
+    ("jr.dir", "judge run adir --output o.jsonl --model m", 2, ["adir: is a folder"]),
     ("jr.empty", f"judge run empty.jsonl --output o.jsonl --model m --base-url {NO_SERVER}", 2,
      ["empty.jsonl", "no rows"]),
     ("jr.wrongcols", (f"judge run wrongcols.jsonl --output o.jsonl --model m --base-url "
@@ -173,7 +173,7 @@ CASES: list[tuple[str, str, int, list[str]]] = [
      ["--cache adir is a folder", "adir/judge.sqlite"]),
     # -- inspect
     ("in.missing", "inspect nope.json", 2, ["nope.json", "no such file"]),
-    ("in.dir", "inspect adir", 2, ["adir is a folder"]),
+    ("in.dir", "inspect adir", 2, ["adir: is a folder, not a data file"]),
     ("in.empty", "inspect empty.json", 2, ["empty.json", "no rows"]),
     ("in.header", "inspect header.csv", 2, ["header.csv", "below the header"]),
     ("in.wrongcols", "inspect wrongcols.jsonl", 2, ["annotations_long", "--format"]),
@@ -282,7 +282,7 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     # was: created nope.db, then 'nope.db has no votes to export'
     ("ax.db_missing", "arena export --db nope.db ex.csv", 2, ["--db nope.db", "no such database"]),
     # was: wrote CSV into ex.xyz
-    ("ax.suffix", "arena export --db votes.db ex.xyz", 2, ["ex.xyz", ".csv or .jsonl"]),
+    ("ax.suffix", "arena export --db votes.db ex.xyz", 2, ["ex.xyz", ".csv, .jsonl or .parquet"]),
     # was: IsADirectoryError traceback
     ("ax.output_dir", "arena export --db votes.db adir", 2, ["adir is a folder"]),
     # was: FileNotFoundError traceback

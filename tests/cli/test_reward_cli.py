@@ -174,7 +174,8 @@ def test_missing_model_dir_is_a_clear_error(tmp_path: Path, trained: dict[str, A
     assert "config.json" in flat and "model.safetensors" in flat and "prefkit reward train" in flat
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "checkpoint.pt").write_bytes(b"")
-    code, _, err = run("reward", "score", str(tmp_path / "half"), str(trained["data"]))
+    (tmp_path / "r.txt").write_text("an answer\n")  # responses: read before the model
+    code, _, err = run("reward", "score", str(tmp_path / "half"), str(tmp_path / "r.txt"))
     assert code == 2 and "--resume" in " ".join(err.split())
 
 
@@ -230,7 +231,7 @@ def test_score_says_what_it_kept_skipped_and_did_not_use(trained: dict[str, Any]
                     + json.dumps({"prompt": "p", "response": "fine"}) + "\n")
     code, out, err = run("reward", "score", model, str(recs), "--prompt", "other")
     assert code == 0, err
-    assert "1 empty response(s) kept and scored" in _words(err)
+    assert "1 empty response kept and scored" in _words(err)
     assert "--prompt 'other' was not used: every record" in _words(err)
 
 
@@ -241,8 +242,8 @@ def test_texts_cut_by_the_encoder_are_counted(trained: dict[str, Any], tmp_path:
                     + json.dumps({"prompt": "p", "response": "short"}) + "\n")
     code, _, err = run("reward", "score", str(trained["model"]), str(recs))
     assert code == 0, err
-    assert "1 of 2 texts (prompt + response) have more tokens than the 256 the encoder " \
-           "reads: each is cut to its last 256 tokens" in _words(err)
+    assert "1 of 2 texts (prompt + response) has more tokens than the 256 the encoder " \
+           "reads: it is cut to its last 256 tokens" in _words(err)
 
 
 def test_count_cut_tokenizes_only_what_may_be_long() -> None:

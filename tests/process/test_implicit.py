@@ -100,6 +100,28 @@ def test_step_rewards_equal_the_log_ratio_of_full_logits() -> None:
     assert all(np.allclose(r, 0.0) for r in same.step_rewards(data.prompts, data.steps))
 
 
+def test_batch_size_counts_solutions() -> None:
+    """``batch_size`` of step_rewards / score / values counts solutions (rows) per forward
+    pass, whatever their number of steps; the scores do not depend on it."""
+    tok = char_tokenizer()
+    policy, ref = tiny_llama(len(tok), seed=1), tiny_llama(len(tok), seed=2)
+    prm = ImplicitPRM(policy, ref, tok, beta=0.3)
+    data, _ = make_solutions(5, np.random.default_rng(3), p_error=0.5)
+    assert sum(map(len, data.steps)) > 5  # more steps than solutions
+    base = prm.score(data.prompts, data.steps)  # (the split check runs here, once)
+    rows: list[int] = []
+    hook = policy.model.register_forward_hook(
+        lambda _m, args, kwargs, _out: rows.append(int(kwargs["input_ids"].shape[0])),
+        with_kwargs=True)
+    try:
+        got = prm.score(data.prompts, data.steps, batch_size=2)
+    finally:
+        hook.remove()
+    assert rows == [2, 2, 1]  # 5 solutions, 2 a pass
+    for x, y in zip(base, got):
+        np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)
+
+
 def test_step_rewards_one_pass_paths_and_batches_agree() -> None:
     """One pass per solution: the fused path (backbone + chunked output embedding) and the
     model's own logits give the same step rewards, in any batching (one solution per

@@ -1,6 +1,7 @@
 """Set-up and bookkeeping for :func:`prefkit.align.trainer.align`, so the loop there reads top
-to bottom: the data (read, tokenize, what was left out or cut), the live reference, the optimizer and schedule, the checkpoint's weights, the
-metric tally and the model folder. The run folder, the checkpoint format, AdamW, the LR
+to bottom: the data (read, tokenize, what was left out or cut), the reference (live, or its
+cached log-probabilities), the optimizer and schedule, the checkpoint's weights, the metric
+tally and the model folder. The run folder, the checkpoint format, AdamW, the LR
 schedule and RNG states are :mod:`prefkit.runs`' (shared with the reward loops); loading the
 model (seeded, LoRA, dropout) is :mod:`prefkit.align.model`'s (shared with prefkit.rl).
 
@@ -28,10 +29,14 @@ from prefkit.align.data import (
 )
 from prefkit.align.losses import AlignLoss
 from prefkit.align.model import load_causal_lm, prepare_causal_lm
-from prefkit.align.reference import ReferenceLogps, cached_reference_logps
+from prefkit.align.reference import (
+    ReferenceLogps,
+    cached_reference_logps,
+    sharded_reference_logps,
+)
 from prefkit.align.types import LossOutput, SequenceLogps
 from prefkit.losses import StepPass, preference_accuracy
-from prefkit.processes import Processes
+from prefkit.processes import PreparedModel, Processes
 from prefkit.runs import (
     RunFolder,
     adamw,
@@ -51,12 +56,14 @@ __all__ = [
     "check_checkpoint",
     "check_kind",
     "checked_step_pass",
+    "compile_layers",
     "kl_only",
     "live_reference",
     "load_checkpoint",
     "make_optimizer",
     "meta_causal_lm",
     "model_checks",
+    "sharded_references",
     "tokenized",
     "trainable",
     "versions",
@@ -127,6 +134,25 @@ def model_checks(model: nn.Module, data: TokenizedAlignData, config: AlignConfig
     one = collate(data.examples[:1], data.pad_token_id).to(device)
     sequence_logps(model, one.input_ids, one.attention_mask, one.loss_mask,
                    chunk_size=config.chunk_size)
+
+
+def compile_layers(model: nn.Module) -> int:
+    """Compile each transformer layer of ``model`` in place (``torch.compile``, dynamic shapes:
+    packed rows change length every step without recompiling) and say how many. The layers
+    are the modules of the classes the model names in ``_no_split_modules`` (what FSDP wraps;
+    every transformers causal LM names its decoder layer), so the embeddings, the final norm
+    and prefkit's chunked LM head stay eager. The numbers are the eager ones to float rounding
+    (the compiled kernels add in another order)."""
+    from prefkit.align.logprobs import _unwrap
+
+    names = set(getattr(_unwrap(model), "_no_split_modules", None) or ())
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    if not layers:
+        raise ValueError(f"compile: {type(_unwrap(model)).__name__} names no transformer layer "
+                         "class (_no_split_modules) to compile; train without compile")
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
 
 
 # -- the data --------------------------------------------------------------------------------------
@@ -232,7 +258,7 @@ def live_reference(loss: AlignLoss, config: AlignConfig, model: nn.Module,
     context), or None when the loss reads cached reference log-probabilities (or none).
     ``on_meta`` (FSDP2, a model from a folder): a second copy from ``source`` is built on
     the meta device, to be sharded with the model, and the main process also loads it whole
-    (returned second, to fill the shards; else None)."""
+    on the host (returned second, to fill the shards; else None)."""
     if not (loss.needs_reference and (loss.needs_token_kl or not config.precompute_reference)):
         return None, None
     live: Any
@@ -244,7 +270,7 @@ def live_reference(loss: AlignLoss, config: AlignConfig, model: nn.Module,
     elif source is not None and on_meta:
         live = _on_meta(source).eval()
         if main:
-            whole = load_causal_lm(source, config.seed)[0].to(device).eval()
+            whole = load_causal_lm(source, config.seed)[0].eval()  # on the CPU
     elif source is not None:
         live = load_causal_lm(source, config.seed)[0].to(device).eval()
     else:
@@ -270,9 +296,7 @@ def cached_references(model: nn.Module, reference_model: nn.Module | None, peft:
     are loaded."""
     ref_model = reference_model.to(device) if reference_model is not None else model
     ctx = model.disable_adapter if peft and reference_model is None else None
-    opts = {"pad_token_id": train.pad_token_id, "reference": ctx, "kl_pairs": kl_pairs,
-            "precision": config.precision, "batch_size": config.eval_batch_size,
-            "chunk_size": config.chunk_size, "progress": progress, "packing": config.packing}
+    opts = _cache_options(train, config, ctx, kl_pairs, progress)
 
     def cached(data: TokenizedAlignData, name: str) -> ReferenceLogps:
         return cached_reference_logps(ref_model, data.examples, out / name,
@@ -285,6 +309,36 @@ def cached_references(model: nn.Module, reference_model: nn.Module | None, peft:
     if main:
         barrier()
     return ref_train, ref_val
+
+
+def sharded_references(prepared: PreparedModel, whole: nn.Module | None, peft: bool,
+                       train: TokenizedAlignData, val: TokenizedAlignData | None, out: Path, *,
+                       config: AlignConfig, device: torch.device, kl_pairs: bool,
+                       progress: bool, procs: Processes
+                       ) -> tuple[ReferenceLogps, ReferenceLogps | None]:
+    """:func:`cached_references` of the model itself when no process holds it whole (FSDP2,
+    built on the meta device and filled by
+    :meth:`~prefkit.processes.PreparedModel.load_full`): scored through the shards, every
+    process a share at once (:func:`~prefkit.align.reference.sharded_reference_logps`), the
+    cache keyed by the main process's whole copy on the host, ``whole`` (None on the
+    others). Call it after ``load_full``, before any checkpoint weights are loaded."""
+    ctx = prepared.model.disable_adapter if peft else None
+    opts = _cache_options(train, config, ctx, kl_pairs, progress and procs.main)
+
+    def cached(data: TokenizedAlignData, name: str) -> ReferenceLogps:
+        return sharded_reference_logps(prepared, data.examples, out / name, procs=procs,
+                                       whole=whole, device=device, max_length=data.max_length,
+                                       **opts)
+
+    return (cached(train, "reference_logps.pt"),
+            None if val is None else cached(val, "reference_logps.validation.pt"))
+
+
+def _cache_options(train: TokenizedAlignData, config: AlignConfig, reference: Any,
+                   kl_pairs: bool, progress: bool) -> dict[str, Any]:
+    return {"pad_token_id": train.pad_token_id, "reference": reference, "kl_pairs": kl_pairs,
+            "precision": config.precision, "batch_size": config.eval_batch_size,
+            "chunk_size": config.chunk_size, "progress": progress, "packing": config.packing}
 
 
 def kl_only(ref: ReferenceLogps | None) -> ReferenceLogps | None:

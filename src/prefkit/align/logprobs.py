@@ -148,23 +148,24 @@ def _last_hidden(backbone: nn.Module, input_ids: Tensor, attention_mask: Tensor,
 @dataclass
 class _Inputs:
     """What a forward pass takes: right-padded rows with a 2D mask, or a
-    :class:`~prefkit.align.packing.PackedBatch` (position ids and a 4D mask, in the dtype the
-    model's attention takes, built once per dtype)."""
+    :class:`~prefkit.align.packing.PackedBatch` (position ids and a 4D mask in the dtype the
+    model's attention takes, or FlexAttention's BlockMask; built once per kind)."""
 
     input_ids: Tensor
     attention_mask: Tensor | None = None
     packed: Any = None
-    _masks: dict[torch.dtype, Tensor] = field(default_factory=dict)
+    _masks: dict[Any, Any] = field(default_factory=dict)
 
     def kwargs(self, model: nn.Module) -> dict[str, Any]:
         if self.packed is None:
             return {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
-        from prefkit.align.packing import mask_dtype
+        from prefkit.align.packing import mask_dtype, packed_attention_mask, uses_block_mask
 
-        dtype = mask_dtype(_unwrap(model))
-        if dtype not in self._masks:
-            self._masks[dtype] = self.packed.attention_mask(dtype)
-        return {"input_ids": self.input_ids, "attention_mask": self._masks[dtype],
+        lm = _unwrap(model)
+        kind = "block" if uses_block_mask(lm) else mask_dtype(lm)
+        if kind not in self._masks:
+            self._masks[kind] = packed_attention_mask(lm, self.packed)
+        return {"input_ids": self.input_ids, "attention_mask": self._masks[kind],
                 "position_ids": self.packed.position_ids}
 
     def check_row(self) -> tuple[Tensor, Tensor]:

@@ -7,20 +7,66 @@ fresh LoRA adapter when asked, dropout off, on its device in train mode.
 Shared by :func:`prefkit.align.align` and :func:`prefkit.rl.train_rl` (one owner for how a
 policy is loaded, so both loops seed, name and adapt it alike); :func:`add_lora` also gives
 prefkit.reward's fine-tuned scorers their adapter.
+
+The attention implementation is the model's (transformers' default, SDPA, unless the model
+object was loaded otherwise). Inside ``with attention_implementation("flex_attention"):``
+every model loaded (:func:`load_causal_lm`) or prepared (:func:`prepare_causal_lm`) is given
+that one instead: ``prefkit align --attention flex`` runs the whole call in it, so the run
+keeps its model folder as its source (a model object would not) and its live reference
+loads alike. Preparing a FlexAttention model to train on a device where FlexAttention has
+no backward (a CPU, torch 2.11-2.13) is refused, before any step.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["add_lora", "is_peft_model", "load_causal_lm", "prepare_causal_lm"]
+__all__ = ["ATTENTION", "add_lora", "attention_implementation", "is_peft_model",
+           "load_causal_lm", "prepare_causal_lm"]
+
+#: ``prefkit align --attention`` names -> transformers' ``attn_implementation``
+ATTENTION = {"sdpa": "sdpa", "eager": "eager", "flex": "flex_attention"}
+_ATTENTION: ContextVar[str | None] = ContextVar("prefkit_attention", default=None)
+
+
+@contextlib.contextmanager
+def attention_implementation(name: str | None) -> Iterator[None]:
+    """Models loaded or prepared inside use transformers' ``attn_implementation`` ``name``
+    (``"sdpa"``, ``"eager"``, ``"flex_attention"``, or an ``ATTENTION`` key); None: each
+    model's own."""
+    impl = ATTENTION.get(name, name) if name is not None else None
+    token = _ATTENTION.set(impl)
+    try:
+        yield
+    finally:
+        _ATTENTION.reset(token)
+
+
+def _set_attention(model: nn.Module, device: torch.device | str | None) -> None:
+    """Give ``model`` the attention of :func:`attention_implementation` (if any); refuse
+    FlexAttention on a ``device`` where it cannot be trained."""
+    impl = _ATTENTION.get()
+    if impl is None:
+        return
+    lm = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    if getattr(lm.config, "_attn_implementation", None) != impl:
+        lm.set_attn_implementation(impl)
+    if impl == "flex_attention" and device is not None:
+        from prefkit.align.packing import flex_backward_supported
+
+        if not flex_backward_supported(device):
+            raise ValueError(
+                f"FlexAttention cannot be trained on {torch.device(device).type} (torch "
+                f"{torch.__version__.split('+')[0]}: no FlexAttention backward there); use "
+                "it on a CUDA GPU, or the default attention (SDPA) here")
 
 
 def load_causal_lm(model: Any, seed: int = 0) -> tuple[nn.Module, str | None]:
@@ -42,9 +88,12 @@ def load_causal_lm(model: Any, seed: int = 0) -> tuple[nn.Module, str | None]:
         raise FileNotFoundError(f"model {name!r} is a file; pass the folder of a transformers "
                                 "causal LM (config.json + weights) or a Hub id")
     try:
+        impl = _ATTENTION.get()
         with torch.random.fork_rng(devices=[]):  # any freshly initialised weight is seeded
             torch.manual_seed(seed)
-            return AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32), name
+            return AutoModelForCausalLM.from_pretrained(
+                name, dtype=torch.float32,
+                **({"attn_implementation": impl} if impl else {})), name
     except (OSError, ValueError) as exc:
         raise FileNotFoundError(
             f"cannot load a causal LM from {name!r}: it is not a model folder here, and not a "
@@ -92,7 +141,9 @@ def prepare_causal_lm(model: Any, tokenizer: Any = None, *, device: torch.device
     ``lora_target_modules``: module names, ``"all-linear"``, or None for peft's default for the
     architecture (``"all-linear"`` where peft has none); a model that already has an adapter is
     refused. ``disable_dropout`` zeroes every dropout probability; ``gradient_checkpointing``
-    turns it on (non-reentrant). The model is moved to ``device`` and put in train mode."""
+    turns it on (non-reentrant). Inside :func:`attention_implementation` the model gets that
+    attention (FlexAttention refused where it has no backward). The model is moved to
+    ``device`` and put in train mode."""
     model, source = load_causal_lm(model, seed)
     if tokenizer is None and source is not None:
         from transformers import AutoTokenizer
@@ -110,6 +161,7 @@ def prepare_causal_lm(model: Any, tokenizer: Any = None, *, device: torch.device
         for m in model.modules():
             if isinstance(m, nn.Dropout):
                 m.p = 0.0
+    _set_attention(model, device)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.to(device).train()

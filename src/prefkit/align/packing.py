@@ -27,10 +27,36 @@ here, on the host, with the batch: the engine needs no device synchronisation to
 :func:`packing_supported` checks once per model that its forward with such a mask and
 position ids gives the logits of separate rows (attention implementations that ignore 4D
 masks, such as flash-attention kernels, fail it).
+
+**FlexAttention.** With a 4D mask, SDPA on CUDA runs its memory-efficient kernel over the
+whole ``(L, L)`` row: a masked block costs as much as an attended one. Flash varlen attention
+(``torch.nn.attention.varlen``) skips them but cannot express a prompt tree (a response sees
+the prompt and itself, not its sibling). A model loaded with
+``attn_implementation="flex_attention"`` (``prefkit align --attention flex``; never the
+default) gets :meth:`PackedBatch.block_mask` instead: FlexAttention's ``BlockMask`` of the
+same rule, built on the batch's device from ``segment`` and ``branch`` one 128-token query
+block at a time (no ``(rows, L, L)`` mask, no compilation), whose empty blocks the kernel
+skips; transformers (5.17 and 5.23) passes a BlockMask given as ``attention_mask`` to its
+flex_attention as it is (a 4D mask is "already prepared"). :func:`packing_supported` checks
+such a model the same way (its plain rows given a one-sequence block mask).
+
+What is tested, on a CPU only (tests/align/test_flex_attention.py): the block structure
+equals torch's ``create_block_mask`` over the dense mask; per-response log-probs, losses and
+gradients of both layouts (GQA, K = 3) equal the padded SDPA path to 1e-5 (float32), and
+``prefkit align --attention flex`` the padded run's losses. torch (2.11-2.13) has no
+FlexAttention backward on a CPU, so the gradients there are those of flex_attention's eager
+(reference) implementation with torch's device check lifted in the test; in a real run on a
+CPU, preparing a FlexAttention model to train is refused in words
+(:func:`flex_backward_supported`). transformers always compiles flex_attention; torch
+2.13's compiled CPU kernel, once recompiled with dynamic shapes, was wrong at some lengths
+(8 and 24 tokens at head dim 8; torch 2.11 right) -- :func:`packing_supported` then refuses
+the model. The fused GPU kernel (Triton) is untested here and its speed unmeasured: no GPU
+was lent to this work (benchmarks/gpu_align.sh has a leg for it).
 """
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,10 +67,13 @@ from torch import Tensor, nn
 
 from prefkit.align._data_collate import DeviceBatch
 
-__all__ = ["PACKING_MODES", "PackedBatch", "pack_examples", "packing_supported"]
+__all__ = ["PACKING_MODES", "FLEX_BLOCK", "PackedBatch", "pack_examples", "packing_supported",
+           "packed_attention_mask", "uses_block_mask", "flex_backward_supported"]
 
 #: The layouts of a step's sequences: padded rows, packed sequences, packed prompt trees.
 PACKING_MODES = ("none", "pack", "prefix")
+#: FlexAttention's block (tokens per side) in :meth:`PackedBatch.block_mask`: torch's default
+FLEX_BLOCK = 128
 
 
 @dataclass
@@ -100,6 +129,49 @@ class PackedBatch(DeviceBatch):
             return mask
         return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
             ~mask, torch.finfo(dtype).min)
+
+    def block_mask(self) -> Any:
+        """The same mask as :meth:`attention_mask` as FlexAttention's ``BlockMask`` (blocks of
+        :data:`FLEX_BLOCK` x :data:`FLEX_BLOCK` tokens), built on the batch's device from
+        ``segment`` and ``branch``, one query block at a time: never more than a
+        ``(rows, FLEX_BLOCK, L)`` slice of the mask exists, never the ``(rows, L, L)`` whole,
+        and no compilation. A block pair none of whose tokens may attend is left out (the
+        kernel skips it), one all of whose may is *full* (no ``mask_mod`` call in it), the
+        rest are *partial* (``mask_mod``, the same rule, per token)."""
+        from torch.nn.attention.flex_attention import BlockMask
+
+        rows, n = self.segment.shape
+        dev = self.segment.device
+        nb = -(-n // FLEX_BLOCK)
+        # whole blocks: the padding tokens are each their own segment (never attended to);
+        # mask_mod may be asked about them inside the last partial block
+        pad = nb * FLEX_BLOCK - n
+        tail = -(n + 1) - torch.arange(pad, device=dev)  # below every filler id (>= -n)
+        seg = torch.cat([self.segment, tail.expand(rows, pad)], 1)  # (rows, nb * BLOCK)
+        br = torch.nn.functional.pad(self.branch, (0, pad), value=-1)
+
+        def mask_mod(b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
+            return (seg[b, q] == seg[b, kv]) & (kv <= q) & (
+                (br[b, kv] < 0) | (br[b, q] == br[b, kv]))
+
+        pos = torch.arange(nb * FLEX_BLOCK, device=dev)
+        counts = []  # (rows, nb) per query block: allowed pairs in each key block
+        for i in range(nb):
+            q = slice(i * FLEX_BLOCK, (i + 1) * FLEX_BLOCK)
+            m = (seg[:, q, None] == seg[:, None, :]) & (pos[None, :] <= pos[q, None])
+            m &= (br[:, None, :] < 0) | (br[:, q, None] == br[:, None, :])
+            m &= (pos[q] < n)[None, :, None] & (pos < n)[None, None, :]  # (rows, BLOCK, nb*BLOCK)
+            counts.append(m.view(rows, FLEX_BLOCK, nb, FLEX_BLOCK).sum(dim=(1, 3)))
+        c = torch.stack(counts, 1)[:, None]  # (rows, 1, nb, nb): query block, key block
+        partial, full = (c > 0) & (c < FLEX_BLOCK * FLEX_BLOCK), c == FLEX_BLOCK * FLEX_BLOCK
+
+        def sparse(blocks: Tensor) -> tuple[Tensor, Tensor]:  # as torch's create_block_mask
+            return (blocks.sum(-1).to(torch.int32),
+                    torch.argsort(blocks.to(torch.int8), dim=-1, descending=True,
+                                  stable=True).to(torch.int32))
+
+        return BlockMask.from_kv_blocks(*sparse(partial), *sparse(full), FLEX_BLOCK, mask_mod,
+                                        (n, n))
 
 
 def _layout(examples: Sequence[Any], responses: list[list[list[int]]], mode: str
@@ -251,14 +323,54 @@ _SUPPORTED: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictiona
 _MASK_DTYPE_IMPLS = ("eager",)  # attention that adds the mask; SDPA takes it as booleans
 
 
+_BLOCK_MASK_IMPLS = ("flex_attention",)  # attention that takes a BlockMask
+
+
+def _attn_impl(model: nn.Module) -> str:
+    return getattr(getattr(model, "config", None), "_attn_implementation", None) or "sdpa"
+
+
 def mask_dtype(model: nn.Module) -> torch.dtype:
     """The dtype of the 4D mask ``model``'s attention takes: boolean for SDPA, additive in
-    the weights' dtype for eager attention."""
-    cfg = getattr(model, "config", None)
-    impl = getattr(cfg, "_attn_implementation", None) or "sdpa"
-    if impl in _MASK_DTYPE_IMPLS:
+    the weights' dtype for eager attention (a FlexAttention model takes a BlockMask instead:
+    :func:`uses_block_mask`)."""
+    if _attn_impl(model) in _MASK_DTYPE_IMPLS:
         return next(model.parameters()).dtype
     return torch.bool
+
+
+def uses_block_mask(model: nn.Module) -> bool:
+    """Whether ``model``'s attention is FlexAttention (``attn_implementation=
+    "flex_attention"``): packed rows then get :meth:`PackedBatch.block_mask`."""
+    return _attn_impl(model) in _BLOCK_MASK_IMPLS
+
+
+def packed_attention_mask(model: nn.Module, batch: PackedBatch) -> Any:
+    """The mask ``batch``'s rows take in ``model`` (a transformers model, unwrapped): a
+    BlockMask for FlexAttention, else the 4D tensor in :func:`mask_dtype`."""
+    if uses_block_mask(model):
+        return batch.block_mask()
+    return batch.attention_mask(mask_dtype(model))
+
+
+def flex_backward_supported(device: torch.device | str) -> bool:
+    """Whether FlexAttention can be differentiated on ``device``: one call of torch's
+    ``flex_attention`` on a (1, 1, 4, 8) input that needs gradients, and its backward. Not on
+    a CPU in torch 2.11-2.13 ("FlexAttention does not support backward on CPU"): a model
+    with ``attn_implementation="flex_attention"`` cannot be trained there."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    dev = torch.device(device)
+    if dev.type == "meta":
+        return True  # nothing runs on the meta device
+    q = torch.ones((1, 1, 4, 8), device=dev, requires_grad=True)
+    try:
+        with warnings.catch_warnings():  # eager flex_attention warns that it is unfused
+            warnings.simplefilter("ignore")
+            flex_attention(q, q, q).sum().backward()
+    except (NotImplementedError, RuntimeError):
+        return False
+    return True
 
 
 def packing_supported(model: nn.Module) -> bool:
@@ -287,10 +399,9 @@ def packing_supported(model: nn.Module) -> bool:
         with torch.no_grad(), torch.autocast(dev.type, enabled=False):
             tree = lm(input_ids=packed.input_ids.to(dev),
                       position_ids=packed.position_ids.to(dev),
-                      attention_mask=packed.to(dev).attention_mask(mask_dtype(lm)),
+                      attention_mask=packed_attention_mask(lm, packed.to(dev)),
                       use_cache=False).logits[0].float()
-            want = [lm(input_ids=torch.tensor([prompt + r], device=dev),
-                       use_cache=False).logits[0].float() for r in resp]
+            want = [_plain_logits(lm, prompt + r, dev) for r in resp]
         got = [torch.cat([tree[:5], tree[5:8]]), torch.cat([tree[:5], tree[8:12]])]
         # low precision: 8 of the dtype's eps (bf16 0.0625, fp16 0.0078). bf16 SDPA noise at
         # Llama-3.2-1B's shape (16 layers, width 2048) was 0.82 of the old 2e-2 on a CPU, so a
@@ -308,6 +419,22 @@ def packing_supported(model: nn.Module) -> bool:
     return ok
 
 
+def _plain_logits(lm: nn.Module, ids: list[int], dev: torch.device) -> Tensor:
+    """(T, V) logits of one plain causal row. A FlexAttention model gets it as a packed row
+    of one sequence (a block mask of this module): transformers' own causal BlockMask gave
+    NaN through the compiled CPU kernel (transformers 5.23, torch 2.13; the eager kernel is
+    right), and a model that ignored the mask would still differ from the tree."""
+    row = torch.tensor([ids], device=dev)
+    if not uses_block_mask(lm):
+        return lm(input_ids=row, use_cache=False).logits[0].float()
+    one = PackedBatch(input_ids=row, position_ids=torch.arange(len(ids), device=dev)[None],
+                      segment=torch.zeros_like(row), branch=torch.full_like(row, -1),
+                      where=row[0, :0], targets=row[0, :0], scored=row[:0].bool(),
+                      slot_index=row[0, :0], num_responses=1, valid=row[:0].bool())
+    return lm(input_ids=row, position_ids=one.position_ids, attention_mask=one.block_mask(),
+              use_cache=False).logits[0].float()
+
+
 def resolve_packing(mode: str, model: nn.Module) -> str:
     """The layout to use for ``model``: ``"auto"`` is ``"prefix"`` where
     :func:`packing_supported`, else ``"none"``; ``"pack"`` / ``"prefix"`` on a model that
@@ -322,6 +449,6 @@ def resolve_packing(mode: str, model: nn.Module) -> str:
         cfg = getattr(getattr(model, "config", None), "_attn_implementation", None)
         raise ValueError(f"packing={mode!r}: this model's attention ({cfg or 'unknown'}) does "
                          "not give a packed row's logits equal to separate rows' (it needs a "
-                         "4D attention mask: attn_implementation 'sdpa' or 'eager'); use "
-                         "packing='none' or 'auto'")
+                         "4D attention mask or a BlockMask: attn_implementation 'sdpa', "
+                         "'eager' or 'flex_attention'); use packing='none' or 'auto'")
     return mode

@@ -13,6 +13,12 @@ SHA-256 of its weights), of the tokenized data (:func:`data_fingerprint`), the
 precision (bf16 autocast changes the numbers) and, for KTO, the mismatched pairs. A later
 run -- or a resumed one -- with the same key loads the file; any change recomputes it.
 
+**Several processes.** A model sharded over processes (FSDP2) is scored through its shards,
+every process a share of the batches (:func:`sharded_reference_logps`); the main process
+keys the cache by its whole copy on the host, so a file written by one process serves a
+sharded run and vice versa (weights over 16M elements are fingerprinted by exact integer
+sums, the same on any device).
+
 **LoRA.** With a peft model the reference is the *same* model with its adapter disabled
 (``reference=model.disable_adapter``): no second copy is held, and the fingerprint skips
 the adapter's weights (it is the base model's), so a run that starts from a fresh adapter
@@ -27,8 +33,10 @@ log-probabilities can be cached too.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -39,12 +47,17 @@ import torch
 from torch import Tensor, nn
 
 from prefkit.align.logprobs import _unwrap, packed_sequence_logps, sequence_logps
+from prefkit.processes import PreparedModel, Processes
 
-__all__ = ["ReferenceLogps", "model_fingerprint", "data_fingerprint", "mismatched_examples",
-           "compute_reference_logps", "cached_reference_logps"]
+__all__ = ["ReferenceLogps", "cached_reference_logps", "compute_reference_logps",
+           "data_fingerprint", "mismatched_examples", "model_fingerprint",
+           "sharded_reference_logps"]
 
 _FORMAT = 1
 _FULL_HASH_NUMEL = 1 << 24  # larger weights get a sampled digest (see _tensor_digest)
+_SUM_CHUNK = 1 << 24  # words summed at a time (in int64, exact: below 2^55 a chunk)
+_ONE = Processes()  # a single process: no distributed call
+_Call = Callable[[Callable[[nn.Module], Any]], Any]  # call(fn) runs fn(model) (PreparedModel)
 _CONFIG_SKIP = {"_name_or_path", "transformers_version", "torch_dtype", "dtype",
                 "_commit_hash", "use_cache"}
 
@@ -78,8 +91,9 @@ class ReferenceLogps:
 # -- fingerprints ----------------------------------------------------------------------------------
 def model_fingerprint(model: nn.Module) -> str:
     """SHA-256 (hex) of a causal LM's config and every weight (name, dtype, shape, and its
-    bytes -- for tensors over 16M elements, their float64 sum and sum of squares and 64
-    evenly spaced slices, so a large model is fingerprinted in seconds).
+    bytes -- for tensors over 16M elements, the exact integer sum of their 32-bit words and
+    64 evenly spaced slices, so a large model is fingerprinted in seconds, the same on any
+    device).
 
     A peft model fingerprints as its base model: adapter weights are skipped and peft's
     ``base_layer`` / ``original_module`` wrappers are read through.
@@ -102,16 +116,21 @@ def model_fingerprint(model: nn.Module) -> str:
 
 
 def _tensor_digest(flat: Tensor) -> bytes:
-    """Every byte of a tensor up to :data:`_FULL_HASH_NUMEL` elements; beyond, its float64
-    sum and sum of squares (on its device) and 64 evenly spaced slices of 4,096 elements --
-    any training step changes those, and a 70B model is not copied to the CPU."""
+    """Every byte of a tensor up to :data:`_FULL_HASH_NUMEL` elements; beyond, the exact
+    integer sum of its bytes read as 32-bit words (16-bit / 8-bit ones for 2-byte / 1-byte
+    dtypes), added on its device a chunk at a time, and 64 evenly spaced slices of 4,096
+    elements -- any training step changes those, a 70B model is not copied to the CPU, and
+    an integer sum, unlike a floating-point one, does not depend on the order a device adds
+    in: a copy on the host fingerprints as the same weights on a GPU (FSDP2's main process
+    keys the reference cache by its host copy, :func:`sharded_reference_logps`)."""
     if flat.numel() <= _FULL_HASH_NUMEL:
         return hashlib.sha256(flat.contiguous().cpu().view(torch.uint8).numpy()).digest()
-    x = flat.double()
-    parts = [torch.stack([x.sum(), (x * x).sum()]).cpu().numpy().tobytes()]
+    flat = flat.contiguous()
+    words = flat.view({1: torch.uint8, 2: torch.int16}.get(flat.element_size(), torch.int32))
+    total = sum(int(c.sum(dtype=torch.int64)) for c in words.split(_SUM_CHUNK))
+    parts = [total.to_bytes(16, "little", signed=True)]
     for start in torch.linspace(0, flat.numel() - 4096, 64).long().tolist():
-        parts.append(flat[start:start + 4096].contiguous().cpu().view(torch.uint8).numpy()
-                     .tobytes())
+        parts.append(flat[start:start + 4096].cpu().view(torch.uint8).numpy().tobytes())
     return hashlib.sha256(b"".join(parts)).digest()
 
 
@@ -159,36 +178,51 @@ def _default_collate() -> Callable[..., Any]:
 def _logps_over(model: nn.Module, examples: Sequence[Any], *, collate: Callable[..., Any],
                 pad_token_id: int, batch_size: int, chunk_size: int | None,
                 context: Callable[[], Any], precision: str, device: torch.device,
-                bar: Any, done: list[int], packing: str = "none") -> Tensor:
+                bar: Any, done: list[int], packing: str = "none", call: _Call | None = None,
+                procs: Processes = _ONE) -> Tensor:
     """(N, K_max) summed log-probs of ``examples`` under ``model`` (inside ``context()``),
-    batched longest first (least padding); ``packing`` as :class:`AlignConfig`'s."""
+    batched longest first (least padding); ``packing`` as :class:`AlignConfig`'s.
+
+    ``call(fn)`` runs ``fn(model)`` (default: directly; FSDP2: through the sharded root, a
+    collective call). Several ``procs``: each scores every ``world``-th batch, all make the
+    same number of calls (a process with fewer repeats the shortest example, its result
+    dropped), and the scores are gathered onto every process."""
     from prefkit.align.packing import pack_examples, resolve_packing
 
+    call = call or (lambda fn: fn(model))
     n = len(examples)
     k_max = max((len(e.responses) for e in examples), default=1)
     out = torch.zeros((n, k_max), dtype=torch.float32)
     order = sorted(range(n), key=lambda i: -(len(examples[i].prompt_ids)
                                              + max(map(len, examples[i].responses))))
     mode = resolve_packing(packing, model) if n else "none"
-    for s in range(0, n, batch_size):
-        idx = order[s:s + batch_size]
+    batches = [order[s:s + batch_size] for s in range(0, n, batch_size)]
+    mine = batches[procs.rank::procs.world]
+    scored: list[int] = []
+    for r in range(math.ceil(len(batches) / procs.world)):  # every process: the same calls
+        idx = mine[r] if r < len(mine) else order[-1:]
         chosen = [examples[i] for i in idx]
         with context(), torch.autocast(device.type, dtype=torch.bfloat16,
                                        enabled=precision == "bf16"):
             if mode != "none":
                 batch = pack_examples(chosen, pad_token_id, mode=mode, kl_pairs=False)
-                got = packed_sequence_logps(model, batch.to(device),
-                                            chunk_size=chunk_size)["policy"]  # (k * b,)
+                got = call(functools.partial(packed_sequence_logps, batch=batch.to(device),
+                                             chunk_size=chunk_size))["policy"]  # (k * b,)
             else:
                 batch = collate(chosen, pad_token_id)
-                got = sequence_logps(model, batch.input_ids.to(device),
-                                     batch.attention_mask.to(device),
-                                     batch.loss_mask.to(device),
-                                     chunk_size=chunk_size)["policy"]  # (k * b,)
-        k = int(batch.num_responses)
-        out[torch.as_tensor(idx)[:, None], torch.arange(k)] = got.cpu().view(k, -1).t()
-        done[0] += len(idx)
-        bar.update(done[0], "reference log-probs")
+                got = call(functools.partial(
+                    sequence_logps, input_ids=batch.input_ids.to(device),
+                    attention_mask=batch.attention_mask.to(device),
+                    loss_mask=batch.loss_mask.to(device), chunk_size=chunk_size))["policy"]
+        if r < len(mine):
+            k = int(batch.num_responses)
+            out[torch.as_tensor(idx)[:, None], torch.arange(k)] = got.cpu().view(k, -1).t()
+            scored += idx
+        # the calls are collective: every process has finished its r-th batch as well
+        bar.update(done[0] + min(n, (r + 1) * procs.world * batch_size), "reference log-probs")
+    done[0] += n
+    for rows, values in procs.gather((scored, out[scored])):  # every process's share
+        out[rows] = values
     return out
 
 
@@ -231,20 +265,21 @@ def compute_reference_logps(
 def _compute(model: nn.Module, examples: Sequence[Any], key: dict[str, Any], *,
              pad_token_id: int, reference: Any, kl_pairs: bool, max_length: int | None,
              batch_size: int, chunk_size: int | None, precision: str,
-             collate: Callable[..., Any] | None, progress: bool,
-             packing: str = "none") -> ReferenceLogps:
+             collate: Callable[..., Any] | None, progress: bool, packing: str = "none",
+             call: _Call | None = None, procs: Processes = _ONE,
+             device: torch.device | None = None) -> ReferenceLogps:
     from prefkit.runs import progress_bar
 
     if reference is not None and (isinstance(reference, nn.Module) or not callable(reference)):
         raise TypeError("reference must be a context-manager factory here (e.g. "
                         "peft_model.disable_adapter); pass a separate reference model as model")
-    device = next(model.parameters()).device
     kl_rows = mismatched_examples(examples, max_length=max_length) if kl_pairs else []
     bar = progress_bar(len(examples) + len(kl_rows), "reference log-probs", enabled=progress)
     run = dict(collate=collate or _default_collate(), pad_token_id=pad_token_id,
                batch_size=batch_size, chunk_size=chunk_size, precision=precision,
-               device=device, context=reference or contextlib.nullcontext, bar=bar, done=[0],
-               packing=packing)
+               device=device or next(model.parameters()).device,
+               context=reference or contextlib.nullcontext, bar=bar, done=[0],
+               packing=packing, call=call, procs=procs)
     was_training = model.training
     model.eval()
     try:
@@ -254,6 +289,10 @@ def _compute(model: nn.Module, examples: Sequence[Any], key: dict[str, Any], *,
         model.train(was_training)
         bar.close()
     return ReferenceLogps(logps, kl, key)
+
+
+_DEFAULTS = {"batch_size": 8, "chunk_size": None, "collate": None, "progress": False,
+             "packing": "none"}
 
 
 def cached_reference_logps(
@@ -270,21 +309,78 @@ def cached_reference_logps(
 ) -> ReferenceLogps:
     """:func:`compute_reference_logps`, through the cache file ``path``: loaded when its key
     matches this model, data, precision and pairs; otherwise computed and (re)written."""
-    path = Path(path)
     want = _key(model, examples, precision, kl_pairs, max_length)
-    if path.is_file():
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 -- an unreadable cache is recomputed
-            saved = {}
-        if saved.get("key") == want:
-            return ReferenceLogps(saved["logps"], saved["kl"], saved["key"], loaded=True)
-    opts = {"batch_size": 8, "chunk_size": None, "collate": None, "progress": False,
-            "packing": "none", **kwargs}
+    saved = _read(Path(path), want)
+    if saved is not None:
+        return saved
     ref = _compute(model, examples, want, pad_token_id=pad_token_id, reference=reference,
-                   kl_pairs=kl_pairs, max_length=max_length, precision=precision, **opts)
+                   kl_pairs=kl_pairs, max_length=max_length, precision=precision,
+                   **{**_DEFAULTS, **kwargs})
+    _write(Path(path), ref)
+    return ref
+
+
+def sharded_reference_logps(
+    prepared: PreparedModel,
+    examples: Sequence[Any],
+    path: str | Path,
+    *,
+    procs: Processes,
+    whole: nn.Module | None,
+    device: torch.device,
+    pad_token_id: int,
+    reference: Any = None,
+    kl_pairs: bool = False,
+    max_length: int | None = None,
+    precision: str = "fp32",
+    **kwargs: Any,
+) -> ReferenceLogps:
+    """:func:`cached_reference_logps` of a model sharded over the processes (FSDP2,
+    :func:`prefkit.processes.prepare_model`): every process calls it at once.
+
+    The main process keys the cache by ``whole``, its whole copy of the same model (on the
+    host; None on the other processes), so the key is the one a single process computes for
+    that model and a cache file written by either run serves the other. It reads the file;
+    otherwise every process scores every ``world``-th batch through ``prepared`` (the
+    sharded root gathers the weights layer by layer; ``reference`` as in
+    :func:`compute_reference_logps`, e.g. ``prepared.model.disable_adapter``), the shares
+    are gathered onto every process and the main process writes the file. The other
+    processes never read it: the key and the log-probs read come from the main process."""
+    if (whole is not None) != procs.main:
+        raise ValueError("sharded_reference_logps takes the whole model on the main process "
+                         "only")
+    want = saved = None
+    if whole is not None:
+        want = _key(whole, examples, precision, kl_pairs, max_length)
+        saved = _read(Path(path), want)
+    want, saved = procs.gather((want, saved))[0]
+    if saved is not None:
+        return saved
+    ref = _compute(prepared.model, examples, want, pad_token_id=pad_token_id,
+                   reference=reference, kl_pairs=kl_pairs, max_length=max_length,
+                   precision=precision, call=prepared, procs=procs, device=device,
+                   **{**_DEFAULTS, **kwargs})
+    if procs.main:
+        _write(Path(path), ref)
+    return ref
+
+
+def _read(path: Path, key: dict[str, Any]) -> ReferenceLogps | None:
+    """The cache file's log-probs when its key is ``key`` (None: absent, unreadable or
+    another key)."""
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 -- an unreadable cache is recomputed
+        return None
+    if saved.get("key") != key:
+        return None
+    return ReferenceLogps(saved["logps"], saved["kl"], saved["key"], loaded=True)
+
+
+def _write(path: Path, ref: ReferenceLogps) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
     torch.save({"key": ref.key, "logps": ref.logps, "kl": ref.kl}, tmp)
     os.replace(tmp, path)
-    return ref

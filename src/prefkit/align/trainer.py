@@ -38,12 +38,16 @@ Checkpoints keep :mod:`prefkit.runs`' one-file format (the main process writes t
 process resumes from it). One process uses no distributed call.
 With FSDP2 (``accelerate launch --use_fsdp --fsdp_version 2``; :mod:`prefkit.processes`) the
 weights, gradients and AdamW state are sharded over the processes. A model given as a folder
-or Hub id is loaded whole by the main process only (which also computes the reference cache
-from it and sends it to the others); every process builds the model it trains on the meta
-device, shards it and receives its shard from the main process
-(:meth:`~prefkit.processes.PreparedModel.load_full`), so the other processes never hold the
-whole model (a model object given to :func:`align` is already whole on every process: it is
-sharded in place). Every process
+or Hub id is loaded whole by the main process only, on the host (CPU memory); every process
+builds the model it trains on the meta device, shards it and receives its shard from the main
+process, one tensor at a time through the device
+(:meth:`~prefkit.processes.PreparedModel.load_full`), so no accelerator ever holds the whole
+model and the other processes do not hold it at all. The reference cache is then scored
+through the shards, every process a share, and keyed by the main process's whole host copy
+(the key a single process computes: either run reuses the other's file); a live reference
+is a second copy sharded the same way; a ``reference_model`` object is the caller's, whole on
+every process, and is used as in one process. A model object given to :func:`align` is
+already whole on every process: it is sharded in place. Every process
 makes the same number of passes (a process with fewer prompts pads with passes of weight 0,
 in training, validation and KTO's step pass), gradients are reduce-scattered in every
 micro-batch, and the checkpoint and the model folder get the full weights and optimizer state
@@ -105,12 +109,14 @@ from prefkit.align._trainer_setup import (
     cached_references,
     check_kind,
     checked_step_pass,
+    compile_layers,
     kl_only,
     live_reference,
     load_checkpoint,
     make_optimizer,
     meta_causal_lm,
     model_checks,
+    sharded_references,
     tokenized,
     trainable,
     versions,
@@ -174,6 +180,10 @@ class AlignConfig(ConfigIO):
     padded rows, ``"pack"`` without padding, ``"prefix"`` also each prompt once for all its
     responses (a tree mask); ``"auto"`` is ``"prefix"`` when the model takes 4D masks
     (eager / SDPA attention), else ``"none"`` -- the same numbers every way (to float rounding).
+    ``torch_compile`` compiles each transformer layer (``torch.compile``, dynamic shapes; as
+    transformers' ``TrainingArguments.torch_compile``): a one-off compile of tens of seconds,
+    then faster steps (on a CPU ~1.08x at 8 and at 32 pairs, the tiny Llama of
+    ``benchmarks/align_speed.py``); not with FSDP2.
     ``eval_every`` / ``checkpoint_every`` / ``log_every`` are in optimizer steps (the first
     two 0: only at the end). Every field is checked here, so a bad value fails before any
     model is loaded.
@@ -204,6 +214,7 @@ class AlignConfig(ConfigIO):
     precompute_reference: bool = True
     chunk_size: int | None = None
     packing: str = "auto"
+    torch_compile: bool = False
     eval_batch_size: int = 16
     eval_every: int = 0
     checkpoint_every: int = 0
@@ -419,20 +430,25 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
     loss = get_align_loss(config.loss)
     procs, default_device = join_processes()  # accelerate launch / torchrun: the group
     accelerator = training_accelerator(procs)  # several: DDP (refuses what it cannot run)
+    if config.torch_compile and isinstance(accelerator, FSDP2):
+        raise ValueError("torch_compile is not supported with FSDP2 here (FSDP2's hooks would "
+                         "be traced into the compiled layers): train without it, or with DDP")
     main = procs.main
     device = torch.device(device) if device is not None else default_device
     procs.barrier()  # every process has looked before the main one writes anything
 
     # -- model (seeded), adapter, tokenizer --------------------------------------------------------
     # FSDP2 from a folder / Hub id: every process builds the model it trains on the meta
-    # device; only the main process loads the weights (``whole``), which fill the shards
+    # device; only the main process loads the weights (``whole``), on the host (CPU memory),
+    # which fill the shards: no accelerator ever holds the whole model
     whole: nn.Module | None = None
     on_meta = isinstance(accelerator, FSDP2) and not isinstance(model, nn.Module)
     if on_meta:
         skeleton, source, tokenizer, peft = meta_causal_lm(model, tokenizer, config)
     if main or not on_meta:
         model, source, tokenizer, peft = prepare_causal_lm(
-            model, tokenizer, device=device, seed=config.seed, lora_r=config.lora_r,
+            model, tokenizer, device=torch.device("cpu") if on_meta else device,
+            seed=config.seed, lora_r=config.lora_r,
             lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
             lora_target_modules=config.lora_target_modules,
             disable_dropout=config.disable_dropout,
@@ -453,7 +469,7 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
 
     # -- the reference: cached log-probs, or a live model ------------------------------------------
     # (FSDP2 from a folder: a second copy is built on the meta device and sharded with the
-    # model; ``whole_ref``: the main process's whole copy, to fill the shards)
+    # model; ``whole_ref``: the main process's whole copy on the host, to fill the shards)
     live_ref, whole_ref = live_reference(loss, config, model, reference_model, peft, source,
                                          device, on_meta=on_meta, main=main)
     shard_ref = on_meta and isinstance(live_ref, nn.Module) and any(
@@ -468,15 +484,11 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
     procs.barrier()
     ref_train: ReferenceLogps | None = None
     ref_val: ReferenceLogps | None = None
-    if loss.needs_reference and live_ref is None and on_meta:
-        # the main process's whole model scores (or reads) them; the others receive them
-        if main:
-            assert whole is not None
-            ref_train, ref_val = cached_references(
-                whole, reference_model, peft, train, val, out, config=config, device=device,
-                kl_pairs=kl_pairs, progress=progress, main=True, barrier=lambda: None)
-        ref_train, ref_val = procs.gather((ref_train, ref_val))[0]
-    elif loss.needs_reference and live_ref is None:  # before any checkpoint weights are loaded
+    # the cached reference log-probs, before any checkpoint weights are loaded; FSDP2 from a
+    # folder with the model as its own reference: through the shards, once they are filled
+    cache_refs = loss.needs_reference and live_ref is None
+    through_shards = cache_refs and on_meta and reference_model is None
+    if cache_refs and not through_shards:
         ref_train, ref_val = cached_references(
             model, reference_model, peft, train, val, out, config=config, device=device,
             kl_pairs=kl_pairs, progress=progress and main, main=main, barrier=procs.barrier)
@@ -497,12 +509,19 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
     prepared = prepare_model(model, accelerator, reference=live_ref if shard_ref else None)
     if on_meta:  # the main process's weights fill every shard (the live reference's too)
         prepared.load_full(whole, device, reference=whole_ref)
-        whole = whole_ref = None
         # the same checks, through the root on every process at once (the shards gathered:
-        # no process holds a whole model to check before), then the root's weights resharded
-        # for the optimizer
+        # no process holds a whole model on its device to check before)
         prepared(functools.partial(model_checks, data=train, config=config, device=device))
-        prepared.reshard()
+        if through_shards:  # every process scores a share; the main one keys it by ``whole``
+            ref_train, ref_val = sharded_references(
+                prepared, whole, peft, train, val, out, config=config, device=device,
+                kl_pairs=kl_pairs, progress=progress, procs=procs)
+        whole = whole_ref = None
+        prepared.reshard()  # the root's weights back to their shards, for the optimizer
+    if config.torch_compile:  # after the reference cache and the checks: they run once
+        compile_layers(model)
+        if isinstance(live_ref, nn.Module):
+            compile_layers(live_ref)
     params, opt, sched = make_optimizer(model, config, total)
     # ZeRO-3: DeepSpeed's engine takes the model and AdamW and partitions both (else nothing)
     prepared.attach(opt, grad_clip=config.grad_clip)

@@ -188,8 +188,8 @@ def read_input(
                 "[dim]no FILE given: ranking the embedded Chatbot Arena votes of 2024-08-14 "
                 "(1,670,250 votes, 129 models)[/]"
             )
-    if path.is_dir():
-        fail(f"{path} is a folder; give a votes file (CSV, JSONL, JSON or Parquet) in it")
+    # a folder: read as a dataset when datasets' save_to_disk wrote it, else refused by the
+    # reader (which names the data files in it), as every other command reads a folder
     if not path.exists():
         fail(f"{path}: no such file")
     with input_errors(path):

@@ -9,7 +9,7 @@ import csv
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -56,6 +56,11 @@ def _media_bytes(mb: float) -> int:
     return int(mb * 2**20)
 
 
+def _not_folder(db: str) -> None:
+    if Path(db).expanduser().is_dir():
+        fail(f"--db {db} is a folder; give the database file, e.g. {Path(db) / 'arena.db'}")
+
+
 def _open(db: str):  # type: ignore[no-untyped-def]
     from prefkit.arena.store import open_store
 
@@ -63,6 +68,7 @@ def _open(db: str):  # type: ignore[no-untyped-def]
         parent = Path(db).expanduser().resolve().parent
         if not parent.is_dir():
             fail(f"--db {db}: folder {parent} does not exist; create it or give another path")
+        _not_folder(db)
     try:
         return open_store(db)
     except Exception as e:  # noqa: BLE001 - the driver's message, with what to check
@@ -223,7 +229,7 @@ def add_outputs(
                           "  prefkit rank votes.csv --rounds 1000 --seed 0 --json   # = GET "
                           "/api/leaderboard\n")
 def export(
-    out: Annotated[Path, typer.Argument(help="Votes file to write (.csv or .jsonl), prefkit's generic vote format.")],
+    out: Annotated[Path, typer.Argument(help="Votes file to write (.csv, .jsonl or .parquet), prefkit's generic vote format.")],
     db: DbOpt,
     flag_policy: PolicyOpt = Policy.exclude,
     both_bad: BothBadOpt = BothBad.tie,
@@ -234,9 +240,10 @@ def export(
 
     if out.is_dir():
         fail(f"{out} is a folder; give a file name, e.g. {out / 'votes.csv'}")
-    if out.suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
-        fail(f"{out}: the file name must end in .csv or .jsonl (the extension picks the "
-             "format)")
+    if out.suffix.lower() not in (".csv", ".jsonl", ".ndjson", ".parquet"):
+        fail(f"{out}: the file name must end in .csv, .jsonl or .parquet (the extension picks "
+             "the format)")
+    _not_folder(db)
     if not db.startswith(("postgresql://", "postgres://")) and not Path(db).is_file():
         fail(f"--db {db}: no such database; give the file prefkit arena serve or "
              "add-outputs wrote")
@@ -250,14 +257,7 @@ def export(
     rows = export_rows(tally, reasons, weights)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w", encoding="utf-8", newline="") as f:
-            if out.suffix.lower() in (".jsonl", ".ndjson"):
-                for r in rows:
-                    f.write(json.dumps(dict(zip(EXPORT_COLUMNS, r))) + "\n")
-            else:
-                w = csv.writer(f)
-                w.writerow(EXPORT_COLUMNS)
-                w.writerows(rows)
+        _write_votes(out, EXPORT_COLUMNS, rows)
     except OSError as e:
         fail(f"{out}: cannot write it ({e.strerror or e}); choose another path")
     aside = int((weights == 0).sum())
@@ -265,6 +265,25 @@ def export(
                   f"weight 0, "
                   f"flag policy {flag_policy.value}); `prefkit rank {out} --seed S --rounds R` "
                   "reproduces the live leaderboard of the same seed and rounds")
+
+
+def _write_votes(out: Path, columns: Any, rows: Any) -> None:
+    """The exported votes in the format ``out``'s extension names (CSV, JSONL, Parquet)."""
+    suffix = out.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist([dict(zip(columns, r)) for r in rows]), out)
+        return
+    with out.open("w", encoding="utf-8", newline="") as f:
+        if suffix in (".jsonl", ".ndjson"):
+            for r in rows:
+                f.write(json.dumps(dict(zip(columns, r))) + "\n")
+        else:
+            w = csv.writer(f)
+            w.writerow(columns)
+            w.writerows(rows)
 
 
 @arena_app.command("import", epilog="Examples:\n\n  prefkit arena import battles.jsonl --db "

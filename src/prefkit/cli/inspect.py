@@ -126,8 +126,6 @@ def _read(file: Path, fmt: str, columns: dict[str, str], skip_invalid: bool) -> 
 
     if str(file) == "-":
         fail("inspect reads a file, not standard input ('-'); save the labels to a file first")
-    if file.is_dir():
-        fail(f"{file} is a folder; give an annotations file (JSON, JSONL, CSV or Parquet)")
     if not file.exists():
         fail(f"{file}: no such file")
     with input_errors(file, also=(KeyError,)):

@@ -305,9 +305,7 @@ def run(
     k = kind or tpl.kind
     if k != tpl.kind:
         fail(f"--kind {k} does not match template {tpl.name!r}, which is {tpl.kind}")
-    if data.is_dir():
-        fail(f"{data} is a folder; give a pairs file (JSON, JSONL, CSV or Parquet) in it")
-    if not data.is_file():
+    if not data.exists():
         fail(f"{data}: no such file")
     if cache is not None and cache.is_dir():
         fail(f"--cache {cache} is a folder; give a file name, e.g. {cache}/judge.sqlite")
@@ -371,18 +369,38 @@ def run(
 
 def _refuse_unreachable(records: list[dict[str, Any]], kind: str, url: str,
                         output: Path | None) -> None:
-    """Exit 2, writing nothing, when no request reached the server (every verdict failed
-    because the connection could not be made): the output would hold only errors."""
+    """Exit 2, writing nothing, when no request got an answer from a chat-completions API:
+    the connection could not be made, or every request failed the same way that asking
+    again cannot mend (no such path, a refused key, a web page instead of the API). The
+    output would hold only errors."""
     keys = ("error_ab", "error_ba") if kind == "pairwise" else ("error",)
     reasons = [r.get(key) for r in records for key in keys
                if key == "error" or r.get("winner_" + key[-2:]) is not None]
-    if not reasons or not all(isinstance(x, str) and x.startswith("request failed: ") and (
-            "cannot connect to " in x) for x in reasons):
+    if not reasons or not all(isinstance(x, str) and x.startswith("request failed: ")
+                              for x in reasons):
         return
     why = reasons[0].removeprefix("request failed: ")
-    fail(f"--base-url {url}: no request reached the server: {why}. Start the server (or "
-         f"check --base-url and its port), then run the command again; nothing was written"
-         + (f" to {output}" if output is not None else ""))
+    nothing = "nothing was written" + (f" to {output}" if output is not None else "")
+    if all("cannot connect to " in x for x in reasons):
+        fail(f"--base-url {url}: no request reached the server: {why}. Start the server (or "
+             f"check --base-url and its port), then run the command again; {nothing}")
+    for start, fix in _SERVER_FIXES:
+        if all(x.removeprefix("request failed: ").startswith(start) for x in reasons):
+            fail(f"--base-url {url}: every request failed the same way: {why}. {fix}; {nothing}")
+
+
+# a failure that every request meets alike, and what the user can change
+_SERVER_FIXES = (
+    ("HTTP 404", "Check --base-url (an OpenAI-compatible server's ends in /v1, e.g. "
+     "http://127.0.0.1:8000/v1; prefkit posts to it + /chat/completions) and --model (the "
+     "name the server serves)"),
+    ("HTTP 405", "Check --base-url: an OpenAI-compatible server's ends in /v1, e.g. "
+     "http://127.0.0.1:8000/v1"),
+    ("HTTP 401", "Set OPENAI_API_KEY to the key the server expects"),
+    ("HTTP 403", "Set OPENAI_API_KEY to a key allowed to use --model"),
+    ("a web page", "Check --base-url: it should be an OpenAI-compatible API (ending in /v1, "
+     "e.g. http://127.0.0.1:8000/v1), not a web site"),
+)
 
 
 def _backend(model: str, base_url: str | None, local: Path | None, cache: Path | None,

@@ -3,6 +3,7 @@ votes active matchmaking saves against random pairing and against Elo)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,6 +20,7 @@ from prefkit.cli._common import (
     read_input,
 )
 from prefkit.cli.rank import refuse_stdin
+from prefkit.runs import plural
 
 
 def propose(
@@ -133,10 +135,17 @@ def simulate(
     res = read_input(file, fmt=fmt, columns=parse_mapping(column, "--column"),
                      skip_invalid=skip_invalid, quiet=as_json)
     data = res.votes.to_pairwise() if isinstance(res.votes, Rankings) else res.votes
+    if len(data.items.names) < 3:
+        fail(f"{file}: {plural(len(data.items.names), 'item')}; a simulated ranking needs at "
+             "least 3")
     try:
-        lb = fit_bradley_terry(data)
+        with warnings.catch_warnings(record=True) as caught:  # notes, not Python's warnings
+            warnings.simplefilter("always")
+            lb = fit_bradley_terry(data)
     except ValueError as e:
         fail(str(e))
+    for w in caught:
+        note(f"note: the simulated truth: {w.message}")
     scores = lb.scores
     if top:
         scores = np.sort(scores)[::-1][:top]
@@ -145,9 +154,7 @@ def simulate(
 
         c = data if isinstance(data, PairCounts) else aggregate(data)
         ties = float(c.counts[:, 2:].sum() / max(c.counts.sum(), 1.0))
-    if scores.size < 3:
-        fail(f"{file}: {scores.size} items; a simulated ranking needs at least 3")
-    with console.status(f"simulating {runs} run(s) on {scores.size} items"):
+    with console.status(f"simulating {plural(runs, 'run')} on {scores.size} items"):
         result = simulate_matchmaking(scores, target=target, max_votes=max_votes, batch=batch,
                                       rng=np.random.default_rng(seed), n_runs=runs, ties=ties,
                                       stop_at_target=True)

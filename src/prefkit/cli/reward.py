@@ -40,6 +40,7 @@ from prefkit.cli.judge import (
     JudgeUrlOpt,
     JudgeVerdictsOpt,
 )
+from prefkit.runs import plural
 
 reward_app = typer.Typer(
     help="Reward models on a frozen text encoder: train on chosen/rejected pairs, "
@@ -128,18 +129,19 @@ def _read_pairs(path: Path, fmt: str, column: list[str] | None, skip_invalid: bo
              "pairs; give a pairs file (formats trl, hh_rlhf, llmbar, rewardbench, generic)")
     report_skipped(path, res.skipped, res.n_skipped)
     if res.n_empty and not quiet:
-        console.print(f"[dim]{path}: {res.n_empty:,} pair(s) with an empty response, kept "
+        console.print(f"[dim]{path}: {plural(res.n_empty, 'pair')} with an empty response, kept "
                       "(an empty answer is data)[/]", highlight=False)
     if res.warnings and not quiet:
-        console.print(f"[dim]{len(res.warnings)} warning(s) reading {path}, e.g. "
+        console.print(f"[dim]{plural(len(res.warnings), 'warning')} reading {path}, e.g. "
                       f"{escape(str(res.warnings[0]))}[/]", highlight=False)
     pairs = res.data
     if split is not Split.all:
         train, test = split_train_test(pairs, test_fraction=0.2)
         pairs = train if split is Split.train else test
         if not len(pairs):
-            fail(f"{path}: the {split.value} split of its {res.n_read:,} record(s) is empty (the "
-                 "split holds out a fixed 20% of pairs by hash); use --split all, or more pairs")
+            fail(f"{path}: the {split.value} split of its {plural(res.n_read, 'record')} is "
+                 "empty (the split holds out a fixed 20% of pairs by hash); use --split all, or "
+                 "more pairs")
     return pairs, res
 
 
@@ -215,8 +217,9 @@ def note_cut(path: Path, texts: list[str], tokenizer: Any, limit: int, side: str
     if n:
         what = f"{flag} {limit}" if flag else f"the {limit} the encoder reads"
         kept = "last" if side == "left" else "first"
-        note(f"{path}: {n:,} of {len(texts):,} texts (prompt + response) have more tokens "
-             f"than {what}: each is cut to its {kept} {limit} tokens")
+        note(f"{path}: {n:,} of {plural(len(texts), 'text')} (prompt + response) "
+             f"{'has' if n == 1 else 'have'} more tokens than {what}: "
+             f"{'it is' if n == 1 else 'each is'} cut to its {kept} {plural(limit, 'token')}")
 
 
 def _input(path: Path, res: Any, split: Split) -> dict[str, Any]:
@@ -291,7 +294,7 @@ def train(
                  "column; add one (or map yours: --column margin=NAME), or choose another "
                  "--loss (e.g. bradley_terry)")
     if not as_json:
-        console.print(f"[dim]{len(pairs):,} training pairs from {data} (format {res.format}"
+        console.print(f"[dim]{plural(len(pairs), 'training pair')} from {data} (format {res.format}"
                       + (f", {split.value} split" if split is not Split.all else "") + ")[/]")
     from prefkit.reward.backbones import FrozenEncoder
 
@@ -321,7 +324,8 @@ def train(
             "seconds": round(time.perf_counter() - t0, 3)})
         return
     if acc is not None:
-        out.print(f"validation accuracy {acc:.3f} [95% {lo:.3f}, {hi:.3f}] on {n_val:,} pairs "
+        out.print(f"validation accuracy {acc:.3f} [95% {lo:.3f}, {hi:.3f}] on "
+                  f"{plural(n_val, 'pair')} "
                   f"(best epoch {result.best_epoch} of {result.epoch}, val loss "
                   f"{result.best['val_loss']:.4f})", highlight=False)
     else:
@@ -421,7 +425,7 @@ def evaluate(
             d["rewardbench"] = bench.to_dict()
         print_json(d)
         return
-    out.print(f"{scorer} on {len(pairs):,} pairs of {data} (format "
+    out.print(f"{scorer} on {plural(len(pairs), 'pair')} of {data} (format "
               f"{res.format}" + (f", {split.value} split" if split is not Split.all else "")
               + ")", highlight=False)
     out.print(report.table(), highlight=False, markup=False)
@@ -465,20 +469,37 @@ def _model_scores(model: Any, pairs: Any, data: Path, quiet: bool) -> tuple[Any,
 
 
 # -- score -----------------------------------------------------------------------------------
-def _read_texts(path: Path, default_prompt: str, skip_invalid: bool) -> tuple[list[Any], list[str], list[int]]:
+def _read_texts(path: Path, default_prompt: str, skip_invalid: bool,
+                columns: dict[str, str] | None = None) -> tuple[list[Any], list[str], list[int]]:
     """(prompts, responses, lines) from a TXT, JSONL/JSON, CSV or Parquet file
-    (:func:`prefkit.data.read_responses`)."""
+    (:func:`prefkit.data.read_responses`); a file of pairs (chosen, rejected) is refused
+    with the command that reads pairs."""
+    from prefkit.data.errors import InvalidInputError
     from prefkit.data.text_readers import read_responses
 
     if not path.exists():
         fail(f"{path}: no such file")
-    with input_errors(also=()):
-        res = read_responses(path, prompt=default_prompt, skip_invalid=skip_invalid)
+    try:
+        res = read_responses(path, prompt=default_prompt, skip_invalid=skip_invalid,
+                             columns=columns or None)
+    except InvalidInputError as e:
+        present: set[str] = set()
+        if any(p.kind == "missing_column" for p in e.problems):
+            from prefkit.data.table import Table
+
+            try:
+                present = set(Table.of(path).header())
+            except InvalidInputError:
+                pass
+        pairs = ("; this file holds pairs (chosen, rejected): prefkit reward eval DIR FILE "
+                 "measures the model on them, or score one side with --column "
+                 "response=chosen") if {"chosen", "rejected"} <= present else ""
+        fail(e.for_cli() + pairs)
     report_skipped(path, res.skipped, res.n_skipped)
     data = res.data
     lines = list(data.source_line or range(1, len(data) + 1))
     if res.n_empty:
-        note(f"{path}: {res.n_empty:,} empty response(s) kept and scored (an empty answer is "
+        note(f"{path}: {plural(res.n_empty, 'empty response')} kept and scored (an empty answer is "
              "data)", style="dim")
     if path.name.removesuffix(".gz").endswith(".txt"):
         blank = _blank_lines(path)
@@ -521,6 +542,7 @@ def score(
     model_dir: Annotated[Path, typer.Argument(metavar="DIR", help="Model folder written by `prefkit reward train`.")],
     texts: Annotated[Path, typer.Argument(metavar="TEXTS", help="Responses: JSONL/JSON/CSV/Parquet records with 'response' (+ optional 'prompt': a string or chat messages) or 'text'; or a .txt file, one response per line.")],
     prompt: Annotated[str, typer.Option(help="Prompt for responses that have none (every line of a .txt file).")] = "",
+    column: Annotated[Optional[list[str]], typer.Option("--column", "-c", help="Column mapping KEY=NAME (keys: response, prompt, text), e.g. --column response=answer.")] = None,
     skip_invalid: SkipOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -537,8 +559,10 @@ def score(
     from prefkit.reward.model import best_per_prompt
 
     _check_model_arg(model_dir, texts, "score", "TEXTS")
+    # the responses before the model: a file that cannot be scored is said at once
+    prompts, responses, lines = _read_texts(texts, prompt, skip_invalid,
+                                            parse_mapping(column, "--column"))
     model = _load_model(model_dir)
-    prompts, responses, lines = _read_texts(texts, prompt, skip_invalid)
     from prefkit.reward.backbones import response_texts
 
     note_cut(texts, response_texts(prompts, responses), *_reader(model))

@@ -236,6 +236,7 @@ def _load_csv_arrow(
         table = pacsv.read_csv(
             src.path,
             read_options=pacsv.ReadOptions(use_threads=True, block_size=1 << 22),
+            parse_options=pacsv.ParseOptions(delimiter=src.delimiter),
             convert_options=pacsv.ConvertOptions(
                 include_columns=wanted,
                 column_types={c: dict_t for c in cats if c in have},

@@ -150,7 +150,10 @@ _FINISH = {"solution": True, "found_error": False, "give_up": None, "bad_problem
 def prm800k_outcome(checks: RowChecks, row: Mapping[str, Any], col: str | None,
                      required: bool) -> SolutionOutcome:
     """The outcome column when there is one, else ``label.finish_reason`` (module
-    docstring)."""
+    docstring of :mod:`prefkit.data.steps`): ``found_error`` is read as wrong because the
+    record stops at its first step rated -1 and so reaches no answer -- the outcome of the
+    record, not of the generator's full solution, which may have reached the right answer
+    through that wrong step."""
     if col:
         return outcome_of(checks, get(row, col), col, required=required)
     fld, reason = "label.finish_reason", get(row, "label.finish_reason")

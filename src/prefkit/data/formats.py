@@ -241,9 +241,27 @@ def detect(table: Table, families: Sequence[str],
     raise InvalidInputError([table.problem(
         None, f"cannot tell the format of this {container} from its {what} "
         f"(columns: {shown})",
-        f"known formats:\n{describe_formats(*families)}\n  pass format='<name>' (CLI: --format "
+        f"{_rename_hint(table, keys, first, families)}known formats:\n"
+        f"{describe_formats(*families)}\n  pass format='<name>' (CLI: --format "
         f"<name>){_map_hint(families[0])}",
         "unknown_format")])
+
+
+def _rename_hint(table: Table, keys: frozenset[str], first: Mapping[str, Any],
+                 families: Sequence[str]) -> str:
+    """When the columns would be a known format's without their capitals or the spaces
+    around them (' Model_A ' for 'model_a'): the renames that make it so."""
+    renames = {k: k.strip().lower() for k in keys if k.strip().lower() != k}
+    if not renames:
+        return ""
+    norm = frozenset(renames.get(k, k) for k in keys)
+    near = {renames.get(k, k): v for k, v in first.items()} if first else first
+    for f in formats(*families):
+        if f.detect(table.kind, norm, near):
+            shown = ", ".join(f"{k!r} -> {v!r}" for k, v in sorted(renames.items()))
+            return (f"the columns are format {f.name}'s but for capitals or spaces: rename "
+                    f"them ({shown}), or map them with columns= (CLI: --column); ")
+    return ""
 
 
 def _map_hint(family: str) -> str:

@@ -27,9 +27,12 @@ Formats, and where each reads the outcome (every one also reads a column named
 * ``prm800k``: PRM800K's phase files (``question``, ``label.steps[].completions[].rating``
   -1/0/1, the chosen completion followed; ratings 0 count ``neutral``, 1.0 by default);
   outcome from ``label.finish_reason``: ``solution`` (PRM800K: "we reached a step that
-  concluded in the correct answer") is right, ``found_error`` wrong (the labelled
-  solution stops at its wrong step and reaches no right answer), ``give_up`` and
-  ``bad_problem`` say nothing (None);
+  concluded in the correct answer") is right, ``found_error`` wrong, ``give_up`` and
+  ``bad_problem`` say nothing (None). ``found_error`` is the outcome **of the record**, not
+  of the generator's whole solution: PRM800K's labelling stops at the first step rated -1,
+  so the record ends there and reaches no answer, and it reads as wrong even where the
+  generator's full solution (phase 2's ``question.pre_generated_answer``) went on to the
+  right answer through that wrong step;
 
 and :class:`Tasks` (a problem and its reference answer): ``gsm8k`` (``question, answer``
 with ``#### N``), ``math`` (``problem, answer``: MATH-500), ``game24`` (``Puzzles`` CSV).
@@ -201,7 +204,9 @@ def read_math_shepherd(table: Table, *, columns: Mapping[str, str] | None = None
 # -- PRM800K ----------------------------------------------------------------------------------
 @register("prm800k", family="steps", priority=4, gives="StepSolutions",
           describe="PRM800K phase files: question.problem, label.steps[].completions[] with "
-          "rating -1/0/1 (neutral counts 1.0 unless neutral= says otherwise)",
+          "rating -1/0/1 (neutral counts 1.0 unless neutral= says otherwise); outcome from "
+          "label.finish_reason, found_error = wrong (the record stops at its first -1 step, "
+          "even where the full solution reached the right answer)",
           detect=lambda kind, keys, first: {"question", "label"} <= keys
           and isinstance(first.get("label"), Mapping))
 def read_prm800k(table: Table, *, columns: Mapping[str, str] | None = None,

@@ -34,7 +34,7 @@ __all__ = ["Records", "Table"]
 # a CSV cell may hold a whole document (a long answer, a 1 MB item name): read it, never
 # stop at the csv module's default 128 KB field limit
 csv.field_size_limit(2**31 - 1)
-_DATA_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet", ".txt", ".gz")
+_DATA_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".txt", ".gz")
 
 
 @dataclass
@@ -70,6 +70,21 @@ def _names(keys: list[str]) -> str:
     return ", ".join(repr(clip(k)) for k in keys)
 
 
+_SEPARATORS = {",": "commas", "\t": "tabs", ";": "semicolons"}
+
+
+def _delimiter(header: str, name: str) -> str:
+    """A CSV file's field separator: a tab for ``.tsv``; else a comma, unless the header holds
+    none and holds tabs or semicolons (Excel's CSV where the decimal mark is a comma)."""
+    if name.removesuffix(".gz").lower().endswith(".tsv"):
+        return "\t"
+    if "," not in header:
+        for d in ("\t", ";"):
+            if d in header:
+                return d
+    return ","
+
+
 @dataclass
 class Table:
     """One input. ``kind``: ``"csv"``, ``"jsonl"``, ``"json"`` (a JSON list or object),
@@ -84,6 +99,7 @@ class Table:
     _is_list: bool = field(default=False, repr=False)
     _header: list[str] | None = field(default=None, repr=False)
     _by_record: bool = field(default=False, repr=False)  # a JSON list's records share lines
+    delimiter: str = field(default=",", repr=False)  # a CSV file's: sniffed from its header
 
     @classmethod
     def of(cls, source: Any, *, split: str | None = None) -> Table:
@@ -233,8 +249,15 @@ class Table:
 
     def _sniff_kind(self) -> str:
         with self._open_binary() as f:
-            if f.read(4) == b"PAR1":
+            magic = f.read(6)
+            if magic[:4] == b"PAR1":
                 return "parquet"
+            if magic == b"ARROW1":  # Arrow IPC / Feather v2: not UTF-8 text, and not Parquet
+                name = self.path.name  # type: ignore[union-attr]
+                self.fail(None, "an Arrow IPC (Feather) file; prefkit reads Parquet, not Arrow",
+                          "convert it to Parquet: python -c \"import pyarrow.feather as f, "
+                          f"pyarrow.parquet as pq; pq.write_table(f.read_table('{name}'), "
+                          f"'{Path(name).stem}.parquet')\"", "arrow_file")
             f.seek(0)
             first = b""
             for raw in f:  # the first non-blank line, however long
@@ -255,6 +278,7 @@ class Table:
             if self.path.name.endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")):  # type: ignore[union-attr]
                 return "jsonl"
             return "json"
+        self.delimiter = _delimiter(first, self.path.name)  # type: ignore[union-attr]
         return "csv"
 
     # -- header ------------------------------------------------------------------
@@ -268,7 +292,7 @@ class Table:
     def _read_header(self) -> list[str]:
         if self.kind == "csv":
             with self.open_text() as f:
-                for row in csv.reader(f):
+                for row in csv.reader(f, delimiter=self.delimiter):
                     if row:
                         return self._unique(row)
             raise self.empty()
@@ -329,7 +353,7 @@ class Table:
             return np.arange(1, n + 1)
         starts: list[int] = []
         with self.open_text() as f:
-            reader = csv.reader(f)
+            reader = csv.reader(f, delimiter=self.delimiter)
             prev = 0
             header_seen = False
             for row in reader:
@@ -397,7 +421,7 @@ class Table:
         lines: list[int] = []
         probs: list[InvalidRow] = []
         with self.open_text() as f:
-            reader = csv.reader(f)
+            reader = csv.reader(f, delimiter=self.delimiter)
             seen = False
             prev = 0
             for rec in reader:
@@ -410,7 +434,8 @@ class Table:
                 if len(rec) != len(header):
                     probs.append(self.problem(
                         start, f"expected {len(header)} fields, got {len(rec)}",
-                        "quote fields that contain commas, or fix the field count", "ragged_row",
+                        f"quote fields that contain {_SEPARATORS[self.delimiter]}, or fix the "
+                        "field count", "ragged_row",
                         value=",".join(rec)[:60]))
                     continue
                 rows.append(dict(zip(header, rec)))

@@ -224,10 +224,16 @@ class OpenAIClient:
                 error, retry = f"{type(exc).__name__}: {exc or 'connection failed'}", True
             else:
                 self._down = False  # the server answers
-                if response.status_code == 200:
+                if response.status_code == 200 and _is_html(response):  # asking again
+                    error, retry = (f"a web page, not a chat completion, from {self.url} "
+                                    f"({_short(response.text, 80)!r})"), False  # cannot mend
+                elif response.status_code == 200:
                     try:
                         return parse_completion(response.json(), attempts=attempt)
-                    except (ValueError, KeyError, IndexError, TypeError) as exc:
+                    except KeyError as exc:  # say which field, and what came instead
+                        error, retry = (f"malformed response: no {exc.args[0]!r} field in "
+                                        f"{_short(response.text, 120)}"), True
+                    except (ValueError, IndexError, TypeError) as exc:
                         error, retry = f"malformed response: {_short(str(exc))}", True
                 else:
                     error = f"HTTP {response.status_code}: {_error_text(response)}"
@@ -317,6 +323,10 @@ def _should_retry(response: httpx.Response) -> bool:
     if flag in ("true", "false"):
         return flag == "true"
     return response.status_code in RETRY_STATUSES or response.status_code >= 500
+
+
+def _is_html(response: httpx.Response) -> bool:
+    return response.headers.get("content-type", "").split(";")[0].strip() == "text/html"
 
 
 def _error_text(response: httpx.Response) -> str:

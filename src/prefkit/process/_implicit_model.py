@@ -119,11 +119,15 @@ class ImplicitPRM:
         One forward pass of each model per solution: the log-probs of a step's tokens
         depend only on the tokens before them, so the whole solution is scored once and
         its token log-ratios summed step by step (not one pass per step: ``K`` times fewer
-        tokens for ``K`` steps). Batches hold at most ``batch_size`` solutions and
-        ``max_batch_tokens`` padded tokens, longest first; ``batch_size`` None: 64 on a GPU,
-        1 on a CPU (an unpadded row takes torch's fused causal attention there: 1.9 s
-        against 7.2 s of CPU time for 20 ProcessBench MATH solutions in batches of 8, a
-        2-layer Llama, one thread)."""
+        tokens for ``K`` steps).
+
+        ``batch_size`` counts **solutions** (rows) per forward pass, as ``prefkit prm train
+        --kind implicit --batch-size`` counts solutions (or pairs) per optimizer step -- not
+        steps: a solution of ``K`` steps is one row. A batch holds at most ``batch_size``
+        solutions and ``max_batch_tokens`` padded tokens, longest first; ``batch_size``
+        None: 64 on a GPU, 1 on a CPU (an unpadded row takes torch's fused causal attention
+        there: 1.9 s against 7.2 s of CPU time for 20 ProcessBench MATH solutions in batches
+        of 8, a 2-layer Llama, one thread)."""
         from prefkit.runs import progress_bar
 
         encoded = [self._rows(p, st) for p, st in zip(prompts, steps)]
@@ -170,16 +174,18 @@ class ImplicitPRM:
     def values(self, prompts: Sequence[str], steps: Sequence[Sequence[str]], *,
                batch_size: int | None = None, progress: bool = False) -> list[np.ndarray]:
         """``q_k = r_1 + ... + r_k`` per step: the log-ratio of everything up to the end of
-        step ``k``, the implicit Q value of the prefix (module docstring)."""
+        step ``k``, the implicit Q value of the prefix (module docstring); ``batch_size``:
+        solutions per forward pass (:meth:`step_rewards`)."""
         return [np.cumsum(r) for r in
                 self.step_rewards(prompts, steps, batch_size=batch_size, progress=progress)]
 
     def score(self, prompts: Sequence[str], steps: Sequence[Sequence[str]], *,
-              progress: bool = False) -> list[np.ndarray]:
+              batch_size: int | None = None, progress: bool = False) -> list[np.ndarray]:
         """``sigmoid(r_k)`` per step: below 0.5 where the trained policy finds the step less
-        likely than the reference did (module docstring)."""
+        likely than the reference did (module docstring); ``batch_size``: solutions per
+        forward pass (:meth:`step_rewards`)."""
         return [1.0 / (1.0 + np.exp(-r)) for r in
-                self.step_rewards(prompts, steps, progress=progress)]
+                self.step_rewards(prompts, steps, batch_size=batch_size, progress=progress)]
 
     @classmethod
     def load(cls, folder: str | Path) -> ImplicitPRM:

@@ -171,6 +171,9 @@ class FinetunedPRM:
 
     def score(self, prompts: Sequence[str], steps: Sequence[Sequence[str]], *,
               progress: bool = False, batch_size: int = 16) -> list[np.ndarray]:
+        """P(step right) per step of each solution. ``batch_size`` counts **windows** per
+        forward pass (a solution longer than ``max_length`` tokens is several windows, one
+        shorter is one), sorted by length."""
         data = StepSolutions()
         for i, (p, st) in enumerate(zip(prompts, steps)):
             data.add(i + 1, p, list(st), [math.nan] * len(st))

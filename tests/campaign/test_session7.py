@@ -1,0 +1,199 @@
+"""The new-user campaign of session 7 (2026-12-05): folders written by ``datasets``'
+``save_to_disk`` given to the vote verbs, odd CSV dialects and Parquet nulls, the verbs'
+warnings and ``--json`` outputs.
+
+The rows are written and checked as in ``test_session6.py`` (``cli_table.check_row``): one run
+per row, in-process, in a tree of small inputs; the exit code and the words the output must
+hold; no traceback; a refusal (exit 2) changes no file of the tree. Each row failed before its
+fix (``# was:`` says what it did then).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from cli_table import check_row
+from cli_table import invoke as _invoke
+
+VOTES = [("A", "B", "model_a"), ("B", "C", "tie"), ("C", "A", "model_b"), ("A", "C", "model_a"),
+         ("B", "A", "model_b"), ("C", "B", "model_a")]
+
+
+def _jsonl(path: Path, rows: list) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    datasets = pytest.importorskip("datasets")
+    root = tmp_path_factory.mktemp("session7")
+    rows = [{"model_a": a, "model_b": b, "winner": w} for a, b, w in VOTES]
+    # folders written by datasets' save_to_disk: one Dataset, a DatasetDict, a bad row
+    ds = datasets.Dataset.from_list(rows)
+    ds.save_to_disk(str(root / "votes_ds"))
+    datasets.DatasetDict({"train": ds, "test": ds}).save_to_disk(str(root / "votes_dd"))
+    datasets.Dataset.from_list(rows + [{"model_a": "A", "model_b": "B", "winner": "maybe"}]) \
+        .save_to_disk(str(root / "votes_bad"))
+    (root / "plain").mkdir()  # a folder of files, not a saved dataset
+    _jsonl(root / "plain" / "v.jsonl", rows)
+    # PandaLM's layout, saved as a dataset (prefkit inspect)
+    datasets.Dataset.from_list([
+        {"idx": i, "cmp_key": "m1_m2", "instruction": f"q{i}", "input": "",
+         "response1": "a" * (i + 1), "response2": "b", "annotator1": 1,
+         "annotator2": 1 + i % 2, "annotator3": 0} for i in range(4)]
+    ).save_to_disk(str(root / "ann_ds"))
+    # CSV dialects: Excel's in a locale whose decimal mark is a comma (';'), a TSV file
+    (root / "semi.csv").write_text("model_a;model_b;winner\n" + "".join(
+        f"{a};{b};{w}\n" for a, b, w in VOTES), encoding="utf-8")
+    (root / "semi_bad.csv").write_text("model_a;model_b;winner\nA;B;model_a\nB;C\n",
+                                       encoding="utf-8")
+    (root / "tab.tsv").write_text("model_a\tmodel_b\twinner\n" + "".join(
+        f"{a}\t{b}\t{w}\n" for a, b, w in VOTES), encoding="utf-8")
+    (root / "caps.csv").write_text("Model_A, Model_B ,Winner\nA,B,model_a\n", encoding="utf-8")
+    (root / "two.csv").write_text("model_a,model_b,winner\nA,B,model_a\n", encoding="utf-8")
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.feather as feather
+
+    feather.write_feather(pa.Table.from_pylist(rows), root / "votes.arrow")
+    _jsonl(root / "pairs.jsonl", [{"question_id": 1, "prompt": "hi", "response_a": "good",
+                                   "response_b": "bad", "model_a": "m1", "model_b": "m2"}])
+    _jsonl(root / "rp.jsonl", [{"prompt": "hi", "chosen": "good", "rejected": "bad"}])
+    return root
+
+
+class _Answers(BaseHTTPRequestHandler):
+    """A server on 127.0.0.1 that answers every POST badly, by the path's first part: a web
+    page (``/html``), 404 (``/e404``: a --base-url without /v1), 401 (``/e401``)."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        kind = self.path.split("/")[1]
+        code, ctype, body = {
+            "html": (200, "text/html", b"<html><body>Welcome to nginx</body></html>"),
+            "e401": (401, "application/json",
+                     b'{"error": {"message": "Incorrect API key provided"}}'),
+        }.get(kind, (404, "application/json", b'{"detail": "Not Found"}'))
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def bad_server() -> Iterator[str]:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+# id, command (split on spaces), exit code, words the output must hold
+CASES: list[tuple[str, str, int, list[str]]] = [
+    # -- a folder written by datasets' save_to_disk (the vote verbs read it as reward does)
+    # was: "votes_ds is a folder; give a votes file (CSV, JSONL, JSON or Parquet) in it"
+    ("ds.rank", "rank votes_ds --json", 0, ['"rows_read": 6']),
+    ("ds.diagnose", "diagnose votes_ds", 0, ["3 items, 6 votes"]),
+    ("ds.propose", "propose votes_ds --n 2", 0, ["vs"]),
+    ("ds.simulate", "simulate votes_ds --runs 1 --max-votes 200", 0, ["active"]),
+    ("ds.inspect", "inspect ann_ds", 0, ["4 pairs"]),
+    ("ds.split_folder", "rank votes_dd/train --json", 0, ['"rows_read": 6']),
+    # the same checks and errors as a file
+    ("ds.dict", "rank votes_dd", 2, ["DatasetDict with splits train, test",
+                                     "votes_dd/train"]),
+    ("ds.bad_row", "rank votes_bad", 2, ["'maybe'", "votes_bad row 7", "--skip-invalid"]),
+    ("ds.bad_row_skipped", "rank votes_bad --skip-invalid", 0, ["votes_bad row 7"]),
+    # a folder that is not a saved dataset names the data files in it
+    ("ds.plain", "rank plain", 2, ["is a folder, not a data file", "v.jsonl"]),
+    ("ds.plain_inspect", "inspect plain", 2, ["is a folder, not a data file", "v.jsonl"]),
+    # -- simulate: the fit of the truth warns as the other verbs note
+    # was: "/work/main/src/prefkit/cli/matchmaking.py:137: ProvisionalWarning: ..." and the
+    # source line, Python's warning format
+    ("sim.provisional", "simulate votes_ds --runs 1 --max-votes 400 --json", 0,
+     ["note: the simulated truth: 1 item", "(A)"]),
+    # the refusal comes before the fit (was: after a ProvisionalWarning about 2 items)
+    ("sim.two_items", "simulate two.csv", 2, ["two.csv: 2 items", "at least 3"]),
+    # -- arena: --db a folder; export to Parquet
+    # was: "cannot open the database (unable to open database file); check the path or URL
+    # and that the server is running" / "no such database"
+    ("arena.db_folder_import", "arena import semi.csv --db plain", 2,
+     ["--db plain is a folder", "plain/arena.db"]),
+    ("arena.db_folder_export", "arena export --db plain x.csv", 2,
+     ["--db plain is a folder", "plain/arena.db"]),
+    # -- CSV dialects and Arrow
+    # was: "cannot tell the format of this CSV file from its header (columns:
+    # model_a;model_b;winner)"
+    ("csv.semicolon", "rank semi.csv --json", 0, ['"rows_read": 6']),
+    ("csv.tsv", "rank tab.tsv --json", 0, ['"rows_read": 6']),
+    # was: "quote fields that contain commas" in a file without a comma
+    ("csv.semicolon_ragged", "rank semi_bad.csv", 2,
+     ["semi_bad.csv line 3", "expected 3 fields, got 2", "quote fields that contain semicolons"]),
+    # was: the known formats only; the near miss was the user's to see
+    ("csv.caps", "rank caps.csv", 2,
+     ["'Model_A' -> 'model_a'", "' Model_B ' -> 'model_b'", "'Winner' -> 'winner'"]),
+    # was: "not UTF-8 text at line 1 ... iconv -f latin1 -t utf-8 votes.arrow"
+    ("arrow.file", "rank votes.arrow", 2,
+     ["an Arrow IPC (Feather) file", "pq.write_table(f.read_table('votes.arrow'), "
+      "'votes.parquet')"]),
+]
+
+
+@pytest.mark.parametrize("cid,cmd,code,words", CASES, ids=[c[0] for c in CASES])
+def test_row(tree: Path, cid: str, cmd: str, code: int, words: list[str],
+             monkeypatch: pytest.MonkeyPatch) -> None:
+    check_row(tree, cmd, code, words, monkeypatch, unset=("PREFKIT_JUDGE_URL",))
+
+
+# judge run / reward eval --judge against a server that answers every request badly; was: exit
+# 0 and a file of error verdicts (a web page after 7 attempts each, 'malformed response:
+# Expecting value: line 1 column 1 (char 0)')
+SERVER_CASES = [
+    ("srv.html", "judge run pairs.jsonl -o o.jsonl --model m --base-url {url}/html/v1", 2,
+     ["every request failed the same way", "a web page, not a chat completion",
+      "Welcome to nginx", "(1 attempt)", "not a web site", "nothing was written to o.jsonl"]),
+    ("srv.404", "judge run pairs.jsonl -o o.jsonl --model m --base-url {url}/e404", 2,
+     ["HTTP 404: Not Found", "ends in /v1", "nothing was written to o.jsonl"]),
+    ("srv.401", "judge run pairs.jsonl -o o.jsonl --model m --base-url {url}/e401/v1", 2,
+     ["HTTP 401: Incorrect API key provided", "Set OPENAI_API_KEY"]),
+    ("srv.eval_404", "reward eval --judge m rp.jsonl --base-url {url}/e404 --json", 2,
+     ["HTTP 404: Not Found", "ends in /v1", "nothing was written"]),
+]
+
+
+@pytest.mark.parametrize("cid,cmd,code,words", SERVER_CASES, ids=[c[0] for c in SERVER_CASES])
+def test_server_row(tree: Path, bad_server: str, cid: str, cmd: str, code: int,
+                    words: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    check_row(tree, cmd.format(url=bad_server), code, words, monkeypatch,
+              unset=("OPENAI_BASE_URL", "OPENAI_API_KEY", "PREFKIT_JUDGE_MODEL"))
+
+
+def test_arena_exports_parquet_that_ranks_as_the_csv(tree: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """arena export votes.parquet (pandas and pyarrow users' format; was refused: 'must end
+    in .csv or .jsonl'): the same votes as the CSV export, so the same leaderboard."""
+    monkeypatch.chdir(tree)
+    assert _invoke(["arena", "import", "semi.csv", "--db", "ex.db"]).exit_code == 0
+    for name in ("ex.csv", "ex.parquet"):
+        r = _invoke(["arena", "export", "--db", "ex.db", name])
+        assert r.exit_code == 0, r.stderr
+        assert "wrote 6 votes to " + name in r.stderr
+    boards = [json.loads(_invoke(["rank", name, "--json", "--seed", "0", "--rounds", "20"]
+                                 ).stdout) for name in ("ex.csv", "ex.parquet")]
+    assert boards[0]["leaderboard"] == boards[1]["leaderboard"]
+    assert boards[1]["input"]["rows_read"] == 6
+
+
+def test_formats_says_what_reads_a_saved_dataset() -> None:
+    # was: only the refusal of a plain folder mentioned save_to_disk
+    r = _invoke(["formats"])
+    assert r.exit_code == 0
+    assert "folder written by datasets' save_to_disk" in r.stdout
