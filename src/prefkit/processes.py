@@ -247,9 +247,9 @@ class PreparedModel:
     and optimizer step go through :meth:`backward` and :meth:`step`."""
 
     model: nn.Module
-    wrapped: nn.Module | None = None  # DDP / FSDP2 around ModelCall(model); None: one process
+    wrapped: nn.Module | None = None  # DDP / FSDP2 / ZeRO-3's engine around ModelCall(model)
     accelerator: Any = None
-    sharded: bool = False  # FSDP2: the model's parameters are DTensor shards
+    sharded: bool = False  # FSDP2: DTensor shards; ZeRO-3: DeepSpeed's partitions
     cpu_offload: bool = False  # FSDP2: the shards live on the CPU
     reference: nn.Module | None = None  # FSDP2: a frozen model sharded with it (in the root)
     zero3: ZeRO3 | None = None  # DeepSpeed ZeRO-3: the engine comes with the optimizer
@@ -260,7 +260,7 @@ class PreparedModel:
     def __call__(self, fn: Callable[[nn.Module], T]) -> T:
         """``fn(model)``; through DDP only when it builds a graph (a pass without gradients
         has nothing to synchronise, and processes may make different numbers); through the
-        FSDP2 root always (its forward gathers the sharded weights)."""
+        FSDP2 root or ZeRO-3's engine always (its forward gathers the sharded weights)."""
         if self.wrapped is None or not (self.sharded or torch.is_grad_enabled()):
             return fn(self.model)
         return self.wrapped(fn)
@@ -316,10 +316,12 @@ class PreparedModel:
              grad_clip: float | None) -> Tensor:
         """The gradients clipped to norm ``grad_clip`` (None: not clipped) and ``optimizer``
         stepped; returns the gradient norm before clipping. ZeRO-3: the engine's step (it
-        clips, steps ``optimizer`` on the partitions and clears the gradients)."""
+        clips, steps ``optimizer`` on the partitions and clears the gradients; a step whose
+        gradients are not finite it skips, where one process would apply them)."""
         if self.engine is not None:
             self.engine.step()
-            return torch.as_tensor(float(self.engine.get_global_grad_norm()))
+            norm = self.engine.get_global_grad_norm()  # None: no step made yet
+            return torch.tensor(math.nan if norm is None else float(norm))
         norm = torch.nn.utils.clip_grad_norm_(params, grad_clip or math.inf)
         if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor (replicated)
             norm = norm.full_tensor()

@@ -12,7 +12,7 @@ the checkpoint holds the full weights and AdamW state gathered in the one-proces
 uninterrupted one bit for bit; the model folder loads with
 ``AutoModelForCausalLM.from_pretrained``. A model given as a folder with tied embeddings,
 with a cached and a live reference (TDPO), trains the same as one process too.
-ZeRO stages 1-2, offload and DeepSpeed's own precision are refused with the fix. Skipped
+ZeRO stage 2, offload and ``torch_compile`` are refused with the fix. Skipped
 when DeepSpeed is not installed (it is not installed with prefkit). Not run here: NCCL.
 """
 
@@ -99,6 +99,12 @@ for what, env in refusals.items():
         open(f"{{out}}/{{what}}-{{rank}}.txt", "w").write(str(e))
     os.environ.clear()
     os.environ.update(saved)
+AcceleratorState._reset_state()
+try:  # torch.compile would trace DeepSpeed's hooks
+    align(tiny_llama(len(tok)), data, config=AlignConfig(**BASE, torch_compile=True),
+          output_dir=f"{{out}}/compiled", progress=False)
+except ValueError as e:
+    open(f"{{out}}/compiled-{{rank}}.txt", "w").write(str(e))
 """
 
 
@@ -187,7 +193,9 @@ def test_zero3_two_processes_equal_one_with_twice_the_accumulation(tmp_path):
     for r in (0, 1):
         assert "ZeRO stage 3 only" in (two / f"stage2-{r}.txt").read_text()
         assert "offload" in (two / f"offload-{r}.txt").read_text()
-    assert not (two / "stage2").exists() and not (two / "offload").exists()
+        assert "DeepSpeed ZeRO-3" in (two / f"compiled-{r}.txt").read_text()
+    for what in ("stage2", "offload", "compiled"):
+        assert not (two / what).exists(), what
 
 
 _FOLDER_SCRIPT = """

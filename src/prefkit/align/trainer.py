@@ -183,7 +183,7 @@ class AlignConfig(ConfigIO):
     ``torch_compile`` compiles each transformer layer (``torch.compile``, dynamic shapes; as
     transformers' ``TrainingArguments.torch_compile``): a one-off compile of tens of seconds,
     then faster steps (on a CPU ~1.08x at 8 and at 32 pairs, the tiny Llama of
-    ``benchmarks/align_speed.py``); not with FSDP2.
+    ``benchmarks/align_speed.py``); not with FSDP2 or ZeRO-3.
     ``eval_every`` / ``checkpoint_every`` / ``log_every`` are in optimizer steps (the first
     two 0: only at the end). Every field is checked here, so a bad value fails before any
     model is loaded.
@@ -430,9 +430,10 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
     loss = get_align_loss(config.loss)
     procs, default_device = join_processes()  # accelerate launch / torchrun: the group
     accelerator = training_accelerator(procs)  # several: DDP (refuses what it cannot run)
-    if config.torch_compile and isinstance(accelerator, FSDP2):
-        raise ValueError("torch_compile is not supported with FSDP2 here (FSDP2's hooks would "
-                         "be traced into the compiled layers): train without it, or with DDP")
+    if config.torch_compile and isinstance(accelerator, (FSDP2, ZeRO3)):
+        raise ValueError("torch_compile is not supported with FSDP2 or DeepSpeed ZeRO-3 here "
+                         "(their hooks would be traced into the compiled layers): train "
+                         "without it, or with DDP")
     main = procs.main
     device = torch.device(device) if device is not None else default_device
     procs.barrier()  # every process has looked before the main one writes anything
