@@ -11,7 +11,9 @@ RSS is the peak increase of the whole trainer call (exact). A 5 ms sampling thre
 records the RSS, so the peak inside the training loop alone is known (sampled). CUDA:
 ``torch.cuda.max_memory_allocated`` minus the allocation after the model was moved there.
 
-Layout (``layout`` in OUT): the attention implementation of the model, prefkit's packing as
+Layout (``layout`` in OUT): the attention implementation of the model (the spec's
+``attention`` for the prefkit runs: ``flex`` loads it with ``attn_implementation=
+"flex_attention"``; TRL's keep the default), prefkit's packing as
 it resolved (``auto`` -> ``prefix`` where the model takes the 4D mask, else ``none``; TRL pads
 its rows), and which SDPA kernel the calls got: every call of
 ``torch.nn.functional.scaled_dot_product_attention`` is counted by kind (dtype after
@@ -342,7 +344,12 @@ def main(trainer: str, spec_path: str, out_path: str) -> int:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     rows = [json.loads(line) for line in Path(spec["pairs"]).read_text().splitlines()]
-    model = AutoModelForCausalLM.from_pretrained(spec["model"], dtype=torch.float32)
+    attention = spec.get("attention") if trainer.startswith("prefkit") else None
+    from prefkit.align.model import ATTENTION
+
+    model = AutoModelForCausalLM.from_pretrained(
+        spec["model"], dtype=torch.float32,
+        **({"attn_implementation": ATTENTION[attention]} if attention else {}))
     tok = AutoTokenizer.from_pretrained(spec["model"])
     cuda = spec["device"].startswith("cuda")
     if cuda:
@@ -362,7 +369,12 @@ def main(trainer: str, spec_path: str, out_path: str) -> int:
     with SdpaKernels() as kernels:
         if trainer.startswith("prefkit"):
             packing = trainer.split("_", 1)[1] if "_" in trainer else spec.get("packing", "auto")
-            got = run_prefkit(spec, model, tok, rows, run_dir, packing)
+            from prefkit.align.model import attention_implementation
+
+            # the model was loaded with it; inside, align refuses (in words) FlexAttention
+            # where it cannot be trained (a CPU)
+            with attention_implementation(attention):
+                got = run_prefkit(spec, model, tok, rows, run_dir, packing)
         else:
             got = run_trl(spec, model, tok, rows, run_dir, precompute=trainer == "trl_precompute")
     sampler.stop()

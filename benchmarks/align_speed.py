@@ -72,7 +72,9 @@ tokens/s (both rows of every pair, no padding) and, on CUDA, model-FLOPs utilisa
 non-embedding parameters x tokens/s / ``--peak-tflops`` (default 989, the H100/H200 SXM
 datasheet's dense bf16). Each run also records its **layout** (``layout``: prefkit's packing
 as it resolved, the attention implementation, and the SDPA kernel its calls got; printed
-under the run's line), and the JSON is rewritten after every run (``"complete": false``
+under the run's line; ``--attention flex`` gives the prefkit contestants FlexAttention:
+packed and prefix rows through a BlockMask, see :mod:`prefkit.align.packing`), and the JSON
+is rewritten after every run (``"complete": false``
 until the last), so a run cut short by a time limit keeps the runs before it. On CUDA the
 model's random weights are drawn on the GPU; ``--scratch`` puts the model and run folders
 elsewhere (gpu_align.sh: ``/dev/shm``).
@@ -323,6 +325,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--packing", default="auto", choices=("auto", "none", "pack", "prefix"),
                     help="the prefkit contestant's AlignConfig.packing (prefkit_none, "
                          "prefkit_pack, prefkit_prefix: prefkit with that layout, as peers)")
+    ap.add_argument("--attention", default=None, choices=("sdpa", "eager", "flex"),
+                    help="the prefkit contestants' attention implementation (flex: "
+                         "FlexAttention, a BlockMask for packed and prefix rows; it trains on "
+                         "CUDA only); TRL's runs keep the model's default (SDPA)")
     ap.add_argument("--json", type=Path, default=WORK / "align_speed.json",
                     help="the report, rewritten as each run ends (a run cut short keeps the "
                          "runs before it)")
@@ -353,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             "grad_accum": ga, "max_length": max_length, "lr": args.lr, "beta": 0.1,
             "precision": precision, "gradient_checkpointing": args.gradient_checkpointing,
             "device": args.device, "threads": threads, "runs": str(args.scratch / f"runs_{tag}"),
-            "packing": args.packing}
+            "packing": args.packing, "attention": args.attention}
     spec_path = HERE / f"spec_{tag}.json"
     spec_path.write_text(json.dumps(spec, indent=1))
     logs = HERE / f"logs_{tag}"
@@ -361,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     counts = flop_counts(model, pairs, max_length)
     print(f"model: {model.name} ({json.dumps(preset['model'])}, vocab {args.vocab_size}); "
           f"{steps} steps x {bs} pairs x {ga} accumulation = {steps * bs * ga} HH pairs, "
-          f"max_length {max_length}, lr {args.lr}, {precision}, {args.device}, "
+          f"max_length {max_length}, lr {args.lr}, {precision}, {args.device}, prefkit's "
+          f"attention {args.attention or 'the model default (sdpa)'}, "
           f"{threads} threads per child; load average {os.getloadavg()[0]:.2f} on "
           f"{os.cpu_count()} CPUs")
 

@@ -5,6 +5,10 @@
 #   1. --size large (random Llama, 217M parameters, bf16): 8 pairs x 2 accumulation, 30 steps
 #   2. --size large: 32 pairs x 1, 10 steps
 #   3. --size 1b (Llama-3.2-1B's shape, 1.10B parameters): 16 pairs x 1, 10 steps
+#   4. only with time left after those (it never shortens them): large_32x1_flex, leg 2
+#      again for prefkit alone with --attention flex (FlexAttention: prompt trees through a
+#      BlockMask that skips masked blocks instead of SDPA over the whole row; unmeasured on
+#      a GPU so far)
 # reporting per run the layout prefkit used (packing, attention implementation, the SDPA
 # kernel), pairs/s, peak CUDA memory, tokens/s and MFU (6 x non-embedding params x tokens/s
 # over 989 TFLOP/s, the H200's datasheet dense bf16; --peak-tflops changes it), and prefkit's
@@ -22,7 +26,10 @@
 # 590): each leg is cut by `timeout` at min(its cap, what is left less the floors of the legs
 # after it), the 1b leg gets all that is left; each run's result is in the leg's JSON as soon
 # as it ends, so a cut leg keeps its finished runs. Estimated on the H200 from issue 15's
-# rates: ~125 s, ~85 s, ~175 s (benchmarks/README.md). Model folders and run folders go to
+# rates: ~125 s, ~85 s, ~175 s (benchmarks/README.md). A leg whose floor is 0 is optional:
+# no floor is kept for it, it gets what the legs before it left (the 1b leg's "all that is
+# left" less nothing) and runs only if that is at least OPTIONAL_MIN s (90; a dry run, x4).
+# Model folders and run folders go to
 # /dev/shm where it has 40 GiB free (a 1B run writes an 18 GB checkpoint + model), else disk.
 #
 # The GPU machine reaches no registry and its image has no TRL or `datasets` (Python 3.12,
@@ -43,7 +50,10 @@ LEGS=(
     "large_8x2 170 90 --size large"
     "large_32x1 120 80 --size large --batch-size 32 --grad-accum 1 --steps 10"
     "1b_16x1 0 170 --size 1b"
+    # optional (floor 0): prefkit alone (the later --trainers wins), FlexAttention
+    "large_32x1_flex 0 0 --size large --batch-size 32 --grad-accum 1 --steps 10 --trainers prefkit --attention flex"
 )
+OPTIONAL_MIN=90  # seconds an optional leg needs (imports, model, compiling flex, 10 steps)
 
 if [[ "${1:-}" == prepare ]]; then
     set -e
@@ -170,14 +180,16 @@ EOF
         echo $sum
     }
     for i in "${!LEGS[@]}"; do
-        read -r name cap _ args <<<"${LEGS[$i]}"
+        read -r name cap floor args <<<"${LEGS[$i]}"
         read -ra args <<<"$args"
         cap=$((cap * SCALE))
         left=$((DEADLINE - SECONDS - 15 - $(floors_after "$i")))  # 15 s: the table at the end
         limit=$left
         ((cap > 0 && cap < limit)) && limit=$cap
-        if ((limit < 30)); then
-            echo "== $name: skipped, ${left} s left of the budget"
+        need=30
+        ((floor == 0)) && need=$((OPTIONAL_MIN * SCALE))  # an optional leg
+        if ((limit < need)); then
+            echo "== $name: skipped, ${left} s left of the budget (it needs ${need} s)"
             continue
         fi
         if [[ $DEVICE == cpu ]]; then  # tiny stand-ins: the 1b leg keeps its GQA head layout

@@ -1,14 +1,15 @@
 """The table at the end of ``gpu_align.sh``: one block per leg from its ``align_speed.py``
 JSON (written as each run ends, so a leg cut short shows the runs that finished).
 
-    python benchmarks/gpu_align_table.py OUT_DIR large_8x2 large_32x1 1b_16x1
+    python benchmarks/gpu_align_table.py OUT_DIR large_8x2 large_32x1 1b_16x1 large_32x1_flex
 
 Per run: the layout it used (prefkit's packing as resolved -- ``prefix`` prompt trees,
 ``pack`` packed sequences, ``none`` padded rows -- the attention implementation and the SDPA
 kernel most of its calls got), pairs/s over the training loop and without its first step
 (``steady``: TRL's Triton kernels compile in it), peak memory above the model's own (CUDA
 allocations on a GPU), tokens/s (both rows of every pair, no padding), MFU, and prefkit's
-ratios to that run. Then prefkit against TRL precompute, the issue's goal (>= 1.5x the
+ratios to that run. A leg with prefkit alone (large_32x1_flex: ``--attention flex``) has no
+ratio; compare its pairs/s with large_32x1's prefkit line. Then prefkit against TRL precompute, the issue's goal (>= 1.5x the
 throughput at no more memory).
 """
 
@@ -30,6 +31,8 @@ def layout(r: dict[str, Any]) -> str:
     top = max(train, key=train.get).split(",")[0] if train else "?"  # the training calls'
     top = top.replace("efficient_attention", "efficient").replace("flash_attention", "flash")
     packing = lay.get("packing", "?")
+    if not train and lay.get("attn_implementation") == "flex_attention":
+        top = "flex"  # FlexAttention calls no SDPA kernel
     return f"{WORDS.get(packing, packing)}, {lay.get('attn_implementation', '?')}:{top}"
 
 
@@ -74,6 +77,8 @@ def block(name: str, rep: dict[str, Any]) -> list[str]:
                    f"memory: {'PASS' if ok else 'FAIL'}")
     elif pk is None:
         out.append("  prefkit did not finish: no ratio")
+    elif not any(r["trainer"] == "trl_precompute" for r in runs):
+        out.append("  prefkit alone in this leg (no TRL run): no ratio")
     else:
         out.append("  TRL precompute did not finish: no ratio to it")
     return out

@@ -39,6 +39,10 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     datasets.DatasetDict({"train": ds, "test": ds}).save_to_disk(str(root / "votes_dd"))
     datasets.Dataset.from_list(rows + [{"model_a": "A", "model_b": "B", "winner": "maybe"}]) \
         .save_to_disk(str(root / "votes_bad"))
+    # one pair labelled by PandaLM's 3 annotators (prefkit inspect on a single pair)
+    _jsonl(root / "pl1.jsonl", [{"idx": 0, "cmp_key": "m1_m2", "instruction": "q", "input": "",
+                                 "response1": "a", "response2": "b", "annotator1": 1,
+                                 "annotator2": 2, "annotator3": 0}])
     (root / "plain").mkdir()  # a folder of files, not a saved dataset
     _jsonl(root / "plain" / "v.jsonl", rows)
     # PandaLM's layout, saved as a dataset (prefkit inspect)
@@ -129,6 +133,25 @@ CASES: list[tuple[str, str, int, list[str]]] = [
      ["--db plain is a folder", "plain/arena.db"]),
     ("arena.db_folder_export", "arena export --db plain x.csv", 2,
      ["--db plain is a folder", "plain/arena.db"]),
+    # -- reward score: --column (its own refusal named it), a pairs file; the responses are
+    # read before the model (no model here: a row that reaches it read them)
+    # was: "No such option: --column"
+    ("rscore.column", "reward score no_model rp.jsonl --column response=chosen", 2,
+     ["no_model: no such model folder"]),
+    # was: the missing 'response' column only, after loading the model
+    ("rscore.pairs", "reward score no_model rp.jsonl", 2,
+     ["missing column 'response'", "this file holds pairs (chosen, rejected)",
+      "prefkit reward eval DIR FILE", "--column response=chosen"]),
+    # -- counts agree with their nouns where 1 is common (was: '1 item(s)', '1 pairs',
+    # 'skipped 1 invalid row(s)', 'these items are marked provisional' of one item)
+    ("one.rank", "rank votes_ds --rounds 10", 0,
+     ["note: 1 item only won or only lost against the rest (A)", "it is marked provisional",
+      "prior-regularised fit for 1 item the bootstrap cannot resolve"]),
+    ("one.diagnose", "diagnose votes_ds", 0, ["1 item only won or only lost"]),
+    ("one.skipped", "rank votes_bad --skip-invalid --rounds 10", 0,
+     ["skipped 1 invalid row of votes_bad:"]),
+    ("one.inspect", "inspect pl1.jsonl --rounds 5", 0,
+     ["read 1 pair, 3 annotators", "pl1.jsonl — 1 pair, 3 annotators, 3 labels"]),
     # -- CSV dialects and Arrow
     # was: "cannot tell the format of this CSV file from its header (columns:
     # model_a;model_b;winner)"

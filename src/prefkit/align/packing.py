@@ -42,7 +42,8 @@ such a model the same way (its plain rows given a one-sequence block mask).
 
 What is tested, on a CPU only (tests/align/test_flex_attention.py): the block structure
 equals torch's ``create_block_mask`` over the dense mask; per-response log-probs, losses and
-gradients of both layouts (GQA, K = 3) equal the padded SDPA path to 1e-5 (float32), and
+gradients of both layouts (GQA, K = 3) equal the padded SDPA path to 1e-5 (float32; sums
+over ~300 tokens to 1e-5 + 1e-6 relative, as SDPA's own packed rows), and
 ``prefkit align --attention flex`` the padded run's losses. torch (2.11-2.13) has no
 FlexAttention backward on a CPU, so the gradients there are those of flex_attention's eager
 (reference) implementation with torch's device check lifted in the test; in a real run on a
@@ -50,13 +51,14 @@ CPU, preparing a FlexAttention model to train is refused in words
 (:func:`flex_backward_supported`). transformers always compiles flex_attention; torch
 2.13's compiled CPU kernel, once recompiled with dynamic shapes, was wrong at some lengths
 (8 and 24 tokens at head dim 8; torch 2.11 right) -- :func:`packing_supported` then refuses
-the model. The fused GPU kernel (Triton) is untested here and its speed unmeasured: no GPU
-was lent to this work (benchmarks/gpu_align.sh has a leg for it).
+the model. On a CPU flex is no gain (benchmarks/align_flex_cpu.py, one thread, rows of 449
+tokens: eager forward + backward 3-6x SDPA's CPU time, compiled forward 1.0-1.1x). The fused
+GPU kernel (Triton) is untested here and its speed unmeasured: no GPU was lent to this work
+(benchmarks/gpu_align.sh has a leg for it; tests/align/test_flex_attention.py a CUDA test).
 """
 
 from __future__ import annotations
 
-import warnings
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,14 +68,13 @@ import torch
 from torch import Tensor, nn
 
 from prefkit.align._data_collate import DeviceBatch
+from prefkit.align._flex import FLEX_BLOCK, flex_backward_supported, flex_block_mask
 
-__all__ = ["PACKING_MODES", "FLEX_BLOCK", "PackedBatch", "pack_examples", "packing_supported",
-           "packed_attention_mask", "uses_block_mask", "flex_backward_supported"]
+__all__ = ["FLEX_BLOCK", "PACKING_MODES", "PackedBatch", "flex_backward_supported",
+           "pack_examples", "packed_attention_mask", "packing_supported", "uses_block_mask"]
 
 #: The layouts of a step's sequences: padded rows, packed sequences, packed prompt trees.
 PACKING_MODES = ("none", "pack", "prefix")
-#: FlexAttention's block (tokens per side) in :meth:`PackedBatch.block_mask`: torch's default
-FLEX_BLOCK = 128
 
 
 @dataclass
@@ -131,47 +132,9 @@ class PackedBatch(DeviceBatch):
             ~mask, torch.finfo(dtype).min)
 
     def block_mask(self) -> Any:
-        """The same mask as :meth:`attention_mask` as FlexAttention's ``BlockMask`` (blocks of
-        :data:`FLEX_BLOCK` x :data:`FLEX_BLOCK` tokens), built on the batch's device from
-        ``segment`` and ``branch``, one query block at a time: never more than a
-        ``(rows, FLEX_BLOCK, L)`` slice of the mask exists, never the ``(rows, L, L)`` whole,
-        and no compilation. A block pair none of whose tokens may attend is left out (the
-        kernel skips it), one all of whose may is *full* (no ``mask_mod`` call in it), the
-        rest are *partial* (``mask_mod``, the same rule, per token)."""
-        from torch.nn.attention.flex_attention import BlockMask
-
-        rows, n = self.segment.shape
-        dev = self.segment.device
-        nb = -(-n // FLEX_BLOCK)
-        # whole blocks: the padding tokens are each their own segment (never attended to);
-        # mask_mod may be asked about them inside the last partial block
-        pad = nb * FLEX_BLOCK - n
-        tail = -(n + 1) - torch.arange(pad, device=dev)  # below every filler id (>= -n)
-        seg = torch.cat([self.segment, tail.expand(rows, pad)], 1)  # (rows, nb * BLOCK)
-        br = torch.nn.functional.pad(self.branch, (0, pad), value=-1)
-
-        def mask_mod(b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
-            return (seg[b, q] == seg[b, kv]) & (kv <= q) & (
-                (br[b, kv] < 0) | (br[b, q] == br[b, kv]))
-
-        pos = torch.arange(nb * FLEX_BLOCK, device=dev)
-        counts = []  # (rows, nb) per query block: allowed pairs in each key block
-        for i in range(nb):
-            q = slice(i * FLEX_BLOCK, (i + 1) * FLEX_BLOCK)
-            m = (seg[:, q, None] == seg[:, None, :]) & (pos[None, :] <= pos[q, None])
-            m &= (br[:, None, :] < 0) | (br[:, q, None] == br[:, None, :])
-            m &= (pos[q] < n)[None, :, None] & (pos < n)[None, None, :]  # (rows, BLOCK, nb*BLOCK)
-            counts.append(m.view(rows, FLEX_BLOCK, nb, FLEX_BLOCK).sum(dim=(1, 3)))
-        c = torch.stack(counts, 1)[:, None]  # (rows, 1, nb, nb): query block, key block
-        partial, full = (c > 0) & (c < FLEX_BLOCK * FLEX_BLOCK), c == FLEX_BLOCK * FLEX_BLOCK
-
-        def sparse(blocks: Tensor) -> tuple[Tensor, Tensor]:  # as torch's create_block_mask
-            return (blocks.sum(-1).to(torch.int32),
-                    torch.argsort(blocks.to(torch.int8), dim=-1, descending=True,
-                                  stable=True).to(torch.int32))
-
-        return BlockMask.from_kv_blocks(*sparse(partial), *sparse(full), FLEX_BLOCK, mask_mod,
-                                        (n, n))
+        """The same mask as :meth:`attention_mask` as FlexAttention's ``BlockMask``, built on
+        the batch's device without the ``(rows, L, L)`` whole (:func:`flex_block_mask`)."""
+        return flex_block_mask(self.segment, self.branch)
 
 
 def _layout(examples: Sequence[Any], responses: list[list[list[int]]], mode: str
@@ -351,26 +314,6 @@ def packed_attention_mask(model: nn.Module, batch: PackedBatch) -> Any:
     if uses_block_mask(model):
         return batch.block_mask()
     return batch.attention_mask(mask_dtype(model))
-
-
-def flex_backward_supported(device: torch.device | str) -> bool:
-    """Whether FlexAttention can be differentiated on ``device``: one call of torch's
-    ``flex_attention`` on a (1, 1, 4, 8) input that needs gradients, and its backward. Not on
-    a CPU in torch 2.11-2.13 ("FlexAttention does not support backward on CPU"): a model
-    with ``attn_implementation="flex_attention"`` cannot be trained there."""
-    from torch.nn.attention.flex_attention import flex_attention
-
-    dev = torch.device(device)
-    if dev.type == "meta":
-        return True  # nothing runs on the meta device
-    q = torch.ones((1, 1, 4, 8), device=dev, requires_grad=True)
-    try:
-        with warnings.catch_warnings():  # eager flex_attention warns that it is unfused
-            warnings.simplefilter("ignore")
-            flex_attention(q, q, q).sum().backward()
-    except (NotImplementedError, RuntimeError):
-        return False
-    return True
 
 
 def packing_supported(model: nn.Module) -> bool:

@@ -20,13 +20,15 @@ request that lifts flags.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
+
 from starlette.requests import Request
 
 from prefkit.arena.app import Refusal
 from prefkit.runs import plural
 
 __all__ = ["MAX_ADMIN_BYTES", "MAX_BATTLE_BYTES", "MAX_JSON_BYTES", "MAX_LIFT_BYTES",
-           "read_body", "size_text"]
+           "read_body", "read_capped", "size_text"]
 
 #: A vote, JSON or a form (under 1 KiB), and the form that starts a battle.
 MAX_JSON_BYTES = 64 * 1024
@@ -60,16 +62,27 @@ async def read_body(request: Request, limit: int, fix: str) -> bytes | Refusal:
     bytes: from its ``Content-Length`` before reading, else while counting what arrives.
     ``fix`` ends the refusal's message (what the client should send instead)."""
     declared = request.headers.get("content-length")
-    if declared is not None:
-        if not (declared.isascii() and declared.isdigit()):
-            return Refusal(400, f"header Content-Length {declared[:40]!r} is not a number of "
-                                "bytes; send the body's length in bytes")
-        if int(declared) > limit:
-            return too_large(limit, fix)
+    if declared is not None and not (declared.isascii() and declared.isdigit()):
+        return Refusal(400, f"header Content-Length {declared[:40]!r} is not a number of "
+                            "bytes; send the body's length in bytes")
+    body = await read_capped(request.stream(), limit, declared)
+    return too_large(limit, fix) if isinstance(body, int) else body
+
+
+async def read_capped(stream: AsyncIterable[bytes], limit: int,
+                      declared: str | None = None) -> bytes | int:
+    """What ``stream`` yields, joined, or -- once it is known to be over ``limit`` bytes --
+    that size: from ``declared`` (a ``Content-Length`` of digits) before reading, else while
+    counting what arrives, so that at most ``limit`` plus one chunk is held. Request bodies
+    (:func:`read_body`) and media fetched from a URL (:mod:`prefkit.arena.media`) read
+    through it."""
+    if declared is not None and declared.isascii() and declared.isdigit() \
+            and int(declared) > limit:
+        return int(declared)
     chunks, size = [], 0
-    async for chunk in request.stream():
+    async for chunk in stream:
         size += len(chunk)
         if size > limit:
-            return too_large(limit, fix)
+            return size
         chunks.append(chunk)
     return b"".join(chunks)

@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from prefkit.arena.app import Arena, Refusal, _error, refused
+from prefkit.arena.bodies import read_capped
 from prefkit.runs import plural
 
 __all__ = ["CACHE_BYTES", "CACHE_CONTROL", "URL_SECONDS", "MediaCache", "media"]
@@ -162,19 +163,13 @@ async def _fetch(arena: Arena, url: str, cap: int) -> Media | Refusal:
         async with cache.client().stream("GET", url) as r:
             if r.status_code != 200:
                 return Refusal(502, f"the media could not be fetched (status {r.status_code})")
-            declared = r.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > cap:
-                return _too_big(int(declared), cap)
-            parts, size = [], 0
-            async for chunk in r.aiter_bytes():
-                size += len(chunk)
-                if size > cap:
-                    return _too_big(size, cap)
-                parts.append(chunk)
+            body = await read_capped(r.aiter_bytes(), cap, r.headers.get("content-length"))
+            if isinstance(body, int):
+                return _too_big(body, cap)
     except httpx.HTTPError as e:
         return Refusal(502, f"the media could not be fetched ({type(e).__name__})")
     cache.reads += 1
-    m = _made(b"".join(parts), url, time.monotonic())
+    m = _made(body, url, time.monotonic())
     cache.put(url, m)
     return m
 

@@ -219,7 +219,9 @@ def report_skipped(path: Any, problems: Any, n_rows: int, *, show: int = 20) -> 
     problems = list(problems)
     if not problems:
         return
-    note(f"skipped {n_rows} invalid row(s) of {path}:")
+    from prefkit.runs import plural
+
+    note(f"skipped {plural(n_rows, 'invalid row')} of {path}:")
     for p in problems[:show]:
         console.print(f"  {p.describe(None) if hasattr(p, 'describe') else p}",
                       highlight=False, markup=False)

@@ -19,6 +19,7 @@ from prefkit.cli._common import (
     print_json,
     report_skipped,
 )
+from prefkit.runs import plural
 
 
 def inspect(
@@ -92,8 +93,8 @@ def inspect(
     from prefkit.inspect.report import inspect_annotations
 
     if not as_json:
-        note(f"read {len(ann):,} pairs, {ann.n_annotators} annotators (format {ann.format}); "
-             f"measuring ...", style="dim")
+        note(f"read {plural(len(ann), 'pair')}, {plural(ann.n_annotators, 'annotator')} "
+             f"(format {ann.format}); measuring ...", style="dim")
     try:
         rep = inspect_annotations(
             ann, level="ordinal" if ordinal else "nominal", rounds=rounds,

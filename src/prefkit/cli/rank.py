@@ -21,6 +21,7 @@ from prefkit.cli._common import (
     print_json,
     read_input,
 )
+from prefkit.runs import plural
 
 
 class Model(str, Enum):
@@ -141,14 +142,13 @@ def rank(
         print_json(d)
         return
     if dropped:
-        note(f"left out {len(dropped)} item(s) outside the largest component: "
+        note(f"left out {plural(len(dropped), 'item')} outside the largest component: "
              f"{', '.join(dropped)}")
-    from prefkit.runs import plural
-
     n_votes = float(lb.n_votes.sum() / 2) if lb.n_votes is not None else float("nan")
     what = (plural(len(data), "ranking") if lb.model == "plackett_luce"
             else f"{n_votes:,.0f} vote{'' if n_votes == 1 else 's'}")
-    title = f"{lb.method} leaderboard — {lb.n_items} items, {what} (format {res.format})"
+    title = (f"{lb.method} leaderboard — {plural(lb.n_items, 'item')}, {what} "
+             f"(format {res.format})")
     out.print(leaderboard_table(lb.to_records(), title=title, top=top), soft_wrap=True)
     for name, coef in lb.coefficients.items():
         se = lb.info.get("coefficient_se", {}).get(name)
@@ -208,8 +208,9 @@ def _note_unbounded(lb: Any) -> None:
     if names:
         from prefkit.cli._common import _clip
 
-        note(f"note: the interval of {len(names)} item(s) ({', '.join(_clip(n, 32) for n in names)}) "
-             "is unbounded (-inf or inf): too few votes for the bootstrap to bound it (in some "
+        note(f"note: the interval of {plural(len(names), 'item')} "
+             f"({', '.join(_clip(n, 32) for n in names)}) {'is' if len(names) == 1 else 'are'} "
+             "unbounded (-inf or inf): too few votes for the bootstrap to bound it (in some "
              "resamples the item only wins or only loses); collect more votes for it, or use "
              "--intervals hessian for intervals from the prior-regularised fit")
 
@@ -317,7 +318,7 @@ def _rank(data: Any, file: Path | None, *, seed: int, quiet: bool, largest_compo
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if spin:
-                with console.status(f"bootstrap: {kw['rounds']} rounds"):
+                with console.status(f"bootstrap: {plural(kw['rounds'], 'round')}"):
                     lb = rank(data, rng=np.random.default_rng(seed), **kw)
             else:
                 lb = rank(data, rng=np.random.default_rng(seed), **kw)

@@ -28,6 +28,7 @@ from prefkit.cli.reward import (
     note_cut,
     reward_app,
 )
+from prefkit.runs import plural
 
 _EXAMPLES = """Examples:
 
@@ -127,7 +128,7 @@ def finetune(
     except (ValueError, FileNotFoundError, OSError) as e:
         fail(str(e))
     if stop_after is not None and result.finished and result.step <= stop_after and not as_json:
-        note(f"--stop-after {stop_after} had no effect: the run has {result.step} steps "
+        note(f"--stop-after {stop_after} had no effect: the run has {plural(result.step, 'step')} "
              "in all and finished")
     summary = {"output": str(output), "n_train": len(pairs), "steps": result.step,
                "finished": result.finished, **{k: v for k, v in result.best.items()},
@@ -137,7 +138,6 @@ def finetune(
         print_json(summary)
         return
     acc = result.best.get("val_accuracy")
-    steps = f"{result.step} step{'' if result.step == 1 else 's'}"
-    out.print(f"fine-tuned {len(pairs):,} pairs for {steps}"
+    out.print(f"fine-tuned {plural(len(pairs), 'pair')} for {plural(result.step, 'step')}"
                   + (f"; validation accuracy {acc:.3f}" if acc is not None else "")
                   + f"; model written to {output}")

@@ -22,6 +22,7 @@ from prefkit.cli._common import (
     print_json,
     run_errors,
 )
+from prefkit.runs import plural
 
 _EXAMPLES = """Examples:
 
@@ -230,8 +231,8 @@ def rl_command(
         fail(f"--model {model}: no such folder (give a folder with config.json, the weights and "
              "the tokenizer, or a Hub id that is in the local cache)")
     if len(data) < batch_size:
-        note(f"--task has {len(data)} prompt(s), fewer than --batch-size {batch_size}: each "
-             "step reuses prompts")
+        note(f"--task has {plural(len(data), 'prompt')}, fewer than --batch-size "
+             f"{batch_size}: each step reuses prompts")
     try:
         with run_errors():
             result = train_rl(model, data, rewards, config=config, output_dir=output,
@@ -265,7 +266,8 @@ def rl_command(
         return
     m = result.metrics
     first = next((r for r in result.history if r.get("kind") == "train"), {})
-    typer.echo(f"{result.step} steps, {m.get('episodes', 0):,} completions; reward "
+    typer.echo(f"{plural(result.step, 'step')}, {plural(m.get('episodes', 0), 'completion')}; "
+               "reward "
                f"{_num(first.get('reward'))} at the first step -> {_num(m.get('reward'))} at "
                f"the last; written to {result.output_dir} ({summary['seconds']} s)")
     if not result.finished:

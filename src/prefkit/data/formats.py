@@ -324,11 +324,13 @@ def _records(n: int) -> str:
 
 def notes(n_skipped: int, n_empty: int, n_warnings: int) -> str:
     """``"; skipped 2 invalid rows; 3 rows with an empty response (kept); 1 warning"``."""
-    text = f"; skipped {n_skipped:,} invalid rows" if n_skipped else ""
+    from prefkit.runs import plural
+
+    text = f"; skipped {plural(n_skipped, 'invalid row')}" if n_skipped else ""
     if n_empty:
-        text += f"; {n_empty:,} row{'s' if n_empty != 1 else ''} with an empty response (kept)"
+        text += f"; {plural(n_empty, 'row')} with an empty response (kept)"
     if n_warnings:
-        text += f"; {n_warnings:,} warnings"
+        text += f"; {plural(n_warnings, 'warning')}"
     return text
 
 

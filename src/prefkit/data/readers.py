@@ -73,10 +73,12 @@ class ReadResult:
 
     def summary(self) -> str:
         v = self.votes
-        what = {PairwiseVotes: "votes", PairCounts: "pairs", Rankings: "rankings"}[type(v)]
-        text = f"read {len(v):,} {what} on {v.n_items:,} items ({self.format})"
+        from prefkit.runs import plural
+
+        what = {PairwiseVotes: "vote", PairCounts: "pair", Rankings: "ranking"}[type(v)]
+        text = f"read {plural(len(v), what)} on {plural(v.n_items, 'item')} ({self.format})"
         if self.skipped:
-            text += f"; skipped {self.n_skipped:,} invalid rows"
+            text += f"; skipped {plural(self.n_skipped, 'invalid row')}"
         return text
 
 

@@ -214,7 +214,8 @@ def read_pair_counts(
         sparse.append((k, c.astype(np.float64)))
     if problems and not skip_invalid:
         n_bad = len({p.line for p in problems})
-        raise InvalidInputError(problems, note=f"{n_bad:,} of {row0:,} rows are invalid, nothing was read")
+        raise InvalidInputError(problems, note=f"{n_bad:,} of {row0:,} row{'s' if row0 != 1 else ''} "
+                                f"{'is' if n_bad == 1 else 'are'} invalid, nothing was read")
     if warnings is not None:
         for label, n in noted.items():
             warnings.append(InvalidRow(

@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from prefkit.data.annotations import FIRST, SECOND
+from prefkit.runs import plural
 
 __all__ = ["EPS", "idealized_ranking_accuracy", "load_causal_lm", "pair_logps",
            "ranking_accuracy", "ranking_of_annotations"]
@@ -158,5 +159,5 @@ def ranking_of_annotations(ann: Any, policy: Any, reference: Any, tokenizer: Any
             "max_length": max_length,
             "alpha_from": "annotators" if several.all() else
             f"annotators where >= 2 non-tie labels, else {default_alpha} "
-            f"({int((~several).sum())} pairs)",
+            f"({plural(int((~several).sum()), 'pair')})",
             "prompt": "chat template" if chat else "plain text"}

@@ -18,6 +18,7 @@ import numpy as np
 
 from prefkit.inspect.agreement import Agreement, measure_agreement
 from prefkit.inspect.quality import Quality, quality
+from prefkit.runs import plural
 
 __all__ = ["InspectReport", "inspect_annotations"]
 
@@ -49,8 +50,9 @@ class InspectReport:
         from rich.table import Table
 
         a, q = self.agreement, self.quality
-        t = Table(title=f"{self.source} — {a.n_pairs:,} pairs, {a.n_annotators} annotators, "
-                  f"{a.n_labels:,} labels (format {self.format})", title_justify="left",
+        t = Table(title=f"{self.source} — {plural(a.n_pairs, 'pair')}, "
+                  f"{plural(a.n_annotators, 'annotator')}, {plural(a.n_labels, 'label')} "
+                  f"(format {self.format})", title_justify="left",
                   header_style="bold")
         t.add_column("measure")
         t.add_column("value", justify="right")
@@ -139,9 +141,9 @@ def _rows(rep: InspectReport) -> list[tuple[str, str, str]]:
                      _num(a.cohen_kappa["value"]), _ci(a.cohen_kappa)))
     if a.accuracy:
         rows.append(("accuracy vs gold, ties a class", _pct(a.accuracy["with_ties"]),
-                     f"{a.accuracy['n']:,} labels"))
+                     plural(a.accuracy['n'], 'label')))
         rows.append(("accuracy vs gold, without ties", _pct(a.accuracy["without_ties"]),
-                     f"{a.accuracy['n_without_ties']:,} labels"))
+                     plural(a.accuracy['n_without_ties'], 'label')))
     pb = q["position_bias"]
     rows.append(("chose the response shown first", _pct(pb["first_rate"]),
                  f"{_ci({'lower': pb['interval'][0], 'upper': pb['interval'][1]}, _pct)}; "
@@ -155,7 +157,7 @@ def _rows(rep: InspectReport) -> list[tuple[str, str, str]]:
     d = q["duplicates"]
     if d.get("applies"):
         rows.append(("duplicate pairs (groups)", f"{d['pairs']:,} ({d['groups']:,})",
-                     f"{d['swapped_groups']:,} groups in both orders"))
+                     f"{plural(d['swapped_groups'], 'group')} in both orders"))
         rows.append(("contradictory pairs (groups)",
                      f"{d['contradictory_pairs']:,} ({d['contradictory_groups']:,})", ""))
     ct = q["cyclic_triads"]
@@ -170,17 +172,18 @@ def _rows(rep: InspectReport) -> list[tuple[str, str, str]]:
                      f"of {m['decided_triads']:,}; {m['expected']:.1f} expected{p}"))
     ann = q["annotators"]
     rows.append(("agreement with leave-one-out majority", _pct(ann["overall"]),
-                 f"{len(ann['flagged'])} of {ann['tested']} annotators flagged"))
+                 f"{len(ann['flagged'])} of {plural(ann['tested'], 'annotator')} flagged"))
     s = rep.strength
     if s and s.get("n_pairs"):
         amb = "" if s["ambiguous_share"] is None else f"; {_pct(s['ambiguous_share'])} ambiguous"
-        rows.append((f"reward-ensemble strength ({s['n_models']} models)", _num(s["mean"]),
+        rows.append((f"reward-ensemble strength ({plural(s['n_models'], 'model')})",
+                     _num(s["mean"]),
                      f"{_pct(s['negative_share'])} negative{amb}"))
     r = rep.ranking
     if r:
         rows.append(("ranking accuracy, policy (summed / per token)",
                      f"{_pct(r['policy']['summed'])} / {_pct(r['policy']['length_normalised'])}",
-                     f"{r['n_pairs']:,} pairs"))
+                     plural(r['n_pairs'], 'pair')))
         ref, ideal = r["reference"], r["idealized"]
         rows.append(("ranking accuracy, reference",
                      f"{_pct(ref['summed'])} / {_pct(ref['length_normalised'])}", ""))
@@ -202,8 +205,9 @@ def _figure(rep: InspectReport) -> Any:
     wide = extra > 0
     fig, axes = plt.subplots(2, 3 if wide else 2, figsize=(16 if wide else 12, 9.5))
     axes = axes.ravel()
-    fig.suptitle(f"{Path(rep.source).name}: {a.n_pairs:,} pairs, {a.n_annotators} annotators, "
-                 f"{a.n_labels:,} labels", fontsize=14, x=0.01, ha="left")
+    fig.suptitle(f"{Path(rep.source).name}: {plural(a.n_pairs, 'pair')}, "
+                 f"{plural(a.n_annotators, 'annotator')}, {plural(a.n_labels, 'label')}",
+                 fontsize=14, x=0.01, ha="left")
     _confusion(axes[0], a)
     _annotators(axes[1], q["annotators"])
     _biases(axes[2], q)
@@ -322,7 +326,7 @@ def _strength(ax: Any, s: dict[str, Any]) -> None:
     ax.axhline(0, color="black", lw=1)
     ax.set_xlabel("tenth of the pairs, weakest first")
     ax.set_ylabel("mean r(chosen) - r(rejected)")
-    ax.set_title(f"reward-ensemble preference strength ({s['n_models']} models)\n"
+    ax.set_title(f"reward-ensemble preference strength ({plural(s['n_models'], 'model')})\n"
                  f"{s['negative_share']:.1%} of pairs negative (likely mislabelled)", fontsize=10)
 
 
@@ -340,7 +344,7 @@ def _ranking(ax: Any, r: dict[str, Any] | None) -> None:
     ax.set_ylim(0, 1)
     ax.axhline(0.5, color="black", lw=0.8, ls="--")
     ax.legend(fontsize=8)
-    ax.set_title(f"ranking accuracy on {r['n_pairs']:,} pairs")
+    ax.set_title(f"ranking accuracy on {plural(r['n_pairs'], 'pair')}")
 
 
 # -- HTML ------------------------------------------------------------------------------------------
@@ -378,7 +382,7 @@ def _html(rep: InspectReport, img: str) -> str:
             f"max-width:1400px}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px "
             f"solid #ccc;padding:4px 10px}}th{{background:#f3f3f3}}td.n{{text-align:right}}"
             f"img{{max-width:100%}}</style></head><body><h1>prefkit inspect: {e(rep.source)}</h1>"
-            f"<p>format {e(rep.format)}; {rep.n_skipped:,} rows skipped</p>"
+            f"<p>format {e(rep.format)}; {plural(rep.n_skipped, 'row')} skipped</p>"
             f"<img alt='report figure' src='data:image/png;base64,{img}'>{''.join(parts)}"
             f"{'<ul>' + notes + '</ul>' if notes else ''}</body></html>")
 
@@ -414,7 +418,7 @@ def inspect_annotations(ann: Any, *, level: str = "nominal", rounds: int = 1000,
     notes = []
     if rng is not None and rounds:
         notes.append(f"intervals: {confidence:.0%} percentile bootstrap over pairs, "
-                     f"{rounds:,} rounds")
+                     f"{plural(rounds, 'round')}")
     if ann.gold is None:
         notes.append("no gold label: accuracy is null; agreement is between annotators")
     if agree.krippendorff_alpha["value"] is None:
@@ -430,8 +434,8 @@ def inspect_annotations(ann: Any, *, level: str = "nominal", rounds: int = 1000,
             why.append(f"{ranking['n_undecided']:,} without a winner (a tie, or no majority)")
         if ranking["n_too_long"]:
             why.append(f"{ranking['n_too_long']:,} longer than max_length="
-                       f"{ranking['max_length']} tokens (--max-length)")
-        notes.append(f"ranking accuracy on {ranking['n_pairs']:,} of {len(ann):,} pairs; left "
-                     f"out: {', '.join(why)}")
+                       f"{plural(ranking['max_length'], 'token')} (--max-length)")
+        notes.append(f"ranking accuracy on {ranking['n_pairs']:,} of "
+                     f"{plural(len(ann), 'pair')}; left out: {', '.join(why)}")
     return InspectReport(ann.source, ann.format, agree, qual, strength, ranking,
                          len(ann.skipped), notes)

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from prefkit.data.records import ItemIndex, PairwiseVotes
+from prefkit.runs import plural
 
 __all__ = ["Connectivity", "DisconnectedGraphError", "connectivity", "largest_component"]
 
@@ -40,7 +41,8 @@ class Connectivity:
         if self.n_components == 1:
             return "comparison graph is connected"
         parts = "; ".join(
-            f"[{', '.join(map(_clip, c[:6]))}{', ...' if len(c) > 6 else ''}] ({len(c)} items)"
+            f"[{', '.join(map(_clip, c[:6]))}{', ...' if len(c) > 6 else ''}] "
+            f"({plural(len(c), 'item')})"
             for c in self.components
         )
         return f"comparison graph has {self.n_components} components: {parts}"
@@ -183,9 +185,11 @@ def resolve_prior(
         listed = ", ".join(map(_clip, names[:5])) + (", ..." if len(names) > 5 else "")
         prior_var = AUTO_PRIOR_VARIANCE
         warnings.warn(
-            f"{len(names)} item(s) appear in no comparison ({listed}): a N(0, {prior_var}) "
-            "prior on log-strengths is used, these items get its mean and are marked "
-            "provisional", ProvisionalWarning, stacklevel=4)
+            f"{plural(len(names), 'item')} {'appears' if len(names) == 1 else 'appear'} in no "
+            f"comparison ({listed}): a N(0, {prior_var}) prior on log-strengths is used, "
+            f"{'it gets' if len(names) == 1 else 'these items get'} its mean and "
+            f"{'is' if len(names) == 1 else 'are'} marked provisional", ProvisionalWarning,
+            stacklevel=4)
     if not conn.strongly_connected and prior_var is None:
         import warnings
 
@@ -198,9 +202,9 @@ def resolve_prior(
             )
         prior_var = AUTO_PRIOR_VARIANCE
         warnings.warn(
-            f"{len(names)} item(s) {lopsided} against the rest ({listed}): the MLE does not "
-            f"exist, so a N(0, {prior_var}) prior on log-strengths is used and these items "
-            "are marked provisional",
+            f"{plural(len(names), 'item')} {lopsided} against the rest ({listed}): the MLE "
+            f"does not exist, so a N(0, {prior_var}) prior on log-strengths is used and "
+            f"{'it is' if len(names) == 1 else 'these items are'} marked provisional",
             ProvisionalWarning,
             stacklevel=4,
         )

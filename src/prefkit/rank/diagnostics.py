@@ -44,6 +44,7 @@ from prefkit.rank.bradley_terry import (
 )
 from prefkit.rank.connectivity import Connectivity, connectivity
 from prefkit.rank.leaderboard import ELO_SCALE
+from prefkit.runs import plural
 
 __all__ = ["Diagnostics", "Influence", "Intransitivity", "diagnose", "influence", "intransitivity"]
 
@@ -298,12 +299,13 @@ class Diagnostics:
         d = self.to_dict()
         vi, vp = d["votes_per_item"], d["votes_per_pair"]
         lines = [
-            (f"{d['n_items']} items, {d['n_votes']:g} vote{'' if d['n_votes'] == 1 else 's'}, "
+            (f"{plural(d['n_items'], 'item')}, {d['n_votes']:g} vote{'' if d['n_votes'] == 1 else 's'}, "
              f"{d['pairs_compared']} of {d['pairs_possible']} "
              f"pair{'' if d['pairs_possible'] == 1 else 's'} compared"),
             self.connectivity.describe()
             + ("" if self.connectivity.strongly_connected
-               else f"; {len(d['connectivity']['provisional'])} item(s) only won or only lost"),
+               else f"; {plural(len(d['connectivity']['provisional']), 'item')} only won or "
+                    "only lost"),
             f"votes per item: min {vi['min']:g}, median {vi['median']:g}, max {vi['max']:g}",
             f"votes per pair: min {vp['min']:g}, median {vp['median']:g}, max {vp['max']:g}",
         ]
@@ -318,8 +320,8 @@ class Diagnostics:
         if inf is not None and len(inf.names):
             t = inf.top(3)
             parts = ", ".join(
-                f"{r[inf.by]} ({r['votes']:g} votes): {r['max_elo_change']:.1f} Elo, "
-                f"{r['items_reranked']} items re-ranked"
+                f"{r[inf.by]} ({r['votes']:g} vote{'' if r['votes'] == 1 else 's'}): {r['max_elo_change']:.1f} Elo, "
+                f"{plural(r['items_reranked'], 'item')} re-ranked"
                 + ("" if r["identifiable"] else ", leaves items unidentified")
                 for r in t
             )

@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from prefkit.data.records import ItemIndex
+from prefkit.runs import plural
 
 __all__ = ["Leaderboard", "ELO_SCALE", "ELO_BASE", "to_elo"]
 
@@ -205,7 +206,7 @@ class Leaderboard:
         head = ", ".join(
             f"{r['item']}={r['rating']:.1f}" for r in self.to_records()[:3]
         )
-        return f"Leaderboard({self.model}, {self.n_items} items: {head}, ...)"
+        return f"Leaderboard({self.model}, {plural(self.n_items, 'item')}: {head}, ...)"
 
 
 def _jsonable(v: Any) -> bool:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from prefkit.runs import plural
+
 if TYPE_CHECKING:
     from prefkit.rank.leaderboard import Leaderboard
 
@@ -112,7 +114,7 @@ def _draw(lb: Leaderboard, plt: Any, order: Any, shown: Any, names: list[str],
     ax.set_yticklabels(names, fontsize=8)
     ax.set_xlabel("rating (Elo scale)")
     what = f"{int(lb.confidence * 100)}% {lb.interval_method} intervals" if lb.intervals is not None else "no intervals"
-    part = f"top {k} of {n} items" if k < n else f"{n} items"
+    part = f"top {k} of {n} items" if k < n else plural(n, "item")
     ax.set_title(title or f"{lb.method} ratings, {part}, {what}", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
 

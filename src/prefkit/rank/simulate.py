@@ -45,6 +45,7 @@ from prefkit.rank._design import PairRows
 from prefkit.rank.leaderboard import ELO_BASE
 from prefkit.rank.matchmaking import MatchState, _fit_rows, propose_pairs
 from prefkit.rank.online import elo
+from prefkit.runs import plural
 
 __all__ = [
     "METRICS",
@@ -252,7 +253,7 @@ class MatchmakingResult:
         ax.set_ylabel(metric.replace("_", " "))
         n = self.config.get("n_items", "?")
         runs = self.curves[self.strategies[0]][metric].shape[0]
-        ax.set_title(f"matchmaking on {n} items ({runs} runs)")
+        ax.set_title(f"matchmaking on {n} items ({plural(runs, 'run')})")
         ax.legend(loc="lower right")
         ax.grid(alpha=0.3)
         fig.tight_layout()

@@ -50,6 +50,7 @@ from prefkit.rank._newton import gradient_hessian, objective
 from prefkit.rank._rank_inference import RankInference, rank_inference
 from prefkit.rank.bradley_terry import AUTO_PRIOR_VARIANCE, _leaderboard, _link_name, fit_rows
 from prefkit.rank.leaderboard import ELO_SCALE, Leaderboard
+from prefkit.runs import plural
 
 __all__ = ["RankInference", "bootstrap", "rank_inference", "sandwich_covariance", "with_intervals"]
 
@@ -366,7 +367,8 @@ def with_intervals(
             ri = rank_inference(lb.scores, covariance=lb.covariance, confidence=confidence,
                                 rng=rng)
             label = label.split(";")[0] + f"; hessian of the prior-regularised fit for " \
-                f"{int(fallback.sum())} item(s) the bootstrap cannot resolve, and for ranks"
+                f"{plural(int(fallback.sum()), 'item')} the bootstrap cannot resolve, and for " \
+                "ranks"
         else:
             info.pop("bootstrap_fallback", None)
             ri = rank_inference(lb.scores, samples=lb.samples, confidence=confidence)

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from prefkit.runs import ProgressBar
+from prefkit.runs import ProgressBar, plural
 
 __all__ = [
     "DEFAULT_ENCODER",
@@ -389,7 +389,8 @@ class FrozenEncoder:
         todo = [i for i, k in enumerate(keys) if k not in found]
         if todo:
             chunk = max(batch_size * 8, 256)
-            bar = ProgressBar(len(todo), f"embedding {len(todo)} texts") if progress else None
+            bar = (ProgressBar(len(todo), f"embedding {plural(len(todo), 'text')}")
+                   if progress else None)
             for s in range(0, len(todo), chunk):
                 idx = todo[s : s + chunk]
                 vecs = self._run_model([unique[i] for i in idx], batch_size)
