@@ -9,6 +9,7 @@ asks for DeepSpeed; DeepSpeed is imported inside the functions.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -63,14 +64,15 @@ def zero3_settings() -> ZeRO3:
                              "which prefkit does not run: launch without offload (--offload_"
                              f"{what.removeprefix('offload_')}_device none), or use FSDP2 with "
                              "FSDP_OFFLOAD_PARAMS=true")
+    amp = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower() or "no"
     for what in ("fp16", "bf16"):
-        if str((config.get(what) or {}).get("enabled", False)).lower() == "true":
-            raise ValueError(f"accelerate's DeepSpeed config enables {what}; prefkit sets "
+        if str((config.get(what) or {}).get("enabled", False)).lower() == "true" or amp == what:
+            raise ValueError(f"accelerate is configured for DeepSpeed with {what}; prefkit sets "
                              "precision itself: launch with --mixed_precision no and give the "
                              "run's precision (AlignConfig.precision='bf16', --precision bf16)")
     for key, instead in _PREFKIT_SETS.items():
-        if config.get(key, "auto") not in ("auto", 1 if key == "gradient_accumulation_steps"
-                                           else "auto"):  # (1: accelerate's default)
+        value = config.get(key, "auto")
+        if value != "auto" and not (key == "gradient_accumulation_steps" and value == 1):
             raise ValueError(f"accelerate's DeepSpeed config sets {key}={config[key]!r}, which "
                              f"prefkit sets itself from {instead}: leave it \"auto\" (or out)")
     zero["stage"] = 3

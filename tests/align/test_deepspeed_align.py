@@ -12,8 +12,10 @@ the checkpoint holds the full weights and AdamW state gathered in the one-proces
 uninterrupted one bit for bit; the model folder loads with
 ``AutoModelForCausalLM.from_pretrained``. A model given as a folder with tied embeddings,
 with a cached and a live reference (TDPO), trains the same as one process too.
-ZeRO stage 2, offload and ``torch_compile`` are refused with the fix. Skipped
-when DeepSpeed is not installed (it is not installed with prefkit). Not run here: NCCL.
+ZeRO stage 2, offload, accelerate's mixed precision and ``torch_compile`` are refused
+with the fix. Skipped when DeepSpeed is not installed (it does not come with prefkit). Not
+run here: NCCL, and the first run on a machine also JIT-builds DeepSpeed's CPU shared-memory
+collective (~2 min with a C++ compiler; cached in ~/.cache/torch_extensions).
 """
 
 from __future__ import annotations
@@ -85,12 +87,13 @@ assert second.finished and second.step == {steps} and second.reference_cached
 from accelerate.state import AcceleratorState
 refusals = {{"stage2": {{"ACCELERATE_DEEPSPEED_CONFIG_FILE": "", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"}},
             "offload": {{"ACCELERATE_DEEPSPEED_CONFIG_FILE": "", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3",
-                         "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE": "cpu"}}}}
+                         "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE": "cpu"}},
+            "amp": {{"ACCELERATE_MIXED_PRECISION": "bf16"}}}}
 for what, env in refusals.items():
     AcceleratorState._reset_state()
     saved = dict(os.environ)
     os.environ.update(env)
-    if not env["ACCELERATE_DEEPSPEED_CONFIG_FILE"]:
+    if env.get("ACCELERATE_DEEPSPEED_CONFIG_FILE") == "":
         del os.environ["ACCELERATE_DEEPSPEED_CONFIG_FILE"]
     try:
         align(tiny_llama(len(tok)), data, config=cfg, output_dir=f"{{out}}/{{what}}",
@@ -194,7 +197,8 @@ def test_zero3_two_processes_equal_one_with_twice_the_accumulation(tmp_path):
         assert "ZeRO stage 3 only" in (two / f"stage2-{r}.txt").read_text()
         assert "offload" in (two / f"offload-{r}.txt").read_text()
         assert "DeepSpeed ZeRO-3" in (two / f"compiled-{r}.txt").read_text()
-    for what in ("stage2", "offload", "compiled"):
+        assert "--mixed_precision no" in (two / f"amp-{r}.txt").read_text()
+    for what in ("stage2", "offload", "compiled", "amp"):
         assert not (two / what).exists(), what
 
 
