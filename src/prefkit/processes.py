@@ -63,8 +63,9 @@ DeepSpeed ZeRO-3 (weights, gradients and AdamW state partitioned over the proces
 chosen as accelerate chooses it: ``accelerate launch --use_deepspeed --zero_stage 3`` (or
 its config file), i.e. ``ACCELERATE_USE_DEEPSPEED=true ACCELERATE_DEEPSPEED_ZERO_STAGE=3``
 (a DeepSpeed JSON in ``ACCELERATE_DEEPSPEED_CONFIG_FILE`` gives the rest of
-``zero_optimization``), which a ``torchrun`` launch sets by hand. DeepSpeed is not installed
-with prefkit (``pip install deepspeed``). accelerate's own DeepSpeed preparation runs on GPUs
+``zero_optimization``), which a ``torchrun`` launch sets by hand (``accelerate launch
+--use_deepspeed --zero_stage 3 --num_processes 2`` also starts CPU processes). DeepSpeed is
+not installed with prefkit (``pip install deepspeed``). accelerate's own DeepSpeed preparation runs on GPUs
 only (its state turns DeepSpeed on only when not on the CPU) and would take accelerate's
 loss scaling and accumulation, so prefkit reads accelerate's plugin and calls
 ``deepspeed.initialize`` itself (:mod:`prefkit._zero3`), on the :class:`ModelCall` root and
@@ -83,9 +84,10 @@ and the log-prob engine's once-per-model checks are made on the whole model befo
 partitioned, and :meth:`PreparedModel.full_state` gathers the full weights and AdamW state
 for the one-file checkpoint and the model folder; resuming, only the main process reads
 the checkpoint and :meth:`PreparedModel.loaders` broadcasts it into the partitions, so a
-resumed run continues exactly. Refused with the fix: ZeRO stages 1-2, offload (CPU /
-NVMe), DeepSpeed's fp16/bf16 (prefkit's ``precision`` instead), and batch sizes,
-accumulation, clipping, optimizer or scheduler set in DeepSpeed's config (prefkit's own).
+resumed run continues exactly (bit for bit on CPUs). Refused with the fix: ZeRO stages
+1-2, offload (CPU / NVMe), DeepSpeed's or accelerate's fp16/bf16 (prefkit's ``precision``
+instead), batch sizes, accumulation, clipping, optimizer or scheduler set in DeepSpeed's
+config (prefkit's own), and ``torch_compile`` (prefkit.align).
 Every process loads the model whole before ``deepspeed.initialize`` partitions it (no
 ``zero.Init`` / meta-device loading as with FSDP2), and a live reference stays whole on each.
 """
