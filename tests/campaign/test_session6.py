@@ -95,7 +95,7 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("rl.latin1", f"{RL} rl_latin1.csv", 2,
      ["rl_latin1.csv", "not UTF-8 text at line 3", "iconv -f latin1 -t utf-8"]),
     # was: "task file 'adir' does not exist" (it does: a folder)
-    ("rl.folder", f"{RL} adir", 2, ["'adir' is a folder", "give a file of prompts"]),
+    ("rl.folder", f"{RL} adir", 2, ["--task adir", "adir: is a folder, not a data file"]),
     ("rl.watch_folder", f"{RL} rl_ok.jsonl --watch adir", 2,
      ["--watch adir", "is a folder"]),
     # was: "the 'prompt' field is missing or empty" for the number 5
@@ -402,7 +402,9 @@ def test_a_prm_folder_given_as_a_reward_model(tree: Path, monkeypatch: pytest.Mo
     Path("pb6.json").write_text(json.dumps(rows), encoding="utf-8")
     r = _invoke(["prm", "train", "pb6.json", "--output", "prm6", "--epochs", "1"])
     assert r.exit_code == 0, r.stdout + r.stderr
-    for args in (["reward", "score", "prm6", "rl_ok.jsonl"],
+    # responses to score (reward score reads them before the model)
+    Path("resp6.jsonl").write_text('{"prompt": "q", "response": "a"}\n', encoding="utf-8")
+    for args in (["reward", "score", "prm6", "resp6.jsonl"],
                  ["inspect", "pl.jsonl", "--rounds", "0", "--reward-model", "prm6"]):
         r = _invoke(args)
         text = " ".join((r.stdout + r.stderr).split())

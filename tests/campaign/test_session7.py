@@ -43,6 +43,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _jsonl(root / "pl1.jsonl", [{"idx": 0, "cmp_key": "m1_m2", "instruction": "q", "input": "",
                                  "response1": "a", "response2": "b", "annotator1": 1,
                                  "annotator2": 2, "annotator3": 0}])
+    datasets.Dataset.from_list([{"prompt": "1+1="}, {"prompt": "2+2="}]).save_to_disk(
+        str(root / "rl_ds"))
     (root / "plain").mkdir()  # a folder of files, not a saved dataset
     _jsonl(root / "plain" / "v.jsonl", rows)
     # PandaLM's layout, saved as a dataset (prefkit inspect)
@@ -60,6 +62,11 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"{a}\t{b}\t{w}\n" for a, b, w in VOTES), encoding="utf-8")
     (root / "caps.csv").write_text("Model_A, Model_B ,Winner\nA,B,model_a\n", encoding="utf-8")
     (root / "two.csv").write_text("model_a,model_b,winner\nA,B,model_a\n", encoding="utf-8")
+    (root / "w0.csv").write_text("model_a,model_b,winner,weight\nA,B,model_a,1\n"
+                                 "B,C,tie,0\nC,A,model_b,1\n", encoding="utf-8")
+    _jsonl(root / "v1.jsonl", [{"question_id": 1, "model_a": "m1", "model_b": "m2",
+                                "judge_id": "j", "winner_ab": "A", "winner_ba": "B",
+                                "turn": 1}])
     pa = pytest.importorskip("pyarrow")
     import pyarrow.feather as feather
 
@@ -111,6 +118,13 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("ds.simulate", "simulate votes_ds --runs 1 --max-votes 200", 0, ["active"]),
     ("ds.inspect", "inspect ann_ds", 0, ["4 pairs"]),
     ("ds.split_folder", "rank votes_dd/train --json", 0, ['"rows_read": 6']),
+    # rl --task: the prompts of a saved dataset (the model check comes after the prompts)
+    # was: "'rl_ds' is a folder; give a file of prompts (JSONL, CSV or Parquet) in it"
+    ("ds.rl_task", "rl --model ./no-model --reward length:10 --output o_rl --task rl_ds", 2,
+     ["--model ./no-model: no such folder"]),
+    # a refusal of a flag's file names the flag (was: '1 problem in plain' alone)
+    ("ds.rl_watch_plain", "rl --model ./no-model --reward length:10 --output o_rl --task "
+     "rl_ds --watch plain", 2, ["--watch plain: 1 problem in plain", "v.jsonl"]),
     # the same checks and errors as a file
     ("ds.dict", "rank votes_dd", 2, ["DatasetDict with splits train, test",
                                      "votes_dd/train"]),
@@ -148,10 +162,24 @@ CASES: list[tuple[str, str, int, list[str]]] = [
      ["note: 1 item only won or only lost against the rest (A)", "it is marked provisional",
       "prior-regularised fit for 1 item the bootstrap cannot resolve"]),
     ("one.diagnose", "diagnose votes_ds", 0, ["1 item only won or only lost"]),
+    # was: '129 items, 1.67025e+06 votes, 3460 of 8256 pairs compared' (the embedded votes)
+    ("diag.thousands", "diagnose --simulations 0 --influence-by none", 0,
+     ["129 items, 1,670,250 votes, 3,460 of 8,256 pairs compared", "max 161,827"]),
     ("one.skipped", "rank votes_bad --skip-invalid --rounds 10", 0,
      ["skipped 1 invalid row of votes_bad:"]),
     ("one.inspect", "inspect pl1.jsonl --rounds 5", 0,
      ["read 1 pair, 3 annotators", "pl1.jsonl — 1 pair, 3 annotators, 3 labels"]),
+    # was: the weight-0 vote left out without a word
+    ("arena.import_weight_0", "arena import w0.csv --db w0.db", 0,
+     ["imported 2 votes into w0.db", "left out 1 vote of w0.csv with weight 0"]),
+    # was: "No such option: --json" (add-outputs has it)
+    ("arena.import_json", "arena import semi.csv --db j.db --json", 0, ['"imported": 6']),
+    ("arena.export_json", "arena export --db j.db j.csv --json", 0, ['"votes": 6']),
+    ("arena.import_json_refused", "arena import nofile.csv --db j.db --json", 2,
+     ["nofile.csv"]),
+    # was: "NTR_4: — of 0 4-answer sets" (a judge of two models)
+    ("ja.ntr_none", "judge analyze v1.jsonl", 0,
+     ["NTR_4: no set of 4 answers to one question whose pairs all have a consistent verdict"]),
     # -- CSV dialects and Arrow
     # was: "cannot tell the format of this CSV file from its header (columns:
     # model_a;model_b;winner)"

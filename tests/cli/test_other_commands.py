@@ -27,7 +27,7 @@ def test_diagnose_reports_components_and_cycles() -> None:
 def test_diagnose_finds_influential_workers() -> None:
     r = runner.invoke(app, ["diagnose", str(DATA / "llmfao_crowd_comparisons.csv"), "--simulations", "0"])
     assert r.exit_code == 0, r.stderr
-    assert "59 items, 8931 votes" in r.stdout and "most influential annotators" in r.stdout
+    assert "59 items, 8,931 votes" in r.stdout and "most influential annotators" in r.stdout
 
 
 def test_propose_pairs_and_ksets() -> None:

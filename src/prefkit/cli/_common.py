@@ -128,7 +128,8 @@ def input_errors(what: object = None,
     """Errors reading an input, in the command line's words (exit 2): an
     :class:`~prefkit.data.errors.InvalidInputError` as its rows say (file, line, field, fix);
     an error of a type in ``also`` as ``what: message`` (the message alone when ``what`` is
-    None). Other errors pass through.
+    None); ``what`` that names a flag (``"--task t.jsonl"``) heads both, so that the user
+    sees which input was read. Other errors pass through.
 
         with input_errors(path):
             result = read_votes(path)
@@ -138,7 +139,8 @@ def input_errors(what: object = None,
     try:
         yield
     except InvalidInputError as e:
-        fail(e.for_cli())
+        flag = isinstance(what, str) and what.startswith("--")
+        fail(f"{what}: {e.for_cli()}" if flag else e.for_cli())
     except also as e:
         fail(str(e) if what is None else f"{what}: {e}")
 

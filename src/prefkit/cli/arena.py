@@ -233,6 +233,7 @@ def export(
     db: DbOpt,
     flag_policy: PolicyOpt = Policy.exclude,
     both_bad: BothBadOpt = BothBad.tie,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
     """Export every vote in prefkit's vote format with its flags (weight 0 = set aside)."""
     from prefkit.arena.board import BoardConfig, LiveBoard
@@ -261,6 +262,10 @@ def export(
     except OSError as e:
         fail(f"{out}: cannot write it ({e.strerror or e}); choose another path")
     aside = int((weights == 0).sum())
+    if as_json:
+        print_json({"output": str(out), "votes": len(tally.a), "set_aside": aside,
+                    "flag_policy": flag_policy.value})
+        return
     console.print(f"wrote {plural(len(tally.a), 'vote')} to {out} ({aside:,} set aside with "
                   f"weight 0, "
                   f"flag policy {flag_policy.value}); `prefkit rank {out} --seed S --rounds R` "
@@ -292,6 +297,7 @@ def import_votes(
     votes: Annotated[Path, typer.Argument(help="A votes file prefkit rank reads (one vote per row).")],
     db: DbOpt,
     fmt: Annotated[str, typer.Option("--format", "-f", help="Input format (see `prefkit formats`); auto-detected by default.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
     """Import existing pairwise votes into an arena (they join the leaderboard)."""
     from prefkit.data.errors import InvalidInputError
@@ -320,7 +326,16 @@ def import_votes(
     before = store.vote_count()
     n = store.import_votes(rows, actor="cli")
     store.close()
+    unweighted = len(data) - len(rows)  # weight 0: a vote set aside, not one to count
+    if as_json:
+        print_json({"imported": n, "db": db, "left_out_weight_0": unweighted,
+                    "votes_before": before})
+        return
     console.print(f"imported {plural(n, 'vote')} into {db}")
+    if unweighted:
+        note(f"note: left out {plural(unweighted, 'vote')} of {votes} with weight 0 (weight 0 "
+             "marks a vote set aside, as arena export writes flagged ones); set the weight to "
+             "1 to import such a vote")
     if before:
         note(f"note: {db} already held {plural(before, 'vote')}; the imported ones were added "
              "to them (importing the same file twice counts its votes twice)")

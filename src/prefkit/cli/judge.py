@@ -228,7 +228,10 @@ def _notes(reports: list[Any], conflict_turn: int | None) -> None:
                          f"pair, {c['triads_left_out_not_compared']:,} not all compared")
         for key in sorted(x for x in c if x.startswith("ntr_")):
             n = key[4:]
-            lines.append(f"NTR_{n}: {_pct(c[key])} of {plural(c.get('sets_' + n, 0), f'{n}-answer set')}")
+            sets = c.get("sets_" + n, 0)
+            lines.append(f"NTR_{n}: {_pct(c[key])} of {plural(sets, f'{n}-answer set')}" if sets
+                         else f"NTR_{n}: no set of {n} answers to one question whose pairs "
+                         "all have a consistent verdict")
         if "prefers_longer" in c:
             lines.append(f"prefers the longer answer: {_pct(c['prefers_longer'])} of "
                          f"{plural(c['length_compared'], 'verdict')}")

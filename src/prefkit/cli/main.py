@@ -189,7 +189,7 @@ def formats() -> None:
     typer.echo(describe_formats())
     typer.echo("\nEach is read from a CSV, JSONL, JSON or Parquet file (.gz for the text ones), "
                "or from a folder written by datasets' save_to_disk (a DatasetDict: one split's "
-               "folder, e.g. data/train); prefkit rl --task reads files only.")
+               "folder, e.g. data/train).")
 
 
 @app.command(epilog="Examples:\n\n  prefkit version\n")

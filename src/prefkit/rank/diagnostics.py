@@ -299,28 +299,32 @@ class Diagnostics:
         d = self.to_dict()
         vi, vp = d["votes_per_item"], d["votes_per_pair"]
         lines = [
-            (f"{plural(d['n_items'], 'item')}, {d['n_votes']:g} vote{'' if d['n_votes'] == 1 else 's'}, "
-             f"{d['pairs_compared']} of {d['pairs_possible']} "
+            (f"{plural(d['n_items'], 'item')}, {_count(d['n_votes'])} "
+             f"vote{'' if d['n_votes'] == 1 else 's'}, "
+             f"{d['pairs_compared']:,} of {d['pairs_possible']:,} "
              f"pair{'' if d['pairs_possible'] == 1 else 's'} compared"),
             self.connectivity.describe()
             + ("" if self.connectivity.strongly_connected
                else f"; {plural(len(d['connectivity']['provisional']), 'item')} only won or "
                     "only lost"),
-            f"votes per item: min {vi['min']:g}, median {vi['median']:g}, max {vi['max']:g}",
-            f"votes per pair: min {vp['min']:g}, median {vp['median']:g}, max {vp['max']:g}",
+            f"votes per item: min {_count(vi['min'])}, median {_count(vi['median'])}, "
+            f"max {_count(vi['max'])}",
+            f"votes per pair: min {_count(vp['min'])}, median {_count(vp['median'])}, "
+            f"max {_count(vp['max'])}",
         ]
         it = self.intransitivity
         if it is not None:
             pv = "" if it.p_value is None else f", p = {it.p_value:.3g}"
             lines.append(
-                f"intransitivity: {it.cyclic_triads} cyclic of {it.decided_triads} decided triads; "
+                f"intransitivity: {it.cyclic_triads:,} cyclic of {it.decided_triads:,} decided triads; "
                 f"Bradley-Terry predicts {it.expected:.1f} (ratio {it.ratio:.2f}{pv})"
             )
         inf = self.influence
         if inf is not None and len(inf.names):
             t = inf.top(3)
             parts = ", ".join(
-                f"{r[inf.by]} ({r['votes']:g} vote{'' if r['votes'] == 1 else 's'}): {r['max_elo_change']:.1f} Elo, "
+                f"{r[inf.by]} ({_count(r['votes'])} vote{'' if r['votes'] == 1 else 's'}): "
+                f"{r['max_elo_change']:.1f} Elo, "
                 f"{plural(r['items_reranked'], 'item')} re-ranked"
                 + ("" if r["identifiable"] else ", leaves items unidentified")
                 for r in t
@@ -374,3 +378,8 @@ def diagnose(
             notes.append(f"no per-vote {influence_by!r} column: influence not computed")
     return Diagnostics(items, float(total.sum()), conn, per_item, total[total > 0], intr, infl,
                        tuple(notes))
+
+
+def _count(x: float) -> str:
+    """A count of (possibly weighted) votes as people read it: '1,670,250', '12.5'."""
+    return f"{round(x):,}" if float(x).is_integer() else f"{x:,.2f}".rstrip("0").rstrip(".")

@@ -106,11 +106,8 @@ def _guess_layout(keys: set[str]) -> str | None:
 def read_task(path: str | Path, *, layout: str | None = None, template: str | None = None,
               limit: int | None = None) -> Task:
     """Read a prompt set (see the module docstring); ``limit`` keeps the first rows."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{str(path)!r} is a folder; give a file of prompts (JSONL, CSV or "
-                         "Parquet) in it")
-    if not path.is_file():
+    path = Path(path)  # a folder: read when datasets' save_to_disk wrote it, else refused
+    if not path.exists():
         raise FileNotFoundError(f"task file {str(path)!r} does not exist")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1 (prompts), got {limit}")
