@@ -1,11 +1,13 @@
 """Several processes for prefkit's training loops (``accelerate launch`` / ``torchrun``).
 
     procs, device = join_processes()          # one process: Processes(0, 1), no process group
-    acc = training_accelerator(procs)         # None for one process; DDP or FSDP2 settings
+    acc = training_accelerator(procs)         # None for one process; DDP, FSDP2 or ZeRO-3
     prepared = prepare_model(model, acc)      # accelerate's DDP wrapper, or FSDP2 shards
+    prepared.attach(opt, grad_clip=1.0)       # ZeRO-3: DeepSpeed's engine (else nothing)
     with prepared.no_sync():                  # a micro-batch whose gradients stay local
         loss = loss_of(prepared(lambda m: response_logps(m, batch)))
-        loss.backward()
+        prepared.backward(loss)               # loss.backward(), or the engine's
+    grad_norm = prepared.step(opt, params, 1.0)  # clip + AdamW, or the engine's step
 
 :func:`join_processes` joins the process group the launcher describes (accelerate's
 ``PartialState``: NCCL on GPUs, gloo on CPUs) and says which process this is
@@ -55,25 +57,54 @@ tied embeddings. What needs the whole model afterwards runs through the root lik
 ``torch.optim``'s own index-keyed layout) onto the main process's CPU for
 :mod:`prefkit.runs`' one-file checkpoint and the saved model folder;
 :meth:`PreparedModel.loaders` broadcasts them back into the shards when resuming (only the
-main process reads the checkpoint). FSDP1 and DeepSpeed are refused with the fix (DeepSpeed
-is not installed with prefkit; it does install and run ZeRO-3 on CPUs with gloo, but
-ZeRO-3 gathers a module's weights in that module's own forward, and the log-prob engine
-uses the LM head's weight outside it: it would need the head gathered explicitly, and the
-loop's backward, step and checkpoint through DeepSpeed's engine).
+main process reads the checkpoint). FSDP1 is refused with the fix.
+
+DeepSpeed ZeRO-3 (weights, gradients and AdamW state partitioned over the processes) is
+chosen as accelerate chooses it: ``accelerate launch --use_deepspeed --zero_stage 3`` (or
+its config file), i.e. ``ACCELERATE_USE_DEEPSPEED=true ACCELERATE_DEEPSPEED_ZERO_STAGE=3``
+(a DeepSpeed JSON in ``ACCELERATE_DEEPSPEED_CONFIG_FILE`` gives the rest of
+``zero_optimization``), which a ``torchrun`` launch sets by hand (``accelerate launch
+--use_deepspeed --zero_stage 3 --num_processes 2`` also starts CPU processes). DeepSpeed is
+not installed with prefkit (``pip install deepspeed``). accelerate's own DeepSpeed preparation runs on GPUs
+only (its state turns DeepSpeed on only when not on the CPU) and would take accelerate's
+loss scaling and accumulation, so prefkit reads accelerate's plugin and calls
+``deepspeed.initialize`` itself (:mod:`prefkit._zero3`), on the :class:`ModelCall` root and
+the loop's AdamW, once the optimizer exists (:meth:`PreparedModel.attach`). ZeRO-3 gathers
+a module's weights in that module's own forward; the log-prob engine uses the LM head's
+weight outside it (the chunked log-softmax), so that weight is registered on the root
+(``deepspeed.zero.register_external_parameter``: gathered for every call) and gathered for
+the backward (``GatheredParameters`` around the engine's backward: DeepSpeed's backward
+hooks cannot see into the root's output). The loop's backward and step go through
+:meth:`PreparedModel.backward` / :meth:`PreparedModel.step` (the engine's: gradients
+reduce-scattered into the partitions in every backward, averaged; :meth:`~PreparedModel.no_sync`
+tells it the micro-batch is not the step's last; it clips and steps AdamW on the
+partitions), and prefkit's LR schedule keeps stepping the AdamW it built. As with FSDP2
+every call is collective (processes make the same number of passes), the reference cache
+and the log-prob engine's once-per-model checks are made on the whole model before it is
+partitioned, and :meth:`PreparedModel.full_state` gathers the full weights and AdamW state
+for the one-file checkpoint and the model folder; resuming, only the main process reads
+the checkpoint and :meth:`PreparedModel.loaders` broadcasts it into the partitions, so a
+resumed run continues exactly (bit for bit on CPUs). Refused with the fix: ZeRO stages
+1-2, offload (CPU / NVMe), DeepSpeed's or accelerate's fp16/bf16 (prefkit's ``precision``
+instead), batch sizes, accumulation, clipping, optimizer or scheduler set in DeepSpeed's
+config (prefkit's own), and ``torch_compile`` (prefkit.align).
+Every process loads the model whole before ``deepspeed.initialize`` partitions it (no
+``zero.Init`` / meta-device loading as with FSDP2), and a live reference stays whole on each.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["FSDP2", "ModelCall", "PreparedModel", "Processes", "join_processes",
+__all__ = ["FSDP2", "ModelCall", "PreparedModel", "Processes", "ZeRO3", "join_processes",
            "prepare_model", "training_accelerator"]
 
 T = TypeVar("T")
@@ -198,24 +229,40 @@ class FSDP2:
     layers: tuple[str, ...] | None = None
 
 
+@dataclass(frozen=True)
+class ZeRO3:
+    """DeepSpeed ZeRO-3 asked for by accelerate's config (:func:`training_accelerator`):
+    ``config`` is the DeepSpeed config prefkit hands to ``deepspeed.initialize`` (its
+    ``zero_optimization`` section as accelerate's plugin reads it; :meth:`PreparedModel.attach`
+    adds clipping and the batch counts)."""
+
+    config: Mapping[str, Any]
+
+
 @dataclass(eq=False)
 class PreparedModel:
     """``model`` ready for training on the run's processes: ``prepared(fn)`` is ``fn(model)``
     -- through accelerate's DDP wrapper on several processes (gradients averaged over them in
     the backward of every call outside :meth:`no_sync`), through the FSDP2 root when
-    ``sharded`` (gradients averaged and sharded in every backward), directly in one process."""
+    ``sharded`` (gradients averaged and sharded in every backward; ZeRO-3: through DeepSpeed's
+    ``engine``, once :meth:`attach` made it), directly in one process. The loop's backward
+    and optimizer step go through :meth:`backward` and :meth:`step`."""
 
     model: nn.Module
-    wrapped: nn.Module | None = None  # DDP / FSDP2 around ModelCall(model); None: one process
+    wrapped: nn.Module | None = None  # DDP / FSDP2 / ZeRO-3's engine around ModelCall(model)
     accelerator: Any = None
-    sharded: bool = False  # FSDP2: the model's parameters are DTensor shards
+    sharded: bool = False  # FSDP2: DTensor shards; ZeRO-3: DeepSpeed's partitions
     cpu_offload: bool = False  # FSDP2: the shards live on the CPU
     reference: nn.Module | None = None  # FSDP2: a frozen model sharded with it (in the root)
+    zero3: ZeRO3 | None = None  # DeepSpeed ZeRO-3: the engine comes with the optimizer
+    engine: Any = None  # ZeRO-3: DeepSpeed's engine around ModelCall(model) (:meth:`attach`)
+    outside: list[nn.Parameter] = field(default_factory=list)  # ZeRO-3: used outside forwards
+    order: list[list[nn.Parameter]] = field(default_factory=list)  # ZeRO-3: optimizer groups
 
     def __call__(self, fn: Callable[[nn.Module], T]) -> T:
         """``fn(model)``; through DDP only when it builds a graph (a pass without gradients
         has nothing to synchronise, and processes may make different numbers); through the
-        FSDP2 root always (its forward gathers the sharded weights)."""
+        FSDP2 root or ZeRO-3's engine always (its forward gathers the sharded weights)."""
         if self.wrapped is None or not (self.sharded or torch.is_grad_enabled()):
             return fn(self.model)
         return self.wrapped(fn)
@@ -224,12 +271,64 @@ class PreparedModel:
     def no_sync(self) -> Iterator[None]:
         """Calls whose gradients stay local (accumulated) until a call outside this. FSDP2
         reduce-scatters in every backward all the same: keeping the micro-batches' gradients
-        unsharded would cost a whole model's worth of memory per process."""
+        unsharded would cost a whole model's worth of memory per process. ZeRO-3 likewise
+        (its partitions accumulate); the engine is told these are not the step's last
+        micro-batches (its gradient-accumulation boundary)."""
+        if self.engine is not None:
+            self.engine.set_gradient_accumulation_boundary(False)
+            try:
+                yield
+            finally:
+                self.engine.set_gradient_accumulation_boundary(True)
+            return
         if self.wrapped is None or self.sharded:
             yield
             return
         with self.accelerator.no_sync(self.wrapped):
             yield
+
+    def attach(self, optimizer: torch.optim.Optimizer, *, grad_clip: float | None) -> None:
+        """ZeRO-3 (else nothing): hand the model and ``optimizer`` (built on the whole
+        model's parameters) to ``deepspeed.initialize``, which partitions the weights,
+        gradients and ``optimizer``'s state over the processes; ``optimizer`` itself then
+        steps the partitions (an LR schedule built on it keeps working). The LM head's
+        weight, which the log-prob engine uses outside the head's forward, is registered as
+        the root's (gathered for every call). Clipping at ``grad_clip`` (None: none) is the
+        engine's, in :meth:`step`."""
+        if self.zero3 is None:
+            return
+        from prefkit._zero3 import initialize
+
+        self.engine = self.wrapped = initialize(self, optimizer, grad_clip=grad_clip)
+
+    def backward(self, loss: Tensor) -> None:
+        """``loss.backward()``; ZeRO-3: through the engine (gradients reduce-scattered into
+        the partitions as the backward goes; ``loss`` already carries the loop's scaling),
+        with the weights used outside their modules' forwards (the LM head's) gathered for
+        the whole backward, as DeepSpeed gathers a module's own in the module's backward."""
+        if self.engine is None:
+            loss.backward()
+            return
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(self.outside):
+            self.engine.backward(loss, scale_wrt_gas=False)
+
+    def step(self, optimizer: torch.optim.Optimizer, params: Sequence[nn.Parameter],
+             grad_clip: float | None) -> Tensor:
+        """The gradients clipped to norm ``grad_clip`` (None: not clipped) and ``optimizer``
+        stepped; returns the gradient norm before clipping. ZeRO-3: the engine's step (it
+        clips, steps ``optimizer`` on the partitions and clears the gradients; a step whose
+        gradients are not finite it skips, where one process would apply them)."""
+        if self.engine is not None:
+            self.engine.step()
+            norm = self.engine.get_global_grad_norm()  # None: no step made yet
+            return torch.tensor(math.nan if norm is None else float(norm))
+        norm = torch.nn.utils.clip_grad_norm_(params, grad_clip or math.inf)
+        if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor (replicated)
+            norm = norm.full_tensor()
+        optimizer.step()
+        return norm
 
     @property
     def averaged(self) -> bool:
@@ -250,6 +349,10 @@ class PreparedModel:
             get_optimizer_state_dict,
         )
 
+        if self.engine is not None:
+            from prefkit._zero3 import full_state
+
+            return full_state(self, trainable_only=trainable_only)
         assert self.sharded and self.wrapped is not None
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
         # the model's own (a sharded reference beside it is not gathered); the frozen
@@ -327,7 +430,7 @@ class PreparedModel:
         from its forward to the backward, so a pass without gradients leaves them gathered
         (and ``model.parameters()`` would give the gathered tensors, not the shards an
         optimizer must hold)."""
-        if self.sharded and self.wrapped is not None:
+        if self.sharded and self.wrapped is not None and self.engine is None:
             self.wrapped.reshard()  # type: ignore[operator]
 
     def loaders(self, optimizer: torch.optim.Optimizer) -> tuple[Any, Any]:
@@ -338,6 +441,10 @@ class PreparedModel:
         the checkpoint's weights and optimizer state, the others pass empty dicts."""
         if not self.sharded:
             return self.model, optimizer
+        if self.engine is not None:
+            from prefkit._zero3 import ModelLoader, OptimizerLoader
+
+            return ModelLoader(self), OptimizerLoader(self)
         return _ShardedModelLoader(self), _ShardedOptimizerLoader(self, optimizer)
 
 
@@ -401,9 +508,10 @@ class _ShardedOptimizerLoader:
 def training_accelerator(procs: Processes) -> Any:
     """accelerate's ``Accelerator`` for training on these processes (DDP,
     ``broadcast_buffers=False``), or :class:`FSDP2` when accelerate's config asks for FSDP
-    version 2; None for one process (no ``Accelerator``, no distributed call). Call it
-    before loading anything, so a launch it refuses fails at once: FSDP version 1,
-    DeepSpeed, FSDP settings prefkit does not run, and accelerate's ``mixed_precision``."""
+    version 2, or :class:`ZeRO3` when it asks for DeepSpeed; None for one process (no
+    ``Accelerator``, no distributed call). Call it before loading anything, so a launch it
+    refuses fails at once: FSDP version 1, DeepSpeed other than ZeRO-3 (or not installed),
+    FSDP / DeepSpeed settings prefkit does not run, and accelerate's ``mixed_precision``."""
     if procs.world == 1:
         return None
     from accelerate import Accelerator, DistributedDataParallelKwargs
@@ -411,7 +519,9 @@ def training_accelerator(procs: Processes) -> Any:
 
     fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
-        raise ValueError(_REFUSED.format("DeepSpeed"))
+        from prefkit._zero3 import zero3_settings
+
+        return zero3_settings()
     acc = Accelerator(device_placement=False, kwargs_handlers=[
         DistributedDataParallelKwargs(broadcast_buffers=False)])
     if acc.distributed_type == DistributedType.DEEPSPEED:
@@ -426,13 +536,12 @@ def training_accelerator(procs: Processes) -> Any:
     return _fsdp2_settings()
 
 
-_REFUSED = ("accelerate is configured for {}, which prefkit's training loops do not run "
-            "(DeepSpeed is not installed with prefkit): launch with FSDP2 (accelerate launch "
-            "--use_fsdp --fsdp_version 2; with torchrun, ACCELERATE_USE_FSDP=true "
-            "FSDP_VERSION=2) or DDP (accelerate launch --multi_gpu, or torchrun), or train a "
-            "LoRA adapter (lora_r > 0) to fit the model")
-
-
+_REFUSED = ("accelerate is configured for {}, which prefkit's training loops do not run: "
+            "launch with FSDP2 (accelerate launch --use_fsdp --fsdp_version 2; with torchrun, "
+            "ACCELERATE_USE_FSDP=true FSDP_VERSION=2), DeepSpeed ZeRO-3 (accelerate launch "
+            "--use_deepspeed --zero_stage 3, with DeepSpeed installed) or DDP (accelerate "
+            "launch --multi_gpu, or torchrun), or train a LoRA adapter (lora_r > 0) to fit "
+            "the model")
 def _fsdp2_settings() -> FSDP2:
     """accelerate's FSDP plugin as its environment gives it, checked for what prefkit runs."""
     from accelerate.utils import FullyShardedDataParallelPlugin
@@ -461,13 +570,17 @@ def prepare_model(model: nn.Module, accelerator: Any, *, reference: nn.Module | 
     """``model`` as ``accelerator`` (:func:`training_accelerator`) prepares it: DDP around
     :class:`ModelCall` ``(model)``, or with :class:`FSDP2` the model's layers and then the
     ``ModelCall`` sharded in place (build the optimizer afterwards, on the sharded
-    parameters); with no accelerator (one process) or nothing to train, the model itself.
+    parameters), or with :class:`ZeRO3` nothing yet (build the optimizer on the whole model,
+    then :meth:`PreparedModel.attach` it: DeepSpeed's engine partitions both); with no
+    accelerator (one process) or nothing to train, the model itself.
     The model must already sit on its device. ``reference`` (FSDP2 only): a frozen model
     that the calls run too (a live reference), sharded the same way in the same root, so
     that it is gathered layer by layer like the model (every call must go through
     :class:`PreparedModel`)."""
     if accelerator is None or not any(p.requires_grad for p in model.parameters()):
         return PreparedModel(model)
+    if isinstance(accelerator, ZeRO3):  # DeepSpeed's engine comes with the optimizer (attach)
+        return PreparedModel(model, sharded=True, zero3=accelerator)
     if isinstance(accelerator, FSDP2):
         return _shard(model, accelerator, reference)
     wrapped = accelerator.prepare_model(ModelCall(model), device_placement=False)

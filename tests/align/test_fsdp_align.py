@@ -167,7 +167,8 @@ def test_fsdp2_two_processes_equal_one_with_twice_the_accumulation(tmp_path):
         [r["loss"] for r in _rows(two / "dpo", "train")]
     for r in (0, 1):
         assert "--fsdp_version 2" in (two / f"fsdp1-{r}.txt").read_text()
-        assert "DeepSpeed is not installed" in (two / f"deepspeed-{r}.txt").read_text()
+        text = (two / f"deepspeed-{r}.txt").read_text()  # installed: its default stage 2
+        assert "DeepSpeed is not installed" in text or "ZeRO stage 3 only" in text
     assert not (two / "fsdp1").exists() and not (two / "deepspeed").exists()
 
 

@@ -52,6 +52,12 @@ makes the same number of passes (a process with fewer prompts pads with passes o
 in training, validation and KTO's step pass), gradients are reduce-scattered in every
 micro-batch, and the checkpoint and the model folder get the full weights and optimizer state
 gathered onto the main process, in the layout one process writes.
+With DeepSpeed ZeRO-3 (``accelerate launch --use_deepspeed --zero_stage 3``; DeepSpeed
+installed) the same, through DeepSpeed's engine: every process loads the model whole, makes
+the checks and the reference cache, then ``deepspeed.initialize`` partitions it with AdamW
+(:meth:`~prefkit.processes.PreparedModel.attach`); the step's backward and optimizer step go
+through :meth:`~prefkit.processes.PreparedModel.backward` and
+:meth:`~prefkit.processes.PreparedModel.step`, which are the engine's there.
 
 The output folder:
 
@@ -132,6 +138,7 @@ from prefkit.processes import (
     FSDP2,
     PreparedModel,
     Processes,
+    ZeRO3,
     join_processes,
     prepare_model,
     training_accelerator,
@@ -176,7 +183,7 @@ class AlignConfig(ConfigIO):
     ``torch_compile`` compiles each transformer layer (``torch.compile``, dynamic shapes; as
     transformers' ``TrainingArguments.torch_compile``): a one-off compile of tens of seconds,
     then faster steps (on a CPU ~1.08x at 8 and at 32 pairs, the tiny Llama of
-    ``benchmarks/align_speed.py``); not with FSDP2.
+    ``benchmarks/align_speed.py``); not with FSDP2 or ZeRO-3.
     ``eval_every`` / ``checkpoint_every`` / ``log_every`` are in optimizer steps (the first
     two 0: only at the end). Every field is checked here, so a bad value fails before any
     model is loaded.
@@ -423,9 +430,10 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
     loss = get_align_loss(config.loss)
     procs, default_device = join_processes()  # accelerate launch / torchrun: the group
     accelerator = training_accelerator(procs)  # several: DDP (refuses what it cannot run)
-    if config.torch_compile and isinstance(accelerator, FSDP2):
-        raise ValueError("torch_compile is not supported with FSDP2 here (FSDP2's hooks would "
-                         "be traced into the compiled layers): train without it, or with DDP")
+    if config.torch_compile and isinstance(accelerator, (FSDP2, ZeRO3)):
+        raise ValueError("torch_compile is not supported with FSDP2 or DeepSpeed ZeRO-3 here "
+                         "(their hooks would be traced into the compiled layers): train "
+                         "without it, or with DDP")
     main = procs.main
     device = torch.device(device) if device is not None else default_device
     procs.barrier()  # every process has looked before the main one writes anything
@@ -471,7 +479,7 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
     # -- resume (the checkpoint checked, its weights loaded below) or start fresh -----------------
     # (FSDP2: only the main process reads the weights and optimizer state; see loaders below)
     ck = load_checkpoint(run, config, fingerprints, model, procs,
-                         sharded=isinstance(accelerator, FSDP2)) if run.resuming else None
+                         sharded=isinstance(accelerator, (FSDP2, ZeRO3))) if run.resuming else None
     if ck is None and main:
         run.start(config.to_dict(), versions=versions())  # an old run is cleared whole first
     procs.barrier()
@@ -487,10 +495,10 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
             kl_pairs=kl_pairs, progress=progress and main, main=main, barrier=procs.barrier)
     kl_train = mismatched_examples(train.examples, max_length=train.max_length) \
         if kl_pairs else []
-    if isinstance(accelerator, FSDP2) and not on_meta:
+    if isinstance(accelerator, (FSDP2, ZeRO3)) and not on_meta:
         # the log-prob engine and the packing check a model once, by forwards of their own: on
         # every process before sharding (after, a process whose reference came from the cache
-        # would make them alone, collectives the others never join)
+        # would make them alone, collectives the others never join; ZeRO-3 likewise)
         model_checks(model, train, config, device)
 
     # -- optimizer, schedule, RNG ------------------------------------------------------------------
@@ -516,6 +524,8 @@ def _setup(model: nn.Module | str | Path, data: Any, config: AlignConfig, *,
         if isinstance(live_ref, nn.Module):
             compile_layers(live_ref)
     params, opt, sched = make_optimizer(model, config, total)
+    # ZeRO-3: DeepSpeed's engine takes the model and AdamW and partitions both (else nothing)
+    prepared.attach(opt, grad_clip=config.grad_clip)
     data_gen = torch.Generator().manual_seed(config.seed + 1)  # epoch order
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed + 2)
@@ -591,14 +601,13 @@ def _train_step(st: AlignState, idx: Tensor) -> tuple[Tally, Tensor]:
             with st.prepared.no_sync() if i < len(micro) - 1 else contextlib.nullcontext():
                 logps = _score(st, st.train.examples, mb.tolist(), st.ref_train)
                 out, losses = _example_losses(st, logps, stats)  # (b,)
-                (losses.sum() * weight / len(idx)).backward()  # the mean over the step's prompts
+                # the mean over the step's prompts (ZeRO-3: through DeepSpeed's engine)
+                st.prepared.backward(losses.sum() * weight / len(idx))
             if weight:
                 tally.add_output(out, losses, logps)
         st.dropout_state = rng_state(device)
-    grad_norm = torch.nn.utils.clip_grad_norm_(st.params, config.grad_clip or math.inf)
-    if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor (replicated)
-        grad_norm = grad_norm.full_tensor()
-    st.opt.step()
+    # clipped, AdamW (ZeRO-3: the engine's step), the schedule
+    grad_norm = st.prepared.step(st.opt, st.params, config.grad_clip)
     st.sched.step()
     return tally, grad_norm
 
