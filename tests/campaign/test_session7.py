@@ -143,6 +143,14 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     # source line, Python's warning format
     ("sim.provisional", "simulate votes_ds --runs 1 --max-votes 400 --json", 0,
      ["note: the simulated truth: 1 item", "(A)"]),
+    # was: matplotlib's ValueError traceback ('Format 'xyz' is not supported') / a
+    # FileNotFoundError traceback / a folder 'plain' written as plain.png without a word
+    ("sim.plot_suffix", "simulate votes_ds --runs 1 --plot s.xyz", 2,
+     ["--plot s.xyz: the file name must end in one of .png"]),
+    ("sim.plot_folder", "simulate votes_ds --runs 1 --plot plain", 2,
+     ["--plot plain: the file name must end in one of .png"]),
+    ("sim.plot_unwritable", "simulate votes_ds --runs 1 --max-votes 400 --plot /proc/x/s.png",
+     2, ["--plot /proc/x/s.png: cannot write it"]),
     # the refusal comes before the fit (was: after a ProvisionalWarning about 2 items)
     ("sim.two_items", "simulate two.csv", 2, ["two.csv: 2 items", "at least 3"]),
     # -- arena: --db a folder; export to Parquet

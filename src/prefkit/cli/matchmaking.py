@@ -11,6 +11,7 @@ import typer
 
 from prefkit.cli._common import (
     _clip,
+    check_plot,
     console,
     fail,
     note,
@@ -19,7 +20,7 @@ from prefkit.cli._common import (
     print_json,
     read_input,
 )
-from prefkit.cli.rank import refuse_stdin
+from prefkit.cli.rank import _write, refuse_stdin
 from prefkit.runs import plural
 
 
@@ -121,6 +122,7 @@ def simulate(
     from prefkit.rank import fit_bradley_terry
     from prefkit.rank.simulate import simulate_matchmaking
 
+    check_plot(plot)  # before any slow work
     if top is not None and top < 3:
         fail(f"--top must be at least 3 (the strongest items to simulate), got {top}")
     if not 0 < target <= 1:
@@ -159,7 +161,7 @@ def simulate(
                                       rng=np.random.default_rng(seed), n_runs=runs, ties=ties,
                                       stop_at_target=True)
     if plot is not None:
-        result.plot(plot)
+        _write(plot, "--plot", result.plot)
     if as_json:
         print_json(result.to_dict())
         return
