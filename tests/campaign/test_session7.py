@@ -45,6 +45,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                  "annotator2": 2, "annotator3": 0}])
     datasets.Dataset.from_list([{"prompt": "1+1="}, {"prompt": "2+2="}]).save_to_disk(
         str(root / "rl_ds"))
+    (root / "ahtml.html").mkdir()  # a folder named as a report
     (root / "plain").mkdir()  # a folder of files, not a saved dataset
     _jsonl(root / "plain" / "v.jsonl", rows)
     # PandaLM's layout, saved as a dataset (prefkit inspect)
@@ -197,6 +198,9 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("one.messages", "reward train conv_bad.jsonl -o o_rt", 2,
      ["after their 1 shared turn chosen has 2 messages and rejected 1 message",
       "conv_bad.jsonl line 1"]),
+    # was: "--html ahtml.html is a folder; give a file name (e.g. ahtml.html/leaderboard.png)"
+    ("in.html_folder", "inspect pl1.jsonl --rounds 5 --html ahtml.html", 2,
+     ["--html ahtml.html is a folder", "ahtml.html/report.html"]),
     # -- CSV dialects and Arrow
     # was: "cannot tell the format of this CSV file from its header (columns:
     # model_a;model_b;winner)"

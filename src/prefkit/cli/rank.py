@@ -126,7 +126,7 @@ def rank(
     if plot is not None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            _write(plot, "--plot", lb.plot)
+            _write(plot, "--plot", lb.plot, "leaderboard.png")
         for w in caught:
             note(f"note: {w.message}")
     if csv is not None:
@@ -215,11 +215,13 @@ def _note_unbounded(lb: Any) -> None:
              "--intervals hessian for intervals from the prior-regularised fit")
 
 
-def _write(path: Path, flag: str, write: Any) -> None:
-    """Write an output file, creating its folder; refuse (exit 2) a path that cannot be one."""
+def _write(path: Path, flag: str, write: Any, example: str | None = None) -> None:
+    """Write an output file, creating its folder; refuse (exit 2) a path that cannot be one
+    (a folder: ``example`` names a file in it, by default one the flag writes)."""
     if path.is_dir():
-        fail(f"{flag} {path} is a folder; give a file name (e.g. {path / 'leaderboard'}"
-             f"{'.csv' if flag == '--csv' else '.png'})")
+        example = example or {"--csv": "leaderboard.csv", "--html": "report.html"}.get(
+            flag, "plot.png")
+        fail(f"{flag} {path} is a folder; give a file name (e.g. {path / example})")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(path)
