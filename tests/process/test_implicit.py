@@ -395,7 +395,7 @@ def test_cli_implicit_refuses_bad_rows_and_options(implicit_cli: dict, tmp_path:
     code, out, err = _cli(*args, tmp_path / "o2", *TRAIN_ARGS, "--skip-invalid",
                           "--stop-after", "1")
     assert code == 0, err
-    assert json.loads(out)["n_solutions"] == 62 and "skipped 2 invalid row(s)" in err
+    assert json.loads(out)["n_solutions"] == 62 and "skipped 2 invalid rows" in err
     # a row the step reader skips, in a JSON list on one line: outcomes stay row for row
     skip = [dict(r) for r in implicit_cli["rows"]]
     skip[1]["label"] = 99
