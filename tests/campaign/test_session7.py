@@ -201,6 +201,16 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     # was: "--html ahtml.html is a folder; give a file name (e.g. ahtml.html/leaderboard.png)"
     ("in.html_folder", "inspect pl1.jsonl --rounds 5 --html ahtml.html", 2,
      ["--html ahtml.html is a folder", "ahtml.html/report.html"]),
+    # '-' (standard input) as rank and inspect say it; was: "-: no such file"
+    ("stdin.reward_train", "reward train - -o o_rt", 2,
+     ["-: pairs are read from a file, not from standard input", "cat > pairs.jsonl"]),
+    ("stdin.reward_score", "reward score no_model -", 2, ["responses are read from a file"]),
+    ("stdin.judge_analyze", "judge analyze -", 2, ["verdicts are read from a file"]),
+    ("stdin.judge_run", "judge run - -o o.jsonl --model m", 2,
+     ["the pairs to judge are read from a file"]),
+    ("stdin.arena_import", "arena import - --db s.db", 2, ["votes are read from a file"]),
+    ("stdin.rl_task", "rl --model x --reward length:10 -o o_rl --task -", 2,
+     ["--task -: prompts are read from a file"]),
     # -- CSV dialects and Arrow
     # was: "cannot tell the format of this CSV file from its header (columns:
     # model_a;model_b;winner)"

@@ -90,6 +90,17 @@ def flag_words(message: str, flags: dict[str, str]) -> str:
 PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 
 
+def no_such_input(path: Path, what: str, example: str, *, flag: str = "",
+                  noun: str = "file") -> NoReturn:
+    """Exit 2 for an input ``path`` that is not there; ``-`` (standard input, which no
+    command reads) says how to give ``what`` instead."""
+    head = f"{flag} {path}" if flag else str(path)
+    if str(path) == "-":
+        fail(f"{head}: {what} are read from a file, not from standard input ('-'); save them "
+             f"to a file first (e.g. `cat > {example}`) and pass its path")
+    fail(f"{head}: no such {noun}")
+
+
 def check_plot(plot: Path | None) -> None:
     """Refuse a --plot whose extension names no image format, before any slow work."""
     if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from prefkit.cli._common import console, fail, note, print_json
+from prefkit.cli._common import console, fail, no_such_input, note, print_json
 from prefkit.runs import plural
 
 arena_app = typer.Typer(
@@ -304,6 +304,8 @@ def import_votes(
     from prefkit.data.readers import read_votes
     from prefkit.data.records import PairwiseVotes
 
+    if not votes.exists():
+        no_such_input(votes, "votes", "votes.csv")
     try:
         data = read_votes(votes, format=fmt).votes
     except InvalidInputError as e:

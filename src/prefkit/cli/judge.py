@@ -14,6 +14,7 @@ from prefkit.cli._common import (
     flag_words,
     input_errors,
     interrupt_exits,
+    no_such_input,
     note,
     out,
     print_json,
@@ -82,7 +83,7 @@ def analyze(
         fail(f"--repair must be none, likelihood or bradley-terry, got {repair!r}")
     for f in files:
         if not f.exists():
-            fail(f"{f}: no such file or folder")
+            no_such_input(f, "verdicts", "verdicts.jsonl", noun="file or folder")
     if any(x < 3 for x in k or []):
         fail(f"--k {min(k or [])}: NTR_k needs sets of at least 3 answers (a triad); give "
              "--k 3 or more, e.g. --k 4")
@@ -309,7 +310,7 @@ def run(
     if k != tpl.kind:
         fail(f"--kind {k} does not match template {tpl.name!r}, which is {tpl.kind}")
     if not data.exists():
-        fail(f"{data}: no such file")
+        no_such_input(data, "the pairs to judge", "pairs.jsonl")
     if cache is not None and cache.is_dir():
         fail(f"--cache {cache} is a folder; give a file name, e.g. {cache}/judge.sqlite")
     if output.exists() and output.is_dir():

@@ -23,6 +23,7 @@ from prefkit.cli._common import (
     fail,
     flag_words,
     input_errors,
+    no_such_input,
     note,
     out,
     parse_mapping,
@@ -120,7 +121,7 @@ def _read_pairs(path: Path, fmt: str, column: list[str] | None, skip_invalid: bo
     from prefkit.data.text_readers import read_preferences
 
     if not path.exists():
-        fail(f"{path}: no such file")
+        no_such_input(path, "pairs", "pairs.jsonl")
     with input_errors(path):
         res = read_preferences(path, format=fmt, columns=parse_mapping(column, "--column") or None,
                                skip_invalid=skip_invalid)
@@ -478,7 +479,7 @@ def _read_texts(path: Path, default_prompt: str, skip_invalid: bool,
     from prefkit.data.text_readers import read_responses
 
     if not path.exists():
-        fail(f"{path}: no such file")
+        no_such_input(path, "responses", "responses.jsonl")
     try:
         res = read_responses(path, prompt=default_prompt, skip_invalid=skip_invalid,
                              columns=columns or None)

@@ -18,6 +18,7 @@ from prefkit.cli._common import (
     check_output,
     fail,
     input_errors,
+    no_such_input,
     note,
     print_json,
     run_errors,
@@ -191,7 +192,7 @@ def rl_command(
         except ValueError as e:
             fail(f"--{e}")
     if not task.exists():
-        fail(f"--task {task}: no such file")
+        no_such_input(task, "prompts", "prompts.jsonl", flag="--task")
     with input_errors(f"--task {task}", also=(ValueError, FileNotFoundError)):
         data = read_task(task, template=template, limit=limit)
     try:
