@@ -22,7 +22,11 @@ def test_invalid_rows_print_file_line_field_and_the_flag(capsys) -> None:
     code, text = _exit(capsys, err, what="--task v.csv")
     assert code == 2
     assert "v.csv" in text and "line 3" in text and "unknown winner 'x'" in text
-    assert "--skip-invalid" in text and "--task" not in text  # its own words, no prefix
+    assert "--skip-invalid" in text
+    # a flag heads the problems (which of --task / --watch gave the file); a path does not
+    assert text.startswith("error: --task v.csv: 1 problem in v.csv")
+    code, text = _exit(capsys, err, what="v.csv")
+    assert text.startswith("error: 1 problem in v.csv")
 
 
 def test_other_errors_are_prefixed_with_what(capsys) -> None:
