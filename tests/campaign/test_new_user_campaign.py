@@ -276,7 +276,7 @@ _for("rtrain rft reval", "long", accept(r"cut|truncat",
 _for(P, "emoji", accept())
 _for(P, "header", refuse("p_header.csv", says=(r"no rows",)))
 _for("rtrain", "single", accept(r"1 training pairs", r"no validation pairs"))
-_for("rft", "single", accept(r"fine-tuned 1 pairs", check=_model_folder("ft_single")))
+_for("rft", "single", accept(r"fine-tuned 1 pair for 1 step", check=_model_folder("ft_single")))
 _for("reval", "single", accept(r"\b1\s+1\.000\s+\[0\.207, 1\.000\]",
                                why="one pair: accuracy 1 with its wide interval"))
 _for("align", "single", refuse("p_single.jsonl", says=(r"no example left", r"--max-length")))
