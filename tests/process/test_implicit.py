@@ -126,17 +126,18 @@ def test_step_rewards_one_pass_paths_and_batches_agree() -> None:
     """One pass per solution: the fused path (backbone + chunked output embedding) and the
     model's own logits give the same step rewards, in any batching (one solution per
     batch, a token budget that forces it, all at once)."""
-    from prefkit.process import _implicit_model as im
+    from prefkit.align import logprobs
 
     tok = char_tokenizer()
     policy, ref = tiny_llama(len(tok), seed=1), tiny_llama(len(tok), seed=2)
     prm = ImplicitPRM(policy, ref, tok, beta=0.3)
     data, _ = make_solutions(7, np.random.default_rng(1), p_error=0.5)
     fused = prm.step_rewards(data.prompts, data.steps)
-    assert im._FUSED_OK[policy] and im._FUSED_OK[ref]  # the split reproduced the logits
+    # align's once-per-model check: the split reproduced each model's logits
+    assert logprobs._CHECKED[policy] is True and logprobs._CHECKED[ref] is True
     runs = [prm.step_rewards(data.prompts, data.steps, batch_size=1),
             prm.step_rewards(data.prompts, data.steps, max_batch_tokens=1)]
-    im._FUSED_OK[policy] = im._FUSED_OK[ref] = False  # now the model's own logits
+    logprobs._CHECKED[policy] = logprobs._CHECKED[ref] = False  # now the model's own logits
     runs.append(prm.step_rewards(data.prompts, data.steps, batch_size=3))
     for other in runs:
         for x, y in zip(fused, other):

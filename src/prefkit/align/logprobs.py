@@ -49,7 +49,8 @@ from torch import Tensor, nn
 from prefkit.align.types import SequenceLogps
 
 __all__ = ["response_logps", "sequence_logps", "packed_sequence_logps", "split_lm_head",
-           "chunked_token_logps", "LMHead", "DEFAULT_CHUNK_ELEMENTS"]
+           "checked_lm_head", "last_hidden_state", "chunked_token_logps", "LMHead",
+           "DEFAULT_CHUNK_ELEMENTS"]
 
 #: Default chunk: about this many logits (float32: 4 bytes each) in memory at once.
 DEFAULT_CHUNK_ELEMENTS = 1 << 24
@@ -137,6 +138,21 @@ def _checked_split(model: nn.Module, inputs: _Inputs) -> LMHead | None:
         finally:
             lm.train(was_training)
     return split if _CHECKED[lm] else None
+
+
+def checked_lm_head(model: nn.Module, input_ids: Tensor, attention_mask: Tensor
+                    ) -> LMHead | None:
+    """:func:`split_lm_head` when that split reproduces ``model``'s own logits -- checked once
+    per model, on the start of the first of these right-padded rows -- else None (use the
+    model's logits). For other log-prob engines over the same split (prefkit.process's
+    implicit PRM)."""
+    return _checked_split(model, _Inputs(input_ids, attention_mask))
+
+
+def last_hidden_state(backbone: nn.Module, input_ids: Tensor, attention_mask: Tensor,
+                      **kwargs: Any) -> Tensor:
+    """The backbone's last hidden states ``(B, T, H)`` (what :class:`LMHead` splits off)."""
+    return _last_hidden(backbone, input_ids, attention_mask, **kwargs)
 
 
 def _last_hidden(backbone: nn.Module, input_ids: Tensor, attention_mask: Tensor,

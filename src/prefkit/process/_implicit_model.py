@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -205,44 +204,21 @@ class ImplicitPRM:
 
 
 # -- per-token log-probs at the scored positions --------------------------------------------
-_FUSED_OK: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
-
-
 def _token_logps(model: nn.Module, ids: torch.Tensor, attn: torch.Tensor, where: torch.Tensor,
                  targets: torch.Tensor) -> torch.Tensor:
     """``log pi(targets | ...)`` (n,) float32 from the outputs at the flat positions
     ``where`` of the ``(B, T)`` rows: the backbone's hidden states there through the output
     embedding in chunks (:func:`prefkit.align.logprobs.chunked_token_logps`, no ``(B, T,
-    V)`` logits), when that split of the model reproduces its own logits (checked once per
-    model); else the model's logits at those positions."""
-    from prefkit.align.logprobs import chunked_token_logps, split_lm_head
+    V)`` logits), when that split of the model reproduces its own logits (align's check,
+    once per model: :func:`prefkit.align.logprobs.checked_lm_head`); else the model's
+    logits at those positions."""
+    from prefkit.align.logprobs import checked_lm_head, chunked_token_logps, last_hidden_state
 
-    head = split_lm_head(model)
-    if head is not None and _fused_ok(model, head, ids, attn):
-        hidden = _hidden(head.backbone, ids, attn)  # (B, T, H)
+    head = checked_lm_head(model, ids, attn)
+    if head is not None:
+        hidden = last_hidden_state(head.backbone, ids, attn)  # (B, T, H)
         return chunked_token_logps(hidden.flatten(0, 1).index_select(0, where), head,
                                    targets)[0]
     logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits  # (B, T, V)
     logp = torch.log_softmax(logits.flatten(0, 1).index_select(0, where).float(), dim=-1)
     return logp.gather(1, targets[:, None]).squeeze(1)
-
-
-def _hidden(backbone: nn.Module, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
-    out = backbone(input_ids=ids, attention_mask=attn, use_cache=False)
-    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-
-
-def _fused_ok(model: nn.Module, head: Any, ids: torch.Tensor, attn: torch.Tensor) -> bool:
-    """Whether backbone + head give the model's own logits, on the first 16 tokens of the
-    first row (once per model)."""
-    if model not in _FUSED_OK:
-        x, m = ids[:1, :16], attn[:1, :16]
-        try:
-            full = model(input_ids=x, attention_mask=m, use_cache=False).logits.float()
-            ours = head.transform(head.head(_hidden(head.backbone, x, m)).float())[0]
-            tol = 1e-4 if head.head.weight.dtype == torch.float32 else 2e-2
-            _FUSED_OK[model] = bool(torch.allclose(ours, full, rtol=tol, atol=tol * (
-                1 + float(full.abs().max()))))
-        except Exception:  # noqa: BLE001 -- any failure: use the model's own logits
-            _FUSED_OK[model] = False
-    return _FUSED_OK[model]
