@@ -211,6 +211,11 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("stdin.arena_import", "arena import - --db s.db", 2, ["votes are read from a file"]),
     ("stdin.rl_task", "rl --model x --reward length:10 -o o_rl --task -", 2,
      ["--task -: prompts are read from a file"]),
+    # another command's input says which command reads it; was: the known formats only
+    ("family.pairs_to_rank", "rank rp.jsonl", 2,
+     ["these columns are text pairs", "(format trl), read by prefkit reward train"]),
+    ("family.votes_to_reward", "reward train semi.csv -o o_rt", 2,
+     ["these columns are votes, counts and rankings (format generic), read by prefkit rank"]),
     # -- CSV dialects and Arrow
     # was: "cannot tell the format of this CSV file from its header (columns:
     # model_a;model_b;winner)"

@@ -241,10 +241,29 @@ def detect(table: Table, families: Sequence[str],
     raise InvalidInputError([table.problem(
         None, f"cannot tell the format of this {container} from its {what} "
         f"(columns: {shown})",
-        f"{_rename_hint(table, keys, first, families)}known formats:\n"
+        f"{_rename_hint(table, keys, first, families)}"
+        f"{_other_family_hint(table, keys, first, families)}known formats:\n"
         f"{describe_formats(*families)}\n  pass format='<name>' (CLI: --format "
         f"<name>){_map_hint(families[0])}",
         "unknown_format")])
+
+
+def _other_family_hint(table: Table, keys: frozenset[str], first: Mapping[str, Any],
+                       families: Sequence[str]) -> str:
+    """When another command's format reads these columns (pairs given to prefkit rank,
+    votes given to prefkit reward train): which command and format."""
+    for fam, heading in FAMILIES.items():
+        if fam in families:
+            continue
+        for f in formats(fam):
+            try:
+                found = f.detect(table.kind, keys, first)
+            except Exception:  # noqa: BLE001 - a detector that needs more than the keys
+                found = False
+            if found:
+                what, _, commands = heading.partition(": ")
+                return (f"these columns are {what} (format {f.name}), read by {commands}; ")
+    return ""
 
 
 def _rename_hint(table: Table, keys: frozenset[str], first: Mapping[str, Any],
