@@ -241,7 +241,7 @@ def test_step_dpo_errors(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError) as err:
         read_alignment_data(path)
     msg = str(err.value)
-    assert f"wrong_step_index 3 names no step of the 3 steps in field 'wrong_step_index' at " \
+    assert f"wrong_step_index 3 names none of its 3 steps in field 'wrong_step_index' at " \
            f"{path} line 1; wrong_step_index is the 0-based position" in msg
     assert "error_step 2 (1-based) disagrees with wrong_step_index 0 (0-based)" in msg
     assert "the rejected step equals the correct step steps[0]" in msg and "line 3" in msg

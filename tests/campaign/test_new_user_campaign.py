@@ -264,7 +264,7 @@ _for(P + " rscore", "parquet0", refuse("p_empty.parquet", says=(r"no rows|empty"
 _for(P, "trunc", refuse("p_trunc.jsonl", says=(r"line 6", r"malformed JSON", SKIP)))
 _for(P, "latin1", refuse("p_latin1.csv", says=(r"UTF-8", r"line \d+", r"re-save|iconv")))
 _for(P, "same", refuse("p_same.jsonl", says=(r"line 4", r"identical", SKIP)))
-_for(P, "emptyfields", accept(r"2 pair(s|\(s\)) with an empty response, kept",
+_for(P, "emptyfields", accept(r"2 pairs with an empty response, kept",
                              why="an empty answer is data: kept, and counted"))
 _for(P, "misspelled", refuse("p_misspelled.jsonl", says=(r"rejectd", r"--column|--format")))
 _for(P, "dupcols", refuse("p_dupcols.csv", says=(r"duplicate column", r"rename or drop")))

@@ -166,6 +166,20 @@ def test_bad_options_are_refused_in_flags_before_loading(
     assert not out.exists()
 
 
+@pytest.mark.parametrize("flag", ["--data", "--validation"])
+def test_missing_data_or_stdin_is_refused_before_the_model_loads(
+        workdir: Path, tmp_path: Path, no_loading: None, flag: str) -> None:
+    # campaign s7: `--data -` was checked only after the model (a Hub id: five retries first)
+    data = ["--data", str(workdir / "pairs.jsonl")] if flag == "--validation" else []
+    for given, words in (("-", "preference data are read from a file, not from standard "
+                               "input ('-')"),
+                         (str(tmp_path / "nope.jsonl"), "nope.jsonl: no such file")):
+        code, _, err = _run("--model", "no-such-org/no-such-model", *data, flag, given,
+                            "--output", str(tmp_path / "run"))
+        assert code == 2, err
+        assert f"{flag} " in err and words in " ".join(err.split()), err
+
+
 def test_hyper_parameter_values_are_typed_by_the_loss(workdir: Path, tmp_path: Path) -> None:
     from prefkit.align.losses import get_align_loss
     from prefkit.cli.align import _hyper
@@ -240,6 +254,6 @@ def test_what_has_no_effect_or_was_kept_is_said(workdir: Path, tmp_path: Path) -
                         str(tmp_path / "run"), "--batch-size", "4", "--max-steps", "2",
                         "--eval-every", "1", "--stop-after", "10")
     assert code == 0, err
-    assert "1 pair(s) with an empty response, kept" in err
+    assert "1 pair with an empty response, kept" in err
     assert "--eval-every 1 has no effect without --validation" in err
     assert "--stop-after 10 had no effect: the run has 2 steps" in err

@@ -108,13 +108,19 @@ def test_bad_input_and_arguments(trained: dict[str, Any], tmp_path: Path) -> Non
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"problem": "q", "steps": ["a"], "label": 3}]))
     code, _, err = run("prm", "eval", str(tmp / "run"), str(bad))
-    assert code == 2 and "names no step of the 1 steps" in err and "line 1" in err
+    assert code == 2 and "names none of its 1 step" in err and "line 1" in err
     code, _, err = run("prm", "eval", str(tmp / "test.json"), str(tmp / "run"))
     assert code == 2 and "is a file" in err
     code, _, err = run("prm", "train", str(tmp / "train.json"), "--output", str(tmp / "run"))
     assert code == 2 and "--resume" in err
     code, _, err = run("prm", "best-of-n", str(tmp / "run"), str(bad), "--aggregate", "max")
     assert code == 2 and "max" in err
+    # campaign s7: '-' said "-: no such file"
+    code, _, err = run("prm", "train", "-", "--output", str(tmp_path / "o"))
+    assert code == 2 and "step-labelled solutions are read from a file, not from standard" \
+        in " ".join(err.split())
+    code, _, err = run("prm", "best-of-n", str(tmp / "run"), "-")
+    assert code == 2 and "candidates are read from a file" in " ".join(err.split())
 
 
 def test_train_finetune_flags(tmp_path: Path) -> None:

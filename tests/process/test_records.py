@@ -86,7 +86,7 @@ def test_bad_rows_name_line_field_and_fix(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError) as e:
         read_steps(p)
     msg = str(e.value)
-    assert "line 2" in msg and "'label'" in msg and "names no step of the 2 steps" in msg
+    assert "line 2" in msg and "'label'" in msg and "names none of its 2 steps" in msg
     assert "line 3" in msg and "non-empty list of steps" in msg
     res = read_steps(p, skip_invalid=True)
     assert len(res.data) == 1 and sorted(s.line for s in res.skipped) == [2, 3]

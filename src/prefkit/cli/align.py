@@ -21,6 +21,7 @@ from prefkit.cli._common import (
     fail,
     flag_words,
     input_errors,
+    no_such_input,
     note,
     out,
     parse_mapping,
@@ -278,6 +279,9 @@ def align_command(
         note(f"--eval-every {eval_every} has no effect without --validation (nothing to "
              "evaluate); give --validation FILE to evaluate held-out data")
 
+    for flag, path in (("--data", data), ("--validation", validation)):
+        if path is not None and not path.exists():  # before the model: loading it is slow
+            no_such_input(path, "preference data", "prefs.jsonl", flag=flag)
     model_path = Path(model)
     if not model_path.exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
         fail(f"--model {model}: no such folder (give a folder with config.json, the weights and "
@@ -292,7 +296,7 @@ def align_command(
 
     def read(path: Path, what: str) -> Any:
         if not path.exists():
-            fail(f"{what} {path}: no such file")
+            no_such_input(path, "preference data", "prefs.jsonl", flag=what)
         want = spec.kind if kind == "auto" else kind
         with input_errors(path):
             records = read_alignment_data(path, kind="auto", format=fmt,
@@ -304,9 +308,11 @@ def align_command(
             fail(_kind_mismatch(path, records, spec, kind))
         report_skipped(path, records.skipped, records.n_skipped)
         if records.n_empty:
-            rows = "pair(s)" if records.kind == "pairwise" else "row(s)"
-            note(f"{path}: {records.n_empty:,} {rows} with an empty response, kept (an empty "
-                 "answer is data)", style="dim")
+            from prefkit.runs import plural
+
+            rows = plural(records.n_empty, "pair" if records.kind == "pairwise" else "row")
+            note(f"{path}: {rows} with an empty response, kept (an empty answer is data)",
+                 style="dim")
         records = converted
         try:
             tokens = tokenize_alignment(records, tokenizer, max_length=max_length,

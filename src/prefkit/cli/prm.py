@@ -21,6 +21,7 @@ from prefkit.cli._common import (
     fail,
     flag_words,
     input_errors,
+    no_such_input,
     note,
     out,
     parse_mapping,
@@ -80,7 +81,7 @@ def _read_steps(path: Path, fmt: str, column: list[str] | None, skip_invalid: bo
     from prefkit.process import read_steps
 
     if not path.exists():
-        fail(f"{path}: no such file")
+        no_such_input(path, "step-labelled solutions", "solutions.jsonl")
     columns = parse_mapping(column, "--column") or {}
     if outcome_column is not None:
         if columns.get("outcome", outcome_column) != outcome_column:
@@ -106,7 +107,7 @@ def _read_candidates(path: Path, fmt: str, column: list[str] | None, skip_invali
     from prefkit.data.steps import read_candidates_file
 
     if not path.exists():
-        fail(f"{path}: no such file")
+        no_such_input(path, "candidates", "candidates.jsonl")
     try:
         sep = separator.encode().decode("unicode_escape")
     except UnicodeDecodeError as e:

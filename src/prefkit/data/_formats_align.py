@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from prefkit.data._frame import to_float
 from prefkit.data._rows import FIX_SAME, Prompt, RowChecks, get, json_list
 from prefkit.data.formats import Parsed, Role, register, resolve
+from prefkit.runs import plural
 
 if TYPE_CHECKING:
     from prefkit.data.table import Table
@@ -286,7 +287,7 @@ def _index(checks: RowChecks, row: Mapping[str, Any], ci: str | None, ce: str | 
             continue
         x = None if isinstance(v, bool) else to_float(v)
         if x is None or x != x or x != int(x) or not base <= x < n + base:
-            checks.bad(fld, v, f"{fld} {v!r} names no step of the {n} steps", FIX_INDEX,
+            checks.bad(fld, v, f"{fld} {v!r} names none of its {plural(n, 'step')}", FIX_INDEX,
                        "bad_value")
             return None
         got.append((fld, int(x) - base))

@@ -64,6 +64,7 @@ from prefkit.data._step_rows import (
     step_list,
 )
 from prefkit.data.formats import Parsed, Role, read_format, register, resolve
+from prefkit.runs import plural
 
 if TYPE_CHECKING:
     from prefkit.data.table import Table
@@ -98,8 +99,8 @@ def read_processbench(table: Table, *, columns: Mapping[str, str] | None = None,
         raw = get(row, col["label"])
         x = None if isinstance(raw, bool) else to_float(raw)
         if steps is not None and (x is None or x != int(x) or not -1 <= x < len(steps)):
-            checks.bad(col["label"], raw, f"label {raw!r} names no step of the {len(steps)} "
-                       "steps", FIX_PB, "missing_value" if raw is None else "bad_value")
+            checks.bad(col["label"], raw, f"label {raw!r} names none of its "
+                       f"{plural(len(steps), 'step')}", FIX_PB, "missing_value" if raw is None else "bad_value")
         outcome = outcome_of(checks, get(row, col["outcome"]) if col["outcome"] else None,
                            col["outcome"], required=require_outcome)
         if not checks.ok or prompt is None or steps is None or x is None:
