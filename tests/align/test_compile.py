@@ -26,12 +26,7 @@ from prefkit.align.tiny import tiny_llama  # noqa: E402
 from prefkit.align.trainer import AlignConfig, align  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _pairs(n: int = 8) -> AlignmentData:

@@ -55,12 +55,7 @@ HEADS = {"gqa": {}, "gqa_6on2": {"hidden_size": 48, "num_attention_heads": 6,
          "mha": {"num_key_value_heads": 4}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -32,14 +32,7 @@ from prefkit.align.tiny import char_tokenizer, tiny_llama  # noqa: E402
 ATOL = 1e-5  # float32 sums of up to ~40 log-probs computed in different orders
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared, busy machine two
-    spinning OpenMP threads make a step 20-40x slower; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 # -- the plain computation every test compares with ------------------------------------------------

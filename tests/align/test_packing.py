@@ -48,12 +48,7 @@ ATOL = 1e-5  # float32, sums of up to ~40 log-probs in different orders (as test
 MODES = ("pack", "prefix")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -38,14 +38,8 @@ from prefkit.align.trainer import AlignConfig, align  # noqa: E402
 LN2 = math.log(2.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared, busy machine two
-    spinning OpenMP threads make a step 20-40x slower; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
+
 FAST = dict(learning_rate=5e-3, batch_size=2, log_every=1, max_length=48, eval_batch_size=8)
 
 
