@@ -262,15 +262,17 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("ao.dir", "arena add-outputs adir --db b.db", 2, ["adir", "is a folder"]),
     ("ao.empty", "arena add-outputs empty.jsonl --db b.db", 2, ["empty.jsonl", "no rows"]),
     ("ao.header", "arena add-outputs outputs.csv --db b.db", 2,
-     ["outputs.csv", "missing column(s) model, output"]),
+     ["outputs.csv: missing columns model, output (columns: prompt_id, prompt)"]),
     # was: '... pass --skip-invalid', an option add-outputs does not have
     ("ao.wrongcols", "arena add-outputs wrongcols.jsonl --db b.db", 2,
      ["wrongcols.jsonl line 1", "prompt_id", "non-empty"]),
+    # records of a one-line JSON list are named by their number (the shared reader's words)
     ("ao.list", "arena add-outputs listshape.json --db b.db", 2,
-     ["listshape.json line 1", "not a JSON object"]),
-    # was: read as CSV: "missing column(s) ... (columns: {"a": 1})"
+     ["expected a JSON object, got int at listshape.json record 1", '"prompt_id": "p1"']),
+    # was: read as CSV: "missing column(s) ... (columns: {"a": 1})"; then "not a JSONL or CSV
+    # file", as a real .gz was (read since add-outputs reads through prefkit.data.table)
     ("ao.gz", "arena add-outputs notgz.jsonl.gz --db b.db", 2,
-     ["notgz.jsonl.gz", "not a JSONL or CSV", "gzip -dc"]),
+     ["notgz.jsonl.gz: named .gz but not gzip-compressed", "mv notgz.jsonl.gz notgz.jsonl"]),
     ("ao.db_not_db", "arena add-outputs outputs.jsonl --db pb.json", 2,
      ["--db pb.json", "not a database"]),
     # -- arena import / export

@@ -10,6 +10,7 @@ fix (``# was:`` says what it did then).
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,9 @@ import pytest
 from cli_table import check_row
 from cli_table import invoke as _invoke
 
+#: Two outputs of arena add-outputs, written in each layout the shared reader takes.
+AO_ROWS = [{"prompt_id": "p1", "prompt": "Say hi", "model": "a", "output": "hi"},
+           {"prompt_id": "p1", "prompt": "Say hi", "model": "b", "output": "hello"}]
 VOTES = [("A", "B", "model_a"), ("B", "C", "tie"), ("C", "A", "model_b"), ("A", "C", "model_a"),
          ("B", "A", "model_b"), ("C", "B", "model_a")]
 
@@ -80,6 +84,27 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _jsonl(root / "pairs.jsonl", [{"question_id": 1, "prompt": "hi", "response_a": "good",
                                    "response_b": "bad", "model_a": "m1", "model_b": "m2"}])
     _jsonl(root / "rp.jsonl", [{"prompt": "hi", "chosen": "good", "rejected": "bad"}])
+    # arena add-outputs through the shared reader: the same two outputs in every layout
+    _jsonl(root / "ao.jsonl", AO_ROWS)
+    (root / "ao_semi.csv").write_text("prompt_id;prompt;model;output\n" + "".join(
+        f"{r['prompt_id']};{r['prompt']};{r['model']};{r['output']}\n" for r in AO_ROWS),
+        encoding="utf-8")
+    (root / "ao_bom.csv").write_text("\ufeffprompt_id,prompt,model,output\n" + "".join(
+        f"{r['prompt_id']},{r['prompt']},{r['model']},{r['output']}\n" for r in AO_ROWS),
+        encoding="utf-8")
+    with gzip.open(root / "ao_gz.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in AO_ROWS))
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(AO_ROWS), root / "ao.parquet")
+    pq.write_table(pa.Table.from_pylist([AO_ROWS[0], {**AO_ROWS[1], "output": None}]),
+                   root / "ao_bad.parquet")
+    datasets.Dataset.from_list(AO_ROWS).save_to_disk(str(root / "ao_ds"))
+    (root / "ao_ragged.csv").write_text("prompt_id,prompt,model,output\np1,Say hi,a,hi\n"
+                                        "p1,Say hi,b,hello,there\n", encoding="utf-8")
+    (root / "ao_dupkey.jsonl").write_text(
+        '{"prompt_id": "p1", "prompt": "q", "model": "a", "output": "x", "output": "y"}\n',
+        encoding="utf-8")
     return root
 
 
@@ -231,6 +256,37 @@ CASES: list[tuple[str, str, int, list[str]]] = [
     ("arrow.file", "rank votes.arrow", 2,
      ["an Arrow IPC (Feather) file", "pq.write_table(f.read_table('votes.arrow'), "
       "'votes.parquet')"]),
+    # -- arena add-outputs reads through the shared reader (prefkit.data.table), as every
+    # other verb does; was its own JSONL/CSV reader
+    # was: "missing column(s) prompt_id, prompt, model, output (columns: prompt_id;prompt;...)"
+    ("ao.semicolon", "arena add-outputs ao_semi.csv --db ao1.db", 0,
+     ["added or updated 2 outputs of 2 models on 1 prompt"]),
+    # was: "missing column(s) prompt_id" (the header's first name held the byte-order mark)
+    ("ao.bom", "arena add-outputs ao_bom.csv --db ao2.db", 0,
+     ["added or updated 2 outputs of 2 models on 1 prompt"]),
+    # was: "not a JSONL or CSV file (its name ends in '.gz')"
+    ("ao.gzip", "arena add-outputs ao_gz.jsonl.gz --db ao3.db", 0,
+     ["added or updated 2 outputs of 2 models on 1 prompt"]),
+    # was: "not a JSONL or CSV file (its name ends in '.parquet')"
+    ("ao.parquet", "arena add-outputs ao.parquet --db ao4.db", 0,
+     ["added or updated 2 outputs of 2 models on 1 prompt"]),
+    # was: "ao_ds: is a folder, not a file"
+    ("ao.saved_dataset", "arena add-outputs ao_ds --db ao5.db", 0,
+     ["added or updated 2 outputs of 2 models on 1 prompt"]),
+    # was: "not a JSONL or CSV file (its name ends in '.parquet')"
+    ("ao.bad_row", "arena add-outputs ao_bad.parquet --db ao6.db", 2,
+     ["missing or empty output in field 'output' at ao_bad.parquet row 2",
+      "give every row a non-empty output"]),
+    # was: accepted, the field 'there' dropped without a word
+    ("ao.ragged", "arena add-outputs ao_ragged.csv --db ao7.db", 2,
+     ["expected 4 fields, got 5 at ao_ragged.csv line 3", "quote fields that contain commas"]),
+    # was: accepted, the last 'output' kept without a word
+    ("ao.duplicate_key", "arena add-outputs ao_dupkey.jsonl --db ao8.db", 2,
+     ["duplicate key 'output' in one JSON object in field 'output' at ao_dupkey.jsonl line 1"]),
+    # was: "-: no such file"
+    ("stdin.arena_add_outputs", "arena add-outputs - --db ao9.db", 2,
+     ["-: outputs are read from a file, not from standard input ('-')",
+      "`cat > outputs.jsonl`"]),
 ]
 
 
@@ -284,3 +340,14 @@ def test_formats_says_what_reads_a_saved_dataset() -> None:
     r = _invoke(["formats"])
     assert r.exit_code == 0
     assert "folder written by datasets' save_to_disk" in r.stdout
+
+
+def test_arena_outputs_read_alike_in_every_layout(tree: Path) -> None:
+    """add-outputs stores the same rows from JSONL, semicolon CSV, CSV with a byte-order
+    mark, gzip JSONL, Parquet and a saved dataset folder (the JSONL rows: the old reader's)."""
+    from prefkit.arena.content import read_outputs
+
+    want = [(r["prompt_id"], r["prompt"], r["model"], r["output"], "") for r in AO_ROWS]
+    for name in ("ao.jsonl", "ao_semi.csv", "ao_bom.csv", "ao_gz.jsonl.gz", "ao.parquet",
+                 "ao_ds"):
+        assert read_outputs(tree / name) == want, name

@@ -193,7 +193,7 @@ def _check_port(host: str, port: int) -> None:
                    "--db postgresql://localhost/arena --json\n\n  prefkit arena add-outputs "
                    "images.jsonl --db arena.db --max-media-mb 50\n")
 def add_outputs(
-    file: Annotated[Path, typer.Argument(help="JSONL or CSV with prompt_id, prompt, model, output (and optionally media: an image/audio/video path or URL).")],
+    file: Annotated[Path, typer.Argument(help="JSONL, JSON, CSV, Parquet or a datasets save_to_disk folder with prompt_id, prompt, model, output (and optionally media: an image/audio/video path or URL).")],
     db: DbOpt,
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
     max_media_mb: MediaCapOpt = DEFAULT_MEDIA_MB,
@@ -202,6 +202,8 @@ def add_outputs(
     from prefkit.arena.content import identity_words, read_outputs
     from prefkit.data.errors import InvalidInputError
 
+    if not file.exists():
+        no_such_input(file, "outputs", "outputs.jsonl")
     try:
         rows = read_outputs(file, _media_bytes(max_media_mb))
     except InvalidInputError as e:
