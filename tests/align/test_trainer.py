@@ -317,7 +317,7 @@ def test_rows_left_out_or_cut_are_warned_about_and_recorded(tmp_path, tokenizer)
               tokenizer=tokenizer, progress=False)
     said = [str(w.message) for w in got if str(w.message).startswith("data:")]
     assert len(said) == 2, said
-    assert "skipped 1 invalid rows" in said[0] and "line 9" in said[0]
+    assert "skipped 1 invalid row:" in said[0] and "line 9" in said[0]
     assert "5 pairwise examples (1 dropped; 1 responses cut)" in said[1]
     assert "line 2: the prompt alone has" in said[1] and "line 3: response 0 cut" in said[1]
     info = json.loads((tmp_path / "a" / "prefkit_align.json").read_text())

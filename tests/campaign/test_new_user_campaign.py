@@ -275,7 +275,7 @@ _for("rtrain rft reval", "long", accept(r"cut|truncat",
                                             "encoder's length"))
 _for(P, "emoji", accept())
 _for(P, "header", refuse("p_header.csv", says=(r"no rows",)))
-_for("rtrain", "single", accept(r"1 training pairs", r"no validation pairs"))
+_for("rtrain", "single", accept(r"1 training pair\b", r"no validation pairs"))
 _for("rft", "single", accept(r"fine-tuned 1 pair for 1 step", check=_model_folder("ft_single")))
 _for("reval", "single", accept(r"\b1\s+1\.000\s+\[0\.207, 1\.000\]",
                                why="one pair: accuracy 1 with its wide interval"))
@@ -287,7 +287,7 @@ _for("rtrain", "allsame", refuse("p_allsame.jsonl", says=(r"identical", r"and \d
 _for("rtrain", "nocol", refuse("p_nocol.jsonl", says=(r"chosen, prompt", r"--column|--format")))
 _for("rtrain", "rowmissing", refuse("p_rowmissing.jsonl", says=(r"line 11", r"'rejected'")))
 _for("rtrain", "margin", refuse("p_margin.jsonl", says=(r"line 6", r"line 7", r"'margin'")))
-_for("rtrain", "obj", accept(r"1 training pairs", r"no validation pairs"))
+_for("rtrain", "obj", accept(r"1 training pair\b", r"no validation pairs"))
 _for("rtrain", "three", accept(r"3 training pairs", r"no validation pairs"))
 _for("rtrain", "good", accept(r"validation accuracy", check=_model_folder("rt_good_again")))
 _for("rtrain", "fmt_llmbar", refuse("p_good.jsonl", says=(r"missing column 'output_2'",
@@ -310,7 +310,7 @@ _for("rtrain", "output_is_file", refuse("good.csv", says=(r"is a file", r"folder
 _for("rtrain", "batch0", refuse(says=(r"batch[_-]size", r">= 1")))
 _for("rtrain", "epochs0", refuse(says=(r"epochs", r">= 1")))
 _for("rtrain", "lr_neg", refuse(says=(r"learning[_-]rate", r"> 0|positive")))
-_for("rtrain", "split_test_small", accept(r"1 training pairs", r"test split",
+_for("rtrain", "split_test_small", accept(r"1 training pair\b", r"test split",
                                           r"no validation pairs"))
 _for("rtrain", "column_bad", refuse("p_good.jsonl", "nosuch", says=(r"--column",)))
 # reward finetune

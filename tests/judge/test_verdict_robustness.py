@@ -37,7 +37,7 @@ def _analyze(*args: str) -> dict[str, Any]:
     out = json.loads(r.stdout)
     assert list(out) == ["judges"]  # the JSON shape, nothing added
     err = " ".join(r.stderr.split())
-    m = re.search(r"skipped (\d+) invalid row\(s\)", err)
+    m = re.search(r"skipped (\d+) invalid rows?\b", err)
     out["skipped_rows"] = int(m.group(1)) if m else 0
     out["skipped_lines"] = [int(x) for x in re.findall(r" line (\d+);", err)]
     return out
