@@ -406,7 +406,7 @@ def test_cli_implicit_refuses_bad_rows_and_options(implicit_cli: dict, tmp_path:
                           "--stop-after", "1")
     assert code == 0, err
     s = json.loads(out)
-    assert s["n_solutions"] == 63 and "names no step" in err
+    assert s["n_solutions"] == 63 and "names none of its" in err
     want = {(r["problem"] + response_text(r["steps"])): r["final_answer_correct"]
             for i, r in enumerate(skip) if i != 1}
     got = [json.loads(x) for f in ("outcome_rows.jsonl", "outcome_rows_val.jsonl")
