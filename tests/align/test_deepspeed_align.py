@@ -36,7 +36,16 @@ pytest.importorskip("accelerate")
 pytest.importorskip("deepspeed")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: the DDP test's data
 
-from test_distributed_align import BASE, CONFIGS, PARAM_ATOL, STEPS, _rows, data_for
+from test_distributed_align import (
+    BASE,
+    CONFIGS,
+    PARAM_ATOL,
+    STEPS,
+    _rows,
+    check_same_run,
+    data_for,
+    load_folder,
+)
 
 from prefkit.align.tiny import char_tokenizer, tiny_llama
 from prefkit.align.trainer import AlignConfig, align
@@ -111,18 +120,6 @@ except ValueError as e:
 """
 
 
-def _load_folder(folder: Path, name: str) -> dict:
-    """The saved folder as the user loads it: transformers (LoRA: peft on the tiny base)."""
-    from transformers import AutoModelForCausalLM
-
-    if name == "lora":
-        from peft import PeftModel
-
-        loaded = PeftModel.from_pretrained(tiny_llama(len(char_tokenizer())), folder)
-        return {k.removeprefix("base_model.model."): v for k, v in loaded.state_dict().items()}
-    return AutoModelForCausalLM.from_pretrained(folder).state_dict()
-
-
 def test_zero3_two_processes_equal_one_with_twice_the_accumulation(tmp_path):
     """torchrun --nproc_per_node 2, ZeRO-3 (gloo): 2 processes partitioned x accumulation 2
     == 1 process x 4, saved weights to 1e-5 after 5 steps (the DDP test's PARAM_ATOL),
@@ -153,42 +150,15 @@ def test_zero3_two_processes_equal_one_with_twice_the_accumulation(tmp_path):
         align(one, data, config=AlignConfig(**BASE, **cfg, grad_accum=4), validation=data,
               output_dir=tmp_path / name, progress=False)
         mine = one.state_dict()
-        got = _load_folder(two / name, name)  # the folder process 0 wrote, gathered
-        moved = max(float((v - start[k] if k in start else v).abs().max())
-                    for k, v in mine.items() if k in start or "lora_B" in k)
-        assert moved > 1e-4, f"{name}: the run must change the weights"
-        assert set(got) == set(mine)
-        for k, v in mine.items():
-            torch.testing.assert_close(got[k], v, atol=PARAM_ATOL, rtol=0, msg=f"{name} {k}")
-        # the checkpoint: full trainable weights and AdamW state, in one process's layout
-        ck1 = torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)
-        ck2 = torch.load(two / name / "checkpoint.pt", weights_only=True)
-        assert set(ck2["model"]) == set(ck1["model"])
-        for k, v in ck1["model"].items():
-            torch.testing.assert_close(ck2["model"][k], v, atol=PARAM_ATOL, rtol=0, msg=k)
-        o1, o2 = ck1["optimizer"], ck2["optimizer"]
-        assert [g["params"] for g in o2["param_groups"]] == \
-            [g["params"] for g in o1["param_groups"]]
-        assert set(o2["state"]) == set(o1["state"])
-        for i, s in o1["state"].items():
-            for key in ("exp_avg", "exp_avg_sq"):
-                torch.testing.assert_close(o2["state"][i][key], s[key], atol=PARAM_ATOL,
-                                           rtol=1e-3, msg=f"{name} {i} {key}")
-            assert float(o2["state"][i]["step"]) == float(s["step"]) == STEPS
-        for kind in ("train", "val"):
-            r1, r2 = _rows(tmp_path / name, kind), _rows(two / name, kind)
-            assert len(r1) == len(r2) == (STEPS if kind == "train" else 1)
-            for a, b in zip(r1, r2, strict=True):
-                for key in ("loss", "margins", "accuracy", "kl", "grad_norm", "lr", "val_loss"):
-                    if a.get(key) is not None:
-                        assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), \
-                            (name, kind, key)
+        # the folder process 0 wrote, gathered, its checkpoint and metrics
+        got = check_same_run(tmp_path, two, name, mine, start, (
+            "loss", "margins", "accuracy", "kl", "grad_norm", "lr", "val_loss"))
         if name != "lora":  # the LM head (used outside its forward) trained like the rest
             assert float((got["lm_head.weight"] - start["lm_head.weight"]).abs().max()) > 1e-4
     # resumed from the gathered checkpoint (weights and AdamW state broadcast back into the
     # partitions): the same run, bit for bit
-    whole = _load_folder(two / "dpo", "dpo")
-    resumed = _load_folder(two / "resumed", "dpo")
+    whole = load_folder(two / "dpo", "dpo")
+    resumed = load_folder(two / "resumed", "dpo")
     for k, v in whole.items():
         torch.testing.assert_close(resumed[k], v, atol=0, rtol=0, msg=k)
     assert [r["loss"] for r in _rows(two / "resumed", "train")] == \

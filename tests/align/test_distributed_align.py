@@ -131,6 +131,61 @@ def _rows(folder: Path, kind: str) -> list[dict]:
     return [r for r in rows if r["kind"] == kind]
 
 
+def load_folder(folder: Path, name: str, base: Path | None = None) -> dict:
+    """The saved folder as the user loads it: transformers (LoRA: peft on the base, the
+    tiny model or the folder ``base``)."""
+    from transformers import AutoModelForCausalLM
+
+    from prefkit.align.tiny import char_tokenizer, tiny_llama
+
+    if name == "lora":
+        from peft import PeftModel
+
+        tok = char_tokenizer()
+        lm = tiny_llama(len(tok)) if base is None else AutoModelForCausalLM.from_pretrained(base)
+        loaded = PeftModel.from_pretrained(lm, folder).state_dict()
+        return {k.removeprefix("base_model.model."): v for k, v in loaded.items()}
+    return AutoModelForCausalLM.from_pretrained(folder).state_dict()
+
+
+def check_same_run(one: Path, two: Path, name: str, mine: dict, start: dict,
+                   row_keys: tuple[str, ...]) -> dict:
+    """A sharded / partitioned run in ``two / name`` (written by process 0) against the one
+    process run in ``one / name`` whose final weights are ``mine`` (from ``start``): the
+    saved folder, the checkpoint's full weights and AdamW state (one process's layout) and
+    the metrics rows' ``row_keys`` agree. Returns the saved folder's weights."""
+    moved = max(float((v - start[k] if k in start else v).abs().max())
+                for k, v in mine.items() if k in start or "lora_B" in k)
+    assert moved > 1e-4, f"{name}: the run must change the weights"
+    got = load_folder(two / name, name)
+    assert set(got) == set(mine)
+    for k, v in mine.items():
+        torch.testing.assert_close(got[k], v, atol=PARAM_ATOL, rtol=0, msg=f"{name} {k}")
+    ck1 = torch.load(one / name / "checkpoint.pt", weights_only=True)
+    ck2 = torch.load(two / name / "checkpoint.pt", weights_only=True)
+    assert set(ck2["model"]) == set(ck1["model"])
+    for k, v in ck1["model"].items():
+        torch.testing.assert_close(ck2["model"][k], v, atol=PARAM_ATOL, rtol=0, msg=k)
+    o1, o2 = ck1["optimizer"], ck2["optimizer"]
+    assert [g["params"] for g in o2["param_groups"]] == \
+        [g["params"] for g in o1["param_groups"]]
+    assert set(o2["state"]) == set(o1["state"])
+    for i, s in o1["state"].items():
+        for key in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(o2["state"][i][key], s[key], atol=PARAM_ATOL,
+                                       rtol=1e-3, msg=f"{name} {i} {key}")
+        assert float(o2["state"][i]["step"]) == float(s["step"]) == STEPS
+    for kind in ("train", "val"):
+        r1, r2 = _rows(one / name, kind), _rows(two / name, kind)
+        assert len(r1) == len(r2) == (STEPS if kind == "train" else 1)
+        for a, b in zip(r1, r2, strict=True):
+            for key in row_keys:
+                if a.get(key) is not None:
+                    assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), \
+                        (name, kind, key)
+    return got
+
+
 @pytest.fixture
 def no_distributed_calls(monkeypatch):
     """One process: any collective call, process-group start or Accelerator fails the test."""

@@ -34,7 +34,16 @@ pytest.importorskip("accelerate")
 pytest.importorskip("torch.distributed.fsdp")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: the DDP test's data
 
-from test_distributed_align import BASE, CONFIGS, PARAM_ATOL, STEPS, _rows, data_for
+from test_distributed_align import (
+    BASE,
+    CONFIGS,
+    PARAM_ATOL,
+    STEPS,
+    _rows,
+    check_same_run,
+    data_for,
+    load_folder,
+)
 
 from prefkit.align.reference import cached_reference_logps
 from prefkit.align.tiny import char_tokenizer, tiny_llama
@@ -88,21 +97,6 @@ for what, env in (("fsdp1", {{"FSDP_VERSION": "1"}}), ("deepspeed", {{"ACCELERAT
 """
 
 
-def _load_folder(folder: Path, name: str, base: Path | None = None) -> dict:
-    """The saved folder as the user loads it: transformers (LoRA: peft on the base, the
-    tiny model or the folder ``base``)."""
-    from transformers import AutoModelForCausalLM
-
-    if name == "lora":
-        from peft import PeftModel
-
-        tok = char_tokenizer()
-        lm = tiny_llama(len(tok)) if base is None else AutoModelForCausalLM.from_pretrained(base)
-        loaded = PeftModel.from_pretrained(lm, folder).state_dict()
-        return {k.removeprefix("base_model.model."): v for k, v in loaded.items()}
-    return AutoModelForCausalLM.from_pretrained(folder).state_dict()
-
-
 def test_fsdp2_two_processes_equal_one_with_twice_the_accumulation(tmp_path):
     """torchrun --nproc_per_node 2, FSDP2 (gloo): 2 processes sharded x accumulation 2 ==
     1 process x 4, saved weights to 1e-5 after 5 steps, metrics alike; checkpoint's full
@@ -129,38 +123,11 @@ def test_fsdp2_two_processes_equal_one_with_twice_the_accumulation(tmp_path):
         align(one, data, config=AlignConfig(**BASE, **cfg, grad_accum=4), validation=data,
               output_dir=tmp_path / name, progress=False)
         mine = one.state_dict()
-        got = _load_folder(two / name, name)  # the folder process 0 wrote from the shards
-        moved = max(float((v - start[k] if k in start else v).abs().max())
-                    for k, v in mine.items() if k in start or "lora_B" in k)
-        assert moved > 1e-4, f"{name}: the run must change the weights"
-        assert set(got) == set(mine)
-        for k, v in mine.items():
-            torch.testing.assert_close(got[k], v, atol=PARAM_ATOL, rtol=0, msg=k)
-        # the checkpoint: full trainable weights and AdamW state, in one process's layout
-        ck1 = torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)
-        ck2 = torch.load(two / name / "checkpoint.pt", weights_only=True)
-        assert set(ck2["model"]) == set(ck1["model"])
-        for k, v in ck1["model"].items():
-            torch.testing.assert_close(ck2["model"][k], v, atol=PARAM_ATOL, rtol=0, msg=k)
-        o1, o2 = ck1["optimizer"], ck2["optimizer"]
-        assert [g["params"] for g in o2["param_groups"]] == \
-            [g["params"] for g in o1["param_groups"]]
-        assert set(o2["state"]) == set(o1["state"])
-        for i, s in o1["state"].items():
-            for key in ("exp_avg", "exp_avg_sq"):
-                torch.testing.assert_close(o2["state"][i][key], s[key], atol=PARAM_ATOL,
-                                           rtol=1e-3, msg=f"{name} {i} {key}")
-            assert float(o2["state"][i]["step"]) == float(s["step"]) == STEPS
-        for kind in ("train", "val"):
-            r1, r2 = _rows(tmp_path / name, kind), _rows(two / name, kind)
-            assert len(r1) == len(r2) == (STEPS if kind == "train" else 1)
-            for a, b in zip(r1, r2, strict=True):
-                for key in ("loss", "margins", "accuracy", "kl", "grad_norm", "val_loss"):
-                    if a.get(key) is not None:
-                        assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), \
-                            (name, kind, key)
-    whole = _load_folder(two / "dpo", "dpo")
-    resumed = _load_folder(two / "resumed", "dpo")
+        # the folder process 0 wrote from the shards, its checkpoint and metrics
+        check_same_run(tmp_path, two, name, mine, start, (
+            "loss", "margins", "accuracy", "kl", "grad_norm", "val_loss"))
+    whole = load_folder(two / "dpo", "dpo")
+    resumed = load_folder(two / "resumed", "dpo")
     for k, v in whole.items():
         torch.testing.assert_close(resumed[k], v, atol=0, rtol=0, msg=k)
     assert [r["loss"] for r in _rows(two / "resumed", "train")] == \
@@ -374,16 +341,16 @@ def test_fsdp2_from_a_folder_loads_the_weights_on_the_main_process_only(tmp_path
     assert again.loaded
     # the same training as one process with twice the accumulation
     for name, (folder, _, _) in cases.items():
-        mine = _load_folder(tmp_path / name, name, folder)
-        got = _load_folder(two / name, name, folder)
-        start = _load_folder(folder, "dpo", folder)
+        mine = load_folder(tmp_path / name, name, folder)
+        got = load_folder(two / name, name, folder)
+        start = load_folder(folder, "dpo", folder)
         assert set(got) == set(mine)
         moved = max(float((v - start[k] if k in start else v).abs().max())
                     for k, v in mine.items() if k in start or "lora_B" in k)
         assert moved > 1e-4, f"{name}: the run must change the weights"
         for k, v in mine.items():
             torch.testing.assert_close(got[k], v, atol=PARAM_ATOL, rtol=0, msg=f"{name} {k}")
-    whole, resumed = _load_folder(two / "dpo", "dpo"), _load_folder(two / "resumed", "dpo")
+    whole, resumed = load_folder(two / "dpo", "dpo"), load_folder(two / "resumed", "dpo")
     for k, v in whole.items():
         torch.testing.assert_close(resumed[k], v, atol=0, rtol=0, msg=k)
 
