@@ -27,6 +27,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +48,9 @@ from prefkit.align.packing import (
     uses_block_mask,
 )
 from prefkit.align.tiny import char_tokenizer, tiny_llama
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: test_packing's rows
+from test_packing import listwise_examples, pair_examples  # noqa: E402
 
 ATOL = 1e-5  # float32 (as test_packing.py)
 MODES = ("pack", "prefix")
@@ -74,30 +79,6 @@ def cpu_flex_backward(monkeypatch):
 
     monkeypatch.setattr(fa, "_validate_device", lambda *a: None)
     monkeypatch.setattr(hf_flex, "compile_friendly_flex_attention", eager)
-
-
-def enc(tok, text: str, bos: bool = False) -> list[int]:
-    ids = tok(text)["input_ids"]
-    return ids if bos else ids[1:]
-
-
-def pair_examples(tok):
-    return [AlignExample(enc(tok, "Hi there", True), [enc(tok, " hello</s>"),
-                                                      enc(tok, " go away, now</s>")]),
-            AlignExample(enc(tok, "Q: 2+2?", True), [enc(tok, " 4</s>"), enc(tok, " 5</s>")]),
-            AlignExample(enc(tok, "Say nothing.", True), [enc(tok, " ok</s>"), []]),
-            AlignExample(enc(tok, "A much longer prompt than the others here", True),
-                         [enc(tok, " yes</s>"), enc(tok, " no, not that</s>")])]
-
-
-def listwise_examples(tok):
-    """K = 3 with an invalid response and a prompt with only two responses."""
-    return [AlignExample(enc(tok, "Rank:", True), [enc(tok, " best</s>"), enc(tok, " ok</s>"),
-                                                   enc(tok, " bad answer</s>")]),
-            AlignExample(enc(tok, "Order these", True), [enc(tok, " a</s>"), enc(tok, " bb</s>")]),
-            AlignExample(enc(tok, "Three?", True), [enc(tok, " x</s>"), enc(tok, " yy</s>"),
-                                                     enc(tok, " zzz</s>")],
-                         valid=[True, True, False])]
 
 
 def long_examples(n: int, seed: int):
