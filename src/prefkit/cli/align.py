@@ -294,9 +294,7 @@ def align_command(
     except (OSError, ValueError) as e:
         fail(f"--model {model}: cannot load its tokenizer ({e})")
 
-    def read(path: Path, what: str) -> Any:
-        if not path.exists():
-            no_such_input(path, "preference data", "prefs.jsonl", flag=what)
+    def read(path: Path) -> Any:  # path exists: checked before the model loaded
         want = spec.kind if kind == "auto" else kind
         with input_errors(path):
             records = read_alignment_data(path, kind="auto", format=fmt,
@@ -329,8 +327,8 @@ def align_command(
             fail(f"{path}: no example left to train on after tokenization (raise --max-length)")
         return records, tokens
 
-    records, tokens = read(data, "--data")
-    val_tokens = None if validation is None else read(validation, "--validation")[1]
+    records, tokens = read(data)
+    val_tokens = None if validation is None else read(validation)[1]
     try:
         with run_errors(), attention_implementation(attention):
             result = align(model, tokens, config=config, output_dir=output,
